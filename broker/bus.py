@@ -1,0 +1,215 @@
+"""The bus: one writer task that commits many callers' work per transaction (group
+commit), routes each event inside that transaction, then fans out after COMMIT."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import orjson
+
+from broker.errors import Conflict, OpsbusError, Unavailable
+from broker.hub import Hub
+from broker.store.base import Store, WriteTxn
+from broker.store.records import AppendResult, StoredEvent
+from broker.timeutil import now_rfc3339
+
+if TYPE_CHECKING:
+    from broker.routing import Router
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+LINEAGE = ("causationid", "correlationid", "hopcount")
+
+
+def canonical(event: dict[str, Any]) -> bytes:
+    """The bytes stored and streamed for an event (compact JSON, attribute order kept)."""
+    return orjson.dumps(event)
+
+
+def digest_of(raw: bytes) -> bytes:
+    return hashlib.blake2b(raw, digest_size=16).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The answer to a publisher for one event."""
+
+    seq: int
+    id: str
+    duplicate: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "id": self.id, "duplicate": self.duplicate}
+
+
+class WriteContext:
+    """What a unit of work sees inside the writer's transaction: the store transaction
+    and `publish`, which appends and routes an event in the same transaction."""
+
+    def __init__(self, bus: Bus, tx: WriteTxn, recvtime: str) -> None:
+        self.bus = bus
+        self.tx = tx
+        self.recvtime = recvtime
+        self.committed: list[StoredEvent] = []
+        self.after_commit: list[Callable[[], None]] = []
+
+    async def publish(
+        self, event: dict[str, Any], *, cause: StoredEvent | None = None
+    ) -> tuple[AppendResult, StoredEvent | None]:
+        """Append `event` (already validated) and route it. With `cause`, the event is
+        derived: it gets causationid, the inherited correlationid and a hop count.
+        Returns the append result and the stored event (None for a duplicate)."""
+        if cause is not None:
+            event = with_lineage(event, cause.event)
+        raw = canonical(event)
+        result = await self.tx.append_event(event, raw, self.recvtime, digest_of(raw))
+        if result.duplicate:
+            return result, None
+        stored = StoredEvent(result.seq, self.recvtime, raw, (), event)
+        self.committed.append(stored)
+        await self.bus.router.route(self, stored)
+        return result, stored
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once this transaction has committed (e.g. wake a dispatcher)."""
+        self.after_commit.append(callback)
+
+
+def with_lineage(event: dict[str, Any], cause: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `event` carrying causation, correlation and hop count from `cause`."""
+    derived = dict(event)
+    derived["causationid"] = str(cause["id"])
+    derived.setdefault("correlationid", cause.get("correlationid") or str(cause["id"]))
+    hops = cause.get("hopcount", 0)
+    derived["hopcount"] = (hops if isinstance(hops, int) else 0) + 1
+    return derived
+
+
+@dataclass(eq=False)
+class _Work(Generic[T]):
+    fn: Callable[[WriteContext], Awaitable[T]]
+    size: int
+    future: asyncio.Future[T] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Bus:
+    """Publish events and run state changes through the single writer."""
+
+    def __init__(self, store: Store, hub: Hub, router: Router, *, max_batch: int = 2000) -> None:
+        self.store = store
+        self.hub = hub
+        self.router = router
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[_Work[Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.commits = 0
+        self.events_committed = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._writer(), name="opsbus-writer")
+
+    async def stop(self) -> None:
+        """Refuse new work, commit what is queued, then stop the writer."""
+        self._stopping = True
+        if self._task is not None:
+            await self._queue.put(_Work(_stop_marker, 0))
+            await self._task
+            self._task = None
+
+    async def run(self, fn: Callable[[WriteContext], Awaitable[T]], size: int = 1) -> T:
+        """Run `fn` inside the next group transaction; returns once it has committed.
+        If `fn` raises, its own writes are rolled back and the error is re-raised here;
+        the other work in the group is unaffected."""
+        if self._stopping or self._task is None:
+            raise Unavailable("the broker is shutting down")
+        work: _Work[T] = _Work(fn, size)
+        self._queue.put_nowait(work)
+        return await work.future
+
+    async def publish(self, events: list[dict[str, Any]]) -> list[Published]:
+        """Append and route validated events as one all-or-nothing unit."""
+
+        async def append_all(ctx: WriteContext) -> list[Published]:
+            answers = []
+            for index, event in enumerate(events):
+                result, _ = await ctx.publish(event)
+                if result.conflict:
+                    raise Conflict(
+                        f"an event with source {event['source']!r} and id {event['id']!r}"
+                        f" is already stored (seq {result.seq}) with different content",
+                        seq=result.seq, index=index if len(events) > 1 else None,
+                    )
+                answers.append(Published(result.seq, str(event["id"]), result.duplicate))
+            return answers
+
+        return await self.run(append_all, size=len(events))
+
+    async def _writer(self) -> None:
+        while True:
+            group = [await self._queue.get()]
+            size = group[0].size
+            while size < self.max_batch and not self._queue.empty():
+                work = self._queue.get_nowait()
+                group.append(work)
+                size += work.size
+            stop = any(w.fn is _stop_marker for w in group)
+            group = [w for w in group if w.fn is not _stop_marker]
+            if group:
+                await self._commit_group(group)
+            if stop and self._queue.empty():
+                return
+
+    async def _commit_group(self, group: list[_Work[Any]]) -> None:
+        outcomes: list[tuple[_Work[Any], Any, BaseException | None]] = []
+        try:
+            async with self.store.transaction() as tx:
+                ctx = WriteContext(self, tx, now_rfc3339())
+                for work in group:
+                    mark = len(ctx.committed)
+                    hooks = len(ctx.after_commit)
+                    try:
+                        async with tx.savepoint():
+                            result = await work.fn(ctx)
+                        outcomes.append((work, result, None))
+                    except Exception as exc:  # one caller's failure is not the group's
+                        if not isinstance(exc, OpsbusError):
+                            log.exception("unexpected error in a write")
+                        del ctx.committed[mark:]
+                        del ctx.after_commit[hooks:]
+                        outcomes.append((work, None, exc))
+        except Exception as exc:
+            log.exception("commit failed")
+            for work in group:
+                if not work.future.done():
+                    work.future.set_exception(
+                        Unavailable(f"the store could not commit: {exc}")
+                    )
+            return
+        self.commits += 1
+        self.events_committed += len(ctx.committed)
+        self.hub.publish(ctx.committed)
+        for work, result, error in outcomes:
+            if work.future.done():
+                continue
+            if error is None:
+                work.future.set_result(result)
+            else:
+                work.future.set_exception(error)
+        for callback in ctx.after_commit:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback failed")
+
+
+async def _stop_marker(ctx: WriteContext) -> None:
+    return None

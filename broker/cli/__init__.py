@@ -1,0 +1,77 @@
+"""The `opsbus` command line: one module per command group, errors as one line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from broker import __version__
+from broker.errors import OpsbusError
+
+COMMAND_MODULES = (
+    "broker.cli.serve",
+    "broker.cli.emit",
+    "broker.cli.tail",
+)
+"""Modules with `register(subparsers)`; each sets `func` (sync or async) on its parser."""
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"opsbus: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="opsbus", description="An event bus for operations teams.")
+    parser.add_argument("--version", action="version", version=f"opsbus {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = args.func(args)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result or 0)
+    except KeyboardInterrupt:
+        return 130
+    except OpsbusError as exc:
+        from broker.client import BrokerUnreachable
+
+        print(f"opsbus: {exc.detail}", file=sys.stderr)
+        return EXIT_UNREACHABLE if isinstance(exc, BrokerUnreachable) else EXIT_ERROR
+    except BrokenPipeError:
+        return 0
+
+
+def client_options(parser: argparse.ArgumentParser) -> None:
+    """--url and --token, shared by every command that talks to a broker."""
+    import os
+
+    parser.add_argument("--url", default=os.environ.get("OPSBUS_URL", "http://127.0.0.1:8787"),
+                        help="broker URL (env OPSBUS_URL; default %(default)s)")
+    parser.add_argument("--token", default=os.environ.get("OPSBUS_TOKEN"),
+                        help="API bearer token (env OPSBUS_TOKEN)")
+
+
+def json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable JSON output")

@@ -1,0 +1,60 @@
+"""`opsbus serve`: run the broker (HTTP API on the embedded store)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import fields
+from typing import Any
+
+from broker.settings import Settings, resolve_settings
+
+log = logging.getLogger("opsbus")
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting, documented from the Settings field docstrings."""
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        kind = {"int": int, "float": float}.get(str(f.type))
+        if str(f.type) == "bool":
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=f"(env OPSBUS_{f.name.upper()})")
+        else:
+            parser.add_argument(flag, dest=f.name, type=kind or str, default=None,
+                                help=f"default {f.default!r} (env OPSBUS_{f.name.upper()})")
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("serve", help="run the broker",
+                            description="Run the broker: HTTP API, routing, delivery.")
+    add_settings_flags(parser)
+    parser.set_defaults(func=serve)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return resolve_settings({f.name: getattr(args, f.name, None) for f in fields(Settings)})
+
+
+def run_server(settings: Settings) -> None:
+    """Serve until SIGINT/SIGTERM; in-flight commits finish before the process exits."""
+    from aiohttp import web
+
+    from broker.http.app import create_app
+
+    logging.getLogger().setLevel(settings.log_level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    app = create_app(settings)
+
+    def announce(_: str) -> None:
+        print(f"opsbus listening on http://{settings.listen} (data in {settings.data_dir})",
+              file=sys.stderr, flush=True)
+
+    web.run_app(app, host=settings.host, port=settings.port, print=announce,
+                shutdown_timeout=10, access_log=None, handle_signals=True)
+
+
+def serve(args: argparse.Namespace) -> int:
+    run_server(settings_from(args))
+    return 0

@@ -1,0 +1,233 @@
+"""An async HTTP client for the broker, used by the CLI and the console."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from broker.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    OpsbusError,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "http://127.0.0.1:8787"
+
+_BY_STATUS: dict[int, type[OpsbusError]] = {
+    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
+    413: TooLarge, 503: Unavailable,
+}
+
+
+class BrokerUnreachable(OpsbusError):
+    """The broker could not be reached (refused, timed out, DNS)."""
+
+    status = 503
+    title = "Broker unreachable"
+    slug = "unreachable"
+
+
+class ClientError(OpsbusError):
+    """The broker answered with an error; `problem` is its problem document."""
+
+    def __init__(self, problem: dict[str, Any]) -> None:
+        super().__init__(str(problem.get("detail") or problem.get("title") or "error"))
+        self.problem_doc = problem
+        self.status = int(problem.get("status", 500))
+        self.title = str(problem.get("title", "Error"))
+
+
+def _error(status: int, body: bytes) -> OpsbusError:
+    try:
+        doc = orjson.loads(body)
+        if not isinstance(doc, dict):
+            raise ValueError
+    except ValueError:
+        doc = {"status": status, "title": "Error", "detail": body[:200].decode(errors="replace")}
+    doc.setdefault("status", status)
+    err = ClientError(doc)
+    kind = _BY_STATUS.get(status)
+    if kind is not None:
+        typed = kind(err.detail, **{k: v for k, v in doc.items()
+                                    if k not in ("type", "title", "status", "detail")})
+        typed.problem_doc = doc  # type: ignore[attr-defined]
+        return typed
+    return err
+
+
+class OpsbusClient:
+    """`async with OpsbusClient(url) as client: await client.publish(event)`."""
+
+    def __init__(self, url: str = DEFAULT_URL, token: str | None = None,
+                 timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> OpsbusClient:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        if self._session is None:
+            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+            self._session = aiohttp.ClientSession(
+                headers=headers, timeout=aiohttp.ClientTimeout(total=None, connect=10),
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+            )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("use the client inside 'async with'")
+        return self._session
+
+    async def request(self, method: str, path: str, *, json: Any = None,
+                      data: bytes | None = None, headers: dict[str, str] | None = None,
+                      params: dict[str, Any] | None = None, timeout: float | None = None
+                      ) -> Any:
+        """Call the API; the decoded JSON answer, or a typed error from its problem."""
+        if json is not None:
+            data = orjson.dumps(json)
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        clean = {k: str(v) for k, v in (params or {}).items() if v is not None}
+        try:
+            async with self.session.request(
+                method, self.url + path, data=data, headers=headers, params=clean,
+                timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
+            ) as resp:
+                body = await resp.read()
+                if resp.status >= 400:
+                    raise _error(resp.status, body)
+                if not body:
+                    return None
+                if resp.content_type.endswith("json"):
+                    return orjson.loads(body)
+                return body.decode()
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise BrokerUnreachable(f"cannot reach the broker at {self.url}: "
+                                    f"{exc or type(exc).__name__}") from None
+
+    # -- events --------------------------------------------------------------------
+    async def publish(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Publish one structured event; {seq, id, duplicate}."""
+        return await self.request("POST", "/v1/events", data=orjson.dumps(event),
+                                  headers={"Content-Type": "application/cloudevents+json"})
+
+    async def publish_batch(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return await self.request(
+            "POST", "/v1/events", data=orjson.dumps(events),
+            headers={"Content-Type": "application/cloudevents-batch+json"})
+
+    async def events(self, *, after: int = 0, limit: int = 100, filter: str | None = None,
+                     **params: Any) -> dict[str, Any]:
+        return await self.request("GET", "/v1/events", params={
+            "after": after, "limit": limit, "filter": filter, **params})
+
+    async def event(self, seq: int) -> dict[str, Any]:
+        return await self.request("GET", f"/v1/events/{seq}")
+
+    async def evaluate(self, event: dict[str, Any], expression: str | None = None,
+                       filter: dict[str, Any] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"event": event}
+        if filter is not None:
+            body["filter"] = filter
+        else:
+            body["expression"] = expression
+        return await self.request("POST", "/v1/filters/evaluate", json=body)
+
+    # -- configuration ---------------------------------------------------------------
+    async def list_objects(self, kind: str) -> list[dict[str, Any]]:
+        return (await self.request("GET", f"/v1/{kind}"))[kind]
+
+    async def put_object(self, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return await self.request("PUT", f"/v1/{kind}/{quote(spec['name'], safe='')}",
+                                  json=spec)
+
+    async def delete_object(self, kind: str, name: str) -> None:
+        await self.request("DELETE", f"/v1/{kind}/{quote(name, safe='')}")
+
+    # -- stream ----------------------------------------------------------------------
+    async def stream(self, *, after: int | None = None, filter: str | None = None,
+                     reconnect: bool = True, retry_s: float = 1.0,
+                     on_state: Any = None) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+        """(seq, event) from `/v1/stream`, forever; reconnects and resumes after the
+        last seq seen. `on_state("connected" | "disconnected", detail)` reports changes."""
+        last = after
+        while True:
+            params = {"filter": filter}
+            headers = {"Accept": "text/event-stream"}
+            if last is not None:
+                headers["Last-Event-ID"] = str(last)
+            try:
+                async with self.session.get(
+                    self.url + "/v1/stream", params={k: v for k, v in params.items() if v},
+                    headers=headers, timeout=aiohttp.ClientTimeout(total=None, sock_read=60),
+                ) as resp:
+                    if resp.status >= 400:
+                        raise _error(resp.status, await resp.read())
+                    if on_state:
+                        on_state("connected", None)
+                    async for seq, event in _parse_sse(resp):
+                        last = seq
+                        yield seq, event
+            except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+                if on_state:
+                    on_state("disconnected", str(exc) or type(exc).__name__)
+                if not reconnect:
+                    raise BrokerUnreachable(f"stream from {self.url} ended: {exc}") from None
+            else:
+                if on_state:
+                    on_state("disconnected", "the broker closed the stream")
+                if not reconnect:
+                    return
+            await asyncio.sleep(retry_s)
+
+
+async def _parse_sse(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    seq: int | None = None
+    data: list[bytes] = []
+    kind = b"message"
+    buffer = b""
+    async for chunk in resp.content.iter_any():
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            line = line.rstrip(b"\r")
+            if not line:
+                if data and kind == b"cloudevent" and seq is not None:
+                    yield seq, orjson.loads(b"\n".join(data))
+                data, kind = [], b"message"
+                continue
+            if line.startswith(b":"):
+                continue
+            field, _, value = line.partition(b":")
+            value = value[1:] if value.startswith(b" ") else value
+            if field == b"id":
+                seq = int(value)
+            elif field == b"data":
+                data.append(value)
+            elif field == b"event":
+                kind = value

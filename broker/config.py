@@ -1,0 +1,194 @@
+"""Configuration objects (routes, queues, subscriptions, actions, ...) from opsbus.toml
+and the API: validated by kind, kept in the store, hot-reloaded when the file changes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from broker.errors import Conflict, InvalidConfig, NotFound, OpsbusError
+from broker.settings import load_config_file
+from broker.store.records import ConfigObject
+
+if TYPE_CHECKING:
+    from broker.core import Broker
+
+log = logging.getLogger(__name__)
+
+FILE_SECTIONS_NOT_OBJECTS = ("server", "plugins")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of configuration object: `routes` in TOML `[[routes]]` and `/v1/routes`."""
+
+    name: str
+    singular: str
+    validate: Callable[[Any], dict[str, Any]]
+    """Returns the normalised spec or raises InvalidConfig naming the problem."""
+
+
+class ConfigManager:
+    """Applies configuration to the store and tells listeners (the router, dispatchers)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.kinds: dict[str, Kind] = {}
+        self.listeners: list[Callable[[list[ConfigObject]], None]] = []
+        self.objects: list[ConfigObject] = []
+        self.file_sections: dict[str, Any] = {}
+        """Non-object sections of the last good file (e.g. `[plugins]`)."""
+        self.last_error: str | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+
+    def register_kind(self, kind: Kind) -> None:
+        self.kinds[kind.name] = kind
+
+    def on_change(self, listener: Callable[[list[ConfigObject]], None]) -> None:
+        self.listeners.append(listener)
+
+    def kind(self, name: str) -> Kind:
+        if name not in self.kinds:
+            raise NotFound(f"no configuration kind {name!r}")
+        return self.kinds[name]
+
+    def validate(self, kind: str, spec: Any) -> dict[str, Any]:
+        return self.kind(kind).validate(spec)
+
+    def parse_file(self, path: str | Path) -> dict[str, list[dict[str, Any]]]:
+        """Validate every object in the file; InvalidConfig on the first problem."""
+        doc = load_config_file(path)
+        parsed: dict[str, list[dict[str, Any]]] = {}
+        for section, value in doc.items():
+            if section in FILE_SECTIONS_NOT_OBJECTS:
+                continue
+            if section not in self.kinds:
+                known = ", ".join(sorted([*self.kinds, *FILE_SECTIONS_NOT_OBJECTS]))
+                raise InvalidConfig(f"{path}: unknown section [{section}] (known: {known})")
+            if not isinstance(value, list):
+                raise InvalidConfig(f"{path}: {section} must be an array of tables [[{section}]]")
+            seen: set[str] = set()
+            specs = []
+            for index, item in enumerate(value):
+                try:
+                    spec = self.kinds[section].validate(item)
+                except OpsbusError as exc:
+                    raise InvalidConfig(f"{path}: {section}[{index}]: {exc.detail}") from None
+                if spec["name"] in seen:
+                    raise InvalidConfig(f"{path}: {section}: duplicate name {spec['name']!r}")
+                seen.add(spec["name"])
+                specs.append(spec)
+            parsed[section] = specs
+        return parsed
+
+    async def load_file(self, path: str | Path) -> None:
+        """Apply the file: its objects replace every file-origin object, atomically."""
+        parsed = self.parse_file(path)
+        doc = load_config_file(path)
+        existing = await self.broker.store.list_config()
+
+        async def apply(ctx: Any) -> None:
+            wanted = {(kind, spec["name"]) for kind, specs in parsed.items() for spec in specs}
+            for obj in existing:
+                if obj.origin == "file" and (obj.kind, obj.name) not in wanted:
+                    await ctx.tx.delete_config(obj.kind, obj.name)
+            current = {(o.kind, o.name): o for o in existing}
+            for kind, specs in parsed.items():
+                for spec in specs:
+                    old = current.get((kind, spec["name"]))
+                    if old is None or old.spec != spec or old.origin != "file":
+                        await ctx.tx.put_config(kind, spec["name"], spec, "file")
+
+        await self.broker.bus.run(apply)
+        self.file_sections = {k: v for k, v in doc.items() if k in FILE_SECTIONS_NOT_OBJECTS}
+        self.last_error = None
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        self.objects = await self.broker.store.list_config()
+        for listener in self.listeners:
+            try:
+                listener(self.objects)
+            except Exception:
+                log.exception("configuration listener failed")
+
+    def list(self, kind: str) -> list[ConfigObject]:
+        self.kind(kind)
+        return [o for o in self.objects if o.kind == kind]
+
+    def get(self, kind: str, name: str) -> ConfigObject:
+        for obj in self.list(kind):
+            if obj.name == name:
+                return obj
+        raise NotFound(f"no {self.kind(kind).singular} named {name!r}")
+
+    async def put(
+        self, kind: str, spec: Any, *, name: str | None = None
+    ) -> tuple[ConfigObject, bool]:
+        """Create or replace an object through the API; (object, created)."""
+        if isinstance(spec, dict) and name is not None:
+            spec = {**spec, "name": spec.get("name", name)}
+            if spec["name"] != name:
+                raise InvalidConfig(f"name in the body ({spec['name']!r}) differs from the URL")
+        normalised = self.validate(kind, spec)
+
+        async def write(ctx: Any) -> tuple[ConfigObject, bool]:
+            old = await self.broker.store.get_config(kind, normalised["name"])
+            if old is not None and old.origin == "file":
+                raise Conflict(
+                    f"{self.kind(kind).singular} {normalised['name']!r} is defined in the"
+                    " config file; edit the file instead"
+                )
+            obj = await ctx.tx.put_config(kind, normalised["name"], normalised, "api")
+            return obj, old is None
+
+        result = await self.broker.bus.run(write)
+        await self.refresh()
+        return result
+
+    async def delete(self, kind: str, name: str) -> None:
+        obj = self.get(kind, name)
+        if obj.origin == "file":
+            raise Conflict(
+                f"{self.kind(kind).singular} {name!r} is defined in the config file;"
+                " remove it there"
+            )
+
+        async def write(ctx: Any) -> bool:
+            return await ctx.tx.delete_config(kind, name)
+
+        await self.broker.bus.run(write)
+        await self.refresh()
+
+    def start_watching(self, path: str | Path) -> None:
+        self._watch_task = asyncio.create_task(self._watch(Path(path)), name="config-watch")
+
+    async def stop_watching(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            try:
+                await self._watch_task
+            except asyncio.CancelledError:
+                pass
+            self._watch_task = None
+
+    async def _watch(self, path: Path) -> None:
+        import watchfiles
+
+        # Watch the folder: editors replace files by rename, which a file watch misses.
+        async for changes in watchfiles.awatch(path.parent, debounce=200, step=50,
+                                               recursive=False):
+            if not any(Path(p).name == path.name for _, p in changes):
+                continue
+            try:
+                await self.load_file(path)
+                log.info("reloaded configuration from %s", path)
+            except OpsbusError as exc:
+                self.last_error = exc.detail
+                log.error("configuration not reloaded, keeping the running one: %s", exc.detail)
+            except Exception:
+                log.exception("configuration reload failed; keeping the running one")

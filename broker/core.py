@@ -1,0 +1,102 @@
+"""The broker: the composition root that opens the store, starts the writer, loads
+configuration and runs the background services every feature registers."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from broker.bus import Bus
+from broker.config import ConfigManager, Kind
+from broker.hub import Hub
+from broker.routing import Router, validate_route
+from broker.settings import Settings
+from broker.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+FEATURES: tuple[str, ...] = ()
+"""Modules with a `setup(broker)` function, imported at start (todos, delivery, ...)."""
+
+Service = Callable[[], Awaitable[None]]
+
+
+class Broker:
+    """Everything one `opsbus serve` process runs, wired together."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings)
+        self.hub = Hub()
+        self.router = Router(hop_limit=settings.hop_limit)
+        self.bus = Bus(self.store, self.hub, self.router, max_batch=settings.max_batch_commit)
+        self.config = ConfigManager(self)
+        self.config.register_kind(Kind("routes", "route", validate_route))
+        self.config.on_change(self.router.load)
+        self.extensions: dict[str, Any] = {}
+        """Per-feature state (`broker.extensions["todos"]`), set by each feature's setup."""
+        self.metric_sources: list[Callable[[], dict[str, float]]] = []
+        """Each returns Prometheus samples (`name{labels}` -> value) for /metrics."""
+        self._services: list[tuple[str, Service]] = []
+        self._stoppers: list[Callable[[], Awaitable[None]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ready = False
+        for module in FEATURES:
+            importlib.import_module(module).setup(self)
+
+    def metrics(self) -> dict[str, float]:
+        samples: dict[str, float] = {}
+        for source in self.metric_sources:
+            samples.update(source())
+        return samples
+
+    def add_service(self, name: str, run: Service) -> None:
+        """A background task started with the broker and cancelled at stop."""
+        self._services.append((name, run))
+
+    def on_stop(self, stop: Callable[[], Awaitable[None]]) -> None:
+        """Called at stop, before the writer drains (finish in-flight work here)."""
+        self._stoppers.append(stop)
+
+    async def start(self) -> None:
+        await self.store.open()
+        self.hub.head = await self.store.last_seq()
+        await self.bus.start()
+        if self.settings.config:
+            await self.config.load_file(self.settings.config)
+            self.config.start_watching(self.settings.config)
+        else:
+            await self.config.refresh()
+        for name, run in self._services:
+            self._tasks.append(asyncio.create_task(_guarded(name, run), name=name))
+        self.ready = True
+        log.info("broker ready, last seq %s", self.hub.head)
+
+    async def stop(self) -> None:
+        """Stop taking work, finish in-flight commits, close streams and the store."""
+        self.ready = False
+        await self.config.stop_watching()
+        for stop in reversed(self._stoppers):
+            try:
+                await stop()
+            except Exception:
+                log.exception("error while stopping a service")
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self.hub.close()
+        await self.bus.stop()
+        await self.store.close()
+
+
+async def _guarded(name: str, run: Service) -> None:
+    try:
+        await run()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("background service %s stopped with an error", name)

@@ -1,0 +1,883 @@
+"""Strict CloudEvents 1.0 parsing and validation for the ingest path.
+
+Written from the CloudEvents 1.0.2 core specification, the JSON event format and the
+HTTP protocol binding rather than on top of the ``cloudevents`` SDK: as a receiver the
+SDK invents ``id`` and ``time`` when they are missing (which defeats ``(source, id)``
+deduplication), has no batched mode, chooses the content mode from the presence of
+``ce-`` headers instead of ``Content-Type``, and rejects ``"subject": null`` although
+the JSON format says ``null`` means unset.
+
+The normalized event is the JSON-format structured representation as a ``dict``:
+core attributes first in a fixed order (specversion, id, source, type, subject, time,
+datacontenttype, dataschema), then extensions sorted by name, then ``data`` or
+``data_base64``. Attribute values are kept exactly as received (``time`` keeps its
+original string). ``dumps`` of a normalized event is therefore stable for the same
+event however its producer ordered the members.
+
+Every violation raises :class:`~broker.errors.InvalidEvent` naming the attribute (and
+the batch index), size limits raise :class:`~broker.errors.TooLarge`, an unknown
+CloudEvents format raises :class:`~broker.errors.UnsupportedMediaType`.
+
+Decisions where the specification leaves room (each applies everywhere in this module):
+
+* Attribute names: lowercase ASCII letters and digits (MUST). The spec says names
+  SHOULD NOT exceed 20 characters; opsbus accepts up to 20 and rejects longer names,
+  because such names break other CloudEvents tooling that enforces the limit and
+  an event stored here must stay forwardable.
+* ``null`` means unset for every attribute; a ``null`` required attribute is missing.
+  ``"data": null`` is an explicit null payload and is kept, except next to a non-null
+  ``data_base64``, where it is ignored (some serializers emit both members).
+* String values are checked against the type system: no control characters
+  (U+0000-U+001F, U+007F-U+009F), no Unicode noncharacters, no lone surrogates.
+* ``source`` (URI-reference) and ``dataschema`` (URI) are checked for the RFC 3986
+  character repertoire and well-formed percent-escapes, not the full grammar: a
+  grammar-exact check would reject sources such as ``10.0.0.1:9090`` that ops tools
+  emit and that are harmless as a deduplication scope. ``dataschema`` must in addition
+  be absolute (carry a scheme); a fragment is tolerated, as JSON Schema's
+  ``format: uri`` (used by the CloudEvents schema) does.
+* ``time`` must be an RFC 3339 ``date-time`` with an offset (``Z`` or ``±hh:mm``); the
+  separator may be ``T``, ``t`` or a space (RFC 3339 section 5.6 note), a leap second
+  ``:60`` is accepted, and year 0000 is not (no runtime can represent it).
+* ``datacontenttype`` must be an RFC 2046 media type (``type/subtype`` tokens and
+  well-formed parameters) in printable ASCII, since it becomes an HTTP header.
+* ``data`` with a datacontenttype that is not JSON (``*/json``, ``*/*+json``) must be a
+  string (the JSON format's "MAY fail"): there is no faithful way to put anything else
+  into a non-JSON body when the event is delivered in binary mode.
+* ``data_base64`` must be strict RFC 4648 base64 (standard alphabet, padded).
+* Batched mode: an empty batch is rejected (the spec allows ``[]``, but a publish of
+  nothing is a client bug and has no meaningful answer); all entries are validated,
+  the first bad one is reported with its index.
+* ``application/cloudevents+<format>`` / ``application/cloudevents-batch+<format>``
+  other than JSON answer 415; the binding's MAY (treat it as binary) would store an
+  event in a format we cannot read.
+* Binary mode: header names are case-insensitive; values are unescaped from an HTTP
+  quoted-string when quoted, then percent-decoded once (malformed escapes and invalid
+  UTF-8 are rejected); raw non-ASCII characters are tolerated (senders ought to
+  percent-encode them, but rejecting them helps nobody). A ``ce-datacontenttype``
+  header, a repeated ``ce-`` header and ``ce-data`` / ``ce-data_base64`` are rejected.
+  Extension values stay strings: headers carry no type.
+  ``Content-Type`` becomes ``datacontenttype`` and the body the data:
+  empty body -> no data; JSON content type -> the body parsed as JSON (invalid JSON
+  is an error on ``data``); ``text/*`` -> a string when UTF-8 (charset absent,
+  utf-8 or us-ascii), else ``data_base64``; any other type -> ``data_base64``;
+  **no Content-Type** -> no ``datacontenttype`` (none is invented), the body kept as
+  a string when it is valid UTF-8, else as ``data_base64``.
+* Structured and batched modes ignore ``ce-`` headers (the body is authoritative).
+* ``to_binary``: an event without ``datacontenttype`` that has ``data`` is sent as
+  ``application/json`` with the JSON-encoded value, as the JSON format requires on
+  re-serialization; extension integers and booleans use their canonical strings.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import quote
+
+import orjson
+
+from broker.errors import InvalidEvent, TooLarge, UnsupportedMediaType
+
+__all__ = [
+    "Limits",
+    "dumps",
+    "new_event",
+    "parse_batch",
+    "parse_binary",
+    "parse_request",
+    "parse_structured",
+    "to_binary",
+    "validate_event",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size limits applied by :func:`parse_request`."""
+
+    max_event_bytes: int = 256 * 1024  # one event's serialized (dumps) size
+    max_request_bytes: int = 4 * 1024 * 1024
+    max_batch_events: int = 1000
+
+
+SPECVERSION: Final = "1.0"
+STRUCTURED_TYPE: Final = "application/cloudevents+json"
+BATCH_TYPE: Final = "application/cloudevents-batch+json"
+_CE_PREFIX: Final = "application/cloudevents"
+
+MAX_NAME_LENGTH: Final = 20
+_INT_MIN: Final = -(2**31)
+_INT_MAX: Final = 2**31 - 1
+
+_REQUIRED: Final = ("specversion", "id", "source", "type")
+# The order of core attributes in a normalized event.
+_CORE_ORDER: Final = (
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "dataschema",
+)
+
+# Data kinds of a media type: how data is represented and carried.
+_KIND_JSON: Final = 0
+_KIND_TEXT: Final = 1  # text/* in UTF-8: a string
+_KIND_OTHER: Final = 2  # anything else: bytes (data_base64)
+
+_JSON_TYPE_NAMES: Final[dict[type, str]] = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "an integer",
+    float: "a number with a fraction or exponent",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+# Small caches of values already proven valid. Names, sources, content types and
+# schemas repeat across nearly every event of a producer, so caching them takes most
+# of the per-event validation cost off the hot path. Bounded: cleared when full, so a
+# producer sending unique values costs memory no more than _CACHE_MAX entries each.
+_CACHE_MAX: Final = 4096
+_NAMES_OK: dict[str, None] = {}
+_URIREF_OK: dict[str, None] = {}
+_URI_OK: dict[str, None] = {}
+_MEDIA: dict[str, tuple[int, str | None]] = {}  # raw value -> (kind, charset)
+
+
+def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+
+
+def _show(value: str, limit: int = 64) -> str:
+    """A value quoted for an error message, cut short: problems echo it to clients."""
+    if len(value) > limit:
+        return repr(value[:limit]) + "..."
+    return repr(value)
+
+
+def _json_type(value: object) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+# --------------------------------------------------------------------------------------
+# Value checks. Each raises InvalidEvent naming the attribute.
+
+
+def _bad_char(value: str) -> int | None:
+    """Index of the first character the CloudEvents String type disallows, or None."""
+    for i, ch in enumerate(value):
+        o = ord(ch)
+        if (
+            o < 0x20
+            or 0x7F <= o <= 0x9F
+            or 0xD800 <= o <= 0xDFFF  # a lone surrogate (paired ones are one code point)
+            or 0xFDD0 <= o <= 0xFDEF
+            or (o & 0xFFFE) == 0xFFFE
+        ):
+            return i
+    return None
+
+
+def _check_chars(name: str, value: str) -> None:
+    # str.isprintable() is a C-speed test that is True for every string the type
+    # system allows except those with spaces other than U+0020, format characters
+    # or unassigned code points; only those (rare) strings take the Python loop.
+    if not value.isprintable():
+        i = _bad_char(value)
+        if i is not None:
+            raise InvalidEvent(
+                f"attribute {name!r} contains a character CloudEvents strings disallow "
+                f"(U+{ord(value[i]):04X} at position {i})",
+                attribute=name,
+            )
+
+
+def _check_string(name: str, value: object) -> str:
+    if type(value) is not str:
+        raise InvalidEvent(
+            f"attribute {name!r} must be a string, got {_json_type(value)}", attribute=name
+        )
+    if not value:
+        raise InvalidEvent(f"attribute {name!r} must be a non-empty string", attribute=name)
+    _check_chars(name, value)
+    return value
+
+
+_HEX: Final = frozenset("0123456789abcdefABCDEF")
+_URI_EXCLUDED: Final = ' "<>\\^`{|}'  # printable ASCII that RFC 3986 never allows raw
+
+
+def _uri_chars_ok(value: str) -> bool:
+    if not (value.isascii() and value.isprintable()):
+        return False
+    for ch in _URI_EXCLUDED:
+        if ch in value:
+            return False
+    pos = value.find("%")
+    while pos != -1:
+        if value[pos + 1 : pos + 2] not in _HEX or value[pos + 2 : pos + 3] not in _HEX:
+            return False
+        pos = value.find("%", pos + 3)
+    return True
+
+
+def _has_scheme(value: str) -> bool:
+    colon = value.find(":")
+    if colon <= 0 or not ("a" <= value[0].lower() <= "z"):
+        return False
+    for ch in value[1:colon]:
+        if not (ch.isalnum() or ch in "+-."):
+            return False
+    return True
+
+
+def _check_source(name: str, value: object) -> None:
+    if type(value) is str and value in _URIREF_OK:
+        return
+    text = _check_string(name, value)
+    if not _uri_chars_ok(text):
+        raise InvalidEvent(
+            f"attribute {name!r} must be a URI-reference (RFC 3986): {_show(text)} has "
+            "characters that must be percent-encoded or a malformed percent-escape",
+            attribute=name,
+        )
+    _remember(_URIREF_OK, text, None)
+
+
+def _check_dataschema(name: str, value: object) -> None:
+    if type(value) is str and value in _URI_OK:
+        return
+    text = _check_string(name, value)
+    if not _uri_chars_ok(text) or not _has_scheme(text):
+        raise InvalidEvent(
+            f"attribute {name!r} must be an absolute URI (RFC 3986), got {_show(text)}",
+            attribute=name,
+        )
+    _remember(_URI_OK, text, None)
+
+
+def _check_time(name: str, value: object) -> None:
+    text = _check_string(name, value)
+    if not _is_rfc3339(text):
+        raise InvalidEvent(
+            f"attribute {name!r} must be an RFC 3339 timestamp such as "
+            f"'2024-05-01T12:00:00Z', got {_show(text)}",
+            attribute=name,
+        )
+
+
+def _is_rfc3339(v: str) -> bool:
+    # Hand-rolled rather than datetime.fromisoformat, which accepts ISO 8601 forms that
+    # RFC 3339 does not (date only, no offset, basic format, week dates).
+    n = len(v)
+    if n < 20 or not v.isascii():
+        return False
+    if v[4] != "-" or v[7] != "-" or v[13] != ":" or v[16] != ":" or v[10] not in "Tt ":
+        return False
+    if not (v[0:4] + v[5:7] + v[8:10] + v[11:13] + v[14:16] + v[17:19]).isdigit():
+        return False
+    second = int(v[17:19])
+    if second > 60:
+        return False
+    try:
+        # Validates month, day-of-month (leap years), hour and minute ranges. A leap
+        # second (60) is legal in RFC 3339 but not in datetime: check it as 59.
+        year, month, day = int(v[0:4]), int(v[5:7]), int(v[8:10])
+        datetime(year, month, day, int(v[11:13]), int(v[14:16]), min(second, 59))
+    except ValueError:
+        return False
+    i = 19
+    if v[i] == ".":
+        i += 1
+        start = i
+        while i < n and "0" <= v[i] <= "9":
+            i += 1
+        if i == start:
+            return False
+    zone = v[i:]
+    if zone in ("Z", "z"):
+        return True
+    return (
+        len(zone) == 6
+        and zone[0] in "+-"
+        and zone[3] == ":"
+        and (zone[1:3] + zone[4:6]).isdigit()
+        and int(zone[1:3]) <= 23
+        and int(zone[4:6]) <= 59
+    )
+
+
+_TOKEN: Final = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+def _is_token(text: str) -> bool:
+    return bool(text) and _TOKEN.issuperset(text)
+
+
+def _parse_media_type(raw: str) -> tuple[int, str | None] | None:
+    """(data kind, charset) of an RFC 2046 media type, or None when it is malformed."""
+    cached = _MEDIA.get(raw)
+    if cached is not None:
+        return cached
+    if not (raw.isascii() and raw.isprintable()):
+        return None
+    essence, _, params = raw.partition(";")
+    main, slash, sub = essence.strip().partition("/")
+    if not slash or not _is_token(main) or not _is_token(sub):
+        return None
+    main = main.lower()
+    sub = sub.lower()
+    charset: str | None = None
+    # Parameters: *( OWS ";" OWS name "=" ( token / quoted-string ) ), scanned by hand
+    # because a quoted value may itself contain ";".
+    i, n = 0, len(params)
+    while i < n:
+        while i < n and params[i] in " \t;":
+            i += 1
+        if i == n:
+            break
+        eq = params.find("=", i)
+        if eq == -1 or not _is_token(params[i:eq]):
+            return None
+        pname = params[i:eq].lower()
+        i = eq + 1
+        if i < n and params[i] == '"':
+            i += 1
+            chars: list[str] = []
+            while i < n and params[i] != '"':
+                if params[i] == "\\" and i + 1 < n:
+                    i += 1
+                chars.append(params[i])
+                i += 1
+            if i >= n:
+                return None  # unterminated quoted-string
+            i += 1
+            pvalue = "".join(chars)
+        else:
+            end = params.find(";", i)
+            end = n if end == -1 else end
+            pvalue = params[i:end].rstrip(" \t")
+            if not _is_token(pvalue):
+                return None
+            i = end
+        while i < n and params[i] in " \t":
+            i += 1
+        if i < n and params[i] != ";":
+            return None
+        if pname == "charset":
+            charset = pvalue.lower()
+    if sub == "json" or sub.endswith("+json"):
+        kind = _KIND_JSON
+    elif main == "text":
+        kind = _KIND_TEXT
+    else:
+        kind = _KIND_OTHER
+    result = (kind, charset)
+    _remember(_MEDIA, raw, result)
+    return result
+
+
+def _media_kind(name: str, value: str) -> tuple[int, str | None]:
+    parsed = _parse_media_type(value)
+    if parsed is None:
+        raise InvalidEvent(
+            f"attribute {name!r} must be an RFC 2046 media type such as "
+            f"'application/json', got {_show(value)}",
+            attribute=name,
+        )
+    return parsed
+
+
+def _check_datacontenttype(name: str, value: object) -> None:
+    if type(value) is str and value in _MEDIA:
+        return
+    _media_kind(name, _check_string(name, value))
+
+
+def _check_specversion(value: object) -> None:
+    if value is None or value == "":
+        raise InvalidEvent("missing required attribute 'specversion'", attribute="specversion")
+    if type(value) is not str:
+        raise InvalidEvent(
+            f"attribute 'specversion' must be a string, got {_json_type(value)}",
+            attribute="specversion",
+        )
+    if value != SPECVERSION:
+        raise InvalidEvent(
+            f"unsupported specversion {_show(value)}: only '1.0' is accepted",
+            attribute="specversion",
+        )
+
+
+def _noop(name: str, value: object) -> None:
+    pass  # specversion: checked before the loop
+
+
+_CORE_CHECKS: Final[dict[str, Callable[[str, object], None]]] = {
+    "specversion": _noop,
+    "id": _check_string,
+    "source": _check_source,
+    "type": _check_string,
+    "subject": _check_string,
+    "time": _check_time,
+    "datacontenttype": _check_datacontenttype,
+    "dataschema": _check_dataschema,
+}
+
+
+def _check_name(name: str) -> None:
+    if name in _NAMES_OK:
+        return
+    if type(name) is not str:  # only from Python callers; JSON keys are strings
+        raise InvalidEvent(f"attribute names are strings, got {name!r}", attribute=str(name))
+    if name == "data":  # only reachable from binary mode (ce-data)
+        raise InvalidEvent("attribute name 'data' is reserved", attribute=name)
+    if not (name and name.isascii() and name.isalnum() and name.lower() == name):
+        raise InvalidEvent(
+            f"invalid attribute name {_show(name)}: CloudEvents attribute names consist of "
+            "lowercase ASCII letters and digits only",
+            attribute=name[:64],
+        )
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidEvent(
+            f"attribute name {_show(name)} is {len(name)} characters long; opsbus enforces "
+            f"the CloudEvents limit of {MAX_NAME_LENGTH}",
+            attribute=name[:64],
+        )
+    _remember(_NAMES_OK, name, None)
+
+
+def _check_extension_value(name: str, value: object) -> None:
+    # Exact type tests, not isinstance: bool is an int subclass and must not be
+    # range-checked, and JSON decoding yields exactly these types.
+    if type(value) is str:
+        _check_chars(name, value)
+    elif type(value) is int:
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise InvalidEvent(
+                f"extension {name!r} is an integer outside the CloudEvents Integer range "
+                f"(signed 32-bit, {_INT_MIN}..{_INT_MAX})",
+                attribute=name,
+            )
+    elif type(value) is not bool:
+        raise InvalidEvent(
+            f"extension {name!r} must be a string, an integer or a boolean, "
+            f"got {_json_type(value)}",
+            attribute=name,
+        )
+
+
+def _check_base64(value: object) -> None:
+    if type(value) is not str:
+        raise InvalidEvent(
+            f"'data_base64' must be a string, got {_json_type(value)}", attribute="data_base64"
+        )
+    try:
+        binascii.a2b_base64(value, strict_mode=True)
+    except ValueError:  # binascii.Error, and non-ASCII str
+        raise InvalidEvent(
+            "'data_base64' is not valid base64 (RFC 4648, standard alphabet, padded)",
+            attribute="data_base64",
+        ) from None
+
+
+# --------------------------------------------------------------------------------------
+# Validation of one structured (JSON-decoded) event.
+
+
+def validate_event(obj: object) -> dict:
+    """Validate a JSON-decoded structured-mode event; return its normalized form.
+
+    The input is not modified. Raises :class:`InvalidEvent` naming the attribute.
+    """
+    if not isinstance(obj, dict):
+        raise InvalidEvent(f"an event must be a JSON object, got {_json_type(obj)}")
+    get = obj.get
+    _check_specversion(get("specversion"))
+    for name in _REQUIRED:
+        if get(name) is None:
+            raise InvalidEvent(f"missing required attribute {name!r}", attribute=name)
+
+    extensions: list[str] | None = None
+    has_data = False
+    data: object = None
+    data_b64: object = None
+    core_checks = _CORE_CHECKS
+    for name, value in obj.items():
+        check = core_checks.get(name)
+        if check is not None:
+            if value is not None:
+                check(name, value)
+        elif name == "data":
+            has_data = True
+            data = value
+        elif name == "data_base64":
+            if value is not None:
+                _check_base64(value)
+                data_b64 = value
+        else:
+            _check_name(name)
+            if value is not None:
+                _check_extension_value(name, value)
+                if extensions is None:
+                    extensions = [name]
+                else:
+                    extensions.append(name)
+
+    if data_b64 is not None:
+        if has_data and data is not None:
+            raise InvalidEvent(
+                "an event carries either 'data' or 'data_base64', not both", attribute="data"
+            )
+        has_data = False
+    elif has_data and data is not None and type(data) is not str:
+        dct = get("datacontenttype")
+        if dct is not None and _media_kind("datacontenttype", dct)[0] != _KIND_JSON:
+            raise InvalidEvent(
+                f"'data' must be a string when datacontenttype {_show(dct)} is not JSON "
+                f"(got {_json_type(data)}); send binary content as 'data_base64'",
+                attribute="data",
+            )
+
+    out: dict[str, object] = {}
+    for name in _CORE_ORDER:
+        value = get(name)
+        if value is not None:
+            out[name] = value
+    if extensions is not None:
+        if len(extensions) > 1:
+            extensions.sort()
+        for name in extensions:
+            out[name] = obj[name]
+    if data_b64 is not None:
+        out["data_base64"] = data_b64
+    elif has_data:
+        out["data"] = data
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Content modes.
+
+
+def _loads(body: bytes, what: str) -> object:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"{what} is not valid JSON: {exc}") from None
+
+
+def parse_structured(body: bytes) -> dict:
+    """Parse a structured-mode body (``application/cloudevents+json``)."""
+    return validate_event(_loads(body, "the structured-mode body"))
+
+
+def _parse_batch(body: bytes, max_events: int | None) -> list[dict]:
+    items = _loads(body, "the batch body")
+    if type(items) is not list:
+        raise InvalidEvent(f"a batch must be a JSON array of events, got {_json_type(items)}")
+    if not items:
+        raise InvalidEvent("the batch is empty: send at least one event")
+    if max_events is not None and len(items) > max_events:
+        raise TooLarge(
+            f"the batch holds {len(items)} events, more than the limit of {max_events}",
+            limit=max_events,
+            size=len(items),
+        )
+    events: list[dict] = []
+    for i, item in enumerate(items):
+        try:
+            events.append(validate_event(item))
+        except InvalidEvent as err:
+            raise err.at_index(i) from None
+    return events
+
+
+def parse_batch(body: bytes) -> list[dict]:
+    """Parse a batched-mode body (``application/cloudevents-batch+json``), no count limit."""
+    return _parse_batch(body, None)
+
+
+def _unquote_header(value: str) -> str:
+    """Undo an RFC 7230 quoted-string (older senders quote instead of percent-encoding)."""
+    inner = value[1:-1]
+    if "\\" not in inner:
+        return inner
+    chars: list[str] = []
+    i, n = 0, len(inner)
+    while i < n:
+        ch = inner[i]
+        if ch == "\\" and i + 1 < n:
+            i += 1
+            ch = inner[i]
+        chars.append(ch)
+        i += 1
+    return "".join(chars)
+
+
+def _percent_decode(name: str, value: str) -> str:
+    parts = value.split("%")
+    try:
+        out = bytearray(parts[0].encode())
+        for part in parts[1:]:
+            if len(part) < 2 or part[0] not in _HEX or part[1] not in _HEX:
+                raise InvalidEvent(
+                    f"header ce-{name} has a malformed percent-escape", attribute=name
+                )
+            out.append(int(part[:2], 16))
+            out += part[2:].encode()
+        # Strict UTF-8: rejects overlong forms such as %C0%A0 and encoded surrogates,
+        # as the binding requires.
+        return out.decode()
+    except UnicodeError:
+        raise InvalidEvent(
+            f"header ce-{name} does not percent-decode to valid UTF-8", attribute=name
+        ) from None
+
+
+def _header_value(name: str, raw: str) -> str:
+    value = raw.strip(" \t")
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        value = _unquote_header(value)
+    if "%" in value:
+        value = _percent_decode(name, value)
+    return value
+
+
+def _parse_binary(headers: Mapping[str, str], body: bytes, content_type: str | None) -> dict:
+    event: dict[str, object] = {}
+    for hname, hvalue in headers.items():
+        lname = hname.lower()
+        if not lname.startswith("ce-"):
+            continue
+        name = lname[3:]
+        if name == "datacontenttype":
+            raise InvalidEvent(
+                "binary mode carries datacontenttype in the Content-Type header; "
+                "a ce-datacontenttype header must not be present",
+                attribute="datacontenttype",
+            )
+        if name in ("data", "data_base64"):
+            raise InvalidEvent(
+                f"header {hname} is not allowed: in binary mode the body is the data",
+                attribute=name,
+            )
+        _check_name(name)
+        if name in event:
+            raise InvalidEvent(
+                f"header ce-{name} appears more than once; an attribute is set at most once",
+                attribute=name,
+            )
+        event[name] = _header_value(name, hvalue)
+    for name in _REQUIRED:
+        if not event.get(name):
+            raise InvalidEvent(
+                f"binary content mode (Content-Type is not {STRUCTURED_TYPE}): "
+                f"missing or empty required header ce-{name}",
+                attribute=name,
+            )
+
+    ctype = content_type.strip(" \t") if content_type else ""
+    kind: int | None = None
+    charset: str | None = None
+    if ctype:
+        kind, charset = _media_kind("datacontenttype", ctype)
+        event["datacontenttype"] = ctype
+    if body:
+        if kind == _KIND_JSON:
+            try:
+                event["data"] = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidEvent(
+                    f"the body is not valid JSON although Content-Type {_show(ctype)} "
+                    f"declares it: {exc}",
+                    attribute="data",
+                ) from None
+        elif kind is None or (
+            kind == _KIND_TEXT and charset in (None, "utf-8", "utf8", "us-ascii")
+        ):
+            try:
+                event["data"] = body.decode()
+            except UnicodeDecodeError:
+                event["data_base64"] = base64.b64encode(body).decode("ascii")
+        else:
+            event["data_base64"] = base64.b64encode(body).decode("ascii")
+    return validate_event(event)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    for key, value in headers.items():  # a plain dict with other capitalization
+        if key.lower() == name:
+            return value
+    return None
+
+
+def parse_binary(headers: Mapping[str, str], body: bytes) -> dict:
+    """Parse a binary-mode message: ``ce-*`` headers, ``Content-Type``, body as data."""
+    return _parse_binary(headers, body, _header(headers, "content-type"))
+
+
+def parse_request(
+    content_type: str | None, headers: Mapping[str, str], body: bytes, limits: Limits
+) -> tuple[list[dict], bool]:
+    """Parse an HTTP request carrying events; return ``(events, is_batch)``.
+
+    ``content_type`` is the raw ``Content-Type`` header value (with parameters) or None;
+    it alone chooses the content mode. In binary mode it becomes ``datacontenttype``.
+    """
+    if len(body) > limits.max_request_bytes:
+        raise TooLarge(
+            f"the request body is {len(body)} bytes, more than the limit of "
+            f"{limits.max_request_bytes}",
+            limit=limits.max_request_bytes,
+            size=len(body),
+        )
+    essence = content_type.partition(";")[0].strip(" \t").lower() if content_type else ""
+    if essence == STRUCTURED_TYPE:
+        events, batch = [parse_structured(body)], False
+    elif essence == BATCH_TYPE:
+        events, batch = _parse_batch(body, limits.max_batch_events), True
+    elif essence.startswith(_CE_PREFIX):
+        raise UnsupportedMediaType(
+            f"unsupported CloudEvents format {essence!r}: use {STRUCTURED_TYPE}, "
+            f"{BATCH_TYPE} or binary mode",
+            supported=[STRUCTURED_TYPE, BATCH_TYPE],
+        )
+    else:
+        events, batch = [_parse_binary(headers, body, content_type)], False
+
+    limit = limits.max_event_bytes
+    for i, event in enumerate(events):
+        size = len(orjson.dumps(event))
+        if size > limit:
+            raise TooLarge(
+                (f"batch entry {i}: " if batch else "")
+                + f"the event is {size} bytes serialized, more than the limit of {limit}",
+                limit=limit,
+                size=size,
+                index=i if batch else None,
+            )
+    return events, batch
+
+
+# --------------------------------------------------------------------------------------
+# Output.
+
+
+def dumps(event: dict) -> bytes:
+    """Compact JSON of a normalized event (attribute order fixed by normalization)."""
+    return orjson.dumps(event)
+
+
+# Printable ASCII the binding lets through unencoded: everything from U+0021 to U+007E
+# except '"' and '%'. quote() always keeps letters, digits and "_.-~".
+_HEADER_SAFE: Final = "".join(
+    ch for ch in map(chr, range(0x21, 0x7F)) if ch not in '"%' and not ch.isalnum()
+)
+
+
+def _percent_encode(value: str) -> str:
+    if value.isascii() and value.isprintable() and not any(c in value for c in ' "%'):
+        return value  # the common case: nothing to encode
+    return quote(value, safe=_HEADER_SAFE)  # UTF-8, upper-case hex, as the binding says
+
+
+def to_binary(event: dict) -> tuple[dict[str, str], bytes]:
+    """Render a normalized event in HTTP binary mode: ``(headers, body)``.
+
+    Headers are ``ce-<attribute>`` (values percent-encoded per the binding) and
+    ``content-type`` from ``datacontenttype`` (``application/json`` when the event has
+    ``data`` but no datacontenttype, as the JSON format requires).
+    """
+    headers: dict[str, str] = {}
+    for name, value in event.items():
+        if name in ("data", "data_base64", "datacontenttype") or value is None:
+            continue
+        if value is True:
+            text = "true"
+        elif value is False:
+            text = "false"
+        else:
+            text = str(value)
+        headers["ce-" + name] = _percent_encode(text)
+    dct = event.get("datacontenttype")
+    body = b""
+    if event.get("data_base64") is not None:
+        body = base64.b64decode(event["data_base64"])
+    elif "data" in event:
+        data = event["data"]
+        if dct is None:
+            dct = "application/json"
+        parsed = _parse_media_type(dct)
+        if parsed is None or parsed[0] == _KIND_JSON:
+            body = orjson.dumps(data)
+        elif type(data) is str:
+            body = data.encode()
+        elif data is not None:
+            raise InvalidEvent(
+                f"'data' must be a string when datacontenttype {_show(dct)} is not JSON",
+                attribute="data",
+            )
+    if dct is not None:
+        headers["content-type"] = dct
+    return headers, body
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_event(
+    *,
+    type: str,
+    source: str,
+    subject: str | None = None,
+    data: object = None,
+    id: str | None = None,
+    time: str | None = None,
+    datacontenttype: str | None = "application/json",
+    **extensions: object,
+) -> dict:
+    """Build a valid, normalized event for the broker's own events.
+
+    ``id`` defaults to a UUID4 and ``time`` to now (UTC, RFC 3339, milliseconds).
+    ``data=None`` means no data, and then no datacontenttype is set; ``bytes`` data is
+    carried as ``data_base64``. Extensions whose value is None are left out.
+    """
+    event: dict[str, object] = {
+        "specversion": SPECVERSION,
+        "id": id if id is not None else str(uuid.uuid4()),
+        "source": source,
+        "type": type,
+        "subject": subject,
+        "time": time if time is not None else _now(),
+    }
+    if isinstance(data, bytes | bytearray | memoryview):
+        event["datacontenttype"] = datacontenttype
+        event["data_base64"] = base64.b64encode(data).decode("ascii")
+    elif data is not None:
+        event["datacontenttype"] = datacontenttype
+        event["data"] = data
+    event.update(extensions)
+    normalized = validate_event(event)
+    try:
+        orjson.dumps(normalized)
+    except TypeError as exc:
+        raise InvalidEvent(f"'data' is not serializable as JSON: {exc}", attribute="data") from exc
+    return normalized

@@ -1,0 +1,60 @@
+"""Following the log: catch up from the store by seq, then read live from the hub."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from broker.hub import Hub
+from broker.store.base import Store
+from broker.store.records import StoredEvent
+
+PAGE = 500
+
+
+async def follow(
+    store: Store,
+    hub: Hub,
+    after: int,
+    *,
+    buffer: int = 1024,
+    heartbeat: float | None = None,
+    keep: Callable[[StoredEvent], bool] | None = None,
+) -> AsyncIterator[list[StoredEvent]]:
+    """Yield committed events with seq > after, in seq order, forever.
+
+    Subscribes to the hub before reading the store so nothing committed in between is
+    missed; events seen twice are dropped by seq. A reader that overflows its hub
+    mailbox goes back to the store and rejoins live. Yields [] every `heartbeat`
+    seconds of silence so the caller can keep its connection alive. Ends when the hub
+    closes. `keep` filters events (the seq still advances past the others)."""
+    last = after
+    while True:
+        sub = hub.subscribe(buffer)
+        try:
+            while True:
+                page = await store.read_events(after=last, limit=PAGE)
+                if page:
+                    last = page[-1].seq
+                    chosen = [e for e in page if keep(e)] if keep else page
+                    if chosen:
+                        yield chosen
+                if len(page) < PAGE:
+                    break
+            while not (sub.overflowed or sub.closed):
+                batches = await sub.get(heartbeat)
+                if not batches:
+                    if not (sub.overflowed or sub.closed):
+                        yield []
+                    continue
+                for batch in batches:
+                    if batch[-1].seq <= last:
+                        continue
+                    fresh = [e for e in batch if e.seq > last]
+                    last = fresh[-1].seq
+                    chosen = [e for e in fresh if keep(e)] if keep else fresh
+                    if chosen:
+                        yield chosen
+        finally:
+            hub.unsubscribe(sub)
+        if sub.closed:
+            return

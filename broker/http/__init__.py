@@ -1,0 +1,1 @@
+"""The HTTP API: an app factory and thin handlers, one module per area."""

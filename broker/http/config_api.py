@@ -1,0 +1,67 @@
+"""CRUD for configuration objects: `/v1/routes`, and every kind a feature registers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from broker.errors import Conflict, NotFound
+from broker.http.util import broker_of, json_response, read_json
+from broker.store.records import ConfigObject
+
+routes = web.RouteTableDef()
+
+
+def describe(obj: ConfigObject) -> dict[str, object]:
+    return {**obj.spec, "origin": obj.origin, "version": obj.version,
+            "updated_at": obj.updated_at}
+
+
+def _kind(request: web.Request) -> str:
+    kind = request.match_info["kind"]
+    if kind not in broker_of(request).config.kinds:
+        raise NotFound(f"no such endpoint: {request.method} {request.path}")
+    return kind
+
+
+@routes.get("/v1/{kind}")
+async def list_objects(request: web.Request) -> web.Response:
+    kind = _kind(request)
+    objs = broker_of(request).config.list(kind)
+    return json_response({kind: [describe(o) for o in objs]})
+
+
+@routes.post("/v1/{kind}")
+async def create_object(request: web.Request) -> web.Response:
+    kind = _kind(request)
+    config = broker_of(request).config
+    spec = await read_json(request)
+    normalised = config.validate(kind, spec)
+    try:
+        config.get(kind, normalised["name"])
+    except NotFound:
+        obj, _ = await config.put(kind, normalised)
+        return json_response(describe(obj), status=201)
+    raise Conflict(f"{config.kind(kind).singular} {normalised['name']!r} already exists;"
+                   " use PUT to replace it")
+
+
+@routes.get("/v1/{kind}/{name}")
+async def get_object(request: web.Request) -> web.Response:
+    kind = _kind(request)
+    return json_response(describe(broker_of(request).config.get(kind, request.match_info["name"])))
+
+
+@routes.put("/v1/{kind}/{name}")
+async def put_object(request: web.Request) -> web.Response:
+    kind = _kind(request)
+    spec = await read_json(request)
+    obj, created = await broker_of(request).config.put(kind, spec,
+                                                       name=request.match_info["name"])
+    return json_response(describe(obj), status=201 if created else 200)
+
+
+@routes.delete("/v1/{kind}/{name}")
+async def delete_object(request: web.Request) -> web.Response:
+    kind = _kind(request)
+    await broker_of(request).config.delete(kind, request.match_info["name"])
+    return web.Response(status=204)

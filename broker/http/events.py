@@ -1,0 +1,93 @@
+"""`/v1/events`: publish in any content mode, query and fetch stored events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from broker.errors import NotFound
+from broker.events import Limits, parse_request
+from broker.filters import compile_filter
+from broker.http.util import broker_of, int_param, json_response
+from broker.store.records import StoredEvent
+from broker.timeutil import parse_since
+
+routes = web.RouteTableDef()
+
+MAX_SCAN = 20_000
+"""Most events one filtered query examines before answering with a cursor."""
+
+
+def limits_of(request: web.Request) -> Limits:
+    s = broker_of(request).settings
+    return Limits(s.max_event_bytes, s.max_request_bytes, s.max_batch_events)
+
+
+@routes.post("/v1/events")
+async def publish(request: web.Request) -> web.Response:
+    broker = broker_of(request)
+    body = await request.read()
+    events, is_batch = parse_request(
+        request.headers.get("Content-Type"), request.headers, body, limits_of(request)
+    )
+    results = await broker.bus.publish(events)
+    if is_batch:
+        return json_response([r.to_dict() for r in results])
+    result = results[0]
+    return json_response(result.to_dict(), status=200 if result.duplicate else 201)
+
+
+def query_filter(request: web.Request) -> Any:
+    """The `filter` query parameter (CESQL) compiled, or None; 400 with position if bad."""
+    text = request.query.get("filter")
+    return compile_filter(text) if text else None
+
+
+@routes.get("/v1/events")
+async def list_events(request: web.Request) -> web.Response:
+    broker = broker_of(request)
+    limit = int_param(request, "limit", 100, minimum=1, maximum=1000)
+    after = int_param(request, "after", 0)
+    descending = request.query.get("order", "asc") == "desc"
+    flt = query_filter(request)
+    q = request.query
+    since = parse_since(q["since"]) if q.get("since") else None
+    until = parse_since(q["until"], "until") if q.get("until") else None
+    chosen: list[StoredEvent] = []
+    cursor = after
+    scanned = 0
+    while len(chosen) < limit and scanned < MAX_SCAN:
+        page = await broker.store.read_events(
+            after=cursor, limit=limit if flt is None else 500, type=q.get("type"),
+            source=q.get("source"), subject=q.get("subject"), since=since, until=until,
+            correlationid=q.get("correlationid"), descending=descending,
+        )
+        if not page:
+            cursor = None  # type: ignore[assignment]
+            break
+        scanned += len(page)
+        for stored in page:
+            cursor = stored.seq
+            if flt is None or flt.matches(stored.event):
+                chosen.append(stored)
+                if len(chosen) == limit:
+                    break
+        if len(page) < (limit if flt is None else 500) and len(chosen) < limit:
+            cursor = None  # type: ignore[assignment]
+            break
+    return json_response({"events": [e.to_dict() for e in chosen], "next_after": cursor})
+
+
+@routes.get("/v1/events/{seq:\\d+}")
+async def get_event(request: web.Request) -> web.Response:
+    broker = broker_of(request)
+    seq = int(request.match_info["seq"])
+    stored = await broker.store.get_event(seq)
+    if stored is None:
+        raise NotFound(f"no event with seq {seq}")
+    targets = await broker.store.targets_of(seq)
+    doc = stored.to_dict()
+    doc["targets"] = [{"route": t.route, "target": t.target, **({"detail": t.detail}
+                       if t.detail else {})} for t in targets]
+    return json_response(doc)

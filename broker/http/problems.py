@@ -1,0 +1,60 @@
+"""RFC 9457 problem+json for every error, from one middleware; never a traceback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from broker.errors import OpsbusError, TooLarge
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE = "application/problem+json"
+
+
+def problem_response(doc: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=int(doc["status"]), body=orjson.dumps(doc), content_type=PROBLEM_TYPE,
+        headers=headers,
+    )
+
+
+def _http_problem(exc: web.HTTPException, request: web.Request) -> dict[str, Any]:
+    detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+    if exc.status == 404:
+        detail = f"no such endpoint: {request.method} {request.path}"
+    elif exc.status == 405:
+        detail = f"{request.method} is not allowed on {request.path}"
+    return {
+        "type": "about:blank", "title": exc.reason, "status": exc.status, "detail": detail,
+    }
+
+
+@web.middleware
+async def problems_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except OpsbusError as exc:
+        doc = exc.problem()
+        doc.setdefault("instance", request.path)
+        return problem_response(doc)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app._client_max_size
+        return problem_response(TooLarge(
+            f"request body over the limit of {limit} bytes (max_request_bytes)", limit=limit
+        ).problem())
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return problem_response(_http_problem(exc, request), headers=dict(exc.headers))
+    except (ConnectionResetError, TimeoutError):
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem_response({
+            "type": "about:blank", "title": "Internal Server Error", "status": 500,
+            "detail": "the broker hit an unexpected error; it is logged",
+        })

@@ -1,0 +1,59 @@
+"""Helpers shared by handlers: JSON in and out, query parameters, the broker key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from broker.core import Broker
+from broker.errors import BadRequest
+
+BROKER = web.AppKey("broker", Broker)
+
+
+def broker_of(request: web.Request) -> Broker:
+    return request.app[BROKER]
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None
+                  ) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(data), content_type="application/json",
+                        headers=headers)
+
+
+async def read_json(request: web.Request, *, optional: bool = False) -> Any:
+    """The request body as JSON; 400 naming the problem otherwise."""
+    body = await request.read()
+    if not body.strip():
+        if optional:
+            return {}
+        raise BadRequest("the request body is empty; a JSON object is expected")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+async def read_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+    data = await read_json(request, optional=optional)
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return data
+
+
+def int_param(request: web.Request, name: str, default: int, *, minimum: int = 0,
+              maximum: int | None = None) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"query parameter {name} must be an integer, got {raw!r}",
+                         parameter=name) from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise BadRequest(f"query parameter {name} must be {bound}", parameter=name)
+    return value

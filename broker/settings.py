@@ -1,0 +1,160 @@
+"""Typed broker settings, resolved from opsbus.toml, OPSBUS_* environment and CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from broker.errors import InvalidConfig
+
+DURABILITY_LEVELS = ("full", "normal", "off")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `opsbus serve` can be told. Each field is also `OPSBUS_<NAME>` and `--<name>`."""
+
+    listen: str = "127.0.0.1:8787"
+    """host:port the HTTP API binds to."""
+    data_dir: str = ".opsbus"
+    """Folder holding the SQLite database."""
+    config: str | None = None
+    """Path of opsbus.toml (routes, queues, subscriptions, ...); watched and reloaded."""
+    store: str = "sqlite"
+    """Store backend: `sqlite` (embedded)."""
+    durability: str = "full"
+    """SQLite synchronous level: `full` (fsync at each commit), `normal` (WAL may lose the
+    last commits on power loss, never corrupts), `off` (tests and benchmarks only)."""
+    max_event_bytes: int = 256 * 1024
+    """Largest single event accepted (serialized JSON)."""
+    max_request_bytes: int = 4 * 1024 * 1024
+    """Largest request body accepted."""
+    max_batch_events: int = 1000
+    """Most events in one batched publish."""
+    hop_limit: int = 8
+    """Derived-event chain length after which an event is stored but not routed."""
+    heartbeat_s: float = 15.0
+    """Seconds between SSE heartbeat comments."""
+    stream_buffer: int = 1024
+    """Events buffered per live subscriber before it falls back to reading from the store."""
+    stream_write_timeout_s: float = 30.0
+    """A stream client that accepts no bytes for this long is dropped (it resumes by seq)."""
+    max_batch_commit: int = 2000
+    """Most events the writer commits in one transaction."""
+    allow_private_targets: bool = False
+    """Let webhooks and actions call loopback and private addresses (never link-local/metadata)."""
+    token: str | None = None
+    """Bearer token required by the API when set."""
+    log_level: str = "info"
+    """Logging level."""
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]") or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.data_dir) / "opsbus.db"
+
+
+SETTING_NAMES = tuple(f.name for f in fields(Settings))
+
+
+def _coerce(name: str, raw: Any, where: str) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    try:
+        if kind == "int":
+            if isinstance(raw, bool):
+                raise ValueError
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        return None if raw is None else str(raw)
+    except (TypeError, ValueError):
+        raise InvalidConfig(f"{where}: {name} must be {kind.split(' ')[0]}, got {raw!r}") from None
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse opsbus.toml; a missing or broken file raises InvalidConfig naming it."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise InvalidConfig(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidConfig(f"config file {path}: {exc}") from None
+    except OSError as exc:
+        raise InvalidConfig(f"config file {path}: {exc.strerror}") from None
+
+
+def resolve_settings(
+    flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Combine defaults < opsbus.toml `[server]` < OPSBUS_* environment < flags."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_path = flags.get("config") or environ.get("OPSBUS_CONFIG")
+    if config_path is None and Path("opsbus.toml").exists():
+        config_path = "opsbus.toml"
+    if config_path:
+        doc = load_config_file(config_path)
+        server = doc.get("server", {})
+        if not isinstance(server, dict):
+            raise InvalidConfig(f"config file {config_path}: [server] must be a table")
+        for key, raw in server.items():
+            if key not in SETTING_NAMES:
+                raise InvalidConfig(f"config file {config_path}: unknown setting server.{key}")
+            values[key] = _coerce(key, raw, f"config file {config_path}")
+        values["config"] = str(config_path)
+    for name in SETTING_NAMES:
+        env_name = f"OPSBUS_{name.upper()}"
+        if env_name in environ:
+            values[name] = _coerce(name, environ[env_name], f"environment {env_name}")
+    for name, raw in flags.items():
+        if name in SETTING_NAMES:
+            values[name] = _coerce(name, raw, f"--{name.replace('_', '-')}")
+    settings = Settings(**values)
+    validate_settings(settings)
+    return settings
+
+
+def validate_settings(settings: Settings) -> None:
+    """Reject settings that cannot work, naming the setting."""
+    if settings.durability not in DURABILITY_LEVELS:
+        raise InvalidConfig(f"durability must be one of {', '.join(DURABILITY_LEVELS)}")
+    try:
+        port = settings.port
+    except (ValueError, IndexError):
+        raise InvalidConfig(f"listen must be host:port, got {settings.listen!r}") from None
+    if not 0 <= port <= 65535:
+        raise InvalidConfig(f"listen port out of range: {port}")
+    for name in ("max_event_bytes", "max_request_bytes", "max_batch_events", "hop_limit"):
+        if getattr(settings, name) <= 0:
+            raise InvalidConfig(f"{name} must be positive")
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    """A copy of settings with some fields changed."""
+    return dataclasses.replace(settings, **changes)
+
+
+__all__ = ["SETTING_NAMES", "Settings", "load_config_file", "replace", "resolve_settings"]

@@ -1,0 +1,23 @@
+"""The store: the one place that talks to the database (see `base.py` for the contract)."""
+
+from __future__ import annotations
+
+from broker.errors import InvalidConfig
+from broker.settings import Settings
+from broker.store.base import Store, WriteTxn
+from broker.store.records import AppendResult, ConfigObject, StoredEvent, TargetRecord
+
+
+def open_store(settings: Settings) -> Store:
+    """The backend named by `settings.store` (not yet opened)."""
+    if settings.store == "sqlite":
+        from broker.store.sqlite import SqliteStore
+
+        return SqliteStore(settings.db_path, settings.durability)
+    raise InvalidConfig(f"unknown store backend {settings.store!r} (known: sqlite)")
+
+
+__all__ = [
+    "AppendResult", "ConfigObject", "Store", "StoredEvent", "TargetRecord", "WriteTxn",
+    "open_store",
+]

@@ -1,0 +1,128 @@
+"""The store interface: the contract every backend (SQLite, later PostgreSQL) keeps.
+
+Nothing outside `broker/store/` writes SQL. All writes happen inside a `WriteTxn`
+obtained from `Store.transaction()`: the store runs one writer, so a transaction is
+serialised with every other write and commits durably when the context exits without
+error. Nothing here assumes one process: seq is commit-ordered, claims and leases are
+decided in the database, and `wait_for_change` is how other processes' commits are seen.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from broker.store.records import AppendResult, ConfigObject, StoredEvent, TargetRecord
+
+
+class WriteTxn(ABC):
+    """One write transaction. Methods are coroutines so that a networked backend can
+    await; the SQLite backend runs them without a thread hop and only fsyncs at commit."""
+
+    @abstractmethod
+    async def savepoint(self) -> AbstractAsyncContextManager[None]:
+        """A nested savepoint: work inside it is undone if the block raises."""
+
+    # -- events --------------------------------------------------------------------
+    @abstractmethod
+    async def append_event(
+        self, event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes
+    ) -> AppendResult:
+        """Append an event unless (source, id) is already stored.
+
+        Returns the new seq, or the original seq with `duplicate=True` (and
+        `conflict=True` when the stored content's digest differs). Seq is assigned in
+        commit order: once this transaction commits, no event with a lower seq can
+        still commit."""
+
+    @abstractmethod
+    async def set_routes(self, seq: int, routes: Sequence[str]) -> None:
+        """Record which routes an appended event matched."""
+
+    @abstractmethod
+    async def add_targets(self, records: Sequence[TargetRecord]) -> None:
+        """Record route target hits (the derived records that later stages act on)."""
+
+    # -- configuration objects ---------------------------------------------------------
+    @abstractmethod
+    async def put_config(
+        self, kind: str, name: str, spec: dict[str, Any], origin: str
+    ) -> ConfigObject:
+        """Create or replace a configuration object; bumps its version."""
+
+    @abstractmethod
+    async def delete_config(self, kind: str, name: str) -> bool:
+        """Delete a configuration object; False when it did not exist."""
+
+
+class Store(ABC):
+    """A backend: opened once per broker process; reads use their own connections."""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Create or migrate the schema and open connections."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Finish the current transaction and close every connection."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[WriteTxn]:
+        """The single writer's transaction; commits (durably) on clean exit."""
+
+    # -- events --------------------------------------------------------------------
+    @abstractmethod
+    async def last_seq(self) -> int:
+        """The highest committed seq, 0 for an empty log."""
+
+    @abstractmethod
+    async def get_event(self, seq: int) -> StoredEvent | None:
+        """One event by seq."""
+
+    @abstractmethod
+    async def find_event(self, source: str, id: str) -> StoredEvent | None:
+        """One event by its CloudEvents identity."""
+
+    @abstractmethod
+    async def find_by_id(self, id: str) -> list[StoredEvent]:
+        """Events whose `id` is this (any source), oldest first; used to walk causation."""
+
+    @abstractmethod
+    async def read_events(
+        self,
+        after: int = 0,
+        limit: int = 100,
+        *,
+        type: str | None = None,
+        source: str | None = None,
+        subject: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        correlationid: str | None = None,
+        descending: bool = False,
+    ) -> list[StoredEvent]:
+        """A page of events with seq > after (or < after when descending and after>0),
+        ordered by seq. Each call is its own short read transaction."""
+
+    @abstractmethod
+    async def count_events(self) -> int:
+        """Number of stored events."""
+
+    @abstractmethod
+    async def targets_of(self, seq: int) -> list[TargetRecord]:
+        """The route target hits recorded for an event."""
+
+    # -- configuration objects ---------------------------------------------------------
+    @abstractmethod
+    async def list_config(self, kind: str | None = None) -> list[ConfigObject]:
+        """Configuration objects, by kind then name."""
+
+    @abstractmethod
+    async def get_config(self, kind: str, name: str) -> ConfigObject | None:
+        """One configuration object."""
+
+    @abstractmethod
+    async def config_version(self) -> int:
+        """A number that grows whenever any configuration object changes."""

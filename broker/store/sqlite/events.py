@@ -1,0 +1,95 @@
+"""SQLite statements for the event log, route target hits and configuration objects."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from broker.store.records import AppendResult, ConfigObject, StoredEvent, TargetRecord
+from broker.timeutil import now_rfc3339
+
+EVENT_COLUMNS = "seq, recvtime, body, routes"
+
+
+def row_to_event(row: Sequence[Any]) -> StoredEvent:
+    routes = tuple(orjson.loads(row[3])) if row[3] else ()
+    return StoredEvent(row[0], row[1], bytes(row[2]), routes)
+
+
+def row_to_config(row: Sequence[Any]) -> ConfigObject:
+    return ConfigObject(row[0], row[1], orjson.loads(row[2]), row[3], row[4], row[5])
+
+
+class EventWrites:
+    """Event-log writes on the writer connection (mixed into the SQLite transaction)."""
+
+    conn: sqlite3.Connection
+
+    async def append_event(
+        self, event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes
+    ) -> AppendResult:
+        row = self.conn.execute(
+            "INSERT INTO events (source, id, type, subject, time, recvtime, correlationid,"
+            " digest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (source, id) DO NOTHING RETURNING seq",
+            (
+                event["source"], event["id"], event["type"], event.get("subject"),
+                event.get("time"), recvtime, _text(event.get("correlationid")), digest, raw,
+            ),
+        ).fetchone()
+        if row is not None:
+            return AppendResult(row[0], False)
+        seq, stored_digest = self.conn.execute(
+            "SELECT seq, digest FROM events WHERE source = ? AND id = ?",
+            (event["source"], event["id"]),
+        ).fetchone()
+        return AppendResult(seq, True, conflict=bytes(stored_digest) != digest)
+
+    async def set_routes(self, seq: int, routes: Sequence[str]) -> None:
+        self.conn.execute(
+            "UPDATE events SET routes = ? WHERE seq = ?", (orjson.dumps(list(routes)), seq)
+        )
+
+    async def add_targets(self, records: Sequence[TargetRecord]) -> None:
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO event_targets (seq, route, target, detail)"
+            " VALUES (?, ?, ?, ?)",
+            [(r.seq, r.route, r.target, orjson.dumps(r.detail) if r.detail else None)
+             for r in records],
+        )
+
+    async def put_config(
+        self, kind: str, name: str, spec: dict[str, Any], origin: str
+    ) -> ConfigObject:
+        now = now_rfc3339()
+        version = self._bump_config_version()
+        self.conn.execute(
+            "INSERT INTO config_objects (kind, name, spec, origin, version, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kind, name) DO UPDATE SET"
+            " spec = excluded.spec, origin = excluded.origin, version = excluded.version,"
+            " updated_at = excluded.updated_at",
+            (kind, name, orjson.dumps(spec).decode(), origin, version, now),
+        )
+        return ConfigObject(kind, name, spec, origin, version, now)
+
+    async def delete_config(self, kind: str, name: str) -> bool:
+        cursor = self.conn.execute(
+            "DELETE FROM config_objects WHERE kind = ? AND name = ?", (kind, name)
+        )
+        if cursor.rowcount:
+            self._bump_config_version()
+        return cursor.rowcount > 0
+
+    def _bump_config_version(self) -> int:
+        (version,) = self.conn.execute(
+            "UPDATE counters SET value = value + 1 WHERE name = 'config_version'"
+            " RETURNING value"
+        ).fetchone()
+        return int(version)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,75 @@
+"""Durability: kill -9 during concurrent publishing; every acknowledged event survives."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import orjson
+import pytest
+
+from tests.broker_process import BrokerProcess
+from tests.conftest import BATCH, STRUCTURED, make_event
+
+
+@pytest.mark.slow
+async def test_sigkill_during_concurrent_publishing_loses_no_acknowledged_event(tmp_path):
+    proc = BrokerProcess(tmp_path / "data").start()
+    acknowledged: dict[tuple[str, str], int] = {}
+    stop = asyncio.Event()
+
+    async def publisher(session: aiohttp.ClientSession, worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            batch = n % 4 == 0
+            events = ([make_event(source=f"crash/{worker}", id=f"{n}-{i}") for i in range(10)]
+                      if batch else [make_event(source=f"crash/{worker}", id=str(n))])
+            body = orjson.dumps(events if batch else events[0])
+            try:
+                async with session.post(proc.url + "/v1/events", data=body,
+                                        headers=BATCH if batch else STRUCTURED) as resp:
+                    if resp.status in (200, 201):
+                        answer = await resp.json()
+                        for event, result in zip(events, answer if batch else [answer],
+                                                 strict=True):
+                            acknowledged[(event["source"], event["id"])] = result["seq"]
+            except (aiohttp.ClientError, ConnectionError):
+                await asyncio.sleep(0.01)
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        workers = [asyncio.create_task(publisher(session, w)) for w in range(16)]
+        deadline = time.monotonic() + 20
+        while len(acknowledged) < 3000 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        proc.kill()  # SIGKILL while requests are in flight
+        await asyncio.sleep(0.2)
+        stop.set()
+        await asyncio.gather(*workers)
+        assert len(acknowledged) > 500
+
+        proc.start()
+        try:
+            stored: dict[tuple[str, str], int] = {}
+            seen_seqs: list[int] = []
+            after = 0
+            while True:
+                async with session.get(proc.url + "/v1/events",
+                                       params={"after": str(after), "limit": "1000"}) as resp:
+                    page = (await resp.json())["events"]
+                if not page:
+                    break
+                for item in page:
+                    key = (item["event"]["source"], item["event"]["id"])
+                    assert key not in stored, f"{key} stored twice"
+                    stored[key] = item["seq"]
+                    seen_seqs.append(item["seq"])
+                after = page[-1]["seq"]
+            missing = [k for k in acknowledged if k not in stored]
+            assert not missing, f"{len(missing)} acknowledged events lost, e.g. {missing[:3]}"
+            for key, seq in acknowledged.items():
+                assert stored[key] == seq
+            assert seen_seqs == sorted(seen_seqs)
+        finally:
+            proc.stop()
