@@ -19,7 +19,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(BIN)/opsbus serve $(ARGS)
+	$(BIN)/opsbus up $(ARGS)
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check broker console plugins tests bench

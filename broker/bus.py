@@ -14,8 +14,9 @@ import orjson
 
 from broker.errors import Conflict, OpsbusError, Unavailable
 from broker.hub import Hub
+from broker.routing import hop_count
 from broker.store.base import Store, WriteTxn
-from broker.store.records import AppendResult, StoredEvent
+from broker.store.records import AppendResult, StoredEvent, TargetRecord
 from broker.timeutil import now_rfc3339
 
 if TYPE_CHECKING:
@@ -43,9 +44,14 @@ class Published:
     seq: int
     id: str
     duplicate: bool
+    dropped: bool = False
+    """A plugin transform dropped the event: nothing was stored (seq is 0)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seq": self.seq, "id": self.id, "duplicate": self.duplicate}
+        answer = {"seq": self.seq, "id": self.id, "duplicate": self.duplicate}
+        if self.dropped:
+            answer["dropped"] = True
+        return answer
 
 
 class WriteContext:
@@ -58,6 +64,28 @@ class WriteContext:
         self.recvtime = recvtime
         self.committed: list[StoredEvent] = []
         self.after_commit: list[Callable[[], None]] = []
+        self.pending_routes: list[StoredEvent] = []
+        self.pending_targets: list[TargetRecord] = []
+
+    def mark(self) -> tuple[int, int, int, int]:
+        """Where this unit of work starts, to undo its in-memory effects if it fails."""
+        return (len(self.committed), len(self.after_commit), len(self.pending_routes),
+                len(self.pending_targets))
+
+    def undo(self, mark: tuple[int, int, int, int]) -> None:
+        del self.committed[mark[0]:]
+        del self.after_commit[mark[1]:]
+        del self.pending_routes[mark[2]:]
+        del self.pending_targets[mark[3]:]
+
+    async def flush(self) -> None:
+        """Write the matched routes and target hits gathered during the transaction."""
+        if self.pending_routes:
+            await self.tx.set_routes_many([(e.seq, e.routes) for e in self.pending_routes])
+            self.pending_routes.clear()
+        if self.pending_targets:
+            await self.tx.add_targets(self.pending_targets)
+            self.pending_targets.clear()
 
     async def publish(
         self, event: dict[str, Any], *, cause: StoredEvent | None = None
@@ -76,6 +104,20 @@ class WriteContext:
         await self.bus.router.route(self, stored)
         return result, stored
 
+    async def publish_many(self, events: list[dict[str, Any]]) -> list[AppendResult]:
+        """Append and route many validated events (a publisher's batch) in order."""
+        items = []
+        for event in events:
+            raw = canonical(event)
+            items.append((event, raw, digest_of(raw)))
+        results = await self.tx.append_events(items, self.recvtime)
+        for (event, raw, _), result in zip(items, results, strict=True):
+            if not result.duplicate:
+                stored = StoredEvent(result.seq, self.recvtime, raw, (), event)
+                self.committed.append(stored)
+                await self.bus.router.route(self, stored)
+        return results
+
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once this transaction has committed (e.g. wake a dispatcher)."""
         self.after_commit.append(callback)
@@ -86,9 +128,19 @@ def with_lineage(event: dict[str, Any], cause: dict[str, Any]) -> dict[str, Any]
     derived = dict(event)
     derived["causationid"] = str(cause["id"])
     derived.setdefault("correlationid", cause.get("correlationid") or str(cause["id"]))
-    hops = cause.get("hopcount", 0)
-    derived["hopcount"] = (hops if isinstance(hops, int) else 0) + 1
+    derived["hopcount"] = hop_count(cause.get("hopcount")) + 1
     return derived
+
+
+def transformed(transforms: list[Callable[[dict[str, Any]], dict[str, Any] | None]],
+                event: dict[str, Any]) -> dict[str, Any] | None:
+    """The event after each transform in order; None once one drops it."""
+    result: dict[str, Any] | None = event
+    for transform in transforms:
+        result = transform(result)
+        if result is None:
+            return None
+    return result
 
 
 @dataclass(eq=False)
@@ -136,12 +188,22 @@ class Bus:
         return await work.future
 
     async def publish(self, events: list[dict[str, Any]]) -> list[Published]:
-        """Append and route validated events as one all-or-nothing unit."""
+        """Append and route validated events as one all-or-nothing unit. Plugin transforms
+        run first, here and not in the writer, so a slow or failing one only costs its
+        own publisher (an OpsbusError naming the plugin fails just this publish)."""
+        if not self.router.transforms:
+            return await self._append(events)
+        shaped = [transformed(self.router.transforms, event) for event in events]
+        kept = [event for event in shaped if event is not None]
+        appended = iter(await self._append(kept) if kept else [])
+        return [Published(0, str(original["id"]), False, dropped=True) if event is None
+                else next(appended) for event, original in zip(shaped, events, strict=True)]
 
+    async def _append(self, events: list[dict[str, Any]]) -> list[Published]:
         async def append_all(ctx: WriteContext) -> list[Published]:
             answers = []
-            for index, event in enumerate(events):
-                result, _ = await ctx.publish(event)
+            results = await ctx.publish_many(events)
+            for index, (event, result) in enumerate(zip(events, results, strict=True)):
                 if result.conflict:
                     raise Conflict(
                         f"an event with source {event['source']!r} and id {event['id']!r}"
@@ -174,8 +236,7 @@ class Bus:
             async with self.store.transaction() as tx:
                 ctx = WriteContext(self, tx, now_rfc3339())
                 for work in group:
-                    mark = len(ctx.committed)
-                    hooks = len(ctx.after_commit)
+                    mark = ctx.mark()
                     try:
                         async with tx.savepoint():
                             result = await work.fn(ctx)
@@ -183,9 +244,9 @@ class Bus:
                     except Exception as exc:  # one caller's failure is not the group's
                         if not isinstance(exc, OpsbusError):
                             log.exception("unexpected error in a write")
-                        del ctx.committed[mark:]
-                        del ctx.after_commit[hooks:]
+                        ctx.undo(mark)
                         outcomes.append((work, None, exc))
+                await ctx.flush()
         except Exception as exc:
             log.exception("commit failed")
             for work in group:

@@ -159,6 +159,11 @@ class OpsbusClient:
         return await self.request("POST", "/v1/filters/evaluate", json=body)
 
     # -- configuration ---------------------------------------------------------------
+    async def plugins(self) -> dict[str, Any]:
+        """`GET /v1/plugins`: loaded plugins, versions, what they provide, load errors."""
+        result: dict[str, Any] = await self.request("GET", "/v1/plugins")
+        return result
+
     async def list_objects(self, kind: str) -> list[dict[str, Any]]:
         return (await self.request("GET", f"/v1/{kind}"))[kind]
 
@@ -168,6 +173,111 @@ class OpsbusClient:
 
     async def delete_object(self, kind: str, name: str) -> None:
         await self.request("DELETE", f"/v1/{kind}/{quote(name, safe='')}")
+
+    # -- routes: dry runs and config status -------------------------------------------
+    async def test_routes(self, events: list[dict[str, Any]] | None = None, *,
+                          route: dict[str, Any] | None = None,
+                          history: dict[str, Any] | None = None) -> dict[str, Any]:
+        """`POST /v1/routes/test`: where `events` would go, or what the draft `route`
+        would have matched over stored `history` ({since, until, limit}); no side effects."""
+        return await self.request("POST", "/v1/routes/test", json={
+            "route": route, "events": events, "history": history}, timeout=300)
+
+    async def config_status(self) -> dict[str, Any]:
+        """`GET /v1/config/status`: the config file, last reload and its error."""
+        return await self.request("GET", "/v1/config/status")
+
+    # -- queues, todo items and silences -------------------------------------------------
+    async def queues(self) -> list[dict[str, Any]]:
+        """Every queue with its open, claimed, snoozed and resolved counts."""
+        return (await self.request("GET", "/v1/queues"))["queues"]
+
+    async def queue(self, name: str) -> dict[str, Any]:
+        return await self.request("GET", f"/v1/queues/{quote(name, safe='')}")
+
+    async def todos(self, *, queue: str | None = None, state: str | None = None,
+                    owner: str | None = None, limit: int = 100, after: str | None = None
+                    ) -> dict[str, Any]:
+        """A page of items, newest activity first: {"items": [...], "next": cursor|None}."""
+        return await self.request("GET", "/v1/todos", params={
+            "queue": queue, "state": state, "owner": owner, "limit": limit, "after": after})
+
+    async def todo(self, todo_id: int) -> dict[str, Any]:
+        """One item with its events and history."""
+        return await self.request("GET", f"/v1/todos/{int(todo_id)}")
+
+    async def todo_op(self, todo_id: int, op: str, **body: Any) -> dict[str, Any]:
+        """claim, release, resolve, comment, snooze or reemit; body members as keywords
+        (`operator=` always). Answers {"item": {...}} (+ "event" for reemit)."""
+        return await self.request("POST", f"/v1/todos/{int(todo_id)}/{quote(op, safe='')}",
+                                  json=body)
+
+    async def add_silence(self, **body: Any) -> dict[str, Any]:
+        """matcher=, duration= or ends_at=, comment=, operator=, queue=."""
+        return await self.request("POST", "/v1/silences", json=body)
+
+    async def silences(self, *, all: bool = False) -> list[dict[str, Any]]:
+        params = {"all": "true"} if all else None
+        return (await self.request("GET", "/v1/silences", params=params))["silences"]
+
+    async def expire_silence(self, silence_id: int, operator: str | None = None
+                             ) -> dict[str, Any]:
+        return await self.request("DELETE", f"/v1/silences/{int(silence_id)}",
+                                  json={"operator": operator} if operator else None)
+
+    # -- subscriptions, pull consumers and actions ----------------------------------------
+    async def subscription(self, name: str) -> dict[str, Any]:
+        """A subscription's spec (secret redacted) with its `status`."""
+        return await self.request("GET", f"/v1/subscriptions/{quote(name, safe='')}")
+
+    async def deliveries(self, name: str, *, state: str | None = None, after: int = 0,
+                         limit: int = 100) -> dict[str, Any]:
+        """`{"deliveries": [... with "attempts_log"], "next"}`, oldest first."""
+        return await self.request(
+            "GET", f"/v1/subscriptions/{quote(name, safe='')}/deliveries",
+            params={"state": state, "after": after, "limit": limit})
+
+    async def retry_delivery(self, name: str, delivery_id: int) -> dict[str, Any]:
+        return await self.request(
+            "POST", f"/v1/subscriptions/{quote(name, safe='')}/deliveries/{delivery_id}/retry")
+
+    async def pause_subscription(self, name: str, operator: str | None = None,
+                                 *, resume: bool = False) -> dict[str, Any]:
+        """Pause (or with `resume=True` resume) a subscription; its status."""
+        verb = "resume" if resume else "pause"
+        return await self.request("POST", f"/v1/subscriptions/{quote(name, safe='')}/{verb}",
+                                  json={"operator": operator} if operator else {})
+
+    async def receive(self, name: str, *, max: int = 10, wait_s: float = 20.0,
+                      lease_s: float | None = None) -> list[dict[str, Any]]:
+        """Long-poll a pull subscription: `[{"lease", "seq", "delivery_count", "event"}]`."""
+        body: dict[str, Any] = {"max": max, "wait_s": wait_s}
+        if lease_s is not None:
+            body["lease_s"] = lease_s
+        return await self.request("POST", f"/v1/subscriptions/{quote(name, safe='')}/receive",
+                                  json=body, timeout=wait_s + self.timeout)
+
+    async def settle(self, name: str, verb: str, leases: list[str], **extra: Any
+                     ) -> dict[str, Any]:
+        """`ack`, `release` (`delay=`), `reject` or `renew` (`lease_s=`) leases; Conflict
+        (409) names the leases no longer held, and then nothing changed."""
+        return await self.request("POST", f"/v1/subscriptions/{quote(name, safe='')}/{verb}",
+                                  json={"leases": leases, **extra})
+
+    async def action_jobs(self, name: str, *, after: int = 0, limit: int = 100
+                          ) -> dict[str, Any]:
+        return await self.request("GET", f"/v1/actions/{quote(name, safe='')}/jobs",
+                                  params={"after": after, "limit": limit})
+
+    async def run_todo_action(self, todo_id: int, action: str, operator: str,
+                              params: dict[str, Any] | None = None, wait_s: float = 10.0
+                              ) -> dict[str, Any]:
+        """Run a queue's quick action on an item: `{"job", "result"}` (no result yet when
+        the job outlasts `wait_s`)."""
+        return await self.request(
+            "POST", f"/v1/todos/{todo_id}/actions/{quote(action, safe='')}",
+            json={"operator": operator, "params": params or {}, "wait_s": wait_s},
+            timeout=wait_s + self.timeout)
 
     # -- stream ----------------------------------------------------------------------
     async def stream(self, *, after: int | None = None, filter: str | None = None,

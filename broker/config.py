@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from broker.errors import Conflict, InvalidConfig, NotFound, OpsbusError
 from broker.settings import load_config_file
 from broker.store.records import ConfigObject
+from broker.timeutil import now_rfc3339
 
 if TYPE_CHECKING:
     from broker.core import Broker
@@ -42,7 +43,16 @@ class ConfigManager:
         self.objects: list[ConfigObject] = []
         self.file_sections: dict[str, Any] = {}
         """Non-object sections of the last good file (e.g. `[plugins]`)."""
+        self.path: str | None = None
+        """The config file applied at start and watched, if any."""
         self.last_error: str | None = None
+        """Why the last reload of the file was refused (the running config stayed); None
+        once a reload succeeds."""
+        self.last_error_at: str | None = None
+        self.loaded_at: str | None = None
+        """When the file was last applied successfully."""
+        self.reloads = 0
+        self._refresh_lock = asyncio.Lock()
         self._watch_task: asyncio.Task[None] | None = None
 
     def register_kind(self, kind: Kind) -> None:
@@ -61,7 +71,11 @@ class ConfigManager:
 
     def parse_file(self, path: str | Path) -> dict[str, list[dict[str, Any]]]:
         """Validate every object in the file; InvalidConfig on the first problem."""
-        doc = load_config_file(path)
+        return self.parse_document(load_config_file(path), path)
+
+    def parse_document(self, doc: dict[str, Any], path: str | Path
+                       ) -> dict[str, list[dict[str, Any]]]:
+        """Validate the objects of an already-parsed TOML document."""
         parsed: dict[str, list[dict[str, Any]]] = {}
         for section, value in doc.items():
             if section in FILE_SECTIONS_NOT_OBJECTS:
@@ -77,7 +91,8 @@ class ConfigManager:
                 try:
                     spec = self.kinds[section].validate(item)
                 except OpsbusError as exc:
-                    raise InvalidConfig(f"{path}: {section}[{index}]: {exc.detail}") from None
+                    raise InvalidConfig(f"{path}: {section}[{index}]: {exc.detail}",
+                                        **exc.extra) from None
                 if spec["name"] in seen:
                     raise InvalidConfig(f"{path}: {section}: duplicate name {spec['name']!r}")
                 seen.add(spec["name"])
@@ -87,8 +102,10 @@ class ConfigManager:
 
     async def load_file(self, path: str | Path) -> None:
         """Apply the file: its objects replace every file-origin object, atomically."""
-        parsed = self.parse_file(path)
+        # Read once: validating one version of the file and applying another (an editor
+        # still writing it) would apply a file nobody checked.
         doc = load_config_file(path)
+        parsed = self.parse_document(doc, path)
         existing = await self.broker.store.list_config()
 
         async def apply(ctx: Any) -> None:
@@ -100,21 +117,37 @@ class ConfigManager:
             for kind, specs in parsed.items():
                 for spec in specs:
                     old = current.get((kind, spec["name"]))
+                    if old is not None and old.origin != "file":
+                        log.warning("%s %r from %s replaces the one created through the API",
+                                    self.kinds[kind].singular, spec["name"], path)
                     if old is None or old.spec != spec or old.origin != "file":
                         await ctx.tx.put_config(kind, spec["name"], spec, "file")
 
         await self.broker.bus.run(apply)
         self.file_sections = {k: v for k, v in doc.items() if k in FILE_SECTIONS_NOT_OBJECTS}
-        self.last_error = None
+        self.path = str(path)
+        self.last_error = self.last_error_at = None
+        self.loaded_at = now_rfc3339()
         await self.refresh()
 
     async def refresh(self) -> None:
-        self.objects = await self.broker.store.list_config()
-        for listener in self.listeners:
-            try:
-                listener(self.objects)
-            except Exception:
-                log.exception("configuration listener failed")
+        """Re-read every object and tell the listeners (the router swaps its table)."""
+        # Serialised, and each refresh reads after the previous one has finished: two
+        # concurrent changes can then never leave the older snapshot installed last.
+        async with self._refresh_lock:
+            self.objects = await self.broker.store.list_config()
+            for listener in self.listeners:
+                try:
+                    listener(self.objects)
+                except Exception:
+                    log.exception("configuration listener failed")
+
+    def status(self) -> dict[str, Any]:
+        """The config file's state, for `GET /v1/config/status`."""
+        return {"file": self.path, "watching": self._watch_task is not None,
+                "loaded_at": self.loaded_at, "reloads": self.reloads,
+                "error": self.last_error, "error_at": self.last_error_at,
+                "objects": {kind: len(self.list(kind)) for kind in self.kinds}}
 
     def list(self, kind: str) -> list[ConfigObject]:
         self.kind(kind)
@@ -180,15 +213,27 @@ class ConfigManager:
         import watchfiles
 
         # Watch the folder: editors replace files by rename, which a file watch misses.
-        async for changes in watchfiles.awatch(path.parent, debounce=200, step=50,
-                                               recursive=False):
-            if not any(Path(p).name == path.name for _, p in changes):
-                continue
-            try:
-                await self.load_file(path)
-                log.info("reloaded configuration from %s", path)
-            except OpsbusError as exc:
-                self.last_error = exc.detail
-                log.error("configuration not reloaded, keeping the running one: %s", exc.detail)
-            except Exception:
-                log.exception("configuration reload failed; keeping the running one")
+        # The filter keeps the folder's other files (the database, often beside the
+        # config) from waking this loop and logging at every commit.
+        name = path.name
+        async for _ in watchfiles.awatch(
+            path.parent, debounce=200, step=50, recursive=False,
+            watch_filter=lambda _change, changed: Path(changed).name == name,
+        ):
+            await self.reload(path)
+
+    async def reload(self, path: Path) -> bool:
+        """Apply the edited file, or keep the running configuration and say why."""
+        try:
+            await self.load_file(path)
+        except OpsbusError as exc:
+            self.last_error, self.last_error_at = exc.detail, now_rfc3339()
+            log.error("configuration not reloaded, keeping the running one: %s", exc.detail)
+            return False
+        except Exception as exc:
+            self.last_error, self.last_error_at = f"{path}: {exc}", now_rfc3339()
+            log.exception("configuration reload failed; keeping the running one")
+            return False
+        self.reloads += 1
+        log.info("reloaded configuration from %s", path)
+        return True

@@ -18,7 +18,13 @@ from broker.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
-FEATURES: tuple[str, ...] = ()
+FEATURES: tuple[str, ...] = (
+    "broker.plugin_host",
+    "broker.proxy",
+    "broker.todos",
+    "broker.delivery",
+    "broker.actions",
+)
 """Modules with a `setup(broker)` function, imported at start (todos, delivery, ...)."""
 
 Service = Callable[[], Awaitable[None]]

@@ -48,8 +48,16 @@ class Settings:
     """Most events the writer commits in one transaction."""
     allow_private_targets: bool = False
     """Let webhooks and actions call loopback and private addresses (never link-local/metadata)."""
+    delivery_poll_s: float = 1.0
+    """Seconds between checks of the store for due webhook retries, action jobs and expired
+    pull leases (commits wake the dispatchers at once; this bounds timer-driven work)."""
+    delivery_concurrency: int = 64
+    """Most webhook calls, and separately most action calls, in flight at once."""
     token: str | None = None
     """Bearer token required by the API when set."""
+    todo_sweep_s: float = 1.0
+    """Seconds between checks for expired claim leases and ended snoozes (shortened to a
+    quarter of the shortest queue lease)."""
     log_level: str = "info"
     """Logging level."""
 
@@ -147,7 +155,8 @@ def validate_settings(settings: Settings) -> None:
         raise InvalidConfig(f"listen must be host:port, got {settings.listen!r}") from None
     if not 0 <= port <= 65535:
         raise InvalidConfig(f"listen port out of range: {port}")
-    for name in ("max_event_bytes", "max_request_bytes", "max_batch_events", "hop_limit"):
+    for name in ("max_event_bytes", "max_request_bytes", "max_batch_events", "hop_limit",
+                 "delivery_poll_s", "delivery_concurrency"):
         if getattr(settings, name) <= 0:
             raise InvalidConfig(f"{name} must be positive")
 

@@ -55,7 +55,10 @@ class Case:
         return event
 
 
-def C(name: str, expression: str, result: object = None, error: str | None = None, **kw: Any) -> Case:  # noqa: E501
+def C(
+    name: str, expression: str, result: object = None, error: str | None = None, **kw: Any
+) -> Case:
+    """Shorthand for one case, keeping the tables below readable."""
     return Case(name, expression, result, error, **kw)
 
 
@@ -247,7 +250,7 @@ LITERALS = [
     C("single quoted with case", "'aBc'", "aBc"),
     C("double quoted with case", '"AbC"', "AbC"),
     C("escaped (1)", "'a\"b\\'c'", "a\"b'c"),
-    C("escaped (2)", '"a\'b\\"c"', 'a\'b"c'),
+    C("escaped (2)", '"a\'b\\"c"', "a'b\"c"),
     C("largest integer", "2147483647", 2147483647),
     C("smallest integer", "-2147483648", -2147483648),
     C("integer overflow", "2147483648", False, "parse"),
@@ -506,10 +509,23 @@ SUBSCRIPTIONS_API = [
             "source": "http://localhost.localdomain",
         },
     ),
+    # Upstream runs (4) and (5) with an http:// source, for which no disjunct of the second
+    # clause holds, yet expects true (and, in (5), that the third clause is reached). The
+    # intent needs an https:// source, which is what these two use.
     C(
         "CNF (4)",
         _CNF,
         True,
+        overrides={
+            "id": "myId",
+            "type": "example.event.success",
+            "source": "https://localhost.localdomain",
+        },
+    ),
+    C(
+        "CNF (4), as published: false",
+        _CNF,
+        False,
         overrides={
             "id": "myId",
             "type": "example.event.success",
@@ -524,7 +540,7 @@ SUBSCRIPTIONS_API = [
         overrides={
             "id": "myId",
             "type": "example.event.success",
-            "source": "http://localhost.localdomain",
+            "source": "https://localhost.localdomain",
         },
     ),
 ]

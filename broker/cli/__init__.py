@@ -16,6 +16,14 @@ COMMAND_MODULES = (
     "broker.cli.serve",
     "broker.cli.emit",
     "broker.cli.tail",
+    "broker.cli.consume",
+    "broker.cli.subs",
+    "broker.cli.todo",
+    "broker.cli.routes",
+    "broker.cli.replay",
+    "broker.cli.export",
+    "broker.cli.console",
+    "broker.cli.up",
 )
 """Modules with `register(subparsers)`; each sets `func` (sync or async) on its parser."""
 

@@ -73,11 +73,16 @@ class Compiled:
 
 @dataclass(frozen=True, slots=True)
 class Program:
-    """A whole compiled expression: the root closure plus what ``evaluate`` needs around it."""
+    """A whole compiled expression: the root closure plus what ``evaluate`` needs around it.
+
+    ``match`` is the filter-mode entry point (section 1.2): true only for a Boolean true
+    reached without any error.
+    """
 
     root: Node
     run: Evaluator
     type: str
+    match: Callable[[Event], bool]
 
     def evaluate(self, event: Event) -> tuple[object, EvalError | None]:
         """Evaluate against an event; never raises (an unexpected fault is a generic error)."""
@@ -89,24 +94,127 @@ class Program:
         except Exception as exc:  # a malformed event must not escape as an exception
             return zero_of(self.type), EvalError(GENERIC, f"evaluation failed: {exc!r}", None)
 
-    def matches(self, event: Event) -> bool:
-        """Filter semantics (section 1.2): true only for a Boolean true without any error."""
-        try:
-            return self.run(event) is True
-        except Exception:
-            return False
-
 
 def compile_program(root: Node) -> Program:
     """Compile a parsed expression."""
     compiled = compile_node(root)
-    return Program(root, compiled.run, compiled.type)
+    return Program(root, compiled.run, compiled.type, _matcher(root, compiled))
+
+
+# Outcomes of a node in filter mode, besides True and False.
+_ERROR: Final = object()  # evaluating the node certainly fails
+_OTHER: Final = object()  # not a plain Boolean: only a full evaluation can tell
+
+
+def _matcher(root: Node, compiled: Compiled) -> Callable[[Event], bool]:
+    """The filter-mode entry point: a Boolean true without errors, else false.
+
+    In a route table most expressions name attributes or data fields that most events do
+    not have, and a missing one always ends in an error. Raising and unwinding costs far
+    more than a dict lookup, so before an operand of AND/OR is evaluated, the attributes
+    it reads unconditionally are looked up, and an absent one answers "no match" without
+    running anything. Anything unusual (an operand that is not a Boolean) falls back to
+    evaluating the whole expression, which is pure, so the answer is the same.
+    """
+    run = compiled.run
+    if compiled.constant:
+        return lambda event: compiled.value is True
+    outcome = _outcome(root, run)
+
+    def match(event: Event) -> bool:
+        result = outcome(event)
+        if result is _OTHER:
+            try:
+                return run(event) is True
+            except Exception:
+                return False
+        return result is True
+
+    return match
+
+
+def _outcome(node: Node, run: Evaluator) -> Callable[[Event], object]:
+    """``event -> True | False | _ERROR | _OTHER`` for ``node``, checking reads first."""
+    if isinstance(node, Logic) and node.op == "OR":
+        # Only the first operand of OR is always evaluated: check each one's reads just
+        # before it would run.
+        parts = tuple(_outcome(operand, compile_node(operand).run) for operand in node.operands)
+
+        def any_true(event: Event) -> object:
+            for part in parts:
+                result = part(event)
+                if result is True:
+                    return True
+                if result is not False:
+                    return result  # _ERROR or _OTHER
+            return False
+
+        return any_true
+
+    names: list[str] = []
+    paths: list[tuple[str, ...]] = []
+    for read in _reads_for_true(node):
+        if isinstance(read, Attribute):
+            if read.name not in names:
+                names.append(read.name)
+        elif read.path not in paths:
+            paths.append(read.path)
+    if any(name in PAYLOAD_KEYS for name in names):
+        return lambda event: _ERROR
+    required_names = tuple(names)
+    required_paths = tuple(paths)
+
+    def leaf(event: Event) -> object:
+        try:
+            for name in required_names:
+                if event.get(name) is None:
+                    return _ERROR
+            for path in required_paths:
+                value = read_data_path(event, path)
+                if value is MISSING or value is None:
+                    return _ERROR
+            result = run(event)
+        except Exception:  # Failure, or a malformed event
+            return _ERROR
+        if result is True or result is False:
+            return result
+        return _OTHER
+
+    return leaf
+
+
+def _reads_for_true(node: Node) -> list[Attribute | DataPath]:
+    """Reads that must succeed for ``node`` to be true without error.
+
+    For AND that is every operand's reads: an evaluation that stops before an operand
+    has met a false one, and one that gets to it fails on the missing read.
+    """
+    if isinstance(node, Logic) and node.op == "AND":
+        return [read for operand in node.operands for read in _reads_for_true(operand)]
+    return _required_reads(node)
+
+
+def _required_reads(node: Node) -> list[Attribute | DataPath]:
+    """Attribute reads that every evaluation of ``node`` performs (none short-circuit)."""
+    if isinstance(node, Attribute | DataPath):
+        return [node]
+    if isinstance(node, Binary):
+        return [*_required_reads(node.left), *_required_reads(node.right)]
+    if isinstance(node, Unary | Like):
+        return _required_reads(node.operand)
+    if isinstance(node, In):
+        return [*_required_reads(node.operand), *_required_reads(node.items[0])]
+    if isinstance(node, Logic):
+        return _required_reads(node.operands[0])
+    if isinstance(node, Call):
+        return [read for arg in node.args for read in _required_reads(arg)]
+    return []
 
 
 def compile_node(node: Node) -> Compiled:
     """Compile one node (recursively), folding subtrees that are constant."""
     compiler = _COMPILERS[type(node)]
-    return compiler(node)  # type: ignore[operator]
+    return compiler(node)
 
 
 def _constant(value: object) -> Compiled:
@@ -226,10 +334,10 @@ def _unary(node: Unary) -> Compiled:
         if type(value) is not int:
             value, message = cast_int(value)
         if message is not None:
-            raise _fail(node, CAST, message, -value)  # type: ignore[operator]
+            raise _fail(node, CAST, message, -value)
         if value == INT_MIN:
             raise _fail(node, MATH, "-(-2147483648) overflows a 32-bit integer", INT_MIN)
-        return -value  # type: ignore[operator]
+        return -value
 
     return _fold(Compiled(negate, INT), operand)
 
@@ -275,7 +383,7 @@ def _arithmetic(node: Binary, left: Compiled, right: Compiled) -> Compiled:
         if type(b) is not int:
             b, message = cast_int(b)
             cast_error = cast_error or message
-        result, math_error = compute(a, b)  # type: ignore[arg-type]
+        result, math_error = compute(a, b)
         if cast_error is not None:
             raise _fail(node, CAST, cast_error, result)
         if math_error is not None:
@@ -307,7 +415,7 @@ def _ordering(node: Binary, left: Compiled, right: Compiled) -> Compiled:
         if type(b) is not int:
             b, message = cast_int(b)
             cast_error = cast_error or message
-        result = test(a, b)  # type: ignore[arg-type]
+        result = test(a, b)
         if cast_error is not None:
             raise _fail(node, CAST, cast_error, result)
         return result
@@ -437,7 +545,7 @@ def _like(node: Like) -> Compiled:
         value = run(event)
         if type(value) is not str:
             value = cast_str(value)
-        return matcher(value) is not negated  # type: ignore[arg-type]
+        return matcher(value) is not negated
 
     return _fold(Compiled(like, BOOL), operand)
 
@@ -530,14 +638,35 @@ def _call(node: Call) -> Compiled:
     types = tuple(function.param_type(index) for index in range(len(args)))
     casters = tuple(_caster(kind) for kind in types)
     pairs = tuple(zip(runs, casters, strict=True))
+    # Per argument: the Python type that needs no cast (None: any value is fine).
+    wanted = tuple({INT: int, BOOL: bool, STR: str}.get(kind) for kind in types)
+    steps = tuple(zip(runs, wanted, casters, strict=True))
+
+    if len(pairs) == 1:
+        ((arg_run, arg_cast),) = pairs
+
+        def call1(event: Event) -> object:
+            value, cast_error = arg_cast(arg_run(event))
+            try:
+                result = impl(value)
+            except fn.FunctionError as error:
+                kind, message = (CAST, cast_error) if cast_error else (error.kind, error.message)
+                raise _fail(node, kind, message, error.value) from None
+            if cast_error is not None:
+                raise _fail(node, CAST, cast_error, result)
+            return result
+
+        return _fold(Compiled(call1, function.returns), *args)
 
     def call(event: Event) -> object:
         values = []
         cast_error = None
-        for run, caster in pairs:
-            value, message = caster(run(event))
-            if message is not None and cast_error is None:
-                cast_error = message
+        for run, want, caster in steps:
+            value = run(event)
+            if want is not None and type(value) is not want:
+                value, message = caster(value)
+                if message is not None and cast_error is None:
+                    cast_error = message
             values.append(value)
         try:
             result = impl(*values)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from broker.errors import InvalidFilter
 from broker.filters.expression import compile_sql
@@ -77,17 +77,10 @@ def compile_filter(spec: dict[str, Any] | str | None) -> Filter:
     if isinstance(spec, dict) and not spec:
         return MATCH_ALL
     normalized, match, explain = _compile(spec, "filter")
-    return Filter(normalized, _guard(match), explain)
-
-
-def _guard(match: Match) -> Match:
-    def guarded(event: Event) -> bool:
-        try:
-            return match(event)
-        except Exception:  # a malformed event (not a dict, odd types) is not a match
-            return False
-
-    return guarded
+    # No wrapper catches exceptions here: every leaf test already turns a malformed event
+    # into "no match" itself, and the combinators cannot raise, which saves a call per
+    # filter per event.
+    return Filter(normalized, match, explain)
 
 
 def _compile(spec: object, where: str) -> tuple[dict[str, Any], Match, Explain]:
@@ -156,28 +149,34 @@ def _compile_string_match(
 
 
 def _string_test(dialect: str, name: str, expected: str) -> Match:
-    compare: Callable[[str, str], bool] = {
-        "exact": str.__eq__,
-        "prefix": str.startswith,
-        "suffix": str.endswith,
-    }[dialect]
+    # The C-level str methods, not lambdas: this runs for every filter on every event.
+    compare = cast(
+        Callable[[str, str], bool],
+        {"exact": str.__eq__, "prefix": str.startswith, "suffix": str.endswith}[dialect],
+    )
     if name.startswith("data."):
         path = tuple(name.split(".")[1:])
 
         def data_test(event: Event) -> bool:
-            actual = canonical_string(read_data_path(event, path))
-            return actual is not None and compare(actual, expected)
+            try:
+                actual = canonical_string(read_data_path(event, path))
+                return actual is not None and compare(actual, expected)
+            except Exception:  # not a dict: no match, as for a missing field
+                return False
 
         return data_test
 
     def attribute_test(event: Event) -> bool:
-        actual = event.get(name, MISSING)
-        if type(actual) is not str:
-            # Values compare as their canonical string: true, 42, compact JSON.
-            actual = canonical_string(actual)
-            if actual is None:
-                return False
-        return compare(actual, expected)
+        try:
+            actual = event.get(name, MISSING)
+            if type(actual) is not str:
+                # Values compare as their canonical string: true, 42, compact JSON.
+                actual = canonical_string(actual)
+                if actual is None:
+                    return False
+            return compare(actual, expected)
+        except Exception:  # not a dict: no match, as for a missing attribute
+            return False
 
     return attribute_test
 

@@ -36,7 +36,7 @@ class Expression:
 
     def matches(self, event: dict[str, Any]) -> bool:
         """Filter use: true only when the value is Boolean true and no error occurred."""
-        return self._program.matches(event)
+        return self._program.match(event)
 
     def __repr__(self) -> str:
         return f"Expression({self.text!r})"

@@ -118,7 +118,7 @@ def cast_bool(value: object) -> tuple[bool, str | None]:
         return value, None  # type: ignore[return-value]
     if kind is int:
         return value != 0, None
-    lowered = value.lower()  # type: ignore[union-attr]
+    lowered = str(value).lower()
     if lowered == "true":
         return True, None
     if lowered == "false":

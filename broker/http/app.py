@@ -20,6 +20,13 @@ ROUTE_MODULES = (
     "broker.http.events",
     "broker.http.stream",
     "broker.http.filters",
+    "broker.http.todos",
+    "broker.http.subscriptions",
+    "broker.http.actions",
+    "broker.http.sources",
+    "broker.http.plugins",
+    "broker.http.proxy",
+    "broker.http.routes_test",
 )
 """Modules exposing `routes` (a RouteTableDef), added in this order."""
 

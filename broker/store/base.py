@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from broker.store.base_delivery import DeliveryReads, DeliveryWrites
+from broker.store.base_todos import TodoReads, TodoWrites
 from broker.store.records import AppendResult, ConfigObject, StoredEvent, TargetRecord
 
 
-class WriteTxn(ABC):
+class WriteTxn(TodoWrites, DeliveryWrites, ABC):
     """One write transaction. Methods are coroutines so that a networked backend can
     await; the SQLite backend runs them without a thread hop and only fsyncs at commit."""
 
@@ -38,8 +40,19 @@ class WriteTxn(ABC):
         still commit."""
 
     @abstractmethod
+    async def append_events(
+        self, items: Sequence[tuple[dict[str, Any], bytes, bytes]], recvtime: str
+    ) -> list[AppendResult]:
+        """`append_event` for many (event, raw, digest) at once, in order; a repeat of
+        an earlier item of the same call is a duplicate of it."""
+
+    @abstractmethod
     async def set_routes(self, seq: int, routes: Sequence[str]) -> None:
         """Record which routes an appended event matched."""
+
+    @abstractmethod
+    async def set_routes_many(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:
+        """`set_routes` for many events at once."""
 
     @abstractmethod
     async def add_targets(self, records: Sequence[TargetRecord]) -> None:
@@ -57,7 +70,7 @@ class WriteTxn(ABC):
         """Delete a configuration object; False when it did not exist."""
 
 
-class Store(ABC):
+class Store(TodoReads, DeliveryReads, ABC):
     """A backend: opened once per broker process; reads use their own connections."""
 
     @abstractmethod

@@ -48,9 +48,52 @@ class EventWrites:
         ).fetchone()
         return AppendResult(seq, True, conflict=bytes(stored_digest) != digest)
 
+    async def append_events(
+        self, items: Sequence[tuple[dict[str, Any], bytes, bytes]], recvtime: str
+    ) -> list[AppendResult]:
+        rows = [
+            (e["source"], e["id"], e["type"], e.get("subject"), e.get("time"), recvtime,
+             _text(e.get("correlationid")), digest, raw)
+            for e, raw, digest in items
+        ]
+        before = self.conn.total_changes
+        (high,) = self.conn.execute(
+            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
+        ).fetchone()
+        # One C-level loop for the whole batch; seqs of a batch without repeats are
+        # consecutive (AUTOINCREMENT under the single writer).
+        self.conn.executemany(
+            "INSERT INTO events (source, id, type, subject, time, recvtime, correlationid,"
+            " digest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (source, id) DO NOTHING",
+            rows,
+        )
+        if self.conn.total_changes - before == len(rows):
+            return [AppendResult(seq, False) for seq in range(high + 1, high + 1 + len(rows))]
+        results = []
+        first_seen: dict[tuple[str, str], bytes] = {}
+        for event, _, digest in items:
+            key = (event["source"], event["id"])
+            seq, stored = self.conn.execute(
+                "SELECT seq, digest FROM events WHERE source = ? AND id = ?", key
+            ).fetchone()
+            if seq > high and key not in first_seen:
+                first_seen[key] = digest
+                results.append(AppendResult(seq, False))
+            else:
+                original = first_seen.get(key, bytes(stored))
+                results.append(AppendResult(seq, True, conflict=original != digest))
+        return results
+
     async def set_routes(self, seq: int, routes: Sequence[str]) -> None:
         self.conn.execute(
             "UPDATE events SET routes = ? WHERE seq = ?", (orjson.dumps(list(routes)), seq)
+        )
+
+    async def set_routes_many(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:
+        self.conn.executemany(
+            "UPDATE events SET routes = ? WHERE seq = ?",
+            [(orjson.dumps(list(routes)), seq) for seq, routes in items],
         )
 
     async def add_targets(self, records: Sequence[TargetRecord]) -> None:

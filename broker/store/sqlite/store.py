@@ -17,17 +17,19 @@ from broker.store.base import Store, WriteTxn
 from broker.store.migrations import migrations
 from broker.store.records import ConfigObject, StoredEvent, TargetRecord
 from broker.store.sqlite.connections import ReaderPool, open_writer
+from broker.store.sqlite.delivery import DeliveryReadSql, DeliveryWriteSql
 from broker.store.sqlite.events import (
     EVENT_COLUMNS,
     EventWrites,
     row_to_config,
     row_to_event,
 )
+from broker.store.sqlite.todos import TodoReadSql, TodoWriteSql
 
 log = logging.getLogger(__name__)
 
 
-class SqliteTxn(EventWrites, WriteTxn):
+class SqliteTxn(EventWrites, TodoWriteSql, DeliveryWriteSql, WriteTxn):
     """A transaction on the writer connection."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -49,7 +51,7 @@ class SqliteTxn(EventWrites, WriteTxn):
             self.conn.execute(f"RELEASE {name}")
 
 
-class SqliteStore(Store):
+class SqliteStore(TodoReadSql, DeliveryReadSql, Store):
     """Embedded store in one SQLite file (WAL)."""
 
     def __init__(self, path: str | Path, durability: str = "full") -> None:

@@ -1,0 +1,113 @@
+"""Shared bench helpers: machine info, a broker process, wrk runs, a Python load client."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.broker_process import BrokerProcess, free_port  # noqa: E402
+
+WRK = shutil.which("wrk")
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return (f"{platform.node()}: {os.cpu_count()} cores ({cpu}){mem}, "
+            f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
+
+
+def start_broker(args: list[str] | None = None, config: Path | None = None) -> BrokerProcess:
+    data = Path(tempfile.mkdtemp(prefix="opsbus-bench-")) / "data"
+    data.mkdir(parents=True)
+    return BrokerProcess(data, args=args or [], config=config).start(timeout=60)
+
+
+def wrk(url: str, script: str, *, connections: int = 32, seconds: int = 10,
+        threads: int = 2) -> tuple[float, int]:
+    """(requests/s, non-2xx count) from one wrk run with a Lua script."""
+    assert WRK, "wrk is not installed"
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(script)
+    out = subprocess.run(
+        [WRK, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", fh.name, url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    os.unlink(fh.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return rps, int(bad.group(1)) if bad else 0
+
+
+PAYLOAD = "x" * 300
+
+SINGLE_LUA = r"""
+local counter = 0
+local tid = 0
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+function init(args)
+  tid = wrk.thread:get("tid")
+  prefix = tostring(os.time()) .. "-" .. tostring(math.random(1, 1e9))
+end
+request = function()
+  counter = counter + 1
+  local body = string.format('{"specversion":"1.0","id":"%s-%d-%d","source":"bench/wrk",'
+    .. '"type":"bench.event","subject":"s%d","time":"2026-11-25T10:00:00Z",'
+    .. '"datacontenttype":"application/json","data":{"n":%d,"severity":"warning",'
+    .. '"payload":"PAYLOAD"}}', prefix, tid, counter, counter % 50, counter)
+  return wrk.format("POST", "/v1/events",
+    {["Content-Type"] = "application/cloudevents+json"}, body)
+end
+""".replace("PAYLOAD", PAYLOAD)
+
+BATCH_LUA = r"""
+local counter = 0
+local tid = 0
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+function init(args)
+  tid = wrk.thread:get("tid")
+  prefix = tostring(os.time()) .. "-" .. tostring(math.random(1, 1e9))
+end
+request = function()
+  local parts = {}
+  for i = 1, 100 do
+    counter = counter + 1
+    parts[i] = string.format('{"specversion":"1.0","id":"%s-%d-%d","source":"bench/wrk",'
+      .. '"type":"bench.event","subject":"s%d","time":"2026-11-25T10:00:00Z",'
+      .. '"datacontenttype":"application/json","data":{"n":%d,"severity":"warning",'
+      .. '"payload":"PAYLOAD"}}', prefix, tid, counter, counter % 50, counter)
+  end
+  return wrk.format("POST", "/v1/events",
+    {["Content-Type"] = "application/cloudevents-batch+json"},
+    "[" .. table.concat(parts, ",") .. "]")
+end
+""".replace("PAYLOAD", PAYLOAD)

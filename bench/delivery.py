@@ -1,0 +1,196 @@
+"""Delivery benchmark: webhook delivery throughput to a local receiver and pull
+receive+ack throughput, each beside the ingest ceiling (single-event POSTs) measured in
+the same run with the same Python client against the same broker (durability full).
+
+    .venv/bin/python bench/delivery.py [--events 5000] [--seconds 8]
+
+The backlog for each delivery figure is published while the subscription is paused (or
+before any consumer runs) and timed from resume to the last delivery, so the figure is
+the dispatcher's drain rate, not ingest. Prints figures; asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import aiohttp
+import orjson
+from _common import PAYLOAD, free_port, machine, start_broker
+
+STRUCTURED = {"Content-Type": "application/cloudevents+json"}
+BATCH = {"Content-Type": "application/cloudevents-batch+json"}
+
+
+def run_receiver(port: int) -> None:
+    """The webhook receiver: counts deliveries, answers 204 at once."""
+    from aiohttp import web
+
+    count = 0
+
+    async def hook(request: web.Request) -> web.Response:
+        nonlocal count
+        await request.read()
+        count += 1
+        return web.Response(status=204)
+
+    async def counted(request: web.Request) -> web.Response:
+        return web.json_response({"count": count})
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    app.router.add_get("/count", counted)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--receiver", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(url + "/count", timeout=1)
+            return proc, url
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("receiver did not start")
+
+
+def event(kind: str, n: int, prefix: str) -> dict[str, object]:
+    return {"specversion": "1.0", "id": f"{prefix}-{n}", "source": "bench/delivery",
+            "type": kind, "subject": f"s{n % 50}", "time": "2026-11-25T10:00:00Z",
+            "datacontenttype": "application/json",
+            "data": {"n": n, "severity": "warning", "payload": PAYLOAD}}
+
+
+async def ingest_ceiling(session: aiohttp.ClientSession, url: str, seconds: float,
+                         connections: int = 32) -> float:
+    """Single-event POSTs/s with `connections` concurrent clients (no route matches)."""
+    prefix = uuid.uuid4().hex[:8]
+    counter = done = 0
+    deadline = time.monotonic() + seconds
+
+    async def worker() -> None:
+        nonlocal counter, done
+        while time.monotonic() < deadline:
+            counter += 1
+            body = orjson.dumps(event("bench.ingest", counter, prefix))
+            async with session.post(url + "/v1/events", data=body, headers=STRUCTURED) as r:
+                await r.read()
+                done += r.status < 300
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return done / (time.monotonic() - started)
+
+
+async def backlog(session: aiohttp.ClientSession, url: str, kind: str, total: int) -> None:
+    prefix = uuid.uuid4().hex[:8]
+    for start in range(0, total, 500):
+        batch = [event(kind, n, prefix) for n in range(start, min(total, start + 500))]
+        async with session.post(url + "/v1/events", data=orjson.dumps(batch),
+                                headers=BATCH) as resp:
+            assert resp.status == 200, await resp.text()
+
+
+async def api(session: aiohttp.ClientSession, method: str, url: str, body: object = None
+              ) -> object:
+    async with session.request(method, url, json=body) as resp:
+        data = await resp.read()
+        assert resp.status < 300, (url, resp.status, data[:300])
+        return orjson.loads(data) if data else None
+
+
+async def webhook_throughput(session: aiohttp.ClientSession, url: str, receiver: str,
+                             total: int, in_flight: int) -> float:
+    name = f"bench-push-{in_flight}"
+    kind = f"bench.{name}"
+    await api(session, "PUT", f"{url}/v1/subscriptions/{name}", {
+        "name": name, "url": receiver + "/hook", "filter": {"exact": {"type": kind}},
+        "max_in_flight": in_flight})
+    await api(session, "POST", f"{url}/v1/subscriptions/{name}/pause")
+    await backlog(session, url, kind, total)
+    async with session.get(receiver + "/count") as resp:
+        before = (await resp.json())["count"]
+    started = time.monotonic()
+    await api(session, "POST", f"{url}/v1/subscriptions/{name}/resume")
+    while True:
+        async with session.get(receiver + "/count") as resp:
+            if (await resp.json())["count"] - before >= total:
+                break
+        await asyncio.sleep(0.02)
+    elapsed = time.monotonic() - started
+    # The receiver has everything; wait for the last acknowledgements to be stored too.
+    while (await api(session, "GET", f"{url}/v1/subscriptions/{name}/status")
+           )["counts"]["delivered"] < total:  # type: ignore[index]
+        await asyncio.sleep(0.02)
+    return total / elapsed
+
+
+async def pull_throughput(session: aiohttp.ClientSession, url: str, total: int,
+                          batch: int, consumers: int) -> float:
+    name = f"bench-pull-{batch}-{consumers}"
+    kind = f"bench.{name}"
+    await api(session, "PUT", f"{url}/v1/subscriptions/{name}", {
+        "name": name, "type": "pull", "filter": {"exact": {"type": kind}}, "lease": "60s"})
+    await backlog(session, url, kind, total)
+    done = 0
+
+    async def consumer() -> None:
+        nonlocal done
+        while done < total:
+            got = await api(session, "POST", f"{url}/v1/subscriptions/{name}/receive",
+                            {"max": batch, "wait_s": 0.2})
+            if got:
+                await api(session, "POST", f"{url}/v1/subscriptions/{name}/ack",
+                          {"leases": [m["lease"] for m in got]})  # type: ignore[union-attr]
+                done += len(got)  # type: ignore[arg-type]
+
+    started = time.monotonic()
+    await asyncio.gather(*(consumer() for _ in range(consumers)))
+    return total / (time.monotonic() - started)
+
+
+async def main(events: int, seconds: float) -> None:
+    print(f"machine: {machine()}")
+    print(f"platform: {platform.platform()}, cpu count: {os.cpu_count()}")
+    broker = start_broker(["--durability", "full", "--allow-private-targets",
+                           "--delivery-concurrency", "128"])
+    receiver, receiver_url = start_receiver()
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            ceiling = await ingest_ceiling(session, broker.url, seconds)
+            print(f"\ningest ceiling (single-event POST, 32 connections): {ceiling:8.0f} events/s")
+            print(f"\nwebhook delivery, {events} event backlog drained to a local receiver:")
+            for in_flight in (4, 32):
+                rate = await webhook_throughput(session, broker.url, receiver_url, events,
+                                                in_flight)
+                print(f"  max_in_flight {in_flight:>3}: {rate:8.0f} deliveries/s"
+                      f"  ({rate / ceiling:5.2f}x the ingest ceiling)")
+            print(f"\npull receive+ack, {events} event backlog:")
+            for batch, consumers in ((1, 8), (10, 4), (100, 4)):
+                rate = await pull_throughput(session, broker.url, events, batch, consumers)
+                print(f"  max {batch:>3}, {consumers} consumers: {rate:8.0f} events/s"
+                      f"  ({rate / ceiling:5.2f}x the ingest ceiling)")
+    finally:
+        broker.stop()
+        receiver.terminate()
+        receiver.wait()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--receiver":
+        run_receiver(int(sys.argv[2]))
+        sys.exit(0)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    options = parser.parse_args()
+    asyncio.run(main(options.events, options.seconds))

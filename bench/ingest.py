@@ -1,0 +1,316 @@
+"""Ingest benchmark: durable single-event and batched publishing, and publish-to-SSE
+latency, each beside a reference measured in the same run with the same load generator.
+
+    .venv/bin/python bench/ingest.py [--seconds 10]
+
+References: an aiohttp server whose handler only reads the body and answers (the HTTP
+ceiling; for latency it also fans the body out to SSE readers without storing it), and
+raw SQLite `executemany` inserts of the same rows with the same schema and fsync (the
+storage ceiling). Load comes from wrk when installed, else a Python client process.
+Prints figures; asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from _common import BATCH_LUA, PAYLOAD, ROOT, SINGLE_LUA, WRK, free_port, machine, start_broker, wrk
+
+# -- the reference server --------------------------------------------------------------
+
+
+def run_reference_server(port: int) -> None:
+    """HTTP ceiling: read the body, answer like the broker; fan bodies out to SSE."""
+    from aiohttp import web
+
+    readers: set[asyncio.Queue[bytes]] = set()
+    seq = 0
+
+    async def publish(request: web.Request) -> web.Response:
+        nonlocal seq
+        body = await request.read()
+        seq += 1
+        frame = b"id: %d\nevent: cloudevent\ndata: %s\n\n" % (seq, body)
+        for queue in readers:
+            queue.put_nowait(frame)
+        return web.json_response({"seq": seq, "id": "x", "duplicate": False}, status=201)
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        readers.add(queue)
+        try:
+            while True:
+                frames = [await queue.get()]
+                while not queue.empty():
+                    frames.append(queue.get_nowait())
+                await resp.write(b"".join(frames))
+        finally:
+            readers.discard(queue)
+
+    async def ready(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ready"})
+
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app.router.add_post("/v1/events", publish)
+    app.router.add_get("/v1/stream", stream)
+    app.router.add_get("/readyz", ready)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def start_reference() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--reference-server", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    import urllib.request
+
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(url + "/readyz", timeout=1)
+            return proc, url
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("reference server did not start")
+
+
+# -- Python load generator (used when wrk is missing, and for latency) -----------------
+
+
+def event_json(n: int, prefix: str, sent_ns: int | None = None) -> dict[str, object]:
+    data: dict[str, object] = {"n": n, "severity": "warning", "payload": PAYLOAD}
+    if sent_ns is not None:
+        data["t"] = sent_ns
+    return {"specversion": "1.0", "id": f"{prefix}-{n}", "source": "bench/py",
+            "type": "bench.event", "subject": f"s{n % 50}", "time": "2026-11-25T10:00:00Z",
+            "datacontenttype": "application/json", "data": data}
+
+
+async def python_load(url: str, batch: int, connections: int, seconds: float) -> float:
+    import aiohttp
+    import orjson
+
+    prefix = uuid.uuid4().hex[:8]
+    counter = 0
+    done = 0
+    ctype = ("application/cloudevents-batch+json" if batch > 1
+             else "application/cloudevents+json")
+    deadline = time.monotonic() + seconds
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal counter, done
+        while time.monotonic() < deadline:
+            events = []
+            for _ in range(batch):
+                counter += 1
+                events.append(event_json(counter, prefix))
+            body = orjson.dumps(events if batch > 1 else events[0])
+            async with session.post(url + "/v1/events", data=body,
+                                    headers={"Content-Type": ctype}) as resp:
+                await resp.read()
+                if resp.status < 300:
+                    done += 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        start = time.monotonic()
+        await asyncio.gather(*(worker(session) for _ in range(connections)))
+        return done / (time.monotonic() - start)
+
+
+def load(url: str, *, batch: int, seconds: int) -> tuple[float, str]:
+    """Requests/s from wrk (or the Python client in a separate process)."""
+    if WRK:
+        rps, bad = wrk(url, BATCH_LUA if batch > 1 else SINGLE_LUA, seconds=seconds)
+        return rps, f"wrk, {bad} non-2xx"
+    out = subprocess.run(
+        [sys.executable, __file__, "--python-load", url, str(batch), str(seconds)],
+        capture_output=True, text=True, check=True).stdout
+    return float(out.strip()), "python client"
+
+
+# -- latency ----------------------------------------------------------------------------
+
+
+async def latency_client(url: str, readers: int, rate: int, seconds: float) -> dict[str, float]:
+    """Open SSE readers, publish at `rate`/s, measure publish-to-delivery per event."""
+    import aiohttp
+    import orjson
+
+    samples: list[int] = []
+    expected = int(rate * seconds)
+    ready = 0
+    marker = b'"t":'
+
+    async def reader(session: aiohttp.ClientSession) -> None:
+        nonlocal ready
+        async with session.get(url + "/v1/stream",
+                               timeout=aiohttp.ClientTimeout(total=None)) as resp:
+            ready += 1
+            got = 0
+            buffer = b""
+            async for chunk in resp.content.iter_any():
+                now = time.time_ns()
+                buffer += chunk
+                frames = buffer.split(b"\n\n")
+                buffer = frames.pop()
+                for frame in frames:
+                    at = frame.find(marker)
+                    if at < 0:
+                        continue
+                    end = frame.find(b",", at)
+                    if end < 0:
+                        end = frame.find(b"}", at)
+                    samples.append(now - int(frame[at + 4:end]))
+                    got += 1
+                if got >= expected:
+                    return
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        tasks = [asyncio.create_task(reader(session)) for _ in range(readers)]
+        while ready < readers:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        prefix = uuid.uuid4().hex[:8]
+        pending: set[asyncio.Task[None]] = set()
+
+        async def send(n: int) -> None:
+            body = orjson.dumps(event_json(n, prefix, time.time_ns()))
+            async with session.post(url + "/v1/events", data=body, headers={
+                    "Content-Type": "application/cloudevents+json"}) as resp:
+                await resp.read()
+
+        start = time.monotonic()
+        for n in range(expected):
+            target = start + n / rate
+            delay = target - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(send(n))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        await asyncio.gather(*pending)
+        try:
+            await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        except TimeoutError:
+            for task in tasks:
+                task.cancel()
+    samples.sort()
+    if not samples:
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "samples": 0}
+    pick = lambda q: samples[min(len(samples) - 1, int(q * len(samples)))] / 1e6  # noqa: E731
+    return {"p50_ms": pick(0.50), "p99_ms": pick(0.99), "max_ms": samples[-1] / 1e6,
+            "samples": len(samples), "expected": expected * readers}
+
+
+def latency(url: str, readers: int, rate: int, seconds: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--latency-client", url, str(readers), str(rate),
+         str(seconds)], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+# -- raw SQLite ceiling -------------------------------------------------------------------
+
+
+def sqlite_ceiling(seconds: float, batch: int = 100) -> float:
+    """Events/s inserting the broker's rows with executemany, one fsynced commit per batch."""
+    sys.path.insert(0, str(ROOT))
+    from broker.store.migrations import migrations
+
+    folder = Path(tempfile.mkdtemp(prefix="opsbus-sqlite-"))
+    conn = sqlite3.connect(folder / "raw.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    for _, _, sql in migrations("sqlite"):
+        conn.executescript(sql)
+    import orjson
+
+    prefix = uuid.uuid4().hex[:8]
+    n = 0
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        rows = []
+        for _ in range(batch):
+            n += 1
+            ev = event_json(n, prefix)
+            raw = orjson.dumps(ev)
+            rows.append((ev["source"], ev["id"], ev["type"], ev["subject"], ev["time"],
+                         "2026-11-25T10:00:00.000000Z", None, raw[:16], raw))
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO events (source, id, type, subject, time, recvtime, correlationid,"
+            " digest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.execute("COMMIT")
+    return n / (time.monotonic() - start)
+
+
+# -- main -------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--readers", type=int, default=100)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--durability", default="full")
+    args = parser.parse_args()
+
+    print(f"machine: {machine()}")
+    print(f"load generator: {'wrk ' + WRK if WRK else 'python aiohttp client (wrk missing)'}")
+    print(f"durability: {args.durability}\n")
+
+    ref, ref_url = start_reference()
+    try:
+        http_single, note_ref1 = load(ref_url, batch=1, seconds=args.seconds)
+        http_batch, note_ref2 = load(ref_url, batch=100, seconds=args.seconds)
+        ref_latency = latency(ref_url, args.readers, args.rate, args.seconds)
+    finally:
+        ref.terminate()
+        ref.wait()
+
+    broker = start_broker(["--durability", args.durability, "--log-level", "warning"])
+    try:
+        single, note1 = load(broker.url, batch=1, seconds=args.seconds)
+        batched, note2 = load(broker.url, batch=100, seconds=args.seconds)
+        lat = latency(broker.url, args.readers, args.rate, args.seconds)
+    finally:
+        broker.stop()
+    storage = sqlite_ceiling(args.seconds)
+
+    print("single-event POST, 32 connections")
+    print(f"  opsbus (durable)      {single:>10,.0f} events/s   ({note1})")
+    print(f"  HTTP ceiling          {http_single:>10,.0f} requests/s ({note_ref1})")
+    print(f"  ratio                 {single / http_single:>10.0%}   (target >= 50%)")
+    print("batched ingest, 100 events per request, 32 connections")
+    print(f"  opsbus (durable)      {batched * 100:>10,.0f} events/s   ({note2})")
+    print(f"  HTTP ceiling          {http_batch * 100:>10,.0f} events/s   ({note_ref2})")
+    print(f"  raw SQLite ceiling    {storage:>10,.0f} events/s   (executemany, 100/commit)")
+    print("   (target >= 100,000 events/s)")
+    print(f"publish-to-SSE latency, {args.rate} events/s, {args.readers} SSE readers")
+    print(f"  opsbus                p50 {lat['p50_ms']:.2f} ms  p99 {lat['p99_ms']:.2f} ms  "
+          f"max {lat.get('max_ms', 0):.1f} ms  ({lat['samples']:,}/{lat.get('expected', 0):,}"
+          " deliveries)")
+    print(f"  reference (no store)  p50 {ref_latency['p50_ms']:.2f} ms  "
+          f"p99 {ref_latency['p99_ms']:.2f} ms  (target p99 < 10 ms)")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--reference-server":
+        run_reference_server(int(sys.argv[2]))
+    elif len(sys.argv) > 2 and sys.argv[1] == "--python-load":
+        print(asyncio.run(python_load(sys.argv[2], int(sys.argv[3]), 32, float(sys.argv[4]))))
+    elif len(sys.argv) > 2 and sys.argv[1] == "--latency-client":
+        result = asyncio.run(latency_client(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
+                                            float(sys.argv[5])))
+        print(json.dumps(result))
+    else:
+        main()

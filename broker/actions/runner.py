@@ -1,0 +1,242 @@
+"""The action runner: claims due action jobs, makes the call (or hands it to a plugin
+kind), and publishes the outcome as `opsbus.action.succeeded` / `opsbus.action.failed`
+caused by the triggering event, in the same write that settles the job."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from broker.actions.render import RenderError
+from broker.actions.spec import Action, ActionRegistry
+from broker.errors import OpsbusError
+from broker.events import new_event
+from broker.outbound import OutboundResult, close_session, open_session, send
+from broker.store.base_delivery import ActionJob, ClaimedJob, JobState
+from broker.store.records import StoredEvent
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from broker.bus import WriteContext
+    from broker.core import Broker
+
+log = logging.getLogger(__name__)
+
+SUCCEEDED = "opsbus.action.succeeded"
+FAILED = "opsbus.action.failed"
+BODY_LIMIT = 16 * 1024
+LEASE_MARGIN_S = 60.0
+"""A running job outlives twice the longest timeout by this much (rate-limit waits
+included) before a crashed runner's job is taken over."""
+
+ResultHook = Callable[["WriteContext", ActionJob, StoredEvent], Awaitable[None]]
+
+
+def plugin_outcome(raw: Any, latency_ms: float) -> tuple[OutboundResult, dict[str, Any]]:
+    """A plugin kind's `{"ok", "status", "body", "error", "request"}` as a result."""
+    doc = raw if isinstance(raw, dict) else {"ok": False, "error": "the plugin returned nothing"}
+    status = doc.get("status") if isinstance(doc.get("status"), int) else None
+    body = doc.get("body")
+    text = body if isinstance(body, str) else ("" if body is None else str(body))
+    ok = bool(doc.get("ok"))
+    error = None if ok else str(doc.get("error") or "the plugin reported a failure")
+    result = OutboundResult(status if status is not None else (0 if ok else None), latency_ms,
+                            text[:BODY_LIMIT], len(text) > BODY_LIMIT, error=error,
+                            refused=not ok and not doc.get("retryable", False))
+    request = doc.get("request") if isinstance(doc.get("request"), dict) else {}
+    return result, request
+
+
+class ActionRunner:
+    """Runs action jobs from the store with bounded concurrency."""
+
+    def __init__(self, broker: Broker, registry: ActionRegistry) -> None:
+        self.broker = broker
+        self.registry = registry
+        self.on_result: list[ResultHook] = []
+        """Called in the result's transaction (quick actions attach it to the item)."""
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._waiters: dict[int, asyncio.Future[ActionJob]] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._stopping = False
+        self.stats: Counter[str] = Counter()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def waiter(self, job_id: int) -> asyncio.Future[ActionJob]:
+        """A future resolved with the job once it has succeeded or failed."""
+        future = self._waiters.get(job_id)
+        if future is None:
+            future = self._waiters[job_id] = asyncio.get_running_loop().create_future()
+        return future
+
+    async def run(self) -> None:
+        settings = self.broker.settings
+        self._session = open_session(settings.allow_private_targets,
+                                     limit=settings.delivery_concurrency)
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                wait = await self._pass()
+                if wait > 0:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), wait)
+                    except TimeoutError:
+                        pass
+        finally:
+            await self._drain(0)
+            await close_session(self._session)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        self._stopping = True
+        self._wake.set()
+        await self._drain(grace)
+
+    async def _drain(self, grace: float) -> None:
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _pass(self) -> float:
+        poll = self.broker.settings.delivery_poll_s
+        room = self.broker.settings.delivery_concurrency - len(self._tasks)
+        if room <= 0 or self._stopping:
+            return poll
+        due = await self.broker.store.next_action_due()
+        now = time.time()
+        if due is None:
+            return poll
+        if due > now:
+            return min(poll, due - now)
+        # Jobs run for the longest timeout any action has, plus a margin, before
+        # another runner (after a crash) may take them over.
+        longest = max((a.timeout for a in self.registry.by_name.values()), default=10.0)
+        try:
+            claimed = await self.broker.bus.run(
+                lambda ctx: ctx.tx.claim_action_jobs(room, time.time(),
+                                                     longest * 2 + LEASE_MARGIN_S))
+        except OpsbusError as exc:
+            log.warning("could not claim action jobs: %s", exc.detail)
+            return poll
+        for item in claimed:
+            task = asyncio.create_task(self._execute(item), name=f"action-job-{item.job.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return 0 if len(claimed) == room else poll
+
+    async def _execute(self, claimed: ClaimedJob) -> None:
+        try:
+            action = self.registry.get(claimed.job.action)
+            request: dict[str, Any] = {}
+            if action is None:
+                result = OutboundResult(None, 0.0, error="the action no longer exists",
+                                        refused=True)
+            else:
+                result, request = await self._call(action, claimed)
+            await self._settle(action, claimed, result, request)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("action job %s failed unexpectedly", claimed.job.id)
+        finally:
+            self._wake.set()
+
+    async def _call(self, action: Action, claimed: ClaimedJob
+                    ) -> tuple[OutboundResult, dict[str, Any]]:
+        event = claimed.event.event
+        params = claimed.job.params
+        if action.problem:
+            return OutboundResult(None, 0.0, error=action.problem, refused=True), {}
+        if action.limiter is not None:
+            await action.limiter.acquire()
+        if action.kind != "http":
+            kinds = self.broker.extensions.get("action_kinds", {})
+            run = kinds.get(action.kind)
+            if run is None:
+                return OutboundResult(None, 0.0, error=f"no plugin provides action kind "
+                                      f"{action.kind!r}", refused=True), {}
+            spec = {**action.spec, "params": params or {}}
+            started = time.perf_counter()
+            try:
+                raw = await asyncio.wait_for(run(self.broker, spec, event), action.timeout)
+            except TimeoutError:
+                raw = {"ok": False, "error": f"timed out after {action.timeout:g}s",
+                       "retryable": True}
+            except Exception as exc:  # a plugin's bug is this job's failure, not ours
+                raw = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            return plugin_outcome(raw, round((time.perf_counter() - started) * 1000, 2))
+        try:
+            outbound = action.render(event, params)
+        except RenderError as exc:
+            return OutboundResult(None, 0.0, error=exc.detail, refused=True), {}
+        assert self._session is not None
+        result = await send(self._session, outbound, timeout=action.timeout,
+                            body_limit=BODY_LIMIT)
+        return result, {"method": outbound.method, "url": outbound.url}
+
+    async def _settle(self, action: Action | None, claimed: ClaimedJob,
+                      result: OutboundResult, request: dict[str, Any]) -> None:
+        job = claimed.job
+        retries = action.retries if action else 0
+        if not result.ok and result.retryable and job.attempts <= retries:
+            assert action is not None
+            delay = action.retry_backoff * 2 ** (job.attempts - 1)
+            delay = delay / 2 + random.uniform(0, delay / 2)
+            if result.retry_after is not None:
+                delay = max(delay, result.retry_after)
+            self.stats["retried"] += 1
+            await self._write(lambda ctx: ctx.tx.finish_action_job(
+                job.id, job.lease or "", JobState.PENDING, time.time(),
+                next_at=time.time() + delay, error=result.error))
+            return
+        kind = action.kind if action else None
+        data: dict[str, Any] = {
+            "action": job.action, "kind": kind, "job": job.id, "ok": result.ok,
+            "status": result.status, "latency_ms": result.latency_ms,
+            "attempts": job.attempts, "request": request,
+            "response": None if result.status is None else {
+                "body": result.body, "truncated": result.truncated,
+                "content_type": result.content_type},
+            "error": result.error,
+        }
+        if job.todo_id is not None:
+            data.update(todo=job.todo_id, operator=job.operator, params=job.params)
+        state = JobState.SUCCEEDED if result.ok else JobState.FAILED
+        self.stats[state.value] += 1
+        outcome = new_event(type=SUCCEEDED if result.ok else FAILED, source="opsbus/actions",
+                            subject=job.action, data=data)
+
+        async def write(ctx: WriteContext) -> ActionJob | None:
+            _, stored = await ctx.publish(outcome, cause=claimed.event)
+            finished = await ctx.tx.finish_action_job(
+                job.id, job.lease or "", state, time.time(),
+                result_seq=stored.seq if stored else None, error=result.error)
+            if finished is not None and stored is not None:
+                for hook in self.on_result:
+                    await hook(ctx, finished, stored)
+            return finished
+
+        finished = await self._write(write)
+        if finished is not None:
+            future = self._waiters.pop(job.id, None)
+            if future is not None and not future.done():
+                future.set_result(finished)
+
+    async def _write(self, fn: Callable[[WriteContext], Awaitable[ActionJob | None]]
+                     ) -> ActionJob | None:
+        try:
+            return await self.broker.bus.run(fn)
+        except OpsbusError as exc:  # shutting down: the lease expires, the job runs again
+            log.warning("action job not recorded: %s", exc.detail)
+            return None

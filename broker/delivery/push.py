@@ -1,0 +1,271 @@
+"""The push dispatcher: claims due webhook deliveries from the store, sends them with
+bounded concurrency, and records each attempt (retry, dead letter, circuit breaker).
+
+Network I/O never happens inside a write transaction: a pass claims deliveries in one
+short write, the calls run as tasks, and each result is settled in its own write (which
+group commit batches). A slow or dead receiver only ever holds its own subscription's
+slots, never the writer or another subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import yarl
+
+from broker.delivery.breaker import CircuitBreaker
+from broker.delivery.effects import dead_letter
+from broker.delivery.signing import signature_headers
+from broker.delivery.subscriptions import Subscription, SubscriptionRegistry
+from broker.errors import OpsbusError
+from broker.events import new_event, to_binary
+from broker.outbound import (
+    OutboundRequest,
+    OutboundResult,
+    close_session,
+    open_session,
+    secret_headers,
+    send,
+)
+from broker.store.base_delivery import LeasedDelivery, Outcome
+from broker.store.records import StoredEvent
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from broker.bus import WriteContext
+    from broker.core import Broker
+
+log = logging.getLogger(__name__)
+
+LEASE_MARGIN_S = 5.0
+"""A claim outlives the call's timeout by this much; after a crash the lease expires and
+the delivery is due again."""
+
+
+def build_request(sub: Subscription, stored: StoredEvent, msg_id: str,
+                  now: float | None = None) -> OutboundRequest:
+    """The webhook request for one delivery (binary or structured, signed if a secret).
+    `msg_id` is the Standard Webhooks message id, the same on every retry."""
+    event = stored.event
+    headers: dict[str, str] = dict(sub.headers)
+    if sub.content_mode == "structured":
+        body = stored.raw
+        headers["Content-Type"] = "application/cloudevents+json"
+    else:
+        ce_headers, body = to_binary(event)
+        headers.update(ce_headers)
+    if sub.secret is not None:
+        headers.update(signature_headers(sub.secret, msg_id, int(now or time.time()), body))
+    return OutboundRequest("POST", str(yarl.URL(sub.url)), headers, body,
+                           secret_headers(headers))
+
+
+class PushDispatcher:
+    """One per broker; `wake()` after a commit that created deliveries."""
+
+    def __init__(self, broker: Broker, registry: SubscriptionRegistry,
+                 paused: Callable[[str], bool]) -> None:
+        self.broker = broker
+        self.registry = registry
+        self._paused = paused
+        self._wake = asyncio.Event()
+        self._in_flight: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._stopping = False
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self.stats: Counter[str] = Counter()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def in_flight(self, name: str) -> int:
+        return self._in_flight[name]
+
+    def breaker(self, sub: Subscription) -> CircuitBreaker:
+        current = self.breakers.get(sub.name)
+        if current is None:
+            current = self.breakers[sub.name] = CircuitBreaker(sub.breaker_failures,
+                                                               sub.breaker_cooldown)
+        current.threshold, current.cooldown = sub.breaker_failures, sub.breaker_cooldown
+        return current
+
+    def capacity(self, sub: Subscription, budget: int) -> int:
+        """New attempts `sub` may start now."""
+        if self._stopping or self._paused(sub.name) or sub.problem:
+            return 0
+        busy = self._in_flight[sub.name]
+        free = (0 if busy else 1) if sub.ordered else sub.max_in_flight - busy
+        permits = self.breaker(sub).permits(busy)
+        if permits is not None:
+            free = min(free, permits)
+        return max(0, min(free, budget))
+
+    async def run(self) -> None:
+        settings = self.broker.settings
+        self._session = open_session(settings.allow_private_targets,
+                                     limit=settings.delivery_concurrency)
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                wait = await self._pass()
+                if wait > 0:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), wait)
+                    except TimeoutError:
+                        pass
+        finally:
+            await self._drain(0)
+            await close_session(self._session)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop claiming; let in-flight calls finish within `grace`, then cancel them
+        (their leases expire and they are sent again after the restart)."""
+        self._stopping = True
+        self._wake.set()
+        await self._drain(grace)
+
+    async def _drain(self, grace: float) -> None:
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _pass(self) -> float:
+        """Claim what is due and start sending it; seconds until the next pass."""
+        store = self.broker.store
+        wait = self.broker.settings.delivery_poll_s
+        budget = self.broker.settings.delivery_concurrency - sum(self._in_flight.values())
+        now = time.time()
+        due: list[tuple[Subscription, int]] = []
+        for sub in self.registry.push():
+            cooldown = self.breaker(sub).wait_s()
+            if cooldown is not None:
+                wait = min(wait, cooldown + 0.01)
+            room = self.capacity(sub, budget)
+            if room <= 0:
+                continue
+            next_due = await store.next_delivery_due(sub.name, sub.ordered)
+            if next_due is None:
+                continue
+            if next_due <= now:
+                due.append((sub, room))
+                budget -= room
+            else:
+                wait = min(wait, next_due - now)
+        if not due:
+            return wait
+        try:
+            claimed = await self.broker.bus.run(lambda ctx: self._claim(ctx, due))
+        except OpsbusError as exc:
+            log.warning("could not claim deliveries: %s", exc.detail)
+            return wait
+        full = False
+        for sub, leased, room in claimed:
+            full = full or len(leased) == room
+            for item in leased:
+                self._in_flight[sub.name] += 1
+                task = asyncio.create_task(self._deliver(sub, item),
+                                           name=f"deliver-{sub.name}-{item.delivery.id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        return 0 if full else wait
+
+    async def _claim(self, ctx: WriteContext, due: list[tuple[Subscription, int]]
+                     ) -> list[tuple[Subscription, list[LeasedDelivery], int]]:
+        out = []
+        for sub, room in due:
+            batch = await ctx.tx.lease_deliveries(
+                sub.name, room, time.time(), sub.timeout + LEASE_MARGIN_S,
+                max_attempts=sub.retry.max_attempts, ordered=sub.ordered)
+            for item in batch.exhausted:  # in flight when the broker stopped, last attempt
+                await dead_letter(ctx, subscription=sub.name, queue=sub.dead_letter_queue,
+                                  delivery=item.delivery, event=item.event,
+                                  error=item.delivery.last_error or "attempts exhausted")
+                self.stats["deadlettered"] += 1
+            out.append((sub, batch.leased, room))
+        return out
+
+    async def _deliver(self, sub: Subscription, item: LeasedDelivery) -> None:
+        try:
+            assert self._session is not None
+            try:
+                request = build_request(sub, item.event, f"dlv_{item.delivery.id}")
+            except OpsbusError as exc:  # data that cannot be rendered in binary mode
+                result = OutboundResult(None, 0.0, error=exc.detail, refused=True)
+            else:
+                result = await send(self._session, request, timeout=sub.timeout)
+            await self._settle(sub, item, result)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery %s to %s failed unexpectedly", item.delivery.id, sub.name)
+        finally:
+            self._in_flight[sub.name] -= 1
+            self._wake.set()
+
+    async def _settle(self, sub: Subscription, item: LeasedDelivery,
+                      result: OutboundResult) -> None:
+        now = time.time()
+        delivery = item.delivery
+        breaker = self.breaker(sub)
+        suspended = resumed = False
+        next_at = None
+        error = result.error
+        if result.ok:
+            outcome = Outcome.DELIVERED
+            resumed = breaker.success()
+        elif result.retryable:
+            suspended = breaker.failure(error)
+            delay = sub.retry.delay(delivery.round_attempts)
+            if result.retry_after is not None:
+                delay = max(delay, result.retry_after)
+            next_at = now + delay
+            if delivery.round_attempts >= sub.retry.max_attempts:
+                outcome, error = Outcome.DEADLETTERED, f"gave up after " \
+                    f"{delivery.round_attempts} attempts: {error}"
+            elif next_at > delivery.first_at + sub.retry.max_age:
+                outcome, error = Outcome.DEADLETTERED, f"gave up at max_age: {error}"
+            else:
+                outcome = Outcome.RETRY
+        else:
+            outcome = Outcome.DEADLETTERED
+        self.stats[outcome.value] += 1
+
+        async def write(ctx: WriteContext) -> None:
+            settled = await ctx.tx.settle_delivery(
+                delivery.id, item.lease, outcome, time.time(), next_at=next_at,
+                status=result.status, latency_ms=result.latency_ms, error=error)
+            if settled is not None and outcome is Outcome.DEADLETTERED:
+                await dead_letter(ctx, subscription=sub.name, queue=sub.dead_letter_queue,
+                                  delivery=settled, event=item.event, error=error)
+
+        try:
+            await self.broker.bus.run(write)
+        except OpsbusError as exc:  # shutting down: the lease expires, it is sent again
+            log.warning("delivery %s not recorded: %s", delivery.id, exc.detail)
+        if suspended:
+            await self._announce(sub, "suspended", breaker)
+        elif resumed:
+            await self._announce(sub, "resumed", breaker)
+
+    async def _announce(self, sub: Subscription, what: str, breaker: CircuitBreaker) -> None:
+        log.warning("subscription %s %s (%s)", sub.name, what, breaker.last_error)
+        event = new_event(
+            type=f"opsbus.subscription.{what}", source="opsbus/delivery", subject=sub.name,
+            data={"subscription": sub.name, "consecutive_failures":
+                  breaker.consecutive_failures if what == "suspended" else 0,
+                  "last_error": breaker.last_error, "cooldown_s": sub.breaker_cooldown},
+        )
+        try:
+            await self.broker.bus.publish([event])
+        except OpsbusError as exc:
+            log.warning("could not publish %s: %s", event["type"], exc.detail)

@@ -1,0 +1,199 @@
+"""The delivery feature as the rest of the broker sees it: the `subscription` target
+handler, operator controls (pause, resume, retry) and status for the API."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from broker.delivery.breaker import BreakerState
+from broker.delivery.effects import is_replay, record_request
+from broker.delivery.pull import PullService
+from broker.delivery.push import PushDispatcher, build_request
+from broker.delivery.subscriptions import Subscription, SubscriptionRegistry, redacted
+from broker.errors import BadRequest, Conflict, NotFound
+from broker.store.base_delivery import DeliveryState, SubscriptionControl
+from broker.store.records import ConfigObject, StoredEvent
+from broker.timeutil import now_rfc3339
+
+if TYPE_CHECKING:
+    from broker.bus import WriteContext
+    from broker.core import Broker
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryService:
+    """Owns the registry, the push dispatcher and the pull API of one broker."""
+
+    def __init__(self, broker: Broker, environ: Mapping[str, str]) -> None:
+        self.broker = broker
+        self.registry = SubscriptionRegistry(environ)
+        self.controls: dict[str, SubscriptionControl] = {}
+        self.push = PushDispatcher(broker, self.registry, self.is_paused)
+        self.pull = PullService(broker, self.registry, self.is_paused)
+
+    def is_paused(self, name: str) -> bool:
+        control = self.controls.get(name)
+        return control is not None and control.paused
+
+    def on_config(self, objects: list[ConfigObject]) -> None:
+        self.registry.load(objects)
+        self.push.wake()
+
+    def subscription(self, name: str) -> Subscription:
+        sub = self.registry.get(name)
+        if sub is None:
+            raise NotFound(f"no subscription named {name!r}")
+        return sub
+
+    def pull_subscription(self, name: str) -> Subscription:
+        sub = self.subscription(name)
+        if sub.is_push:
+            raise Conflict(f"subscription {name!r} is a push subscription; receive, ack,"
+                           " release, reject and renew are for pull subscriptions")
+        return sub
+
+    # -- inside the event's transaction ------------------------------------------------
+    async def on_target(self, ctx: WriteContext, stored: StoredEvent, route: str,
+                        name: str) -> dict[str, Any]:
+        """`subscription:<name>`: a delivery row in this transaction (or, for a replayed
+        event and a webhook, the request it would have made, recorded instead)."""
+        sub = self.registry.get(name)
+        if sub is None:
+            return {"error": f"no subscription named {name!r}"}
+        if not sub.enabled:
+            return {"skipped": "subscription disabled"}
+        if sub.is_push and is_replay(stored.event):
+            request = build_request(sub, stored, f"replay_{stored.seq}")
+            seq = await record_request(ctx, stored, source="opsbus/delivery",
+                                       target=f"subscription:{name}",
+                                       request=request.recorded())
+            return {"recorded": seq}
+        delivery_id = await ctx.tx.add_delivery(name, stored.seq, time.time())
+        if delivery_id is None:
+            return {"duplicate": True}
+        ctx.on_commit(self.push.wake if sub.is_push
+                      else functools.partial(self.pull.notify, name))
+        return {"delivery": delivery_id}
+
+    # -- services -------------------------------------------------------------------
+    async def run_push(self) -> None:
+        self.controls = await self.broker.store.subscription_controls()
+        await self.push.run()
+
+    async def run_sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(self.broker.settings.delivery_poll_s)
+            try:
+                await self.pull.sweep()
+            except Exception:  # a bad pass must not end the loop; the next one retries
+                log.exception("pull lease sweep failed")
+
+    async def stop(self) -> None:
+        self.pull.close()
+        await self.push.stop()
+
+    def metrics(self) -> dict[str, float]:
+        samples = {f'opsbus_deliveries_total{{outcome="{k}"}}': float(v)
+                   for k, v in sorted(self.push.stats.items())}
+        for sub in self.registry.push():
+            samples[f'opsbus_delivery_in_flight{{subscription="{sub.name}"}}'] = float(
+                self.push.in_flight(sub.name))
+        return samples
+
+    # -- operator API ------------------------------------------------------------------
+    def state_of(self, sub: Subscription) -> str:
+        if not sub.enabled:
+            return "disabled"
+        if self.is_paused(sub.name):
+            return "paused"
+        if sub.problem:
+            return "misconfigured"
+        breaker = self.push.breakers.get(sub.name)
+        if breaker is not None and breaker.state is not BreakerState.CLOSED:
+            return "suspended"
+        return "active"
+
+    async def status(self, name: str) -> dict[str, Any]:
+        sub = self.subscription(name)
+        store = self.broker.store
+        last = await store.last_delivery_error(name)
+        doc: dict[str, Any] = {
+            "name": name, "type": sub.type, "state": self.state_of(sub),
+            "counts": await store.delivery_counts(name),
+            "last_error": None if last is None else {
+                "error": last.last_error, "status": last.last_status, "delivery": last.id,
+                "at": last.updated_at},
+        }
+        control = self.controls.get(name)
+        if control is not None and control.paused:
+            doc["paused_by"] = control.paused_by
+            doc["paused_at"] = control.updated_at
+        if sub.problem:
+            doc["problem"] = sub.problem
+        if sub.is_push:
+            breaker = self.push.breaker(sub)
+            doc["in_flight"] = self.push.in_flight(name)
+            doc["breaker"] = {"state": breaker.state.value,
+                              "consecutive_failures": breaker.consecutive_failures,
+                              "probe_in_s": breaker.wait_s()}
+        return doc
+
+    async def describe(self, name: str) -> dict[str, Any]:
+        obj = self.broker.config.get("subscriptions", name)
+        return {**redacted(obj.spec), "origin": obj.origin, "version": obj.version,
+                "updated_at": obj.updated_at, "status": await self.status(name)}
+
+    async def deliveries(self, name: str, state: str | None, after: int, limit: int
+                         ) -> dict[str, Any]:
+        self.subscription(name)
+        if state is not None and state not in {s.value for s in DeliveryState}:
+            raise BadRequest(f"state must be one of {', '.join(s.value for s in DeliveryState)}")
+        rows = await self.broker.store.list_deliveries(name, state, after, limit)
+        attempts = await self.broker.store.delivery_attempts([d.id for d in rows])
+        items = [{**d.to_dict(), "attempts_log": [a.to_dict() for a in attempts[d.id]]}
+                 for d in rows]
+        return {"deliveries": items, "next": rows[-1].id if len(rows) == limit else None}
+
+    async def delivery(self, name: str, delivery_id: int) -> dict[str, Any]:
+        found = await self.broker.store.get_delivery(delivery_id)
+        if found is None or found.subscription != name:
+            raise NotFound(f"subscription {name!r} has no delivery {delivery_id}")
+        attempts = await self.broker.store.delivery_attempts([delivery_id])
+        return {**found.to_dict(), "attempts_log": [a.to_dict() for a in attempts[found.id]]}
+
+    async def retry(self, name: str, delivery_id: int) -> dict[str, Any]:
+        """Operator retry of a dead-lettered delivery: due now, with a fresh budget."""
+        sub = self.subscription(name)
+
+        async def write(ctx: WriteContext) -> Any:
+            current = await self.broker.store.get_delivery(delivery_id)
+            if current is None or current.subscription != name:
+                raise NotFound(f"subscription {name!r} has no delivery {delivery_id}")
+            requeued = await ctx.tx.requeue_delivery(delivery_id, time.time())
+            if requeued is None:
+                raise Conflict(f"delivery {delivery_id} is {current.state.value}; only"
+                               " dead-lettered deliveries can be retried")
+            ctx.on_commit(self.push.wake if sub.is_push
+                          else functools.partial(self.pull.notify, name))
+            return requeued
+
+        return (await self.broker.bus.run(write)).to_dict()
+
+    async def set_paused(self, name: str, paused: bool, by: str | None) -> dict[str, Any]:
+        self.subscription(name)
+        control = await self.broker.bus.run(
+            lambda ctx: ctx.tx.set_paused(name, paused, by, now_rfc3339()))
+        self.controls[name] = control
+        if not paused:
+            breaker = self.push.breakers.get(name)
+            if breaker is not None:  # an operator's resume also closes the breaker
+                breaker.success()
+            self.push.wake()
+            self.pull.notify(name)
+        return await self.status(name)

@@ -1,0 +1,97 @@
+"""`/v1/queues`, `/v1/todos` and `/v1/silences`: the human triage workflow over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from broker.errors import BadRequest
+from broker.http.util import broker_of, int_param, json_response, read_object
+from broker.silences import describe
+from broker.todos import service_of
+from broker.todos.views import item_detail, list_items, queue_info, queue_overview
+
+routes = web.RouteTableDef()
+
+
+def operator_of(request: web.Request, body: dict[str, Any]) -> str:
+    """Who makes a change. Today the body's `operator`; this is the one place that will
+    derive it from the caller's token once tokens carry identities."""
+    operator = body.get("operator")
+    if not isinstance(operator, str) or not operator.strip():
+        raise BadRequest("operator is required (who is making this change)", field="operator")
+    return operator.strip()
+
+
+@routes.get("/v1/queues")
+async def list_queues(request: web.Request) -> web.Response:
+    return json_response({"queues": await queue_overview(service_of(broker_of(request)))})
+
+
+@routes.get("/v1/queues/{name}")
+async def get_queue(request: web.Request) -> web.Response:
+    service = service_of(broker_of(request))
+    return json_response(await queue_info(service, request.match_info["name"]))
+
+
+@routes.get("/v1/todos")
+async def list_todos(request: web.Request) -> web.Response:
+    q = request.query
+    page = await list_items(
+        service_of(broker_of(request)), queue=q.get("queue") or None,
+        state=q.get("state") or None, owner=q.get("owner") or None,
+        limit=int_param(request, "limit", 100, minimum=1, maximum=1000),
+        after=q.get("after") or None)
+    return json_response(page)
+
+
+@routes.get("/v1/todos/{id:\\d+}")
+async def get_todo(request: web.Request) -> web.Response:
+    service = service_of(broker_of(request))
+    return json_response(await item_detail(service, int(request.match_info["id"])))
+
+
+@routes.post("/v1/todos/{id:\\d+}/{op}")
+async def operate(request: web.Request) -> web.Response:
+    service = service_of(broker_of(request))
+    body = await read_object(request, optional=True)
+    item, published = await service.operate(
+        int(request.match_info["id"]), request.match_info["op"], operator_of(request, body),
+        body)
+    answer: dict[str, Any] = {"item": item.to_dict()}
+    if published is not None:
+        answer["event"] = published
+    return json_response(answer)
+
+
+@routes.post("/v1/silences")
+async def add_silence(request: web.Request) -> web.Response:
+    service = service_of(broker_of(request))
+    body = await read_object(request)
+    silence = await service.silences.create(body, operator_of(request, body))
+    return json_response(describe(silence), status=201)
+
+
+@routes.get("/v1/silences")
+async def list_silences(request: web.Request) -> web.Response:
+    service = service_of(broker_of(request))
+    everything = request.query.get("all", "").lower() in ("1", "true", "yes")
+    found = await service.silences.list(include_expired=everything)
+    return json_response({"silences": [describe(s) for s in found]})
+
+
+@routes.get("/v1/silences/{id:\\d+}")
+async def get_silence(request: web.Request) -> web.Response:
+    service = service_of(broker_of(request))
+    return json_response(describe(await service.silences.get(int(request.match_info["id"]))))
+
+
+@routes.delete("/v1/silences/{id:\\d+}")
+async def expire_silence(request: web.Request) -> web.Response:
+    """End a silence now; `operator` from the body or the query, else `api`."""
+    service = service_of(broker_of(request))
+    body = await read_object(request, optional=True)
+    operator = body.get("operator") or request.query.get("operator") or "api"
+    silence = await service.silences.expire(int(request.match_info["id"]), str(operator))
+    return json_response(describe(silence))

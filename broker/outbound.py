@@ -1,0 +1,267 @@
+"""Outbound HTTP for webhooks, actions and plugins: one guarded client that refuses
+link-local and cloud-metadata addresses always, and loopback/private ones unless allowed.
+
+The check runs on the address actually connected to (the connector's socket factory sees
+every address, literal or resolved, and every redirect hop) and on every address a name
+resolves to, so DNS cannot smuggle a forbidden address past it. A refusal surfaces as
+`OutboundRefused` inside aiohttp's connection error; `send` turns it into a result with
+`refused=True`, never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+import yarl
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
+    "169.254.169.254",  # AWS, GCP, Azure, OpenStack, DigitalOcean
+    "169.254.170.2",  # AWS ECS task metadata
+    "fd00:ec2::254",  # AWS IPv6 metadata
+    "100.100.100.200",  # Alibaba Cloud
+))
+METADATA_NAMES = frozenset({"metadata.google.internal", "metadata", "instance-data",
+                            "instance-data.ec2.internal", "metadata.azure.internal"})
+SHARED_SPACE = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT: not public
+REDACTED = "***"
+DEFAULT_BODY_LIMIT = 64 * 1024
+
+
+class OutboundRefused(OSError):
+    """An outbound call to a forbidden address; the reason names the address."""
+
+
+def refusal(address: IPAddress | str, allow_private: bool) -> str | None:
+    """Why connecting to `address` is forbidden, or None when it is allowed."""
+    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip in METADATA_ADDRESSES:
+        return f"{ip} is a cloud metadata address"
+    if ip.is_link_local:
+        return f"{ip} is link-local"
+    if ip.is_multicast or ip.is_reserved:
+        return f"{ip} is not a unicast address"
+    if allow_private:
+        return None
+    if ip.is_loopback or ip.is_unspecified:
+        return f"{ip} is a loopback address (set allow_private_targets to permit it)"
+    if ip.is_private or ip in SHARED_SPACE:
+        return f"{ip} is a private address (set allow_private_targets to permit it)"
+    return None
+
+
+def check_host(host: str) -> None:
+    """Refuse metadata host names before any lookup (they resolve to link-local anyway)."""
+    if host.rstrip(".").lower() in METADATA_NAMES:
+        raise OutboundRefused(f"{host} is a cloud metadata host")
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves with the default resolver, then refuses the whole answer if any address
+    is forbidden (a name that also points at metadata is not one to trust)."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self.allow_private = allow_private
+        self._inner = DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        check_host(host)
+        answers = await self._inner.resolve(host, port, family)
+        for answer in answers:
+            reason = refusal(answer["host"], self.allow_private)
+            if reason:
+                raise OutboundRefused(f"{host} resolves to {reason}")
+        return answers
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def _socket_factory(allow_private: bool) -> Any:
+    def make(addr_info: Any) -> socket.socket:
+        family, kind, proto, _, sockaddr = addr_info
+        reason = refusal(sockaddr[0].split("%", 1)[0], allow_private)
+        if reason:
+            raise OutboundRefused(f"refused to connect: {reason}")
+        return socket.socket(family, kind, proto)
+
+    return make
+
+
+def open_session(allow_private: bool, limit: int = 100) -> aiohttp.ClientSession:
+    """The guarded session every outbound call uses; close it when done."""
+    connector = aiohttp.TCPConnector(
+        limit=limit, resolver=GuardedResolver(allow_private),
+        socket_factory=_socket_factory(allow_private), ttl_dns_cache=10,
+    )
+    return aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=True,
+                                 timeout=aiohttp.ClientTimeout(total=None))
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRequest:
+    """A fully rendered HTTP request; `url` is already percent-encoded."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes = b""
+    secret_headers: frozenset[str] = field(default_factory=frozenset)
+    """Lower-case names of headers whose values are redacted when recorded."""
+
+    def recorded(self) -> dict[str, Any]:
+        """What would be sent, secrets redacted (for replays and failure reports)."""
+        headers = {k: (REDACTED if k.lower() in self.secret_headers else v)
+                   for k, v in self.headers.items()}
+        doc: dict[str, Any] = {"method": self.method, "url": self.url, "headers": headers}
+        try:
+            doc["body"] = self.body.decode()
+        except UnicodeDecodeError:
+            doc["body_base64"] = base64.b64encode(self.body).decode()
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundResult:
+    """How a call ended. `status` is None when no response arrived."""
+
+    status: int | None
+    latency_ms: float
+    body: str = ""
+    truncated: bool = False
+    content_type: str | None = None
+    error: str | None = None
+    refused: bool = False
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def retryable(self) -> bool:
+        """Network errors, timeouts, 408, 429 and 5xx; never a refusal or another 4xx."""
+        if self.refused:
+            return False
+        if self.status is None:
+            return True
+        return self.status in (408, 429) or self.status >= 500
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """`Retry-After` as seconds from now (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def refused_reason(exc: BaseException) -> str | None:
+    """The refusal hidden in an aiohttp connection error, if that is what it is."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OutboundRefused):
+            return str(current)
+        os_error = getattr(current, "os_error", None)
+        if isinstance(os_error, OutboundRefused):
+            return str(os_error)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+async def send(session: aiohttp.ClientSession, request: OutboundRequest, *,
+               timeout: float, body_limit: int = DEFAULT_BODY_LIMIT) -> OutboundResult:
+    """Make the call; every failure becomes a result (refusals are not retryable)."""
+    started = time.perf_counter()
+
+    def elapsed() -> float:
+        return round((time.perf_counter() - started) * 1000, 2)
+
+    try:
+        url = yarl.URL(request.url, encoded=True)
+        if url.host is None or url.scheme not in ("http", "https"):
+            return OutboundResult(None, elapsed(), error=f"not an http(s) URL: {request.url}",
+                                  refused=True)
+        check_host(url.host)
+        async with session.request(
+            request.method, url, headers=request.headers, data=request.body or None,
+            allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
+            raw = await _read_capped(resp, body_limit)
+            return OutboundResult(
+                resp.status, elapsed(), raw[:body_limit].decode(errors="replace"),
+                len(raw) > body_limit, resp.headers.get("Content-Type"),
+                None if resp.status < 400 else f"HTTP {resp.status} {resp.reason or ''}".strip(),
+                retry_after=retry_after_seconds(resp.headers.get("Retry-After")),
+            )
+    except OutboundRefused as exc:
+        return OutboundResult(None, elapsed(), error=str(exc), refused=True)
+    except (aiohttp.ClientError, OSError) as exc:
+        reason = refused_reason(exc)
+        if reason:
+            return OutboundResult(None, elapsed(), error=reason, refused=True)
+        return OutboundResult(None, elapsed(), error=f"{type(exc).__name__}: {exc}"[:500])
+    except TimeoutError:
+        return OutboundResult(None, elapsed(), error=f"timed out after {timeout:g}s")
+    except ValueError as exc:  # a URL yarl cannot parse
+        return OutboundResult(None, elapsed(), error=f"bad request: {exc}", refused=True)
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Up to `limit` + 1 bytes of the body (one more tells that it was truncated)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(16384):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(chunks)[: limit + 1]
+
+
+def clean_header_value(value: str) -> str:
+    """A header value with CR, LF and other control characters removed: a value from
+    event data can never start a new header or end the header block."""
+    return "".join(ch for ch in value if ch == "\t" or not (ord(ch) < 32 or ord(ch) == 127))
+
+
+def header_name_ok(name: str) -> bool:
+    """An RFC 9110 token."""
+    return bool(name) and all(ch.isascii() and (ch.isalnum() or ch in "!#$%&'*+-.^_`|~")
+                              for ch in name)
+
+
+def secret_headers(headers: Mapping[str, str], extra: frozenset[str] = frozenset()
+                   ) -> frozenset[str]:
+    """Header names (lower case) that carry credentials."""
+    names = {"authorization", "proxy-authorization", "webhook-signature", "cookie",
+             "x-api-key", "api-key"} | set(extra)
+    return frozenset(n.lower() for n in headers if n.lower() in names)
+
+
+async def close_session(session: aiohttp.ClientSession) -> None:
+    """Close and give the connector a moment to release sockets (no warnings at exit)."""
+    await session.close()
+    await asyncio.sleep(0)

@@ -1,0 +1,341 @@
+"""API middleware: `[[proxy]]` mounts in front of legacy APIs, each call published as an event.
+
+`/proxy/<name>/<path>` forwards to the mount's upstream and answers with the upstream's
+answer unchanged (broker/http/proxy.py streams both ways). Which calls become events is
+chosen by `emit` rules; events are published in the background so the client never
+waits for the broker's fsync, and what is queued is flushed at a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import logging
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from yarl import URL
+
+from broker.config import Kind
+from broker.errors import InvalidConfig, NotFound, OpsbusError
+from broker.events import new_event
+from broker.routing import check_name
+from broker.templates import Template, compile_template
+
+if TYPE_CHECKING:
+    from broker.core import Broker
+
+log = logging.getLogger(__name__)
+
+SOURCE = "opsbus/proxy"
+FIELDS = ("name", "upstream", "emit", "capture_bodies", "max_body_capture", "event_type",
+          "timeout", "description")
+EMIT_FIELDS = ("methods", "paths", "statuses")
+DEFAULT_CAPTURE = 4096
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+                        "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"})
+
+
+def _status_rule(value: Any, what: str) -> str:
+    text = str(value).lower()
+    if not (text.isdigit() and len(text) == 3) and not (len(text) == 3 and text[0] in "12345"
+                                                        and text[1:] == "xx"):
+        raise InvalidConfig(f"{what}: emit.statuses entries are codes like 500 or"
+                            f" classes like '5xx', not {value!r}", field="emit.statuses")
+    return text
+
+
+def validate_emit(emit: Any, what: str) -> dict[str, list[str]]:
+    """Check `emit = { methods, paths, statuses }`: which calls become events."""
+    if not isinstance(emit, dict) or set(emit) - set(EMIT_FIELDS):
+        raise InvalidConfig(f"{what}: emit is a table of {', '.join(EMIT_FIELDS)}",
+                            field="emit")
+    rules: dict[str, list[str]] = {}
+    for key in EMIT_FIELDS:
+        values = emit.get(key)
+        if values is None:
+            continue
+        if not isinstance(values, list):
+            raise InvalidConfig(f"{what}: emit.{key} must be a list", field=f"emit.{key}")
+        if key == "methods":
+            rules[key] = [str(m).upper() for m in values]
+        elif key == "paths":
+            rules[key] = [p if str(p).startswith("/") else f"/{p}" for p in map(str, values)]
+        else:
+            rules[key] = [_status_rule(v, what) for v in values]
+    return rules
+
+
+@dataclass(frozen=True)
+class EmitRules:
+    """Which calls are published: every rule given must match (none given: all calls)."""
+
+    methods: frozenset[str] | None = None
+    paths: tuple[str, ...] | None = None
+    """Globs over the path below the mount (`/api/v1/*`; `*` also crosses `/`)."""
+    statuses: tuple[str, ...] | None = None
+    """Codes (`"404"`) or classes (`"5xx"`)."""
+
+    @classmethod
+    def from_spec(cls, emit: dict[str, list[str]]) -> EmitRules:
+        return cls(frozenset(emit["methods"]) if "methods" in emit else None,
+                   tuple(emit["paths"]) if "paths" in emit else None,
+                   tuple(emit["statuses"]) if "statuses" in emit else None)
+
+    def matches(self, method: str, path: str, status: int) -> bool:
+        if self.methods is not None and method.upper() not in self.methods:
+            return False
+        if self.paths is not None and not any(fnmatchcase(path, p) for p in self.paths):
+            return False
+        if self.statuses is not None:
+            code = str(status)
+            return any(rule == code or (rule[1:] == "xx" and rule[0] == code[0])
+                       for rule in self.statuses)
+        return True
+
+
+def validate_proxy(spec: Any) -> dict[str, Any]:
+    """Check a `[[proxy]]` mount and return it normalised."""
+    if not isinstance(spec, dict):
+        raise InvalidConfig("a proxy mount must be a JSON object (a TOML table)")
+    unknown = sorted(set(spec) - set(FIELDS))
+    if unknown:
+        raise InvalidConfig(f"proxy: unknown field(s) {', '.join(unknown)}"
+                            f" (known: {', '.join(FIELDS)})", field=unknown[0])
+    name = check_name(spec.get("name"), "proxy")
+    upstream = spec.get("upstream")
+    try:
+        url = URL(str(upstream))
+    except ValueError:
+        url = URL()
+    if not isinstance(upstream, str) or url.scheme not in ("http", "https") or not url.host:
+        raise InvalidConfig(f"proxy {name}: upstream must be an http(s) URL, got {upstream!r}",
+                            field="upstream")
+    try:  # a mount is reachable without a token: never to link-local or metadata addresses
+        ip = ipaddress.ip_address(url.host)
+        if ip.is_link_local or ip.is_multicast or ip.is_unspecified:
+            raise InvalidConfig(f"proxy {name}: upstream {url.host} is not a unicast address"
+                                " a proxy may forward to", field="upstream")
+    except ValueError:
+        pass
+    rules = validate_emit(spec.get("emit", {}), f"proxy {name}")
+    capture = spec.get("capture_bodies", False)
+    if not isinstance(capture, bool):
+        raise InvalidConfig(f"proxy {name}: capture_bodies must be true or false",
+                            field="capture_bodies")
+    limit = spec.get("max_body_capture", DEFAULT_CAPTURE)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= 1 << 20:
+        raise InvalidConfig(f"proxy {name}: max_body_capture must be 0..1048576 bytes",
+                            field="max_body_capture")
+    event_type = spec.get("event_type", f"opsbus.api.{name}.call")
+    compile_template(event_type, f"proxy {name}: event_type")
+    timeout = spec.get("timeout", 60)
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+        raise InvalidConfig(f"proxy {name}: timeout must be a positive number of seconds",
+                            field="timeout")
+    return {"name": name, "upstream": str(url).rstrip("/"), "emit": rules,
+            "capture_bodies": capture, "max_body_capture": limit, "event_type": event_type,
+            "timeout": timeout, "description": str(spec.get("description", ""))}
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A validated mount, ready to forward."""
+
+    name: str
+    upstream: URL
+    rules: EmitRules
+    capture_bodies: bool
+    max_body_capture: int
+    event_type: Template
+    timeout: float
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> Mount:
+        return cls(spec["name"], URL(spec["upstream"]), EmitRules.from_spec(spec["emit"]),
+                   spec["capture_bodies"], spec["max_body_capture"],
+                   compile_template(spec["event_type"]), float(spec["timeout"]))
+
+    def target(self, tail: str, query: str) -> URL:
+        """The upstream URL for `/proxy/<name>/<tail>?<query>` (tail kept encoded)."""
+        base = str(self.upstream).rstrip("/")
+        return URL(f"{base}/{tail}" + (f"?{query}" if query else ""), encoded=True)
+
+
+class BodyCapture:
+    """The first `limit` bytes of a body that streams past, and its full size."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.head = bytearray()
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        room = self.limit - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+
+    def summary(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"size": self.size, "truncated": self.size > len(self.head)}
+        try:
+            doc["text"] = self.head.decode()
+        except UnicodeDecodeError:
+            doc["base64"] = base64.b64encode(bytes(self.head)).decode()
+        return doc
+
+
+def call_event(name: str, call: dict[str, Any], *, event_type: Template | None = None,
+               source: str = SOURCE) -> dict[str, Any]:
+    """The event for one API call (also built by `broker.embed` in other services)."""
+    context = {"name": name, "method": str(call.get("method", "")).lower(),
+               "status": call.get("status"), "data": call}
+    type_ = event_type.render(context) if event_type is not None else ""
+    return new_event(type=type_ or f"opsbus.api.{name}.call", source=source,
+                     subject=str(call.get("path") or "/"), data=call)
+
+
+def request_id(given: str | None) -> str:
+    return given if given and len(given) <= 200 else uuid.uuid4().hex
+
+
+class CallPublisher:
+    """Publishes call events off the request path, in batches. Bounded: when the broker
+    cannot keep up, new calls are dropped (counted) rather than held in memory."""
+
+    def __init__(self, broker: Broker, max_pending: int = 10_000, batch: int = 500) -> None:
+        self.broker = broker
+        self.max_pending = max_pending
+        self.batch = batch
+        self.published = self.dropped = self.failed = 0
+        self._pending: deque[dict[str, Any]] = deque()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._done = asyncio.Event()
+
+    def submit(self, event: dict[str, Any]) -> None:
+        if self._closing or len(self._pending) >= self.max_pending:
+            self.dropped += 1
+            return
+        self._pending.append(event)
+        self._wake.set()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                if not self._pending:
+                    if self._closing:
+                        return
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                batch = [self._pending.popleft()
+                         for _ in range(min(self.batch, len(self._pending)))]
+                await self._publish(batch)
+        finally:
+            self._done.set()
+
+    async def _publish(self, batch: list[dict[str, Any]]) -> None:
+        try:
+            await self.broker.bus.publish(batch)
+            self.published += len(batch)
+            return
+        except OpsbusError as exc:
+            if len(batch) == 1:
+                self.failed += 1
+                log.warning("proxy call event %s not published: %s", batch[0]["id"], exc.detail)
+                return
+        for event in batch:  # one bad event (a transform refusing it) must not sink the rest
+            await self._publish([event])
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Flush what is queued (the writer is still running when this is called)."""
+        self._closing = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._done.wait(), grace)
+        except TimeoutError:
+            self.dropped += len(self._pending)
+            log.error("%d proxy call events not published at shutdown", len(self._pending))
+
+
+class Proxy:
+    """The mounts of one broker, the upstream session and the call publisher."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.publisher = CallPublisher(broker)
+        self.calls = self.upstream_errors = 0
+        self._mounts: dict[str, tuple[int, Mount]] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def mount(self, name: str) -> Mount:
+        """The mount named `name` as configured now (the file or the API changed it)."""
+        try:
+            obj = self.broker.config.get("proxy", name)
+        except NotFound:
+            raise NotFound(f"no proxy mount named {name!r}; add [[proxy]] to opsbus.toml",
+                           proxy=name) from None
+        cached = self._mounts.get(name)
+        if cached is None or cached[0] != obj.version:
+            cached = (obj.version, Mount.from_spec(obj.spec))
+            self._mounts[name] = cached
+        return cached[1]
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # Bytes pass through untouched: no decompression, no cookies kept, no env proxies.
+            self._session = aiohttp.ClientSession(
+                auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
+                connector=aiohttp.TCPConnector(limit=200), skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    def record(self, mount: Mount, call: dict[str, Any]) -> None:
+        """Count a finished call and queue its event when the mount's rules say so."""
+        self.calls += 1
+        if call.get("error"):
+            self.upstream_errors += 1
+        if not mount.rules.matches(call["method"], call["path"], int(call["status"])):
+            return
+        try:
+            event = call_event(mount.name, call, event_type=mount.event_type)
+        except OpsbusError as exc:  # e.g. a control character in the path: the call stands
+            self.publisher.failed += 1
+            log.warning("proxy %s: call event not built: %s", mount.name, exc.detail)
+            return
+        self.publisher.submit(event)
+
+    async def stop(self) -> None:
+        await self.publisher.close()
+        if self._session is not None:
+            await self._session.close()
+
+    def metrics(self) -> dict[str, float]:
+        p = self.publisher
+        return {"opsbus_proxy_calls_total": float(self.calls),
+                "opsbus_proxy_upstream_errors_total": float(self.upstream_errors),
+                "opsbus_proxy_events_published_total": float(p.published),
+                "opsbus_proxy_events_dropped_total": float(p.dropped),
+                "opsbus_proxy_events_failed_total": float(p.failed)}
+
+
+def setup(broker: Broker) -> None:
+    """Register the `proxy` configuration kind and the background publisher."""
+    proxy = Proxy(broker)
+    broker.extensions["proxy"] = proxy
+    broker.config.register_kind(Kind("proxy", "proxy mount", validate_proxy))
+    broker.add_service("proxy-publisher", proxy.publisher.run)
+    broker.on_stop(proxy.stop)
+    broker.metric_sources.append(proxy.metrics)
+
+
+def proxy_of(broker: Broker) -> Proxy:
+    proxy: Proxy = broker.extensions["proxy"]
+    return proxy

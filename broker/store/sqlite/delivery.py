@@ -1,0 +1,310 @@
+"""SQLite statements for deliveries, their attempts, subscription controls and action jobs."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from broker.store.base_delivery import (
+    NEXT_STATE,
+    ActionJob,
+    Attempt,
+    ClaimedJob,
+    Delivery,
+    DeliveryState,
+    JobState,
+    LeaseBatch,
+    LeasedDelivery,
+    Outcome,
+    SubscriptionControl,
+)
+from broker.store.sqlite.connections import ReaderPool
+from broker.store.sqlite.events import EVENT_COLUMNS, row_to_event
+from broker.timeutil import now_rfc3339
+
+DELIVERY_COLUMNS = ("id, subscription, seq, state, attempts, attempts_before, next_at, lease,"
+                    " last_status, last_error, first_at, created_at, updated_at")
+JOB_COLUMNS = ("id, action, seq, state, attempts, next_at, lease, params, todo_id, operator,"
+               " result_seq, last_error, created_at, updated_at")
+OPEN = "state IN ('pending', 'leased')"
+
+
+def row_to_delivery(row: Sequence[Any]) -> Delivery:
+    return Delivery(row[0], row[1], row[2], DeliveryState(row[3]), row[4], row[5], row[6],
+                    row[7], row[8], row[9], row[10], row[11], row[12])
+
+
+def row_to_job(row: Sequence[Any]) -> ActionJob:
+    return ActionJob(row[0], row[1], row[2], JobState(row[3]), row[4], row[5], row[6],
+                     orjson.loads(row[7]) if row[7] else None, row[8], row[9], row[10],
+                     row[11], row[12], row[13])
+
+
+def new_lease(row_id: int, attempt: int) -> str:
+    """`<id>.<attempt>.<random>`: one token per attempt, unguessable, readable in logs."""
+    return f"{row_id}.{attempt}.{secrets.token_urlsafe(9)}"
+
+
+class DeliveryWriteSql:
+    """Delivery writes on the writer connection (mixed into the SQLite transaction)."""
+
+    conn: sqlite3.Connection
+
+    async def add_delivery(self, subscription: str, seq: int, now: float) -> int | None:
+        stamp = now_rfc3339()
+        row = self.conn.execute(
+            "INSERT INTO deliveries (subscription, seq, state, next_at, first_at, created_at,"
+            " updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)"
+            " ON CONFLICT (subscription, seq) DO NOTHING RETURNING id",
+            (subscription, seq, now, now, stamp, stamp),
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    async def lease_deliveries(
+        self, subscription: str, limit: int, now: float, lease_s: float, *,
+        max_attempts: int, ordered: bool = False, only_exhausted: bool = False,
+    ) -> LeaseBatch:
+        if limit <= 0:
+            return LeaseBatch([], [])
+        if ordered:
+            rows = self.conn.execute(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE subscription = ? AND {OPEN}"
+                " ORDER BY seq LIMIT 1", (subscription,)).fetchall()
+            rows = [r for r in rows if r[6] <= now]
+        else:
+            rows = self.conn.execute(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE subscription = ? AND {OPEN}"
+                " AND next_at <= ? ORDER BY seq LIMIT ?", (subscription, now, limit)).fetchall()
+        stamp = now_rfc3339()
+        leased: list[Delivery] = []
+        exhausted: list[Delivery] = []
+        for row in rows:
+            current = row_to_delivery(row)
+            if only_exhausted and current.round_attempts < max_attempts:
+                continue
+            if current.state is DeliveryState.LEASED:
+                self._end_attempt(current.id, current.attempts, Outcome.EXPIRED,
+                                  error="lease expired")
+            if current.round_attempts >= max_attempts:
+                self.conn.execute(
+                    "UPDATE deliveries SET state = 'deadlettered', lease = NULL,"
+                    " last_error = coalesce(last_error, 'lease expired'), updated_at = ?"
+                    " WHERE id = ?", (stamp, current.id))
+                exhausted.append(current)
+                continue
+            attempt = current.attempts + 1
+            lease = new_lease(current.id, attempt)
+            updated = self.conn.execute(
+                f"UPDATE deliveries SET state = 'leased', attempts = ?, lease = ?, next_at = ?,"
+                f" updated_at = ? WHERE id = ? RETURNING {DELIVERY_COLUMNS}",
+                (attempt, lease, now + lease_s, stamp, current.id)).fetchone()
+            self.conn.execute(
+                "INSERT INTO delivery_attempts (delivery_id, n, lease, started_at, outcome)"
+                " VALUES (?, ?, ?, ?, 'leased')", (current.id, attempt, lease, stamp))
+            leased.append(row_to_delivery(updated))
+        events = self._events([d.seq for d in (*leased, *exhausted)])
+        return LeaseBatch([LeasedDelivery(d, events[d.seq]) for d in leased],
+                          [LeasedDelivery(d, events[d.seq]) for d in exhausted])
+
+    async def settle_delivery(
+        self, delivery_id: int, lease: str, outcome: Outcome, now: float, *,
+        next_at: float | None = None, status: int | None = None,
+        latency_ms: float | None = None, error: str | None = None,
+        require_live: bool = False, subscription: str | None = None,
+    ) -> Delivery | None:
+        row = self.conn.execute(
+            "SELECT attempts, next_at, subscription FROM deliveries WHERE id = ?"
+            " AND state = 'leased' AND lease = ?", (delivery_id, lease)).fetchone()
+        if row is None or (require_live and row[1] <= now) \
+                or (subscription is not None and row[2] != subscription):
+            return None
+        state = NEXT_STATE[outcome]
+        keep_lease = state is DeliveryState.LEASED
+        updated = self.conn.execute(
+            f"UPDATE deliveries SET state = ?, lease = ?, next_at = ?,"
+            f" last_status = coalesce(?, last_status), last_error = ?, updated_at = ?"
+            f" WHERE id = ? RETURNING {DELIVERY_COLUMNS}",
+            (state.value, lease if keep_lease else None,
+             next_at if next_at is not None else now, status,
+             error if outcome is not Outcome.RENEWED else None, now_rfc3339(), delivery_id),
+        ).fetchone()
+        if outcome is not Outcome.RENEWED:
+            self._end_attempt(delivery_id, row[0], outcome, status, latency_ms, error)
+        return row_to_delivery(updated)
+
+    async def requeue_delivery(self, delivery_id: int, now: float) -> Delivery | None:
+        row = self.conn.execute(
+            f"UPDATE deliveries SET state = 'pending', attempts_before = attempts, next_at = ?,"
+            f" first_at = ?, lease = NULL, updated_at = ?"
+            f" WHERE id = ? AND state = 'deadlettered' RETURNING {DELIVERY_COLUMNS}",
+            (now, now, now_rfc3339(), delivery_id)).fetchone()
+        return row_to_delivery(row) if row else None
+
+    async def set_paused(self, subscription: str, paused: bool, by: str | None,
+                         now: str) -> SubscriptionControl:
+        self.conn.execute(
+            "INSERT INTO subscription_controls (name, paused, paused_by, updated_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET paused = excluded.paused,"
+            " paused_by = excluded.paused_by, updated_at = excluded.updated_at",
+            (subscription, int(paused), by, now))
+        return SubscriptionControl(subscription, paused, by, now)
+
+    async def add_action_job(
+        self, action: str, seq: int, now: float, *, params: dict[str, Any] | None = None,
+        todo_id: int | None = None, operator: str | None = None,
+    ) -> int:
+        stamp = now_rfc3339()
+        (job_id,) = self.conn.execute(
+            "INSERT INTO action_jobs (action, seq, state, next_at, params, todo_id, operator,"
+            " created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?) RETURNING id",
+            (action, seq, now, orjson.dumps(params) if params is not None else None, todo_id,
+             operator, stamp, stamp)).fetchone()
+        return int(job_id)
+
+    async def claim_action_jobs(self, limit: int, now: float, lease_s: float,
+                                actions: Sequence[str] | None = None) -> list[ClaimedJob]:
+        if limit <= 0:
+            return []
+        where = "state IN ('pending', 'running') AND next_at <= ?"
+        params: list[Any] = [now]
+        if actions is not None:
+            if not actions:
+                return []
+            where += f" AND action IN ({', '.join('?' * len(actions))})"
+            params.extend(actions)
+        rows = self.conn.execute(
+            f"SELECT id, attempts FROM action_jobs WHERE {where} ORDER BY next_at, id LIMIT ?",
+            (*params, limit)).fetchall()
+        stamp = now_rfc3339()
+        jobs = []
+        for job_id, attempts in rows:
+            updated = self.conn.execute(
+                f"UPDATE action_jobs SET state = 'running', attempts = ?, lease = ?,"
+                f" next_at = ?, updated_at = ? WHERE id = ? RETURNING {JOB_COLUMNS}",
+                (attempts + 1, new_lease(job_id, attempts + 1), now + lease_s, stamp, job_id),
+            ).fetchone()
+            jobs.append(row_to_job(updated))
+        events = self._events([j.seq for j in jobs])
+        return [ClaimedJob(j, events[j.seq]) for j in jobs]
+
+    async def finish_action_job(
+        self, job_id: int, lease: str, state: JobState, now: float, *,
+        next_at: float | None = None, result_seq: int | None = None,
+        error: str | None = None,
+    ) -> ActionJob | None:
+        row = self.conn.execute(
+            f"UPDATE action_jobs SET state = ?, lease = NULL, next_at = ?,"
+            f" result_seq = coalesce(?, result_seq), last_error = ?, updated_at = ?"
+            f" WHERE id = ? AND state = 'running' AND lease = ? RETURNING {JOB_COLUMNS}",
+            (state.value, next_at if next_at is not None else now, result_seq, error,
+             now_rfc3339(), job_id, lease)).fetchone()
+        return row_to_job(row) if row else None
+
+    def _end_attempt(self, delivery_id: int, n: int, outcome: Outcome,
+                     status: int | None = None, latency_ms: float | None = None,
+                     error: str | None = None) -> None:
+        self.conn.execute(
+            "UPDATE delivery_attempts SET outcome = ?, status = ?, latency_ms = ?, error = ?"
+            " WHERE delivery_id = ? AND n = ? AND outcome = 'leased'",
+            (outcome.value, status, latency_ms, error, delivery_id, n))
+
+    def _events(self, seqs: list[int]) -> dict[int, Any]:
+        if not seqs:
+            return {}
+        unique = sorted(set(seqs))
+        rows = self.conn.execute(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE seq IN ({', '.join('?' * len(unique))})",
+            unique).fetchall()
+        return {row[0]: row_to_event(row) for row in rows}
+
+
+class DeliveryReadSql:
+    """Delivery reads on the reader pool (mixed into the SQLite store)."""
+
+    _readers: ReaderPool
+
+    async def get_delivery(self, delivery_id: int) -> Delivery | None:
+        row = await self._readers.fetchone(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,))
+        return row_to_delivery(row) if row else None
+
+    async def list_deliveries(self, subscription: str, state: str | None = None,
+                              after: int = 0, limit: int = 100) -> list[Delivery]:
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE subscription = ? AND id > ?"
+        params: tuple[Any, ...] = (subscription, after)
+        if state is not None:
+            sql += " AND state = ?"
+            params += (state,)
+        rows = await self._readers.fetchall(sql + " ORDER BY id LIMIT ?", (*params, limit))
+        return [row_to_delivery(r) for r in rows]
+
+    async def delivery_attempts(self, delivery_ids: Sequence[int]) -> dict[int, list[Attempt]]:
+        found: dict[int, list[Attempt]] = {i: [] for i in delivery_ids}
+        if not delivery_ids:
+            return found
+        rows = await self._readers.fetchall(
+            "SELECT delivery_id, n, lease, started_at, outcome, status, latency_ms, error"
+            f" FROM delivery_attempts WHERE delivery_id IN ({', '.join('?' * len(found))})"
+            " ORDER BY delivery_id, n", tuple(found))
+        for r in rows:
+            found[r[0]].append(Attempt(r[0], r[1], r[2], r[3], Outcome(r[4]), r[5], r[6], r[7]))
+        return found
+
+    async def delivery_counts(self, subscription: str) -> dict[str, int]:
+        rows = await self._readers.fetchall(
+            "SELECT state, count(*) FROM deliveries WHERE subscription = ? GROUP BY state",
+            (subscription,))
+        counts = {s.value: 0 for s in DeliveryState}
+        counts.update({r[0]: int(r[1]) for r in rows})
+        return counts
+
+    async def last_delivery_error(self, subscription: str) -> Delivery | None:
+        row = await self._readers.fetchone(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE subscription = ?"
+            " AND last_error IS NOT NULL ORDER BY updated_at DESC LIMIT 1", (subscription,))
+        return row_to_delivery(row) if row else None
+
+    async def next_delivery_due(self, subscription: str, ordered: bool = False
+                                ) -> float | None:
+        if ordered:
+            row = await self._readers.fetchone(
+                f"SELECT next_at FROM deliveries WHERE subscription = ? AND {OPEN}"
+                " ORDER BY seq LIMIT 1", (subscription,))
+        else:
+            row = await self._readers.fetchone(
+                f"SELECT min(next_at) FROM deliveries WHERE subscription = ? AND {OPEN}",
+                (subscription,))
+        return float(row[0]) if row and row[0] is not None else None
+
+    async def count_exhausted(self, subscription: str, max_attempts: int, now: float) -> int:
+        row = await self._readers.fetchone(
+            f"SELECT count(*) FROM deliveries WHERE subscription = ? AND {OPEN}"
+            " AND next_at <= ? AND attempts - attempts_before >= ?",
+            (subscription, now, max_attempts))
+        return int(row[0]) if row else 0
+
+    async def subscription_controls(self) -> dict[str, SubscriptionControl]:
+        rows = await self._readers.fetchall(
+            "SELECT name, paused, paused_by, updated_at FROM subscription_controls")
+        return {r[0]: SubscriptionControl(r[0], bool(r[1]), r[2], r[3]) for r in rows}
+
+    async def get_action_job(self, job_id: int) -> ActionJob | None:
+        row = await self._readers.fetchone(
+            f"SELECT {JOB_COLUMNS} FROM action_jobs WHERE id = ?", (job_id,))
+        return row_to_job(row) if row else None
+
+    async def list_action_jobs(self, action: str, after: int = 0, limit: int = 100
+                               ) -> list[ActionJob]:
+        rows = await self._readers.fetchall(
+            f"SELECT {JOB_COLUMNS} FROM action_jobs WHERE action = ? AND id > ?"
+            " ORDER BY id LIMIT ?", (action, after, limit))
+        return [row_to_job(r) for r in rows]
+
+    async def next_action_due(self) -> float | None:
+        row = await self._readers.fetchone(
+            "SELECT min(next_at) FROM action_jobs WHERE state IN ('pending', 'running')")
+        return float(row[0]) if row and row[0] is not None else None

@@ -1,0 +1,224 @@
+"""SQLite statements for todo items, their events and history, and silences."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from broker.store.base_todos import (
+    QueueCounts,
+    Silence,
+    TodoEventRef,
+    TodoHistoryEntry,
+    TodoItem,
+    TodoState,
+)
+from broker.store.sqlite.connections import ReaderPool
+
+TODO_COLUMNS = (
+    "id, queue, key, title, state, priority, owner, lease_expires, snoozed_until, count,"
+    " first_seen, last_seen, created_at, updated_at, resolved_at, resolution, event_seq,"
+    " first_event_seq"
+)
+SILENCE_COLUMNS = "id, matcher, queue, comment, author, created_at, ends_at, expired_by"
+
+# Not snoozed at :now (a snooze that ran out no longer hides the item).
+_AWAKE = "(snoozed_until IS NULL OR snoozed_until <= :now)"
+_VIEWS = {
+    "open": f"state = 'open' AND {_AWAKE}",
+    "claimed": f"state = 'claimed' AND {_AWAKE}",
+    "active": f"state IN ('open', 'claimed') AND {_AWAKE}",
+    "snoozed": "state <> 'resolved' AND snoozed_until > :now",
+    "resolved": "state = 'resolved'",
+}
+
+
+def row_to_todo(row: Sequence[Any]) -> TodoItem:
+    return TodoItem(
+        row[0], row[1], row[2], row[3], TodoState(row[4]), row[5], row[6], row[7], row[8],
+        row[9], row[10], row[11], row[12], row[13], row[14],
+        orjson.loads(row[15]) if row[15] else None, row[16], row[17],
+    )
+
+
+def row_to_silence(row: Sequence[Any]) -> Silence:
+    return Silence(row[0], orjson.loads(row[1]), row[2], row[3], row[4], row[5], row[6],
+                   row[7])
+
+
+def _json(value: Any) -> str | None:
+    return orjson.dumps(value).decode() if value else None
+
+
+class TodoWriteSql:
+    """Todo and silence writes on the writer connection (mixed into the transaction).
+    SQLite has one writer, so a row read inside the transaction is already locked."""
+
+    conn: sqlite3.Connection
+
+    def _one(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> TodoItem | None:
+        row = self.conn.execute(sql, params).fetchone()
+        return row_to_todo(row) if row else None
+
+    async def find_active_todo(self, queue: str, key: str) -> TodoItem | None:
+        return self._one(
+            f"SELECT {TODO_COLUMNS} FROM todos WHERE queue = ? AND key = ?"
+            " AND state <> 'resolved'", (queue, key))
+
+    async def lock_todo(self, todo_id: int) -> TodoItem | None:
+        return self._one(f"SELECT {TODO_COLUMNS} FROM todos WHERE id = ?", (todo_id,))
+
+    async def insert_todo(
+        self, *, queue: str, key: str, title: str, priority: str | None, seq: int, at: str
+    ) -> TodoItem:
+        item = self._one(
+            "INSERT INTO todos (queue, key, title, state, priority, count, first_seen,"
+            " last_seen, created_at, updated_at, event_seq, first_event_seq)"
+            " VALUES (?, ?, ?, 'open', ?, 1, ?, ?, ?, ?, ?, ?)"
+            f" RETURNING {TODO_COLUMNS}",
+            (queue, key, title, priority, at, at, at, at, seq, seq))
+        assert item is not None
+        await self.add_todo_event(item.id, seq)
+        return item
+
+    async def save_todo(self, item: TodoItem) -> None:
+        self.conn.execute(
+            "UPDATE todos SET title = ?, state = ?, priority = ?, owner = ?,"
+            " lease_expires = ?, snoozed_until = ?, count = ?, last_seen = ?,"
+            " updated_at = ?, resolved_at = ?, resolution = ?, event_seq = ? WHERE id = ?",
+            (item.title, item.state.value, item.priority, item.owner, item.lease_expires,
+             item.snoozed_until, item.count, item.last_seen, item.updated_at,
+             item.resolved_at, _json(item.resolution), item.event_seq, item.id))
+
+    async def add_todo_event(self, todo_id: int, seq: int) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO todo_events (todo_id, seq) VALUES (?, ?)", (todo_id, seq))
+
+    async def add_todo_history(self, todo_id: int, entry: TodoHistoryEntry) -> None:
+        self.conn.execute(
+            "INSERT INTO todo_history (todo_id, at, action, operator, note, event_seq,"
+            " audit_seq, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (todo_id, entry.at, entry.action, entry.operator, entry.note, entry.event_seq,
+             entry.audit_seq, _json(entry.detail)))
+
+    async def expired_claims(self, now: str) -> list[TodoItem]:
+        rows = self.conn.execute(
+            f"SELECT {TODO_COLUMNS} FROM todos WHERE state = 'claimed'"
+            " AND lease_expires <= ? ORDER BY lease_expires, id", (now,)).fetchall()
+        return [row_to_todo(r) for r in rows]
+
+    async def ended_snoozes(self, now: str) -> list[TodoItem]:
+        rows = self.conn.execute(
+            f"SELECT {TODO_COLUMNS} FROM todos WHERE snoozed_until <= ?"
+            " AND state <> 'resolved' ORDER BY snoozed_until, id", (now,)).fetchall()
+        return [row_to_todo(r) for r in rows]
+
+    async def insert_silence(
+        self, *, matcher: dict[str, Any], queue: str | None, comment: str, author: str,
+        created_at: str, ends_at: str,
+    ) -> Silence:
+        row = self.conn.execute(
+            "INSERT INTO silences (matcher, queue, comment, author, created_at, ends_at)"
+            f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {SILENCE_COLUMNS}",
+            (orjson.dumps(matcher).decode(), queue, comment, author, created_at, ends_at),
+        ).fetchone()
+        return row_to_silence(row)
+
+    async def expire_silence(self, silence_id: int, at: str, by: str) -> Silence | None:
+        self.conn.execute(
+            "UPDATE silences SET ends_at = ?, expired_by = ? WHERE id = ? AND ends_at > ?",
+            (at, by, silence_id, at))
+        row = self.conn.execute(
+            f"SELECT {SILENCE_COLUMNS} FROM silences WHERE id = ?", (silence_id,)).fetchone()
+        return row_to_silence(row) if row else None
+
+    async def active_silences(self, now: str) -> list[Silence]:
+        rows = self.conn.execute(
+            f"SELECT {SILENCE_COLUMNS} FROM silences WHERE ends_at > ? ORDER BY id",
+            (now,)).fetchall()
+        return [row_to_silence(r) for r in rows]
+
+
+class TodoReadSql:
+    """Todo and silence reads on the reader pool (mixed into the store)."""
+
+    _readers: ReaderPool
+
+    async def get_todo(self, todo_id: int) -> TodoItem | None:
+        row = await self._readers.fetchone(
+            f"SELECT {TODO_COLUMNS} FROM todos WHERE id = ?", (todo_id,))
+        return row_to_todo(row) if row else None
+
+    async def todo_events(self, todo_id: int, limit: int = 1000) -> list[TodoEventRef]:
+        rows = await self._readers.fetchall(
+            "SELECT e.seq, e.type, e.source, e.subject, e.time FROM todo_events t"
+            " JOIN events e ON e.seq = t.seq WHERE t.todo_id = ? ORDER BY t.seq DESC LIMIT ?",
+            (todo_id, limit))
+        return [TodoEventRef(*r) for r in reversed(rows)]
+
+    async def todo_event_seqs(self, todo_id: int) -> list[int]:
+        rows = await self._readers.fetchall(
+            "SELECT seq FROM todo_events WHERE todo_id = ? ORDER BY seq", (todo_id,))
+        return [int(r[0]) for r in rows]
+
+    async def todo_history(self, todo_id: int) -> list[TodoHistoryEntry]:
+        rows = await self._readers.fetchall(
+            "SELECT at, action, operator, note, event_seq, audit_seq, detail"
+            " FROM todo_history WHERE todo_id = ? ORDER BY id", (todo_id,))
+        return [TodoHistoryEntry(r[0], r[1], r[2], r[3], r[4], r[5],
+                                 orjson.loads(r[6]) if r[6] else {}) for r in rows]
+
+    async def list_todos(
+        self, *, now: str, queue: str | None = None, view: str | None = None,
+        owner: str | None = None, limit: int = 100, after: tuple[str, int] | None = None,
+    ) -> list[TodoItem]:
+        clauses = ["1"]
+        params: dict[str, Any] = {"now": now, "limit": limit}
+        if queue is not None:
+            clauses.append("queue = :queue")
+            params["queue"] = queue
+        if view is not None:
+            clauses.append(_VIEWS[view])
+        if owner is not None:
+            clauses.append("owner = :owner")
+            params["owner"] = owner
+        if after is not None:
+            clauses.append("(updated_at < :at OR (updated_at = :at AND id < :id))")
+            params.update(at=after[0], id=after[1])
+        rows = await self._readers.fetchall(
+            f"SELECT {TODO_COLUMNS} FROM todos WHERE {' AND '.join(clauses)}"
+            " ORDER BY updated_at DESC, id DESC LIMIT :limit", params)  # type: ignore[arg-type]
+        return [row_to_todo(r) for r in rows]
+
+    async def queue_counts(self, now: str) -> list[QueueCounts]:
+        rows = await self._readers.fetchall(
+            f"SELECT queue, sum({_VIEWS['open']}), sum({_VIEWS['claimed']}),"
+            f" sum({_VIEWS['snoozed']}), sum({_VIEWS['resolved']}),"
+            f" min(CASE WHEN {_VIEWS['open']} THEN first_seen END)"
+            " FROM todos GROUP BY queue ORDER BY queue", {"now": now})  # type: ignore[arg-type]
+        return [QueueCounts(r[0], int(r[1] or 0), int(r[2] or 0), int(r[3] or 0),
+                            int(r[4] or 0), r[5]) for r in rows]
+
+    async def todos_due(self, now: str) -> bool:
+        row = await self._readers.fetchone(
+            "SELECT EXISTS (SELECT 1 FROM todos WHERE state = 'claimed'"
+            " AND lease_expires <= :now) OR EXISTS (SELECT 1 FROM todos"
+            " WHERE snoozed_until <= :now AND state <> 'resolved')",
+            {"now": now})  # type: ignore[arg-type]
+        return bool(row and row[0])
+
+    async def list_silences(self, now: str, *, include_expired: bool = False
+                            ) -> list[Silence]:
+        where = "1" if include_expired else "ends_at > ?"
+        rows = await self._readers.fetchall(
+            f"SELECT {SILENCE_COLUMNS} FROM silences WHERE {where} ORDER BY id DESC",
+            () if include_expired else (now,))
+        return [row_to_silence(r) for r in rows]
+
+    async def get_silence(self, silence_id: int) -> Silence | None:
+        row = await self._readers.fetchone(
+            f"SELECT {SILENCE_COLUMNS} FROM silences WHERE id = ?", (silence_id,))
+        return row_to_silence(row) if row else None

@@ -1,0 +1,115 @@
+"""Item state transitions (pure: they return the changed item or raise Conflict) and
+the audit event + history entry that record each change in the same transaction."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from broker.errors import Conflict
+from broker.events import new_event
+from broker.store.base_todos import TodoHistoryEntry, TodoItem, TodoState
+from broker.timeutil import parse_rfc3339, to_rfc3339
+
+if TYPE_CHECKING:
+    from broker.bus import WriteContext
+    from broker.store.records import StoredEvent
+
+AUDIT_SOURCE = "opsbus/todos"
+SYSTEM = "system"
+"""The operator recorded for changes the broker makes itself (auto-resolve, lease expiry)."""
+
+
+def _later(at: str, seconds: float) -> str:
+    return to_rfc3339(parse_rfc3339(at) + timedelta(seconds=seconds))
+
+
+def _refuse_resolved(item: TodoItem, what: str) -> None:
+    if item.state is TodoState.RESOLVED:
+        by = (item.resolution or {}).get("by")
+        raise Conflict(f"item {item.id} is resolved (by {by} at {item.resolved_at});"
+                       f" it cannot be {what}", state=item.state.value)
+
+
+def lease_lapsed(item: TodoItem, at: str) -> bool:
+    """A claim whose lease has run out is abandoned even before the sweeper returns it."""
+    return item.lease_expires is not None and item.lease_expires <= at
+
+
+def claim(item: TodoItem, operator: str, at: str, lease_s: float | None) -> TodoItem:
+    """Claim (or, by the owner, renew the lease of) an item."""
+    _refuse_resolved(item, "claimed")
+    if (item.state is TodoState.CLAIMED and item.owner != operator
+            and not lease_lapsed(item, at)):
+        raise Conflict(f"item {item.id} is already claimed by {item.owner}",
+                       owner=item.owner, state=item.state.value)
+    return replace(item, state=TodoState.CLAIMED, owner=operator, updated_at=at,
+                   lease_expires=_later(at, lease_s) if lease_s else None,
+                   snoozed_until=None)
+
+
+def release(item: TodoItem, operator: str, at: str, force: bool) -> TodoItem:
+    """Return a claimed item to open: its owner may, anyone else only with `force`."""
+    _refuse_resolved(item, "released")
+    if item.state is not TodoState.CLAIMED:
+        raise Conflict(f"item {item.id} is not claimed; there is nothing to release",
+                       state=item.state.value)
+    if item.owner != operator and not force:
+        raise Conflict(f"item {item.id} is claimed by {item.owner}; only they can release"
+                       " it (or pass force: true)", owner=item.owner, state=item.state.value)
+    return replace(item, state=TodoState.OPEN, owner=None, lease_expires=None, updated_at=at)
+
+
+def resolve(item: TodoItem, by: str, note: str | None, at: str, *, auto: bool) -> TodoItem:
+    if item.state is TodoState.RESOLVED:
+        raise Conflict(f"item {item.id} is already resolved (by"
+                       f" {(item.resolution or {}).get('by')} at {item.resolved_at})",
+                       state=item.state.value)
+    return replace(item, state=TodoState.RESOLVED, lease_expires=None, snoozed_until=None,
+                   resolved_at=at, updated_at=at,
+                   resolution={"by": by, "note": note or "", "auto": auto})
+
+
+def snooze(item: TodoItem, until: str, at: str) -> TodoItem:
+    _refuse_resolved(item, "snoozed")
+    return replace(item, snoozed_until=until, updated_at=at)
+
+
+def touch(item: TodoItem, at: str) -> TodoItem:
+    """Mark activity (a comment, a re-emit) without another change."""
+    return replace(item, updated_at=at)
+
+
+def lapse(item: TodoItem, at: str) -> TodoItem:
+    """The claim's lease ran out: the item is open again."""
+    return replace(item, state=TodoState.OPEN, owner=None, lease_expires=None, updated_at=at)
+
+
+def wake(item: TodoItem, at: str) -> TodoItem:
+    """The snooze ran out."""
+    return replace(item, snoozed_until=None, updated_at=at)
+
+
+def attach(item: TodoItem, seq: int, at: str, title: str, priority: str | None) -> TodoItem:
+    """Another event of the group: count it; title and priority follow the latest event."""
+    return replace(item, count=item.count + 1, last_seen=at, updated_at=at, event_seq=seq,
+                   title=title, priority=priority if priority is not None else item.priority)
+
+
+async def record(
+    ctx: WriteContext, item: TodoItem, action: str, at: str, *, operator: str | None,
+    note: str | None = None, cause: StoredEvent | None = None, event_seq: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> int:
+    """Publish `opsbus.todo.<action>` for the item as it now is and append the history
+    entry, in the caller's transaction; returns the audit event's seq."""
+    data: dict[str, Any] = {"item": item.to_dict(), "operator": operator, "note": note}
+    if detail:
+        data["detail"] = detail
+    event = new_event(type=f"opsbus.todo.{action}", source=AUDIT_SOURCE,
+                      subject=str(item.id), data=data, todoid=item.id)
+    result, _ = await ctx.publish(event, cause=cause)
+    await ctx.tx.add_todo_history(item.id, TodoHistoryEntry(
+        at, action, operator, note, event_seq, result.seq, detail or {}))
+    return result.seq

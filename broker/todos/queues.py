@@ -1,0 +1,161 @@
+"""Queue settings (`[[queues]]`, `/v1/queues`): validation and the compiled form routing uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from broker.errors import InvalidConfig, OpsbusError
+from broker.filters import Filter, compile_filter
+from broker.routing import check_name
+from broker.templates import Template, compile_template
+from broker.timeutil import parse_duration
+
+DEFAULT_GROUP_KEY = "{source}/{subject}"
+DEFAULT_TITLE = "{type} on {subject}"
+QUEUE_FIELDS = ("name", "description", "group_key", "title", "priority", "priority_map",
+                "lease", "resolve_filter", "actions")
+ACTION_FIELDS = ("name", "runbook_url", "description")
+
+
+def _fail(name: str, field_name: str, message: str, **extra: Any) -> InvalidConfig:
+    return InvalidConfig(f"queue {name}: {field_name}: {message}", field=field_name, **extra)
+
+
+def validate_queue(spec: Any) -> dict[str, Any]:
+    """Check a queue's JSON form and return it normalised (InvalidConfig naming the field)."""
+    if not isinstance(spec, dict):
+        raise InvalidConfig("a queue must be a JSON object (a TOML table)")
+    unknown = sorted(set(spec) - set(QUEUE_FIELDS))
+    if unknown:
+        raise InvalidConfig(f"queue: unknown field(s) {', '.join(unknown)}"
+                            f" (known: {', '.join(QUEUE_FIELDS)})", field=unknown[0])
+    name = check_name(spec.get("name"), "queue")
+    out: dict[str, Any] = {"name": name}
+    description = spec.get("description", "")
+    if not isinstance(description, str):
+        raise _fail(name, "description", "must be a string")
+    out["description"] = description
+    for key, default in (("group_key", DEFAULT_GROUP_KEY), ("title", DEFAULT_TITLE),
+                         ("priority", None)):
+        value = spec.get(key, default)
+        if value is not None:
+            try:
+                compile_template(value, key)
+            except InvalidConfig as exc:
+                raise _fail(name, key, exc.detail) from None
+        out[key] = value
+    priority_map = spec.get("priority_map", {})
+    if not isinstance(priority_map, dict) or not all(
+            isinstance(v, str) for v in priority_map.values()):
+        raise _fail(name, "priority_map", "must map rendered priorities to strings,"
+                    " e.g. { critical = \"P1\" }")
+    out["priority_map"] = dict(priority_map)
+    lease = spec.get("lease")
+    if lease is not None:
+        try:
+            seconds = parse_duration(lease, "lease")
+        except OpsbusError as exc:
+            raise _fail(name, "lease", exc.detail) from None
+        if seconds <= 0:
+            raise _fail(name, "lease", "must be longer than zero")
+    out["lease"] = lease
+    resolve = spec.get("resolve_filter")
+    if resolve is not None:
+        try:
+            resolve = compile_filter(resolve).spec
+        except OpsbusError as exc:
+            raise _fail(name, "resolve_filter", exc.detail, **exc.extra) from None
+    out["resolve_filter"] = resolve
+    out["actions"] = _validate_actions(name, spec.get("actions", []))
+    return out
+
+
+def _validate_actions(queue: str, actions: Any) -> list[dict[str, Any]]:
+    """Quick actions an operator may run on an item: `"restart-pod"` or a table with
+    `name`, `runbook_url` and `description`. Stored and listed; the actions feature runs them."""
+    if not isinstance(actions, list):
+        raise _fail(queue, "actions", "must be a list of action names or tables")
+    out: list[dict[str, Any]] = []
+    for index, entry in enumerate(actions):
+        where = f"actions[{index}]"
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        if not isinstance(entry, dict):
+            raise _fail(queue, where, "must be an action name or a table with a name")
+        unknown = sorted(set(entry) - set(ACTION_FIELDS))
+        if unknown:
+            raise _fail(queue, where, f"unknown field(s) {', '.join(unknown)}"
+                        f" (known: {', '.join(ACTION_FIELDS)})")
+        try:
+            action = check_name(entry.get("name"), "action")
+        except InvalidConfig as exc:
+            raise _fail(queue, where, exc.detail) from None
+        runbook = entry.get("runbook_url")
+        if runbook is not None and not (isinstance(runbook, str)
+                                        and runbook.startswith(("https://", "http://"))):
+            raise _fail(queue, where, "runbook_url must be an http(s) URL")
+        description = entry.get("description", "")
+        if not isinstance(description, str):
+            raise _fail(queue, where, "description must be a string")
+        out.append({"name": action, "runbook_url": runbook, "description": description})
+    return out
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A queue ready for routing: templates and the resolving filter compiled."""
+
+    name: str
+    spec: dict[str, Any]
+    configured: bool
+    group_key: Template
+    title: Template
+    priority: Template | None
+    priority_map: dict[str, str] = field(default_factory=dict)
+    lease_s: float | None = None
+    resolve_filter: Filter | None = None
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], configured: bool = True) -> Queue:
+        lease = spec.get("lease")
+        resolve = spec.get("resolve_filter")
+        return cls(
+            spec["name"], spec, configured,
+            compile_template(spec.get("group_key") or DEFAULT_GROUP_KEY, "group_key"),
+            compile_template(spec.get("title") or DEFAULT_TITLE, "title"),
+            compile_template(spec["priority"], "priority") if spec.get("priority") else None,
+            dict(spec.get("priority_map") or {}),
+            parse_duration(lease, "lease") if lease is not None else None,
+            compile_filter(resolve) if resolve is not None else None,
+        )
+
+    @classmethod
+    def unconfigured(cls, name: str) -> Queue:
+        """A queue a route targets without a `[[queues]]` entry: default settings."""
+        return cls.from_spec(validate_queue({"name": name}), configured=False)
+
+    def key_of(self, event: dict[str, Any]) -> str:
+        """The group key: the `dedupkey` extension when present, else the template
+        (falling back to the default template when it renders to nothing)."""
+        dedupkey = event.get("dedupkey")
+        if dedupkey not in (None, ""):
+            return str(dedupkey)
+        key = self.group_key.render_optional(event)
+        if key is None:
+            key = compile_template(DEFAULT_GROUP_KEY).render(event)
+        return key
+
+    def title_of(self, event: dict[str, Any]) -> str:
+        return self.title.render(event, missing="-")
+
+    def priority_of(self, event: dict[str, Any]) -> str | None:
+        if self.priority is None:
+            return None
+        value = self.priority.render_optional(event)
+        if value is None:
+            return None
+        return self.priority_map.get(value, value)
+
+    def resolves(self, event: dict[str, Any]) -> bool:
+        return self.resolve_filter is not None and self.resolve_filter.matches(event)

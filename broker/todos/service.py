@@ -1,0 +1,266 @@
+"""The todo service: queue registry, operator operations and the lease/snooze sweeper."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from broker.errors import BadRequest, NotFound, OpsbusError
+from broker.events import validate_event
+from broker.silences import Silences
+from broker.store.base_todos import TodoItem
+from broker.store.records import ConfigObject, StoredEvent
+from broker.timeutil import now, parse_duration, parse_rfc3339, to_rfc3339
+from broker.todos import changes
+from broker.todos.changes import SYSTEM
+from broker.todos.intake import take
+from broker.todos.queues import Queue
+
+if TYPE_CHECKING:
+    from broker.bus import WriteContext
+    from broker.core import Broker
+
+log = logging.getLogger(__name__)
+
+OPERATIONS = {
+    "claim": ("note",),
+    "release": ("note", "force"),
+    "resolve": ("note",),
+    "comment": ("note",),
+    "snooze": ("note", "until", "for"),
+    "reemit": ("note", "seq", "attributes", "data"),
+}
+"""Each operation and the body members it takes besides `operator`."""
+DONE = {"claim": "claimed", "release": "released", "resolve": "resolved",
+        "comment": "commented", "snooze": "snoozed", "reemit": "reemitted"}
+"""The audit event / history action each operation records."""
+
+Change = Callable[["WriteContext", TodoItem, str], Awaitable[TodoItem]]
+
+
+def _text(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"{name} must be a string", field=name)
+    return value
+
+
+class TodoService:
+    """Everything todo items do; kept in `broker.extensions["todos"]`."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.silences = Silences(broker)
+        self.queues: dict[str, Queue] = {}
+        """Configured queues by name, compiled; replaced whenever configuration changes."""
+        self._defaults: dict[str, Queue] = {}
+        self.counters: Counter[str] = Counter()
+
+    # -- queues and routing -----------------------------------------------------------
+    def load_queues(self, objects: list[ConfigObject]) -> None:
+        queues: dict[str, Queue] = {}
+        for obj in objects:
+            if obj.kind == "queues":
+                try:
+                    queues[obj.name] = Queue.from_spec(obj.spec)
+                except OpsbusError as exc:  # stored before a validator change
+                    log.error("queue %s uses default settings: %s", obj.name, exc.detail)
+        self.queues = queues
+
+    def queue(self, name: str) -> Queue:
+        """The named queue; a queue with no settings works with the defaults."""
+        queue = self.queues.get(name)
+        if queue is None:
+            queue = self._defaults.get(name)
+            if queue is None:
+                queue = self._defaults[name] = Queue.unconfigured(name)
+        return queue
+
+    async def handle_target(self, ctx: WriteContext, stored: StoredEvent, route: str,
+                            queue_name: str) -> dict[str, Any]:
+        """The router's handler for `queue:<name>` targets."""
+        return await take(self, ctx, stored, queue_name)
+
+    def count(self, what: str) -> None:
+        self.counters[what] += 1
+
+    def metrics(self) -> dict[str, float]:
+        return {f'opsbus_todo_changes_total{{change="{k}"}}': float(v)
+                for k, v in sorted(self.counters.items())}
+
+    # -- operations ---------------------------------------------------------------------
+    async def operate(self, todo_id: int, op: str, operator: str, body: dict[str, Any]
+                      ) -> tuple[TodoItem, dict[str, Any] | None]:
+        """Run `op` on an item for `operator` with the request body's members; returns
+        the changed item and, for reemit, the published copy `{seq, id, source}`."""
+        if op not in OPERATIONS:
+            raise NotFound(f"no todo operation {op!r} (known: {', '.join(OPERATIONS)})")
+        unknown = sorted(set(body) - set(OPERATIONS[op]) - {"operator"})
+        if unknown:
+            raise BadRequest(f"{op}: unknown field(s) {', '.join(unknown)}"
+                             f" (known: operator, {', '.join(OPERATIONS[op])})",
+                             field=unknown[0])
+        note = _text(body, "note")
+        if op == "reemit":
+            return await self.reemit(todo_id, operator, body, note)
+        if op == "comment" and not note:
+            raise BadRequest("comment: note is required", field="note")
+        force = body.get("force", False)
+        if not isinstance(force, bool):
+            raise BadRequest("force must be true or false", field="force")
+        until = self._snooze_end(body) if op == "snooze" else None
+
+        async def change(ctx: WriteContext, item: TodoItem, at: str) -> TodoItem:
+            changed, detail = self._transition(op, item, operator, at, note, force, until)
+            await ctx.tx.save_todo(changed)
+            await changes.record(ctx, changed, DONE[op], at, operator=operator, note=note,
+                                 detail=detail)
+            return changed
+
+        return await self._change(todo_id, change), None
+
+    def _transition(self, op: str, item: TodoItem, operator: str, at: str,
+                    note: str | None, force: bool, until: str | None
+                    ) -> tuple[TodoItem, dict[str, Any]]:
+        """The item after `op` and the detail its history entry records."""
+        if op == "claim":
+            lease = self.queue(item.queue).lease_s
+            renewed = {"renewed": True} if item.owner == operator else {}
+            return changes.claim(item, operator, at, lease), renewed
+        if op == "release":
+            forced = item.owner != operator and force
+            detail: dict[str, Any] = (
+                {"forced": True, "previous_owner": item.owner} if forced else {})
+            return changes.release(item, operator, at, force), detail
+        if op == "resolve":
+            return changes.resolve(item, operator, note, at, auto=False), {}
+        if op == "snooze" and until is not None:
+            return changes.snooze(item, until, at), {"until": until}
+        return changes.touch(item, at), {}  # comment
+
+    def _snooze_end(self, body: dict[str, Any]) -> str:
+        if ("until" in body) == ("for" in body):
+            raise BadRequest("snooze: give either until (RFC 3339) or for (like 2h)",
+                             field="until")
+        if "for" in body:
+            seconds = parse_duration(body["for"], "for")
+            until = to_rfc3339(now() + timedelta(seconds=seconds))
+        else:
+            try:
+                until = to_rfc3339(parse_rfc3339(str(body["until"])))
+            except ValueError:
+                raise BadRequest(f"snooze: until {body['until']!r} is not an RFC 3339 time",
+                                 field="until") from None
+        if until <= to_rfc3339(now()):
+            raise BadRequest("snooze: the end must be in the future", field="until")
+        return until
+
+    async def _change(self, todo_id: int, change: Change) -> TodoItem:
+        """Run `change` on the locked item in the writer's transaction."""
+
+        async def unit(ctx: WriteContext) -> TodoItem:
+            item = await ctx.tx.lock_todo(todo_id)
+            if item is None:
+                raise NotFound(f"no todo item {todo_id}")
+            return await change(ctx, item, to_rfc3339(now()))
+
+        return await self.broker.bus.run(unit)
+
+    async def reemit(self, todo_id: int, operator: str, body: dict[str, Any],
+                     note: str | None) -> tuple[TodoItem, dict[str, Any]]:
+        """Publish a copy of one of the item's events (the latest unless `seq`), with a
+        new id, `reemittedfrom` and the edits; routed like any event, caused by the original."""
+        item = await self.broker.store.get_todo(todo_id)
+        if item is None:
+            raise NotFound(f"no todo item {todo_id}")
+        seq = body.get("seq", item.event_seq)
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            raise BadRequest("reemit: seq must be an integer", field="seq")
+        if seq != item.event_seq and seq not in await self.broker.store.todo_event_seqs(todo_id):
+            raise BadRequest(f"reemit: event {seq} is not one of item {todo_id}'s events",
+                             field="seq")
+        original = await self.broker.store.get_event(seq)
+        if original is None:
+            raise NotFound(f"no event with seq {seq}")
+        copy = reemitted_copy(original.event, body)
+
+        async def unit(ctx: WriteContext) -> tuple[TodoItem, dict[str, Any]]:
+            result, _ = await ctx.publish(copy, cause=original)
+            # Routing the copy may have changed this very item (it can group into it),
+            # so lock and read it only now.
+            current = await ctx.tx.lock_todo(todo_id)
+            if current is None:
+                raise NotFound(f"no todo item {todo_id}")
+            at = to_rfc3339(now())
+            current = changes.touch(current, at)
+            await ctx.tx.save_todo(current)
+            published = {"seq": result.seq, "id": copy["id"], "source": copy["source"]}
+            await changes.record(ctx, current, "reemitted", at, operator=operator, note=note,
+                                 cause=original, event_seq=result.seq,
+                                 detail={**published, "from_seq": seq})
+            return current, published
+
+        return await self.broker.bus.run(unit)
+
+    # -- the sweeper --------------------------------------------------------------------
+    def sweep_interval(self) -> float:
+        """The setting, shortened for queues whose lease is under four of it."""
+        leases = [q.lease_s for q in self.queues.values() if q.lease_s]
+        return max(0.05, min([self.broker.settings.todo_sweep_s, *(s / 4 for s in leases)]))
+
+    async def sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval())
+            try:
+                if await self.broker.store.todos_due(to_rfc3339(now())):
+                    await self.broker.bus.run(self.sweep)
+            except OpsbusError as exc:  # e.g. stopping; try again next round
+                log.debug("sweep skipped: %s", exc.detail)
+
+    async def sweep(self, ctx: WriteContext) -> int:
+        """Return claims whose lease ran out to open and end snoozes that ran out."""
+        at = to_rfc3339(now())
+        done = 0
+        for item in await ctx.tx.expired_claims(at):
+            owner = item.owner
+            item = changes.lapse(item, at)
+            await ctx.tx.save_todo(item)
+            await changes.record(ctx, item, "released", at, operator=SYSTEM,
+                                 note=f"lease expired (claimed by {owner})",
+                                 detail={"lease_expired": True, "previous_owner": owner})
+            self.count("lease_expired")
+            done += 1
+        for item in await ctx.tx.ended_snoozes(at):
+            item = changes.wake(item, at)
+            await ctx.tx.save_todo(item)
+            await changes.record(ctx, item, "updated", at, operator=SYSTEM,
+                                 note="snooze ended", detail={"unsnoozed": True})
+            done += 1
+        return done
+
+
+def reemitted_copy(original: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """The event a reemit publishes: the original with a new id, `reemittedfrom`, the
+    `attributes` edits (null removes one) and `data` when given; validated."""
+    attributes = body.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise BadRequest("reemit: attributes must be an object", field="attributes")
+    for name in ("id", "reemittedfrom", "data", "data_base64"):
+        if name in attributes:
+            why = "use the data member" if name.startswith("data") else "it is set by reemit"
+            raise BadRequest(f"reemit: attributes cannot set {name} ({why})",
+                             field=f"attributes.{name}")
+    copy = {**original, **attributes}
+    # null unsets an attribute, as in the JSON event format.
+    copy = {k: v for k, v in copy.items() if v is not None or k == "data"}
+    if "data" in body:
+        copy.pop("data_base64", None)
+        copy["data"] = body["data"]
+    copy["id"] = str(uuid.uuid4())
+    copy["reemittedfrom"] = str(original["id"])
+    return validate_event(copy)

@@ -1,0 +1,191 @@
+"""The Deliveries screen: subscriptions (failing first), their dead letters, retry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from rich.text import Text
+from textual import on, work
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.widget import Widget
+from textual.widgets import DataTable, Static
+
+from broker.errors import NotFound, OpsbusError
+from console.format import age_since
+from console.screens.base import ConsoleScreen
+from console.widgets.columns import add_columns
+
+DEAD = "deadlettered"
+"""The delivery state of a dead letter."""
+REFRESH_S = 5.0
+
+
+def failing(sub: dict[str, Any]) -> bool:
+    status = sub.get("status") or {}
+    counts = status.get("counts") or {}
+    return (status.get("state", "active") != "active" or bool(counts.get(DEAD))
+            or bool(status.get("last_error")))
+
+
+class DeliveriesScreen(ConsoleScreen):
+    """Subscriptions with their state and counts; the selected one's dead letters."""
+
+    HELP_TITLE = "Deliveries"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "retry", "Retry"),
+        Binding("enter", "open", "Event detail", show=False),
+        Binding("tab", "switch_pane", "Subscriptions/dead letters", show=False),
+        Binding("ctrl+r", "reload", "Reload", show=False),
+    ]
+    MUTATING = frozenset({"retry"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.subscriptions: dict[str, dict[str, Any]] = {}
+        self.selected: str | None = None
+        self.dead: dict[int, dict[str, Any]] = {}
+        self.available = True
+        self.loaded = False
+
+    def compose_body(self) -> Iterable[Widget]:
+        with Vertical():
+            yield Static("SUBSCRIPTIONS (failing first)", classes="pane-title")
+            yield DataTable(id="subscriptions", cursor_type="row", zebra_stripes=True)
+            yield Static("DEAD LETTERS", id="dead-title", classes="pane-title")
+            yield DataTable(id="dead", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        add_columns(self.query_one("#subscriptions", DataTable), ("NAME", 24), ("TYPE", 5),
+                    ("STATE", 13), ("PENDING", 7), ("DEAD", 5), ("LAST ERROR", 80))
+        add_columns(self.query_one("#dead", DataTable), ("DELIVERY", 8), ("SEQ", 8),
+                    ("ATTEMPTS", 8), ("STATUS", 6), ("AGE", 6), ("LAST ERROR", 80))
+        self.query_one("#subscriptions").focus()
+        self.set_interval(REFRESH_S, self.reload)
+        self.reload()
+
+    @work(exclusive=True, group="deliveries")
+    async def reload(self) -> None:
+        client = self.console.client
+        try:
+            names = [s["name"] for s in await client.list_objects("subscriptions")]
+            found: dict[str, dict[str, Any]] = {}
+            for name in names:
+                found[name] = await client.request("GET",
+                                                   f"/v1/subscriptions/{quote(name, safe='')}")
+        except NotFound:
+            self._unavailable("subscriptions are not available on this broker")
+            return
+        except OpsbusError as exc:
+            self._unavailable(f"cannot load subscriptions: {exc.detail}")
+            return
+        self.available = True
+        self.subscriptions = dict(sorted(found.items(),
+                                         key=lambda kv: (not failing(kv[1]), kv[0])))
+        self._render_subscriptions()
+        if self.selected not in self.subscriptions:
+            self.selected = next(iter(self.subscriptions), None)
+        await self._load_dead()
+        self.loaded = True
+
+    def _unavailable(self, why: str) -> None:
+        self.available = False
+        self.query_one("#dead-title", Static).update(Text(why, style="bold yellow"))
+        self.loaded = True
+
+    def _render_subscriptions(self) -> None:
+        table = self.query_one("#subscriptions", DataTable)
+        keep = self.selected
+        table.clear()
+        for name, sub in self.subscriptions.items():
+            status = sub.get("status") or {}
+            counts = status.get("counts") or {}
+            last = status.get("last_error") or {}
+            state = str(status.get("state", "?"))
+            table.add_row(
+                Text(name, style="bold red" if failing(sub) else ""), str(sub.get("type", "")),
+                Text(state, style="green" if state == "active" else "bold red"),
+                str(counts.get("pending", 0)),
+                Text(str(counts.get(DEAD, 0)), style="bold red" if counts.get(DEAD) else "dim"),
+                str(last.get("error") or ""), key=name)
+        if keep in self.subscriptions:
+            table.move_cursor(row=table.get_row_index(keep), animate=False)
+
+    async def _load_dead(self) -> None:
+        table = self.query_one("#dead", DataTable)
+        title = self.query_one("#dead-title", Static)
+        table.clear()
+        self.dead = {}
+        if self.selected is None:
+            title.update("DEAD LETTERS — no subscriptions configured")
+            return
+        try:
+            answer = await self.console.client.request(
+                "GET", f"/v1/subscriptions/{quote(self.selected, safe='')}/deliveries",
+                params={"state": DEAD, "limit": 200})
+        except NotFound:
+            title.update(Text("dead letters are not available on this broker",
+                              style="bold yellow"))
+            return
+        except OpsbusError as exc:
+            title.update(Text(f"cannot load dead letters: {exc.detail}", style="bold red"))
+            return
+        now = self.console.now()
+        for d in answer.get("deliveries", []):
+            self.dead[int(d["id"])] = d
+            table.add_row(str(d["id"]), str(d["seq"]), str(d.get("attempts", "")),
+                          str(d.get("last_status") or "-"), age_since(d.get("updated_at"), now),
+                          str(d.get("last_error") or ""), key=str(d["id"]))
+        title.update(f"DEAD LETTERS of {self.selected} — {len(self.dead)}")
+
+    @on(DataTable.RowHighlighted, "#subscriptions")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        name = event.row_key.value
+        if name is not None and name != self.selected:
+            self.selected = name
+            self._reload_dead()
+
+    @work(exclusive=True, group="deliveries-dead")
+    async def _reload_dead(self) -> None:
+        await self._load_dead()
+
+    def _current_dead(self) -> dict[str, Any] | None:
+        table = self.query_one("#dead", DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.dead.get(int(key)) if key is not None else None
+
+    @work(group="deliveries-retry")
+    async def action_retry(self) -> None:
+        dead = self._current_dead()
+        if dead is None or self.selected is None:
+            self.notify("select a dead letter first (tab switches tables)", severity="warning")
+            return
+        try:
+            await self.console.client.request(
+                "POST", f"/v1/subscriptions/{quote(self.selected, safe='')}/deliveries/"
+                        f"{dead['id']}/retry")
+        except OpsbusError as exc:
+            self.notify(f"retry of delivery {dead['id']}: {exc.detail}", severity="error")
+            return
+        self.notify(f"delivery {dead['id']} is due again", timeout=3)
+        await self._load_dead()
+
+    def action_open(self) -> None:
+        dead = self._current_dead()
+        if dead is not None:
+            self.console.open_event(int(dead["seq"]))
+
+    def action_switch_pane(self) -> None:
+        subs, dead = self.query_one("#subscriptions"), self.query_one("#dead")
+        (subs if dead.has_focus else dead).focus()
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    @on(DataTable.RowSelected, "#dead")
+    def _dead_selected(self) -> None:
+        self.action_open()

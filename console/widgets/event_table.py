@@ -1,0 +1,270 @@
+"""A fast, capped table of events drawn with the line API (only visible rows render)."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from broker.summary import data_summary
+from console.format import short_time
+
+WINDOW = 5_000
+"""Rows kept in memory; older ones are dropped and reloaded from the broker on demand."""
+
+
+class EventRow(NamedTuple):
+    """The cells of one event, computed once when it arrives (the event is not kept)."""
+
+    seq: int
+    time: str
+    type: str
+    source: str
+    subject: str
+    summary: str
+
+    @classmethod
+    def of(cls, seq: int, event: dict[str, Any]) -> EventRow:
+        return cls(seq, short_time(event.get("time")), str(event.get("type", "")),
+                   str(event.get("source", "")), str(event.get("subject") or ""),
+                   data_summary(event, 120))
+
+
+COLUMNS: tuple[tuple[str, int], ...] = (
+    ("SEQ", 8), ("TIME", 14), ("TYPE", 30), ("SOURCE", 28), ("SUBJECT", 20), ("SUMMARY", 0),
+)
+"""Title and width; 0 takes the rest of the line."""
+
+BAD_WORDS = ("fail", "firing", "crashloop", "error", "dead", "denied", "expiring", "high")
+GOOD_WORDS = ("succeeded", "resolved", "approved", "recovered")
+
+
+def fit(text: str, width: int) -> str:
+    """Exactly `width` cells: padded, or cut with an ellipsis."""
+    if width <= 0:
+        return ""
+    if cell_len(text) <= width:
+        return set_cell_size(text, width)
+    return set_cell_size(text, width - 1) + "…"
+
+
+class EventTable(ScrollView, can_focus=True):
+    """Events in seq order, newest last, with a cursor row and follow mode."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "event-table--header", "event-table--cursor", "event-table--seq",
+        "event-table--bad", "event-table--good", "event-table--meta",
+    }
+    DEFAULT_CSS = """
+    EventTable { height: 1fr; background: $surface; overflow-x: hidden; }
+    EventTable > .event-table--header { text-style: bold; background: $panel; color: $text; }
+    EventTable > .event-table--cursor { background: $accent 40%; }
+    EventTable:focus > .event-table--cursor { background: $accent; color: $text; }
+    EventTable > .event-table--seq { color: $text-muted; }
+    EventTable > .event-table--bad { color: $error; }
+    EventTable > .event-table--good { color: $success; }
+    EventTable > .event-table--meta { color: $text-muted; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "cursor(-1)", "Up", show=False),
+        Binding("down,j", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "top", "Oldest", show=False),
+        Binding("end,G", "bottom", "Newest", show=False),
+        Binding("enter", "select", "Detail"),
+    ]
+
+    @dataclass
+    class Selected(Message):
+        """Enter was pressed on a row."""
+
+        seq: int
+
+    @dataclass
+    class OlderWanted(Message):
+        """The cursor went above the oldest row held: load the events before `before`."""
+
+        before: int
+
+    @dataclass
+    class FollowChanged(Message):
+        """Follow mode was switched by moving the cursor."""
+
+        following: bool
+
+    def __init__(self, *, window: int = WINDOW, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.rows: deque[EventRow] = deque(maxlen=window)
+        self.window = window
+        self.cursor = 0
+        self.following = True
+
+    # -- data ---------------------------------------------------------------------------
+    @property
+    def last_seq(self) -> int:
+        return self.rows[-1].seq if self.rows else 0
+
+    @property
+    def first_seq(self) -> int:
+        return self.rows[0].seq if self.rows else 0
+
+    def append(self, events: Iterable[tuple[int, dict[str, Any]]]) -> int:
+        """Add newer events (older or known seqs are skipped); the number added."""
+        last = self.last_seq
+        new = [EventRow.of(seq, ev) for seq, ev in events if seq > last]
+        if not new:
+            return 0
+        dropped = max(0, len(self.rows) + len(new) - self.window)
+        self.rows.extend(new)
+        self.cursor = len(self.rows) - 1 if self.following else max(0, self.cursor - dropped)
+        self._resized()
+        return len(new)
+
+    def prepend(self, events: Iterable[tuple[int, dict[str, Any]]]) -> int:
+        """Add older events (ascending or not); newest rows drop if the window is full."""
+        first = self.first_seq or (1 << 62)
+        older = sorted((EventRow.of(s, e) for s, e in events if s < first), key=lambda r: r.seq)
+        room = self.window - len(self.rows)
+        if len(older) > room:
+            self.following = False  # the newest rows are about to leave the window
+        self.rows.extendleft(reversed(older))
+        self.cursor = min(self.cursor + len(older), len(self.rows) - 1)
+        self._resized()
+        self._show_cursor()
+        return len(older)
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self.cursor = 0
+        self._resized()
+
+    def index_of(self, seq: int) -> int | None:
+        """Row index of a seq held in the window (binary search: seqs ascend)."""
+        lo, hi = 0, len(self.rows) - 1
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            value = self.rows[mid].seq
+            if value == seq:
+                return mid
+            lo, hi = (mid + 1, hi) if value < seq else (lo, mid - 1)
+        return None
+
+    def move_to(self, index: int) -> None:
+        self.cursor = max(0, min(index, len(self.rows) - 1))
+        self._set_following(self.cursor == len(self.rows) - 1 and self.following)
+        self._show_cursor()
+        self.refresh()
+
+    @property
+    def selected_seq(self) -> int | None:
+        return self.rows[self.cursor].seq if self.rows else None
+
+    def set_following(self, following: bool) -> None:
+        self.following = following
+        if following and self.rows:
+            self.cursor = len(self.rows) - 1
+            self._show_cursor()
+        self.refresh()
+
+    # -- geometry and rendering -----------------------------------------------------------
+    def _resized(self) -> None:
+        self.virtual_size = Size(self.scrollable_content_region.width, len(self.rows) + 1)
+        if self.following:
+            self.scroll_end(animate=False, x_axis=False)
+        self.refresh()
+
+    def _show_cursor(self) -> None:
+        """Scroll just enough to keep the cursor row visible below the header."""
+        visible = max(1, self.size.height - 1)
+        top = int(self.scroll_y)
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False, immediate=True)
+        elif self.cursor >= top + visible:
+            self.scroll_to(y=self.cursor - visible + 1, animate=False, immediate=True)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        if y == 0:  # the header stays put while rows scroll under it
+            header = self.get_component_rich_style("event-table--header")
+            return self._strip([title for title, _ in COLUMNS], width, header, header)
+        index = int(self.scroll_y) + y - 1
+        base = self.rich_style
+        if index >= len(self.rows):
+            return Strip.blank(width, base)
+        row = self.rows[index]
+        if index == self.cursor:
+            cursor = self.get_component_rich_style("event-table--cursor")
+            return self._strip(list(map(str, row)), width, base + cursor, base + cursor)
+        return self._strip(list(map(str, row)), width, base, self._type_style(row.type, base))
+
+    def _type_style(self, kind: str, base: Style) -> Style:
+        lowered = kind.lower()
+        if lowered.startswith("opsbus."):
+            name = "event-table--meta"
+        elif any(w in lowered for w in BAD_WORDS):
+            name = "event-table--bad"
+        elif any(w in lowered for w in GOOD_WORDS):
+            name = "event-table--good"
+        else:
+            return base
+        return base + self.get_component_rich_style(name)
+
+    def _strip(self, cells: list[str], width: int, style: Style, type_style: Style) -> Strip:
+        fixed = sum(w + 1 for _, w in COLUMNS if w)
+        segments: list[Segment] = []
+        seq_style = style if type_style is style else (
+            style + self.get_component_rich_style("event-table--seq"))
+        for n, ((_, col_width), text) in enumerate(zip(COLUMNS, cells, strict=True)):
+            w = col_width or max(0, width - fixed)
+            cell_style = seq_style if n == 0 else type_style if n == 2 else style
+            if n == 0:
+                segments.append(Segment(text.rjust(w - 1)[: w - 1] + "  ", cell_style))
+                continue
+            segments.append(Segment(fit(text, w) + (" " if col_width else ""), cell_style))
+        return Strip(segments).adjust_cell_length(width, style)
+
+    # -- keys -------------------------------------------------------------------------
+    def _set_following(self, following: bool) -> None:
+        if following != self.following:
+            self.following = following
+            self.post_message(self.FollowChanged(following))
+
+    def action_cursor(self, delta: int) -> None:
+        if not self.rows:
+            return
+        if delta < 0 and self.cursor == 0:
+            self.post_message(self.OlderWanted(self.first_seq))
+            return
+        self.cursor = max(0, min(self.cursor + delta, len(self.rows) - 1))
+        self._set_following(self.cursor == len(self.rows) - 1 and delta > 0)
+        self._show_cursor()
+        self.refresh()
+
+    def action_page(self, direction: int) -> None:
+        self.action_cursor(direction * max(1, self.size.height - 2))
+
+    def action_top(self) -> None:
+        self.move_to(0)
+        self._set_following(False)
+
+    def action_bottom(self) -> None:
+        self._set_following(True)
+        self.set_following(True)
+
+    def action_select(self) -> None:
+        if self.rows:
+            self.post_message(self.Selected(self.rows[self.cursor].seq))
+
+    def on_resize(self) -> None:
+        self._resized()

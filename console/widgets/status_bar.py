@@ -1,0 +1,35 @@
+"""The status bar: broker, operator, connection state and read-only flag."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+
+class StatusBar(Static):
+    """One line at the bottom of every screen; follows the app's connection state."""
+
+    DEFAULT_CSS = """
+    StatusBar { height: 1; background: $panel; color: $text-muted; padding: 0 1; }
+    """
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "connection", self._refresh_state)
+        self.watch(self.app, "connection_detail", self._refresh_state)
+
+    def _refresh_state(self, _: object = None) -> None:
+        app = self.app
+        state: str = app.connection  # type: ignore[attr-defined]
+        detail: str | None = app.connection_detail  # type: ignore[attr-defined]
+        line = Text()
+        line.append(" opsbus ", style="bold reverse")
+        line.append(f" {app.broker_label}", style="bold")  # type: ignore[attr-defined]
+        line.append(f"  as {app.operator}")  # type: ignore[attr-defined]
+        if app.read_only:  # type: ignore[attr-defined]
+            line.append("  READ-ONLY", style="bold yellow")
+        colour = {"connected": "green", "connecting": "yellow"}.get(state, "red")
+        line.append(f"  ● {state}", style=f"bold {colour}")
+        if state == "disconnected":
+            line.append(f" — {detail or 'no answer'}; reconnecting…", style=colour)
+        line.append("   :command  /filter  ?help  ctrl+p palette", style="dim")
+        self.update(line)

@@ -1,0 +1,84 @@
+"""Helpers for the console tests: a broker config, waiting on the UI, publishing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+
+from tests.broker_process import ROOT
+
+QUEUE_CONFIG = """
+[[queues]]
+name = "ops"
+description = "Test alerts"
+group_key = "{subject}"
+title = "{type} on {subject}"
+priority = "{data.severity}"
+lease = "1h"
+
+[[routes]]
+name = "to-ops"
+filter = { prefix = { type = "test.alert" } }
+targets = ["queue:ops"]
+"""
+
+
+def no_plugins() -> str:
+    """A `[plugins]` table disabling every shipped plugin: their start-up events would
+    take seqs and carry real times, which fixed screenshots cannot have."""
+    names = sorted(p.stem for p in (ROOT / "plugins").glob("*.py")
+                   if not p.name.startswith(("_", ".")))
+    return f"\n[plugins]\ndisabled = {json.dumps(names)}\n"
+
+
+def write_config(folder: Path, body: str = QUEUE_CONFIG) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "opsbus.toml"
+    path.write_text(body + no_plugins())
+    return path
+
+
+def http(url: str, method: str = "GET", body: Any = None,
+         content_type: str = "application/json") -> Any:
+    """A blocking JSON call (tests drive the broker beside the app, not through it)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": content_type})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw else None
+
+
+def publish(url: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return http(url + "/v1/events", "POST", events, "application/cloudevents-batch+json")
+
+
+def event(n: int, **extra: Any) -> dict[str, Any]:
+    """A fixed event: id, time and data depend only on `n`."""
+    return {"specversion": "1.0", "id": f"evt-{n:05d}", "source": "tests/console",
+            "type": extra.pop("type", "test.event"), "subject": extra.pop("subject", f"s{n}"),
+            "time": f"2026-11-25T10:{n // 60 % 60:02d}:{n % 60:02d}Z",
+            "datacontenttype": "application/json", "data": {"n": n, "summary": f"event {n}"},
+            **extra}
+
+
+async def until(pilot: Pilot[Any], check: Callable[[], Any], timeout: float = 10.0,
+                what: str = "condition") -> None:
+    """Let the app run until `check()` is true."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Blocking HTTP off the app's loop, so the app keeps running meanwhile."""
+    return await asyncio.to_thread(fn, *args)

@@ -1,0 +1,229 @@
+"""Snapshot tests of every console screen against a broker loaded with fixed events.
+
+The sample day has fixed ids and times; plugins are disabled so seqs start at 1; the
+app's clock is set 10m30s after the last event was received, so every age reads `10m`;
+the status bar shows a context name instead of the (random) port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from textual.coordinate import Coordinate
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from console.app import OpsbusConsole
+from console.format import parse_time
+from console.screens.detail import EventDetailScreen
+from console.screens.queues import QueuesScreen
+from tests.broker_process import ROOT, BrokerProcess
+from tests.console_support import http, publish, until, write_config
+
+SIZE = (150, 40)
+NOT_OURS = "NOT (source LIKE 'opsbus/%')"
+"""The stream snapshots leave out the broker's own audit events (they carry real times)."""
+
+EXTRA_CONFIG = """
+[[subscriptions]]
+name = "ci-pull"
+type = "pull"
+max_deliveries = 1
+
+[[routes]]
+name = "deploys-to-ci"
+filter = { exact = { type = "ci.deploy.failed" } }
+targets = ["subscription:ci-pull"]
+"""
+
+
+@dataclass
+class Loaded:
+    url: str
+    now: datetime
+    chain_seq: int
+    alert_seq: int
+    item_id: int
+
+
+def sample_events() -> list[dict[str, Any]]:
+    import orjson
+
+    events: list[dict[str, Any]] = []
+    for path in sorted((ROOT / "sample_events").iterdir()):
+        if path.suffix == ".ndjson":
+            events += [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
+        elif path.suffix == ".json":
+            doc = orjson.loads(path.read_bytes())
+            events += doc if isinstance(doc, list) else [doc]
+    return events
+
+
+def chain() -> list[dict[str, Any]]:
+    """A root event, two effects and an effect of an effect (causation by id)."""
+    def ev(n: str, type: str, cause: str | None) -> dict[str, Any]:
+        e = {"specversion": "1.0", "id": n, "source": "tests/chain", "type": type,
+             "time": "2026-11-25T23:30:00Z", "correlationid": "chain-root"}
+        if cause:
+            e["causationid"] = cause
+        return e
+
+    return [ev("chain-root", "chain.started", None), ev("chain-a", "chain.step", "chain-root"),
+            ev("chain-b", "chain.step", "chain-root"), ev("chain-c", "chain.done", "chain-a")]
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
+    folder = tmp_path_factory.mktemp("console-snapshots")
+    config = (ROOT / "sample_events" / "opsbus.toml").read_text().replace(
+        'listen = "127.0.0.1:8787"\n', "").replace('data_dir = ".opsbus"\n', "")
+    proc = BrokerProcess(folder / "data", config=write_config(folder, config + EXTRA_CONFIG))
+    proc.start()
+    try:
+        url = proc.url
+        results = publish(url, sample_events())
+        chained = publish(url, chain())
+        # One dead letter: the pull consumer rejects the failed deploy it received.
+        received = http(f"{url}/v1/subscriptions/ci-pull/receive", "POST", {"max": 1})
+        http(f"{url}/v1/subscriptions/ci-pull/reject", "POST",
+             {"leases": [m["lease"] for m in received]})
+        http(f"{url}/v1/silences", "POST", {
+            "matcher": {"key": "k8s.pod.crashloop/preview-*"}, "queue": "platform",
+            "duration": "7230s", "comment": "preview namespaces are rebuilt nightly",
+            "operator": "jonas"})
+        last = http(f"{url}/v1/events?order=desc&limit=1")["events"][0]
+        now = parse_time(last["recvtime"])
+        assert now is not None
+        alert = next(r for r, e in zip(results, sample_events(), strict=True)
+                     if e["id"] == "am-0009")
+        dba = http(f"{url}/v1/todos?queue=dba&state=open")["items"]
+        yield Loaded(url, now + timedelta(minutes=10, seconds=30), chained[0]["seq"],
+                     alert["seq"], min(i["id"] for i in dba))
+    finally:
+        proc.stop()
+
+
+def console(data: Loaded, **options: Any) -> OpsbusConsole:
+    return OpsbusConsole(data.url, operator="jonas", context="snapshot",
+                         now=lambda: data.now, **options)
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    """Until the screen on top has loaded its data."""
+    await until(pilot, lambda: getattr(pilot.app.screen, "loaded", True)
+                and pilot.app.connection == "connected",  # type: ignore[attr-defined]
+                what="screen data")
+    await pilot.pause(0.2)
+
+
+def test_stream(snap_compare: Any, loaded: Loaded) -> None:
+    """Stream: the newest sample events, FOLLOW mode, the filter in the bar, status bar."""
+    app = console(loaded, initial_filter=NOT_OURS)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_stream_invalid_filter(snap_compare: Any, loaded: Loaded) -> None:
+    """Stream: an unterminated string in the filter bar, red, with the error and position."""
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("/", *"type = 'ci.deploy")
+        bar = pilot.app.screen.query_one("FilterBar")
+        await until(pilot, lambda: bar.error is not None, what="filter error")
+
+    app = console(loaded, initial_filter=NOT_OURS)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_queues(snap_compare: Any, loaded: Loaded) -> None:
+    """Queues: seven queues with counts and oldest age; dba's three open items."""
+    app = console(loaded, screen="queues")
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_item_detail(snap_compare: Any, loaded: Loaded) -> None:
+    """Item detail: fields of an open slow-query item, its history and its one event."""
+    async def run_before(pilot: Pilot[Any]) -> None:
+        pilot.app.open_item(loaded.item_id)  # type: ignore[attr-defined]
+        await settle(pilot)
+
+    assert snap_compare(console(loaded), terminal_size=SIZE, run_before=run_before)
+
+
+def test_event_detail(snap_compare: Any, loaded: Loaded) -> None:
+    """Event detail: an alert's attributes, routing targets, data and correlated events."""
+    async def run_before(pilot: Pilot[Any]) -> None:
+        pilot.app.open_event(loaded.alert_seq)  # type: ignore[attr-defined]
+        await settle(pilot)
+        screen = pilot.app.screen
+        assert isinstance(screen, EventDetailScreen)
+        # recvtime is the broker's clock at publish time: pinned for a stable picture.
+        table = screen.query_one("#attributes", DataTable)
+        row = table.get_row_index("recvtime")
+        table.update_cell_at(Coordinate(row, 1), "2026-11-25T14:05:29.000000Z")
+        await pilot.pause()
+
+    assert snap_compare(console(loaded), terminal_size=SIZE, run_before=run_before)
+
+
+def test_causal_tree(snap_compare: Any, loaded: Loaded) -> None:
+    """Causal tree: chain-root with two steps, one of which caused chain.done; focus on c."""
+    async def run_before(pilot: Pilot[Any]) -> None:
+        pilot.app.open_causal(loaded.chain_seq + 3)  # type: ignore[attr-defined]
+        await settle(pilot)
+
+    assert snap_compare(console(loaded), terminal_size=SIZE, run_before=run_before)
+
+
+def test_emit(snap_compare: Any, loaded: Loaded) -> None:
+    """Emit: sample templates and recent events on the left, the first template in the editor."""
+    app = console(loaded, screen="emit")
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_deliveries(snap_compare: Any, loaded: Loaded) -> None:
+    """Deliveries: the ci-pull subscription with one dead letter (the failed deploy)."""
+    app = console(loaded, screen="deliveries")
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_silences(snap_compare: Any, loaded: Loaded) -> None:
+    """Silences: one silence on preview crash loops in platform, 2h left, with its comment."""
+    app = console(loaded, screen="silences")
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_help(snap_compare: Any, loaded: Loaded) -> None:
+    """Help: the keys of every view, read from the bindings, and the `:` commands."""
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("?")
+
+    app = console(loaded, initial_filter=NOT_OURS)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_queues_read_only(snap_compare: Any, loaded: Loaded) -> None:
+    """Queues read-only: READ-ONLY in the status bar, no claim/resolve/... keys in the footer."""
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, QueuesScreen)
+
+    app = console(loaded, screen="queues", read_only=True)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+async def test_queues_screenshot_for_docs(loaded: Loaded) -> None:
+    """docs/queues.svg is this screen, exported by Textual; rewritten with
+    OPSBUS_DOCS_SCREENSHOT=1 (the lead references it from README.md)."""
+    import os
+
+    if not os.environ.get("OPSBUS_DOCS_SCREENSHOT"):
+        pytest.skip("set OPSBUS_DOCS_SCREENSHOT=1 to rewrite docs/queues.svg")
+    app = console(loaded, screen="queues")
+    async with app.run_test(size=(140, 32)) as pilot:
+        await settle(pilot)
+        app.title = "opsbus console — queues"
+        app.save_screenshot("queues.svg", str(ROOT / "docs"))

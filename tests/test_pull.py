@@ -1,0 +1,206 @@
+"""Pull subscriptions over real HTTP: receive, ack, release, reject, renew, lease expiry,
+competing consumers, long-poll wake-ups, max deliveries and leases across a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.broker_process import BrokerProcess
+from tests.delivery_support import call, events_of_type, eventually, publish, put_object
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    folder = tmp_path_factory.mktemp("pull")
+    proc = BrokerProcess(folder / "data", args=[
+        "--delivery-poll-s", "0.1", "--durability", "normal"]).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+async def pull_sub(http, base: str, **fields) -> tuple[str, str]:
+    """A pull subscription for its own event type: (name, type)."""
+    name = f"pull-{uuid.uuid4().hex[:8]}"
+    etype = f"test.{name}"
+    await put_object(http, base, "subscriptions", {
+        "name": name, "type": "pull", "filter": {"exact": {"type": etype}}, **fields})
+    return name, etype
+
+
+async def receive(http, base: str, name: str, expect: int = 200, **body):
+    return await call(http, "POST", f"{base}/v1/subscriptions/{name}/receive", body,
+                      expect=expect)
+
+
+async def settle(http, base: str, name: str, verb: str, leases: list[str], expect: int = 200,
+                 **body):
+    return await call(http, "POST", f"{base}/v1/subscriptions/{name}/{verb}",
+                      {"leases": leases, **body}, expect=expect)
+
+
+async def test_receive_then_ack(broker, http):
+    name, etype = await pull_sub(http, broker.url)
+    sent = [await publish(http, broker.url, type=etype, data={"n": n}) for n in range(3)]
+    got = await receive(http, broker.url, name, max=10)
+    assert [m["event"]["id"] for m in got] == [s["id"] for s in sent]
+    assert [m["seq"] for m in got] == [s["seq"] for s in sent]
+    assert all(m["delivery_count"] == 1 for m in got)
+    assert await receive(http, broker.url, name) == []  # all leased
+    answer = await settle(http, broker.url, name, "ack", [m["lease"] for m in got])
+    assert answer == {"acked": 3}
+    status = await call(http, "GET", f"{broker.url}/v1/subscriptions/{name}/status")
+    assert status["counts"]["delivered"] == 3 and status["counts"]["leased"] == 0
+
+
+async def test_release_redelivers_now_or_after_a_delay(broker, http):
+    name, etype = await pull_sub(http, broker.url)
+    await publish(http, broker.url, type=etype)
+    [first] = await receive(http, broker.url, name)
+    await settle(http, broker.url, name, "release", [first["lease"]])
+    [second] = await receive(http, broker.url, name)
+    assert second["delivery_count"] == 2 and second["lease"] != first["lease"]
+    await settle(http, broker.url, name, "release", [second["lease"]], delay=0.5)
+    assert await receive(http, broker.url, name) == []
+    started = time.monotonic()
+    [third] = await receive(http, broker.url, name, wait_s=3)
+    assert 0.3 < time.monotonic() - started < 1.5
+    assert third["delivery_count"] == 3
+
+
+async def test_reject_dead_letters(broker, http):
+    name, etype = await pull_sub(http, broker.url)
+    sent = await publish(http, broker.url, type=etype)
+    [msg] = await receive(http, broker.url, name)
+    assert await settle(http, broker.url, name, "reject", [msg["lease"]]) == {"rejected": 1}
+    [notice] = await events_of_type(http, broker.url, "opsbus.delivery.deadlettered",
+                                    subject=name)
+    assert notice["causationid"] == sent["id"]
+    assert notice["data"]["last_error"] == "rejected by the consumer"
+
+
+async def test_lease_expiry_redelivers_and_a_late_ack_is_a_conflict(broker, http):
+    name, etype = await pull_sub(http, broker.url)
+    await publish(http, broker.url, type=etype)
+    [first] = await receive(http, broker.url, name, lease_s=0.3)
+    [second] = await receive(http, broker.url, name, wait_s=3)
+    assert second["delivery_count"] == 2 and second["event"] == first["event"]
+    problem = await settle(http, broker.url, name, "ack", [first["lease"]], expect=409)
+    assert problem["leases"] == [first["lease"]] and first["lease"] in problem["detail"]
+    # The redelivery is unaffected by the failed late ack, and all-or-nothing holds.
+    problem = await settle(http, broker.url, name, "ack", [second["lease"], first["lease"]],
+                           expect=409)
+    assert problem["leases"] == [first["lease"]]
+    assert await settle(http, broker.url, name, "ack", [second["lease"]]) == {"acked": 1}
+    deliveries = await call(http, "GET",
+                            f"{broker.url}/v1/subscriptions/{name}/deliveries?state=delivered")
+    [delivery] = deliveries["deliveries"]
+    assert [a["outcome"] for a in delivery["attempts_log"]] == ["expired", "acked"]
+
+
+async def test_renew_extends_a_lease(broker, http):
+    name, etype = await pull_sub(http, broker.url)
+    await publish(http, broker.url, type=etype)
+    [msg] = await receive(http, broker.url, name, lease_s=0.4)
+    for _ in range(3):
+        await asyncio.sleep(0.25)
+        answer = await settle(http, broker.url, name, "renew", [msg["lease"]], lease_s=0.4)
+        assert answer["renewed"] == 1
+    assert await receive(http, broker.url, name) == []  # still held after 0.75s
+    await settle(http, broker.url, name, "ack", [msg["lease"]])
+
+
+async def test_max_deliveries_dead_letters_unacked_events(broker, http):
+    name, etype = await pull_sub(http, broker.url, max_deliveries=2)
+    sent = await publish(http, broker.url, type=etype)
+    for _ in range(2):
+        [msg] = await receive(http, broker.url, name, lease_s=0.2, wait_s=3)
+    # No third delivery: the sweeper dead-letters it once its last lease expires.
+
+    async def dead():
+        return await events_of_type(http, broker.url, "opsbus.delivery.deadlettered",
+                                    subject=name)
+
+    [notice] = await eventually(dead)
+    assert notice["data"]["event"]["id"] == sent["id"] and notice["data"]["attempts"] == 2
+    assert await receive(http, broker.url, name) == []
+    await settle(http, broker.url, name, "ack", [msg["lease"]], expect=409)
+
+
+async def test_long_poll_is_woken_by_a_commit(broker, http):
+    name, etype = await pull_sub(http, broker.url)
+    waiting = asyncio.create_task(receive(http, broker.url, name, wait_s=10))
+    await asyncio.sleep(0.3)
+    published = time.monotonic()
+    await publish(http, broker.url, type=etype)
+    [msg] = await waiting
+    assert time.monotonic() - published < 0.5
+    assert msg["event"]["type"] == etype
+
+
+async def test_empty_long_poll_returns_after_wait(broker, http):
+    name, _ = await pull_sub(http, broker.url)
+    started = time.monotonic()
+    assert await receive(http, broker.url, name, wait_s=0.5) == []
+    assert 0.4 < time.monotonic() - started < 2
+
+
+async def test_competing_consumers_share_the_work_without_duplicates(broker, http):
+    name, etype = await pull_sub(http, broker.url, lease="30s")
+    total = 60
+    seen: list[str] = []
+
+    async def consumer() -> None:
+        while len(seen) < total:
+            batch = await receive(http, broker.url, name, max=5, wait_s=1)
+            seen.extend(m["event"]["id"] for m in batch)
+            if batch:
+                await settle(http, broker.url, name, "ack", [m["lease"] for m in batch])
+
+    consumers = [asyncio.create_task(consumer()) for _ in range(4)]
+    sent = [(await publish(http, broker.url, type=etype, data={"n": n}))["id"]
+            for n in range(total)]
+    await asyncio.wait_for(asyncio.gather(*consumers), 20)
+    assert sorted(seen) == sorted(sent) and len(seen) == len(set(seen))
+
+
+async def test_pull_api_errors(broker, http):
+    name, _ = await pull_sub(http, broker.url)
+    await receive(http, broker.url, name, expect=400, max=0)
+    await receive(http, broker.url, name, expect=400, wait_s=600)
+    await settle(http, broker.url, name, "ack", [], expect=400)
+    await settle(http, broker.url, name, "ack", ["garbage"], expect=400)
+    await settle(http, broker.url, name, "ack", ["99999999.1.abc"], expect=409)
+    await receive(http, broker.url, "no-such-sub", expect=404)
+    push = f"push-{uuid.uuid4().hex[:6]}"
+    await put_object(http, broker.url, "subscriptions", {"name": push,
+                                                         "url": "http://example.com/"})
+    await receive(http, broker.url, push, expect=409)
+
+
+async def test_leases_survive_a_restart(tmp_path: Path, http):
+    proc = BrokerProcess(tmp_path / "data", args=["--delivery-poll-s", "0.1"]).start()
+    try:
+        await put_object(http, proc.url, "subscriptions", {
+            "name": "jobs", "type": "pull", "filter": {"exact": {"type": "test.jobs"}}})
+        for n in range(3):
+            await publish(http, proc.url, type="test.jobs", data={"n": n})
+        held = await receive(http, proc.url, "jobs", max=2, lease_s=60)
+        proc.restart()
+        async with aiohttp.ClientSession() as fresh:  # no keep-alive to the old process
+            # The held leases are still held; only the third event is available.
+            [free] = await receive(fresh, proc.url, "jobs", max=10)
+            assert free["event"]["data"] == {"n": 2}
+            answer = await settle(fresh, proc.url, "jobs", "ack",
+                                  [m["lease"] for m in [*held, free]])
+            assert answer == {"acked": 3}
+    finally:
+        proc.stop()
