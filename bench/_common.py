@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.broker_process import BrokerProcess, free_port  # noqa: E402
+from tests.broker_process import BrokerProcess, free_port  # noqa: E402, F401 - re-exported
 
 WRK = shutil.which("wrk")
 

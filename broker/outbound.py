@@ -15,6 +15,7 @@ import base64
 import ipaddress
 import socket
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -53,12 +54,13 @@ def refusal(address: IPAddress | str, allow_private: bool) -> str | None:
         return f"{ip} is a cloud metadata address"
     if ip.is_link_local:
         return f"{ip} is link-local"
+    if ip.is_loopback or ip.is_unspecified:  # before "reserved": ::1 is both
+        return None if allow_private else (
+            f"{ip} is a loopback address (set allow_private_targets to permit it)")
     if ip.is_multicast or ip.is_reserved:
         return f"{ip} is not a unicast address"
     if allow_private:
         return None
-    if ip.is_loopback or ip.is_unspecified:
-        return f"{ip} is a loopback address (set allow_private_targets to permit it)"
     if ip.is_private or ip in SHARED_SPACE:
         return f"{ip} is a private address (set allow_private_targets to permit it)"
     return None
@@ -103,14 +105,21 @@ def _socket_factory(allow_private: bool) -> Any:
     return make
 
 
+_RESOLVERS: weakref.WeakKeyDictionary[aiohttp.ClientSession, GuardedResolver] = (
+    weakref.WeakKeyDictionary())
+
+
 def open_session(allow_private: bool, limit: int = 100) -> aiohttp.ClientSession:
-    """The guarded session every outbound call uses; close it when done."""
+    """The guarded session every outbound call uses; close it with `close_session`."""
+    resolver = GuardedResolver(allow_private)
     connector = aiohttp.TCPConnector(
-        limit=limit, resolver=GuardedResolver(allow_private),
-        socket_factory=_socket_factory(allow_private), ttl_dns_cache=10,
+        limit=limit, resolver=resolver, socket_factory=_socket_factory(allow_private),
+        ttl_dns_cache=10,
     )
-    return aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=True,
-                                 timeout=aiohttp.ClientTimeout(total=None))
+    session = aiohttp.ClientSession(connector=connector, trust_env=False,
+                                    timeout=aiohttp.ClientTimeout(total=None))
+    _RESOLVERS[session] = resolver
+    return session
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +157,13 @@ class OutboundResult:
     error: str | None = None
     refused: bool = False
     retry_after: float | None = None
+    succeeded: bool | None = None
+    """Set by non-HTTP action kinds (a shell exit status is not an HTTP status)."""
 
     @property
     def ok(self) -> bool:
+        if self.succeeded is not None:
+            return self.succeeded
         return self.status is not None and 200 <= self.status < 300
 
     @property
@@ -262,6 +275,10 @@ def secret_headers(headers: Mapping[str, str], extra: frozenset[str] = frozenset
 
 
 async def close_session(session: aiohttp.ClientSession) -> None:
-    """Close and give the connector a moment to release sockets (no warnings at exit)."""
+    """Close the session and its resolver (a connector leaves a resolver it was given
+    open), then give the transports a moment to release their sockets."""
     await session.close()
+    resolver = _RESOLVERS.pop(session, None)
+    if resolver is not None:
+        await resolver.close()
     await asyncio.sleep(0)

@@ -211,3 +211,20 @@ async def test_health_and_readiness(broker, http):
         assert resp.status == 200
     async with http.get(broker.url + "/readyz") as resp:
         assert resp.status == 200 and (await resp.json())["status"] == "ready"
+
+
+async def test_openapi_lists_the_api(broker, http):
+    async with http.get(broker.url + "/v1/openapi.json") as resp:
+        doc = await resp.json()
+    assert doc["openapi"].startswith("3.")
+    assert "post" in doc["paths"]["/v1/events"]
+    assert "get" in doc["paths"]["/v1/stream"]
+    assert "/v1/todos/{id}" in doc["paths"] or any("/v1/todos/" in p for p in doc["paths"])
+
+
+async def test_unknown_paths_and_methods_are_problems(broker, http):
+    async with http.get(broker.url + "/no/such/thing") as resp:
+        assert resp.status == 404 and resp.content_type == "application/problem+json"
+    async with http.delete(broker.url + "/v1/events") as resp:
+        assert resp.status == 405 and resp.content_type == "application/problem+json"
+        assert "DELETE" in (await resp.json())["detail"]

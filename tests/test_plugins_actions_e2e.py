@@ -84,9 +84,6 @@ async def publish(http, broker, event: dict) -> None:
         assert resp.status == 201, await resp.text()
 
 
-@pytest.mark.xfail(reason="broker/actions/runner.py plugin_outcome judges a plugin result by"
-                   " an HTTP status (2xx) instead of its 'ok'; shell reports exit status 0",
-                   strict=False)
 async def test_shell_action_result_comes_back_as_an_event(broker, http):
     event = make_event(type="disk.usage.high", data={"host": "logs-es-2", "pct": 91})
     await publish(http, broker, event)

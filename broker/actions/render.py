@@ -59,7 +59,6 @@ def compile_url(text: Any, what: str) -> UrlTemplate:
     return UrlTemplate(match.group(1), tuple(parts))
 
 
-Value = Any
 Lookup = Mapping[str, Any]
 
 

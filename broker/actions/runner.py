@@ -46,9 +46,9 @@ def plugin_outcome(raw: Any, latency_ms: float) -> tuple[OutboundResult, dict[st
     text = body if isinstance(body, str) else ("" if body is None else str(body))
     ok = bool(doc.get("ok"))
     error = None if ok else str(doc.get("error") or "the plugin reported a failure")
-    result = OutboundResult(status if status is not None else (0 if ok else None), latency_ms,
-                            text[:BODY_LIMIT], len(text) > BODY_LIMIT, error=error,
-                            refused=not ok and not doc.get("retryable", False))
+    result = OutboundResult(status, latency_ms, text[:BODY_LIMIT], len(text) > BODY_LIMIT,
+                            error=error, refused=not ok and not doc.get("retryable", False),
+                            succeeded=ok)
     request = doc.get("request") if isinstance(doc.get("request"), dict) else {}
     return result, request
 

@@ -81,18 +81,20 @@ class PullService:
         poll = self.broker.settings.delivery_poll_s
         while True:
             signal = self._signal(sub.name)  # taken before looking, so no wake-up is lost
-            if not self._paused(sub.name):
+            # A read first: idle long-polls must not keep the writer busy.
+            due = await self.broker.store.next_delivery_due(sub.name)
+            if due is not None and due <= time.time() and not self._paused(sub.name):
                 leased = await self.broker.bus.run(
                     lambda ctx: self._lease(ctx, sub, max_messages, lease))
                 if leased:
                     return [message(item) for item in leased]
+                due = await self.broker.store.next_delivery_due(sub.name)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._closing:
                 return []
             # Leases expiring and delayed releases become due without a commit to wake us.
-            due = await self.broker.store.next_delivery_due(sub.name)
             nap = min(remaining, poll)
-            if due is not None:
+            if due is not None and not self._paused(sub.name):
                 nap = min(nap, max(0.005, due - time.time()))
             try:
                 await asyncio.wait_for(signal.wait(), nap)

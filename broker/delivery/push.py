@@ -258,7 +258,11 @@ class PushDispatcher:
             await self._announce(sub, "resumed", breaker)
 
     async def _announce(self, sub: Subscription, what: str, breaker: CircuitBreaker) -> None:
-        log.warning("subscription %s %s (%s)", sub.name, what, breaker.last_error)
+        if what == "suspended":
+            log.warning("subscription %s suspended after %d failures: %s", sub.name,
+                        breaker.consecutive_failures, breaker.last_error)
+        else:
+            log.warning("subscription %s resumed", sub.name)
         event = new_event(
             type=f"opsbus.subscription.{what}", source="opsbus/delivery", subject=sub.name,
             data={"subscription": sub.name, "consecutive_failures":

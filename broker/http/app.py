@@ -27,6 +27,7 @@ ROUTE_MODULES = (
     "broker.http.plugins",
     "broker.http.proxy",
     "broker.http.routes_test",
+    "broker.http.openapi",
 )
 """Modules exposing `routes` (a RouteTableDef), added in this order."""
 

@@ -25,6 +25,7 @@ def _kind(request: web.Request) -> str:
 
 @routes.get("/v1/{kind}")
 async def list_objects(request: web.Request) -> web.Response:
+    """List configuration objects of a kind (routes, queues, subscriptions, actions)."""
     kind = _kind(request)
     objs = broker_of(request).config.list(kind)
     return json_response({kind: [describe(o) for o in objs]})
@@ -32,6 +33,7 @@ async def list_objects(request: web.Request) -> web.Response:
 
 @routes.post("/v1/{kind}")
 async def create_object(request: web.Request) -> web.Response:
+    """Create a configuration object; 409 when the name exists."""
     kind = _kind(request)
     config = broker_of(request).config
     spec = await read_json(request)
@@ -47,12 +49,14 @@ async def create_object(request: web.Request) -> web.Response:
 
 @routes.get("/v1/{kind}/{name}")
 async def get_object(request: web.Request) -> web.Response:
+    """One configuration object."""
     kind = _kind(request)
     return json_response(describe(broker_of(request).config.get(kind, request.match_info["name"])))
 
 
 @routes.put("/v1/{kind}/{name}")
 async def put_object(request: web.Request) -> web.Response:
+    """Create or replace a configuration object."""
     kind = _kind(request)
     spec = await read_json(request)
     obj, created = await broker_of(request).config.put(kind, spec,
@@ -62,6 +66,7 @@ async def put_object(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/{kind}/{name}")
 async def delete_object(request: web.Request) -> web.Response:
+    """Delete a configuration object created through the API."""
     kind = _kind(request)
     await broker_of(request).config.delete(kind, request.match_info["name"])
     return web.Response(status=204)

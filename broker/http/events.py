@@ -26,6 +26,7 @@ def limits_of(request: web.Request) -> Limits:
 
 @routes.post("/v1/events")
 async def publish(request: web.Request) -> web.Response:
+    """Publish events (binary, structured or batched CloudEvents); durable on 2xx."""
     broker = broker_of(request)
     body = await request.read()
     events, is_batch = parse_request(
@@ -35,7 +36,8 @@ async def publish(request: web.Request) -> web.Response:
     if is_batch:
         return json_response([r.to_dict() for r in results])
     result = results[0]
-    return json_response(result.to_dict(), status=200 if result.duplicate else 201)
+    created = not (result.duplicate or result.dropped)
+    return json_response(result.to_dict(), status=201 if created else 200)
 
 
 def query_filter(request: web.Request) -> Any:
@@ -46,6 +48,7 @@ def query_filter(request: web.Request) -> Any:
 
 @routes.get("/v1/events")
 async def list_events(request: web.Request) -> web.Response:
+    """Page stored events by seq, narrowed by attributes, time and a CESQL filter."""
     broker = broker_of(request)
     limit = int_param(request, "limit", 100, minimum=1, maximum=1000)
     after = int_param(request, "after", 0)
@@ -61,7 +64,8 @@ async def list_events(request: web.Request) -> web.Response:
         page = await broker.store.read_events(
             after=cursor, limit=limit if flt is None else 500, type=q.get("type"),
             source=q.get("source"), subject=q.get("subject"), since=since, until=until,
-            correlationid=q.get("correlationid"), descending=descending,
+            correlationid=q.get("correlationid"), causationid=q.get("causationid"),
+            id=q.get("id"), descending=descending,
         )
         if not page:
             cursor = None  # type: ignore[assignment]
@@ -81,6 +85,7 @@ async def list_events(request: web.Request) -> web.Response:
 
 @routes.get("/v1/events/{seq:\\d+}")
 async def get_event(request: web.Request) -> web.Response:
+    """One stored event with the routes and targets it hit."""
     broker = broker_of(request)
     seq = int(request.match_info["seq"])
     stored = await broker.store.get_event(seq)

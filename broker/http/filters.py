@@ -12,4 +12,5 @@ routes = web.RouteTableDef()
 
 @routes.post("/v1/filters/evaluate")
 async def evaluate(request: web.Request) -> web.Response:
+    """Evaluate a CESQL expression or filter against an event: {value, error}."""
     return json_response(evaluate_request(await read_object(request)))

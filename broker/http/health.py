@@ -12,11 +12,13 @@ routes = web.RouteTableDef()
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
     return json_response({"status": "ok"})
 
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the store is open and the writer runs."""
     broker = broker_of(request)
     if not broker.ready:
         raise Unavailable("the broker is starting or stopping")
@@ -25,6 +27,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics."""
     broker = broker_of(request)
     lines = [
         "# HELP opsbus_events_committed_total Events committed since start.",

@@ -49,7 +49,8 @@ async def problems_middleware(request: web.Request, handler: Any) -> web.StreamR
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return problem_response(_http_problem(exc, request), headers=dict(exc.headers))
+        headers = {k: v for k, v in exc.headers.items() if k.lower() != "content-type"}
+        return problem_response(_http_problem(exc, request), headers=headers)
     except (ConnectionResetError, TimeoutError):
         raise
     except Exception:

@@ -34,6 +34,7 @@ def resume_point(request: web.Request, head: int) -> int:
 
 @routes.get("/v1/stream")
 async def stream(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events of committed events; resumes after Last-Event-ID or ?after=."""
     broker = broker_of(request)
     flt = query_filter(request)
     after = resume_point(request, broker.hub.head)

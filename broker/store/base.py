@@ -114,6 +114,8 @@ class Store(TodoReads, DeliveryReads, ABC):
         since: str | None = None,
         until: str | None = None,
         correlationid: str | None = None,
+        causationid: str | None = None,
+        id: str | None = None,
         descending: bool = False,
     ) -> list[StoredEvent]:
         """A page of events with seq > after (or < after when descending and after>0),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 from rich.text import Text
 from textual import on, work
@@ -73,8 +72,7 @@ class DeliveriesScreen(ConsoleScreen):
             names = [s["name"] for s in await client.list_objects("subscriptions")]
             found: dict[str, dict[str, Any]] = {}
             for name in names:
-                found[name] = await client.request("GET",
-                                                   f"/v1/subscriptions/{quote(name, safe='')}")
+                found[name] = await client.subscription(name)
         except NotFound:
             self._unavailable("subscriptions are not available on this broker")
             return
@@ -122,9 +120,7 @@ class DeliveriesScreen(ConsoleScreen):
             title.update("DEAD LETTERS — no subscriptions configured")
             return
         try:
-            answer = await self.console.client.request(
-                "GET", f"/v1/subscriptions/{quote(self.selected, safe='')}/deliveries",
-                params={"state": DEAD, "limit": 200})
+            answer = await self.console.client.deliveries(self.selected, state=DEAD, limit=200)
         except NotFound:
             title.update(Text("dead letters are not available on this broker",
                               style="bold yellow"))
@@ -165,9 +161,7 @@ class DeliveriesScreen(ConsoleScreen):
             self.notify("select a dead letter first (tab switches tables)", severity="warning")
             return
         try:
-            await self.console.client.request(
-                "POST", f"/v1/subscriptions/{quote(self.selected, safe='')}/deliveries/"
-                        f"{dead['id']}/retry")
+            await self.console.client.retry_delivery(self.selected, int(dead["id"]))
         except OpsbusError as exc:
             self.notify(f"retry of delivery {dead['id']}: {exc.detail}", severity="error")
             return

@@ -185,7 +185,7 @@ class ItemDetailScreen(ItemActionsScreen):
     @work(exclusive=True, group="item-detail")
     async def load(self) -> None:
         try:
-            item = await self.console.client.request("GET", f"/v1/todos/{self.item_id}")
+            item = await self.console.client.todo(self.item_id)
         except OpsbusError as exc:
             self.query_one("#item-title", Static).update(
                 Text(f"item {self.item_id}: {exc.detail}", style="bold red"))

@@ -58,9 +58,8 @@ class ItemActionsScreen(ConsoleScreen):
             self.notify("no item selected", severity="warning")
             return None
         try:
-            answer: dict[str, Any] = await self.console.client.request(
-                "POST", f"/v1/todos/{item['id']}/{op}",
-                json={"operator": self.console.operator, **body})
+            answer = await self.console.client.todo_op(
+                item["id"], op, operator=self.console.operator, **body)
         except OpsbusError as exc:
             if isinstance(exc, Conflict) and op == "release" and not body.get("force"):
                 owner = item.get("owner") or "someone else"
@@ -133,9 +132,9 @@ class ItemActionsScreen(ConsoleScreen):
 
         async def send(edited: dict[str, Any]) -> Any:
             body = reemit_body(original, edited)
-            return await self.console.client.request(
-                "POST", f"/v1/todos/{item['id']}/reemit",
-                json={"operator": self.console.operator, "seq": stored["seq"], **body})
+            return await self.console.client.todo_op(
+                item["id"], "reemit", operator=self.console.operator, seq=stored["seq"],
+                **body)
 
         answer = await self.app.push_screen_wait(EditorModal(
             f"Re-emit seq {stored['seq']} of item #{item['id']} — edit, then ctrl+s to send "

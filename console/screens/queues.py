@@ -130,10 +130,10 @@ class QueuesScreen(ItemActionsScreen):
         await self.feed.run()
 
     async def _load_queues(self) -> None:
-        answer = await self.console.client.request("GET", "/v1/queues")
+        queues = await self.console.client.queues()
         fetched = datetime.now(UTC)
         self.queues = {}
-        for queue in answer["queues"]:
+        for queue in queues:
             # The broker's age is at its clock; as a moment it keeps ageing on ours.
             oldest = queue.get("oldest_open_age_s")
             queue["_oldest_at"] = None if oldest is None else fetched - timedelta(
@@ -149,9 +149,9 @@ class QueuesScreen(ItemActionsScreen):
     async def _load_items(self) -> None:
         self.items = {}
         if self.queue is not None:
-            params = {"queue": self.queue, "limit": MAX_ITEMS,
-                      **view_params(self.view, self.console.operator)}
-            answer = await self.console.client.request("GET", "/v1/todos", params=params)
+            answer = await self.console.client.todos(
+                queue=self.queue, limit=MAX_ITEMS,
+                **view_params(self.view, self.console.operator))
             self.items = {item["id"]: item for item in answer["items"]}
         self._render_items()
 

@@ -61,8 +61,7 @@ class SilencesScreen(ConsoleScreen):
     async def reload(self) -> None:
         title = self.query_one("#silences-title", Static)
         try:
-            answer = await self.console.client.request(
-                "GET", "/v1/silences", params={"all": "true" if self.show_all else None})
+            silences = await self.console.client.silences(all=self.show_all)
         except NotFound:
             title.update(Text("silences are not available on this broker", style="yellow"))
             self.loaded = True
@@ -73,8 +72,8 @@ class SilencesScreen(ConsoleScreen):
             return
         table = self.query_one(DataTable)
         table.clear()
-        self.silences = {int(s["id"]): s for s in answer["silences"]}
-        for s in answer["silences"]:
+        self.silences = {int(s["id"]): s for s in silences}
+        for s in silences:
             left = age(s.get("remaining_s")) if s.get("active") else "ended"
             table.add_row(str(s["id"]), matcher_text(s.get("matcher") or {}),
                           s.get("queue") or "any", s.get("author", ""),
@@ -110,9 +109,9 @@ class SilencesScreen(ConsoleScreen):
         matcher: dict[str, Any] = (
             {"filter": pattern[4:].strip()} if pattern.startswith("sql:") else {"key": pattern})
         try:
-            await self.console.client.request("POST", "/v1/silences", json={
-                "matcher": matcher, "duration": duration, "comment": comment,
-                "operator": self.console.operator})
+            await self.console.client.add_silence(
+                matcher=matcher, duration=duration, comment=comment,
+                operator=self.console.operator)
         except OpsbusError as exc:
             self.notify(f"cannot add the silence: {exc.detail}", severity="error")
             return
@@ -127,9 +126,8 @@ class SilencesScreen(ConsoleScreen):
                 f"Expire silence {silence['id']} ({matcher_text(silence['matcher'])}) now?")):
             return
         try:
-            await self.console.client.request(
-                "DELETE", f"/v1/silences/{silence['id']}",
-                params={"operator": self.console.operator})
+            await self.console.client.expire_silence(int(silence["id"]),
+                                                     self.console.operator)
         except OpsbusError as exc:
             self.notify(f"cannot expire: {exc.detail}", severity="error")
             return

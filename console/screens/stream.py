@@ -61,7 +61,6 @@ class StreamScreen(ConsoleScreen):
         Binding("e", "to_emit", "Edit & emit copy"),
         Binding("ctrl+l", "clear_filter", "Clear filter", show=False),
     ]
-    MUTATING = frozenset({"to_emit"})
 
     def __init__(self) -> None:
         super().__init__()

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, NamedTuple
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
+from textual import events
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
 from textual.message import Message
@@ -265,6 +266,14 @@ class EventTable(ScrollView, can_focus=True):
     def action_select(self) -> None:
         if self.rows:
             self.post_message(self.Selected(self.rows[self.cursor].seq))
+
+    def on_click(self, event: events.Click) -> None:
+        index = int(self.scroll_y) + event.y - 1
+        if 0 <= index < len(self.rows):
+            self._set_following(False)
+            self.move_to(index)
+            if event.chain == 2:  # double click opens the detail
+                self.action_select()
 
     def on_resize(self) -> None:
         self._resized()

@@ -33,11 +33,12 @@ class EventWrites:
     ) -> AppendResult:
         row = self.conn.execute(
             "INSERT INTO events (source, id, type, subject, time, recvtime, correlationid,"
-            " digest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " causationid, digest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (source, id) DO NOTHING RETURNING seq",
             (
                 event["source"], event["id"], event["type"], event.get("subject"),
-                event.get("time"), recvtime, _text(event.get("correlationid")), digest, raw,
+                event.get("time"), recvtime, _text(event.get("correlationid")),
+                _text(event.get("causationid")), digest, raw,
             ),
         ).fetchone()
         if row is not None:
@@ -53,7 +54,7 @@ class EventWrites:
     ) -> list[AppendResult]:
         rows = [
             (e["source"], e["id"], e["type"], e.get("subject"), e.get("time"), recvtime,
-             _text(e.get("correlationid")), digest, raw)
+             _text(e.get("correlationid")), _text(e.get("causationid")), digest, raw)
             for e, raw, digest in items
         ]
         before = self.conn.total_changes
@@ -64,7 +65,7 @@ class EventWrites:
         # consecutive (AUTOINCREMENT under the single writer).
         self.conn.executemany(
             "INSERT INTO events (source, id, type, subject, time, recvtime, correlationid,"
-            " digest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " causationid, digest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (source, id) DO NOTHING",
             rows,
         )

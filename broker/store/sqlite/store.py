@@ -150,6 +150,8 @@ class SqliteStore(TodoReadSql, DeliveryReadSql, Store):
         since: str | None = None,
         until: str | None = None,
         correlationid: str | None = None,
+        causationid: str | None = None,
+        id: str | None = None,
         descending: bool = False,
     ) -> list[StoredEvent]:
         clauses: list[str] = []
@@ -162,7 +164,8 @@ class SqliteStore(TodoReadSql, DeliveryReadSql, Store):
             clauses.append("seq > ?")
             params.append(after)
         for column, value in (("type", type), ("source", source), ("subject", subject),
-                              ("correlationid", correlationid)):
+                              ("correlationid", correlationid),
+                              ("causationid", causationid), ("id", id)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)

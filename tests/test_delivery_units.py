@@ -1,0 +1,136 @@
+"""Unit checks of the pieces under delivery and actions: the outbound address guard,
+signatures, backoff, the circuit breaker and template escaping."""
+
+from __future__ import annotations
+
+import random
+import socket
+
+import pytest
+
+from broker.actions.render import RenderError, compile_json, compile_url, render_json, render_url
+from broker.delivery.breaker import BreakerState, CircuitBreaker
+from broker.delivery.signing import signature_headers, verify
+from broker.delivery.subscriptions import RetryPolicy
+from broker.outbound import (
+    GuardedResolver,
+    OutboundRefused,
+    _socket_factory,
+    clean_header_value,
+    refusal,
+    retry_after_seconds,
+)
+
+
+@pytest.mark.parametrize(("address", "private_ok", "refused"), [
+    ("169.254.169.254", True, "metadata"), ("fd00:ec2::254", True, "metadata"),
+    ("169.254.10.1", True, "link-local"), ("fe80::1", True, "link-local"),
+    ("::ffff:169.254.169.254", True, "metadata"), ("224.0.0.1", True, "unicast"),
+    ("127.0.0.1", False, "loopback"), ("::1", False, "loopback"),
+    ("10.0.0.1", False, "private"), ("192.168.1.1", False, "private"),
+    ("100.64.0.1", False, "private"), ("fd12::1", False, "private"),
+    ("127.0.0.1", True, None), ("10.0.0.1", True, None), ("93.184.216.34", False, None),
+])
+def test_refusal_by_address(address, private_ok, refused):
+    reason = refusal(address, private_ok)
+    assert (reason is None) if refused is None else (refused in (reason or ""))
+
+
+class _Answers:
+    """Stands in for the system resolver (DNS is not ours to test)."""
+
+    def __init__(self, *hosts: str) -> None:
+        self.hosts = hosts
+
+    async def resolve(self, host, port=0, family=socket.AF_INET):
+        return [{"hostname": host, "host": h, "port": port, "family": family, "proto": 0,
+                 "flags": 0} for h in self.hosts]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_name_resolving_to_metadata_is_refused_even_beside_public_addresses():
+    resolver = GuardedResolver(allow_private=True)
+    resolver._inner = _Answers("93.184.216.34", "169.254.169.254")  # type: ignore[assignment]
+    with pytest.raises(OutboundRefused, match="metadata"):
+        await resolver.resolve("rebind.example", 80)
+    resolver._inner = _Answers("93.184.216.34")  # type: ignore[assignment]
+    assert len(await resolver.resolve("ok.example", 80)) == 1
+    with pytest.raises(OutboundRefused):
+        await resolver.resolve("metadata.google.internal", 80)
+
+
+def test_the_socket_factory_checks_the_address_actually_connected():
+    make = _socket_factory(allow_private=False)
+    with pytest.raises(OutboundRefused, match="loopback"):
+        make((socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 80)))
+    with pytest.raises(OutboundRefused, match="link-local"):
+        make((socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("fe80::1%eth0", 80, 0, 2)))
+    make((socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 80))).close()
+
+
+def test_signature_round_trip_and_tamper():
+    headers = signature_headers(b"key", "msg_1", 1700000000, b'{"a":1}')
+    assert verify(b"key", headers, b'{"a":1}')
+    assert not verify(b"key", headers, b'{"a":2}')
+    assert not verify(b"other", headers, b'{"a":1}')
+
+
+def test_backoff_grows_with_jitter_and_is_capped():
+    policy = RetryPolicy(max_attempts=10, backoff=1.0, max_backoff=8.0, max_age=3600)
+    rng = random.Random(1)
+    for attempt, base in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)]:
+        delays = [policy.delay(attempt, rng) for _ in range(50)]
+        assert all(base / 2 <= d <= base for d in delays)
+        assert len(set(delays)) > 1
+
+
+def test_breaker_opens_probes_and_closes():
+    breaker = CircuitBreaker(failures=2, cooldown=10)
+    assert breaker.permits(0, now=0) is None
+    assert not breaker.failure("e", now=0)
+    assert breaker.failure("e", now=1)  # suspends
+    assert breaker.permits(0, now=5) == 0
+    assert breaker.permits(0, now=11) == 1 and breaker.state is BreakerState.HALF_OPEN
+    assert breaker.permits(1, now=11) == 0  # one probe at a time
+    assert not breaker.failure("e", now=12) and breaker.state is BreakerState.OPEN
+    assert breaker.permits(0, now=23) == 1
+    assert breaker.success() and breaker.state is BreakerState.CLOSED
+
+
+def test_retry_after_forms():
+    assert retry_after_seconds("7") == 7
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+def test_url_values_are_escaped_by_position():
+    template = compile_url("https://api.example/v1/{subject}/x?q={data.q}#{id}", "url")
+    event = {"id": "a b", "subject": "../../etc/passwd", "data": {"q": "1&admin=1"}}
+    assert render_url(template, event, None) == \
+        "https://api.example/v1/..%2F..%2Fetc%2Fpasswd/x?q=1%26admin%3D1#a%20b"
+    assert render_url(template, {**event, "subject": "."}, None).startswith(
+        "https://api.example/v1/%2E/x")
+    with pytest.raises(RenderError, match="subject"):
+        render_url(template, {"id": "1", "data": {}}, None)
+    with pytest.raises(Exception, match="host"):
+        compile_url("https://{data.host}/x", "url")
+
+
+def test_params_override_event_fields():
+    template = compile_url("https://api.example/{namespace}/{subject}", "url")
+    event = {"subject": "pod-1", "namespace": "from-event"}
+    assert render_url(template, event, {"namespace": "ops"}) == "https://api.example/ops/pod-1"
+
+
+def test_json_body_substitutes_values_not_text():
+    template = compile_json({"n": "{data.n}", "s": "x={data.n}", "l": ["{data.list}"],
+                             "missing": "{data.nope}", "literal": 5}, "body")
+    event = {"data": {"n": 3, "list": [1, "two"]}}
+    assert render_json(template, event, None) == {
+        "n": 3, "s": "x=3", "l": [[1, "two"]], "missing": None, "literal": 5}
+
+
+def test_header_values_lose_control_characters():
+    assert clean_header_value("a\r\nX-Evil: 1\x00\tb") == "aX-Evil: 1\tb"
