@@ -108,5 +108,10 @@ async def test_notify_tells_the_channel_when_a_p1_item_opens(broker, receiver, h
         return [b for b in bodies if "text" in b] or None
 
     assert await eventually(told) == [{"text": "P1 opened: Orders API 5xx"}]
-    succeeded = await events_of(http, broker, type="opsbus.action.succeeded")
-    assert any(e["data"]["action"] == "tell-channel" for e in succeeded)
+
+    async def recorded() -> bool:
+        # The result event is committed after the receiver has answered.
+        succeeded = await events_of(http, broker, type="opsbus.action.succeeded")
+        return any(e["data"]["action"] == "tell-channel" for e in succeeded)
+
+    assert await eventually(recorded)

@@ -8,20 +8,19 @@ import asyncio
 import logging
 import random
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from broker.actions.render import RenderError
 from broker.actions.spec import Action, ActionRegistry
+from broker.dispatcher import StoreDispatcher
 from broker.errors import OpsbusError
 from broker.events import new_event
-from broker.outbound import OutboundResult, close_session, open_session, send
+from broker.outbound import OutboundResult, send
 from broker.store.base_delivery import ActionJob, ClaimedJob, JobState
 from broker.store.records import StoredEvent
 
 if TYPE_CHECKING:
-    import aiohttp
 
     from broker.bus import WriteContext
     from broker.core import Broker
@@ -53,23 +52,15 @@ def plugin_outcome(raw: Any, latency_ms: float) -> tuple[OutboundResult, dict[st
     return result, request
 
 
-class ActionRunner:
+class ActionRunner(StoreDispatcher):
     """Runs action jobs from the store with bounded concurrency."""
 
     def __init__(self, broker: Broker, registry: ActionRegistry) -> None:
-        self.broker = broker
+        super().__init__(broker)
         self.registry = registry
         self.on_result: list[ResultHook] = []
         """Called in the result's transaction (quick actions attach it to the item)."""
-        self._wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._waiters: dict[int, asyncio.Future[ActionJob]] = {}
-        self._session: aiohttp.ClientSession | None = None
-        self._stopping = False
-        self.stats: Counter[str] = Counter()
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def waiter(self, job_id: int) -> asyncio.Future[ActionJob]:
         """A future resolved with the job once it has succeeded or failed."""
@@ -77,36 +68,6 @@ class ActionRunner:
         if future is None:
             future = self._waiters[job_id] = asyncio.get_running_loop().create_future()
         return future
-
-    async def run(self) -> None:
-        settings = self.broker.settings
-        self._session = open_session(settings.allow_private_targets,
-                                     limit=settings.delivery_concurrency)
-        try:
-            while not self._stopping:
-                self._wake.clear()
-                wait = await self._pass()
-                if wait > 0:
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), wait)
-                    except TimeoutError:
-                        pass
-        finally:
-            await self._drain(0)
-            await close_session(self._session)
-
-    async def stop(self, grace: float = 5.0) -> None:
-        self._stopping = True
-        self._wake.set()
-        await self._drain(grace)
-
-    async def _drain(self, grace: float) -> None:
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _pass(self) -> float:
         poll = self.broker.settings.delivery_poll_s
@@ -130,9 +91,7 @@ class ActionRunner:
             log.warning("could not claim action jobs: %s", exc.detail)
             return poll
         for item in claimed:
-            task = asyncio.create_task(self._execute(item), name=f"action-job-{item.job.id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._execute(item), f"action-job-{item.job.id}")
         return 0 if len(claimed) == room else poll
 
     async def _execute(self, claimed: ClaimedJob) -> None:

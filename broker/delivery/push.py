@@ -22,13 +22,12 @@ from broker.delivery.breaker import CircuitBreaker
 from broker.delivery.effects import dead_letter
 from broker.delivery.signing import signature_headers
 from broker.delivery.subscriptions import Subscription, SubscriptionRegistry
+from broker.dispatcher import StoreDispatcher
 from broker.errors import OpsbusError
 from broker.events import new_event, to_binary
 from broker.outbound import (
     OutboundRequest,
     OutboundResult,
-    close_session,
-    open_session,
     secret_headers,
     send,
 )
@@ -36,7 +35,6 @@ from broker.store.base_delivery import LeasedDelivery, Outcome
 from broker.store.records import StoredEvent
 
 if TYPE_CHECKING:
-    import aiohttp
 
     from broker.bus import WriteContext
     from broker.core import Broker
@@ -66,24 +64,16 @@ def build_request(sub: Subscription, stored: StoredEvent, msg_id: str,
                            secret_headers(headers))
 
 
-class PushDispatcher:
+class PushDispatcher(StoreDispatcher):
     """One per broker; `wake()` after a commit that created deliveries."""
 
     def __init__(self, broker: Broker, registry: SubscriptionRegistry,
                  paused: Callable[[str], bool]) -> None:
-        self.broker = broker
+        super().__init__(broker)
         self.registry = registry
         self._paused = paused
-        self._wake = asyncio.Event()
         self._in_flight: Counter[str] = Counter()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._session: aiohttp.ClientSession | None = None
-        self._stopping = False
         self.breakers: dict[str, CircuitBreaker] = {}
-        self.stats: Counter[str] = Counter()
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def in_flight(self, name: str) -> int:
         return self._in_flight[name]
@@ -106,38 +96,6 @@ class PushDispatcher:
         if permits is not None:
             free = min(free, permits)
         return max(0, min(free, budget))
-
-    async def run(self) -> None:
-        settings = self.broker.settings
-        self._session = open_session(settings.allow_private_targets,
-                                     limit=settings.delivery_concurrency)
-        try:
-            while not self._stopping:
-                self._wake.clear()
-                wait = await self._pass()
-                if wait > 0:
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), wait)
-                    except TimeoutError:
-                        pass
-        finally:
-            await self._drain(0)
-            await close_session(self._session)
-
-    async def stop(self, grace: float = 5.0) -> None:
-        """Stop claiming; let in-flight calls finish within `grace`, then cancel them
-        (their leases expire and they are sent again after the restart)."""
-        self._stopping = True
-        self._wake.set()
-        await self._drain(grace)
-
-    async def _drain(self, grace: float) -> None:
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _pass(self) -> float:
         """Claim what is due and start sending it; seconds until the next pass."""
@@ -173,10 +131,8 @@ class PushDispatcher:
             full = full or len(leased) == room
             for item in leased:
                 self._in_flight[sub.name] += 1
-                task = asyncio.create_task(self._deliver(sub, item),
-                                           name=f"deliver-{sub.name}-{item.delivery.id}")
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(self._deliver(sub, item),
+                            f"deliver-{sub.name}-{item.delivery.id}")
         return 0 if full else wait
 
     async def _claim(self, ctx: WriteContext, due: list[tuple[Subscription, int]]

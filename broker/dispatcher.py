@@ -1,0 +1,73 @@
+"""The loop shared by the store-driven senders (webhook deliveries, action jobs): claim
+due work in a pass, run it in tasks, sleep until woken by a commit or the next due time."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from broker.outbound import close_session, open_session
+
+if TYPE_CHECKING:
+    from broker.core import Broker
+
+
+class StoreDispatcher(ABC):
+    """Runs until stopped; `wake()` after a commit that created work for it."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._stopping = False
+        self.stats: Counter[str] = Counter()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @abstractmethod
+    async def _pass(self) -> float:
+        """Claim and start due work; seconds until the next pass is due."""
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def run(self) -> None:
+        settings = self.broker.settings
+        self._session = open_session(settings.allow_private_targets,
+                                     limit=settings.delivery_concurrency)
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                wait = await self._pass()
+                if wait > 0:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), wait)
+                    except TimeoutError:
+                        pass
+        finally:
+            await self._drain(0)
+            await close_session(self._session)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop claiming; let in-flight calls finish within `grace`, then cancel them
+        (their leases expire and they are sent again after the restart)."""
+        self._stopping = True
+        self._wake.set()
+        await self._drain(grace)
+
+    async def _drain(self, grace: float) -> None:
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
