@@ -44,6 +44,21 @@ def start_broker(args: list[str] | None = None, config: Path | None = None) -> B
     return BrokerProcess(data, args=args or [], config=config).start(timeout=60)
 
 
+def wait_ready(url: str, path: str = "/readyz", timeout: float = 10.0) -> None:
+    """Poll a freshly started helper server until it answers."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + path, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not start")
+
+
 def wrk(url: str, script: str, *, connections: int = 32, seconds: int = 10,
         threads: int = 2) -> tuple[float, int]:
     """(requests/s, non-2xx count) from one wrk run with a Lua script."""
@@ -62,7 +77,7 @@ def wrk(url: str, script: str, *, connections: int = 32, seconds: int = 10,
 
 PAYLOAD = "x" * 300
 
-SINGLE_LUA = r"""
+LUA_PROLOGUE = r"""
 local counter = 0
 local tid = 0
 local threads = {}
@@ -74,6 +89,10 @@ function init(args)
   tid = wrk.thread:get("tid")
   prefix = tostring(os.time()) .. "-" .. tostring(math.random(1, 1e9))
 end
+"""
+"""Unique event ids per wrk thread and run."""
+
+SINGLE_LUA = LUA_PROLOGUE + r"""
 request = function()
   counter = counter + 1
   local body = string.format('{"specversion":"1.0","id":"%s-%d-%d","source":"bench/wrk",'
@@ -85,18 +104,7 @@ request = function()
 end
 """.replace("PAYLOAD", PAYLOAD)
 
-BATCH_LUA = r"""
-local counter = 0
-local tid = 0
-local threads = {}
-function setup(thread)
-  thread:set("tid", #threads + 1)
-  table.insert(threads, thread)
-end
-function init(args)
-  tid = wrk.thread:get("tid")
-  prefix = tostring(os.time()) .. "-" .. tostring(math.random(1, 1e9))
-end
+BATCH_LUA = LUA_PROLOGUE + r"""
 request = function()
   local parts = {}
   for i = 1, 100 do

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -19,6 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _common import machine as base_machine  # noqa: E402
 
 from console.app import OpsbusConsole  # noqa: E402
 from console.screens.stream import StreamScreen  # noqa: E402
@@ -54,16 +54,7 @@ def rss_mb() -> tuple[float, float]:
 def machine() -> str:
     import textual
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} CPUs, "
-            f"Python {platform.python_version()}, Textual {textual.__version__}")
+    return f"{base_machine()}, Textual {textual.__version__}"
 
 
 async def follow(app: OpsbusConsole, pilot: object, url: str, count: int, tag: str

@@ -18,12 +18,11 @@ import platform
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 
 import aiohttp
 import orjson
-from _common import PAYLOAD, free_port, machine, start_broker
+from _common import PAYLOAD, free_port, machine, start_broker, wait_ready
 
 STRUCTURED = {"Content-Type": "application/cloudevents+json"}
 BATCH = {"Content-Type": "application/cloudevents-batch+json"}
@@ -54,13 +53,8 @@ def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--receiver", str(port)])
     url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(url + "/count", timeout=1)
-            return proc, url
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("receiver did not start")
+    wait_ready(url, "/count")
+    return proc, url
 
 
 def event(kind: str, n: int, prefix: str) -> dict[str, object]:

@@ -23,7 +23,18 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import BATCH_LUA, PAYLOAD, ROOT, SINGLE_LUA, WRK, free_port, machine, start_broker, wrk
+from _common import (
+    BATCH_LUA,
+    PAYLOAD,
+    ROOT,
+    SINGLE_LUA,
+    WRK,
+    free_port,
+    machine,
+    start_broker,
+    wait_ready,
+    wrk,
+)
 
 # -- the reference server --------------------------------------------------------------
 
@@ -72,15 +83,8 @@ def start_reference() -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--reference-server", str(port)])
     url = f"http://127.0.0.1:{port}"
-    import urllib.request
-
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(url + "/readyz", timeout=1)
-            return proc, url
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("reference server did not start")
+    wait_ready(url)
+    return proc, url
 
 
 # -- Python load generator (used when wrk is missing, and for latency) -----------------
