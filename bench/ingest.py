@@ -144,47 +144,81 @@ def load(url: str, *, batch: int, seconds: int) -> tuple[float, str]:
 # -- latency ----------------------------------------------------------------------------
 
 
+class _SseReader(asyncio.Protocol):
+    """A bare SSE reader (HTTP/1.0, so no chunked framing): only finds each frame's send
+    timestamp, so the measuring client is not what limits the measurement."""
+
+    marker = b'"t":'
+
+    def __init__(self, path: str, samples: list[int], done: asyncio.Event, expected: int):
+        self.path = path
+        self.samples = samples
+        self.done = done
+        self.expected = expected
+        self.buffer = b""
+        self.got = 0
+        self.connected = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.write(f"GET {self.path} HTTP/1.0\r\nHost: bench\r\n\r\n".encode())  # type: ignore[attr-defined]
+        self.connected.set()
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time_ns()
+        self.buffer += data
+        frames = self.buffer.split(b"\n\n")
+        self.buffer = frames.pop()
+        for frame in frames:
+            at = frame.find(self.marker)
+            if at < 0:
+                continue
+            end = frame.find(b",", at)
+            if end < 0:
+                end = frame.find(b"}", at)
+            self.samples.append(now - int(frame[at + 4:end]))
+            self.got += 1
+        if self.got >= self.expected:
+            self.done.set()
+
+
+async def sse_readers(url: str, readers: int, expected: int, seconds: float) -> None:
+    """Reader process: open the streams, say so on stdout, then print the samples."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    loop = asyncio.get_running_loop()
+    samples: list[int] = []
+    events = []
+    for _ in range(readers):
+        done = asyncio.Event()
+        events.append(done)
+        await loop.create_connection(
+            lambda d=done: _SseReader("/v1/stream", samples, d, expected),
+            parts.hostname, parts.port)
+    await asyncio.sleep(0.5)
+    print("ready", flush=True)
+    try:
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), seconds + 30)
+    except TimeoutError:
+        pass
+    print(json.dumps(samples), flush=True)
+
+
 async def latency_client(url: str, readers: int, rate: int, seconds: float) -> dict[str, float]:
-    """Open SSE readers, publish at `rate`/s, measure publish-to-delivery per event."""
+    """Readers in their own process; publish at `rate`/s from this one; measure
+    publish-to-delivery for every event at every reader."""
     import aiohttp
     import orjson
 
-    samples: list[int] = []
     expected = int(rate * seconds)
-    ready = 0
-    marker = b'"t":'
-
-    async def reader(session: aiohttp.ClientSession) -> None:
-        nonlocal ready
-        async with session.get(url + "/v1/stream",
-                               timeout=aiohttp.ClientTimeout(total=None)) as resp:
-            ready += 1
-            got = 0
-            buffer = b""
-            async for chunk in resp.content.iter_any():
-                now = time.time_ns()
-                buffer += chunk
-                frames = buffer.split(b"\n\n")
-                buffer = frames.pop()
-                for frame in frames:
-                    at = frame.find(marker)
-                    if at < 0:
-                        continue
-                    end = frame.find(b",", at)
-                    if end < 0:
-                        end = frame.find(b"}", at)
-                    samples.append(now - int(frame[at + 4:end]))
-                    got += 1
-                if got >= expected:
-                    return
-
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        tasks = [asyncio.create_task(reader(session)) for _ in range(readers)]
-        while ready < readers:
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)
-        prefix = uuid.uuid4().hex[:8]
-        pending: set[asyncio.Task[None]] = set()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--sse-readers", url, str(readers), str(expected),
+        str(seconds), stdout=asyncio.subprocess.PIPE, limit=1 << 30)
+    assert proc.stdout is not None
+    assert (await proc.stdout.readline()).strip() == b"ready"
+    prefix = uuid.uuid4().hex[:8]
+    pending: set[asyncio.Task[None]] = set()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
 
         async def send(n: int) -> None:
             body = orjson.dumps(event_json(n, prefix, time.time_ns()))
@@ -194,20 +228,15 @@ async def latency_client(url: str, readers: int, rate: int, seconds: float) -> d
 
         start = time.monotonic()
         for n in range(expected):
-            target = start + n / rate
-            delay = target - time.monotonic()
+            delay = start + n / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             task = asyncio.create_task(send(n))
             pending.add(task)
             task.add_done_callback(pending.discard)
         await asyncio.gather(*pending)
-        try:
-            await asyncio.wait_for(asyncio.gather(*tasks), 30)
-        except TimeoutError:
-            for task in tasks:
-                task.cancel()
-    samples.sort()
+    samples = sorted(json.loads(await proc.stdout.readline()))
+    await proc.wait()
     if not samples:
         return {"p50_ms": float("nan"), "p99_ms": float("nan"), "samples": 0}
     pick = lambda q: samples[min(len(samples) - 1, int(q * len(samples)))] / 1e6  # noqa: E731
@@ -312,6 +341,9 @@ if __name__ == "__main__":
         run_reference_server(int(sys.argv[2]))
     elif len(sys.argv) > 2 and sys.argv[1] == "--python-load":
         print(asyncio.run(python_load(sys.argv[2], int(sys.argv[3]), 32, float(sys.argv[4]))))
+    elif len(sys.argv) > 2 and sys.argv[1] == "--sse-readers":
+        asyncio.run(sse_readers(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
+                                float(sys.argv[5])))
     elif len(sys.argv) > 2 and sys.argv[1] == "--latency-client":
         result = asyncio.run(latency_client(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
                                             float(sys.argv[5])))

@@ -76,6 +76,8 @@ class Broker:
             self.config.start_watching(self.settings.config)
         else:
             await self.config.refresh()
+        tick = min(0.25, self.settings.heartbeat_s / 4)
+        self._tasks.append(asyncio.create_task(self.hub.tick(tick), name="hub-ticker"))
         for name, run in self._services:
             self._tasks.append(asyncio.create_task(_guarded(name, run), name=name))
         self.ready = True

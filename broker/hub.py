@@ -18,7 +18,11 @@ class Subscriber:
         self._hub = hub
         self._batches: deque[list[StoredEvent]] = deque()
         self._count = 0
-        self._wakeup = asyncio.Event()
+        # A bare future rather than Event + wait_for: this wait happens once per commit
+        # per subscriber, and wait_for's extra task and timer dominated the fan-out cost.
+        self._waiter: asyncio.Future[None] | None = None
+        self.idle_timeout: float | None = None
+        self.waiting_since: float | None = None
         self.overflowed = False
         self.closed = False
 
@@ -34,19 +38,31 @@ class Subscriber:
         else:
             self._batches.append(batch)
             self._count += len(batch)
-        self._wakeup.set()
+        self._wake()
 
     def close(self) -> None:
         self.closed = True
-        self._wakeup.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def get(self, timeout: float | None = None) -> list[list[StoredEvent]]:
-        """The batches received so far; waits up to `timeout` for one ([] on timeout)."""
+        """The batches received so far; waits for one, or until the hub's ticker finds
+        this subscriber idle for `timeout` seconds ([] then)."""
         if not self._batches and not (self.overflowed or self.closed):
-            self._wakeup.clear()
+            loop = asyncio.get_running_loop()
+            self.idle_timeout = timeout
+            self.waiting_since = loop.time()
+            waiter = self._waiter = loop.create_future()
             try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
-            except TimeoutError:
+                await waiter
+            finally:
+                self._waiter = None
+                self.waiting_since = None
+            if not self._batches and not (self.overflowed or self.closed):
                 return []
         batches = list(self._batches)
         self._batches.clear()
@@ -84,6 +100,18 @@ class Hub:
         self.head = max(self.head, batch[-1].seq)
         for sub in self._subscribers:
             sub.push(batch)
+
+    async def tick(self, interval: float = 0.25) -> None:
+        """Wake subscribers idle longer than their timeout (heartbeats): one timer for
+        the whole hub instead of one per wait."""
+        loop = asyncio.get_running_loop()
+        while not self.closed:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for sub in list(self._subscribers):
+                since, limit = sub.waiting_since, sub.idle_timeout
+                if since is not None and limit is not None and now - since >= limit:
+                    sub._wake()
 
     def close(self) -> None:
         """Shutdown: every live reader ends (clients reconnect and resume by seq)."""
