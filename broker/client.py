@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
+import yarl
 
 from broker.errors import (
     BadRequest,
@@ -68,12 +69,25 @@ def _error(status: int, body: bytes) -> OpsbusError:
     return err
 
 
+def check_url(url: str) -> str:
+    """The broker URL, or BadRequest saying what is wrong with it (before any request,
+    which would fail with an error about something else)."""
+    try:
+        parsed = yarl.URL(url)
+    except ValueError as exc:
+        raise BadRequest(f"broker URL {url!r} is invalid: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise BadRequest(f"broker URL {url!r} is invalid: it must look like"
+                         f" {DEFAULT_URL}")
+    return url
+
+
 class OpsbusClient:
     """`async with OpsbusClient(url) as client: await client.publish(event)`."""
 
     def __init__(self, url: str = DEFAULT_URL, token: str | None = None,
                  timeout: float = 30.0) -> None:
-        self.url = url.rstrip("/")
+        self.url = check_url(url).rstrip("/")
         self.token = token
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None

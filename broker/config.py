@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from broker.errors import Conflict, InvalidConfig, NotFound, OpsbusError
 from broker.settings import load_config_file
 from broker.store.records import ConfigObject
@@ -67,7 +69,13 @@ class ConfigManager:
         return self.kinds[name]
 
     def validate(self, kind: str, spec: Any) -> dict[str, Any]:
-        return self.kind(kind).validate(spec)
+        normalised = self.kind(kind).validate(spec)
+        try:
+            orjson.dumps(normalised)
+        except orjson.JSONEncodeError as exc:  # e.g. an action body nested 300 levels deep
+            raise InvalidConfig(f"{self.kind(kind).singular} {normalised.get('name')!r}"
+                                f" cannot be stored as JSON: {exc}") from None
+        return normalised
 
     def parse_file(self, path: str | Path) -> dict[str, list[dict[str, Any]]]:
         """Validate every object in the file; InvalidConfig on the first problem."""
@@ -89,7 +97,7 @@ class ConfigManager:
             specs = []
             for index, item in enumerate(value):
                 try:
-                    spec = self.kinds[section].validate(item)
+                    spec = self.validate(section, item)
                 except OpsbusError as exc:
                     raise InvalidConfig(f"{path}: {section}[{index}]: {exc.detail}",
                                         **exc.extra) from None

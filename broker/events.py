@@ -764,7 +764,10 @@ def parse_request(
 
     limit = limits.max_event_bytes
     for i, event in enumerate(events):
-        size = len(orjson.dumps(event))
+        try:
+            size = len(encode(event))
+        except InvalidEvent as err:
+            raise (err.at_index(i) if batch else err) from None
         if size > limit:
             raise TooLarge(
                 (f"batch entry {i}: " if batch else "")
@@ -783,6 +786,17 @@ def parse_request(
 def dumps(event: dict) -> bytes:
     """Compact JSON of a normalized event (attribute order fixed by normalization)."""
     return orjson.dumps(event)
+
+
+def encode(event: dict) -> bytes:
+    """`dumps` for an event from outside: InvalidEvent when it cannot be stored as JSON
+    (data nested deeper than the encoder's limit of 254 levels parses, but does not
+    encode)."""
+    try:
+        return orjson.dumps(event)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidEvent(f"'data' cannot be stored as JSON: {exc}", attribute="data"
+                           ) from None
 
 
 # Printable ASCII the binding lets through unencoded: everything from U+0021 to U+007E

@@ -139,10 +139,19 @@ class Router:
         self.contributors: list[RouteContributor] = []
         self.transforms: list[Callable[[dict[str, Any]], dict[str, Any] | None]] = []
         self._index: RouteIndex | None = None
+        self._writers: set[str] = set()
 
-    def register_target(self, kind: str, handler: TargetHandler) -> None:
-        """Act on `kind:<name>` targets inside the event's transaction."""
+    def register_target(self, kind: str, handler: TargetHandler, *,
+                        writes: bool = True) -> None:
+        """Act on `kind:<name>` targets inside the event's transaction. A handler that
+        `writes` to the store runs in its own savepoint, so its failure undoes only its
+        own work; one that only schedules after-commit work needs none (the savepoint
+        would cost two statements per target hit)."""
         self.handlers[kind] = handler
+        if writes:
+            self._writers.add(kind)
+        else:
+            self._writers.discard(kind)
 
     def add_contributor(self, contributor: RouteContributor) -> None:
         """Add implicit routes computed from configuration (e.g. subscription filters)."""
@@ -205,6 +214,8 @@ class Router:
             return {"skipped": f"no handler for {kind} targets is loaded"}
         mark = ctx.mark()
         try:
+            if kind not in self._writers:
+                return await handler(ctx, stored, route, name) or {}
             async with ctx.tx.savepoint():
                 return await handler(ctx, stored, route, name) or {}
         except Exception as exc:

@@ -36,6 +36,11 @@ def parse_matcher(matcher: Any) -> dict[str, Any]:
             raise BadRequest("matcher.key must be a non-empty glob pattern", field="matcher")
         return {"key": value}
     if kind == "filter":
+        # compile_filter reads null, "" and {} as match-all: here that is a slip, not a
+        # wish to mute every queue, which `{"key": "*"}` says plainly.
+        if value is None or value == {} or (isinstance(value, str) and not value.strip()):
+            raise BadRequest('matcher.filter is empty; to silence everything use'
+                             ' {"key": "*"}', field="matcher")
         try:
             return {"filter": compile_filter(value).spec}
         except OpsbusError as exc:

@@ -109,9 +109,19 @@ class OpsbusConsole(App[None]):
     @on(ConnectionChanged)
     def _connection_changed(self, message: ConnectionChanged) -> None:
         self._feed_states[message.feed] = message.state
-        down = [f for f, s in self._feed_states.items() if s != "connected"]
         self.connection_detail = message.detail if message.state != "connected" else None
+        self._update_connection()
+
+    def forget_feed(self, feed: str) -> None:
+        """A feed that stopped for good (its screen closed) no longer counts as down."""
+        if self._feed_states.pop(feed, "connected") != "connected":
+            self._update_connection()
+
+    def _update_connection(self) -> None:
+        down = [f for f, s in self._feed_states.items() if s != "connected"]
         self.connection = "disconnected" if down else "connected"
+        if not down:
+            self.connection_detail = None
 
     # -- navigation -------------------------------------------------------------------
     async def action_view(self, name: str) -> None:

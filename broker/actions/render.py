@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import yarl
+
 from broker.errors import BadRequest, InvalidConfig
 from broker.outbound import clean_header_value
 from broker.templates import Template, compile_template, lookup, text_of
@@ -46,6 +48,12 @@ def compile_url(text: Any, what: str) -> UrlTemplate:
     if match is None:
         raise InvalidConfig(f"{what} must start with http:// or https:// and a host without"
                             f" placeholders, got {text!r}")
+    try:
+        valid_head = yarl.URL(match.group(1)).host is not None
+    except ValueError:  # e.g. an unclosed IPv6 bracket or a port past 65535
+        valid_head = False
+    if not valid_head:
+        raise InvalidConfig(f"{what}: {match.group(1)!r} is not a valid scheme and host")
     rest = compile_template(match.group(2), what)
     parts: list[tuple[str | tuple[str], str]] = []
     where = "path"

@@ -60,7 +60,8 @@ def _seconds(value: Any, what: str) -> float:
 
 
 def _validate_auth(auth: Any, where: str) -> dict[str, Any]:
-    if not isinstance(auth, dict) or auth.get("type") not in AUTH_FIELDS:
+    if not isinstance(auth, dict) or not isinstance(auth.get("type"), str) \
+            or auth["type"] not in AUTH_FIELDS:
         raise InvalidConfig(f"{where}: auth must be a table with type 'bearer', 'basic'"
                             " or 'api_key'")
     kind = auth["type"]

@@ -69,6 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UNREACHABLE if isinstance(exc, BrokerUnreachable) else EXIT_ERROR
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a file, folder or port the command needs: no traceback
+        what = exc.strerror or str(exc)
+        print(f"opsbus: {exc.filename}: {what}" if exc.filename else f"opsbus: {what}",
+              file=sys.stderr)
+        return EXIT_ERROR
 
 
 def client_options(parser: argparse.ArgumentParser) -> None:

@@ -69,6 +69,10 @@ def split_command(args: argparse.Namespace) -> list[str]:
     starts right there; options written between SUBSCRIPTION and `--` stay in the
     remainder instead, and are parsed into `args` here."""
     rest = list(args.cmd)
+    if rest and rest[0].startswith("-") and "--" not in rest:
+        # Options and no `--`: running `--url` as the command would only confuse.
+        raise BadRequest(f"no command to run: put it after --, e.g. opsbus consume"
+                         f" {args.subscription} {' '.join(rest)} -- ./handle.sh")
     if "--" not in rest or not rest[0].startswith("-"):
         return rest
     cut = rest.index("--")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import getpass
 import socket
 import sys
@@ -53,6 +54,24 @@ def read_data(spec: str | None) -> bytes | None:
     return spec.encode()
 
 
+def parse_data(raw: bytes, content_type: str | None) -> tuple[str, Any, str]:
+    """(member, value, default datacontenttype) for `--data`: JSON when it parses, else
+    UTF-8 text, else base64. Text that looks like JSON (or is declared JSON) but does not
+    parse is refused rather than sent as a string nobody meant."""
+    try:
+        return "data", orjson.loads(raw), "application/json"
+    except orjson.JSONDecodeError as exc:
+        declared_json = content_type is not None and "json" in content_type.lower()
+        if declared_json or (content_type is None and raw.lstrip()[:1] in (b"{", b"[")):
+            hint = "" if declared_json else "; to send it as text add --content-type text/plain"
+            raise BadRequest(f"--data is not valid JSON ({exc}){hint}") from None
+    try:
+        return "data", raw.decode(), "text/plain"
+    except UnicodeDecodeError:
+        # Bytes are carried as they are: replacing them would store something else.
+        return "data_base64", base64.b64encode(raw).decode("ascii"), "application/octet-stream"
+
+
 def build_event(args: argparse.Namespace) -> dict[str, Any]:
     event: dict[str, Any] = {
         "specversion": "1.0",
@@ -65,15 +84,9 @@ def build_event(args: argparse.Namespace) -> dict[str, Any]:
         event["subject"] = args.subject
     raw = read_data(args.data)
     if raw is not None:
-        content_type = args.content_type
-        try:
-            event["data"] = orjson.loads(raw)
-            event["datacontenttype"] = content_type or "application/json"
-        except orjson.JSONDecodeError:
-            if content_type and "json" in content_type:
-                raise BadRequest("--data is not valid JSON") from None
-            event["data"] = raw.decode(errors="replace")
-            event["datacontenttype"] = content_type or "text/plain"
+        member, value, default_type = parse_data(raw, args.content_type)
+        event[member] = value
+        event["datacontenttype"] = args.content_type or default_type
     for item in args.ext:
         name, sep, value = item.partition("=")
         if not sep:

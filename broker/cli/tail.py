@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from broker.cli import client_options, json_option
+from broker.errors import BadRequest
 from broker.summary import one_line
 
 
@@ -36,9 +37,14 @@ async def tail(args: argparse.Namespace) -> int:
         if kind == "disconnected":
             print(f"opsbus: stream interrupted ({detail}); reconnecting", file=sys.stderr)
 
+    if args.count is not None and args.count < 1:
+        raise BadRequest("--count must be at least 1")
+    if args.after is not None and args.after < 0:
+        raise BadRequest("--after must be a seq, 0 or more")
     async with OpsbusClient(args.url, args.token) as client:
-        if args.filter:  # fail fast with the position of a bad expression
-            await client.events(limit=1, filter=args.filter)
+        # Fail fast on a wrong URL or token, and with the position of a bad expression;
+        # only an established stream is worth reconnecting to.
+        await client.events(limit=1, filter=args.filter)
         async for seq, event in client.stream(after=args.after, filter=args.filter,
                                               on_state=state):
             if args.json:

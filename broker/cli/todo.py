@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from broker.cli import client_options, json_option
-from broker.cli.emit import read_data
+from broker.cli.emit import parse_data, read_data
 from broker.errors import BadRequest
 
 
@@ -243,10 +243,10 @@ async def todo_op(args: argparse.Namespace) -> int:
             body["attributes"] = attributes
         raw = read_data(args.data)
         if raw is not None:
-            try:
-                body["data"] = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                body["data"] = raw.decode(errors="replace")
+            member, body["data"], _ = parse_data(raw, None)
+            if member != "data":
+                raise BadRequest("--data: reemit sends JSON or UTF-8 text, and this is"
+                                 " neither")
     async with OpsbusClient(args.url, args.token) as client:
         answer = await client.todo_op(args.id, args.op, **body)
     if args.json:
@@ -263,7 +263,7 @@ async def silence_add(args: argparse.Namespace) -> int:
     from broker.client import OpsbusClient
 
     body: dict[str, Any] = {
-        "matcher": {"key": args.key} if args.key else {"filter": args.filter},
+        "matcher": {"key": args.key} if args.key is not None else {"filter": args.filter},
         "comment": args.comment, "operator": args.operator,
     }
     if args.queue:

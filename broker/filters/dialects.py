@@ -20,6 +20,9 @@ Match = Callable[[Event], bool]
 Explain = Callable[[Event], tuple[bool, "EvalError | None"]]
 
 DIALECTS: Final = ("exact", "prefix", "suffix", "all", "any", "not", "sql")
+MAX_NESTING: Final = 64
+"""Deepest nesting of `all`/`any`/`not`: deeper filters are not written by people, and a
+route holding one must still fit the JSON encoder's depth limit when stored."""
 
 # CloudEvents attribute names are lower-case letters and digits; the data extension adds
 # dot paths into JSON data, the same form CESQL expressions use.
@@ -83,7 +86,11 @@ def compile_filter(spec: dict[str, Any] | str | None) -> Filter:
     return Filter(normalized, match, explain)
 
 
-def _compile(spec: object, where: str) -> tuple[dict[str, Any], Match, Explain]:
+def _compile(spec: object, where: str, depth: int = 0
+             ) -> tuple[dict[str, Any], Match, Explain]:
+    if depth > MAX_NESTING:
+        raise InvalidFilter(f"{where}: filters are nested too deeply (more than"
+                            f" {MAX_NESTING} levels of all, any and not)")
     if not isinstance(spec, dict):
         raise InvalidFilter(f"{where}: a filter must be a JSON object, not {_kind(spec)}")
     if len(spec) != 1:
@@ -97,9 +104,9 @@ def _compile(spec: object, where: str) -> tuple[dict[str, Any], Match, Explain]:
     if dialect in ("exact", "prefix", "suffix"):
         return _compile_string_match(dialect, body, where)
     if dialect in ("all", "any"):
-        return _compile_list(dialect, body, where)
+        return _compile_list(dialect, body, where, depth)
     if dialect == "not":
-        inner, match, explain = _compile(body, where)
+        inner, match, explain = _compile(body, where, depth + 1)
 
         def negate(event: Event) -> bool:
             return not match(event)
@@ -193,10 +200,12 @@ def _all_of(tests: list[Match]) -> Match:
     return all_of
 
 
-def _compile_list(dialect: str, body: object, where: str) -> tuple[dict[str, Any], Match, Explain]:
+def _compile_list(dialect: str, body: object, where: str, depth: int
+                  ) -> tuple[dict[str, Any], Match, Explain]:
     if not isinstance(body, list) or not body:
         raise InvalidFilter(f"{where}: must be a non-empty array of filters")
-    compiled = [_compile(item, f"{where}[{index}]") for index, item in enumerate(body)]
+    compiled = [_compile(item, f"{where}[{index}]", depth + 1)
+                for index, item in enumerate(body)]
     specs = [spec for spec, _, _ in compiled]
     matches = tuple(match for _, match, _ in compiled)
     explains = tuple(explain for _, _, explain in compiled)

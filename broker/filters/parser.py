@@ -133,17 +133,22 @@ class _Parser:
         # AND, OR and XOR share one precedence level and associate left to right (3.6).
         # A run of one operator becomes one flat node: each is associative and evaluates
         # left to right either way, and long generated disjunctions stay shallow.
+        # The node is built once per run, not once per operand: rebuilding it each time
+        # made a generated 20 000-term disjunction take seconds to parse.
         left = self.comparison()
-        while (op := self.keyword()) in LOGIC_OPS:
+        op = self.keyword()
+        while op in LOGIC_OPS:
             op_token = self.advance()
-            right = self.comparison()
             if isinstance(left, Logic) and left.op == op:
-                operands = (*left.operands, right)
-                pos = left.pos
+                operands, pos = list(left.operands), left.pos
             else:
-                operands = (left, right)
-                pos = op_token.position
-            left = self.node(Logic(pos, str(op), operands), *operands)
+                operands, pos = [left], op_token.position
+            operands.append(self.comparison())
+            while (following := self.keyword()) == op:
+                self.advance()
+                operands.append(self.comparison())
+            left = self.node(Logic(pos, str(op), tuple(operands)), *operands)
+            op = following
         return left
 
     def comparison(self) -> Node:

@@ -8,7 +8,7 @@ from aiohttp import web
 from broker.actions.service import ActionService
 from broker.errors import BadRequest
 from broker.http.todos import operator_of
-from broker.http.util import broker_of, int_param, json_response, read_object
+from broker.http.util import broker_of, id_param, int_param, json_response, read_object
 
 routes = web.RouteTableDef()
 
@@ -38,6 +38,6 @@ async def run_quick_action(request: web.Request) -> web.Response:
         raise BadRequest(f"unknown field(s) {', '.join(unknown)} (known: operator, params,"
                          " wait_s)", field=unknown[0])
     finished, doc = await service_of(request).run_on_todo(
-        int(request.match_info["id"]), request.match_info["action"],
+        id_param(request), request.match_info["action"],
         operator_of(request, body), body.get("params"), float(wait_s))
     return json_response(doc, status=200 if finished else 202)

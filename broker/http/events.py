@@ -9,7 +9,7 @@ from aiohttp import web
 from broker.errors import NotFound
 from broker.events import Limits, parse_request
 from broker.filters import compile_filter
-from broker.http.util import broker_of, int_param, json_response
+from broker.http.util import broker_of, id_param, int_param, json_response
 from broker.store.records import StoredEvent
 from broker.timeutil import parse_since
 
@@ -87,7 +87,7 @@ async def list_events(request: web.Request) -> web.Response:
 async def get_event(request: web.Request) -> web.Response:
     """One stored event with the routes and targets it hit."""
     broker = broker_of(request)
-    seq = int(request.match_info["seq"])
+    seq = id_param(request, "seq")
     stored = await broker.store.get_event(seq)
     if stored is None:
         raise NotFound(f"no event with seq {seq}")

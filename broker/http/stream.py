@@ -10,7 +10,7 @@ from aiohttp import web
 from broker.errors import BadRequest
 from broker.follow import follow
 from broker.http.events import query_filter
-from broker.http.util import broker_of
+from broker.http.util import MAX_ID, broker_of
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
@@ -26,8 +26,8 @@ def resume_point(request: web.Request, head: int) -> int:
             except ValueError:
                 raise BadRequest(f"{what} must be an event seq (an integer), got {raw!r}"
                                  ) from None
-            if value < 0:
-                raise BadRequest(f"{what} must not be negative")
+            if not 0 <= value <= MAX_ID:
+                raise BadRequest(f"{what} must be an event seq between 0 and {MAX_ID}")
             return value
     return head
 

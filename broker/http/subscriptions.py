@@ -9,7 +9,7 @@ from aiohttp import web
 
 from broker.delivery.service import DeliveryService
 from broker.errors import BadRequest
-from broker.http.util import broker_of, int_param, json_response, read_object
+from broker.http.util import broker_of, id_param, int_param, json_response, read_object
 from broker.timeutil import parse_duration
 
 routes = web.RouteTableDef()
@@ -60,13 +60,13 @@ async def list_deliveries(request: web.Request) -> web.Response:
 @routes.get("/v1/subscriptions/{name}/deliveries/{id:\\d+}")
 async def get_delivery(request: web.Request) -> web.Response:
     return json_response(await service_of(request).delivery(
-        request.match_info["name"], int(request.match_info["id"])))
+        request.match_info["name"], id_param(request)))
 
 
 @routes.post("/v1/subscriptions/{name}/deliveries/{id:\\d+}/retry")
 async def retry_delivery(request: web.Request) -> web.Response:
     return json_response(await service_of(request).retry(
-        request.match_info["name"], int(request.match_info["id"])))
+        request.match_info["name"], id_param(request)))
 
 
 @routes.post("/v1/subscriptions/{name}/{verb:pause|resume}")

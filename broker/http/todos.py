@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from broker.errors import BadRequest
-from broker.http.util import broker_of, int_param, json_response, read_object
+from broker.http.util import broker_of, id_param, int_param, json_response, read_object
 from broker.silences import describe
 from broker.todos import service_of
 from broker.todos.views import item_detail, list_items, queue_info, queue_overview
@@ -49,7 +49,7 @@ async def list_todos(request: web.Request) -> web.Response:
 @routes.get("/v1/todos/{id:\\d+}")
 async def get_todo(request: web.Request) -> web.Response:
     service = service_of(broker_of(request))
-    return json_response(await item_detail(service, int(request.match_info["id"])))
+    return json_response(await item_detail(service, id_param(request)))
 
 
 @routes.post("/v1/todos/{id:\\d+}/{op}")
@@ -57,7 +57,7 @@ async def operate(request: web.Request) -> web.Response:
     service = service_of(broker_of(request))
     body = await read_object(request, optional=True)
     item, published = await service.operate(
-        int(request.match_info["id"]), request.match_info["op"], operator_of(request, body),
+        id_param(request), request.match_info["op"], operator_of(request, body),
         body)
     answer: dict[str, Any] = {"item": item.to_dict()}
     if published is not None:
@@ -84,7 +84,7 @@ async def list_silences(request: web.Request) -> web.Response:
 @routes.get("/v1/silences/{id:\\d+}")
 async def get_silence(request: web.Request) -> web.Response:
     service = service_of(broker_of(request))
-    return json_response(describe(await service.silences.get(int(request.match_info["id"]))))
+    return json_response(describe(await service.silences.get(id_param(request))))
 
 
 @routes.delete("/v1/silences/{id:\\d+}")
@@ -93,5 +93,5 @@ async def expire_silence(request: web.Request) -> web.Response:
     service = service_of(broker_of(request))
     body = await read_object(request, optional=True)
     operator = body.get("operator") or request.query.get("operator") or "api"
-    silence = await service.silences.expire(int(request.match_info["id"]), str(operator))
+    silence = await service.silences.expire(id_param(request), str(operator))
     return json_response(describe(silence))

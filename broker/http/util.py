@@ -8,9 +8,12 @@ import orjson
 from aiohttp import web
 
 from broker.core import Broker
-from broker.errors import BadRequest
+from broker.errors import BadRequest, NotFound
 
 BROKER = web.AppKey("broker", Broker)
+
+MAX_ID = 2**63 - 1
+"""The largest seq or id the store holds (a signed 64-bit integer)."""
 
 
 def broker_of(request: web.Request) -> Broker:
@@ -53,7 +56,19 @@ def int_param(request: web.Request, name: str, default: int, *, minimum: int = 0
     except ValueError:
         raise BadRequest(f"query parameter {name} must be an integer, got {raw!r}",
                          parameter=name) from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise BadRequest(f"query parameter {name} must be {bound}", parameter=name)
+    maximum = MAX_ID if maximum is None else maximum
+    if not minimum <= value <= maximum:
+        raise BadRequest(f"query parameter {name} must be between {minimum} and {maximum}",
+                         parameter=name)
+    return value
+
+
+def id_param(request: web.Request, name: str = "id") -> int:
+    """A numeric path segment (the route pattern admits only digits); 404 past the
+    64-bit range, where no object can exist."""
+    raw = request.match_info[name]
+    value = int(raw)
+    if value > MAX_ID:
+        raise NotFound(f"no object has {name} {raw}: {name}s are at most {MAX_ID}",
+                       parameter=name)
     return value

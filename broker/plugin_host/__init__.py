@@ -16,7 +16,7 @@ def setup(broker: Broker) -> None:
     """Create the host; it loads plugins on the first configuration load."""
     host = PluginHost(broker)
     broker.extensions["plugins"] = host
-    broker.router.register_target("plugin", host.route_target)
+    broker.router.register_target("plugin", host.route_target, writes=False)
     broker.config.on_change(host.on_config)
     broker.add_service("plugin-watch", host.watch)
     broker.on_stop(host.stop)

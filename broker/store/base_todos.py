@@ -8,7 +8,7 @@ clock reading at a different moment, decides what is due.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -24,6 +24,12 @@ class TodoState(StrEnum):
 TODO_VIEWS = ("open", "claimed", "snoozed", "resolved", "active")
 """List filters: `open`/`claimed` leave snoozed items out, `snoozed` is any unresolved
 item snoozed past now, `active` is open + claimed (not snoozed)."""
+
+
+def _fields_of(record: Any) -> dict[str, Any]:
+    """A record's fields as a dict; shallow, unlike `asdict`, whose deep copies showed
+    up in the ingest profile (records are frozen and serialised right away)."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +59,7 @@ class TodoItem:
 
     def to_dict(self) -> dict[str, Any]:
         """The API form (see the todo item contract)."""
-        doc = asdict(self)
+        doc = _fields_of(self)
         doc["state"] = self.state.value
         return doc
 
@@ -76,7 +82,7 @@ class TodoHistoryEntry:
     detail: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _fields_of(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +96,7 @@ class TodoEventRef:
     time: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _fields_of(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from broker.errors import BadRequest, NotFound, OpsbusError
-from broker.events import validate_event
+from broker.events import encode, validate_event
 from broker.silences import Silences
 from broker.store.base_todos import TodoItem
 from broker.store.records import ConfigObject, StoredEvent
@@ -263,4 +263,6 @@ def reemitted_copy(original: dict[str, Any], body: dict[str, Any]) -> dict[str, 
         copy["data"] = body["data"]
     copy["id"] = str(uuid.uuid4())
     copy["reemittedfrom"] = str(original["id"])
-    return validate_event(copy)
+    checked = validate_event(copy)
+    encode(checked)
+    return checked

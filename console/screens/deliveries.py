@@ -9,17 +9,26 @@ from rich.text import Text
 from textual import on, work
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from broker.errors import NotFound, OpsbusError
+from console.feed import EventFeed
 from console.format import age_since
+from console.messages import EventsArrived
 from console.screens.base import ConsoleScreen
 from console.widgets.columns import add_columns
+from console.widgets.rows import RowSpec, cursor_key, replace_rows
 
 DEAD = "deadlettered"
 """The delivery state of a dead letter."""
-REFRESH_S = 5.0
+DELIVERY_FILTER = "type LIKE 'opsbus.delivery.%' OR type LIKE 'opsbus.subscription.%'"
+"""The broker's announcements of dead letters and of subscriptions changing state."""
+RELOAD_AFTER_S = 0.5
+"""A burst of announcements reloads once, this long after the first of them."""
+REFRESH_S = 15.0
+"""Pending counts change without an announcement: reload this often regardless."""
 
 
 def failing(sub: dict[str, Any]) -> bool:
@@ -48,6 +57,10 @@ class DeliveriesScreen(ConsoleScreen):
         self.dead: dict[int, dict[str, Any]] = {}
         self.available = True
         self.loaded = False
+        self.feed: EventFeed | None = None
+        self._dead_of: str | None = None
+        """The subscription whose dead letters the table shows."""
+        self._reload_timer: Timer | None = None
 
     def compose_body(self) -> Iterable[Widget]:
         with Vertical():
@@ -63,6 +76,33 @@ class DeliveriesScreen(ConsoleScreen):
                     ("ATTEMPTS", 8), ("STATUS", 6), ("AGE", 6), ("LAST ERROR", 80))
         self.query_one("#subscriptions").focus()
         self.set_interval(REFRESH_S, self.reload)
+        self._follow()
+
+    @work(exclusive=True, group="deliveries-feed")
+    async def _follow(self) -> None:
+        client = self.console.client
+        try:
+            head = await client.events(limit=1, order="desc")
+            after: int | None = head["events"][0]["seq"] if head["events"] else 0
+        except OpsbusError:
+            after = None  # the reload below reports the broker's absence
+        self.reload()
+        self.feed = EventFeed("deliveries", client, self, after=after, filter=DELIVERY_FILTER,
+                              window_s=self.console.batch_window_s)
+        await self.feed.run()
+
+    @on(EventsArrived)
+    def _announced(self, message: EventsArrived) -> None:
+        try:
+            if message.feed == "deliveries":
+                message.stop()
+                if self._reload_timer is None:
+                    self._reload_timer = self.set_timer(RELOAD_AFTER_S, self._reload_now)
+        finally:
+            message.handled.set()
+
+    def _reload_now(self) -> None:
+        self._reload_timer = None
         self.reload()
 
     @work(exclusive=True, group="deliveries")
@@ -84,7 +124,7 @@ class DeliveriesScreen(ConsoleScreen):
                                          key=lambda kv: (not failing(kv[1]), kv[0])))
         self._render_subscriptions()
         if self.selected not in self.subscriptions:
-            self.selected = next(iter(self.subscriptions), None)
+            self.selected = cursor_key(self.query_one("#subscriptions", DataTable))
         await self._load_dead()
         self.loaded = True
 
@@ -94,28 +134,28 @@ class DeliveriesScreen(ConsoleScreen):
         self.loaded = True
 
     def _render_subscriptions(self) -> None:
-        table = self.query_one("#subscriptions", DataTable)
-        keep = self.selected
-        table.clear()
+        rows: list[RowSpec] = []
         for name, sub in self.subscriptions.items():
             status = sub.get("status") or {}
             counts = status.get("counts") or {}
             last = status.get("last_error") or {}
             state = str(status.get("state", "?"))
-            table.add_row(
+            rows.append((name, (
                 Text(name, style="bold red" if failing(sub) else ""), str(sub.get("type", "")),
                 Text(state, style="green" if state == "active" else "bold red"),
                 str(counts.get("pending", 0)),
                 Text(str(counts.get(DEAD, 0)), style="bold red" if counts.get(DEAD) else "dim"),
-                str(last.get("error") or ""), key=name)
-        if keep in self.subscriptions:
-            table.move_cursor(row=table.get_row_index(keep), animate=False)
+                str(last.get("error") or ""))))
+        replace_rows(self.query_one("#subscriptions", DataTable), rows)
 
     async def _load_dead(self) -> None:
         table = self.query_one("#dead", DataTable)
         title = self.query_one("#dead-title", Static)
-        table.clear()
-        self.dead = {}
+        if self.selected != self._dead_of:
+            # Another subscription's dead letters: start at the top of its list.
+            table.clear()
+            self.dead = {}
+            self._dead_of = self.selected
         if self.selected is None:
             title.update("DEAD LETTERS — no subscriptions configured")
             return
@@ -128,16 +168,22 @@ class DeliveriesScreen(ConsoleScreen):
         except OpsbusError as exc:
             title.update(Text(f"cannot load dead letters: {exc.detail}", style="bold red"))
             return
+        if self._dead_of != self.selected:
+            return  # the selection moved on while this answer was on its way
         now = self.console.now()
-        for d in answer.get("deliveries", []):
-            self.dead[int(d["id"])] = d
-            table.add_row(str(d["id"]), str(d["seq"]), str(d.get("attempts", "")),
-                          str(d.get("last_status") or "-"), age_since(d.get("updated_at"), now),
-                          str(d.get("last_error") or ""), key=str(d["id"]))
+        self.dead = {int(d["id"]): d for d in answer.get("deliveries", [])}
+        replace_rows(table, [
+            (str(d["id"]), (str(d["id"]), str(d["seq"]), str(d.get("attempts", "")),
+                            str(d.get("last_status") or "-"),
+                            age_since(d.get("updated_at"), now),
+                            str(d.get("last_error") or "")))
+            for d in self.dead.values()])
         title.update(f"DEAD LETTERS of {self.selected} — {len(self.dead)}")
 
     @on(DataTable.RowHighlighted, "#subscriptions")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row != event.data_table.cursor_row:
+            return  # a highlight from before the table was rebuilt
         name = event.row_key.value
         if name is not None and name != self.selected:
             self.selected = name

@@ -13,6 +13,8 @@ from console.widgets.confirm import ConfirmModal
 from console.widgets.editor import EditorModal
 from console.widgets.note import NoteModal
 
+AUDIT_FILTER = "type LIKE 'opsbus.todo.%'"
+"""The audit events that carry every change of every item (extension `todoid`)."""
 ITEM_BINDINGS: list[BindingType] = [
     Binding("c", "claim", "Claim"),
     Binding("r", "release", "Release"),
@@ -37,6 +39,21 @@ def reemit_body(original: dict[str, Any], edited: dict[str, Any]) -> dict[str, A
     if edited.get("data") != original.get("data"):
         body["data"] = edited.get("data")
     return body
+
+
+def action_params(event: dict[str, Any]) -> dict[str, Any]:
+    """Parameters for a quick action, prefilled from the item's event: its attributes
+    and the scalar members of its data as `data.NAME`, the names action templates use.
+    The broker renders the action from the same event, so unedited values change
+    nothing; an edited one overrides the event's field for this run."""
+    fixed = {"specversion", "id", "time", "datacontenttype", "dataschema", "data",
+             "data_base64"}
+    params = {k: v for k, v in event.items() if k not in fixed}
+    data = event.get("data")
+    if isinstance(data, dict):
+        params.update({f"data.{k}": v for k, v in data.items()
+                       if not isinstance(v, dict | list)})
+    return params
 
 
 class ItemActionsScreen(ConsoleScreen):

@@ -18,11 +18,9 @@ from broker.errors import OpsbusError
 from console.feed import EventFeed
 from console.format import age, age_since, parse_time
 from console.messages import EventsArrived
-from console.screens.item_actions import ITEM_BINDINGS, ItemActionsScreen
+from console.screens.item_actions import AUDIT_FILTER, ITEM_BINDINGS, ItemActionsScreen
 from console.widgets.columns import add_columns
 
-AUDIT_FILTER = "type LIKE 'opsbus.todo.%'"
-"""The audit events that carry every change of every item."""
 VIEWS = ("all", "unclaimed", "mine", "snoozed", "resolved")
 """Item lists: all = open + claimed (not snoozed)."""
 MAX_ITEMS = 500
