@@ -23,10 +23,12 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check broker console plugins tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q $(ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check broker console plugins tests bench
+	$(BIN)/mypy
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/ingest.py

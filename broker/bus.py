@@ -135,11 +135,12 @@ def with_lineage(event: dict[str, Any], cause: dict[str, Any]) -> dict[str, Any]
 def transformed(transforms: list[Callable[[dict[str, Any]], dict[str, Any] | None]],
                 event: dict[str, Any]) -> dict[str, Any] | None:
     """The event after each transform in order; None once one drops it."""
-    result: dict[str, Any] | None = event
+    result = event
     for transform in transforms:
-        result = transform(result)
-        if result is None:
+        out = transform(result)
+        if out is None:
             return None
+        result = out
     return result
 
 

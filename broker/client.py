@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypedDict, Unpack, cast
 from urllib.parse import quote
 
 import aiohttp
@@ -49,6 +49,16 @@ class ClientError(OpsbusError):
         self.problem_doc = problem
         self.status = int(problem.get("status", 500))
         self.title = str(problem.get("title", "Error"))
+
+
+class _RequestOptions(TypedDict, total=False):
+    """The keyword arguments of `OpsbusClient.request`."""
+
+    json: Any
+    data: bytes | None
+    headers: dict[str, str] | None
+    params: dict[str, Any] | None
+    timeout: float | None
 
 
 def _error(status: int, body: bytes) -> OpsbusError:
@@ -144,24 +154,36 @@ class OpsbusClient:
             raise BrokerUnreachable(f"cannot reach the broker at {self.url}: "
                                     f"{exc or type(exc).__name__}") from None
 
+    # The API's answers are not validated here: each endpoint documents its shape, and
+    # the casts below record which shape (object or array of objects) a method returns.
+    async def _object(self, method: str, path: str, **options: Unpack[_RequestOptions]
+                      ) -> dict[str, Any]:
+        """`request` for an endpoint that answers a JSON object."""
+        return cast("dict[str, Any]", await self.request(method, path, **options))
+
+    async def _list(self, method: str, path: str, **options: Unpack[_RequestOptions]
+                    ) -> list[dict[str, Any]]:
+        """`request` for an endpoint that answers a JSON array of objects."""
+        return cast("list[dict[str, Any]]", await self.request(method, path, **options))
+
     # -- events --------------------------------------------------------------------
     async def publish(self, event: dict[str, Any]) -> dict[str, Any]:
         """Publish one structured event; {seq, id, duplicate}."""
-        return await self.request("POST", "/v1/events", data=orjson.dumps(event),
+        return await self._object("POST", "/v1/events", data=orjson.dumps(event),
                                   headers={"Content-Type": "application/cloudevents+json"})
 
     async def publish_batch(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return await self.request(
+        return await self._list(
             "POST", "/v1/events", data=orjson.dumps(events),
             headers={"Content-Type": "application/cloudevents-batch+json"})
 
     async def events(self, *, after: int = 0, limit: int = 100, filter: str | None = None,
                      **params: Any) -> dict[str, Any]:
-        return await self.request("GET", "/v1/events", params={
+        return await self._object("GET", "/v1/events", params={
             "after": after, "limit": limit, "filter": filter, **params})
 
     async def event(self, seq: int) -> dict[str, Any]:
-        return await self.request("GET", f"/v1/events/{seq}")
+        return await self._object("GET", f"/v1/events/{seq}")
 
     async def evaluate(self, event: dict[str, Any], expression: str | None = None,
                        filter: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -170,7 +192,7 @@ class OpsbusClient:
             body["filter"] = filter
         else:
             body["expression"] = expression
-        return await self.request("POST", "/v1/filters/evaluate", json=body)
+        return await self._object("POST", "/v1/filters/evaluate", json=body)
 
     # -- configuration ---------------------------------------------------------------
     async def plugins(self) -> dict[str, Any]:
@@ -179,10 +201,10 @@ class OpsbusClient:
         return result
 
     async def list_objects(self, kind: str) -> list[dict[str, Any]]:
-        return (await self.request("GET", f"/v1/{kind}"))[kind]
+        return cast("list[dict[str, Any]]", (await self._object("GET", f"/v1/{kind}"))[kind])
 
     async def put_object(self, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
-        return await self.request("PUT", f"/v1/{kind}/{quote(spec['name'], safe='')}",
+        return await self._object("PUT", f"/v1/{kind}/{quote(spec['name'], safe='')}",
                                   json=spec)
 
     async def delete_object(self, kind: str, name: str) -> None:
@@ -194,72 +216,73 @@ class OpsbusClient:
                           history: dict[str, Any] | None = None) -> dict[str, Any]:
         """`POST /v1/routes/test`: where `events` would go, or what the draft `route`
         would have matched over stored `history` ({since, until, limit}); no side effects."""
-        return await self.request("POST", "/v1/routes/test", json={
+        return await self._object("POST", "/v1/routes/test", json={
             "route": route, "events": events, "history": history}, timeout=300)
 
     async def config_status(self) -> dict[str, Any]:
         """`GET /v1/config/status`: the config file, last reload and its error."""
-        return await self.request("GET", "/v1/config/status")
+        return await self._object("GET", "/v1/config/status")
 
     # -- queues, todo items and silences -------------------------------------------------
     async def queues(self) -> list[dict[str, Any]]:
         """Every queue with its open, claimed, snoozed and resolved counts."""
-        return (await self.request("GET", "/v1/queues"))["queues"]
+        return cast("list[dict[str, Any]]", (await self._object("GET", "/v1/queues"))["queues"])
 
     async def queue(self, name: str) -> dict[str, Any]:
-        return await self.request("GET", f"/v1/queues/{quote(name, safe='')}")
+        return await self._object("GET", f"/v1/queues/{quote(name, safe='')}")
 
     async def todos(self, *, queue: str | None = None, state: str | None = None,
                     owner: str | None = None, limit: int = 100, after: str | None = None
                     ) -> dict[str, Any]:
         """A page of items, newest activity first: {"items": [...], "next": cursor|None}."""
-        return await self.request("GET", "/v1/todos", params={
+        return await self._object("GET", "/v1/todos", params={
             "queue": queue, "state": state, "owner": owner, "limit": limit, "after": after})
 
     async def todo(self, todo_id: int) -> dict[str, Any]:
         """One item with its events and history."""
-        return await self.request("GET", f"/v1/todos/{int(todo_id)}")
+        return await self._object("GET", f"/v1/todos/{int(todo_id)}")
 
     async def todo_op(self, todo_id: int, op: str, **body: Any) -> dict[str, Any]:
         """claim, release, resolve, comment, snooze or reemit; body members as keywords
         (`operator=` always). Answers {"item": {...}} (+ "event" for reemit)."""
-        return await self.request("POST", f"/v1/todos/{int(todo_id)}/{quote(op, safe='')}",
+        return await self._object("POST", f"/v1/todos/{int(todo_id)}/{quote(op, safe='')}",
                                   json=body)
 
     async def add_silence(self, **body: Any) -> dict[str, Any]:
         """matcher=, duration= or ends_at=, comment=, operator=, queue=."""
-        return await self.request("POST", "/v1/silences", json=body)
+        return await self._object("POST", "/v1/silences", json=body)
 
     async def silences(self, *, all: bool = False) -> list[dict[str, Any]]:
         params = {"all": "true"} if all else None
-        return (await self.request("GET", "/v1/silences", params=params))["silences"]
+        answer = await self._object("GET", "/v1/silences", params=params)
+        return cast("list[dict[str, Any]]", answer["silences"])
 
     async def expire_silence(self, silence_id: int, operator: str | None = None
                              ) -> dict[str, Any]:
-        return await self.request("DELETE", f"/v1/silences/{int(silence_id)}",
+        return await self._object("DELETE", f"/v1/silences/{int(silence_id)}",
                                   json={"operator": operator} if operator else None)
 
     # -- subscriptions, pull consumers and actions ----------------------------------------
     async def subscription(self, name: str) -> dict[str, Any]:
         """A subscription's spec (secret redacted) with its `status`."""
-        return await self.request("GET", f"/v1/subscriptions/{quote(name, safe='')}")
+        return await self._object("GET", f"/v1/subscriptions/{quote(name, safe='')}")
 
     async def deliveries(self, name: str, *, state: str | None = None, after: int = 0,
                          limit: int = 100) -> dict[str, Any]:
         """`{"deliveries": [... with "attempts_log"], "next"}`, oldest first."""
-        return await self.request(
+        return await self._object(
             "GET", f"/v1/subscriptions/{quote(name, safe='')}/deliveries",
             params={"state": state, "after": after, "limit": limit})
 
     async def retry_delivery(self, name: str, delivery_id: int) -> dict[str, Any]:
-        return await self.request(
+        return await self._object(
             "POST", f"/v1/subscriptions/{quote(name, safe='')}/deliveries/{delivery_id}/retry")
 
     async def pause_subscription(self, name: str, operator: str | None = None,
                                  *, resume: bool = False) -> dict[str, Any]:
         """Pause (or with `resume=True` resume) a subscription; its status."""
         verb = "resume" if resume else "pause"
-        return await self.request("POST", f"/v1/subscriptions/{quote(name, safe='')}/{verb}",
+        return await self._object("POST", f"/v1/subscriptions/{quote(name, safe='')}/{verb}",
                                   json={"operator": operator} if operator else {})
 
     async def receive(self, name: str, *, max: int = 10, wait_s: float = 20.0,
@@ -268,19 +291,19 @@ class OpsbusClient:
         body: dict[str, Any] = {"max": max, "wait_s": wait_s}
         if lease_s is not None:
             body["lease_s"] = lease_s
-        return await self.request("POST", f"/v1/subscriptions/{quote(name, safe='')}/receive",
+        return await self._list("POST", f"/v1/subscriptions/{quote(name, safe='')}/receive",
                                   json=body, timeout=wait_s + self.timeout)
 
     async def settle(self, name: str, verb: str, leases: list[str], **extra: Any
                      ) -> dict[str, Any]:
         """`ack`, `release` (`delay=`), `reject` or `renew` (`lease_s=`) leases; Conflict
         (409) names the leases no longer held, and then nothing changed."""
-        return await self.request("POST", f"/v1/subscriptions/{quote(name, safe='')}/{verb}",
+        return await self._object("POST", f"/v1/subscriptions/{quote(name, safe='')}/{verb}",
                                   json={"leases": leases, **extra})
 
     async def action_jobs(self, name: str, *, after: int = 0, limit: int = 100
                           ) -> dict[str, Any]:
-        return await self.request("GET", f"/v1/actions/{quote(name, safe='')}/jobs",
+        return await self._object("GET", f"/v1/actions/{quote(name, safe='')}/jobs",
                                   params={"after": after, "limit": limit})
 
     async def run_todo_action(self, todo_id: int, action: str, operator: str,
@@ -288,7 +311,7 @@ class OpsbusClient:
                               ) -> dict[str, Any]:
         """Run a queue's quick action on an item: `{"job", "result"}` (no result yet when
         the job outlasts `wait_s`)."""
-        return await self.request(
+        return await self._object(
             "POST", f"/v1/todos/{todo_id}/actions/{quote(action, safe='')}",
             json={"operator": operator, "params": params or {}, "wait_s": wait_s},
             timeout=wait_s + self.timeout)

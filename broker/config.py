@@ -18,6 +18,7 @@ from broker.store.records import ConfigObject
 from broker.timeutil import now_rfc3339
 
 if TYPE_CHECKING:
+    from broker.bus import WriteContext
     from broker.core import Broker
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ class ConfigManager:
                 raise InvalidConfig(f"name in the body ({spec['name']!r}) differs from the URL")
         normalised = self.validate(kind, spec)
 
-        async def write(ctx: Any) -> tuple[ConfigObject, bool]:
+        async def write(ctx: WriteContext) -> tuple[ConfigObject, bool]:
             old = await self.broker.store.get_config(kind, normalised["name"])
             if old is not None and old.origin == "file":
                 raise Conflict(
@@ -199,7 +200,7 @@ class ConfigManager:
                 " remove it there"
             )
 
-        async def write(ctx: Any) -> bool:
+        async def write(ctx: WriteContext) -> bool:
             return await ctx.tx.delete_config(kind, name)
 
         await self.broker.bus.run(write)

@@ -69,6 +69,15 @@ class Broker:
 
     async def start(self) -> None:
         await self.store.open()
+        try:
+            await self._start()
+        except BaseException:
+            # A refused config file must end the process: left open, the store's
+            # reader and writer threads would keep it alive after the error is shown.
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         self.hub.head = await self.store.last_seq()
         await self.bus.start()
         if self.settings.config:

@@ -426,7 +426,8 @@ def _noop(name: str, value: object) -> None:
     pass  # specversion: checked before the loop
 
 
-_CORE_CHECKS: Final[dict[str, Callable[[str, object], None]]] = {
+# A check raises InvalidEvent; what it returns (if anything) is ignored.
+_CORE_CHECKS: Final[dict[str, Callable[[str, object], object]]] = {
     "specversion": _noop,
     "id": _check_string,
     "source": _check_source,
@@ -498,7 +499,7 @@ def _check_base64(value: object) -> None:
 # Validation of one structured (JSON-decoded) event.
 
 
-def validate_event(obj: object) -> dict:
+def validate_event(obj: object) -> dict[str, Any]:
     """Validate a JSON-decoded structured-mode event; return its normalized form.
 
     The input is not modified. Raises :class:`InvalidEvent` naming the attribute.
@@ -580,12 +581,12 @@ def _loads(body: bytes, what: str) -> object:
         raise InvalidEvent(f"{what} is not valid JSON: {exc}") from None
 
 
-def parse_structured(body: bytes) -> dict:
+def parse_structured(body: bytes) -> dict[str, Any]:
     """Parse a structured-mode body (``application/cloudevents+json``)."""
     return validate_event(_loads(body, "the structured-mode body"))
 
 
-def _parse_batch(body: bytes, max_events: int | None) -> list[dict]:
+def _parse_batch(body: bytes, max_events: int | None) -> list[dict[str, Any]]:
     items = _loads(body, "the batch body")
     if type(items) is not list:
         raise InvalidEvent(f"a batch must be a JSON array of events, got {_json_type(items)}")
@@ -597,7 +598,7 @@ def _parse_batch(body: bytes, max_events: int | None) -> list[dict]:
             limit=max_events,
             size=len(items),
         )
-    events: list[dict] = []
+    events: list[dict[str, Any]] = []
     for i, item in enumerate(items):
         try:
             events.append(validate_event(item))
@@ -606,7 +607,7 @@ def _parse_batch(body: bytes, max_events: int | None) -> list[dict]:
     return events
 
 
-def parse_batch(body: bytes) -> list[dict]:
+def parse_batch(body: bytes) -> list[dict[str, Any]]:
     """Parse a batched-mode body (``application/cloudevents-batch+json``), no count limit."""
     return _parse_batch(body, None)
 
@@ -657,7 +658,9 @@ def _header_value(name: str, raw: str) -> str:
     return value
 
 
-def _parse_binary(headers: Mapping[str, str], body: bytes, content_type: str | None) -> dict:
+def _parse_binary(
+    headers: Mapping[str, str], body: bytes, content_type: str | None
+) -> dict[str, Any]:
     event: dict[str, object] = {}
     for hname, hvalue in headers.items():
         lname = hname.lower()
@@ -728,14 +731,14 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
-def parse_binary(headers: Mapping[str, str], body: bytes) -> dict:
+def parse_binary(headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
     """Parse a binary-mode message: ``ce-*`` headers, ``Content-Type``, body as data."""
     return _parse_binary(headers, body, _header(headers, "content-type"))
 
 
 def parse_request(
     content_type: str | None, headers: Mapping[str, str], body: bytes, limits: Limits
-) -> tuple[list[dict], bool]:
+) -> tuple[list[dict[str, Any]], bool]:
     """Parse an HTTP request carrying events; return ``(events, is_batch)``.
 
     ``content_type`` is the raw ``Content-Type`` header value (with parameters) or None;
@@ -783,12 +786,12 @@ def parse_request(
 # Output.
 
 
-def dumps(event: dict) -> bytes:
+def dumps(event: dict[str, Any]) -> bytes:
     """Compact JSON of a normalized event (attribute order fixed by normalization)."""
     return orjson.dumps(event)
 
 
-def encode(event: dict) -> bytes:
+def encode(event: dict[str, Any]) -> bytes:
     """`dumps` for an event from outside: InvalidEvent when it cannot be stored as JSON
     (data nested deeper than the encoder's limit of 254 levels parses, but does not
     encode)."""
@@ -812,7 +815,7 @@ def _percent_encode(value: str) -> str:
     return quote(value, safe=_HEADER_SAFE)  # UTF-8, upper-case hex, as the binding says
 
 
-def to_binary(event: dict) -> tuple[dict[str, str], bytes]:
+def to_binary(event: dict[str, Any]) -> tuple[dict[str, str], bytes]:
     """Render a normalized event in HTTP binary mode: ``(headers, body)``.
 
     Headers are ``ce-<attribute>`` (values percent-encoded per the binding) and
@@ -867,7 +870,7 @@ def new_event(
     time: str | None = None,
     datacontenttype: str | None = "application/json",
     **extensions: object,
-) -> dict:
+) -> dict[str, Any]:
     """Build a valid, normalized event for the broker's own events.
 
     ``id`` defaults to a UUID4 and ``time`` to now (UTC, RFC 3339, milliseconds).

@@ -39,7 +39,9 @@ ResultHook = Callable[["WriteContext", ActionJob, StoredEvent], Awaitable[None]]
 
 def plugin_outcome(raw: Any, latency_ms: float) -> tuple[OutboundResult, dict[str, Any]]:
     """A plugin kind's `{"ok", "status", "body", "error", "request"}` as a result."""
-    doc = raw if isinstance(raw, dict) else {"ok": False, "error": "the plugin returned nothing"}
+    doc: dict[str, Any] = (
+        raw if isinstance(raw, dict) else {"ok": False, "error": "the plugin returned nothing"}
+    )
     status = doc.get("status") if isinstance(doc.get("status"), int) else None
     body = doc.get("body")
     text = body if isinstance(body, str) else ("" if body is None else str(body))
@@ -48,7 +50,8 @@ def plugin_outcome(raw: Any, latency_ms: float) -> tuple[OutboundResult, dict[st
     result = OutboundResult(status, latency_ms, text[:BODY_LIMIT], len(text) > BODY_LIMIT,
                             error=error, refused=not ok and not doc.get("retryable", False),
                             succeeded=ok)
-    request = doc.get("request") if isinstance(doc.get("request"), dict) else {}
+    raw_request = doc.get("request")
+    request: dict[str, Any] = raw_request if isinstance(raw_request, dict) else {}
     return result, request
 
 

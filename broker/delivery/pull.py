@@ -5,6 +5,7 @@ consumers share the work without duplicates while their leases hold."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -116,7 +117,7 @@ class PullService:
         now = time.time()
         for sub in self.registry.pull():
             if await self.broker.store.count_exhausted(sub.name, sub.max_deliveries, now):
-                await self.broker.bus.run(lambda ctx, s=sub: self._drain_exhausted(ctx, s))
+                await self.broker.bus.run(functools.partial(self._drain_exhausted, sub=sub))
 
     async def _drain_exhausted(self, ctx: WriteContext, sub: Subscription) -> None:
         batch = await ctx.tx.lease_deliveries(sub.name, MAX_BATCH, time.time(), 0.0,

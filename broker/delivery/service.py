@@ -16,7 +16,7 @@ from broker.delivery.pull import PullService
 from broker.delivery.push import PushDispatcher, build_request
 from broker.delivery.subscriptions import Subscription, SubscriptionRegistry, redacted
 from broker.errors import BadRequest, Conflict, NotFound
-from broker.store.base_delivery import DeliveryState, SubscriptionControl
+from broker.store.base_delivery import Delivery, DeliveryState, SubscriptionControl
 from broker.store.records import ConfigObject, StoredEvent
 from broker.timeutil import now_rfc3339
 
@@ -171,7 +171,7 @@ class DeliveryService:
         """Operator retry of a dead-lettered delivery: due now, with a fresh budget."""
         sub = self.subscription(name)
 
-        async def write(ctx: WriteContext) -> Any:
+        async def write(ctx: WriteContext) -> Delivery:
             current = await self.broker.store.get_delivery(delivery_id)
             if current is None or current.subscription != name:
                 raise NotFound(f"subscription {name!r} has no delivery {delivery_id}")

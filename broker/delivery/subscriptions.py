@@ -199,8 +199,10 @@ class RetryPolicy:
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt `attempt` (1-based): "equal jitter", half
         fixed and half random, so retries spread out but never come back too early."""
-        base = min(self.max_backoff, self.backoff * 2 ** max(0, attempt - 1))
-        return base / 2 + (rng or random).uniform(0, base / 2)
+        # 1 << n is 2 ** n typed as int (int ** int is Any to the type checker)
+        base = min(self.max_backoff, self.backoff * (1 << max(0, attempt - 1)))
+        uniform = rng.uniform if rng is not None else random.uniform
+        return base / 2 + uniform(0, base / 2)
 
 
 @dataclass(frozen=True)

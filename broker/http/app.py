@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from broker.core import Broker
 from broker.errors import Unauthorized
@@ -37,11 +38,11 @@ GENERIC_CONFIG_MODULE = "broker.http.config_api"
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-def auth_middleware(token: str) -> Any:
+def auth_middleware(token: str) -> Middleware:
     expected = f"Bearer {token}".encode()
 
     @web.middleware
-    async def check_token(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path not in OPEN_PATHS and not request.path.startswith("/proxy/"):
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, expected):

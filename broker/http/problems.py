@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from broker.errors import OpsbusError, TooLarge
 
@@ -34,7 +35,7 @@ def _http_problem(exc: web.HTTPException, request: web.Request) -> dict[str, Any
 
 
 @web.middleware
-async def problems_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except OpsbusError as exc:

@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiMapping
 
 from broker.errors import UpstreamError
 from broker.http.util import broker_of
@@ -19,7 +19,7 @@ routes = web.RouteTableDef()
 CHUNK = 64 * 1024
 
 
-def _hop_by_hop(headers: Any) -> set[str]:
+def _hop_by_hop(headers: MultiMapping[str]) -> frozenset[str]:
     """Hop-by-hop names: the fixed set plus those the Connection header lists."""
     named = {h.strip().lower() for v in headers.getall("Connection", []) for h in v.split(",")}
     return HOP_BY_HOP | named
@@ -84,7 +84,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
                             f" be reached ({error})", proxy=mount.name, request_id=rid) from None
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
                                   headers=client_headers(upstream))
-    error = None
+    stream_error: str | None = None
     try:
         await response.prepare(request)
         async for chunk in upstream.content.iter_chunked(CHUNK):
@@ -93,10 +93,11 @@ async def forward(request: web.Request) -> web.StreamResponse:
         await response.write_eof()
     except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
         # Headers are gone already: the client sees a cut-off body, the event says why.
-        error = f"{type(exc).__name__} while streaming: {exc}"
+        stream_error = f"{type(exc).__name__} while streaming: {exc}"
     finally:
         upstream.release()
-        finish(proxy, mount, call, started, sent, received, status=upstream.status, error=error)
+        finish(proxy, mount, call, started, sent, received, status=upstream.status,
+               error=stream_error)
     return response
 
 

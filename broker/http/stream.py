@@ -22,7 +22,7 @@ def resume_point(request: web.Request, head: int) -> int:
                       (request.query.get("after"), "after")):
         if raw not in (None, ""):
             try:
-                value = int(raw)  # type: ignore[arg-type]
+                value = int(raw)
             except ValueError:
                 raise BadRequest(f"{what} must be an event seq (an integer), got {raw!r}"
                                  ) from None

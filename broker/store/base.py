@@ -24,7 +24,7 @@ class WriteTxn(TodoWrites, DeliveryWrites, ABC):
     await; the SQLite backend runs them without a thread hop and only fsyncs at commit."""
 
     @abstractmethod
-    async def savepoint(self) -> AbstractAsyncContextManager[None]:
+    def savepoint(self) -> AbstractAsyncContextManager[None]:
         """A nested savepoint: work inside it is undone if the block raises."""
 
     # -- events --------------------------------------------------------------------

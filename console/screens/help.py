@@ -19,7 +19,7 @@ def _keys(bindings: list[BindingType]) -> list[tuple[str, str, str]]:
         if isinstance(b, Binding):
             rows.append((b.key, b.description or b.action, b.action))
         else:
-            rows.append((b[0], b[2] if len(b) > 2 else b[1], b[1]))  # type: ignore[misc]
+            rows.append((b[0], b[2] if len(b) > 2 else b[1], b[1]))
     return rows
 
 

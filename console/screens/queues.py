@@ -141,7 +141,7 @@ class QueuesScreen(ItemActionsScreen):
         if self.queue is None or self.queue not in self.queues:
             # Open on the first queue that has work, else the first one.
             busy = [n for n, q in sorted(self.queues.items()) if q.get("open") or q.get("claimed")]
-            self.queue = (busy or sorted(self.queues) or [None])[0]
+            self.queue = next(iter(busy or sorted(self.queues)), None)
         self._render_queues()
 
     async def _load_items(self) -> None:

@@ -233,8 +233,12 @@ class StreamScreen(ConsoleScreen):
         def check(text: str) -> str | None:
             return None if text.isdigit() else "a seq is a positive integer"
 
+        def jump(text: str | None) -> None:
+            if text:
+                self.jump_to(int(text))
+
         self.app.push_screen(NoteModal("Jump to seq", placeholder="e.g. 1234", check=check),
-                             lambda text: self.jump_to(int(text)) if text else None)
+                             jump)
 
     @work(exclusive=True, group="stream-jump")
     async def jump_to(self, seq: int) -> None:
@@ -267,9 +271,9 @@ class StreamScreen(ConsoleScreen):
         if self.table.selected_seq is not None:
             self.console.open_causal(self.table.selected_seq)
 
-    def action_to_emit(self) -> None:
+    async def action_to_emit(self) -> None:
         if self.table.selected_seq is not None:
-            self.console.open_emit(seq=self.table.selected_seq)
+            await self.console.open_emit(seq=self.table.selected_seq)
 
     def apply_command(self, argument: str) -> None:
         """`:stream EXPR` — apply a filter given on the command line."""

@@ -37,7 +37,7 @@ class SqliteTxn(EventWrites, TodoWriteSql, DeliveryWriteSql, WriteTxn):
         self._savepoints = 0
 
     @asynccontextmanager
-    async def savepoint(self) -> AsyncIterator[None]:  # type: ignore[override]
+    async def savepoint(self) -> AsyncIterator[None]:
         self._savepoints += 1
         name = f"sp{self._savepoints}"
         self.conn.execute(f"SAVEPOINT {name}")
@@ -91,7 +91,7 @@ class SqliteStore(TodoReadSql, DeliveryReadSql, Store):
         await self._readers.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[WriteTxn]:  # type: ignore[override]
+    async def transaction(self) -> AsyncIterator[WriteTxn]:
         async with self._write_lock:
             conn = self._writer
             if conn is None:
