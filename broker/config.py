@@ -71,8 +71,11 @@ class ConfigManager:
 
     def validate(self, kind: str, spec: Any) -> dict[str, Any]:
         normalised = self.kind(kind).validate(spec)
+        wrapped: object = normalised
+        for _ in range(16):  # room for the lists and answers that carry it
+            wrapped = [wrapped]
         try:
-            orjson.dumps(normalised)
+            orjson.dumps(wrapped)
         except orjson.JSONEncodeError as exc:  # e.g. an action body nested 300 levels deep
             raise InvalidConfig(f"{self.kind(kind).singular} {normalised.get('name')!r}"
                                 f" cannot be stored as JSON: {exc}") from None

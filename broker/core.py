@@ -74,7 +74,14 @@ class Broker:
         except BaseException:
             # A refused config file must end the process: left open, the store's
             # reader and writer threads would keep it alive after the error is shown.
-            await self.stop()
+            # Not `stop()`: its stoppers wait for services that never started.
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks.clear()
+            await self.config.stop_watching()
+            await self.bus.stop()
+            await self.store.close()
             raise
 
     async def _start(self) -> None:

@@ -768,7 +768,7 @@ def parse_request(
     limit = limits.max_event_bytes
     for i, event in enumerate(events):
         try:
-            size = len(encode(event))
+            size = encoded_size(event)
         except InvalidEvent as err:
             raise (err.at_index(i) if batch else err) from None
         if size > limit:
@@ -791,15 +791,23 @@ def dumps(event: dict[str, Any]) -> bytes:
     return orjson.dumps(event)
 
 
-def encode(event: dict[str, Any]) -> bytes:
-    """`dumps` for an event from outside: InvalidEvent when it cannot be stored as JSON
-    (data nested deeper than the encoder's limit of 254 levels parses, but does not
-    encode)."""
+_HEADROOM: Final = 16
+"""Nesting levels kept free above a stored event: API answers, SSE frames, dead letters
+and recorded requests wrap it, and the JSON encoder stops at 254 levels."""
+MAX_DATA_DEPTH: Final = 254 - _HEADROOM - 1
+
+
+def encoded_size(event: dict[str, Any]) -> int:
+    """The size of the event's JSON; InvalidEvent when it could not be stored and served
+    (data nested deeper than MAX_DATA_DEPTH parses, but does not encode inside answers)."""
+    wrapped: object = event
+    for _ in range(_HEADROOM):
+        wrapped = [wrapped]
     try:
-        return orjson.dumps(event)
+        return len(orjson.dumps(wrapped)) - 2 * _HEADROOM
     except orjson.JSONEncodeError as exc:
-        raise InvalidEvent(f"'data' cannot be stored as JSON: {exc}", attribute="data"
-                           ) from None
+        raise InvalidEvent(f"'data' cannot be stored as JSON: {exc} (data may be nested at"
+                           f" most {MAX_DATA_DEPTH} levels deep)", attribute="data") from None
 
 
 # Printable ASCII the binding lets through unencoded: everything from U+0021 to U+007E
@@ -897,4 +905,5 @@ def new_event(
         orjson.dumps(normalized)
     except TypeError as exc:
         raise InvalidEvent(f"'data' is not serializable as JSON: {exc}", attribute="data") from exc
+    encoded_size(normalized)
     return normalized

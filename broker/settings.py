@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -81,7 +83,7 @@ def _coerce(name: str, raw: Any, where: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     try:
         if kind == "int":
-            if isinstance(raw, bool):
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError
             return int(raw)
         if kind == "float":
@@ -111,6 +113,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise InvalidConfig(f"config file {path}: {exc}") from None
     except OSError as exc:
         raise InvalidConfig(f"config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidConfig(f"config file {path}: not UTF-8 text ({exc.reason} at byte"
+                            f" {exc.start})") from None
 
 
 def resolve_settings(
@@ -120,6 +125,7 @@ def resolve_settings(
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}  # where each value came from, to name it when refused
     config_path = flags.get("config") or environ.get("OPSBUS_CONFIG")
     if config_path is None and Path("opsbus.toml").exists():
         config_path = "opsbus.toml"
@@ -132,33 +138,51 @@ def resolve_settings(
             if key not in SETTING_NAMES:
                 raise InvalidConfig(f"config file {config_path}: unknown setting server.{key}")
             values[key] = _coerce(key, raw, f"config file {config_path}")
+            origins[key] = f"config file {config_path}"
         values["config"] = str(config_path)
     for name in SETTING_NAMES:
         env_name = f"OPSBUS_{name.upper()}"
         if env_name in environ:
             values[name] = _coerce(name, environ[env_name], f"environment {env_name}")
+            origins[name] = f"environment {env_name}"
     for name, raw in flags.items():
         if name in SETTING_NAMES:
             values[name] = _coerce(name, raw, f"--{name.replace('_', '-')}")
+            origins[name] = f"--{name.replace('_', '-')}"
     settings = Settings(**values)
-    validate_settings(settings)
+    try:
+        validate_settings(settings)
+    except InvalidConfig as exc:
+        where = origins.get(str(exc.extra.get("field")))
+        if where is None:
+            raise
+        raise InvalidConfig(f"{where}: {exc.detail}", **exc.extra) from None
     return settings
 
 
 def validate_settings(settings: Settings) -> None:
     """Reject settings that cannot work, naming the setting."""
     if settings.durability not in DURABILITY_LEVELS:
-        raise InvalidConfig(f"durability must be one of {', '.join(DURABILITY_LEVELS)}")
+        raise InvalidConfig(f"durability must be one of {', '.join(DURABILITY_LEVELS)}",
+                            field="durability")
     try:
         port = settings.port
     except (ValueError, IndexError):
-        raise InvalidConfig(f"listen must be host:port, got {settings.listen!r}") from None
+        raise InvalidConfig(f"listen must be host:port, got {settings.listen!r}",
+                            field="listen") from None
     if not 0 <= port <= 65535:
-        raise InvalidConfig(f"listen port out of range: {port}")
+        raise InvalidConfig(f"listen port out of range: {port}", field="listen")
     for name in ("max_event_bytes", "max_request_bytes", "max_batch_events", "hop_limit",
-                 "delivery_poll_s", "delivery_concurrency"):
-        if getattr(settings, name) <= 0:
-            raise InvalidConfig(f"{name} must be positive")
+                 "delivery_poll_s", "delivery_concurrency", "heartbeat_s", "stream_buffer",
+                 "stream_write_timeout_s", "max_batch_commit", "todo_sweep_s"):
+        value = getattr(settings, name)
+        # `not > 0` and isfinite: NaN and inf parse as floats and would spin or stall loops.
+        if not value > 0 or (isinstance(value, float) and not math.isfinite(value)):
+            raise InvalidConfig(f"{name} must be a positive number, got {value!r}",
+                                field=name)
+    if not isinstance(logging.getLevelName(settings.log_level.upper()), int):
+        raise InvalidConfig(f"log_level must be one of debug, info, warning, error, critical,"
+                            f" got {settings.log_level!r}", field="log_level")
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:

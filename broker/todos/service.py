@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from broker.errors import BadRequest, NotFound, OpsbusError
-from broker.events import encode, validate_event
+from broker.events import encoded_size, validate_event
 from broker.silences import Silences
 from broker.store.base_todos import TodoItem
 from broker.store.records import ConfigObject, StoredEvent
@@ -264,5 +264,5 @@ def reemitted_copy(original: dict[str, Any], body: dict[str, Any]) -> dict[str, 
     copy["id"] = str(uuid.uuid4())
     copy["reemittedfrom"] = str(original["id"])
     checked = validate_event(copy)
-    encode(checked)
+    encoded_size(checked)
     return checked
