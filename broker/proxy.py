@@ -24,7 +24,7 @@ from yarl import URL
 from broker.config import Kind
 from broker.errors import InvalidConfig, NotFound, OpsbusError
 from broker.events import new_event
-from broker.routing import check_name
+from broker.routing import check_object
 from broker.templates import Template, compile_template
 
 if TYPE_CHECKING:
@@ -101,13 +101,7 @@ class EmitRules:
 
 def validate_proxy(spec: Any) -> dict[str, Any]:
     """Check a `[[proxy]]` mount and return it normalised."""
-    if not isinstance(spec, dict):
-        raise InvalidConfig("a proxy mount must be a JSON object (a TOML table)")
-    unknown = sorted(set(spec) - set(FIELDS))
-    if unknown:
-        raise InvalidConfig(f"proxy: unknown field(s) {', '.join(unknown)}"
-                            f" (known: {', '.join(FIELDS)})", field=unknown[0])
-    name = check_name(spec.get("name"), "proxy")
+    name = check_object(spec, "proxy", FIELDS)
     upstream = spec.get("upstream")
     try:
         url = URL(str(upstream))

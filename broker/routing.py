@@ -36,6 +36,19 @@ def check_name(name: Any, what: str, field: str = "name") -> str:
     return name
 
 
+def check_object(spec: Any, what: str, known: Iterable[str]) -> str:
+    """The shared checks of a configuration object (a table with only `known` members
+    and a valid `name`); returns the name. Errors name the offending `field`."""
+    if not isinstance(spec, dict):
+        raise InvalidConfig(f"a {what} must be a JSON object (a TOML table)")
+    fields = list(known)
+    unknown = sorted(set(spec) - set(fields))
+    if unknown:
+        raise InvalidConfig(f"{what}: unknown field(s) {', '.join(unknown)}"
+                            f" (known: {', '.join(fields)})", field=unknown[0])
+    return check_name(spec.get("name"), what)
+
+
 def hop_count(value: Any) -> int:
     """The `hopcount` extension as an int: binary-mode publishers send it as a string,
     and a loop through a webhook that copies `ce-` headers must still be counted."""
@@ -69,13 +82,7 @@ ROUTE_FIELDS = ("name", "filter", "targets", "enabled", "description")
 def validate_route(spec: Any) -> dict[str, Any]:
     """Check a route's JSON form and return it normalised. Every InvalidConfig carries
     `field` (the offending member, e.g. `targets[1]`) and, for CESQL, `position`."""
-    if not isinstance(spec, dict):
-        raise InvalidConfig("a route must be a JSON object (a TOML table)")
-    unknown = sorted(set(spec) - set(ROUTE_FIELDS))
-    if unknown:
-        raise InvalidConfig(f"route: unknown field(s) {', '.join(unknown)}"
-                            f" (known: {', '.join(ROUTE_FIELDS)})", field=unknown[0])
-    name = check_name(spec.get("name"), "route")
+    name = check_object(spec, "route", ROUTE_FIELDS)
     # A missing filter would silently match everything, the broker's own todo and
     # delivery events included; match-all must be asked for explicitly with `{}`.
     if "filter" not in spec:

@@ -7,7 +7,7 @@ from typing import Any
 
 from broker.errors import InvalidConfig, OpsbusError
 from broker.filters import Filter, compile_filter
-from broker.routing import check_name
+from broker.routing import check_name, check_object
 from broker.templates import Template, compile_template
 from broker.timeutil import parse_duration
 
@@ -24,13 +24,7 @@ def _fail(name: str, field_name: str, message: str, **extra: Any) -> InvalidConf
 
 def validate_queue(spec: Any) -> dict[str, Any]:
     """Check a queue's JSON form and return it normalised (InvalidConfig naming the field)."""
-    if not isinstance(spec, dict):
-        raise InvalidConfig("a queue must be a JSON object (a TOML table)")
-    unknown = sorted(set(spec) - set(QUEUE_FIELDS))
-    if unknown:
-        raise InvalidConfig(f"queue: unknown field(s) {', '.join(unknown)}"
-                            f" (known: {', '.join(QUEUE_FIELDS)})", field=unknown[0])
-    name = check_name(spec.get("name"), "queue")
+    name = check_object(spec, "queue", QUEUE_FIELDS)
     out: dict[str, Any] = {"name": name}
     description = spec.get("description", "")
     if not isinstance(description, str):
