@@ -19,6 +19,7 @@ async def follow(
     buffer: int = 1024,
     heartbeat: float | None = None,
     keep: Callable[[StoredEvent], bool] | None = None,
+    direct: Callable[[list[StoredEvent]], bool] | None = None,
 ) -> AsyncIterator[list[StoredEvent]]:
     """Yield committed events with seq > after, in seq order, forever.
 
@@ -26,8 +27,23 @@ async def follow(
     missed; events seen twice are dropped by seq. A reader that overflows its hub
     mailbox goes back to the store and rejoins live. Yields [] every `heartbeat`
     seconds of silence so the caller can keep its connection alive. Ends when the hub
-    closes. `keep` filters events (the seq still advances past the others)."""
+    closes. `keep` filters events (the seq still advances past the others).
+
+    With `direct`, a reader that has caught up is handed live events synchronously from
+    the hub's fan-out instead of being woken for each commit (the cost that dominates a
+    fan-out to many streams); `direct` writes them without awaiting and returns False
+    when its buffer is full, which sends the reader back to the store."""
     last = after
+
+    def deliver(batch: list[StoredEvent]) -> bool:
+        nonlocal last
+        if batch[-1].seq <= last:
+            return True
+        fresh = batch if batch[0].seq > last else [e for e in batch if e.seq > last]
+        last = fresh[-1].seq
+        chosen = [e for e in fresh if keep(e)] if keep else fresh
+        return direct(chosen) if chosen and direct is not None else True
+
     while True:
         sub = hub.subscribe(buffer)
         try:
@@ -41,6 +57,8 @@ async def follow(
                 if len(page) < PAGE:
                     break
             while not (sub.overflowed or sub.closed):
+                if direct is not None and sub.sink is None and not sub.pending:
+                    sub.sink = deliver  # caught up: from now on the hub hands events over
                 batches = await sub.get(heartbeat)
                 if not batches:
                     if not (sub.overflowed or sub.closed):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 from broker.store.records import StoredEvent
 
@@ -21,23 +22,39 @@ class Subscriber:
         # A bare future rather than Event + wait_for: this wait happens once per commit
         # per subscriber, and wait_for's extra task and timer dominated the fan-out cost.
         self._waiter: asyncio.Future[None] | None = None
+        self.sink: Callable[[list[StoredEvent]], bool] | None = None
+        """Takes live batches synchronously (see `follow`); False means "full"."""
         self.idle_timeout: float | None = None
         self.waiting_since: float | None = None
         self.overflowed = False
         self.closed = False
 
+    @property
+    def pending(self) -> bool:
+        return bool(self._batches)
+
     def push(self, batch: list[StoredEvent]) -> None:
         if self.overflowed or self.closed:
             return
+        if self.sink is not None:
+            if not self.sink(batch):
+                self._overflow()
+            return
         if self._count + len(batch) > self.maxsize:
-            self.overflowed = True
-            if self._hub is not None:
-                self._hub.overflows += 1
-            self._batches.clear()
-            self._count = 0
+            self._overflow()
+            return
         else:
             self._batches.append(batch)
             self._count += len(batch)
+        self._wake()
+
+    def _overflow(self) -> None:
+        self.overflowed = True
+        self.sink = None
+        if self._hub is not None:
+            self._hub.overflows += 1
+        self._batches.clear()
+        self._count = 0
         self._wake()
 
     def close(self) -> None:

@@ -5,15 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from broker.errors import BadRequest
 from broker.follow import follow
 from broker.http.events import query_filter
 from broker.http.util import MAX_ID, broker_of
+from broker.store.records import StoredEvent
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
+
+DIRECT_HIGH_WATER = 256 * 1024
+"""Bytes queued on a stream's socket beyond which live events stop being written from
+the fan-out and the stream catches up with awaited (back-pressured) writes instead."""
 
 
 def resume_point(request: web.Request, head: int) -> int:
@@ -76,13 +81,29 @@ async def stream(request: web.Request) -> web.StreamResponse:
         "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",
     })
+    chunked = request.version >= HttpVersion11
+    if chunked:
+        response.enable_chunked_encoding()
     await response.prepare(request)
     await response.write(b"retry: 1000\n: opsbus stream after %d\n\n" % after)
     keep = (lambda e: flt.matches(e.event)) if flt is not None else None
     watchdog = StalledWriteWatchdog(request, settings.stream_write_timeout_s)
+    transport = request.transport
+
+    def write_now(data: bytes) -> bool:
+        """Write without awaiting (framed as the response's chunked body); False when
+        the socket buffer is full, so the caller falls back to awaited writes."""
+        if transport is None or transport.is_closing():
+            return False
+        transport.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
+        return transport.get_write_buffer_size() < DIRECT_HIGH_WATER
+
+    def direct(batch: list[StoredEvent]) -> bool:
+        return write_now(b"".join(e.sse_frame() for e in batch))
+
     try:
         async for batch in follow(broker.store, broker.hub, after, buffer=settings.stream_buffer,
-                                  heartbeat=settings.heartbeat_s, keep=keep):
+                                  heartbeat=settings.heartbeat_s, keep=keep, direct=direct):
             chunk = b"".join(e.sse_frame() for e in batch) if batch else b": heartbeat\n\n"
             with watchdog:
                 await response.write(chunk)
