@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 
 from broker.store.records import StoredEvent
+
+log = logging.getLogger(__name__)
 
 
 class Subscriber:
@@ -37,7 +40,12 @@ class Subscriber:
         if self.overflowed or self.closed:
             return
         if self.sink is not None:
-            if not self.sink(batch):
+            try:
+                room = self.sink(batch)
+            except Exception:  # one broken stream must not stop the fan-out to others
+                log.exception("a live stream failed to take events; it catches up")
+                room = False
+            if not room:
                 self._overflow()
             return
         if self._count + len(batch) > self.maxsize:

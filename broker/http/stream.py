@@ -40,7 +40,9 @@ def resume_point(request: web.Request, head: int) -> int:
 class StalledWriteWatchdog:
     """Closes the connection of a client that accepts no bytes for `timeout` seconds
     (it resumes by Last-Event-ID when it comes back). One periodic timer per stream
-    instead of a timeout around every write, which the fan-out hot path cannot afford."""
+    instead of a timeout around every write, which the fan-out hot path cannot afford.
+    A stream is stalled when an awaited write has not finished, or when bytes queued on
+    its socket have not started to drain (live events are written without awaiting)."""
 
     def __init__(self, request: web.Request, timeout: float) -> None:
         self.request = request
@@ -48,6 +50,8 @@ class StalledWriteWatchdog:
         self.loop = asyncio.get_running_loop()
         self.writing_since: float | None = None
         self.fired = False
+        self._queued = 0
+        self._queued_since: float | None = None
         self._handle = self.loop.call_later(timeout / 2, self._check)
 
     def __enter__(self) -> None:
@@ -57,12 +61,20 @@ class StalledWriteWatchdog:
         self.writing_since = None
 
     def _check(self) -> None:
-        started = self.writing_since
-        if started is not None and self.loop.time() - started > self.timeout:
-            self.fired = True
-            if self.request.transport is not None:
-                self.request.transport.abort()
-            return
+        now = self.loop.time()
+        transport = self.request.transport
+        queued = transport.get_write_buffer_size() if transport is not None else 0
+        if queued and queued >= self._queued:
+            self._queued_since = self._queued_since or now
+        else:
+            self._queued_since = None
+        self._queued = queued
+        for since in (self.writing_since, self._queued_since):
+            if since is not None and now - since > self.timeout:
+                self.fired = True
+                if transport is not None:
+                    transport.abort()
+                return
         self._handle = self.loop.call_later(self.timeout / 2, self._check)
 
     def cancel(self) -> None:
@@ -101,15 +113,27 @@ async def stream(request: web.Request) -> web.StreamResponse:
     def direct(batch: list[StoredEvent]) -> bool:
         return write_now(b"".join(e.sse_frame() for e in batch))
 
+    loop = asyncio.get_running_loop()
+    quiet_since = loop.time()
+    # Woken at least this often even when idle: to send heartbeats, and to notice a
+    # connection the watchdog closed while live events were flowing without awaits.
+    tick = min(settings.heartbeat_s, settings.stream_write_timeout_s / 2)
     try:
         async for batch in follow(broker.store, broker.hub, after, buffer=settings.stream_buffer,
-                                  heartbeat=settings.heartbeat_s, keep=keep, direct=direct):
+                                  heartbeat=tick, keep=keep, direct=direct):
+            if not batch:
+                if transport is None or transport.is_closing():
+                    break
+                if loop.time() - quiet_since < settings.heartbeat_s:
+                    continue
             chunk = b"".join(e.sse_frame() for e in batch) if batch else b": heartbeat\n\n"
+            quiet_since = loop.time()
             with watchdog:
                 await response.write(chunk)
     except (ConnectionResetError, ConnectionError):
-        if watchdog.fired:
-            log.info("dropped a stream client that stopped reading")
+        pass  # the client went away (or the watchdog closed it); it resumes by seq
     finally:
         watchdog.cancel()
+        if watchdog.fired:
+            log.info("dropped a stream client that stopped reading")
     return response
