@@ -11,7 +11,8 @@ def data_summary(event: dict[str, Any], width: int = 60) -> str:
     """A short hint of what the data says (annotations.summary, title, status...)."""
     data = event.get("data")
     if isinstance(data, dict):
-        for holder in (data.get("annotations"), data):
+        # Alertmanager annotations, then a todo audit event's item, then the data itself.
+        for holder in (data.get("annotations"), data.get("item"), data):
             if isinstance(holder, dict):
                 for key in SUMMARY_FIELDS:
                     value = holder.get(key)
