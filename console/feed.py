@@ -9,6 +9,7 @@ from collections.abc import Callable
 from textual.message_pump import MessagePump
 
 from broker.client import OpsbusClient
+from broker.errors import OpsbusError
 from console.messages import ConnectionChanged, EventsArrived, Row
 
 BATCH_EVENTS = 500
@@ -17,6 +18,16 @@ BATCH_WINDOW_S = 0.05
 """How long a batch collects events after its first one arrived."""
 HANDLED_TIMEOUT_S = 5.0
 """Give up waiting for a receiver that never acknowledges a batch (screen gone)."""
+
+
+async def head_seq(client: OpsbusClient) -> int | None:
+    """Where a feed starts so nothing committed after the screen loads is missed: the
+    log's last seq (0 when empty), or None when the broker cannot be reached now."""
+    try:
+        head = await client.events(limit=1, order="desc")
+    except OpsbusError:
+        return None
+    return int(head["events"][0]["seq"]) if head["events"] else 0
 
 
 class EventFeed:

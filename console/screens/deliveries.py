@@ -14,7 +14,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from broker.errors import NotFound, OpsbusError
-from console.feed import EventFeed
+from console.feed import EventFeed, head_seq
 from console.format import age_since
 from console.messages import EventsArrived
 from console.screens.base import ConsoleScreen
@@ -81,11 +81,7 @@ class DeliveriesScreen(ConsoleScreen):
     @work(exclusive=True, group="deliveries-feed")
     async def _follow(self) -> None:
         client = self.console.client
-        try:
-            head = await client.events(limit=1, order="desc")
-            after: int | None = head["events"][0]["seq"] if head["events"] else 0
-        except OpsbusError:
-            after = None  # the reload below reports the broker's absence
+        after = await head_seq(client)  # None: the reload below reports the broker's absence
         self.reload()
         self.feed = EventFeed("deliveries", client, self, after=after, filter=DELIVERY_FILTER,
                               window_s=self.console.batch_window_s)

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Static, TextArea
 
 from broker.errors import OpsbusError
 from broker.summary import one_line
-from console.feed import EventFeed
+from console.feed import EventFeed, head_seq
 from console.format import age_since, emit_command, pretty_json, short_time
 from console.messages import EventsArrived
 from console.screens.base import ConsoleScreen
@@ -213,11 +213,7 @@ class ItemDetailScreen(ItemActionsScreen):
     @work(exclusive=True, group="item-feed")
     async def _follow(self) -> None:
         client = self.console.client
-        try:
-            head = await client.events(limit=1, order="desc")
-            after: int | None = head["events"][0]["seq"] if head["events"] else 0
-        except OpsbusError:
-            after = None  # the load below reports the broker's absence
+        after = await head_seq(client)  # None: the load below reports the broker's absence
         # Loaded after `after` was read: a change in between arrives on the feed too.
         self.load()
         self.feed = EventFeed(self.feed_name, client, self, after=after,

@@ -15,7 +15,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
 
 from broker.errors import OpsbusError
-from console.feed import EventFeed
+from console.feed import EventFeed, head_seq
 from console.format import age, age_since, parse_time
 from console.messages import EventsArrived
 from console.screens.item_actions import AUDIT_FILTER, ITEM_BINDINGS, ItemActionsScreen
@@ -112,9 +112,8 @@ class QueuesScreen(ItemActionsScreen):
     @work(exclusive=True, group="queues-feed")
     async def _start(self) -> None:
         client = self.console.client
+        after = await head_seq(client)
         try:
-            head = await client.events(limit=1, order="desc")
-            after = head["events"][0]["seq"] if head["events"] else 0
             await self._load_queues()
             await self._load_items()
         except OpsbusError as exc:
