@@ -29,6 +29,18 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
+@pytest.fixture
+async def receiver() -> AsyncIterator[Any]:
+    """A local HTTP receiver (webhook or API endpoint) recording what it gets."""
+    from tests.delivery_support import Receiver  # it builds on this module's helpers
+
+    rec = await Receiver().start()
+    try:
+        yield rec
+    finally:
+        await rec.stop()
+
+
 def make_event(**overrides: Any) -> dict[str, Any]:
     """A valid structured event; keyword arguments override or add attributes."""
     event: dict[str, Any] = {

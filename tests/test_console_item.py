@@ -4,7 +4,7 @@ through the HTTP API, keeps the reader's place, and runs the queue's quick actio
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -46,15 +46,6 @@ def item_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProc
         yield proc
     finally:
         proc.stop()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rec = await Receiver().start()
-    try:
-        yield rec
-    finally:
-        await rec.stop()
 
 
 def alerts(url: str, subject: str, count: int, first: int = 0) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from broker.cli import client_options, json_option
+from broker.cli.output import print_json, table
 from broker.errors import BadRequest, InvalidConfig, OpsbusError
 
 CHUNK = 500
@@ -112,15 +113,6 @@ def filter_text(spec: Any) -> str:
     return orjson.dumps(spec).decode()
 
 
-def table(rows: list[list[str]], headers: list[str], widest: int = 60) -> str:
-    cells = [[c if len(c) <= widest else c[: widest - 1] + "…" for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
-              for i, h in enumerate(headers)]
-    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(line.rstrip() for line in lines)
-
-
 # -- list, apply, delete -------------------------------------------------------------
 
 async def list_routes(args: argparse.Namespace) -> int:
@@ -130,7 +122,7 @@ async def list_routes(args: argparse.Namespace) -> int:
         answer = await client.request("GET", "/v1/routes")
     routes = answer["routes"]
     if args.json:
-        print(orjson.dumps(routes, option=orjson.OPT_INDENT_2).decode())
+        print_json(routes)
     else:
         print(table([[r["name"], "yes" if r.get("enabled", True) else "no",
                       filter_text(r.get("filter")), ", ".join(r["targets"]), r["origin"]]

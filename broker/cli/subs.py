@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from broker.cli import client_options, json_option
+from broker.cli.output import print_json, print_table
 from broker.errors import BadRequest, InvalidConfig, OpsbusError
 
 API_ONLY_FIELDS = ("origin", "version", "updated_at", "status")
@@ -67,16 +68,6 @@ def _common(parser: argparse.ArgumentParser, func: Any, **defaults: Any) -> None
     parser.set_defaults(func=func, **defaults)
 
 
-def _print_json(doc: Any) -> None:
-    print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
-
-
-def _table(rows: list[list[str]], headers: list[str]) -> None:
-    from broker.cli.routes import table
-
-    print(table(rows, headers))
-
-
 def read_objects(path: Path, kind: str) -> list[dict[str, Any]]:
     """Objects of `kind` from a TOML (`[[kind]]`) or JSON file."""
     try:
@@ -120,7 +111,7 @@ async def apply_kind(args: argparse.Namespace) -> int:
         for spec in specs:
             applied.append(await client.put_object(args.kind, spec))
     if args.json:
-        _print_json(applied)
+        print_json(applied)
     else:
         for obj in applied:
             print(f"applied {args.kind[:-1]} {obj['name']} (version {obj['version']})")
@@ -133,7 +124,7 @@ async def list_subs(args: argparse.Namespace) -> int:
     async with OpsbusClient(args.url, args.token) as client:
         subs = (await client.request("GET", "/v1/subscriptions"))["subscriptions"]
     if args.json:
-        _print_json(subs)
+        print_json(subs)
         return 0
     rows = []
     for s in subs:
@@ -142,7 +133,7 @@ async def list_subs(args: argparse.Namespace) -> int:
         rows.append([s["name"], s["type"], s["status"]["state"], s.get("url", ""),
                      str(counts["pending"] + counts["leased"]), str(counts["delivered"]),
                      str(counts["deadlettered"]), error])
-    _table(rows, ["name", "type", "state", "url", "open", "delivered", "dead", "last error"])
+    print_table(rows, ["name", "type", "state", "url", "open", "delivered", "dead", "last error"])
     return 0
 
 
@@ -152,7 +143,7 @@ async def pause_sub(args: argparse.Namespace) -> int:
     async with OpsbusClient(args.url, args.token) as client:
         status = await client.pause_subscription(args.name, args.operator, resume=args.resume)
     if args.json:
-        _print_json(status)
+        print_json(status)
     else:
         print(f"subscription {args.name} is {status['state']}")
     return 0
@@ -165,7 +156,7 @@ async def list_deliveries(args: argparse.Namespace) -> int:
         page = await client.deliveries(args.name, state=args.state, after=args.after,
                                        limit=args.limit)
     if args.json:
-        _print_json(page)
+        print_json(page)
         return 0
     rows = []
     for d in page["deliveries"]:
@@ -173,7 +164,7 @@ async def list_deliveries(args: argparse.Namespace) -> int:
         rows.append([str(d["id"]), str(d["seq"]), d["state"], str(d["attempts"]),
                      str(last.get("status") or ""), f"{last.get('latency_ms') or ''}",
                      d["last_error"] or "", d["updated_at"]])
-    _table(rows, ["id", "seq", "state", "attempts", "status", "ms", "last error", "updated"])
+    print_table(rows, ["id", "seq", "state", "attempts", "status", "ms", "last error", "updated"])
     return 0
 
 
@@ -183,7 +174,7 @@ async def retry_delivery(args: argparse.Namespace) -> int:
     async with OpsbusClient(args.url, args.token) as client:
         delivery = await client.retry_delivery(args.name, args.delivery)
     if args.json:
-        _print_json(delivery)
+        print_json(delivery)
     else:
         print(f"delivery {delivery['id']} is {delivery['state']} again")
     return 0
@@ -195,9 +186,9 @@ async def list_actions(args: argparse.Namespace) -> int:
     async with OpsbusClient(args.url, args.token) as client:
         actions = await client.list_objects("actions")
     if args.json:
-        _print_json(actions)
+        print_json(actions)
         return 0
-    _table([[a["name"], a.get("kind", "http"), a.get("method", ""), a.get("url", ""),
+    print_table([[a["name"], a.get("kind", "http"), a.get("method", ""), a.get("url", ""),
              a.get("rate") or "", a["origin"]] for a in actions],
            ["name", "kind", "method", "url", "rate", "origin"])
     return 0
@@ -209,9 +200,9 @@ async def list_jobs(args: argparse.Namespace) -> int:
     async with OpsbusClient(args.url, args.token) as client:
         page = await client.action_jobs(args.name, after=args.after, limit=args.limit)
     if args.json:
-        _print_json(page)
+        print_json(page)
         return 0
-    _table([[str(j["id"]), str(j["seq"]), j["state"], str(j["attempts"]),
+    print_table([[str(j["id"]), str(j["seq"]), j["state"], str(j["attempts"]),
              str(j["result_seq"] or ""), j["operator"] or "", j["last_error"] or ""]
             for j in page["jobs"]],
            ["id", "seq", "state", "attempts", "result", "operator", "last error"])

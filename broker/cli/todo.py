@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-import shutil
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +12,7 @@ import orjson
 
 from broker.cli import client_options, json_option
 from broker.cli.emit import parse_data, read_data
+from broker.cli.output import print_json, print_table
 from broker.errors import BadRequest
 
 
@@ -106,10 +106,6 @@ def register(sub: Any) -> None:
 # -- output --------------------------------------------------------------------------
 
 
-def _print_json(data: Any) -> None:
-    print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
-
-
 def age(since: str | None, at: datetime | None = None) -> str:
     """`42s`, `7m`, `3h`, `2d` since an RFC 3339 time."""
     if not since:
@@ -121,21 +117,6 @@ def age(since: str | None, at: datetime | None = None) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    """Left-aligned columns; the last column is cut to the terminal width."""
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    room = shutil.get_terminal_size((120, 24)).columns - sum(w + 2 for w in widths[:-1])
-    widths[-1] = max(10, min(widths[-1], room))
-
-    def line(cells: list[str]) -> str:
-        out = []
-        for cell, width in zip(cells, widths, strict=True):
-            out.append(cell if len(cell) <= width else cell[:width - 1] + "…")
-        return "  ".join(c.ljust(w) for c, w in zip(out, widths, strict=True)).rstrip()
-
-    return "\n".join([line(headers), *(line(r) for r in rows)])
 
 
 def _state(item: dict[str, Any]) -> str:
@@ -154,7 +135,7 @@ async def todo_list(args: argparse.Namespace) -> int:
         page = await client.todos(queue=args.queue, state=None if args.all else args.state,
                                   owner=args.owner, limit=args.limit)
     if args.json:
-        _print_json(page)
+        print_json(page)
         return 0
     items = page["items"]
     if not items:
@@ -162,7 +143,7 @@ async def todo_list(args: argparse.Namespace) -> int:
         return 0
     rows = [[str(i["id"]), i["queue"], _state(i), i.get("owner") or "-", str(i["count"]),
              age(i["first_seen"]), i["title"]] for i in items]
-    print(table(["ID", "QUEUE", "STATE", "OWNER", "COUNT", "AGE", "TITLE"], rows))
+    print_table(rows, ["ID", "QUEUE", "STATE", "OWNER", "COUNT", "AGE", "TITLE"])
     if page.get("next"):
         print(f"(more: --limit {args.limit * 2})")
     return 0
@@ -174,7 +155,7 @@ async def todo_queues(args: argparse.Namespace) -> int:
     async with OpsbusClient(args.url, args.token) as client:
         queues = await client.queues()
     if args.json:
-        _print_json(queues)
+        print_json(queues)
         return 0
     rows = []
     for q in queues:
@@ -182,8 +163,8 @@ async def todo_queues(args: argparse.Namespace) -> int:
         rows.append([q["name"], str(q["open"]), str(q["claimed"]), str(q["snoozed"]),
                      str(q["resolved"]), "-" if oldest is None else age_s(oldest),
                      q.get("description") or ""])
-    print(table(["QUEUE", "OPEN", "CLAIMED", "SNOOZED", "RESOLVED", "OLDEST", "DESCRIPTION"],
-                rows))
+    print_table(rows, ["QUEUE", "OPEN", "CLAIMED", "SNOOZED", "RESOLVED", "OLDEST",
+                       "DESCRIPTION"])
     return 0
 
 
@@ -200,7 +181,7 @@ async def todo_show(args: argparse.Namespace) -> int:
     async with OpsbusClient(args.url, args.token) as client:
         item = await client.todo(args.id)
     if args.json:
-        _print_json(item)
+        print_json(item)
         return 0
     print(f"#{item['id']} [{item['queue']}] {item['title']}")
     print(f"  state {_state(item)}  owner {item.get('owner') or '-'}  priority"
@@ -250,7 +231,7 @@ async def todo_op(args: argparse.Namespace) -> int:
     async with OpsbusClient(args.url, args.token) as client:
         answer = await client.todo_op(args.id, args.op, **body)
     if args.json:
-        _print_json(answer)
+        print_json(answer)
         return 0
     item = answer["item"]
     extra = f"; published seq {answer['event']['seq']}" if answer.get("event") else ""
@@ -272,7 +253,7 @@ async def silence_add(args: argparse.Namespace) -> int:
     async with OpsbusClient(args.url, args.token) as client:
         silence = await client.add_silence(**body)
     if args.json:
-        _print_json(silence)
+        print_json(silence)
     else:
         print(f"silence {silence['id']} until {silence['ends_at']}")
     return 0
@@ -290,7 +271,7 @@ async def silence_list(args: argparse.Namespace) -> int:
     async with OpsbusClient(args.url, args.token) as client:
         silences = await client.silences(all=args.all)
     if args.json:
-        _print_json(silences)
+        print_json(silences)
         return 0
     if not silences:
         print("no silences")
@@ -298,7 +279,7 @@ async def silence_list(args: argparse.Namespace) -> int:
     rows = [[str(s["id"]), s.get("queue") or "*", s["author"],
              age_s(s["remaining_s"]) if s["active"] else "ended", s["ends_at"],
              f"{_matcher(s['matcher'])}  {s['comment']}".strip()] for s in silences]
-    print(table(["ID", "QUEUE", "AUTHOR", "LEFT", "ENDS", "MATCHER / COMMENT"], rows))
+    print_table(rows, ["ID", "QUEUE", "AUTHOR", "LEFT", "ENDS", "MATCHER / COMMENT"])
     return 0
 
 
@@ -308,7 +289,7 @@ async def silence_expire(args: argparse.Namespace) -> int:
     async with OpsbusClient(args.url, args.token) as client:
         silence = await client.expire_silence(args.id, operator=args.operator)
     if args.json:
-        _print_json(silence)
+        print_json(silence)
     else:
         print(f"silence {silence['id']} ended at {silence['ends_at']}")
     return 0

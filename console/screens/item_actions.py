@@ -63,7 +63,9 @@ class ItemActionsScreen(ConsoleScreen):
     MUTATING: ClassVar[frozenset[str]] = ITEM_MUTATING
 
     def current_item(self) -> dict[str, Any] | None:
-        raise NotImplementedError
+        """The item the keys act on (the highlighted row, or the item shown); every
+        subclass provides it."""
+        raise NotImplementedError(f"{type(self).__name__} must provide current_item")
 
     def item_changed(self, item: dict[str, Any]) -> None:
         """The broker changed this item (the answer of an operation)."""
