@@ -98,8 +98,9 @@ async def test_slow_consumer_still_receives_every_event(tmp_path, http):
             sent += await publish_batch(http, proc.url,
                                         [make_event(data={"blob": blob}) for _ in range(100)])
         await asyncio.wait_for(reader, 60)
+        # Whether this reader overflowed depends on how much the kernel's socket buffers
+        # absorbed; the fallback itself is exercised deterministically in test_follow.py.
         assert received == sent
-        assert await metric(http, proc.url, "opsbus_stream_overflows_total") > 0
     finally:
         proc.stop()
 
