@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean promtool
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,15 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/opsbus up $(ARGS)
 
-test: $(VENV)/.installed-test
+# promtool (Debian package prometheus) checks /metrics in the tests; installed when apt-get
+# can, else the metrics test says how to get it (and fails under CI).
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		     --no-install-recommends prometheus; } >/dev/null 2>&1; } \
+		|| echo "promtool unavailable: install the Debian package prometheus" >&2
+
+test: $(VENV)/.installed-test promtool
 	$(BIN)/ruff check broker console plugins tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q $(ARGS)

@@ -8,6 +8,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import orjson
@@ -166,6 +167,10 @@ class Bus:
         self._stopping = False
         self.commits = 0
         self.events_committed = 0
+        self.observe_ingest: Callable[[float], None] = _ignore
+        """Seconds from publish to its commit (a metrics histogram's observe)."""
+        self.observe_commit: Callable[[float], None] = _ignore
+        """Seconds one group transaction took, from begin to commit."""
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._writer(), name="opsbus-writer")
@@ -192,11 +197,15 @@ class Bus:
         """Append and route validated events as one all-or-nothing unit. Plugin transforms
         run first, here and not in the writer, so a slow or failing one only costs its
         own publisher (an OpsbusError naming the plugin fails just this publish)."""
+        started = perf_counter()
         if not self.router.transforms:
-            return await self._append(events)
+            answers = await self._append(events)
+            self.observe_ingest(perf_counter() - started)
+            return answers
         shaped = [transformed(self.router.transforms, event) for event in events]
         kept = [event for event in shaped if event is not None]
         appended = iter(await self._append(kept) if kept else [])
+        self.observe_ingest(perf_counter() - started)
         return [Published(0, str(original["id"]), False, dropped=True) if event is None
                 else next(appended) for event, original in zip(shaped, events, strict=True)]
 
@@ -233,6 +242,7 @@ class Bus:
 
     async def _commit_group(self, group: list[_Work[Any]]) -> None:
         outcomes: list[tuple[_Work[Any], Any, BaseException | None]] = []
+        started = perf_counter()
         try:
             async with self.store.transaction() as tx:
                 ctx = WriteContext(self, tx, now_rfc3339())
@@ -256,6 +266,7 @@ class Bus:
                         Unavailable(f"the store could not commit: {exc}")
                     )
             return
+        self.observe_commit(perf_counter() - started)
         self.commits += 1
         self.events_committed += len(ctx.committed)
         self.hub.publish(ctx.committed)
@@ -274,4 +285,8 @@ class Bus:
 
 
 async def _stop_marker(ctx: WriteContext) -> None:
+    return None
+
+
+def _ignore(_seconds: float) -> None:
     return None

@@ -12,6 +12,8 @@ from typing import Any
 from broker.bus import Bus
 from broker.config import ConfigManager, Kind
 from broker.hub import Hub
+from broker.metrics import Metrics
+from broker.metrics_core import register_core_metrics
 from broker.routing import Router, validate_route
 from broker.settings import Settings
 from broker.store import Store, open_store
@@ -44,20 +46,15 @@ class Broker:
         self.config.on_change(self.router.load)
         self.extensions: dict[str, Any] = {}
         """Per-feature state (`broker.extensions["todos"]`), set by each feature's setup."""
-        self.metric_sources: list[Callable[[], dict[str, float]]] = []
-        """Each returns Prometheus samples (`name{labels}` -> value) for /metrics."""
+        self.metrics = Metrics()
+        """Typed Prometheus metrics; each feature registers its own in `setup`."""
+        register_core_metrics(self.metrics, self.bus, self.hub, self.router)
         self._services: list[tuple[str, Service]] = []
         self._stoppers: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = False
         for module in FEATURES:
             importlib.import_module(module).setup(self)
-
-    def metrics(self) -> dict[str, float]:
-        samples: dict[str, float] = {}
-        for source in self.metric_sources:
-            samples.update(source())
-        return samples
 
     def add_service(self, name: str, run: Service) -> None:
         """A background task started with the broker and cancelled at stop."""

@@ -311,14 +311,6 @@ class Proxy:
         if self._session is not None:
             await self._session.close()
 
-    def metrics(self) -> dict[str, float]:
-        p = self.publisher
-        return {"opsbus_proxy_calls_total": float(self.calls),
-                "opsbus_proxy_upstream_errors_total": float(self.upstream_errors),
-                "opsbus_proxy_events_published_total": float(p.published),
-                "opsbus_proxy_events_dropped_total": float(p.dropped),
-                "opsbus_proxy_events_failed_total": float(p.failed)}
-
 
 def setup(broker: Broker) -> None:
     """Register the `proxy` configuration kind and the background publisher."""
@@ -327,7 +319,17 @@ def setup(broker: Broker) -> None:
     broker.config.register_kind(Kind("proxy", "proxy mount", validate_proxy))
     broker.add_service("proxy-publisher", proxy.publisher.run)
     broker.on_stop(proxy.stop)
-    broker.metric_sources.append(proxy.metrics)
+    p = proxy.publisher
+    for name, doc, read in (
+        ("calls", "Calls passed through proxy mounts.", lambda: proxy.calls),
+        ("upstream_errors", "Proxied calls the upstream did not answer.",
+         lambda: proxy.upstream_errors),
+        ("events_published", "Proxy call events published.", lambda: p.published),
+        ("events_dropped", "Proxy call events dropped: the publish buffer was full.",
+         lambda: p.dropped),
+        ("events_failed", "Proxy call events that could not be published.", lambda: p.failed),
+    ):
+        broker.metrics.sampled(f"opsbus_proxy_{name}_total", doc, "counter", read)
 
 
 def proxy_of(broker: Broker) -> Proxy:

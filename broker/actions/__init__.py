@@ -26,4 +26,6 @@ def setup(broker: Broker) -> None:
     broker.router.register_target("action", service.on_target)
     broker.add_service("action-runner", service.runner.run)
     broker.on_stop(service.stop)
-    broker.metric_sources.append(service.metrics)
+    broker.metrics.sampled(
+        "opsbus_action_jobs_total", "Action jobs run, by outcome.", "counter",
+        lambda: {(k,): v for k, v in service.runner.stats.items()}, labels=("outcome",))

@@ -60,10 +60,6 @@ class ActionService:
         ctx.on_commit(self.runner.wake)
         return {"job": job_id}
 
-    def metrics(self) -> dict[str, float]:
-        return {f'opsbus_action_jobs_total{{outcome="{k}"}}': float(v)
-                for k, v in sorted(self.runner.stats.items())}
-
     async def stop(self) -> None:
         await self.runner.stop()
 

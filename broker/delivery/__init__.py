@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from broker.config import Kind
 from broker.delivery.service import DeliveryService
 from broker.delivery.subscriptions import implicit_routes, validate_subscription
+from broker.metrics_delivery import register_delivery_metrics
 
 if TYPE_CHECKING:
     from broker.core import Broker
@@ -26,4 +27,6 @@ def setup(broker: Broker) -> None:
     broker.add_service("delivery-push", service.run_push)
     broker.add_service("delivery-pull-sweeper", service.run_sweeper)
     broker.on_stop(service.stop)
-    broker.metric_sources.append(service.metrics)
+    register_delivery_metrics(
+        broker.metrics, service.counts,
+        lambda: {sub.name: service.push.in_flight(sub.name) for sub in service.registry.push()})

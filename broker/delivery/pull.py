@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from broker.delivery.effects import dead_letter
 from broker.delivery.subscriptions import Subscription, SubscriptionRegistry
 from broker.errors import BadRequest, Conflict
+from broker.metrics_delivery import DeliveryCounts
 from broker.store.base_delivery import Delivery, LeasedDelivery, Outcome
 
 if TYPE_CHECKING:
@@ -45,8 +46,9 @@ class PullService:
     """Receives and settles pull deliveries; `notify(name)` wakes long-polls after commit."""
 
     def __init__(self, broker: Broker, registry: SubscriptionRegistry,
-                 paused: Callable[[str], bool]) -> None:
+                 paused: Callable[[str], bool], counts: DeliveryCounts) -> None:
         self.broker = broker
+        self.counts = counts
         self.registry = registry
         self._paused = paused
         self._signals: dict[str, asyncio.Event] = {}
@@ -109,6 +111,8 @@ class PullService:
         for item in batch.exhausted:
             await self._dead_letter(ctx, sub, item.delivery, item,
                                     f"not acknowledged after {item.delivery.attempts} deliveries")
+        ctx.on_commit(functools.partial(self.counts.attempts.update,
+                                        {sub.name: len(batch.leased)}))
         return batch.leased
 
     async def sweep(self) -> None:
@@ -172,6 +176,10 @@ class PullService:
             return done
 
         done = await self.broker.bus.run(write)
+        if outcome in (Outcome.RELEASED, Outcome.REJECTED):
+            self.counts.failures[sub.name] += len(done)
+        if outcome is Outcome.REJECTED:
+            self.counts.dead_letters[sub.name] += len(done)
         if outcome is Outcome.RELEASED:
             if delay_s == 0:
                 self.notify(sub.name)
@@ -184,3 +192,4 @@ class PullService:
                            item: LeasedDelivery, error: str) -> None:
         await dead_letter(ctx, subscription=sub.name, queue=sub.dead_letter_queue,
                           delivery=delivery, event=item.event, error=error)
+        ctx.on_commit(functools.partial(self.counts.dead_letters.update, [sub.name]))

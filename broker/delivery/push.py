@@ -10,6 +10,7 @@ slots, never the writer or another subscription.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter
@@ -25,6 +26,7 @@ from broker.delivery.subscriptions import Subscription, SubscriptionRegistry
 from broker.dispatcher import StoreDispatcher
 from broker.errors import OpsbusError
 from broker.events import new_event, to_binary
+from broker.metrics_delivery import DeliveryCounts
 from broker.outbound import (
     OutboundRequest,
     OutboundResult,
@@ -68,9 +70,10 @@ class PushDispatcher(StoreDispatcher):
     """One per broker; `wake()` after a commit that created deliveries."""
 
     def __init__(self, broker: Broker, registry: SubscriptionRegistry,
-                 paused: Callable[[str], bool]) -> None:
+                 paused: Callable[[str], bool], counts: DeliveryCounts) -> None:
         super().__init__(broker)
         self.registry = registry
+        self.counts = counts
         self._paused = paused
         self._in_flight: Counter[str] = Counter()
         self.breakers: dict[str, CircuitBreaker] = {}
@@ -147,6 +150,7 @@ class PushDispatcher(StoreDispatcher):
                                   delivery=item.delivery, event=item.event,
                                   error=item.delivery.last_error or "attempts exhausted")
                 self.stats["deadlettered"] += 1
+                ctx.on_commit(functools.partial(self.counts.dead_letters.update, [sub.name]))
             out.append((sub, batch.leased, room))
         return out
 
@@ -195,6 +199,11 @@ class PushDispatcher(StoreDispatcher):
         else:
             outcome = Outcome.DEADLETTERED
         self.stats[outcome.value] += 1
+        self.counts.attempts[sub.name] += 1
+        if outcome is not Outcome.DELIVERED:
+            self.counts.failures[sub.name] += 1
+        if outcome is Outcome.DEADLETTERED:
+            self.counts.dead_letters[sub.name] += 1
 
         async def write(ctx: WriteContext) -> None:
             settled = await ctx.tx.settle_delivery(

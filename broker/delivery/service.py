@@ -16,6 +16,7 @@ from broker.delivery.pull import PullService
 from broker.delivery.push import PushDispatcher, build_request
 from broker.delivery.subscriptions import Subscription, SubscriptionRegistry, redacted
 from broker.errors import BadRequest, Conflict, NotFound
+from broker.metrics_delivery import DeliveryCounts
 from broker.store.base_delivery import Delivery, DeliveryState, SubscriptionControl
 from broker.store.records import ConfigObject, StoredEvent
 from broker.timeutil import now_rfc3339
@@ -34,8 +35,9 @@ class DeliveryService:
         self.broker = broker
         self.registry = SubscriptionRegistry(environ)
         self.controls: dict[str, SubscriptionControl] = {}
-        self.push = PushDispatcher(broker, self.registry, self.is_paused)
-        self.pull = PullService(broker, self.registry, self.is_paused)
+        self.counts = DeliveryCounts()
+        self.push = PushDispatcher(broker, self.registry, self.is_paused, self.counts)
+        self.pull = PullService(broker, self.registry, self.is_paused, self.counts)
 
     def is_paused(self, name: str) -> bool:
         control = self.controls.get(name)
@@ -97,14 +99,6 @@ class DeliveryService:
     async def stop(self) -> None:
         self.pull.close()
         await self.push.stop()
-
-    def metrics(self) -> dict[str, float]:
-        samples = {f'opsbus_deliveries_total{{outcome="{k}"}}': float(v)
-                   for k, v in sorted(self.push.stats.items())}
-        for sub in self.registry.push():
-            samples[f'opsbus_delivery_in_flight{{subscription="{sub.name}"}}'] = float(
-                self.push.in_flight(sub.name))
-        return samples
 
     # -- operator API ------------------------------------------------------------------
     def state_of(self, sub: Subscription) -> str:

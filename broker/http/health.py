@@ -6,6 +6,7 @@ from aiohttp import web
 
 from broker.errors import Unavailable
 from broker.http.util import broker_of, json_response
+from broker.metrics import CONTENT_TYPE
 
 routes = web.RouteTableDef()
 
@@ -28,29 +29,5 @@ async def readyz(request: web.Request) -> web.Response:
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus metrics."""
-    broker = broker_of(request)
-    lines = [
-        "# HELP opsbus_events_committed_total Events committed since start.",
-        "# TYPE opsbus_events_committed_total counter",
-        f"opsbus_events_committed_total {broker.bus.events_committed}",
-        "# HELP opsbus_commits_total Write transactions committed since start.",
-        "# TYPE opsbus_commits_total counter",
-        f"opsbus_commits_total {broker.bus.commits}",
-        "# HELP opsbus_last_seq Highest committed seq.",
-        "# TYPE opsbus_last_seq gauge",
-        f"opsbus_last_seq {broker.hub.head}",
-        "# HELP opsbus_stream_subscribers Live stream and long-poll readers.",
-        "# TYPE opsbus_stream_subscribers gauge",
-        f"opsbus_stream_subscribers {broker.hub.subscriber_count}",
-        "# HELP opsbus_stream_overflows_total Readers that fell behind and caught up"
-        " from the store.",
-        "# TYPE opsbus_stream_overflows_total counter",
-        f"opsbus_stream_overflows_total {broker.hub.overflows}",
-        "# HELP opsbus_routes Routes in the live table.",
-        "# TYPE opsbus_routes gauge",
-        f"opsbus_routes {len(broker.router.routes)}",
-    ]
-    for name, value in broker.metrics().items():
-        lines.append(f"{name} {value}")
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain",
-                        charset="utf-8", headers={"X-Content-Type": "version=0.0.4"})
+    body = await broker_of(request).metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

@@ -11,6 +11,7 @@ from broker.errors import BadRequest
 from broker.follow import follow
 from broker.http.events import query_filter
 from broker.http.util import MAX_ID, broker_of
+from broker.metrics_core import STREAM_DROPS
 from broker.store.records import StoredEvent
 
 routes = web.RouteTableDef()
@@ -136,4 +137,5 @@ async def stream(request: web.Request) -> web.StreamResponse:
         watchdog.cancel()
         if watchdog.fired:
             log.info("dropped a stream client that stopped reading")
+            broker.metrics.counter(*STREAM_DROPS).inc()
     return response

@@ -20,11 +20,13 @@ def setup(broker: Broker) -> None:
     broker.config.on_change(host.on_config)
     broker.add_service("plugin-watch", host.watch)
     broker.on_stop(host.stop)
-    broker.metric_sources.append(lambda: {
-        "opsbus_plugins_loaded": float(sum(1 for p in host.plugins.values() if p.version)),
-        "opsbus_plugins_failed": float(sum(1 for p in host.plugins.values() if p.error)),
-        "opsbus_plugin_errors_total": float(host.errors_total),
-    })
+    broker.metrics.sampled("opsbus_plugins_loaded", "Plugins with an active version.", "gauge",
+                           lambda: sum(1 for p in host.plugins.values() if p.version))
+    broker.metrics.sampled("opsbus_plugins_failed", "Plugins whose last load failed.", "gauge",
+                           lambda: sum(1 for p in host.plugins.values() if p.error))
+    broker.metrics.sampled("opsbus_plugin_errors_total",
+                           "Errors raised by plugin sources, transforms, actions, hooks.",
+                           "counter", lambda: host.errors_total)
 
 
 def host_of(broker: Broker) -> PluginHost:

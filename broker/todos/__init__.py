@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from broker.config import Kind
+from broker.metrics_queues import register_queue_metrics
 from broker.todos.queues import Queue, validate_queue
 from broker.todos.service import OPERATIONS, TodoService
 
@@ -27,7 +28,10 @@ def setup(broker: Broker) -> None:
     broker.config.on_change(service.load_queues)
     broker.router.register_target("queue", service.handle_target)
     broker.add_service("todo-sweeper", service.sweep_forever)
-    broker.metric_sources.append(service.metrics)
+    broker.metrics.sampled(
+        "opsbus_todo_changes_total", "Todo item changes by kind (opened, claimed, ...).",
+        "counter", lambda: {(k,): v for k, v in service.counters.items()}, labels=("change",))
+    register_queue_metrics(broker.metrics, service)
 
 
 def service_of(broker: Broker) -> TodoService:

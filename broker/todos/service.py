@@ -89,10 +89,6 @@ class TodoService:
     def count(self, what: str) -> None:
         self.counters[what] += 1
 
-    def metrics(self) -> dict[str, float]:
-        return {f'opsbus_todo_changes_total{{change="{k}"}}': float(v)
-                for k, v in sorted(self.counters.items())}
-
     # -- operations ---------------------------------------------------------------------
     async def operate(self, todo_id: int, op: str, operator: str, body: dict[str, Any]
                       ) -> tuple[TodoItem, dict[str, Any] | None]:
