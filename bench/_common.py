@@ -38,10 +38,24 @@ def machine() -> str:
             f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
 
 
-def start_broker(args: list[str] | None = None, config: Path | None = None) -> BrokerProcess:
-    data = Path(tempfile.mkdtemp(prefix="opsbus-bench-")) / "data"
-    data.mkdir(parents=True)
-    return BrokerProcess(data, args=args or [], config=config).start(timeout=60)
+BENCH_DIR = Path(os.environ.get("OPSBUS_BENCH_DIR", "/tmp/opsbus-bench"))
+"""Where pre-filled stores live (large: about 0.6 GiB per million events)."""
+
+
+def start_broker(args: list[str] | None = None, config: Path | None = None,
+                 prefill: int = 0, items: int | None = None) -> BrokerProcess:
+    """An `opsbus serve` process on a fresh data directory, or on the shared pre-filled
+    one holding `prefill` events (created on first use, reused after: each run adds
+    its own events, which is what a live bus does too)."""
+    if prefill:
+        data = BENCH_DIR / f"store-{prefill}"
+        subprocess.run([sys.executable, str(ROOT / "bench" / "prefill.py"), str(data),
+                        "--events", str(prefill)]
+                       + (["--items", str(items)] if items is not None else []), check=True)
+    else:
+        data = Path(tempfile.mkdtemp(prefix="opsbus-bench-")) / "data"
+        data.mkdir(parents=True)
+    return BrokerProcess(data, args=args or [], config=config).start(timeout=300)
 
 
 def wait_ready(url: str, path: str = "/readyz", timeout: float = 10.0) -> None:
@@ -75,6 +89,13 @@ def wrk(url: str, script: str, *, connections: int = 32, seconds: int = 10,
     return rps, int(bad.group(1)) if bad else 0
 
 
+def parse_count(text: str) -> int:
+    """'10M', '1.5k', '250000' -> an integer."""
+    text = text.strip().replace("_", "").replace(",", "")
+    scale = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}.get(text[-1:].lower(), 1)
+    return int(float(text[:-1] if scale > 1 else text) * scale)
+
+
 PAYLOAD = "x" * 300
 
 LUA_PROLOGUE = r"""
@@ -87,18 +108,26 @@ function setup(thread)
 end
 function init(args)
   tid = wrk.thread:get("tid")
-  prefix = tostring(os.time()) .. "-" .. tostring(math.random(1, 1e9))
+  math.randomseed(os.time() * 1000 + tid * 7919 + math.floor(os.clock() * 1e6))
+end
+-- A random version-4 UUID, as real publishers send (not a sequence: sequential ids
+-- land on one index page and hide what random keys cost a store).
+local function uuid4()
+  return string.format("%04x%04x-%04x-4%03x-%04x-%04x%04x%04x",
+    math.random(0, 0xffff), math.random(0, 0xffff), math.random(0, 0xffff),
+    math.random(0, 0xfff), math.random(0x8000, 0xbfff), math.random(0, 0xffff),
+    math.random(0, 0xffff), math.random(0, 0xffff))
 end
 """
-"""Unique event ids per wrk thread and run."""
+"""Random UUID event ids; a subject among 50."""
 
 SINGLE_LUA = LUA_PROLOGUE + r"""
 request = function()
   counter = counter + 1
-  local body = string.format('{"specversion":"1.0","id":"%s-%d-%d","source":"bench/wrk",'
+  local body = string.format('{"specversion":"1.0","id":"%s","source":"bench/wrk",'
     .. '"type":"bench.event","subject":"s%d","time":"2026-11-25T10:00:00Z",'
     .. '"datacontenttype":"application/json","data":{"n":%d,"severity":"warning",'
-    .. '"payload":"PAYLOAD"}}', prefix, tid, counter, counter % 50, counter)
+    .. '"payload":"PAYLOAD"}}', uuid4(), counter % 50, counter)
   return wrk.format("POST", "/v1/events",
     {["Content-Type"] = "application/cloudevents+json"}, body)
 end
@@ -109,10 +138,10 @@ request = function()
   local parts = {}
   for i = 1, 100 do
     counter = counter + 1
-    parts[i] = string.format('{"specversion":"1.0","id":"%s-%d-%d","source":"bench/wrk",'
+    parts[i] = string.format('{"specversion":"1.0","id":"%s","source":"bench/wrk",'
       .. '"type":"bench.event","subject":"s%d","time":"2026-11-25T10:00:00Z",'
       .. '"datacontenttype":"application/json","data":{"n":%d,"severity":"warning",'
-      .. '"payload":"PAYLOAD"}}', prefix, tid, counter, counter % 50, counter)
+      .. '"payload":"PAYLOAD"}}', uuid4(), counter % 50, counter)
   end
   return wrk.format("POST", "/v1/events",
     {["Content-Type"] = "application/cloudevents-batch+json"},

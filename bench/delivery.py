@@ -22,7 +22,7 @@ import uuid
 
 import aiohttp
 import orjson
-from _common import PAYLOAD, free_port, machine, start_broker, wait_ready
+from _common import PAYLOAD, free_port, machine, parse_count, start_broker, wait_ready
 
 STRUCTURED = {"Content-Type": "application/cloudevents+json"}
 BATCH = {"Content-Type": "application/cloudevents-batch+json"}
@@ -58,7 +58,7 @@ def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
 
 
 def event(kind: str, n: int, prefix: str) -> dict[str, object]:
-    return {"specversion": "1.0", "id": f"{prefix}-{n}", "source": "bench/delivery",
+    return {"specversion": "1.0", "id": str(uuid.uuid4()), "source": f"bench/{prefix}",
             "type": kind, "subject": f"s{n % 50}", "time": "2026-11-25T10:00:00Z",
             "datacontenttype": "application/json",
             "data": {"n": n, "severity": "warning", "payload": PAYLOAD}}
@@ -152,11 +152,11 @@ async def pull_throughput(session: aiohttp.ClientSession, url: str, total: int,
     return total / (time.monotonic() - started)
 
 
-async def main(events: int, seconds: float) -> None:
+async def main(events: int, seconds: float, prefill: int) -> None:
     print(f"machine: {machine()}")
     print(f"platform: {platform.platform()}, cpu count: {os.cpu_count()}")
     broker = start_broker(["--durability", "full", "--allow-private-targets",
-                           "--delivery-concurrency", "128"])
+                           "--delivery-concurrency", "128"], prefill=prefill)
     receiver, receiver_url = start_receiver()
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
@@ -186,5 +186,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--prefill", type=parse_count, default=0,
+                        help="events already stored, e.g. 1M (see prefill.py)")
     options = parser.parse_args()
-    asyncio.run(main(options.events, options.seconds))
+    asyncio.run(main(options.events, options.seconds, options.prefill))

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, WRK, machine, start_broker
+from _common import ROOT, WRK, machine, parse_count, start_broker
 from ingest import event_json, load
 
 MATCHING = 4
@@ -119,9 +119,20 @@ def without_hits(routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return changed
 
 
+def queue_only() -> Path:
+    """One route sending every benchmark event to a todo queue: each event updates an
+    item (grouped by source and subject, 50 subjects)."""
+    return write_config([{"name": "all-to-queue", "filter": {"prefix": {"type": "bench."}},
+                          "targets": ["queue:bench"]}], True)
+
+
+PREFILL = 0
+
+
 def scenario(name: str, config: Path | None, durability: str, seconds: int
              ) -> tuple[str, float, float, str]:
-    broker = start_broker(["--durability", durability, "--log-level", "warning"], config)
+    broker = start_broker(["--durability", durability, "--log-level", "warning"], config,
+                          prefill=PREFILL)
     try:
         single, note = load(broker.url, batch=1, seconds=seconds)
         batched, _ = load(broker.url, batch=100, seconds=seconds)
@@ -134,11 +145,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--durability", default="full")
+    parser.add_argument("--prefill", type=parse_count, default=0,
+                        help="events already stored, e.g. 1M (see prefill.py)")
+    parser.add_argument("--scenarios", default="all",
+                        help="comma-separated: zero,nohit,hits,queue,queue-only")
     args = parser.parse_args()
+    global PREFILL
+    PREFILL = args.prefill
+    chosen = set(args.scenarios.split(",")) if args.scenarios != "all" else None
 
     print(f"machine: {machine()}")
     print(f"load generator: {'wrk ' + WRK if WRK else 'python aiohttp client (wrk missing)'}")
-    print(f"durability: {args.durability}, {args.seconds}s per run, 32 connections\n")
+    print(f"durability: {args.durability}, {args.seconds}s per run, 32 connections,"
+          f" {args.prefill:,} events stored before\n")
 
     plain = realistic_routes(queue=False)
     with_queue = realistic_routes(queue=True)
@@ -146,16 +165,16 @@ def main() -> None:
     print(f"matching 200 routes in process: {cost:.1f} µs per event "
           f"({MATCHING} hits each)\n")
 
-    runs = [
-        scenario("0 routes", None, args.durability, args.seconds),
-        scenario("200 routes, no hit", write_config(without_hits(plain), False),
-                 args.durability, args.seconds),
-        scenario("200 routes, 4 hits (plugin)", write_config(plain, False), args.durability,
-                 args.seconds),
-        scenario("200 routes, 1 hit is a queue", write_config(with_queue, True),
-                 args.durability, args.seconds),
+    plans = [
+        ("zero", "0 routes", lambda: None),
+        ("nohit", "200 routes, no hit", lambda: write_config(without_hits(plain), False)),
+        ("hits", "200 routes, 4 hits (plugin)", lambda: write_config(plain, False)),
+        ("queue", "200 routes, 1 hit is a queue", lambda: write_config(with_queue, True)),
+        ("queue-only", "1 route, every event to a queue", queue_only),
     ]
-    base_single, base_batch = runs[0][1], runs[0][2]
+    runs = [scenario(name, make(), args.durability, args.seconds)
+            for key, name, make in plans if chosen is None or key in chosen]
+    base_single, base_batch = runs[0][1], runs[0][2]  # "vs 0" is vs the first scenario run
     print(f"{'scenario':<30} {'single POST ev/s':>17} {'vs 0':>6} "
           f"{'batch(100) ev/s':>16} {'vs 0':>6}")
     for name, single, batched, note in runs:

@@ -1,0 +1,186 @@
+"""Peers side by side: one publishing harness against opsbus, NATS JetStream (file
+storage) and Redis streams, same payloads, same number of publishes in flight, each
+awaited for its acknowledgement.
+
+    .venv/bin/python bench/peers.py [--seconds 10] [--in-flight 32] [--repeat 3]
+                                    [--prefill 0] [--nats nats://127.0.0.1:4222]
+                                    [--redis redis://127.0.0.1:6379]
+
+One asyncio process drives every target with the same loop: `in-flight` workers, each
+publishing one message (or one batch of 100 for "opsbus batched") and awaiting the
+acknowledgement before the next. Payloads are the same structured CloudEvent JSON with a
+random UUID id. opsbus runs with `durability = "full"` (fsync before the answer);
+JetStream gets a temporary file-storage stream (deleted afterwards) with the event id
+as `Nats-Msg-Id`, so it deduplicates like opsbus; Redis gets `XADD` to a temporary key.
+What each acknowledgement means differs and is printed beside the figure. Targets that
+are not running are reported and skipped. Prints figures; asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import orjson
+from _common import PAYLOAD, machine, parse_count, start_broker
+
+Publish = Callable[[], Awaitable[int]]
+"""Publishes one message or batch, awaits its acknowledgement, returns events acked."""
+
+
+def payload() -> tuple[str, bytes]:
+    ident = str(uuid.uuid4())
+    return ident, orjson.dumps({
+        "specversion": "1.0", "id": ident, "source": "bench/peers", "type": "bench.event",
+        "subject": "s1", "time": "2026-11-25T10:00:00Z", "datacontenttype": "application/json",
+        "data": {"severity": "warning", "payload": PAYLOAD}})
+
+
+async def drive(publish: Publish, in_flight: int, seconds: float) -> float:
+    """Events acknowledged per second with `in_flight` publishers awaiting each ack."""
+    done = 0
+    deadline = time.monotonic() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            acked = await publish()  # not `done += await …`: that reads `done` first
+            done += acked
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return done / (time.monotonic() - started)
+
+
+async def opsbus_targets(url: str) -> tuple[Publish, Publish, Callable[[], Awaitable[None]]]:
+    import aiohttp
+
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    single_headers = {"Content-Type": "application/cloudevents+json"}
+    batch_headers = {"Content-Type": "application/cloudevents-batch+json"}
+
+    async def single() -> int:
+        async with session.post(url + "/v1/events", data=payload()[1],
+                                headers=single_headers) as resp:
+            await resp.read()
+            return 1 if resp.status < 300 else 0
+
+    async def batched() -> int:
+        body = b"[" + b",".join(payload()[1] for _ in range(100)) + b"]"
+        async with session.post(url + "/v1/events", data=body, headers=batch_headers) as resp:
+            await resp.read()
+            return 100 if resp.status < 300 else 0
+
+    return single, batched, session.close
+
+
+async def jetstream_target(server: str) -> tuple[Publish, Callable[[], Awaitable[None]]]:
+    import nats
+    from nats.js.api import StorageType, StreamConfig
+
+    nc = await nats.connect(server, connect_timeout=2, max_reconnect_attempts=0)
+    js = nc.jetstream()
+    name = f"OPSBUS_BENCH_{uuid.uuid4().hex[:8].upper()}"
+    subject = f"opsbus.bench.{name.lower()}"
+    await js.add_stream(StreamConfig(name=name, subjects=[subject],
+                                     storage=StorageType.FILE))
+
+    async def publish() -> int:
+        ident, body = payload()
+        await js.publish(subject, body, headers={"Nats-Msg-Id": ident})
+        return 1
+
+    async def close() -> None:
+        await js.delete_stream(name)
+        await nc.close()
+
+    return publish, close
+
+
+async def redis_target(url: str, in_flight: int) -> tuple[Publish, Callable[[], Awaitable[None]]]:
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(url, max_connections=in_flight)
+    await client.ping()
+    key = f"opsbus-bench-{uuid.uuid4().hex[:8]}"
+
+    async def publish() -> int:
+        await client.xadd(key, {"event": payload()[1]})
+        return 1
+
+    async def close() -> None:
+        await client.delete(key)
+        await client.aclose()
+
+    return publish, close
+
+
+def spread(values: list[float]) -> str:
+    values = sorted(values)
+    mid = values[len(values) // 2]
+    return f"{mid:>9,.0f}" + (f" ({values[0]:,.0f}-{values[-1]:,.0f})" if len(values) > 1
+                              else "")
+
+
+async def main(args: argparse.Namespace) -> None:
+    print(f"machine: {machine()}")
+    print(f"{args.in_flight} publishes in flight, each awaited; {args.seconds}s per figure,"
+          f" {args.repeat} repeat(s); opsbus store holds {args.prefill:,} events before\n")
+    broker = start_broker(["--durability", "full", "--log-level", "warning"],
+                          prefill=args.prefill)
+    results: dict[str, list[float]] = {}
+    meaning: dict[str, str] = {
+        "opsbus single": "HTTP 201 after fsync (synchronous=FULL), deduplicated by (source, id)",
+        "opsbus batched (100/request)": "HTTP 200 after fsync, per event",
+        "NATS JetStream (file)": "PubAck after the write to the stream file (fsync every 2 min"
+                                 " by default), deduplicated by Nats-Msg-Id within 2 min",
+        "Redis streams": "XADD reply from memory (this server keeps nothing on disk)",
+    }
+    closers = []
+    try:
+        targets: dict[str, Publish] = {}
+        single, batched, close = await opsbus_targets(broker.url)
+        closers.append(close)
+        targets["opsbus single"] = single
+        targets["opsbus batched (100/request)"] = batched
+        try:
+            js, close = await jetstream_target(args.nats)
+            closers.append(close)
+            targets["NATS JetStream (file)"] = js
+        except Exception as exc:  # the peer is optional: report and go on
+            print(f"NATS JetStream at {args.nats} skipped: {exc!r}")
+        try:
+            rd, close = await redis_target(args.redis, args.in_flight)
+            closers.append(close)
+            targets["Redis streams"] = rd
+        except Exception as exc:
+            print(f"Redis at {args.redis} skipped: {exc!r}")
+        for _ in range(args.repeat):  # interleaved, so a noisy moment hits every target
+            for name, publish in targets.items():
+                results.setdefault(name, []).append(
+                    await drive(publish, args.in_flight, args.seconds))
+    finally:
+        for close in closers:
+            await close()
+        broker.stop()
+    js_rate = sorted(results.get("NATS JetStream (file)", [0]))[args.repeat // 2]
+    print(f"{'target':<30} {'events/s (median, min-max)':>32}  vs JetStream  acknowledgement")
+    for name, values in results.items():
+        mid = sorted(values)[len(values) // 2]
+        ratio = f"{mid / js_rate:>6.2f}x" if js_rate else "   n/a"
+        print(f"{name:<30} {spread(values):>32}  {ratio:>11}  {meaning[name]}")
+    print("\ngoal: opsbus batched >= 3x JetStream's per-message rate")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--in-flight", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--prefill", type=parse_count, default=0)
+    parser.add_argument("--nats", default="nats://127.0.0.1:4222")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379")
+    asyncio.run(main(parser.parse_args()))
