@@ -276,7 +276,7 @@ def sqlite_ceiling(path: Path | None, seconds: float, batch: int = 3200) -> floa
     conn.execute("PRAGMA wal_autocheckpoint=4000")
     recvtime = "2026-11-25T10:00:00.000000Z"
     batches = []
-    for _ in range(max(1, int(seconds * 150_000 / batch))):
+    for _ in range(max(1, int(seconds * 60_000 / batch))):
         rows = []
         for n in range(batch):
             ev = event_json(n, "sqlite")

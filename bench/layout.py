@@ -146,6 +146,18 @@ class Layout:
     def after_delete(self, low: int, high: int) -> None:
         pass
 
+    def copy_from(self, n: int) -> None:
+        """Fill from the attached pre-filled source `src` (bare layout, n rows), in C."""
+        copy_ranges(self.conn, n, "INSERT INTO events SELECT * FROM src.events"
+                    " WHERE seq BETWEEN ? AND ?")
+
+
+def copy_ranges(conn: sqlite3.Connection, n: int, sql: str) -> None:
+    for low in range(1, n + 1, 1_000_000):
+        conn.execute("BEGIN")
+        conn.execute(sql, (low, min(n, low + 999_999)))
+        conn.execute("COMMIT")
+
 
 def seq_before(conn: sqlite3.Connection, table: str, stamp: str) -> int:
     """The highest seq received before `stamp`, by binary search on seq (recvtime rises
@@ -209,6 +221,12 @@ class Today(Layout):
         return [r[0] for r in self.conn.execute(
             "SELECT seq FROM events WHERE correlationid = ?1 UNION"
             " SELECT seq FROM events WHERE causationid = ?1", (corr,))]
+
+    def copy_from(self, n: int) -> None:
+        columns = ("seq, source, id, type, subject, time, recvtime, correlationid,"
+                   " causationid, digest, routes, body")
+        copy_ranges(self.conn, n, f"INSERT INTO events ({columns}) SELECT {columns}"
+                    " FROM src.events WHERE seq BETWEEN ? AND ?")
 
 
 def lean_rows(rows: Sequence[Row], seq0: int) -> list[tuple[object, ...]]:
@@ -311,6 +329,19 @@ class Window(Lean):
         self.conn.executemany(LEAN_INSERT.format(table="events"), lean_rows(rows, seq0))
         self.gen_rows += len(rows)
 
+    def copy_from(self, n: int) -> None:
+        super().copy_from(n)
+        self.gen = (n - 1) // self.generation
+        self.gen_rows = n - self.gen * self.generation
+        current, previous = self.dedupe_tables()
+        self.conn.execute("BEGIN")
+        self.conn.execute(f"INSERT INTO {current} SELECT idhash, seq FROM src.events"
+                          " WHERE seq > ?", (self.gen * self.generation,))
+        self.conn.execute(f"INSERT INTO {previous} SELECT idhash, seq FROM src.events"
+                          " WHERE seq > ? AND seq <= ?",
+                          ((self.gen - 1) * self.generation, self.gen * self.generation))
+        self.conn.execute("COMMIT")
+
     def rotate(self) -> None:
         """The older generation becomes the new current one, emptied."""
         self.gen += 1
@@ -330,6 +361,20 @@ class WindowListing(Window):
     name = "window+listing"
     describe = "window plus (type, seq), (source, seq), (subject, seq) for filtered listings"
     listing_indexes = True
+
+
+class WindowNoLinks(Window):
+    """The window without correlation/causation indexes: what the links cost."""
+
+    name = "window-nolinks"
+    describe = "window without the correlation/causation indexes (isolates their cost)"
+
+    def create(self) -> None:
+        self.conn.execute(f"CREATE TABLE events ({LEAN_COLUMNS})")
+        self.create_dedupe()
+
+    def correlation_lookup(self, corr: str) -> list[int]:
+        return []
 
 
 class Partitioned(Layout):
@@ -396,6 +441,21 @@ class Partitioned(Layout):
         self.conn.executemany(LEAN_INSERT.format(table=t) + " ON CONFLICT (idhash) DO NOTHING",
                               lean_rows(rows, seq0))
         assert self.conn.total_changes - before == len(rows)
+
+    def copy_from(self, n: int) -> None:
+        first = self.conn.execute("SELECT recvtime FROM src.events WHERE seq = 1").fetchone()[0]
+        day = int(datetime.fromisoformat(first.replace("Z", "+00:00")).timestamp() // DAY)
+        low = 1
+        while low <= n:
+            high = seq_before(self.conn, "src.events", rfc3339((day + 1) * DAY))
+            self.conn.execute("BEGIN")
+            self._ensure(day, low)
+            t = self._table(day)
+            self.conn.execute(f"INSERT INTO {t} SELECT * FROM src.events"
+                              " WHERE seq BETWEEN ? AND ?", (low, high))
+            self.conn.execute("COMMIT")
+            low = high + 1
+            day += 1
 
     def _day_of_seq(self, seq: int) -> int | None:
         self._load()
@@ -479,7 +539,8 @@ class Bare(Layout):
 
 
 LAYOUTS: dict[str, type[Layout]] = {
-    cls.name: cls for cls in (Today, Lean, Window, WindowListing, Partitioned, Bare)}
+    cls.name: cls for cls in (Today, Lean, Window, WindowListing, WindowNoLinks, Partitioned,
+                              Bare)}
 
 
 # -- the run -----------------------------------------------------------------------------
@@ -501,27 +562,63 @@ def open_conn(path: Path, *, bulk: bool, cache_mib: int = 64, mmap_mib: int = 0
     return conn
 
 
-def prefill(layout_cls: type[Layout], path: Path, n: int, now: float, page_size: int) -> float:
-    """Fill a fresh file to n rows spread over the past month; seconds taken."""
-    started = time.monotonic()
+def prefill_source(path: Path, n: int, now: float, page_size: int) -> None:
+    """The bare layout filled by SQLite itself (random ids, hashes and lineage from
+    `randomblob`/`random()`, recvtimes over the past month): every other layout is
+    copied from it in C, so 10 M rows take minutes, not an hour of Python."""
+    conn = open_conn(path, bulk=True)
+    conn.execute(f"PRAGMA page_size={page_size}")
+    Bare(conn).create()
+    first = now - MONTH_DAYS * DAY
+    step = (MONTH_DAYS * DAY - 60) / max(n, 1)
+    types = ",".join(f"('{t}')" for t in TYPES)
+    conn.execute("CREATE TEMP TABLE kinds (k INTEGER PRIMARY KEY, type TEXT)")
+    conn.execute(f"INSERT INTO kinds (type) VALUES {types}")
+    for low in range(1, n + 1, 1_000_000):
+        high = min(n, low + 999_999)
+        conn.execute("BEGIN")
+        conn.execute(f"""
+            WITH RECURSIVE c(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM c WHERE x < ?),
+            r AS MATERIALIZED (
+                SELECT x, lower(hex(randomblob(16))) AS id, abs(random()) % 40 AS cl,
+                       1 + abs(random()) % {len(TYPES)} AS k, abs(random()) % 2000 AS node,
+                       abs(random()) % 5 = 0 AS linked,
+                       strftime('%Y-%m-%dT%H:%M:%fZ', {first} + x * {step}, 'unixepoch') AS at
+                FROM c)
+            INSERT INTO events (seq, source, id, type, subject, time, recvtime, correlationid,
+                                causationid, digest, body, idhash, corrkey, causekey)
+            SELECT x, 'monitoring/cluster-' || cl, id, kinds.type, 'node-' || node, at, at,
+                   CASE WHEN linked THEN lower(hex(randomblob(16))) END,
+                   CASE WHEN linked THEN lower(hex(randomblob(16))) END,
+                   randomblob(16),
+                   printf('{{"specversion":"1.0","id":"%s","source":"monitoring/cluster-%d",'
+                          || '"type":"%s","subject":"node-%d","time":"%s",'
+                          || '"datacontenttype":"application/json","data":{{"n":%d,'
+                          || '"severity":"warning","payload":"{BODY_PAD}"}}}}',
+                          id, cl, kinds.type, node, at, x),
+                   random(), CASE WHEN linked THEN random() END,
+                   CASE WHEN linked THEN random() END
+            FROM r JOIN kinds USING (k)""", (low, high))
+        conn.execute("COMMIT")
+    conn.close()
+
+
+def derive(layout_cls: type[Layout], source: Path | None, path: Path, n: int,
+           page_size: int) -> Layout:
+    """A fresh file in `layout_cls`'s layout holding the source's n rows."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
     conn = open_conn(path, bulk=True)
     conn.execute(f"PRAGMA page_size={page_size}")
     conn.execute(f"PRAGMA auto_vacuum={layout_cls.auto_vacuum}")
     layout = layout_cls(conn)
     layout.create()
-    rng = random.Random(1)
-    rows = make_rows(n, now - MONTH_DAYS * DAY, now - 60, rng)
-    seq = 0
-    while True:
-        chunk = [r for _, r in zip(range(50_000), rows, strict=False)]
-        if not chunk:
-            break
-        conn.execute("BEGIN")
-        layout.insert(chunk, seq)
-        conn.execute("COMMIT")
-        seq += len(chunk)
+    if source is not None and n:
+        conn.execute("ATTACH DATABASE ? AS src", (str(source),))
+        layout.copy_from(n)
+        conn.execute("DETACH DATABASE src")
     conn.close()
-    return time.monotonic() - started
+    return layout
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -538,62 +635,81 @@ def timed(fn: Callable[[], object], times: int) -> tuple[float, float]:
     return percentile(took, 0.5), percentile(took, 0.99)
 
 
-def measure(layout_cls: type[Layout], size: int, args: argparse.Namespace) -> dict[str, object]:
+def measure(names: list[str], size: int, args: argparse.Namespace) -> list[dict[str, object]]:
+    """Every layout at one size: filled, then timed in interleaved rounds so a noisy
+    moment on a shared machine hits every layout alike."""
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"layout-{layout_cls.name}-{size}.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
     now = time.time()
-    fill_s = prefill(layout_cls, path, size, now, args.page_size) if size else 0.0
-    if not size:
-        conn = open_conn(path, bulk=True)
-        conn.execute(f"PRAGMA page_size={args.page_size}")
-        conn.execute(f"PRAGMA auto_vacuum={layout_cls.auto_vacuum}")
-        layout_cls(conn).create()
-        conn.close()
-    conn = open_conn(path, bulk=False, cache_mib=args.cache_mib, mmap_mib=args.mmap_mib)
-    layout = layout_cls(conn)
-    if isinstance(layout, Window) and size:
-        # The pre-fill filled generations in turn; carry on from where it stopped.
-        layout.gen = (size - 1) // layout.generation
-        layout.gen_rows = size - layout.gen * layout.generation
-    rows = list(make_rows(args.rows, now - 30, now, random.Random(2)))
-    seq = conn.execute("SELECT 0").fetchone()[0] + size
-    started = time.perf_counter()
-    commits = []
-    for start in range(0, len(rows), args.commit):
-        t0 = time.perf_counter()
-        conn.execute("BEGIN IMMEDIATE")
-        chunk = rows[start:start + args.commit]
-        layout.insert(chunk, seq)
-        conn.execute("COMMIT")
-        seq += len(chunk)
-        commits.append((time.perf_counter() - t0) * 1000)
-    rate = len(rows) / (time.perf_counter() - started)
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    rng = random.Random(3)
-    probes = rng.sample(rows, 2000)
-    lookup = timed(lambda: layout.identity_lookup(rng.choice(probes)), 2000)
-    by_seq = timed(lambda: layout.read_seq(rng.randrange(1, seq + 1)), 2000)
-    corrs = [r.correlationid for r in rows if r.correlationid]
-    by_corr = timed(lambda: layout.correlation_lookup(rng.choice(corrs)), 500)
-    by_type = timed(lambda: layout.newest_of_type(rng.choice(TYPES)), 200)
-    size_mib = path.stat().st_size / 2**20
-    retained = {}
+    source = folder / f"layout-source-{size}.db"
+    fills: dict[str, float] = {}
     if size:
-        t0 = time.perf_counter()
-        removed = layout.retention(now - (MONTH_DAYS - 1) * DAY)
-        took = time.perf_counter() - t0
-        conn.execute("PRAGMA incremental_vacuum")
-        retained = {"removed": removed, "retention_s": took}
-    conn.close()
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    return {"layout": layout_cls.name, "size": size, "fill_s": fill_s, "rate": rate,
-            "commit_p50": statistics.median(commits), "commit_p99": percentile(commits, .99),
-            "lookup": lookup, "by_seq": by_seq, "by_corr": by_corr, "by_type": by_type,
-            "mib": size_mib, **retained}
+        t0 = time.monotonic()
+        source.unlink(missing_ok=True)
+        prefill_source(source, size, now, args.page_size)
+        print(f"  source of {size:,} rows made in {time.monotonic() - t0:.0f}s", flush=True)
+    layouts: dict[str, Layout] = {}
+    for name in names:
+        t0 = time.monotonic()
+        derived = derive(LAYOUTS[name], source if size else None,
+                         folder / f"layout-{name}-{size}.db", size, args.page_size)
+        fills[name] = time.monotonic() - t0
+        conn = open_conn(folder / f"layout-{name}-{size}.db", bulk=False,
+                         cache_mib=args.cache_mib, mmap_mib=args.mmap_mib)
+        layout = LAYOUTS[name](conn)
+        if isinstance(derived, Window):
+            layout.gen, layout.gen_rows = derived.gen, derived.gen_rows  # type: ignore[attr-defined]
+        layouts[name] = layout
+    source.unlink(missing_ok=True)
+    rows = list(make_rows(args.rows, now - 30, now, random.Random(2)))
+    took = dict.fromkeys(names, 0.0)
+    commits: dict[str, list[float]] = {name: [] for name in names}
+    per_round = args.commit * 2
+    for start in range(0, len(rows), per_round):
+        for name, layout in layouts.items():
+            conn = layout.conn
+            for at in range(start, min(len(rows), start + per_round), args.commit):
+                chunk = rows[at:at + args.commit]
+                t0 = time.perf_counter()
+                conn.execute("BEGIN IMMEDIATE")
+                layout.insert(chunk, size + at)
+                conn.execute("COMMIT")
+                spent = time.perf_counter() - t0
+                took[name] += spent
+                commits[name].append(spent * 1000)
+    results = []
+    for name, layout in layouts.items():
+        conn = layout.conn
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        rng = random.Random(3)
+        probes = rng.sample(rows, 2000)
+        head = size + len(rows)
+        corrs = [r.correlationid or "" for r in rows if r.correlationid]
+        lookup = timed(lambda lay=layout, g=rng, p=probes: lay.identity_lookup(g.choice(p)),
+                       2000)
+        by_seq = timed(lambda lay=layout, g=rng, h=head: lay.read_seq(g.randrange(1, h + 1)),
+                       2000)
+        by_corr = timed(lambda lay=layout, g=rng, c=corrs: lay.correlation_lookup(g.choice(c)),
+                        500)
+        by_type = timed(lambda lay=layout, g=rng: lay.newest_of_type(g.choice(TYPES)), 200)
+        path = folder / f"layout-{name}-{size}.db"
+        size_mib = path.stat().st_size / 2**20
+        retained = {}
+        if size:
+            t0 = time.perf_counter()
+            removed = layout.retention(now - (MONTH_DAYS - 1) * DAY)
+            spent = time.perf_counter() - t0
+            conn.execute("PRAGMA incremental_vacuum")
+            retained = {"removed": removed, "retention_s": spent}
+        conn.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        results.append({
+            "layout": name, "size": size, "fill_s": fills[name], "rate": len(rows) / took[name],
+            "commit_p50": statistics.median(commits[name]),
+            "commit_p99": percentile(commits[name], .99), "lookup": lookup, "by_seq": by_seq,
+            "by_corr": by_corr, "by_type": by_type, "mib": size_mib, **retained})
+    return results
 
 
 def report(r: dict[str, object]) -> None:
@@ -609,6 +725,97 @@ def report(r: dict[str, object]) -> None:
           f"{r['mib']:>8,.0f} {ret}  (fill {r['fill_s']:.0f}s)", flush=True)
 
 
+TODO_TABLE = """CREATE TABLE todos (
+    id INTEGER PRIMARY KEY, queue TEXT NOT NULL, key TEXT NOT NULL, title TEXT NOT NULL,
+    state TEXT NOT NULL, owner TEXT, snoozed_until TEXT, count INTEGER NOT NULL,
+    first_seen TEXT NOT NULL, updated_at TEXT NOT NULL, event_seq INTEGER NOT NULL)"""
+TODO_LAYOUTS = {
+    "today": """
+        CREATE UNIQUE INDEX todos_active_key ON todos (queue, key) WHERE state <> 'resolved';
+        CREATE INDEX todos_activity ON todos (updated_at, id);
+        CREATE INDEX todos_queue_state ON todos (queue, state);
+        CREATE INDEX todos_snoozes ON todos (snoozed_until) WHERE snoozed_until IS NOT NULL;""",
+    "proposed": """
+        CREATE UNIQUE INDEX todos_active_key ON todos (queue, key) WHERE state <> 'resolved';
+        CREATE INDEX todos_listing ON todos (queue, state, updated_at, id);
+        CREATE INDEX todos_open_age ON todos (queue, first_seen) WHERE state = 'open';
+        CREATE INDEX todos_snoozes ON todos (snoozed_until) WHERE snoozed_until IS NOT NULL;
+        CREATE TABLE queue_counts (queue TEXT NOT NULL, state TEXT NOT NULL,
+                                   n INTEGER NOT NULL, PRIMARY KEY (queue, state));""",
+}
+AWAKE = "(snoozed_until IS NULL OR snoozed_until <= :now)"
+
+
+def todo_listings(items: int, folder: Path) -> None:
+    """p50/p99 of the two todo listings at `items` items, today's indexes vs proposed."""
+    print(f"\ntodo listings at {items:,} items (10 queues; 20 % open, 5 % claimed)")
+    print(f"{'indexes':<10} {'list open, 1 queue':>20} {'queue counts':>16} {'update item':>14}")
+    now = rfc3339(time.time())
+    for name, ddl in TODO_LAYOUTS.items():
+        todo_layout(name, ddl, items, folder, now)
+
+
+def todo_layout(name: str, ddl: str, items: int, folder: Path, now: str) -> None:
+    path = folder / f"todos-{name}.db"
+    path.unlink(missing_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(TODO_TABLE)
+    rng = random.Random(5)
+    base = time.time() - MONTH_DAYS * DAY
+    rows = []
+    for n in range(1, items + 1):
+        roll = rng.random()
+        state = "open" if roll < .2 else "claimed" if roll < .25 else "resolved"
+        at = rfc3339(base + n * MONTH_DAYS * DAY / items)
+        rows.append((n, f"queue-{n % 10}", f"k{n}", f"item {n}", state, None,
+                     None, 1, at, at, n))
+    conn.execute("BEGIN")
+    conn.executemany(f"INSERT INTO todos VALUES ({','.join('?' * 11)})", rows)
+    for statement in ddl.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    if name == "proposed":
+        conn.execute("INSERT INTO queue_counts SELECT queue, state, count(*) FROM todos"
+                     " GROUP BY queue, state")
+    conn.execute("COMMIT")
+    conn.execute("ANALYZE")
+    listing = (f"SELECT * FROM todos WHERE queue = :q AND state = 'open' AND {AWAKE}"
+               " ORDER BY updated_at DESC, id DESC LIMIT 100")
+    if name == "today":
+        counts = (f"SELECT queue, sum(state = 'open' AND {AWAKE}), sum(state = 'claimed'"
+                  f" AND {AWAKE}), sum(state <> 'resolved' AND snoozed_until > :now),"
+                  " sum(state = 'resolved'), min(CASE WHEN state = 'open' THEN first_seen"
+                  " END) FROM todos GROUP BY queue ORDER BY queue")
+    else:  # maintained counters; snoozed items are few and have their own index
+        # Counters kept in the item's transaction; the oldest open item by index; the
+        # snoozed ones (few) from their own partial index.
+        counts = ("SELECT c.queue, c.state, c.n, CASE c.state WHEN 'open' THEN (SELECT"
+                  " min(first_seen) FROM todos t INDEXED BY todos_open_age WHERE t.queue ="
+                  " c.queue AND t.state = 'open') END FROM queue_counts c UNION ALL"
+                  " SELECT queue, 'snoozed', count(*), NULL FROM todos INDEXED BY"
+                  " todos_snoozes WHERE snoozed_until > :now AND state <> 'resolved'"
+                  " GROUP BY queue")
+    q = {"q": "queue-3", "now": now}
+    lst = timed(lambda: conn.execute(listing, q).fetchall(), 100)
+    cnt = timed(lambda: conn.execute(counts, q).fetchall(), 20)
+
+    def update() -> None:
+        n = rng.randrange(1, items + 1)
+        conn.execute("BEGIN")
+        conn.execute("UPDATE todos SET count = count + 1, updated_at = ? WHERE id = ?",
+                     (now, n))
+        if name == "proposed":
+            conn.execute("UPDATE queue_counts SET n = n WHERE queue = ? AND state = ?",
+                         (f"queue-{n % 10}", "open"))
+        conn.execute("COMMIT")
+
+    upd = timed(update, 200)
+    print(f"{name:<10} {lst[0]:>9.2f}/{lst[1]:<9.2f} {cnt[0]:>7.2f}/{cnt[1]:<8.2f}"
+          f" {upd[0]:>6.3f}/{upd[1]:<7.3f} ms (p50/p99)")
+    conn.close()
+    path.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="0,1M")
@@ -619,7 +826,13 @@ def main() -> None:
     parser.add_argument("--cache-mib", type=int, default=64)
     parser.add_argument("--mmap-mib", type=int, default=0)
     parser.add_argument("--dir", default="/tmp/opsbus-bench")
+    parser.add_argument("--todos", type=parse_count, default=0,
+                        help="only measure the todo listings at this many items")
     args = parser.parse_args()
+    if args.todos:
+        print(f"machine: {machine()}")
+        todo_listings(args.todos, Path(args.dir))
+        return
     print(f"machine: {machine()}")
     print(f"SQLite {sqlite3.sqlite_version}, page_size {args.page_size}, cache"
           f" {args.cache_mib} MiB, mmap {args.mmap_mib} MiB, synchronous=FULL, WAL,"
@@ -630,8 +843,8 @@ def main() -> None:
           f"{'identity ms':>13} {'by seq ms':>13} {'by corr ms':>13} {'newest type ms':>15} "
           f"{'file MiB':>8} retention (oldest day)")
     for size in (parse_count(s) for s in args.sizes.split(",")):
-        for name in args.layouts.split(","):
-            report(measure(LAYOUTS[name], size, args))
+        for result in measure(args.layouts.split(","), size, args):
+            report(result)
 
 
 if __name__ == "__main__":
