@@ -38,8 +38,16 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check broker console plugins tests bench
 	$(BIN)/mypy
 
-bench: $(VENV)/.installed-test
-	$(BIN)/python bench/ingest.py
+$(VENV)/.installed-bench: pyproject.toml | $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+# Load comes from wrk (Debian package); the peers benchmark needs the NATS and Redis
+# clients. BENCH picks the script: make bench BENCH=peers ARGS="--prefill 1M".
+BENCH ?= ingest
+bench: $(VENV)/.installed-bench
+	command -v wrk >/dev/null || (apt-get install -y wrk || (apt-get update && apt-get install -y wrk))
+	$(BIN)/python bench/$(BENCH).py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
