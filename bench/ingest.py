@@ -67,6 +67,8 @@ def run_reference_server(port: int) -> None:
                 while not queue.empty():
                     frames.append(queue.get_nowait())
                 await resp.write(b"".join(frames))
+        except ConnectionResetError:  # the reader left: the end of a measurement
+            return resp
         finally:
             readers.discard(queue)
 

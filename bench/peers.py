@@ -135,8 +135,8 @@ async def main(args: argparse.Namespace) -> None:
     meaning: dict[str, str] = {
         "opsbus single": "HTTP 201 after fsync (synchronous=FULL), deduplicated by (source, id)",
         "opsbus batched (100/request)": "HTTP 200 after fsync, per event",
-        "NATS JetStream (file)": "PubAck after the write to the stream file (fsync every 2 min"
-                                 " by default), deduplicated by Nats-Msg-Id within 2 min",
+        "NATS JetStream (file)": "PubAck after the write to the stream file (not fsynced per"
+                                 " message), deduplicated by Nats-Msg-Id within 2 min",
         "Redis streams": "XADD reply from memory (this server keeps nothing on disk)",
     }
     closers = []
