@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: run test lint bench clean promtool
+SEEDS ?=
+OPS ?= 300
+
+.PHONY: run test lint bench soak clean promtool
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +40,12 @@ test: $(VENV)/.installed-test promtool
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check broker console plugins tests bench
 	$(BIN)/mypy
+
+# The invariant checker for as long as asked: `make soak SECONDS=600`, or given seeds
+# (`make soak SEEDS=17,42`, as a failure prints them); OPS operations per run.
+soak: $(VENV)/.installed-test
+	$(BIN)/python -m tests.invariants --seconds "$(or $(SECONDS),0)" --seeds "$(SEEDS)" \
+		--ops $(OPS)
 
 $(VENV)/.installed-bench: pyproject.toml | $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'

@@ -1,0 +1,182 @@
+"""One checker run: a broker, receivers and readers; the seeded plan; a quiet end;
+the snapshot; the checks. `run_seed` is what the test and `make soak` call."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from broker.settings import Settings
+from tests.broker_process import BrokerProcess
+from tests.invariants import checks, scenario
+from tests.invariants.api import Api
+from tests.invariants.checks import Findings
+from tests.invariants.driver import Driver, plan, until
+from tests.invariants.readers import MARKER_TYPE, Gate
+from tests.invariants.receivers import Receivers
+from tests.invariants.snapshot import PULL, take
+
+QUIET_TIMEOUT_S = 60.0
+READER_TIMEOUT_S = 20.0
+
+
+def descendant_bound() -> int:
+    """The documented bound on one root event's descendants, from the settings."""
+    for name, value in vars(Settings()).items():
+        if "descendant" in name and isinstance(value, int):
+            return value
+    return 64  # no setting yet: the checker's own expectation
+
+
+@dataclass
+class RunResult:
+    seed: int
+    operations: int
+    findings: Findings
+    seconds: float
+    events: int = 0
+    notes: list[str] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds spent in each phase (workload, quiet, readers, snapshot, checks)."""
+    op_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings.failed
+
+
+async def _quiesce(driver: Driver, api: Api) -> None:
+    """Let every consequence of the workload happen: hanging receivers answer, paused
+    hooks resume (except one paused to stop an amplification), claims lapse, pull
+    subscriptions are drained and acknowledged, until a pass changes nothing."""
+    driver.receivers.release_hanging()
+    for name in list(driver.paused):
+        if name != "chat" or not driver.runaway:
+            await api.ok("POST", f"/v1/subscriptions/{name}/resume", {"operator": "checker"})
+            driver.paused.discard(name)
+
+    async def quiet() -> bool:
+        await driver.guard_runaway()
+        before = await api.head()
+        if not await driver.push_idle():
+            return False
+        claimed = await api.ok("GET", "/v1/todos", params={"state": "claimed", "limit": "1000"})
+        if any(i["lease_expires"] for i in claimed["items"]):
+            return False  # a lease will lapse and publish a change
+        for name in PULL:
+            status = await api.ok("GET", f"/v1/subscriptions/{name}/status")
+            if status["state"] == "disabled":
+                continue
+            batch = await driver.receive("drain", name, 100, 30.0)
+            await driver.settle("ack", batch)
+            if batch or status["counts"].get("leased", 0):
+                return False
+        return await api.head() == before
+
+    await until(quiet, QUIET_TIMEOUT_S, "the broker to become quiet", interval=0.1)
+
+
+async def run_seed(seed: int, operations: int, workdir: Path) -> RunResult:
+    """Drive a fresh broker with the plan for `seed` and check every invariant."""
+    started = time.monotonic()
+    workdir.mkdir(parents=True, exist_ok=True)
+    receivers = await Receivers({h.name: h.behaviour for h in scenario.HOOKS}).start()
+    config = workdir / "opsbus.toml"
+    server = dict(scenario.SERVER)
+    config.write_text(scenario.render(scenario.version(seed, 0), receivers.url, server))
+    broker = BrokerProcess(workdir / "data", config=config)
+    gate = Gate()
+    findings = Findings()
+    rng = random.Random(f"{seed}/clients")
+    try:
+        await asyncio.to_thread(broker.start)
+        gate.up.set()
+        async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, force_close=False)) as session:
+            api = Api(session, broker)
+            driver = Driver(seed, broker, api, receivers, config, server, gate)
+            for _ in range(3):
+                await driver.add_reader(rng)
+            await driver.add_tail(rng)
+            phases: dict[str, float] = {}
+            clock = time.monotonic()
+
+            def lap(name: str) -> None:
+                nonlocal clock
+                phases[name] = round(time.monotonic() - clock, 2)
+                clock = time.monotonic()
+
+            watch = asyncio.create_task(driver.watch_runaway())
+            try:
+                await driver.run(plan(seed, operations))
+                lap("workload")
+                await _quiesce(driver, api)
+                lap("quiet")
+                # A subject, so that filters testing one evaluate without an error.
+                marker = await driver.publish([{
+                    "specversion": "1.0", "id": f"marker-{seed}", "source": "inv/checker",
+                    "type": MARKER_TYPE, "subject": "end"}], "structured")
+                marker_seq = int(marker[1]["seq"])
+                reached = dict(zip(
+                    [r.name for r in driver.readers] + [t.name for t in driver.tails],
+                    await asyncio.gather(
+                        *(r.finish(marker_seq, READER_TIMEOUT_S) for r in driver.readers),
+                        *(t.finish(marker_seq, READER_TIMEOUT_S) for t in driver.tails)),
+                    strict=True))
+                await driver.change_config(_nothing)  # the dry run of the last epoch
+                lap("readers")
+            finally:
+                watch.cancel()
+                for reader in driver.readers:
+                    await reader.stop()
+                for tail in driver.tails:
+                    await tail.kill()
+            snap = await take(api)
+            lap("snapshot")
+            ledger = driver.ledger
+            await checks.check_streams(findings, api, driver.readers, driver.tails,
+                                       ledger.pull_batches, marker_seq, reached)
+            checks.check_acked(findings, ledger, snap)
+            checks.check_derived(findings, snap)
+            checks.check_descendants(findings, snap, descendant_bound())
+            checks.check_dry_run_routes(findings, ledger, snap)
+            await checks.check_dry_run_grouping(findings, api, snap)
+            checks.check_items(findings, snap)
+            checks.check_webhooks(findings, ledger, snap, receivers.requests)
+            checks.check_pull(findings, ledger, snap)
+            lap("checks")
+            return RunResult(seed, ledger.operations, findings, time.monotonic() - started,
+                             len(snap.events), ledger.notes, phases,
+                             dict(sorted(ledger.seconds.items(), key=lambda kv: -kv[1])))
+    finally:
+        broker.stop()
+        await receivers.stop()
+
+
+async def _nothing() -> None:
+    return None
+
+
+def describe(result: RunResult, limit: int = checks.EXAMPLES) -> str:
+    """Failures of one run, each invariant with its first examples and the seed."""
+    lines = []
+    for invariant in result.findings.failed:
+        found = result.findings.violations[invariant]
+        lines.append(f"seed {result.seed}: {invariant}: {len(found)} violation(s)"
+                     f" [reproduce: make soak SEEDS={result.seed} OPS={result.operations}]")
+        lines += [f"    {v}" for v in found[:limit]]
+    return "\n".join(lines)
+
+
+def summary(results: list[RunResult]) -> dict[str, Any]:
+    checked = sum(sum(r.findings.checked.values()) for r in results)
+    return {"runs": len(results), "operations": sum(r.operations for r in results),
+            "events": sum(r.events for r in results), "invariants checked": checked,
+            "failures": sum(len(r.findings.failed) for r in results),
+            "failed runs": [r.seed for r in results if not r.ok]}
