@@ -19,8 +19,7 @@ from tests.invariants.readers import Segment, SseReader, TailClient
 from tests.invariants.receivers import Request
 from tests.invariants.snapshot import Snapshot
 
-STREAM_ORDER = "streams-in-order"
-STREAM_COMPLETE = "streams-complete"
+STREAMS = "streams-ordered-and-complete"
 ACKED_ONCE = "acked-stored-once"
 DERIVED = "derived-records"
 DESCENDANTS = "descendants-bounded"
@@ -28,13 +27,12 @@ DRY_RUN = "dry-run-agrees"
 ITEMS = "items-count-and-owner"
 WEBHOOKS = "webhook-acks-final"
 PULL = "pull-leases-exclusive"
-INVARIANTS = (STREAM_ORDER, STREAM_COMPLETE, ACKED_ONCE, DERIVED, DESCENDANTS, DRY_RUN,
+INVARIANTS = (STREAMS, ACKED_ONCE, DERIVED, DESCENDANTS, DRY_RUN,
               ITEMS, WEBHOOKS, PULL)
 DESCRIPTIONS = {
-    STREAM_ORDER: "every stream a client read (SSE, tail, pull receive) was strictly"
-                  " increasing in seq",
-    STREAM_COMPLETE: "the union of a client's resumed reads equals the store's log for its"
-                     " filter: no gap, no duplicate",
+    STREAMS: "every stream a client read (SSE, tail, pull receive) was strictly increasing"
+             " in seq, and the union of its resumed reads equals the store's log for its"
+             " filter: no gap, no duplicate",
     ACKED_ONCE: "every acknowledged event is stored exactly once, as sent; refused and"
                 " duplicate publishes are answered as such",
     DERIVED: "every record routing derived from an event exists: target hits, todo"
@@ -84,7 +82,7 @@ def _segment_order(findings: Findings, who: str, segments: list[Segment]) -> Non
     for index, segment in enumerate(segments):
         seqs = segment.seqs
         inversions = [(a, b) for a, b in itertools.pairwise(seqs) if b <= a]
-        findings.check(STREAM_ORDER, not inversions,
+        findings.check(STREAMS, not inversions,
                        f"{who} connection {index} read {inversions[0][1]} after"
                        f" {inversions[0][0]} ({len(inversions)} inversions in"
                        f" {len(seqs)} events)" if inversions else None)
@@ -106,9 +104,9 @@ async def check_streams(findings: Findings, api: Api, readers: list[SseReader],
     for who, expression, start, segments in clients:
         _segment_order(findings, who, segments)
         if start is None:
-            findings.fail(STREAM_COMPLETE, f"{who}: the stream never said where it starts")
+            findings.fail(STREAMS, f"{who}: the stream never said where it starts")
             continue
-        findings.check(STREAM_COMPLETE, reached.get(who.split(" ")[0], False),
+        findings.check(STREAMS, reached.get(who.split(" ")[0], False),
                        f"{who}: never reached the end marker (seq {marker}); its connections"
                        f" ended: {[s.ended for s in segments][-4:]}")
         expected = [e["seq"] for e in await api.events(after=start, until=marker,
@@ -117,20 +115,20 @@ async def check_streams(findings: Findings, api: Api, readers: list[SseReader],
         repeated = [seq for seq, n in Counter(got).items() if n > 1]
         missing = set(expected) - set(got)
         extra = set(got) - set(expected)
-        findings.check(STREAM_COMPLETE, not repeated, f"{who}: read {_short(repeated)} twice")
-        findings.check(STREAM_COMPLETE, not missing,
+        findings.check(STREAMS, not repeated, f"{who}: read {_short(repeated)} twice")
+        findings.check(STREAMS, not missing,
                        f"{who}: missed {_short(missing)} of {len(expected)} events after"
                        f" {start} over {len(segments)} connections")
-        findings.check(STREAM_COMPLETE, not extra,
+        findings.check(STREAMS, not extra,
                        f"{who}: read {_short(extra)} that its filter does not select")
         for index, segment in enumerate(segments):
             if segment.asked_after is not None and segment.seqs:
-                findings.check(STREAM_COMPLETE, segment.seqs[0] > segment.asked_after,
+                findings.check(STREAMS, segment.seqs[0] > segment.asked_after,
                                f"{who} connection {index}: resumed after"
                                f" {segment.asked_after} but read {segment.seqs[0]}")
     for batch in pull:
         seqs = [m.seq for m in batch]
-        findings.check(STREAM_ORDER, seqs == sorted(set(seqs)),
+        findings.check(STREAMS, seqs == sorted(set(seqs)),
                        f"pull receive by {batch[0].consumer} on {batch[0].subscription}"
                        f" returned seqs {seqs}" if batch else None)
 
