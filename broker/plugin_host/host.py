@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from broker.errors import Conflict, InvalidEvent, OpsbusError
-from broker.events import new_event, validate_event
+from broker.errors import Conflict, InvalidEvent, OpsbusError, TooLarge
+from broker.events import encoded_size, new_event, validate_event
 from broker.plugin_host.api import (
     PLUGIN_API_VERSION,
     ActionContext,
@@ -284,11 +284,17 @@ class PluginHost:
                 if not isinstance(event, dict):
                     raise InvalidEvent("an event must be a JSON object")
                 checked.append(validate_event(event))
+                size = encoded_size(checked[-1])
             except InvalidEvent as exc:
                 raise PluginInvalidEvent(
                     f"{what} (plugin {plugin}) produced an invalid event at index {index}:"
                     f" {exc.detail}", plugin=plugin, index=index,
                     attribute=exc.attribute) from None
+            limit = self.broker.settings.max_event_bytes
+            if size > limit:  # the limit /v1/events applies, so export | replay works
+                raise TooLarge(f"{what} (plugin {plugin}) produced an event of {size} bytes"
+                               f" at index {index}, more than the limit of {limit}",
+                               plugin=plugin, index=index, limit=limit, size=size)
         return checked
 
     async def publish(self, events: list[Event]) -> list[dict[str, Any]]:
