@@ -131,6 +131,10 @@ _CORE_ORDER: Final = (
 _KIND_JSON: Final = 0
 _KIND_TEXT: Final = 1  # text/* in UTF-8: a string
 _KIND_OTHER: Final = 2  # anything else: bytes (data_base64)
+_TEXT_SUBTYPES: Final = frozenset({"xml", "yaml", "x-yaml", "javascript", "ecmascript",
+                                   "x-www-form-urlencoded", "graphql", "sql", "toml"})
+"""Non-`text/*` media types whose content is text: carried as a `data` string."""
+_UTF8: Final = (None, "utf-8", "utf8", "us-ascii")
 
 _JSON_TYPE_NAMES: Final[dict[type, str]] = {
     dict: "an object",
@@ -381,7 +385,7 @@ def _parse_media_type(raw: str) -> tuple[int, str | None] | None:
             charset = pvalue.lower()
     if sub == "json" or sub.endswith("+json"):
         kind = _KIND_JSON
-    elif main == "text":
+    elif main == "text" or sub in _TEXT_SUBTYPES or sub.endswith("+xml"):
         kind = _KIND_TEXT
     else:
         kind = _KIND_OTHER
@@ -544,6 +548,15 @@ def validate_event(obj: object) -> dict[str, Any]:
                 "an event carries either 'data' or 'data_base64', not both", attribute="data"
             )
         has_data = False
+        # One representation whatever the mode: text types as a `data` string,
+        # anything else as `data_base64` (binary mode decides the same way).
+        dct = get("datacontenttype")
+        text = _text_of(dct, str(data_b64)) if type(dct) is str else None
+        if text is not None:
+            data, data_b64, has_data = text, None, True
+    elif (has_data and type(data) is str and type(dct := get("datacontenttype")) is str
+          and _media_kind("datacontenttype", dct)[0] == _KIND_OTHER):
+        data_b64, has_data = base64.b64encode(data.encode()).decode("ascii"), False
     elif has_data and data is not None and type(data) is not str:
         dct = get("datacontenttype")
         if dct is not None and _media_kind("datacontenttype", dct)[0] != _KIND_JSON:
@@ -568,6 +581,17 @@ def validate_event(obj: object) -> dict[str, Any]:
     elif has_data:
         out["data"] = data
     return out
+
+
+def _text_of(dct: str, data_b64: str) -> str | None:
+    """The data as a string when `dct` is a text type in UTF-8 and the bytes decode."""
+    kind, charset = _media_kind("datacontenttype", dct)
+    if kind != _KIND_TEXT or charset not in _UTF8:
+        return None
+    try:
+        return base64.b64decode(data_b64).decode()
+    except UnicodeDecodeError:
+        return None
 
 
 # --------------------------------------------------------------------------------------
@@ -651,6 +675,15 @@ def _percent_decode(name: str, value: str) -> str:
 
 def _header_value(name: str, raw: str) -> str:
     value = raw.strip(" \t")
+    if not value.isascii():
+        # The HTTP server decodes header bytes as UTF-8 with surrogate escapes: an
+        # escape is a byte that is not UTF-8 (a Latin-1 "\xfc"); name the byte.
+        for i, ch in enumerate(value):
+            if "\udc80" <= ch <= "\udcff":
+                raise InvalidEvent(
+                    f"header ce-{name} is not valid UTF-8: byte 0x{ord(ch) - 0xDC00:02X} at"
+                    f" position {i} (percent-encode non-ASCII values as UTF-8)",
+                    attribute=name)
     if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
         value = _unquote_header(value)
     if "%" in value:
@@ -709,9 +742,7 @@ def _parse_binary(
                     f"declares it: {exc}",
                     attribute="data",
                 ) from None
-        elif kind is None or (
-            kind == _KIND_TEXT and charset in (None, "utf-8", "utf8", "us-ascii")
-        ):
+        elif kind is None or (kind == _KIND_TEXT and charset in _UTF8):
             try:
                 event["data"] = body.decode()
             except UnicodeDecodeError:
