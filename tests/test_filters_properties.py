@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from broker.errors import InvalidFilter
 from broker.filters import ERROR_KINDS, Filter, compile_filter, compile_sql
 from broker.filters.like import compile_like
+from broker.filters.parser import parse
+from tests import cesql_reference as reference
 
 SETTINGS = settings(
     max_examples=300,
@@ -239,3 +241,14 @@ def test_arithmetic_is_32_bit_truncated(a: int, op: str, b: int) -> None:
         exact = quotient if op == "/" else a - b * quotient
     assert result == _wrap(exact)
     assert (error is not None) is (exact != _wrap(exact))
+
+
+@SETTINGS
+@given(expressions, events)
+def test_compiled_expressions_agree_with_the_reference_evaluator(
+    text: str, event: dict[str, Any]
+) -> None:
+    value, error = compile_sql(text).evaluate(event)
+    expected = reference.fail_fast(parse(text), event)
+    assert (value, error and error.kind) == expected
+    assert type(value) is type(expected[0])

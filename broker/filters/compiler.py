@@ -203,7 +203,8 @@ def _required_reads(node: Node) -> list[Attribute | DataPath]:
     if isinstance(node, Unary | Like):
         return _required_reads(node.operand)
     if isinstance(node, In):
-        return [*_required_reads(node.operand), *_required_reads(node.items[0])]
+        return [*_required_reads(node.operand),
+                *(read for item in node.items for read in _required_reads(item))]
     if isinstance(node, Logic):
         return _required_reads(node.operands[0])
     if isinstance(node, Call):
@@ -489,16 +490,26 @@ def _logic(node: Logic) -> Compiled:
             raise Failure(pending, result, node)
         return result
 
+    def earlier(pending: EvalError | None) -> None:
+        # An operand failed after this operator met a cast error on an earlier one: the
+        # cast error came first, and the operator answers its zero value.
+        if pending is not None:
+            raise Failure(pending, False, node) from None
+
     if node.op == "XOR":
 
         def xor(event: Event) -> object:
             result = False
             pending = None
-            for run in runs:
-                value = run(event)
-                if type(value) is not bool:
-                    value, pending = as_bool(value, pending)
-                result = result is not value
+            try:
+                for run in runs:
+                    value = run(event)
+                    if type(value) is not bool:
+                        value, pending = as_bool(value, pending)
+                    result = result is not value
+            except Failure:
+                earlier(pending)
+                raise
             return finish(result, pending)
 
         return _fold(Compiled(xor, BOOL), *operands)
@@ -511,12 +522,17 @@ def _logic(node: Logic) -> Compiled:
         flag, pending = as_bool(value, None)
         if flag is stop:
             return finish(stop, pending)
-        for run in rest:
-            value = run(event)
-            if type(value) is not bool:
-                value, pending = as_bool(value, pending)
-            if value is stop:
-                return finish(stop, pending)
+        try:
+            for run in rest:
+                value = run(event)
+                if type(value) is not bool:
+                    value, pending = as_bool(value, pending)
+                if value is stop:
+                    return finish(stop, pending)
+        except Failure as failure:
+            if failure.node is not node:
+                earlier(pending)
+            raise
         return finish(not stop, pending)
 
     def chain(event: Event) -> object:
@@ -551,6 +567,9 @@ def _like(node: Like) -> Compiled:
 
 
 def _in(node: In) -> Compiled:
+    # Every element is evaluated (only AND and OR short-circuit, section 3.4.2) and cast to
+    # x's type (3.4.5); an element that does not cast takes that type's zero value and is
+    # still compared, with a cast error (3.3, 3.7).
     operand = compile_node(node.operand)
     items = [compile_node(item) for item in node.items]
     run = operand.run
@@ -563,58 +582,49 @@ def _in(node: In) -> Compiled:
 
     def in_(event: Event) -> object:
         value = run(event)
+        candidates = [item(event) for item in runs]
         target = type_of(value)
+        key = (type(value), value)
+        found = False
         pending = None
-        for item in runs:
-            candidate, message = cast_to(item(event), target)
-            if message is not None:
-                # A set element that cannot take x's type cannot equal x.
-                pending = pending or message
-                continue
-            if candidate == value:
-                return _in_result(node, True, negated, pending)
-        return _in_result(node, False, negated, pending)
+        for candidate in candidates:
+            candidate, message = cast_to(candidate, target)
+            pending = pending or message
+            found = found or (type(candidate), candidate) == key
+        result = found is not negated
+        if pending is not None:
+            raise _fail(node, CAST, pending, result)
+        return result
 
     return Compiled(in_, BOOL)
 
 
-def _in_result(node: In, found: bool, negated: bool, pending: str | None) -> bool:
-    result = found is not negated
-    if pending is not None:
-        raise _fail(node, CAST, pending, result)
-    return result
-
-
 def _in_constants(node: In, operand: Compiled, values: list[object]) -> Compiled:
-    """IN over literals: per target type, precompute where each value first occurs.
+    """IN over literals: per target type, the cast set and its first cast error, precomputed.
 
-    Evaluation then costs one dict lookup while reporting exactly what the sequential
-    scan would: a match, and a cast error only if an element before the match failed.
+    Evaluation then costs one set lookup while answering exactly what casting every
+    element at run time would.
     """
     run = operand.run
     negated = node.negated
-    tables: dict[str, tuple[dict[object, int], int | None, str | None]] = {}
+    tables: dict[str, tuple[frozenset[tuple[type, object]], str | None]] = {}
     for target in (BOOL, INT, STR):
-        first_index: dict[object, int] = {}
-        first_error: int | None = None
-        error_message: str | None = None
-        for index, item in enumerate(values):
+        keys: set[tuple[type, object]] = set()
+        first_error: str | None = None
+        for item in values:
             candidate, message = cast_to(item, target)
-            if message is not None:
-                if first_error is None:
-                    first_error, error_message = index, message
-                continue
+            first_error = first_error or message
             # True == 1 in Python: key by (type, value) so Booleans and Integers stay apart.
-            first_index.setdefault((type(candidate), candidate), index)
-        tables[target] = (first_index, first_error, error_message)
+            keys.add((type(candidate), candidate))
+        tables[target] = (frozenset(keys), first_error)
 
     def in_constants(event: Event) -> object:
         value = run(event)
-        first_index, first_error, message = tables[type_of(value)]
-        index = first_index.get((type(value), value))
-        if first_error is not None and (index is None or first_error < index):
-            raise _fail(node, CAST, message or "cast failed", (index is not None) is not negated)
-        return (index is not None) is not negated
+        keys, message = tables[type_of(value)]
+        result = ((type(value), value) in keys) is not negated
+        if message is not None:
+            raise _fail(node, CAST, message, result)
+        return result
 
     return Compiled(in_constants, BOOL)
 
@@ -627,8 +637,12 @@ def _call(node: Call) -> Compiled:
     function = fn.resolve(node.name, len(args))
     if function is None:
         message = f"no function {node.name} taking {len(args)} argument(s)"
+        arg_runs = tuple(arg.run for arg in args)
 
         def missing(event: Event) -> object:
+            # The arguments are evaluated first, as for any call: their errors come first.
+            for arg_run in arg_runs:
+                arg_run(event)
             raise _fail(node, MISSING_FUNCTION, message, False)
 
         return Compiled(missing, BOOL)
