@@ -11,6 +11,8 @@ from typing import Any
 
 from broker.bus import Bus
 from broker.config import ConfigManager, Kind
+from broker.filters import configure as configure_filter_limits
+from broker.filters import limits_of
 from broker.hub import Hub
 from broker.metrics import Metrics
 from broker.metrics_core import register_core_metrics
@@ -37,6 +39,9 @@ class Broker:
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
+        # Every filter compiled in this process (routes, subscriptions, streams, ...) is
+        # held to the settings' filter_* limits.
+        configure_filter_limits(limits_of(settings))
         self.store = store or open_store(settings)
         self.hub = Hub()
         self.router = Router(hop_limit=settings.hop_limit)

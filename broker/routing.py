@@ -89,7 +89,7 @@ def validate_route(spec: Any) -> dict[str, Any]:
         raise InvalidConfig(f"route {name}: filter is required (use {{}} to match every event)",
                             field="filter")
     try:
-        compiled = compile_filter(spec["filter"])
+        compiled = compile_filter(spec["filter"], strict=True)
     except OpsbusError as exc:
         raise InvalidConfig(f"route {name}: {exc.detail}",
                             **{"field": "filter", **exc.extra}) from None

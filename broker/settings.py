@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.errors import InvalidConfig
+from broker.filters.limits import DEFAULT_LIMITS, limits_of
 
 DURABILITY_LEVELS = ("full", "normal", "off")
 
@@ -62,6 +63,19 @@ class Settings:
     quarter of the shortest queue lease)."""
     log_level: str = "info"
     """Logging level."""
+    filter_max_length: int = DEFAULT_LIMITS.max_length
+    """Longest filter accepted, in characters: a CESQL expression, or all the strings of a
+    dialect object together (routes, subscriptions, `filter=` and `q=` parameters, ...)."""
+    filter_max_nodes: int = DEFAULT_LIMITS.max_nodes
+    """Most syntax nodes in one filter: CESQL literals, names, operators and calls, plus
+    dialect objects and their entries. Bounds the time to compile and evaluate a filter."""
+    filter_max_depth: int = DEFAULT_LIMITS.max_depth
+    """Deepest nesting in a CESQL expression (operators, parentheses, calls, IN sets inside
+    one another); at most 64."""
+    filter_max_in_items: int = DEFAULT_LIMITS.max_in_items
+    """Most elements in one CESQL `IN (...)` set."""
+    filter_max_dialect_depth: int = DEFAULT_LIMITS.max_dialect_depth
+    """Deepest nesting of the `all`, `any` and `not` filter dialects; at most 64."""
 
     @property
     def host(self) -> str:
@@ -180,6 +194,7 @@ def validate_settings(settings: Settings) -> None:
         if not value > 0 or (isinstance(value, float) and not math.isfinite(value)):
             raise InvalidConfig(f"{name} must be a positive number, got {value!r}",
                                 field=name)
+    limits_of(settings)  # each filter_* limit positive and within its ceiling
     if not isinstance(logging.getLevelName(settings.log_level.upper()), int):
         raise InvalidConfig(f"log_level must be one of debug, info, warning, error, critical,"
                             f" got {settings.log_level!r}", field="log_level")

@@ -42,7 +42,7 @@ def parse_matcher(matcher: Any) -> dict[str, Any]:
             raise BadRequest('matcher.filter is empty; to silence everything use'
                              ' {"key": "*"}', field="matcher")
         try:
-            return {"filter": compile_filter(value).spec}
+            return {"filter": compile_filter(value, strict=True).spec}
         except OpsbusError as exc:
             raise BadRequest(f"matcher.filter: {exc.detail}", field="matcher",
                              **exc.extra) from None

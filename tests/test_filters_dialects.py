@@ -204,7 +204,10 @@ def test_filter_evaluate_reports_the_first_sql_error() -> None:
 
 def test_evaluate_request_expression_value() -> None:
     body = {"expression": "attempt * 2", "event": EVENT}
-    assert evaluate_request(body) == {"value": 6, "error": None}
+    answer = evaluate_request(body)
+    assert (answer["value"], answer["error"]) == (6, None)
+    # An Integer is a value, not a condition: said in case it is meant as a filter.
+    assert [w["code"] for w in answer["warnings"]] == ["notBoolean"]
 
 
 def test_evaluate_request_expression_error() -> None:
@@ -226,7 +229,7 @@ def test_evaluate_request_parse_error_is_answered_not_raised() -> None:
 
 def test_evaluate_request_filter() -> None:
     body = {"filter": {"prefix": {"type": "dev."}}, "event": EVENT}
-    assert evaluate_request(body) == {"value": True, "error": None}
+    assert evaluate_request(body) == {"value": True, "error": None, "warnings": []}
     bad = evaluate_request({"filter": {"nope": {}}, "event": EVENT})
     assert bad["value"] is False and bad["error"]["kind"] == "parse"
     assert bad["error"]["position"] is None

@@ -123,7 +123,7 @@ def validate_subscription(spec: Any) -> dict[str, Any]:
     out["description"] = description
     if spec.get("filter") is not None:
         try:
-            out["filter"] = compile_filter(spec["filter"]).spec
+            out["filter"] = compile_filter(spec["filter"], strict=True).spec
         except OpsbusError as exc:
             raise InvalidConfig(f"{where}: filter: {exc.detail}", **exc.extra) from None
     out["dead_letter"] = validate_dead_letter(spec.get("dead_letter"), f"{where}: dead_letter")

@@ -39,22 +39,47 @@ their type; other values (floats, objects, arrays) are their compact JSON text. 
 form is not valid plain CESQL, so no standard expression changes meaning; the extension is
 opted into by writing such a path, and ``compile_sql(text, data_paths=False)`` turns it
 off. The exact/prefix/suffix dialects accept the same paths as attribute names.
+
+Bounds: every filter is compiled under ``FilterLimits`` (length, syntax nodes, nesting,
+IN-set size, dialect nesting; the broker's ``filter_*`` settings), and compiling stops
+at the first part over them with ``FilterTooLarge`` naming the setting. Compiling also
+reports ``warnings``: mistakes that make a filter never match (an unknown function, an
+expression that is not a condition), which ``strict=True`` refuses.
+
+Free text: ``compile_search("disk full")`` is a filter matching events whose type,
+source, subject or data contain every word (case-insensitive), for ``q=`` parameters.
 """
 
 from __future__ import annotations
 
-from broker.filters.dialects import MATCH_ALL, Filter, compile_filter
+from broker.filters.checks import FilterWarning
+from broker.filters.dialects import MATCH_ALL, Filter, all_of, compile_filter, compile_search
 from broker.filters.evaluate import evaluate_request
 from broker.filters.expression import Expression, compile_sql
+from broker.filters.limits import (
+    DEFAULT_LIMITS,
+    FilterLimits,
+    FilterTooLarge,
+    configure,
+    limits_of,
+)
 from broker.filters.values import ERROR_KINDS, EvalError
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "ERROR_KINDS",
     "MATCH_ALL",
     "EvalError",
     "Expression",
     "Filter",
+    "FilterLimits",
+    "FilterTooLarge",
+    "FilterWarning",
+    "all_of",
     "compile_filter",
+    "compile_search",
     "compile_sql",
+    "configure",
     "evaluate_request",
+    "limits_of",
 ]

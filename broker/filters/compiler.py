@@ -63,12 +63,17 @@ _NO_EVENT: Final[Event] = {}
 
 @dataclass(frozen=True, slots=True)
 class Compiled:
-    """A compiled node: its closure, static type, and its value when it is a constant."""
+    """A compiled node: its closure, static type, and its value when it is a constant.
+
+    ``parts`` are the compiled operands of an AND/OR/XOR chain, kept for the filter-mode
+    matcher so that it need not compile them a second time.
+    """
 
     run: Evaluator
     type: str
     constant: bool = False
     value: object = None
+    parts: tuple[Compiled, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +124,7 @@ def _matcher(root: Node, compiled: Compiled) -> Callable[[Event], bool]:
     run = compiled.run
     if compiled.constant:
         return lambda event: compiled.value is True
-    outcome = _outcome(root, run)
+    outcome = _outcome(root, compiled)
 
     def match(event: Event) -> bool:
         result = outcome(event)
@@ -133,12 +138,14 @@ def _matcher(root: Node, compiled: Compiled) -> Callable[[Event], bool]:
     return match
 
 
-def _outcome(node: Node, run: Evaluator) -> Callable[[Event], object]:
+def _outcome(node: Node, compiled: Compiled) -> Callable[[Event], object]:
     """``event -> True | False | _ERROR | _OTHER`` for ``node``, checking reads first."""
-    if isinstance(node, Logic) and node.op == "OR":
+    run = compiled.run
+    if isinstance(node, Logic) and node.op == "OR" and compiled.parts:
         # Only the first operand of OR is always evaluated: check each one's reads just
         # before it would run.
-        parts = tuple(_outcome(operand, compile_node(operand).run) for operand in node.operands)
+        parts = tuple(_outcome(operand, part)
+                  for operand, part in zip(node.operands, compiled.parts, strict=True))
 
         def any_true(event: Event) -> object:
             for part in parts:
@@ -512,7 +519,7 @@ def _logic(node: Logic) -> Compiled:
                 raise
             return finish(result, pending)
 
-        return _fold(Compiled(xor, BOOL), *operands)
+        return _fold(Compiled(xor, BOOL, parts=tuple(operands)), *operands)
 
     # AND stops at the first false operand, OR at the first true one (short-circuit, 3.4.2).
     stop = node.op == "OR"
@@ -545,7 +552,7 @@ def _logic(node: Logic) -> Compiled:
                 return slow(event, value, rest)
         return not stop
 
-    return _fold(Compiled(chain, BOOL), *operands)
+    return _fold(Compiled(chain, BOOL, parts=tuple(operands)), *operands)
 
 
 # -- LIKE, IN ----------------------------------------------------------------------------

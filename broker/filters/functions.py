@@ -112,8 +112,27 @@ def _substring_len(x: str, pos: int, count: int) -> str:
     return "" if start is None else x[start : start + count]
 
 
+MAX_STRING: Final = 65_536
+"""Longest String that CONCAT and CONCAT_WS build: nested concatenations would otherwise
+double a string at each level of the expression."""
+
+
+def _concat(*parts: str) -> str:
+    _check_length(sum(map(len, parts)), "CONCAT")
+    return "".join(parts)
+
+
 def _concat_ws(delimiter: str, *parts: str) -> str:
+    _check_length(sum(map(len, parts)) + len(delimiter) * max(len(parts) - 1, 0), "CONCAT_WS")
     return delimiter.join(parts)
+
+
+def _check_length(length: int, name: str) -> None:
+    if length > MAX_STRING:
+        raise FunctionError(
+            FUNCTION_EVALUATION,
+            f"{name} would build a String of {length} characters, over {MAX_STRING}", "",
+        )
 
 
 def _explicit(cast: Callable[[object], tuple[object, str | None]]) -> Callable[[object], object]:
@@ -137,7 +156,7 @@ def _is_bool(x: str) -> bool:
 _BUILTINS: Final = (
     Function("ABS", (INT,), INT, _abs),
     Function("LENGTH", (STR,), INT, len),
-    Function("CONCAT", (), STR, lambda *parts: "".join(parts), variadic=STR),
+    Function("CONCAT", (), STR, _concat, variadic=STR),
     Function("CONCAT_WS", (STR,), STR, _concat_ws, variadic=STR),
     Function("LOWER", (STR,), STR, str.lower),
     Function("UPPER", (STR,), STR, str.upper),

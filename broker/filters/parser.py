@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Final
 
 from broker.errors import InvalidFilter
 from broker.filters import lexer
 from broker.filters.lexer import Token, parse_error
+from broker.filters.limits import FilterLimits, configured, exceeded
 from broker.filters.nodes import (
     Attribute,
     Binary,
@@ -29,30 +31,83 @@ COMPARISON_OPS: Final = frozenset({"=", "!=", "<>", "<", "<=", ">", ">="})
 ADDITIVE_OPS: Final = frozenset({"+", "-"})
 MULTIPLICATIVE_OPS: Final = frozenset({"*", "/", "%"})
 
-# Bounds that keep parsing, compiling and evaluating well inside Python's recursion limit:
-# parentheses, function calls and IN sets nest the parser, long operator chains deepen the
-# tree (same-operator AND/OR/XOR chains are flattened, so long disjunctions stay shallow).
-MAX_NESTING: Final = 32
-MAX_DEPTH: Final = 128
-
 _IDENTIFIER = re.compile(r"[a-z0-9]+", re.ASCII | re.IGNORECASE)
 _FUNCTION_NAME = re.compile(r"[a-z][a-z_]*", re.ASCII | re.IGNORECASE)
 
 
-def parse(text: str, *, data_paths: bool = True) -> Node:
-    """Parse a CESQL expression; raises ``InvalidFilter`` with the error's position."""
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """How big a parsed expression is, to check it against other limits later."""
+
+    length: int
+    nodes: int
+    depth: int
+    in_items: int
+
+    def check(self, limits: FilterLimits) -> None:
+        """Raise ``FilterTooLarge`` when the expression is over one of ``limits``."""
+        if self.length > limits.max_length:
+            raise _too_long(self.length, limits)
+        if self.nodes > limits.max_nodes:
+            raise exceeded("max_nodes", limits, f"the expression has {self.nodes} syntax nodes")
+        if self.depth > limits.max_depth:
+            raise _too_deep(limits)
+        if self.in_items > limits.max_in_items:
+            raise exceeded("max_in_items", limits,
+                           f"an IN set has {self.in_items} elements")
+
+
+def parse(text: str, *, data_paths: bool = True, limits: FilterLimits | None = None) -> Node:
+    """Parse a CESQL expression; raises ``InvalidFilter`` with the error's position.
+
+    ``limits`` (the configured ones by default) bound the work: the text's length is
+    checked before it is read, and parsing stops at the first node over a limit.
+    """
+    return parse_shaped(text, data_paths=data_paths, limits=limits)[0]
+
+
+def parse_shaped(text: str, *, data_paths: bool = True, limits: FilterLimits | None = None
+                 ) -> tuple[Node, Shape]:
+    """``parse``, also answering the expression's ``Shape``."""
     if not isinstance(text, str):
         raise InvalidFilter("a CESQL expression must be a string")
-    return _Parser(lexer.tokenize(text, data_paths=data_paths)).parse()
+    limits = limits or configured()
+    if len(text) > limits.max_length:
+        raise _too_long(len(text), limits)
+    # Every node takes at most a few tokens (operators, commas, parentheses up to the
+    # depth): with far more tokens than that, the node limit is certainly exceeded, and
+    # the lexer stops there rather than read the rest of a huge text.
+    max_tokens = 4 * limits.max_nodes + 2 * limits.max_depth + 16
+    try:
+        tokens = lexer.tokenize(text, data_paths=data_paths, max_tokens=max_tokens)
+    except lexer.TooManyTokens as exc:
+        raise exceeded("max_nodes", limits, "the expression has more than"
+                       f" {limits.max_nodes} syntax nodes", exc.token.position) from None
+    parser = _Parser(tokens, limits)
+    root = parser.parse()
+    return root, Shape(len(text), parser.count, parser.deepest, parser.widest)
+
+
+def _too_long(length: int, limits: FilterLimits) -> InvalidFilter:
+    return exceeded("max_length", limits, f"the expression is {length} characters long")
+
+
+def _too_deep(limits: FilterLimits, position: dict[str, int] | None = None) -> InvalidFilter:
+    return exceeded("max_depth", limits, "the expression is nested too deeply (more than"
+                    f" {limits.max_depth} levels)", position)
 
 
 class _Parser:
     """Recursive descent over the token list, one method per precedence level."""
 
-    def __init__(self, tokens: list[Token]) -> None:
+    def __init__(self, tokens: list[Token], limits: FilterLimits) -> None:
         self.tokens = tokens
+        self.limits = limits
         self.index = 0
         self.nesting = 0
+        self.count = 0
+        self.deepest = 0
+        self.widest = 0
         # Tree depth per node id; the nodes stay referenced by the tree while parsing.
         self.depths: dict[int, int] = {}
 
@@ -97,13 +152,15 @@ class _Parser:
 
     def node(self, node: Node, *children: Node) -> Node:
         depth = 1 + max((self.depths[id(child)] for child in children), default=0)
-        if depth > MAX_DEPTH:
-            raise parse_error(
-                f"expression is nested too deeply (more than {MAX_DEPTH} levels)",
-                node.pos["line"],
-                node.pos["column"],
-            )
+        if depth > self.limits.max_depth:
+            raise _too_deep(self.limits, node.pos)
+        self.count += 1
+        if self.count > self.limits.max_nodes:
+            raise exceeded("max_nodes", self.limits,
+                           f"the expression has more than {self.limits.max_nodes} syntax nodes",
+                           node.pos)
         self.depths[id(node)] = depth
+        self.deepest = max(self.deepest, depth, self.nesting)
         return node
 
     # -- grammar ---------------------------------------------------------------------
@@ -118,12 +175,8 @@ class _Parser:
 
     def expression(self) -> Node:
         self.nesting += 1
-        if self.nesting > MAX_NESTING:
-            raise parse_error(
-                f"expression is nested too deeply (more than {MAX_NESTING} levels)",
-                self.tok.line,
-                self.tok.column,
-            )
+        if self.nesting > self.limits.max_depth:
+            raise _too_deep(self.limits, self.tok.position)
         try:
             return self.logic()
         finally:
@@ -207,8 +260,12 @@ class _Parser:
         items = [self.expression()]
         while self.is_op(","):
             self.advance()
+            if len(items) == self.limits.max_in_items:
+                raise exceeded("max_in_items", self.limits, "an IN set has more than"
+                               f" {self.limits.max_in_items} elements", self.tok.position)
             items.append(self.expression())
         self.expect_op(")", "to close the IN set")
+        self.widest = max(self.widest, len(items))
         return tuple(items)
 
     def unary(self) -> Node:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from broker.errors import NotFound
 from broker.events import Limits, parse_request
-from broker.filters import compile_filter
+from broker.http.filters import request_filter, warnings_json
 from broker.http.util import broker_of, id_param, int_param, json_response
 from broker.store.records import StoredEvent
 from broker.timeutil import parse_since
@@ -40,12 +38,6 @@ async def publish(request: web.Request) -> web.Response:
     return json_response(result.to_dict(), status=201 if created else 200)
 
 
-def query_filter(request: web.Request) -> Any:
-    """The `filter` query parameter (CESQL) compiled, or None; 400 with position if bad."""
-    text = request.query.get("filter")
-    return compile_filter(text) if text else None
-
-
 @routes.get("/v1/events")
 async def list_events(request: web.Request) -> web.Response:
     """Page stored events by seq, narrowed by attributes, time and a CESQL filter."""
@@ -53,7 +45,7 @@ async def list_events(request: web.Request) -> web.Response:
     limit = int_param(request, "limit", 100, minimum=1, maximum=1000)
     after = int_param(request, "after", 0)
     descending = request.query.get("order", "asc") == "desc"
-    flt = query_filter(request)
+    flt = await request_filter(request)
     q = request.query
     since = parse_since(q["since"]) if q.get("since") else None
     until = parse_since(q["until"], "until") if q.get("until") else None
@@ -80,7 +72,8 @@ async def list_events(request: web.Request) -> web.Response:
         if len(page) < (limit if flt is None else 500) and len(chosen) < limit:
             cursor = None  # type: ignore[assignment]
             break
-    return json_response({"events": [e.to_dict() for e in chosen], "next_after": cursor})
+    return json_response({"events": [e.to_dict() for e in chosen], "next_after": cursor,
+                          "warnings": warnings_json(flt)})
 
 
 @routes.get("/v1/events/{seq:\\d+}")

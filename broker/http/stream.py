@@ -9,7 +9,7 @@ from aiohttp import HttpVersion11, web
 
 from broker.errors import BadRequest
 from broker.follow import follow
-from broker.http.events import query_filter
+from broker.http.filters import request_filter, warnings_header
 from broker.http.util import MAX_ID, broker_of
 from broker.metrics_core import STREAM_DROPS
 from broker.store.records import StoredEvent
@@ -86,13 +86,14 @@ class StalledWriteWatchdog:
 async def stream(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events of committed events; resumes after Last-Event-ID or ?after=."""
     broker = broker_of(request)
-    flt = query_filter(request)
+    flt = await request_filter(request)
     after = resume_point(request, broker.hub.head)
     settings = broker.settings
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream",
         "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",
+        **warnings_header(flt),
     })
     chunked = request.version >= HttpVersion11
     if chunked:

@@ -28,7 +28,11 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 async def read_json(request: web.Request, *, optional: bool = False) -> Any:
     """The request body as JSON; 400 naming the problem otherwise."""
-    body = await request.read()
+    return parse_json(await request.read(), optional=optional)
+
+
+def parse_json(body: bytes, *, optional: bool = False) -> Any:
+    """A request body already read, as JSON (for handlers that parse it off the loop)."""
     if not body.strip():
         if optional:
             return {}
@@ -40,7 +44,12 @@ async def read_json(request: web.Request, *, optional: bool = False) -> Any:
 
 
 async def read_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
-    data = await read_json(request, optional=optional)
+    return parse_object(await request.read(), optional=optional)
+
+
+def parse_object(body: bytes, *, optional: bool = False) -> dict[str, Any]:
+    """A request body already read, as a JSON object."""
+    data = parse_json(body, optional=optional)
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object")
     return data

@@ -57,7 +57,7 @@ def validate_queue(spec: Any) -> dict[str, Any]:
     resolve = spec.get("resolve_filter")
     if resolve is not None:
         try:
-            resolve = compile_filter(resolve).spec
+            resolve = compile_filter(resolve, strict=True).spec
         except OpsbusError as exc:
             raise _fail(name, "resolve_filter", exc.detail, **exc.extra) from None
     out["resolve_filter"] = resolve
