@@ -43,6 +43,8 @@ CE_BATCH = "application/cloudevents-batch+json"
 AFTER = ("after", INT, "answer items after this cursor")
 LIMIT = ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size")
 FILTER = ("filter", STR, "a CESQL expression events must match")
+SEARCH = ("q", STR, "free-text search: every word (or \"quoted phrase\") in type, source,"
+                    " subject or data, ignoring case")
 
 OPERATIONS: dict[tuple[str, str], Op] = {
     # -- operations ----------------------------------------------------------------------
@@ -72,7 +74,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ),
     ("GET", "/v1/events"): Op(
         "list_events", {"200": ("A page of stored events", ref("EventPage"))},
-        query=(("after", INT, "answer events after this seq"), LIMIT, FILTER,
+        query=(("after", INT, "answer events after this seq"), LIMIT, FILTER, SEARCH,
                ("order", {"enum": ["asc", "desc"]}, "seq order"),
                ("type", STR, ""), ("source", STR, ""), ("subject", STR, ""), ("id", STR, ""),
                ("correlationid", STR, ""), ("causationid", STR, ""),
@@ -84,13 +86,15 @@ OPERATIONS: dict[tuple[str, str], Op] = {
                                              ref("StoredEvent"))}),
     ("GET", "/v1/stream"): Op(
         "stream_events",
-        {"200": ("Server-Sent Events: `id: <seq>`, `event: cloudevent`, `data: <event>`",
-                 None)},
-        query=(FILTER, ("after", INT, "resume after this seq (or Last-Event-ID)")),
+        {"200": ("Server-Sent Events: `id: <seq>`, `event: cloudevent`, `data: <event>`;"
+                 " the filter's warnings, if any, in the `Opsbus-Filter-Warnings` header"
+                 " (a JSON array)", None)},
+        query=(FILTER, SEARCH, ("after", INT, "resume after this seq (or Last-Event-ID)")),
         extra={"content": "text/event-stream"},
     ),
     ("POST", "/v1/filters/evaluate"): Op(
-        "evaluate_filter", {"200": ("The value, or the error", ref("FilterEvaluation"))},
+        "evaluate_filter", {"200": ("The value, or the error, and the filter's warnings",
+                                    ref("FilterEvaluation"))},
         body={JSON: {"type": "object"}}, tag="filters"),
     # -- sources -------------------------------------------------------------------------
     ("POST", "/v1/sources/{name}"): Op(
