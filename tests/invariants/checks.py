@@ -214,17 +214,25 @@ def check_derived(findings: Findings, snap: Snapshot) -> None:
 
 
 # -- descendants --------------------------------------------------------------------------
+def starts_chain(event: dict[str, Any], ids: set[str]) -> bool:
+    """A root: published without a cause, or by an operator's act (a re-emit starts a
+    chain of its own while keeping the lineage attributes)."""
+    cause = event.get("causationid")
+    return cause is None or str(cause) not in ids or "reemittedfrom" in event
+
+
 def check_descendants(findings: Findings, snap: Snapshot, bound: int) -> None:
-    ids = {s["event"]["id"] for s in snap.events}
+    ids = {str(s["event"]["id"]) for s in snap.events}
     for stored in snap.events:
         event = stored["event"]
-        if event.get("causationid") is not None and event["causationid"] in ids:
+        if not starts_chain(event, ids):
             continue
         family: list[int] = []
         todo = [stored["seq"]]
         while todo:
             seq = todo.pop()
-            children = snap.children.get(str(snap.by_seq[seq]["event"]["id"]), [])
+            children = [c for c in snap.children.get(str(snap.by_seq[seq]["event"]["id"]), [])
+                        if not starts_chain(snap.by_seq[c]["event"], ids)]
             family += children
             todo += children
         types = Counter(snap.by_seq[s]["event"]["type"] for s in family)
