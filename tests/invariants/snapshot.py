@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,14 @@ from tests.invariants import scenario
 from tests.invariants.api import Api
 
 PULL = ("jobs", "audit")
+LOOP_TYPE = "opsbus.loop.detected"
+
+
+def starts_chain(event: dict[str, Any], ids: Container[str]) -> bool:
+    """A root: published without a cause, or by an operator's act (a re-emit starts a
+    chain of its own while keeping the lineage attributes)."""
+    cause = event.get("causationid")
+    return cause is None or str(cause) not in ids or "reemittedfrom" in event
 
 
 @dataclass
@@ -30,15 +39,36 @@ class Snapshot:
     by_key: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     children: dict[str, list[int]] = field(default_factory=dict)
     """event id -> seqs of the events it caused (causationid)."""
+    seq_of_id: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for stored in self.events:
             event = stored["event"]
             self.by_seq[stored["seq"]] = stored
+            self.seq_of_id[str(event["id"])] = stored["seq"]
             self.by_key.setdefault((event["source"], event["id"]), []).append(stored["seq"])
             cause = event.get("causationid")
             if cause is not None:
                 self.children.setdefault(str(cause), []).append(stored["seq"])
+
+    def root_of(self, seq: int) -> int:
+        """The seq of the root event `seq` descends from (see `starts_chain`)."""
+        while True:
+            event = self.by_seq[seq]["event"]
+            if starts_chain(event, self.seq_of_id):
+                return seq
+            seq = self.seq_of_id[str(event["causationid"])]
+
+    def cut_roots(self) -> set[int]:
+        """Roots whose chain the broker cut at the descendant bound: some announcements
+        derived from them were (as documented) not stored."""
+        cut = set()
+        for stored in self.events:
+            data = stored["event"].get("data")
+            if stored["event"]["type"] == LOOP_TYPE and isinstance(data, dict) \
+                    and data.get("reason") == "descendant_limit":
+                cut.add(int(data["root"]["seq"]))
+        return cut
 
     def caused(self, seq: int, type: str | None = None) -> list[dict[str, Any]]:
         """The events directly caused by event `seq` (of `type`, if given)."""
