@@ -9,8 +9,9 @@ from typing import Any
 
 SOURCES = ("inv/monitoring", "inv/ci", "inv/tickets", "inv/jobs", "inv/misc")
 OPERATORS = ("alice", "bob", "carol")
-HOOK_TIMEOUT_S = 1.0
-"""Webhook timeout: a `hang` receiver never answers within it."""
+HOOK_TIMEOUT_S = 3.0
+"""Webhook timeout: a `hang` receiver never answers within it, and it is ten times the
+slowest `slow` answer, so a 2xx a receiver wrote is a 2xx the broker read in time."""
 PULL_LEASE_S = 1.0
 
 QUEUES = """
