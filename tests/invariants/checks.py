@@ -325,12 +325,15 @@ async def _ask_grouping(findings: Findings, api: Api, snap: Snapshot, queue: str
                        f"seqs {_short(seqs)} into {queue}: the engine grouped them under"
                        f" {key!r}; the dry run's item from {first} holds {item['count']}"
                        f" up to seq {item['last_seq']}")
-        opened = [s for s in snap.caused(first, "opsbus.todo.opened")
-                  if s["event"]["data"]["item"]["queue"] == queue]
-        if opened:
-            title = opened[0]["event"]["data"]["item"]["title"]
+        # The title follows the group's latest event: compare after the last one.
+        last = max(seqs)
+        changed = [s["event"]["data"]["item"] for s in snap.caused(last)
+                   if s["event"]["type"] in ("opsbus.todo.opened", "opsbus.todo.updated")
+                   and s["event"]["data"]["item"]["queue"] == queue]
+        if changed:
+            title = changed[0]["title"]
             findings.check(DRY_RUN, item["title"] == title,
-                           f"seq {first} into {queue}: engine title {title!r}, dry run"
+                           f"seq {last} into {queue}: engine title {title!r}, dry run"
                            f" {item['title']!r}")
 
 
@@ -386,7 +389,9 @@ def check_webhooks(findings: Findings, ledger: Ledger, snap: Snapshot,
             continue
         first = acked.get(key)
         if first is not None and first.acked_at is not None:
-            findings.check(WEBHOOKS, ledger.killed_between(first.acked_at, request.arrived),
+            # The at-least-once window: a broker killed while the call was in flight may
+            # never have read the answer, and sends it again once its lease expires.
+            findings.check(WEBHOOKS, ledger.killed_between(first.arrived, request.arrived),
                            f"{request.hook} got {request.source}/{request.id} again"
                            f" {request.arrived - first.acked_at:.3f}s after acknowledging it")
         if request.acked_at is not None and key not in acked:
@@ -420,8 +425,8 @@ def check_pull(findings: Findings, ledger: Ledger, snap: Snapshot) -> None:
             released = before.settled in ("release", "reject") and \
                 before.settle_started is not None and before.settle_started <= after.answered
             if before.settled == "ack" and before.settle_answered is not None:
-                findings.check(PULL, after.started < before.settle_answered
-                               or ledger.killed_between(before.settle_answered, after.answered),
+                # An answered ack is committed: no crash can bring the message back.
+                findings.check(PULL, after.started < before.settle_answered,
                                f"{subscription} seq {seq} received by {after.consumer} after"
                                f" {before.consumer} acknowledged it")
             elif not released:

@@ -129,8 +129,9 @@ async def run_seed(seed: int, operations: int, workdir: Path) -> RunResult:
                         *(r.finish(marker_seq, READER_TIMEOUT_S) for r in driver.readers),
                         *(t.finish(marker_seq, READER_TIMEOUT_S) for t in driver.tails)),
                     strict=True))
-                await driver.change_config(_nothing)  # the dry run of the last epoch
                 lap("readers")
+                await _quiesce(driver, api)  # what the marker itself caused
+                await driver.change_config(_nothing)  # the dry run of the last epoch
             finally:
                 watch.cancel()
                 for reader in driver.readers:
