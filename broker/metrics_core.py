@@ -28,6 +28,7 @@ def register_core_metrics(metrics: Metrics, bus: Bus, hub: Hub, router: Router) 
     metrics.sampled("opsbus_routes", "Routes in the live table.", "gauge",
                     lambda: len(router.routes))
     metrics.counter(*STREAM_DROPS)  # present from the start, at 0
+    metrics.gauge(*SSE_READERS)
     bus.observe_ingest = metrics.histogram(
         "opsbus_ingest_seconds",
         "Seconds from a publish (HTTP, source, proxy) to its durable commit.").observe
@@ -39,3 +40,6 @@ def register_core_metrics(metrics: Metrics, bus: Bus, hub: Hub, router: Router) 
 STREAM_DROPS = ("opsbus_stream_drops",
                 "Stream clients dropped because they stopped reading (they resume by seq).")
 """Name and help of the counter the SSE handler increments."""
+
+SSE_READERS = ("opsbus_sse_readers", "Open Server-Sent Events streams (/v1/stream).")
+"""Name and help of the gauge the SSE handler moves."""

@@ -105,3 +105,15 @@ async def test_families_to_alert_on(broker, http, receiver):
     assert values[("opsbus_commit_seconds_count", ())] >= 2
     assert ("opsbus_stream_subscribers", ()) in values
     assert values[("opsbus_stream_drops_total", ())] == 0
+    assert values[("opsbus_sse_readers", ())] == 0
+
+
+async def test_sse_readers_are_counted(broker, http):
+    async with http.get(broker.url + "/v1/stream") as stream:
+        await stream.content.readline()  # the stream is open once its first line came
+
+        async def one_reader():
+            values = samples((await scrape(http, broker))[1])
+            return values[("opsbus_sse_readers", ())] == 1
+
+        assert await eventually(one_reader)

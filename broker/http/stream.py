@@ -11,7 +11,7 @@ from broker.errors import BadRequest
 from broker.follow import follow
 from broker.http.filters import request_filter, warnings_header
 from broker.http.util import MAX_ID, broker_of
-from broker.metrics_core import STREAM_DROPS
+from broker.metrics_core import SSE_READERS, STREAM_DROPS
 from broker.store.records import StoredEvent
 
 routes = web.RouteTableDef()
@@ -120,6 +120,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     # Woken at least this often even when idle: to send heartbeats, and to notice a
     # connection the watchdog closed while live events were flowing without awaits.
     tick = min(settings.heartbeat_s, settings.stream_write_timeout_s / 2)
+    readers = broker.metrics.gauge(*SSE_READERS)
+    readers.inc()
     try:
         async for batch in follow(broker.store, broker.hub, after, buffer=settings.stream_buffer,
                                   heartbeat=tick, keep=keep, direct=direct):
@@ -135,6 +137,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     except (ConnectionResetError, ConnectionError):
         pass  # the client went away (or the watchdog closed it); it resumes by seq
     finally:
+        readers.dec()
         watchdog.cancel()
         if watchdog.fired:
             log.info("dropped a stream client that stopped reading")
