@@ -319,12 +319,14 @@ class OpsbusClient:
     # -- stream ----------------------------------------------------------------------
     async def stream(self, *, after: int | None = None, filter: str | None = None,
                      reconnect: bool = True, retry_s: float = 1.0,
-                     on_state: Any = None) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+                     on_state: Any = None, q: str | None = None
+                     ) -> AsyncIterator[tuple[int, dict[str, Any]]]:
         """(seq, event) from `/v1/stream`, forever; reconnects and resumes after the
-        last seq seen. `on_state("connected" | "disconnected", detail)` reports changes."""
+        last seq seen. `on_state("connected" | "disconnected", detail)` reports changes.
+        `q` is a free-text search beside the CESQL `filter`."""
         last = after
         while True:
-            params = {"filter": filter}
+            params = {"filter": filter, "q": q}
             headers = {"Accept": "text/event-stream"}
             if last is not None:
                 headers["Last-Event-ID"] = str(last)

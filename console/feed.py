@@ -41,7 +41,7 @@ class EventFeed:
     """
 
     def __init__(self, name: str, client: OpsbusClient, target: MessagePump, *,
-                 after: int | None, filter: str | None = None,
+                 after: int | None, filter: str | None = None, text: str | None = None,
                  batch_events: int = BATCH_EVENTS, window_s: float = BATCH_WINDOW_S,
                  on_state: Callable[[str, str | None], None] | None = None) -> None:
         self.name = name
@@ -49,6 +49,8 @@ class EventFeed:
         self.target = target
         self.after = after
         self.filter = filter or None
+        self.text = text or None
+        """A free-text search beside the filter (`q`)."""
         self.batch_events = batch_events
         self.window_s = window_s
         self.on_state = on_state
@@ -60,7 +62,7 @@ class EventFeed:
 
     async def _read(self, queue: asyncio.Queue[Row]) -> None:
         async for seq, event in self.client.stream(after=self.after, filter=self.filter,
-                                                   on_state=self._state):
+                                                   q=self.text, on_state=self._state):
             await queue.put((seq, event))
 
     async def run(self) -> None:

@@ -73,3 +73,15 @@ def emit_command(event: dict[str, Any]) -> str:
         if name not in skip:
             parts += ["--ext", f"{name}={value}"]
     return shlex.join(parts)
+
+
+def until_text(text: str | None, now: datetime) -> str | None:
+    """A moment ahead as people read it: `14:36:05 (in 59m)`; None when absent."""
+    moment = parse_time(text)
+    if moment is None:
+        return None
+    seconds = (moment - now).total_seconds()
+    when = moment.astimezone(UTC).strftime("%H:%M:%S")
+    if moment.date() != now.astimezone(UTC).date():
+        when = moment.astimezone(UTC).strftime("%m-%d %H:%M")
+    return f"{when} (in {age(seconds)})" if seconds >= 0 else f"{when} ({age(-seconds)} ago)"

@@ -72,3 +72,5 @@ class FilterValidated(Message):
     expression: str
     error: str | None
     position: int | None = None
+    warning: str | None = None
+    """Why the expression, though valid, can never match (an unknown function)."""

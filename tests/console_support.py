@@ -82,3 +82,52 @@ async def until(pilot: Pilot[Any], check: Callable[[], Any], timeout: float = 10
 async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
     """Blocking HTTP off the app's loop, so the app keeps running meanwhile."""
     return await asyncio.to_thread(fn, *args)
+
+
+ONCALL_CONFIG = """
+[[queues]]
+name = "ops"
+group_key = "{subject}"
+title = "{data.alertname} on {subject}"
+priority = "{data.severity}"
+lease = "1h"
+
+[[queues]]
+name = "db"
+group_key = "{subject}"
+title = "{data.alertname} on {subject}"
+priority = "{data.severity}"
+
+[[routes]]
+name = "to-ops"
+filter = { prefix = { type = "test.alert" } }
+targets = ["queue:ops"]
+
+[[routes]]
+name = "to-db"
+filter = { prefix = { type = "test.db" } }
+targets = ["queue:db"]
+"""
+"""Two queues whose items take their priority from the alert's severity."""
+
+
+def alert(n: int, severity: str, subject: str, *, type: str = "test.alert",
+          summary: str | None = None, **data: Any) -> dict[str, Any]:
+    """An Alertmanager-like event: summary annotation, labels, a runbook link."""
+    return event(n, id=f"alert-{subject}-{n}", type=type, subject=subject, data={
+        "alertname": f"Alert{n}", "severity": severity,
+        "labels": {"alertname": f"Alert{n}", "severity": severity, "namespace": "prod",
+                   "instance": subject},
+        "annotations": {"summary": summary or f"{subject} needs attention ({n})",
+                        "runbook_url": f"https://runbooks.example/{subject}"},
+        **data})
+
+
+def todo_items(url: str, queue: str | None = None, state: str = "active") -> list[Any]:
+    where = f"&queue={queue}" if queue else ""
+    return list(http(f"{url}/v1/todos?state={state}&limit=1000{where}")["items"])
+
+
+def item_id(url: str, key: str) -> int:
+    """The id of the active item grouped under `key`."""
+    return int(next(i["id"] for i in todo_items(url) if i["key"] == key))

@@ -80,7 +80,7 @@ async def test_dead_letters_live_and_cursor_kept(delivery_broker: BrokerProcess)
         screen = app.screen
         assert isinstance(screen, DeliveriesScreen)
         dead = screen.query_one("#dead", DataTable)
-        await until(pilot, lambda: screen.loaded and screen.feed is not None
+        await until(pilot, lambda: screen.ready and screen.feed is not None
                     and dead.row_count == 3 and app.connection == "connected",
                     what="three dead letters")
         first, second, _ = keys(dead)

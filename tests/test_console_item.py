@@ -65,7 +65,7 @@ async def open_item(app: OpsbusConsole, pilot: Any, item_id: int) -> ItemDetailS
     await until(pilot, lambda: isinstance(app.screen, ItemDetailScreen), what="item screen")
     screen = app.screen
     assert isinstance(screen, ItemDetailScreen)
-    await until(pilot, lambda: screen.loaded and screen.feed is not None
+    await until(pilot, lambda: screen.ready and app.todo_feed is not None
                 and app.connection == "connected", what="item loaded and followed")
     return screen
 

@@ -34,8 +34,8 @@ def item(url: str, item_id: int) -> dict[str, Any]:
 async def open_queues(app: OpsbusConsole, pilot: Any) -> QueuesScreen:
     screen = app.screen
     assert isinstance(screen, QueuesScreen)
-    await until(pilot, lambda: screen.loaded and app.connection == "connected",
-                what="queues loaded")
+    await until(pilot, lambda: screen.ready and app.todo_feed is not None
+                and app.connection == "connected", what="queues loaded")
     return screen
 
 
@@ -57,7 +57,7 @@ async def test_claim_resolve_with_note_and_live_updates(queue_broker: BrokerProc
         target = next(i for i in items["items"] if i["key"] == "db-1")
         await select(pilot, screen, target["id"])
         await pilot.press("c")
-        await until(pilot, lambda: screen.items[target["id"]]["state"] == "claimed",
+        await until(pilot, lambda: app.queues.items[target["id"]]["state"] == "claimed",
                     what="claimed in the list")
         claimed = await in_thread(item, url, target["id"])
         assert (claimed["state"], claimed["owner"]) == ("claimed", "ana")
@@ -65,14 +65,14 @@ async def test_claim_resolve_with_note_and_live_updates(queue_broker: BrokerProc
         await pilot.press("m")
         await until(pilot, lambda: str(target["id"]) in screen.item_table.rows, what="mine")
         await pilot.press("u")
-        await until(pilot, lambda: screen.view == "unclaimed"
+        await until(pilot, lambda: app.queues.view == "unclaimed"
                     and str(target["id"]) not in screen.item_table.rows, what="unclaimed")
         await pilot.press("a")
         await select(pilot, screen, target["id"])
         await pilot.press("d")
         await until(pilot, lambda: isinstance(app.screen, NoteModal), what="note prompt")
         await pilot.press(*"restarted the primary", "enter")
-        await until(pilot, lambda: target["id"] not in screen.items, what="resolved item gone")
+        await until(pilot, lambda: target["id"] not in app.queues.items, what="resolved item gone")
         resolved = await in_thread(item, url, target["id"])
         assert resolved["state"] == "resolved"
         assert resolved["resolution"]["note"] == "restarted the primary"

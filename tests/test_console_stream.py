@@ -34,10 +34,10 @@ def shown_seqs(screen: StreamScreen) -> list[int]:
 
 
 async def test_published_events_appear_live(shared_broker: BrokerProcess) -> None:
-    app = OpsbusConsole(shared_broker.url, operator="tester")
+    app = OpsbusConsole(shared_broker.url, operator="tester", screen="stream")
     async with app.run_test(size=(140, 40)) as pilot:
         screen = stream_of(app)
-        await until(pilot, lambda: screen.loaded and app.connection == "connected",
+        await until(pilot, lambda: screen.ready and app.connection == "connected",
                     what="stream connected")
         results = await in_thread(publish, shared_broker.url,
                                   [event(n, id=f"live-{n}") for n in range(30)])
@@ -56,10 +56,10 @@ async def test_published_events_appear_live(shared_broker: BrokerProcess) -> Non
 
 
 async def test_filter_narrows_and_reports_errors(shared_broker: BrokerProcess) -> None:
-    app = OpsbusConsole(shared_broker.url, operator="tester")
+    app = OpsbusConsole(shared_broker.url, operator="tester", screen="stream")
     async with app.run_test(size=(140, 40)) as pilot:
         screen = stream_of(app)
-        await until(pilot, lambda: screen.loaded, what="first page")
+        await until(pilot, lambda: screen.ready, what="first page")
         bar = screen.query_one(FilterBar)
         await pilot.press("/")
         await pilot.press(*"type = 'test.narrow")  # unterminated string
@@ -70,7 +70,7 @@ async def test_filter_narrows_and_reports_errors(shared_broker: BrokerProcess) -
         await pilot.press("'")
         await until(pilot, lambda: bar.error is None, what="error cleared")
         await pilot.press("enter")
-        await until(pilot, lambda: screen.expression == "type = 'test.narrow'" and screen.loaded,
+        await until(pilot, lambda: screen.expression == "type = 'test.narrow'" and screen.ready,
                     what="filter applied")
         mixed = [event(n, id=f"mix-{n}", type="test.narrow" if n % 3 == 0 else "test.other")
                  for n in range(12)]
@@ -81,7 +81,7 @@ async def test_filter_narrows_and_reports_errors(shared_broker: BrokerProcess) -
         assert all(row.type == "test.narrow" for row in screen.table.rows)
         # The `:` command line applies a filter too, and an empty one clears it.
         await pilot.press(":", *"stream type = 'test.other'", "enter")
-        await until(pilot, lambda: screen.loaded and screen.expression == "type = 'test.other'"
+        await until(pilot, lambda: screen.ready and screen.expression == "type = 'test.other'"
                     and len(screen.table.rows) > 0, what="command line filter")
         assert all(row.type == "test.other" for row in screen.table.rows)
 
@@ -90,10 +90,10 @@ async def test_jump_to_seq_and_older_rows(shared_broker: BrokerProcess) -> None:
     results = await in_thread(publish, shared_broker.url,
                               [event(n, id=f"jump-{n}") for n in range(300)])
     target = results[10]["seq"]
-    app = OpsbusConsole(shared_broker.url, operator="tester", window=250)
+    app = OpsbusConsole(shared_broker.url, operator="tester", window=250, screen="stream")
     async with app.run_test(size=(140, 40)) as pilot:
         screen = stream_of(app)
-        await until(pilot, lambda: screen.loaded, what="first page")
+        await until(pilot, lambda: screen.ready, what="first page")
         assert target not in shown_seqs(screen)  # only the newest page is loaded
         await pilot.press("g", *str(target), "enter")
         await until(pilot, lambda: screen.table.selected_seq == target, what="jump")
@@ -107,7 +107,7 @@ async def test_jump_to_seq_and_older_rows(shared_broker: BrokerProcess) -> None:
 async def test_reconnects_after_restart_without_losing_events(tmp_path: Path) -> None:
     proc = BrokerProcess(tmp_path / "data", config=write_config(tmp_path)).start()
     try:
-        app = OpsbusConsole(proc.url, operator="tester")
+        app = OpsbusConsole(proc.url, operator="tester", screen="stream")
         async with app.run_test(size=(140, 40)) as pilot:
             screen = stream_of(app)
             await until(pilot, lambda: app.connection == "connected", what="connected")
@@ -121,9 +121,9 @@ async def test_reconnects_after_restart_without_losing_events(tmp_path: Path) ->
             # Published before the console has reconnected: resumed by Last-Event-ID.
             after = await in_thread(publish, proc.url,
                                     [event(n, id=f"after-{n}") for n in range(20)])
-            await until(pilot, lambda: screen.table.last_seq == after[-1]["seq"],
-                        timeout=15, what="events after the restart")
-            assert app.connection == "connected"
+            await until(pilot, lambda: screen.table.last_seq == after[-1]["seq"]
+                        and app.connection == "connected",
+                        timeout=15, what="events after the restart, every feed back")
             seqs = shown_seqs(screen)
             assert {r["seq"] for r in before + after} <= set(seqs)
             assert seqs == sorted(set(seqs))  # no duplicates, in order

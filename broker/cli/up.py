@@ -30,7 +30,8 @@ def register(sub: Any) -> None:
         "up", help="serve, load the sample events once, open the console",
         description="Run the broker in this process on the embedded store (config: "
                     "sample_events/opsbus.toml unless given), publish sample_events/ into "
-                    "an empty store, and open the console. Without a terminal it serves "
+                    "an empty store, and open the console in a child process (a console "
+                    "failure leaves the broker serving). Without a terminal it serves "
                     "headless.")
     parser.add_argument("--samples", default=str(SAMPLES),
                         help="folder of events loaded into an empty store (default %(default)s)")
@@ -82,6 +83,7 @@ async def up(args: argparse.Namespace) -> int:
 
     runner = web.AppRunner(create_app(settings), access_log=None)
     await runner.setup()
+    status = 0
     try:
         site = web.TCPSite(runner, settings.host, settings.port, shutdown_timeout=10)
         try:
@@ -95,20 +97,48 @@ async def up(args: argparse.Namespace) -> int:
         if loaded:
             where += f"; loaded {loaded} sample events"
         if interactive:
-            from console.app import OpsbusConsole
-
-            app = OpsbusConsole(url, token=settings.token,
-                                operator=args.operator or getpass.getuser(),
-                                context="up", screen=args.screen, read_only=args.read_only)
-            await app.run_async()
+            status = await run_console(args, url, settings.token,
+                                       Path(settings.data_dir) / "console.log")
             print(where, file=sys.stderr)
+            if status != 0:
+                # The console is gone, the broker is not: say so and keep serving.
+                print(f"opsbus up: the console stopped with status {status} (details in "
+                      f"{Path(settings.data_dir) / 'console.log'}); the broker keeps serving "
+                      f"on {url}: reopen it with `opsbus console --url {url}`, stop it with "
+                      "Ctrl-C", file=sys.stderr, flush=True)
+                await _until_signalled()
         else:
             print(f"{where}\nopsbus up: no terminal on stdin/stdout, so no console; "
                   "serving headless until interrupted", file=sys.stderr, flush=True)
             await _until_signalled()
     finally:
         await runner.cleanup()
-    return 0
+    return status
+
+
+async def run_console(args: argparse.Namespace, url: str, token: str | None,
+                      log_file: Path) -> int:
+    """The console in a child process on this terminal: whatever happens to it, the
+    broker served from this process stays up. Its exit status."""
+    command = [sys.executable, "-m", "broker", "console", "--url", url, "--label", "up",
+               "--operator", args.operator or getpass.getuser(), "--log-file", str(log_file)]
+    if args.screen:
+        command += ["--screen", args.screen]
+    if args.read_only:
+        command.append("--read-only")
+    if args.bell is False:
+        command.append("--no-bell")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPSBUS_URL", "OPSBUS_TOKEN")}
+    if token:
+        env["OPSBUS_TOKEN"] = token  # not on the command line, where `ps` shows it
+    child = await asyncio.create_subprocess_exec(*command, env=env)
+    try:
+        code = await child.wait()
+        return 128 - code if code < 0 else code  # killed by a signal: as a shell says it
+    finally:
+        if child.returncode is None:
+            child.terminate()
+            await child.wait()
 
 
 async def _until_signalled() -> None:
@@ -118,4 +148,3 @@ async def _until_signalled() -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-

@@ -34,7 +34,7 @@ class ConsoleScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield from self.compose_body()
         yield StatusBar()
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     def compose_body(self) -> Iterable[Widget]:
         return ()

@@ -52,7 +52,8 @@ class CausalScreen(ConsoleScreen):
     def __init__(self, seq: int) -> None:
         super().__init__()
         self.seq = seq
-        self.loaded = False
+        self.ready = False
+        """The tree was built (or the failure shown)."""
 
     def compose_body(self) -> Iterable[Widget]:
         yield Static(f"causal tree of seq {self.seq}", id="causal-title", classes="pane-title")
@@ -106,7 +107,7 @@ class CausalScreen(ConsoleScreen):
         except OpsbusError as exc:
             self.query_one("#causal-title", Static).update(
                 Text(f"causal tree of seq {self.seq}: {exc.detail}", style="bold red"))
-            self.loaded = True
+            self.ready = True
             return
         children = build_children(by_id.values())
         tree = self.query_one(Tree)
@@ -120,7 +121,7 @@ class CausalScreen(ConsoleScreen):
         self.query_one("#causal-title", Static).update(
             f"causal tree of seq {self.seq} — root seq {root['seq']}, "
             f"correlationid {correlation}, {len(by_id)} events")
-        self.loaded = True
+        self.ready = True
 
     def _grow(self, node: TreeNode[Stored], stored: Stored,
               children: dict[str, list[Stored]], depth: int) -> TreeNode[Stored] | None:

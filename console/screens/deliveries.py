@@ -18,7 +18,8 @@ from console.feed import EventFeed, head_seq
 from console.format import age_since
 from console.messages import EventsArrived
 from console.screens.base import ConsoleScreen
-from console.widgets.columns import add_columns
+from console.widgets.columns import Column
+from console.widgets.nav_table import NavTable
 from console.widgets.rows import RowSpec, cursor_key, replace_rows
 
 DEAD = "deadlettered"
@@ -56,7 +57,8 @@ class DeliveriesScreen(ConsoleScreen):
         self.selected: str | None = None
         self.dead: dict[int, dict[str, Any]] = {}
         self.available = True
-        self.loaded = False
+        self.ready = False
+        """The subscriptions were read at least once (or found unavailable)."""
         self.feed: EventFeed | None = None
         self._dead_of: str | None = None
         """The subscription whose dead letters the table shows."""
@@ -65,15 +67,17 @@ class DeliveriesScreen(ConsoleScreen):
     def compose_body(self) -> Iterable[Widget]:
         with Vertical():
             yield Static("SUBSCRIPTIONS (failing first)", classes="pane-title")
-            yield DataTable(id="subscriptions", cursor_type="row", zebra_stripes=True)
+            yield NavTable(id="subscriptions", columns=(
+                Column("NAME", 20), Column("TYPE", 5), Column("STATE", 12),
+                Column("PENDING", 7), Column("DEAD", 5), Column("LAST ERROR", flex=1, min=10)))
             yield Static("DEAD LETTERS", id="dead-title", classes="pane-title")
-            yield DataTable(id="dead", cursor_type="row", zebra_stripes=True)
+            yield NavTable(id="dead", columns=(
+                Column("DELIVERY", 8), Column("SEQ", 8), Column("ATTEMPTS", 8),
+                Column("STATUS", 6), Column("AGE", 6), Column("LAST ERROR", flex=1, min=10)))
 
     def on_mount(self) -> None:
-        add_columns(self.query_one("#subscriptions", DataTable), ("NAME", 24), ("TYPE", 5),
-                    ("STATE", 13), ("PENDING", 7), ("DEAD", 5), ("LAST ERROR", 80))
-        add_columns(self.query_one("#dead", DataTable), ("DELIVERY", 8), ("SEQ", 8),
-                    ("ATTEMPTS", 8), ("STATUS", 6), ("AGE", 6), ("LAST ERROR", 80))
+        for table in self.query(NavTable):
+            table.fit()
         self.query_one("#subscriptions").focus()
         self.set_interval(REFRESH_S, self.reload)
         self._follow()
@@ -122,12 +126,12 @@ class DeliveriesScreen(ConsoleScreen):
         if self.selected not in self.subscriptions:
             self.selected = cursor_key(self.query_one("#subscriptions", DataTable))
         await self._load_dead()
-        self.loaded = True
+        self.ready = True
 
     def _unavailable(self, why: str) -> None:
         self.available = False
         self.query_one("#dead-title", Static).update(Text(why, style="bold yellow"))
-        self.loaded = True
+        self.ready = True
 
     def _render_subscriptions(self) -> None:
         rows: list[RowSpec] = []
@@ -136,6 +140,9 @@ class DeliveriesScreen(ConsoleScreen):
             counts = status.get("counts") or {}
             last = status.get("last_error") or {}
             state = str(status.get("state", "?"))
+            breaker = status.get("breaker") or {}
+            if state == "suspended" and breaker.get("consecutive_failures"):
+                state = f"suspended ({breaker['consecutive_failures']}✗)"
             rows.append((name, (
                 Text(name, style="bold red" if failing(sub) else ""), str(sub.get("type", "")),
                 Text(state, style="green" if state == "active" else "bold red"),
@@ -208,7 +215,7 @@ class DeliveriesScreen(ConsoleScreen):
             self.notify(f"retry of delivery {dead['id']}: {exc.detail}", severity="error")
             return
         self.notify(f"delivery {dead['id']} is due again", timeout=3)
-        await self._load_dead()
+        self.reload()  # the counts changed too, not only the dead letters
 
     def action_open(self) -> None:
         dead = self._current_dead()

@@ -1,4 +1,5 @@
-"""Detail screens: one event (attributes, data, routing, related events) and one item."""
+"""Detail screens: one event (attributes, data, routing, related events) and one item
+(what its latest event says, fields, history with notes in full, grouped events)."""
 
 from __future__ import annotations
 
@@ -14,24 +15,18 @@ from textual.widgets import DataTable, Static, TextArea
 
 from broker.errors import OpsbusError
 from broker.summary import one_line
-from console.feed import EventFeed, head_seq
-from console.format import age_since, emit_command, pretty_json, short_time
-from console.messages import EventsArrived
+from console.format import age_since, emit_command, pretty_json, short_time, until_text
+from console.models.items import Item, KeyFields, key_fields
 from console.screens.base import ConsoleScreen
-from console.screens.item_actions import (
-    AUDIT_FILTER,
-    ITEM_BINDINGS,
-    ITEM_MUTATING,
-    ItemActionsScreen,
-    action_params,
-)
-from console.widgets.action_picker import ActionPicker
-from console.widgets.columns import add_columns
-from console.widgets.editor import EditorModal
+from console.screens.item_actions import ITEM_BINDINGS, ItemActionsScreen
+from console.widgets.columns import Column
 from console.widgets.json_view import JsonView
+from console.widgets.nav_table import NavTable
 from console.widgets.rows import replace_rows
 
 RELATED_LIMIT = 200
+EVENT_COLUMNS = (Column("SEQ", 8), Column("TIME", 14), Column("TYPE", flex=3, min=10),
+                 Column("SOURCE", flex=3, min=8), Column("SUBJECT", flex=2, min=6))
 
 
 def _cell(value: Any) -> str:
@@ -40,14 +35,14 @@ def _cell(value: Any) -> str:
     return pretty_json(value).replace("\n", " ") if value is not None else ""
 
 
-def event_columns(table: DataTable[Any]) -> None:
-    add_columns(table, ("SEQ", 8), ("TIME", 14), ("TYPE", 32), ("SOURCE", 40),
-                ("SUBJECT", 40))
+def event_time_order(stored: dict[str, Any]) -> tuple[str, int]:
+    """Events by their own time (when it happened), then by seq."""
+    return str(stored["event"].get("time") or stored.get("recvtime") or ""), int(stored["seq"])
 
 
 class EventDetailScreen(ConsoleScreen):
     """An event: attributes with the broker's seq, recvtime, routes and targets; its
-    data as JSON; the events sharing its correlation id."""
+    data as JSON; the events sharing its correlation id, in the order they happened."""
 
     HELP_TITLE = "Event detail"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -62,21 +57,23 @@ class EventDetailScreen(ConsoleScreen):
         super().__init__()
         self.seq = seq
         self.stored: dict[str, Any] | None = None
-        self.loaded = False
+        self.problem: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.stored is not None or self.problem is not None
 
     def compose_body(self) -> Iterable[Widget]:
         yield Static(f"event seq {self.seq}", id="detail-title", classes="pane-title")
         with Horizontal(id="detail-main"):
-            yield DataTable(id="attributes", cursor_type="row", show_header=True)
+            yield NavTable(id="attributes", zebra_stripes=False, columns=(
+                Column("ATTRIBUTE", 16), Column("VALUE", flex=1, min=10)))
             yield JsonView(id="data")
         yield Static("RELATED", id="related-title", classes="pane-title")
-        yield DataTable(id="related", cursor_type="row", zebra_stripes=True)
+        yield NavTable(id="related", columns=EVENT_COLUMNS)
         yield TextArea("", read_only=True, id="copied", soft_wrap=True)
 
     def on_mount(self) -> None:
-        add_columns(self.query_one("#attributes", DataTable), ("ATTRIBUTE", 16),
-                    ("VALUE", 60))
-        event_columns(self.query_one("#related", DataTable))
         self.query_one("#copied").display = False
         self.query_one("#attributes").focus()
         self.load()
@@ -87,19 +84,19 @@ class EventDetailScreen(ConsoleScreen):
         try:
             stored = await client.event(self.seq)
         except OpsbusError as exc:
+            self.problem = exc.detail
             self.query_one("#detail-title", Static).update(
                 Text(f"event seq {self.seq}: {exc.detail}", style="bold red"))
-            self.loaded = True
             return
-        self.stored = stored
         event = stored["event"]
         self.query_one("#detail-title", Static).update(
             Text(f"seq {stored['seq']}  {one_line(event)}", style="bold"))
-        table = self.query_one("#attributes", DataTable)
+        table = self.query_one("#attributes", NavTable)
+        table.fit()
         table.clear()
         for name, value in event.items():
             if name not in ("data", "data_base64"):
-                table.add_row(Text(name, style="bold"), _cell(value))
+                table.add_row(Text(name, style="bold"), _cell(value), height=None)
         table.add_row(Text("seq", style="dim"), str(stored["seq"]))
         table.add_row(Text("recvtime", style="dim"), str(stored.get("recvtime", "")),
                       key="recvtime")
@@ -107,23 +104,26 @@ class EventDetailScreen(ConsoleScreen):
         for target in stored.get("targets", []):
             detail = _cell(target.get("detail")) if target.get("detail") else ""
             table.add_row(Text("target", style="dim"),
-                          f"{target['route']} → {target['target']} {detail}".strip())
+                          f"{target['route']} → {target['target']} {detail}".strip(),
+                          height=None)
         self.query_one("#data", JsonView).show(event.get("data", event.get("data_base64")))
         correlation = event.get("correlationid") or event.get("id")
-        related = self.query_one("#related", DataTable)
-        related.clear()
+        related = self.query_one("#related", NavTable)
+        related.fit()
         try:
             page = await client.events(limit=RELATED_LIMIT, correlationid=correlation)
         except OpsbusError:
             page = {"events": []}
-        for item in page["events"]:
+        for item in sorted(page["events"], key=event_time_order):
             e = item["event"]
             related.add_row(str(item["seq"]), short_time(e.get("time")), e.get("type", ""),
                             e.get("source", ""), e.get("subject") or "", key=str(item["seq"]))
+        if str(self.seq) in related.rows:
+            related.move_cursor(row=related.get_row_index(str(self.seq)), animate=False)
         self.query_one("#related-title", Static).update(
             f"RELATED — correlationid {correlation} — {related.row_count} event"
-            f"{'' if related.row_count == 1 else 's'}")
-        self.loaded = True
+            f"{'' if related.row_count == 1 else 's'}, in the order they happened")
+        self.stored = stored
 
     @on(DataTable.RowSelected, "#related")
     def _related(self, event: DataTable.RowSelected) -> None:
@@ -155,126 +155,144 @@ class EventDetailScreen(ConsoleScreen):
         self.load()
 
 
+def about(fields: KeyFields | None) -> Text:
+    """The key fields of the latest event, for the top of the item detail."""
+    if fields is None:
+        return Text("loading the latest event…", style="dim")
+    text = Text()
+    text.append(fields.summary or "(the latest event has no summary)",
+                style="bold" if fields.summary else "dim")
+    if fields.labels:
+        text.append("\n")
+        for name, value in fields.labels:
+            text.append(f"{name}=", style="dim")
+            text.append(f"{value}  ")
+    if fields.runbook:
+        text.append("\nrunbook: ", style="dim")
+        text.append(fields.runbook, style="underline")
+    return text
+
+
 class ItemDetailScreen(ItemActionsScreen):
-    """A todo item: its fields, history and grouped events, with the item keys. It
-    follows the item's audit events, so changes made by anyone show up live."""
+    """A todo item: what its latest event says, its fields, history and grouped events.
+    It follows the console's item changes, so changes made by anyone show up live."""
 
     HELP_TITLE = "Item detail"
     BINDINGS: ClassVar[list[BindingType]] = [
         *ITEM_BINDINGS,
-        Binding("x", "quick_action", "Actions"),
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
-    MUTATING: ClassVar[frozenset[str]] = ITEM_MUTATING | {"quick_action"}
 
     def __init__(self, item_id: int) -> None:
         super().__init__()
         self.item_id = item_id
-        self.item: dict[str, Any] | None = None
-        self.loaded = False
-        self.feed: EventFeed | None = None
-        self.feed_name = f"item-{item_id}"
-        self._feed_lost = False
+        self.item: Item | None = None
+        self.fields: KeyFields | None = None
+        self.problem: str | None = None
+        self._forget: Any = None
+
+    @property
+    def ready(self) -> bool:
+        return self.item is not None or self.problem is not None
 
     def compose_body(self) -> Iterable[Widget]:
         yield Static(f"item {self.item_id}", id="item-title", classes="pane-title")
+        yield Static("", id="item-about")
         with Horizontal(id="item-main"):
-            yield DataTable(id="fields", cursor_type="none", show_header=False)
-            with Vertical():
+            yield NavTable(id="fields", cursor_type="none", show_header=False,
+                           zebra_stripes=False,
+                           columns=(Column("FIELD", 12), Column("VALUE", flex=1, min=10)))
+            with Vertical(id="history-pane"):
                 yield Static("HISTORY", classes="pane-title")
-                yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
+                yield NavTable(id="history", columns=(
+                    Column("AT", 8), Column("ACTION", 10), Column("BY", 10),
+                    Column("NOTE", flex=1, min=10)))
         yield Static("EVENTS", id="events-title", classes="pane-title")
-        yield DataTable(id="item-events", cursor_type="row", zebra_stripes=True)
+        yield NavTable(id="item-events", columns=EVENT_COLUMNS)
 
     def on_mount(self) -> None:
-        add_columns(self.query_one("#fields", DataTable), ("FIELD", 14), ("VALUE", 60))
-        add_columns(self.query_one("#history", DataTable), ("AT", 9), ("ACTION", 10),
-                    ("BY", 12), ("NOTE", 60))
-        event_columns(self.query_one("#item-events", DataTable))
         self.query_one("#item-events").focus()
-        self._follow()
+        self._forget = self.console.listen_items(self._item_heard)
+        self.set_interval(self.console.tick_s, self._tick)
+        self.load()
 
     def on_unmount(self) -> None:
-        self.console.forget_feed(self.feed_name)
+        if self._forget is not None:
+            self._forget()
 
-    def current_item(self) -> dict[str, Any] | None:
+    def current_item(self) -> Item | None:
         return self.item
 
-    def item_changed(self, item: dict[str, Any]) -> None:
-        self.load()
-
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        allowed = super().check_action(action, parameters)
-        if allowed and action == "quick_action" and not (self.item or {}).get("actions"):
-            return None  # shown dimmed: this item's queue permits no actions
-        return allowed
+        if self.item is None and action in self.MUTATING:
+            return False  # no such item (or not loaded): nothing to claim or resolve
+        return super().check_action(action, parameters)
 
-    # -- loading and following ----------------------------------------------------------
-    @work(exclusive=True, group="item-feed")
-    async def _follow(self) -> None:
-        client = self.console.client
-        after = await head_seq(client)  # None: the load below reports the broker's absence
-        # Loaded after `after` was read: a change in between arrives on the feed too.
-        self.load()
-        self.feed = EventFeed(self.feed_name, client, self, after=after,
-                              filter=f"{AUDIT_FILTER} AND todoid = {int(self.item_id)}",
-                              window_s=self.console.batch_window_s,
-                              on_state=self._feed_state)
-        await self.feed.run()
-
-    def _feed_state(self, state: str, detail: str | None) -> None:
-        # Back after an outage: what changed meanwhile may predate the resumed feed.
-        if state == "connected" and self._feed_lost:
+    def _item_heard(self, item: Item) -> None:
+        if int(item["id"]) == self.item_id:
             self.load()
-        self._feed_lost = state != "connected"
 
-    @on(EventsArrived)
-    def _audit(self, message: EventsArrived) -> None:
-        try:
-            if message.feed == self.feed_name:
-                message.stop()
-                self.load()
-        finally:
-            message.handled.set()
+    def action_done(self, name: str, answer: dict[str, Any]) -> None:
+        self.load()
+
+    def _tick(self) -> None:
+        if self.item is not None and self.is_current:
+            self._show(self.item)
 
     @work(exclusive=True, group="item-detail")
     async def load(self) -> None:
+        client = self.console.client
         try:
-            item = await self.console.client.todo(self.item_id)
+            item = await client.todo(self.item_id)
         except OpsbusError as exc:
+            self.problem = exc.detail
             self.query_one("#item-title", Static).update(
                 Text(f"item {self.item_id}: {exc.detail}", style="bold red"))
-            self.loaded = True
+            self.refresh_bindings()
             return
-        self.item = item
+        if self.fields is None or (self.item or {}).get("event_seq") != item["event_seq"]:
+            try:
+                self.fields = key_fields((await client.event(int(item["event_seq"])))["event"])
+            except OpsbusError:
+                self.fields = KeyFields()
+        self.item, self.problem = item, None
+        self._show(item)
+        self.refresh_bindings()
+
+    def _show(self, item: Item) -> None:
         self.query_one("#item-title", Static).update(
             Text(f"#{item['id']} {item['title']}  [{item['queue']}]", style="bold"))
+        self.query_one("#item-about", Static).update(about(self.fields))
         resolution = item.get("resolution") or {}
         now = self.console.now()
-        replace_rows(self.query_one("#fields", DataTable), [
+        fields = self.query_one("#fields", NavTable)
+        history = self.query_one("#history", NavTable)
+        events = self.query_one("#item-events", NavTable)
+        for table in (fields, history, events):
+            if table.fit():
+                table.clear()
+        replace_rows(fields, [
             (name, (Text(name, style="bold"), _cell(value))) for name, value in (
                 ("state", item["state"]), ("owner", item.get("owner")),
                 ("priority", item.get("priority")), ("key", item["key"]),
                 ("count", item["count"]),
                 ("first seen", f"{age_since(item['first_seen'], now)} ago"),
                 ("last seen", f"{age_since(item['last_seen'], now)} ago"),
-                ("lease until", item.get("lease_expires")),
-                ("snoozed until", item.get("snoozed_until")),
+                ("lease", until_text(item.get("lease_expires"), now)),
+                ("snoozed", until_text(item.get("snoozed_until"), now)),
                 ("resolved by", resolution.get("by")), ("resolution", resolution.get("note")),
-            ) if value is not None])
+            ) if value is not None], height=None)
         # History only grows and is oldest first, so new entries append below the cursor.
-        replace_rows(self.query_one("#history", DataTable), [
+        replace_rows(history, [
             (str(index), (f"{age_since(entry.get('at'), now)} ago", entry.get("action", ""),
                           entry.get("operator") or "-", history_note(entry)))
-            for index, entry in enumerate(item.get("history", []))])
-        replace_rows(self.query_one("#item-events", DataTable), [
+            for index, entry in enumerate(item.get("history", []))], height=None)
+        replace_rows(events, [
             (str(e["seq"]), (str(e["seq"]), short_time(e.get("time")), e.get("type", ""),
                              e.get("source", ""), e.get("subject") or ""))
             for e in reversed(item.get("events", []))])
         self.query_one("#events-title", Static).update(
             f"EVENTS — {item['count']} grouped under key {item['key']}")
-        self.refresh_bindings()
-        self.loaded = True
 
     @on(DataTable.RowSelected, "#item-events")
     def _event(self, event: DataTable.RowSelected) -> None:
@@ -293,46 +311,6 @@ class ItemDetailScreen(ItemActionsScreen):
     def action_reload(self) -> None:
         self.load()
 
-    # -- quick actions --------------------------------------------------------------------
-    @work(group="item-op")
-    async def action_quick_action(self) -> None:
-        item = self.item
-        if item is None or not item.get("actions"):
-            self.notify("the item's queue permits no quick actions", severity="warning")
-            return
-        name = await self.app.push_screen_wait(ActionPicker(
-            f"Quick actions for #{item['id']} {item['title']} [{item['queue']}]",
-            item["actions"]))
-        if not name:
-            return
-        try:
-            stored = await self.console.client.event(int(item["event_seq"]))
-        except OpsbusError as exc:
-            self.notify(f"cannot load event {item['event_seq']}: {exc.detail}",
-                        severity="error")
-            return
-
-        async def run(params: dict[str, Any]) -> Any:
-            return await self.console.client.run_todo_action(
-                item["id"], name, self.console.operator, params)
-
-        answer = await self.app.push_screen_wait(EditorModal(
-            f"Run {name} on item #{item['id']} — parameters override the fields of event "
-            f"seq {stored['seq']}; ctrl+s runs it, escape cancels", action_params(
-                stored["event"]), run))
-        if not answer:
-            return
-        self.load()
-        result = answer.get("result")
-        job = answer.get("job") or {}
-        if result is None:
-            self.notify(f"{name} is still running (job {job.get('id')}); its result will "
-                        "appear in the history", timeout=5)
-        elif str(result["event"].get("type", "")).endswith("succeeded"):
-            self.notify(f"{name} succeeded: result seq {result['seq']}", timeout=4)
-        else:
-            self.notify(f"{name} failed: result seq {result['seq']}", severity="error")
-
 
 def history_note(entry: dict[str, Any]) -> str:
     """The NOTE cell of a history entry; a quick action says which one and how it went."""
@@ -342,3 +320,4 @@ def history_note(entry: dict[str, Any]) -> str:
         outcome = "ok" if detail.get("ok") else "failed"
         return f"{detail['action']} {outcome}{status} → seq {entry.get('event_seq')}"
     return str(entry.get("note") or "")
+

@@ -66,7 +66,8 @@ class EmitScreen(ConsoleScreen):
         self.templates: list[tuple[str, dict[str, Any]]] = []
         self.recent: list[dict[str, Any]] = []
         self.last_result: dict[str, Any] | None = None
-        self.loaded = False
+        self.ready = False
+        """The templates and recent events are listed."""
 
     def compose_body(self) -> Iterable[Widget]:
         with Horizontal():
@@ -108,7 +109,7 @@ class EmitScreen(ConsoleScreen):
                                       disabled=True))
         if not self.query_one("#emit-editor", TextArea).text and self.templates:
             self.edit(self.templates[0][1])
-        self.loaded = True
+        self.ready = True
 
     @on(OptionList.OptionSelected)
     def _picked(self, event: OptionList.OptionSelected) -> None:

@@ -51,6 +51,7 @@ class HelpScreen(ModalScreen[None]):
         from console.screens.silences import SilencesScreen
         from console.screens.stream import StreamScreen
         from console.widgets.event_table import EventTable
+        from console.widgets.nav_table import NavTable
 
         read_only = getattr(self.app, "read_only", False)
         table = Table.grid(padding=(0, 2))
@@ -58,9 +59,10 @@ class HelpScreen(ModalScreen[None]):
         table.add_column()
         sections = [
             ("Everywhere", OpsbusConsole.BINDINGS, frozenset[str]()),
-            ("Tables", EventTable.BINDINGS, frozenset[str]()),
+            ("Tables", NavTable.BINDINGS, frozenset[str]()),
+            ("Event list", EventTable.BINDINGS, frozenset[str]()),
         ]
-        for screen in (StreamScreen, QueuesScreen, EventDetailScreen, ItemDetailScreen,
+        for screen in (QueuesScreen, StreamScreen, EventDetailScreen, ItemDetailScreen,
                        CausalScreen, EmitScreen, DeliveriesScreen, SilencesScreen):
             sections.append((screen.HELP_TITLE, screen.BINDINGS, screen.MUTATING))
         for title, bindings, mutating in sections:
@@ -74,7 +76,11 @@ class HelpScreen(ModalScreen[None]):
         table.add_row(Text("Commands", style="bold reverse"), "")
         for command, meaning in (
             (":stream EXPR", "stream with a CESQL filter (:stream alone keeps it)"),
-            (":queue NAME [mine|unclaimed|all]", "a queue's items"),
+            (":queue NAME [mine|unclaimed|all]", "a queue's items (:queue * every queue)"),
+            ("space, then c / d / z / s", "mark items, then claim, resolve, snooze or "
+                                          "silence them all"),
+            ("P  A  C  O", "sort items by priority, age, count, owner (again: reverse)"),
+            (":bell on|off", "the bell for new critical and high items"),
             (":item ID  :event SEQ  :causal SEQ", "open an item, an event, its causal tree"),
             (":emit  :deliveries  :silences", "the other views"),
             ("escape", "back to the previous screen or view"),

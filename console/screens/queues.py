@@ -1,290 +1,300 @@
-"""The Queues screen: queues with counts, and the selected queue's items, live."""
+"""The Queues screen, the on-call home: every queue's urgent items on top, sortable,
+markable for bulk work. It renders the app's QueuesModel and holds no state of its own."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
 
 from broker.errors import OpsbusError
-from console.feed import EventFeed, head_seq
-from console.format import age, age_since, parse_time
-from console.messages import EventsArrived
-from console.screens.item_actions import AUDIT_FILTER, ITEM_BINDINGS, ItemActionsScreen
-from console.widgets.columns import add_columns
+from console.format import age, age_since
+from console.models.items import Item, is_snoozed
+from console.models.queues import ALL_QUEUES, VIEWS, QueuesModel
+from console.screens.item_actions import ITEM_BINDINGS, ItemActionsScreen
+from console.widgets.columns import Column
+from console.widgets.nav_table import NavTable
 
-VIEWS = ("all", "unclaimed", "mine", "snoozed", "resolved")
-"""Item lists: all = open + claimed (not snoozed)."""
-MAX_ITEMS = 500
-"""Items listed per queue and view (newest activity first)."""
-STATE_STYLE = {"open": "bold yellow", "claimed": "bold cyan", "resolved": "green"}
-PRIORITY_STYLE = {"critical": "bold red", "error": "red", "warning": "yellow"}
+STATE_STYLE = {"open": "bold yellow", "claimed": "bold cyan", "resolved": "green",
+               "snoozed": "dim"}
+PRIORITY_STYLE = {"critical": "bold white on red", "high": "bold red", "error": "red",
+                  "warning": "yellow"}
+FIELDS_PER_PASS = 60
+"""Latest events fetched per pass for the key fields (the top of the list first)."""
+WIDE = 150
+"""From this width of the items pane on, key fields get their own column; below it they
+are the second line of each row."""
+NARROW = 90
+"""Below this width of the items pane the owner moves to the second line."""
+NARROW_SCREEN = 130
+"""Below this terminal width the queue list shows names and open counts only."""
+
+QUEUE_COLUMNS = (Column("QUEUE", flex=1, min=8), Column("OPEN", 4), Column("CLM", 3),
+                 Column("OLDEST", 6))
+NARROW_QUEUE_COLUMNS = (Column("QUEUE", flex=1, min=8), Column("OPEN", 4))
 
 
-def view_params(view: str, operator: str) -> dict[str, Any]:
-    """`GET /v1/todos` parameters for a view."""
-    return {"all": {"state": "active"}, "unclaimed": {"state": "open"},
-            "mine": {"state": "claimed", "owner": operator}, "snoozed": {"state": "snoozed"},
-            "resolved": {"state": "resolved"}}[view]
-
-
-def in_view(item: dict[str, Any], view: str, operator: str, now: str) -> bool:
-    """Whether an item (as announced by an audit event) belongs in the view."""
-    snoozed = bool(item.get("snoozed_until")) and str(item["snoozed_until"]) > now
-    state = item.get("state")
-    if view == "resolved":
-        return state == "resolved"
-    if view == "snoozed":
-        return state != "resolved" and snoozed
-    if snoozed:
-        return False
-    if view == "unclaimed":
-        return state == "open"
-    if view == "mine":
-        return state == "claimed" and item.get("owner") == operator
-    return state in ("open", "claimed")
+def item_columns(all_queues: bool, width: int) -> tuple[Column, ...]:
+    """The item list's columns for its width: from WIDE on the key fields get a column
+    of their own; below NARROW the owner joins them on each row's second line."""
+    narrow = width < NARROW
+    columns = [Column("", 1), Column("ID", 4), Column("AGE", 4), Column("PRIORITY", 8),
+               Column("STATE", 8)]
+    if not narrow:
+        columns.append(Column("OWNER", 8))
+    if all_queues:
+        columns.append(Column("QUEUE", 9))
+    columns.append(Column("TITLE", flex=1, min=12))
+    if width >= WIDE:
+        columns.append(Column("ABOUT", flex=1, min=12))
+    return tuple(columns)
 
 
 class QueuesScreen(ItemActionsScreen):
-    """Queues on the left, the selected queue's items on the right."""
+    """Queues on the left (first: every queue), the chosen one's items on the right."""
 
     HELP_TITLE = "Queues"
     BINDINGS: ClassVar[list[BindingType]] = [
         *ITEM_BINDINGS,
-        Binding("a", "view('all')", "All"),
-        Binding("u", "view('unclaimed')", "Unclaimed"),
-        Binding("m", "view('mine')", "Mine"),
+        Binding("space", "mark", "Mark", show=False),
+        Binding("a", "view('all')", "All", show=False),
+        Binding("u", "view('unclaimed')", "Unclaimed", show=False),
+        Binding("m", "view('mine')", "Mine", show=False),
         Binding("v", "cycle_view", "Next view", show=False),
+        Binding("P", "sort('priority')", "Sort priority", show=False),
+        Binding("A", "sort('age')", "Sort age", show=False),
+        Binding("C", "sort('count')", "Sort count", show=False),
+        Binding("O", "sort('owner')", "Sort owner", show=False),
         Binding("/", "focus_search", "Search"),
+        Binding("escape", "escape", "Back", show=False),
         Binding("tab", "switch_pane", "Queues/items", show=False),
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
 
     def __init__(self) -> None:
         super().__init__()
-        self.queues: dict[str, dict[str, Any]] = {}
-        self.queue: str | None = None
-        self.view = "all"
-        self.search = ""
-        self.items: dict[int, dict[str, Any]] = {}
-        self.feed: EventFeed | None = None
-        self.loaded = False
-        """True once queues and items are on screen (tests wait for it)."""
-        self._counts_timer: Timer | None = None
+        self._forget: list[Any] = []
+        self._stale = True
+
+    @property
+    def model(self) -> QueuesModel:
+        return self.console.queues
+
+    @property
+    def ready(self) -> bool:
+        return self.model.status != "loading"
 
     def compose_body(self) -> Iterable[Widget]:
         with Horizontal():
             with Vertical(id="queues-pane"):
                 yield Static("QUEUES", classes="pane-title")
-                yield DataTable(id="queues", cursor_type="row", zebra_stripes=True)
+                yield NavTable(id="queues", columns=QUEUE_COLUMNS)
             with Vertical(id="items-pane"):
                 yield Static("", id="items-title", classes="pane-title")
-                yield Input(placeholder="search items (key, title, owner)", id="search")
-                yield DataTable(id="items", cursor_type="row", zebra_stripes=True)
+                yield Input(placeholder="search items (key, title, owner, summary)",
+                            id="search")
+                yield NavTable(id="items")
 
     @property
-    def queue_table(self) -> DataTable[Any]:
-        return self.query_one("#queues", DataTable)
+    def queue_table(self) -> NavTable:
+        return self.query_one("#queues", NavTable)
 
     @property
-    def item_table(self) -> DataTable[Any]:
-        return self.query_one("#items", DataTable)
+    def item_table(self) -> NavTable:
+        return self.query_one("#items", NavTable)
 
     def on_mount(self) -> None:
-        add_columns(self.queue_table, ("QUEUE", 14), ("OPEN", 5), ("CLAIMED", 7),
-                    ("OLDEST", 7))
-        add_columns(self.item_table, ("ID", 5), ("AGE", 6), ("COUNT", 5), ("PRIORITY", 8),
-                    ("STATE", 8), ("OWNER", 10), ("TITLE", 60), ("KEY", 48))
         self.query_one("#search").display = False
         self.item_table.focus()
-        self.set_interval(15, self._render_items)  # ages keep moving without new events
-        self._start()
+        self._forget = [self.model.observe(self._model_changed),
+                        self.console.silences.observe(self._model_changed)]
+        self.set_interval(self.console.tick_s, self._tick)
+        if self.model.status == "loading":
+            self.reload()
 
-    # -- loading ------------------------------------------------------------------------
-    @work(exclusive=True, group="queues-feed")
-    async def _start(self) -> None:
-        client = self.console.client
-        after = await head_seq(client)
-        try:
-            await self._load_queues()
-            await self._load_items()
-        except OpsbusError as exc:
-            self._title(f"cannot load queues: {exc.detail}")
-            after = None
-        self.loaded = True
-        # Changes made after `after` arrive as audit events; replayed ones are harmless
-        # (an item is only replaced by a newer version of itself).
-        self.feed = EventFeed("queues", client, self, after=after, filter=AUDIT_FILTER,
-                              window_s=self.console.batch_window_s)
-        await self.feed.run()
+    def on_unmount(self) -> None:
+        for forget in self._forget:
+            forget()
 
-    async def _load_queues(self) -> None:
-        queues = await self.console.client.queues()
-        fetched = datetime.now(UTC)
-        self.queues = {}
-        for queue in queues:
-            # The broker's age is at its clock; as a moment it keeps ageing on ours.
-            oldest = queue.get("oldest_open_age_s")
-            queue["_oldest_at"] = None if oldest is None else fetched - timedelta(
-                seconds=float(oldest))
-            self.queues[queue["name"]] = queue
-        self.console.known_queues = sorted(self.queues)
-        if self.queue is None or self.queue not in self.queues:
-            # Open on the first queue that has work, else the first one.
-            busy = [n for n, q in sorted(self.queues.items()) if q.get("open") or q.get("claimed")]
-            self.queue = next(iter(busy or sorted(self.queues)), None)
+    # -- rendering (only while shown; a hidden screen catches up when it resumes) ----------
+    def _model_changed(self) -> None:
+        self._stale = True
+        if self.is_current:
+            self.call_later(self._redraw)
+
+    def on_screen_resume(self) -> None:
+        if self._stale:
+            self._redraw()
+
+    def on_resize(self) -> None:
+        self._stale = True
+        self.call_after_refresh(self._redraw)
+
+    def _tick(self) -> None:
+        if self.is_current:
+            self._redraw()
+
+    def _redraw(self) -> None:
+        if not self._stale and not self.is_current:
+            return
+        self._stale = False
         self._render_queues()
-
-    async def _load_items(self) -> None:
-        self.items = {}
-        if self.queue is not None:
-            answer = await self.console.client.todos(
-                queue=self.queue, limit=MAX_ITEMS,
-                **view_params(self.view, self.console.operator))
-            self.items = {item["id"]: item for item in answer["items"]}
         self._render_items()
 
-    @work(exclusive=True, group="queues-reload")
-    async def reload(self, queues: bool = True) -> None:
-        try:
-            if queues:
-                await self._load_queues()
-            await self._load_items()
-        except OpsbusError as exc:
-            self.notify(f"cannot load: {exc.detail}", severity="error")
-
-    @work(exclusive=True, group="queues-counts")
-    async def _refresh_counts(self) -> None:
-        try:
-            await self._load_queues()
-        except OpsbusError:
-            pass  # the status bar already says the broker is away
-
-    # -- rendering ----------------------------------------------------------------------
     def _render_queues(self) -> None:
-        table = self.queue_table
-        now = self.console.now()
-        rows = []
-        for name, q in sorted(self.queues.items()):
-            oldest = q.get("_oldest_at")
+        table, model = self.queue_table, self.model
+        narrow = self.size.width < NARROW_SCREEN
+        self.set_class(narrow, "-narrow")
+        rows: list[tuple[str, tuple[Any, ...]]] = []
+        total_open = sum(int(q.get("open", 0)) for q in model.queues.values())
+        total_claimed = sum(int(q.get("claimed", 0)) for q in model.queues.values())
+        oldest = [a for a in (model.oldest_age_s(n) for n in model.queues) if a is not None]
+        rows.append((ALL_QUEUES, (Text("(all)", style="bold italic"),
+                                  Text(str(total_open), style="bold yellow"
+                                       if total_open else "dim"),
+                                  str(total_claimed), age(max(oldest)) if oldest else "-")))
+        for name, q in sorted(model.queues.items()):
             rows.append((name, (
                 Text(name, style="bold" if q.get("open") else ""),
                 Text(str(q.get("open", 0)), style="bold yellow" if q.get("open") else "dim"),
-                str(q.get("claimed", 0)),
-                age((now - oldest).total_seconds()) if oldest else "-")))
-        if [key.value for key in table.rows] == [name for name, _ in rows]:
-            # Same queues: update the counts in place so the cursor does not jump.
-            for name, cells in rows:
+                str(q.get("claimed", 0)), age(model.oldest_age_s(name)))))
+        if narrow:
+            rows = [(key, cells[:2]) for key, cells in rows]
+        rebuilt = table.fit(NARROW_QUEUE_COLUMNS if narrow else QUEUE_COLUMNS)
+        keys = [key.value for key in table.rows]
+        if not rebuilt and keys == [key for key, _ in rows]:
+            for key, cells in rows:  # same queues: counts in place, the cursor stays
                 for column, value in zip(table.columns, cells, strict=True):
-                    table.update_cell(name, column, value)
-            return
-        table.clear()
-        for name, cells in rows:
-            table.add_row(*cells, key=name)
-        if self.queue in self.queues:
-            table.move_cursor(row=table.get_row_index(self.queue), animate=False)
-
-    def _title(self, text: str | None = None) -> None:
-        if text is None:
-            shown = len(self.item_table.rows)
-            text = (f"{self.queue or 'no queue'} — {self.view} — {shown} item"
-                    f"{'' if shown == 1 else 's'}")
-            if self.search:
-                text += f" matching {self.search!r}"
-        self.query_one("#items-title", Static).update(text)
+                    table.update_cell(key, column, value)
+        else:
+            table.clear()
+            for key, cells in rows:
+                table.add_row(*cells, key=key)
+        if model.queue in table.rows:
+            index = table.get_row_index(model.queue)
+            if table.cursor_row != index:
+                table.move_cursor(row=index, animate=False)
 
     def _render_items(self) -> None:
-        table = self.item_table
-        selected = self.current_item()
+        table, model = self.item_table, self.model
+        width = table.scrollable_content_region.width or table.size.width
+        wide = width >= WIDE
+        table.fit(item_columns(model.queue == ALL_QUEUES, width))
+        keep = self._cursor_key()
         now = self.console.now()
+        now_text = now.strftime("%Y-%m-%dT%H:%M:%S")
         table.clear()
-        needle = self.search.lower()
-        ordered = sorted(self.items.values(), key=lambda i: (i["updated_at"], i["id"]),
-                         reverse=True)
-        for item in ordered:
-            text = f"{item['key']} {item['title']} {item.get('owner') or ''}".lower()
-            if needle and needle not in text:
-                continue
-            state = item["state"]
-            if item.get("snoozed_until") and state != "resolved":
-                state = "snoozed" if (parse_time(item["snoozed_until"]) or now) > now else state
-            table.add_row(
-                str(item["id"]), age_since(item["first_seen"], now), str(item["count"]),
-                Text(item.get("priority") or "-",
-                     style=PRIORITY_STYLE.get(item.get("priority") or "", "")),
-                Text(state, style=STATE_STYLE.get(state, "dim")),
-                item.get("owner") or "-", item["title"], item["key"], key=str(item["id"]))
-        if selected is not None and str(selected["id"]) in table.rows:
-            table.move_cursor(row=table.get_row_index(str(selected["id"])), animate=False)
+        for item in model.visible():
+            table.add_row(*self._cells(item, now_text, width), key=str(item["id"]),
+                          height=1 if wide else 2)
+        if keep is not None and keep in table.rows:
+            table.move_cursor(row=table.get_row_index(keep), animate=False)
         self._title()
+        self._fetch_fields()
+        del now
 
-    # -- live updates -------------------------------------------------------------------
-    @on(EventsArrived)
-    def _audit(self, message: EventsArrived) -> None:
-        try:
-            if message.feed != "queues":
-                return
-            message.stop()
-            now = self.console.now().strftime("%Y-%m-%dT%H:%M:%S")
-            changed = False
-            for _, event in message.events:
-                data = event.get("data")
-                item = data.get("item") if isinstance(data, dict) else None
-                if isinstance(item, dict) and "id" in item:
-                    changed |= self._apply(item, now)
-            if changed:
-                self._render_items()
-            self._schedule_counts()
-        finally:
-            message.handled.set()
+    def _cells(self, item: Item, now: str, width: int) -> list[Any]:
+        model = self.model
+        state = item["state"]
+        if state != "resolved" and is_snoozed(item, now):
+            state = "snoozed"
+        silence = self.console.silences.covering(item)
+        fields = model.fields_of(item)
+        priority = item.get("priority") or "-"
+        cells: list[Any] = [
+            Text("✓", style="bold green") if item["id"] in model.marked else "",
+            str(item["id"]), age_since(item["first_seen"], self.console.now()),
+            Text(priority, style=PRIORITY_STYLE.get(priority.lower(), "")),
+            Text(state + (" 🔇" if silence else ""), style=STATE_STYLE.get(state, "dim"))]
+        if width >= NARROW:
+            cells.append(item.get("owner") or "-")
+        if model.queue == ALL_QUEUES:
+            cells.append(item["queue"])
+        about = Text(style="dim", no_wrap=True, overflow="ellipsis")
+        if width < NARROW and item.get("owner"):
+            about.append(f"@{item['owner']}  ", style="bold cyan")
+        about.append(fields.line() if fields else "…")
+        if fields and fields.runbook:
+            about.append(f"  📖 {fields.runbook}", style="dim underline")
+        if width >= WIDE:
+            cells += [item["title"], about]
+        else:
+            title = Text(item["title"], no_wrap=True, overflow="ellipsis")
+            title.append("\n")
+            title.append_text(about)
+            cells.append(title)
+        return cells
 
-    def _apply(self, item: dict[str, Any], now: str) -> bool:
-        """Put a newer version of an item in (or out of) the list; True if it changed."""
-        known = self.items.get(item["id"])
-        if known is not None and known["updated_at"] > item["updated_at"]:
-            return False
-        if item.get("queue") == self.queue and in_view(item, self.view,
-                                                       self.console.operator, now):
-            self.items[item["id"]] = item
-            return True
-        return self.items.pop(item["id"], None) is not None
+    def _title(self) -> None:
+        model = self.model
+        name = "all queues" if model.queue == ALL_QUEUES else model.queue
+        if model.status == "error":
+            text = Text(f"{name}: {model.problem}", style="bold red")
+        elif model.status == "loading":
+            text = Text(f"{name} — {model.view} — loading…")
+        else:
+            shown = len(model.visible())
+            text = Text(f"{name} — {model.view} — {shown} item{'' if shown == 1 else 's'}")
+            if model.more:
+                text.append(" (more on the broker)", style="dim")
+            if model.search:
+                text.append(f" matching {model.search!r}", style="bold")
+            arrow = "↑" if model.reverse else "↓"
+            text.append(f"   sort: {model.sort} {arrow}", style="dim")
+            if model.marked:
+                text.append(f"   {len(model.marked)} marked", style="bold green")
+        self.query_one("#items-title", Static).update(text)
 
-    def _schedule_counts(self) -> None:
-        # A burst of audit events refreshes the counts once, not once per event.
-        if self._counts_timer is None:
-            def fire() -> None:
-                self._counts_timer = None
-                self._refresh_counts()
-            self._counts_timer = self.set_timer(0.3, fire)
-
-    def item_changed(self, item: dict[str, Any]) -> None:
-        if self._apply(item, self.console.now().strftime("%Y-%m-%dT%H:%M:%S")):
-            self._render_items()
-        self._schedule_counts()
-
-    # -- selection and keys -------------------------------------------------------------
-    def current_item(self) -> dict[str, Any] | None:
+    def _cursor_key(self) -> str | None:
         table = self.item_table
         if not table.row_count:
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return self.items.get(int(key)) if key is not None else None
+        return None if key is None else str(key)
+
+    @work(exclusive=True, group="queues-fields")
+    async def _fetch_fields(self) -> None:
+        wanted = self.model.missing_fields(FIELDS_PER_PASS)
+        if wanted:
+            await self.model.load_fields(self.console.client, wanted)
+
+    # -- loading ------------------------------------------------------------------------
+    @work(exclusive=True, group="queues-reload")
+    async def reload(self, queues: bool = True) -> None:
+        try:
+            if queues:
+                await self.model.load_queues(self.console.client)
+            await self.model.load_items(self.console.client)
+        except OpsbusError as exc:
+            self.model.failed(f"cannot load: {exc.detail}")
+
+    # -- selection and keys -------------------------------------------------------------
+    def current_item(self) -> Item | None:
+        key = self._cursor_key()
+        return self.model.items.get(int(key)) if key is not None else None
+
+    def targets(self) -> list[Item]:
+        marked = [self.model.items[i] for i in sorted(self.model.marked)
+                  if i in self.model.items]
+        return marked or super().targets()
+
+    def operations_done(self) -> None:
+        self.model.clear_marks()
 
     @on(DataTable.RowHighlighted, "#queues")
     def _queue_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.cursor_row != self.queue_table.cursor_row:
             return  # a highlight from before the table was rebuilt
         name = event.row_key.value
-        if name is not None and name != self.queue:
-            self.queue = name
+        if name is not None and name != self.model.queue:
+            self.model.select_queue(name)
+            self._hide_search()
             self.reload(queues=False)
 
     @on(DataTable.RowSelected, "#queues")
@@ -296,12 +306,23 @@ class QueuesScreen(ItemActionsScreen):
         if event.row_key.value is not None:
             self.console.open_item(int(event.row_key.value))
 
+    def action_mark(self) -> None:
+        item = self.current_item()
+        if item is not None:
+            self.model.toggle_mark(int(item["id"]))
+            table = self.item_table
+            if table.cursor_row < table.row_count - 1:
+                table.move_cursor(row=table.cursor_row + 1, animate=False)
+
     def action_view(self, view: str) -> None:
-        self.view = view
+        self.model.set_view(view)
         self.reload(queues=False)
 
     def action_cycle_view(self) -> None:
-        self.action_view(VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)])
+        self.action_view(VIEWS[(VIEWS.index(self.model.view) + 1) % len(VIEWS)])
+
+    def action_sort(self, key: str) -> None:
+        self.model.set_sort(key)
 
     def action_switch_pane(self) -> None:
         (self.queue_table if self.item_table.has_focus else self.item_table).focus()
@@ -317,26 +338,42 @@ class QueuesScreen(ItemActionsScreen):
         search.display = True
         search.focus()
 
+    def _hide_search(self) -> None:
+        search = self.query_one("#search", Input)
+        with search.prevent(Input.Changed):
+            search.value = ""
+        search.display = False
+
+    async def action_escape(self) -> None:
+        """Escape clears a search (or marks) before it leaves the screen."""
+        search = self.query_one("#search", Input)
+        if search.display or self.model.search:
+            self._hide_search()
+            self.model.set_search("")
+            self.item_table.focus()
+        elif self.model.marked:
+            self.model.clear_marks()
+        else:
+            await self.console.action_back()
+
     @on(Input.Changed, "#search")
     def _search_changed(self, event: Input.Changed) -> None:
-        self.search = event.value.strip()
-        self._render_items()
+        self.model.set_search(event.value.strip())
 
     @on(Input.Submitted, "#search")
     def _search_done(self) -> None:
-        search = self.query_one("#search", Input)
-        search.display = bool(self.search)
+        self.query_one("#search", Input).display = bool(self.model.search)
         self.item_table.focus()
 
     def apply_command(self, words: list[str]) -> None:
-        """`:queue NAME [VIEW]`: select a queue (and view)."""
+        """`:queue NAME [VIEW]`: select a queue (`*` for every queue) and a view."""
         for word in words:
             if word in VIEWS:
-                self.view = word
-            elif word in self.queues or not self.queues:
-                self.queue = word
+                self.model.set_view(word)
+            elif word in self.model.queues or word == ALL_QUEUES or not self.model.queues:
+                self.model.select_queue(word)
+                self._hide_search()
             else:
-                self.notify(f"no queue {word!r} (known: {', '.join(self.queues)})",
+                self.notify(f"no queue {word!r} (known: {', '.join(self.model.queues)})",
                             severity="error")
-        self._render_queues()
         self.reload(queues=False)

@@ -13,19 +13,12 @@ from textual.widgets import DataTable, Static
 
 from broker.errors import NotFound, OpsbusError
 from console.format import age
+from console.models.silences import matcher_text
 from console.screens.base import ConsoleScreen
-from console.widgets.columns import add_columns
+from console.widgets.columns import Column
 from console.widgets.confirm import ConfirmModal
-from console.widgets.note import NoteModal
-
-
-def matcher_text(matcher: dict[str, Any]) -> str:
-    if "key" in matcher:
-        return f"key ~ {matcher['key']}"
-    spec = matcher.get("filter")
-    if isinstance(spec, dict) and set(spec) == {"sql"}:
-        return str(spec["sql"])
-    return str(spec)
+from console.widgets.nav_table import NavTable
+from console.widgets.silence_dialog import SilenceDialog
 
 
 class SilencesScreen(ConsoleScreen):
@@ -44,15 +37,17 @@ class SilencesScreen(ConsoleScreen):
         super().__init__()
         self.silences: dict[int, dict[str, Any]] = {}
         self.show_all = False
-        self.loaded = False
+        self.ready = False
+        """The silences were read at least once (or found unavailable)."""
 
     def compose_body(self) -> Iterable[Widget]:
         yield Static("SILENCES", id="silences-title", classes="pane-title")
-        yield DataTable(id="silences", cursor_type="row", zebra_stripes=True)
+        yield NavTable(id="silences", columns=(
+            Column("ID", 4), Column("MATCHER", flex=2, min=12), Column("QUEUE", 12),
+            Column("AUTHOR", 10), Column("LEFT", 6), Column("COMMENT", flex=2, min=10)))
 
     def on_mount(self) -> None:
-        add_columns(self.query_one(DataTable), ("ID", 4), ("MATCHER", 40), ("QUEUE", 12),
-                    ("AUTHOR", 10), ("LEFT", 6), ("COMMENT", 60))
+        self.query_one(NavTable).fit()
         self.query_one(DataTable).focus()
         self.set_interval(10, self.reload)
         self.reload()
@@ -64,11 +59,11 @@ class SilencesScreen(ConsoleScreen):
             silences = await self.console.client.silences(all=self.show_all)
         except NotFound:
             title.update(Text("silences are not available on this broker", style="yellow"))
-            self.loaded = True
+            self.ready = True
             return
         except OpsbusError as exc:
             title.update(Text(f"cannot load silences: {exc.detail}", style="red"))
-            self.loaded = True
+            self.ready = True
             return
         table = self.query_one(DataTable)
         table.clear()
@@ -81,7 +76,7 @@ class SilencesScreen(ConsoleScreen):
                           s.get("comment", ""), key=str(s["id"]))
         title.update(f"SILENCES — {len(self.silences)} "
                      f"{'in total' if self.show_all else 'active'}")
-        self.loaded = True
+        self.ready = True
 
     def _current(self) -> dict[str, Any] | None:
         table = self.query_one(DataTable)
@@ -92,29 +87,18 @@ class SilencesScreen(ConsoleScreen):
 
     @work(group="silence-new")
     async def action_new(self) -> None:
-        pattern = await self.app.push_screen_wait(NoteModal(
-            "Silence items whose group key matches (glob; or sql: EXPR for an event filter)",
-            placeholder="e.g. k8s.pod.crashloop/preview-*   or   sql: source = 'x'",
-            required=True))
-        if not pattern:
+        answer = await self.app.push_screen_wait(SilenceDialog(self.console.client))
+        if not answer:
             return
-        duration = await self.app.push_screen_wait(NoteModal(
-            "For how long?", value="2h", required=True))
-        if not duration:
-            return
-        comment = await self.app.push_screen_wait(NoteModal(
-            "Why (comment)?", required=True))
-        if not comment:
-            return
-        matcher: dict[str, Any] = (
-            {"filter": pattern[4:].strip()} if pattern.startswith("sql:") else {"key": pattern})
-        try:
-            await self.console.client.add_silence(
-                matcher=matcher, duration=duration, comment=comment,
-                operator=self.console.operator)
-        except OpsbusError as exc:
-            self.notify(f"cannot add the silence: {exc.detail}", severity="error")
-            return
+        for matcher in answer["matchers"]:
+            try:
+                await self.console.client.add_silence(
+                    matcher=matcher, duration=answer["duration"], comment=answer["comment"],
+                    operator=self.console.operator,
+                    **({"queue": answer["queue"]} if answer["queue"] else {}))
+            except OpsbusError as exc:
+                self.notify(f"cannot add the silence: {exc.detail}", severity="error")
+        self.console.silences_changed()
         self.reload()
 
     @work(group="silence-expire")

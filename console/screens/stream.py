@@ -1,11 +1,10 @@
-"""The Stream screen: live events with follow, pause, CESQL filter, rate and jump to seq."""
+"""The Stream screen: live events with follow, pause, CESQL filter or free-text search,
+the bus's own events on or off, rate and jump to seq. Its state is a StreamModel."""
 
 from __future__ import annotations
 
-import time
-from collections import deque
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -13,9 +12,10 @@ from textual.binding import Binding, BindingType
 from textual.widget import Widget
 from textual.widgets import Static
 
-from broker.errors import OpsbusError
+from broker.errors import BadRequest, OpsbusError
 from console.feed import EventFeed
-from console.messages import EventsArrived, FilterSubmitted, Row, StreamCounters
+from console.messages import EventsArrived, FilterSubmitted, FilterValidated, StreamCounters
+from console.models.stream import Query, StreamModel
 from console.screens.base import ConsoleScreen
 from console.widgets.event_table import EventTable
 from console.widgets.filter_bar import FilterBar
@@ -25,15 +25,14 @@ INITIAL_ROWS = 200
 """Events loaded from the store when the screen opens or the filter changes."""
 OLDER_PAGE = 200
 """Events loaded when the cursor goes above the oldest row held."""
-RATE_WINDOW_S = 5.0
 
 
 class StreamCounter(Static):
-    """The line above the table: mode, totals, held events, rate, filter."""
+    """The line above the table: mode, totals, held events, rate, what is asked for."""
 
     DEFAULT_CSS = "StreamCounter { height: 1; padding: 0 1; background: $boost; }"
 
-    def show(self, c: StreamCounters, expression: str) -> None:
+    def show(self, c: StreamCounters, model: StreamModel) -> None:
         line = Text()
         if c.paused:
             line.append(" ❚❚ PAUSED ", style="bold reverse yellow")
@@ -42,9 +41,10 @@ class StreamCounter(Static):
             line.append(" ▶ FOLLOW ", style="bold reverse green")
         else:
             line.append(" ■ BROWSE ", style="bold reverse")
-        line.append(f"   {c.total:,} received   {c.rate:,.0f}/s")
-        line.append(f"   filter: {expression}" if expression else "   no filter",
-                    style="dim" if not expression else "")
+        line.append(f"   {c.total:,} received   {c.rate:,.0f}/s   ")
+        line.append(model.query.describe(), style="dim")
+        if model.warning:
+            line.append(f"   ⚠ {model.warning}", style="bold yellow")
         self.update(line)
 
 
@@ -56,25 +56,17 @@ class StreamScreen(ConsoleScreen):
         Binding("space,p", "pause", "Pause/resume"),
         Binding("f", "follow", "Follow"),
         Binding("/", "focus_filter", "Filter"),
-        Binding("g", "jump", "Jump to seq"),
-        Binding("t", "causal", "Causal tree"),
-        Binding("e", "to_emit", "Edit & emit copy"),
+        Binding("o", "toggle_own", "Own events"),
+        Binding("g", "jump", "Jump to seq", show=False),
+        Binding("t", "causal", "Causal tree", show=False),
+        Binding("e", "to_emit", "Edit & emit copy", show=False),
         Binding("ctrl+l", "clear_filter", "Clear filter", show=False),
     ]
 
     def __init__(self) -> None:
         super().__init__()
-        self.expression = ""
-        self.paused = False
-        self.held: deque[Row] = deque()
-        self.held_count = 0
-        self.gap = False
-        """The table no longer joins up with the live feed (jumped, or held overflowed)."""
-        self.total = 0
-        self._arrivals: deque[tuple[float, int]] = deque()
+        self.model = StreamModel(self.console.window)
         self.feed: EventFeed | None = None
-        self.loaded = False
-        """True once the first page is on screen (tests wait for it)."""
 
     def compose_body(self) -> Iterable[Widget]:
         yield FilterBar(id="filter")
@@ -85,44 +77,77 @@ class StreamScreen(ConsoleScreen):
     def table(self) -> EventTable:
         return self.query_one(EventTable)
 
+    @property
+    def ready(self) -> bool:
+        return self.model.status != "loading"
+
+    @property
+    def expression(self) -> str:
+        return self.model.query.expression
+
     def on_mount(self) -> None:
         self.table.focus()
         self.set_interval(1.0, self._post_counters)
         self.restart(self.console.initial_filter or "")
 
     # -- loading and live feed ------------------------------------------------------
-    def restart(self, expression: str) -> None:
+    def restart(self, expression: str, hide_own: bool | None = None) -> None:
         """(Re)load the newest matching events and follow the stream with `expression`."""
-        self.expression = expression
+        hide = self.model.query.hide_own if hide_own is None else hide_own
+        self.model.ask(Query(expression, hide))
         self.query_one(FilterBar).set_expression(expression)
-        self._load_and_follow(expression)
+        self._load_and_follow(self.model.query)
 
     @work(exclusive=True, group="stream-feed")
-    async def _load_and_follow(self, expression: str) -> None:
+    async def _load_and_follow(self, query: Query) -> None:
         client = self.console.client
         after = self.feed.after if self.feed else None
-        self.loaded = False
         try:
-            page = await client.events(limit=INITIAL_ROWS, order="desc",
-                                       filter=expression or None)
+            page = await client.events(limit=INITIAL_ROWS, order="desc", filter=query.cesql,
+                                       q=query.text)
+        except BadRequest as exc:  # the expression itself is wrong: nothing to follow
+            self.table.clear()
+            self.model.status, self.model.problem = "error", exc.detail
+            self.table.empty_text = "the filter is not valid CESQL (see the filter bar)"
+            self.notify("the filter is not valid CESQL: nothing is shown until it is "
+                        "fixed (see the filter bar)", severity="error")
+            return
         except OpsbusError as exc:
-            self.notify(f"cannot load events: {exc.detail}", severity="error")
+            self._failed(exc)
             page = {"events": []}
         rows = [(e["seq"], e["event"]) for e in reversed(page["events"])]
         self.table.clear()
         self.table.set_following(True)
         self.table.append(rows)
-        self.held.clear()
-        self.held_count = 0
-        self.gap = False
-        self.loaded = True
+        self.model.reset()
+        if self.model.status == "loading":
+            self.model.status = "ready"
+        self.table.empty_text = self._empty_text()
         self._post_counters()
         # The store answered up to its head: start right after the newest row, or where
         # the previous feed stopped when nothing matched.
         start = rows[-1][0] if rows else (after if after is not None else 0)
-        self.feed = EventFeed("stream", client, self, after=start, filter=expression or None,
-                              window_s=self.console.batch_window_s)
-        await self.feed.run()
+        self.feed = EventFeed("stream", client, self, after=start, filter=query.cesql,
+                              text=query.text, window_s=self.console.batch_window_s)
+        try:
+            await self.feed.run()
+        except OpsbusError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: OpsbusError) -> None:
+        self.model.status, self.model.problem = "error", exc.detail
+        self.table.empty_text = f"cannot load events: {exc.detail}"
+        self.notify(f"cannot load events: {exc.detail}", severity="error")
+
+    def _empty_text(self) -> str:
+        query = self.model.query
+        if self.model.warning:
+            return f"no events: {self.model.warning}"
+        if query.text:
+            return f"no event mentions {query.text!r} yet (type, source, subject, data)"
+        if query.expression:
+            return f"no event matches {query.expression!r} yet"
+        return "no events yet"
 
     @on(EventsArrived)
     def _arrived(self, message: EventsArrived) -> None:
@@ -130,60 +155,58 @@ class StreamScreen(ConsoleScreen):
             if message.feed != "stream":
                 return
             message.stop()
-            count = len(message.events)
-            self.total += count
-            self._arrivals.append((time.monotonic(), count))
-            if self.paused:
-                self.held.extend(message.events)
-                self.held_count += count
-                while len(self.held) > self.table.window:
-                    self.held.popleft()
-                    self.gap = True
-            else:
-                self.table.append(message.events)
-            self.post_message(self._counters())
+            shown = self.model.arrived(message.events)
+            if shown:
+                self.table.append(shown)
+            if self.is_current:
+                self.post_message(self._counters())
         finally:
             message.handled.set()
 
     def _counters(self) -> StreamCounters:
-        now = time.monotonic()
-        while self._arrivals and self._arrivals[0][0] < now - RATE_WINDOW_S:
-            self._arrivals.popleft()
-        span = min(RATE_WINDOW_S, max(1.0, now - self._arrivals[0][0])) if self._arrivals else 1
-        rate = sum(n for _, n in self._arrivals) / span
-        return StreamCounters(self.total, self.held_count, rate, self.table.following,
-                              self.paused)
+        return self.model.counters(self.table.following)
 
     def _post_counters(self) -> None:
-        self.post_message(self._counters())
+        if self.is_current:
+            self.post_message(self._counters())
 
     @on(StreamCounters)
     def _show_counters(self, message: StreamCounters) -> None:
-        self.query_one(StreamCounter).show(message, self.expression)
+        self.query_one(StreamCounter).show(message, self.model)
 
     # -- keys -----------------------------------------------------------------------
     def action_pause(self) -> None:
-        if not self.paused:
-            self.paused = True
+        if not self.model.paused:
+            self.model.pause()
         else:
             self.resume()
         self._post_counters()
 
+    @property
+    def paused(self) -> bool:
+        return self.model.paused
+
+    @property
+    def held_count(self) -> int:
+        return self.model.held_count
+
     def resume(self) -> None:
         """Show what arrived while paused, or reload the newest rows after a gap."""
-        self.paused = False
-        if self.gap:
+        rows = self.model.resume()
+        if rows is None:
             self.restart(self.expression)
-            return
-        self.table.append(list(self.held))
-        self.held.clear()
-        self.held_count = 0
+        else:
+            self.table.append(rows)
 
     def action_follow(self) -> None:
-        if self.paused:
+        if self.model.paused:
             self.resume()
         self.table.set_following(True)
         self._post_counters()
+
+    def action_toggle_own(self) -> None:
+        """Show or hide the bus's own events (audit trail, deliveries, actions)."""
+        self.restart(self.expression, hide_own=not self.model.query.hide_own)
 
     @on(EventTable.FollowChanged)
     def _follow_changed(self) -> None:
@@ -198,11 +221,24 @@ class StreamScreen(ConsoleScreen):
     def action_clear_filter(self) -> None:
         self.restart("")
 
+    @on(FilterValidated)
+    def _validated(self, message: FilterValidated) -> None:
+        message.stop()
+        if message.expression == self.expression:
+            self.model.warning = message.warning
+            self.table.empty_text = self._empty_text()
+            self._post_counters()
+
     @on(FilterSubmitted)
     def _filter_submitted(self, message: FilterSubmitted) -> None:
         message.stop()
+        warning = self.query_one(FilterBar).warning
         if message.expression != self.expression:
             self.restart(message.expression)
+        self.model.warning = warning
+        if warning:
+            self.notify(warning, severity="warning", timeout=6)
+        self.table.empty_text = self._empty_text()
         self.table.focus()
 
     @on(EventTable.Selected)
@@ -217,10 +253,11 @@ class StreamScreen(ConsoleScreen):
     async def _load_older(self, before: int) -> None:
         if before <= 1:
             return
+        query = self.model.query
         try:
             page = await self.console.client.events(after=before, limit=OLDER_PAGE,
-                                                    order="desc",
-                                                    filter=self.expression or None)
+                                                    order="desc", filter=query.cesql,
+                                                    q=query.text)
         except OpsbusError as exc:
             self.notify(f"cannot load older events: {exc.detail}", severity="error")
             return
@@ -246,10 +283,11 @@ class StreamScreen(ConsoleScreen):
         table = self.table
         index = table.index_of(seq)
         if index is None:
+            query = self.model.query
             try:
                 page = await self.console.client.events(after=max(0, seq - 1),
                                                         limit=OLDER_PAGE,
-                                                        filter=self.expression or None)
+                                                        filter=query.cesql, q=query.text)
             except OpsbusError as exc:
                 self.notify(f"cannot load seq {seq}: {exc.detail}", severity="error")
                 return
@@ -258,7 +296,8 @@ class StreamScreen(ConsoleScreen):
                 return
             # The loaded page does not join up with live rows: hold live events until
             # the user resumes, which reloads the newest rows.
-            self.paused, self.gap = True, True
+            self.model.pause()
+            self.model.gap = True
             table.set_following(False)
             table.clear()
             table.append([(e["seq"], e["event"]) for e in page["events"]])
@@ -276,16 +315,9 @@ class StreamScreen(ConsoleScreen):
             await self.console.open_emit(seq=self.table.selected_seq)
 
     def apply_command(self, argument: str) -> None:
-        """`:stream EXPR` — apply a filter given on the command line."""
+        """`:stream EXPR` — apply a filter (or a free-text search) from the command line."""
         self.restart(argument)
-
-    def current_filter(self) -> str:
-        return self.expression
+        self.query_one(FilterBar).check(argument)
 
     def selected_event_seq(self) -> int | None:
         return self.table.selected_seq
-
-    def state(self) -> dict[str, Any]:
-        """Counters for tests and the benchmark."""
-        return {"rows": len(self.table.rows), "last_seq": self.table.last_seq,
-                "held": self.held_count, "total": self.total}

@@ -14,7 +14,7 @@ from textual.widgets import Input, Static
 
 COMMANDS = (
     "stream", "queues", "queue", "item", "event", "causal", "emit", "deliveries",
-    "silences", "help", "quit",
+    "silences", "bell", "help", "quit",
 )
 """Words the command line knows (see OpsbusConsole.run_command)."""
 
@@ -28,11 +28,14 @@ class CommandLine(ModalScreen[str | None]):
                              border: tall $accent; background: $surface; padding: 0 1; }
     CommandLine Static { color: $text-muted; }
     """
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("tab", "complete", "Complete", priority=True),
+    ]
 
-    def __init__(self, extra: list[str] | None = None) -> None:
+    def __init__(self, queues: list[str] | None = None) -> None:
         super().__init__()
-        self.words = [*COMMANDS, *(extra or [])]
+        self.words = [*COMMANDS, *(f"queue {name}" for name in queues or [])]
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -44,6 +47,13 @@ class CommandLine(ModalScreen[str | None]):
     @on(Input.Submitted)
     def _submit(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip().lstrip(":") or None)
+
+    def action_complete(self) -> None:
+        """Tab takes the suggested completion (and a space, ready for the argument)."""
+        line = self.query_one(Input)
+        if line._suggestion and line._suggestion != line.value:
+            line.value = line._suggestion + " "
+            line.cursor_position = len(line.value)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

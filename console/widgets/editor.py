@@ -46,7 +46,8 @@ class EditorModal(ModalScreen[Any]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "send", "Send", priority=True),
-        Binding("escape", "cancel", "Cancel"),
+        # priority: the text area would take escape for itself otherwise
+        Binding("escape", "cancel", "Cancel", priority=True),
     ]
 
     def __init__(self, title: str, value: Any, send: Sender) -> None:

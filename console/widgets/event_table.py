@@ -44,7 +44,25 @@ class EventRow(NamedTuple):
 COLUMNS: tuple[tuple[str, int], ...] = (
     ("SEQ", 8), ("TIME", 14), ("TYPE", 30), ("SOURCE", 28), ("SUBJECT", 20), ("SUMMARY", 0),
 )
-"""Title and width; 0 takes the rest of the line."""
+"""Title and width at full size; 0 takes the rest of the line."""
+SUMMARY_SHARE = 0.35
+"""At least this share of the line goes to SUMMARY; TYPE, SOURCE and SUBJECT shrink."""
+NARROW = 120
+"""Below this width TIME shows the time of day only."""
+
+
+def layout(width: int) -> tuple[int, ...]:
+    """Column widths for a line `width` cells wide (each column but the last is
+    followed by one space)."""
+    seq = COLUMNS[0][1]
+    when = COLUMNS[1][1] if width >= NARROW else 8
+    rest = max(0, width - seq - when - 5)
+    middle = [w for _, w in COLUMNS[2:5]]
+    summary = max(int(rest * SUMMARY_SHARE), rest - sum(middle))
+    room = rest - summary
+    scaled = [room * w // sum(middle) for w in middle]
+    return (seq, when, *scaled, summary)
+
 
 BAD_WORDS = ("fail", "firing", "crashloop", "error", "dead", "denied", "expiring", "high")
 GOOD_WORDS = ("succeeded", "resolved", "approved", "recovered")
@@ -110,8 +128,20 @@ class EventTable(ScrollView, can_focus=True):
         self.window = window
         self.cursor = 0
         self.following = True
+        self._empty_text = ""
+        self._widths: tuple[int, tuple[int, ...]] = (0, ())
 
     # -- data ---------------------------------------------------------------------------
+    @property
+    def empty_text(self) -> str:
+        """Shown when there are no rows (what was asked for, why nothing matches)."""
+        return self._empty_text
+
+    @empty_text.setter
+    def empty_text(self, text: str) -> None:
+        self._empty_text = text
+        self.refresh()
+
     @property
     def last_seq(self) -> int:
         return self.rows[-1].seq if self.rows else 0
@@ -202,6 +232,9 @@ class EventTable(ScrollView, can_focus=True):
         index = int(self.scroll_y) + y - 1
         base = self.rich_style
         if index >= len(self.rows):
+            if not self.rows and y == 2 and self.empty_text:
+                muted = self.get_component_rich_style("event-table--meta")
+                return Strip([Segment(fit("  " + self.empty_text, width), base + muted)])
             return Strip.blank(width, base)
         row = self.rows[index]
         if index == self.cursor:
@@ -222,18 +255,25 @@ class EventTable(ScrollView, can_focus=True):
         return base + self.get_component_rich_style(name)
 
     def _strip(self, cells: list[str], width: int, style: Style, type_style: Style) -> Strip:
-        fixed = sum(w + 1 for _, w in COLUMNS if w)
+        widths = self._layout(width)
         segments: list[Segment] = []
         seq_style = style if type_style is style else (
             style + self.get_component_rich_style("event-table--seq"))
-        for n, ((_, col_width), text) in enumerate(zip(COLUMNS, cells, strict=True)):
-            w = col_width or max(0, width - fixed)
+        last = len(widths) - 1
+        for n, (w, text) in enumerate(zip(widths, cells, strict=True)):
             cell_style = seq_style if n == 0 else type_style if n == 2 else style
             if n == 0:
                 segments.append(Segment(text.rjust(w - 1)[: w - 1] + "  ", cell_style))
                 continue
-            segments.append(Segment(fit(text, w) + (" " if col_width else ""), cell_style))
+            if n == 1 and w < len(text):
+                text = text[-w:]  # the time of day when narrow
+            segments.append(Segment(fit(text, w) + ("" if n == last else " "), cell_style))
         return Strip(segments).adjust_cell_length(width, style)
+
+    def _layout(self, width: int) -> tuple[int, ...]:
+        if self._widths[0] != width:
+            self._widths = (width, layout(width))
+        return self._widths[1]
 
     # -- keys -------------------------------------------------------------------------
     def _set_following(self, following: bool) -> None:

@@ -14,6 +14,7 @@ from textual.widgets import Input, Static
 
 from broker.errors import OpsbusError
 from console.messages import FilterSubmitted, FilterValidated
+from console.models.stream import is_free_text
 
 PROBE_EVENT: dict[str, Any] = {
     "specversion": "1.0", "id": "probe", "source": "opsbus/console", "type": "probe",
@@ -41,22 +42,33 @@ class FilterBar(Vertical):
     FilterBar.-invalid Input { border: tall $error; }
     FilterBar .filter-error { color: $error; height: auto; padding: 0 1; display: none; }
     FilterBar.-invalid .filter-error { display: block; }
+    FilterBar.-warning Input { border: tall $warning; }
+    FilterBar.-warning .filter-error { display: block; color: $warning; }
+    FilterBar .filter-hint { color: $text-muted; height: auto; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "leave", "Leave filter", show=False),
     ]
 
-    def __init__(self, placeholder: str = "CESQL filter, e.g. type LIKE 'ci.%'   "
-                 "(enter applies, empty clears)", *, id: str | None = None) -> None:
+    def __init__(self, placeholder: str = "CESQL filter, e.g. type LIKE 'ci.%', or words "
+                 "to search for   (enter applies, empty clears)", *,
+                 id: str | None = None) -> None:
         super().__init__(id=id)
         self.placeholder = placeholder
         self.error: str | None = None
+        self.warning: str | None = None
+        self.checked: str | None = None
+        """The expression the error (or warning) line is about."""
         self.applied = ""
         self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder=self.placeholder, id="filter-input")
         yield Static("", classes="filter-error")
+        yield Static("", classes="filter-hint")
+
+    def on_mount(self) -> None:
+        self.query_one(".filter-hint").display = False
 
     @property
     def input(self) -> Input:
@@ -68,7 +80,7 @@ class FilterBar(Vertical):
             self.input.value = text
         if applied:
             self.applied = text
-        self._show(text, None, None)
+        self._show(text, None, None, None)
 
     @on(Input.Changed, "#filter-input")
     def _typed(self, event: Input.Changed) -> None:
@@ -77,36 +89,51 @@ class FilterBar(Vertical):
             self._timer.stop()
         text = event.value.strip()
         if not text:
-            self._show(text, None, None)
+            self._show(text, None, None, None)
             return
         self._timer = self.set_timer(CHECK_DELAY_S, lambda: self.check(text))
 
     @work(exclusive=True, group="filter-check")
     async def check(self, text: str) -> None:
-        """Ask the broker whether the expression parses."""
+        """Ask the broker whether the expression parses and can ever match."""
         message: str | None = None
         position: int | None = None
-        try:
-            answer = await self.app.client.evaluate(  # type: ignore[attr-defined]
-                PROBE_EVENT, expression=text)
-        except OpsbusError as exc:
-            message = f"cannot check: {exc.detail}"
+        warning: str | None = None
+        if is_free_text(text):
+            warning = None
         else:
-            error = answer.get("error")
-            # Evaluation errors (a missing attribute...) are normal for the probe event;
-            # only a parse error says the expression is wrong.
-            if error and error.get("kind") == "parse":
-                message, position = str(error.get("message")), offset(error.get("position"))
+            try:
+                answer = await self.app.client.evaluate(  # type: ignore[attr-defined]
+                    PROBE_EVENT, expression=text)
+            except OpsbusError as exc:
+                message = f"cannot check: {exc.detail}"
+            else:
+                error = answer.get("error") or {}
+                # A missing attribute is normal for the probe event; a parse error says
+                # the expression is wrong, a missing function that it can never match.
+                if error.get("kind") == "parse":
+                    message, position = str(error.get("message")), offset(
+                        error.get("position"))
+                elif error.get("kind") == "missingFunction":
+                    warning = f"{error.get('message')}: this filter can never match"
         if text == self.input.value.strip():
-            self._show(text, message, position)
-        self.post_message(FilterValidated(text, message, position))
+            self._show(text, message, position, warning)
+        self.post_message(FilterValidated(text, message, position, warning))
 
-    def _show(self, text: str, error: str | None, position: int | None) -> None:
+    def _show(self, text: str, error: str | None, position: int | None,
+              warning: str | None = None) -> None:
+        self.checked = text
         self.error = error
+        self.warning = warning
         self.set_class(error is not None, "-invalid")
+        self.set_class(error is None and warning is not None, "-warning")
         label = self.query_one(".filter-error", Static)
+        hint = self.query_one(".filter-hint", Static)
+        hint.update(Text("free-text search in type, source, subject and data "
+                         "(use an operator for CESQL)", style="italic"))
+        hint.display = is_free_text(text)
         if error is None:
-            label.update("")
+            label.update(Text(f"⚠ {warning}") if warning else "")
             return
         line = Text("✗ ")
         if position is not None and 0 <= position <= len(text):

@@ -19,14 +19,16 @@ def cursor_key(table: DataTable[Any]) -> str | None:
     return None if key is None else str(key)
 
 
-def replace_rows(table: DataTable[Any], rows: Sequence[RowSpec]) -> None:
+def replace_rows(table: DataTable[Any], rows: Sequence[RowSpec], height: int | None = 1
+                 ) -> None:
     """Show `rows` instead of the table's rows, keeping the cursor on the same key.
 
     When the table's keys are a prefix of the new ones (same rows, maybe more at the
     end) cells are updated in place and the rest appended: nothing moves. Otherwise the
     table is rebuilt, the cursor put back on its key (or the row at its old index when
     that row went away) and the view scrolled by as many rows as the cursor moved, so
-    the row stays where the reader had it on screen. Rows are one line high."""
+    the row stays where the reader had it on screen. `height=None` sizes each row to
+    its content (wrapped notes)."""
     old_keys = [key.value for key in table.rows]
     new_keys = [key for key, _ in rows]
     if new_keys[:len(old_keys)] == old_keys:
@@ -35,12 +37,12 @@ def replace_rows(table: DataTable[Any], rows: Sequence[RowSpec]) -> None:
             for column, value in zip(columns, cells, strict=True):
                 table.update_cell(key, column, value)
         for key, cells in rows[len(old_keys):]:
-            table.add_row(*cells, key=key)
+            table.add_row(*cells, key=key, height=height)
         return
     keep, old_row, scroll_y = cursor_key(table), table.cursor_row, table.scroll_y
     table.clear()
     for key, cells in rows:
-        table.add_row(*cells, key=key)
+        table.add_row(*cells, key=key, height=height)
     if not rows:
         return
     row = new_keys.index(keep) if keep in new_keys else min(old_row, len(rows) - 1)

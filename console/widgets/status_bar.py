@@ -1,4 +1,4 @@
-"""The status bar: broker, operator, connection state and read-only flag."""
+"""The status bar: broker, operator, the unclaimed-critical badge, connection state."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from textual.widgets import Static
 
 
 class StatusBar(Static):
-    """One line at the bottom of every screen; follows the app's connection state."""
+    """One line at the bottom of every screen; follows the app's connection state and
+    its count of unclaimed critical items."""
 
     DEFAULT_CSS = """
     StatusBar { height: 1; background: $panel; color: $text-muted; padding: 0 1; }
@@ -16,13 +17,17 @@ class StatusBar(Static):
     def on_mount(self) -> None:
         self.watch(self.app, "connection", self._refresh_state)
         self.watch(self.app, "connection_detail", self._refresh_state)
+        self.watch(self.app, "unclaimed_critical", self._refresh_state)
 
     def _refresh_state(self, _: object = None) -> None:
         app = self.app
         state: str = app.connection  # type: ignore[attr-defined]
         detail: str | None = app.connection_detail  # type: ignore[attr-defined]
+        critical: int = app.unclaimed_critical  # type: ignore[attr-defined]
         line = Text()
         line.append(" opsbus ", style="bold reverse")
+        if critical:
+            line.append(f" ⚠ {critical} unclaimed critical ", style="bold white on red")
         line.append(f" {app.broker_label}", style="bold")  # type: ignore[attr-defined]
         line.append(f"  as {app.operator}")  # type: ignore[attr-defined]
         if app.read_only:  # type: ignore[attr-defined]
@@ -31,5 +36,5 @@ class StatusBar(Static):
         line.append(f"  ● {state}", style=f"bold {colour}")
         if state == "disconnected":
             line.append(f" — {detail or 'no answer'}; reconnecting…", style=colour)
-        line.append("   :command  /filter  ?help  ctrl+p palette", style="dim")
+        line.append("   :command  /filter  ?help", style="dim")
         self.update(line)

@@ -1,0 +1,1 @@
+"""State of the console apart from its widgets: small models the screens observe."""
