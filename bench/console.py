@@ -1,8 +1,15 @@
-"""Benchmark (not a test): how fast the console's Stream screen follows a burst, and its
-memory after a long one. Starts a broker, runs the console headless, publishes from a
-separate process; prints figures and asserts nothing.
+"""Benchmark (not a test): how fast the console's Stream screen follows a burst, its
+memory after a long one, and (`--switch`) screen-switch and input-to-paint latency while
+2,000 events/s flow. Starts a broker, publishes from a separate process; prints figures
+and asserts nothing.
 
     .venv/bin/python bench/console.py [--burst 20000] [--long 200000]
+    .venv/bin/python bench/console.py --switch [--rate 2000] [--rounds 20]
+
+`--switch` runs `opsbus console` on a pseudo-terminal as a person would and times each
+key from the moment it is written to the moment the terminal receives the new screen's
+text: switching Queues ⇄ Stream, and pausing / resuming the Stream; first idle, then
+while a child process publishes `--rate` events/s in batches of 100.
 """
 
 from __future__ import annotations
@@ -75,20 +82,128 @@ async def follow(app: OpsbusConsole, pilot: object, url: str, count: int, tag: s
     return time.perf_counter() - start, published, len(screen.table.rows)
 
 
+PACED = r"""
+import json, sys, time, urllib.request
+url, rate, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+batch = 100
+start, sent = time.monotonic(), 0
+while time.monotonic() - start < seconds:
+    # One event in twenty is an alert the sample config routes to a queue (100 distinct
+    # groups): items change and their audit events flow, as in a replayed day.
+    events = [{"specversion": "1.0", "id": f"paced-{sent + n}", "source": "bench/console",
+               "type": "bench.event", "subject": f"host-{n % 50}",
+               "time": "2026-11-25T10:00:00Z", "data": {"n": sent + n}}
+              if (sent + n) % 20 else
+              {"specversion": "1.0", "id": f"paced-{sent + n}", "source": "alertmanager/bench",
+               "type": "prometheus.alert.firing", "subject": f"fp-{(sent + n) % 100}",
+               "dedupkey": f"fp-{(sent + n) % 100}", "time": "2026-11-25T10:00:00Z",
+               "data": {"status": "firing", "labels": {
+                   "alertname": "BenchAlert", "instance": f"host-{(sent + n) % 100}",
+                   "severity": "critical" if (sent + n) % 60 == 0 else "warning"},
+                   "annotations": {"summary": f"bench alert {(sent + n) % 100}"}}}
+              for n in range(batch)]
+    req = urllib.request.Request(url + "/v1/events", data=json.dumps(events).encode(),
+                                 headers={"Content-Type": "application/cloudevents-batch+json"})
+    urllib.request.urlopen(req).read()
+    sent += batch
+    ahead = start + sent / rate - time.monotonic()
+    if ahead > 0:
+        time.sleep(ahead)  # pacing: the publisher keeps to the rate
+print(sent / (time.monotonic() - start))
+"""
+
+STEPS = (("1→2 Queues→Stream", "2", "FOLLOW"), ("pause Stream", "p", "PAUSED"),
+         ("resume Stream", "p", "FOLLOW"), ("2→1 Stream→Queues", "1", "QUEUES"))
+"""(what, key, text that only the new screen or state paints)."""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def time_keys(term: object, rounds: int) -> dict[str, list[float]]:
+    """Milliseconds from each key written to its screen painted, per step."""
+    found: dict[str, list[float]] = {what: [] for what, _, _ in STEPS}
+    for _ in range(rounds):
+        for what, key, marker in STEPS:
+            term.read(0.05)  # type: ignore[attr-defined]
+            term.output = b""  # type: ignore[attr-defined]
+            started = time.perf_counter()
+            term.type(key)  # type: ignore[attr-defined]
+            term.wait_for(marker, timeout=30)  # type: ignore[attr-defined]
+            found[what].append((time.perf_counter() - started) * 1000)
+    return found
+
+
+def report(label: str, found: dict[str, list[float]]) -> None:
+    for what, values in found.items():
+        print(f"  {label:<14} {what:<20} p50 {percentile(values, 0.5):6.0f} ms   "
+              f"p90 {percentile(values, 0.9):6.0f} ms   max {max(values):6.0f} ms")
+
+
+def switch(args: argparse.Namespace) -> None:
+    import os
+
+    from tests.terminal import Terminal
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        config = (ROOT / "sample_events" / "opsbus.toml").read_text().replace(
+            'listen = "127.0.0.1:8787"\n', "").replace('data_dir = ".opsbus"\n', "")
+        (folder / "opsbus.toml").write_text(config)
+        broker = BrokerProcess(folder / "data", config=folder / "opsbus.toml").start()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPSBUS_")}
+        env.update(PYTHONPATH=str(ROOT), TERM="xterm-256color", HOME=str(folder),
+                   XDG_CONFIG_HOME=str(folder / "config"), XDG_STATE_HOME=str(folder))
+        try:
+            subprocess.run([sys.executable, "-m", "broker", "replay", str(ROOT / "sample_events"),
+                            "--url", broker.url], env=env, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            term = Terminal([sys.executable, "-m", "broker", "console", "--url", broker.url,
+                             "--no-bell"], env=env, cwd=folder, size=(160, 45))
+            try:
+                term.wait_for("unclaimed critical")
+                report("idle", time_keys(term, args.rounds))
+                load = subprocess.Popen(
+                    [sys.executable, "-c", PACED, broker.url, str(args.rate), "3600"],
+                    stdout=subprocess.PIPE)
+                try:
+                    warm = time.monotonic() + 3
+                    while time.monotonic() < warm:  # let the rate settle
+                        term.read(0.1)
+                    report(f"{args.rate:,} ev/s", time_keys(term, args.rounds))
+                finally:
+                    load.terminate()
+                    load.wait()
+            finally:
+                term.close()
+        finally:
+            broker.stop()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--burst", type=int, default=20_000)
     parser.add_argument("--long", type=int, default=200_000)
+    parser.add_argument("--switch", action="store_true",
+                        help="time screen switches and key presses instead")
+    parser.add_argument("--rate", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
     print(machine())
+    if args.switch:
+        print("console on a pty, 160x45; key written → new screen's text received")
+        await asyncio.to_thread(switch, args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         broker = BrokerProcess(Path(tmp) / "data", args=["--durability", "off"]).start()
         try:
-            app = OpsbusConsole(broker.url, operator="bench")
+            app = OpsbusConsole(broker.url, operator="bench", screen="stream")
             async with app.run_test(size=(160, 45)) as pilot:
                 screen = app.screen
                 assert isinstance(screen, StreamScreen)
-                while not (screen.loaded and app.connection == "connected"):
+                while not (screen.ready and app.connection == "connected"):
                     await pilot.pause(0.05)
                 before, _ = rss_mb()
                 seconds, published, rows = await follow(app, pilot, broker.url, args.burst,

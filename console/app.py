@@ -92,6 +92,8 @@ class OpsbusConsole(App[None]):
     connection_detail: reactive[str | None] = reactive(None)
     unclaimed_critical: reactive[int] = reactive(0)
     """Open, unsnoozed critical items in every queue (the status bar's badge)."""
+    auth_problem: reactive[str | None] = reactive(None)
+    """The broker refused our token (401) or a permission (403): said on every screen."""
 
     def __init__(self, url: str, *, token: str | None = None, operator: str | None = None,
                  context: str | None = None, screen: str = HOME, read_only: bool = False,
@@ -175,6 +177,8 @@ class OpsbusConsole(App[None]):
 
     def _tolerate(self, error: Exception, where: str) -> bool:
         """Log and show an unexpected error; False when it is time to give up."""
+        if isinstance(error, Unauthorized | Forbidden):
+            self.auth_problem = auth_hint(error)
         if isinstance(error, OpsbusError):
             log.warning("%s: %s", where, error.detail)
             self.notify(auth_hint(error), severity="error", timeout=8)
@@ -225,6 +229,8 @@ class OpsbusConsole(App[None]):
             await self.queues.load_queues(self.client)
             await self.queues.load_items(self.client)
         except OpsbusError as exc:
+            if isinstance(exc, Unauthorized | Forbidden):
+                self.auth_problem = auth_hint(exc)
             self.queues.failed(f"cannot load queues: {auth_hint(exc)}")
             after = None
         # Changes after `after` arrive as audit events; replayed ones are harmless (an

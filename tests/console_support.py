@@ -131,3 +131,31 @@ def todo_items(url: str, queue: str | None = None, state: str = "active") -> lis
 def item_id(url: str, key: str) -> int:
     """The id of the active item grouped under `key`."""
     return int(next(i["id"] for i in todo_items(url) if i["key"] == key))
+
+
+PACED = r"""
+import json, sys, time, urllib.request
+url, rate, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+batch, sent, start = 100, 0, time.monotonic()
+while sent < count:
+    events = [{"specversion": "1.0", "id": f"paced-{sent + n}", "source": "tests/paced",
+               "type": "test.alert" if (sent + n) % 20 == 0 else "test.event",
+               "subject": f"paced-{(sent + n) % 40}", "time": "2026-11-25T10:00:00Z",
+               "data": {"severity": "warning", "alertname": "Paced", "n": sent + n}}
+              for n in range(batch)]
+    req = urllib.request.Request(url + "/v1/events", data=json.dumps(events).encode(),
+                                 headers={"Content-Type": "application/cloudevents-batch+json"})
+    urllib.request.urlopen(req).read()
+    sent += batch
+    ahead = start + sent / rate - time.monotonic()
+    if ahead > 0:
+        time.sleep(ahead)  # keeps to the rate
+"""
+"""A publisher at `rate` events/s (one in twenty an alert that opens or updates an item)."""
+
+
+def paced_publisher(url: str, rate: int, count: int) -> Any:
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", PACED, url, str(rate), str(count)])

@@ -188,3 +188,34 @@ def test_up_stops_with_its_console(tmp_path: Path) -> None:
         term.close()
 
 
+
+
+async def test_a_refused_token_is_said_plainly_on_every_screen() -> None:
+    """A broker that requires a token the console does not have (as `--no-auth` off)."""
+    async def ready(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def refuse(request: web.Request) -> web.Response:
+        return web.json_response({"type": "about:blank", "title": "Unauthorized",
+                                  "status": 401, "detail": "missing bearer token"},
+                                 status=401, content_type="application/problem+json")
+
+    server = web.Application()
+    server.router.add_get("/readyz", ready)
+    server.router.add_route("*", "/{tail:.*}", refuse)
+    runner = web.AppRunner(server)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        app = OpsbusConsole(f"http://127.0.0.1:{port}", operator="ana")
+        async with app.run_test(size=(160, 30)) as pilot:
+            await until(pilot, lambda: app.auth_problem is not None, what="the refusal")
+            assert "--token" in app.auth_problem and "console.toml" in app.auth_problem
+            bar = app.screen.query_one("StatusBar")
+            assert "refused the token" in str(bar.render())
+            await pilot.press("2")
+            assert "refused the token" in str(app.screen.query_one("StatusBar").render())
+            assert app.return_code is None
+    finally:
+        await runner.cleanup()

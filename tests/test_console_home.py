@@ -75,8 +75,9 @@ async def test_opens_on_every_queue_critical_first_then_oldest(broker: BrokerPro
         # The key fields of each latest event are fetched and shown inline.
         await until(pilot, lambda: all(app.queues.fields_of(i) for i in
                                        app.queues.visible()), what="key fields")
-        row = screen.item_table.get_row(str(ids["db-1"]))
-        about = str(row[-1])
+        await until(pilot, lambda: "needs attention" in str(
+            screen.item_table.get_row(str(ids["db-1"]))[-1]), what="key fields shown")
+        about = str(screen.item_table.get_row(str(ids["db-1"]))[-1])
         assert "db-1 needs attention (2)" in about and "namespace=prod" in about
         assert "https://runbooks.example/db-1" in about
         # k9s sort keys: count, then the same key again reverses; owner; priority back.

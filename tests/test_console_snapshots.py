@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from textual.coordinate import Coordinate
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input, TextArea
 
 from console.app import OpsbusConsole
 from console.format import parse_time
@@ -122,9 +122,18 @@ def settled(app: OpsbusConsole) -> bool:
             and (not isinstance(screen, QueuesScreen) or not app.queues.missing_fields(60)))
 
 
+def steady_cursors(app: OpsbusConsole) -> None:
+    """Text cursors that do not blink: the picture must not depend on the instant."""
+    for field in app.screen.query(Input):
+        field.cursor_blink = False
+    for area in app.screen.query(TextArea):
+        area.cursor_blink = False
+
+
 async def settle(pilot: Pilot[Any]) -> None:
     """Until the screen on top has loaded its data, then one more frame."""
     await until(pilot, lambda: settled(pilot.app), what="screen data")  # type: ignore[arg-type]
+    steady_cursors(pilot.app)  # type: ignore[arg-type]
     await pilot.pause(0.2)
 
 
@@ -144,6 +153,8 @@ def test_stream_invalid_filter(snap_compare: Any, loaded: Loaded, size: tuple[in
         bar = pilot.app.screen.query_one("FilterBar")
         await until(pilot, lambda: bar.checked == "type = 'ci.deploy" and bar.error,
                     what="the error of the whole expression")
+        steady_cursors(pilot.app)  # type: ignore[arg-type]
+        await pilot.pause()
 
     app = console(loaded, screen="stream")
     assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -98,10 +98,11 @@ async def test_cli_lists_items_as_a_table_and_json_and_works_them(configured, ht
     code, out, err = await run_cli("todo", "list", "--url", url)
     assert code == 0, err
     header, *rows = out.splitlines()
-    assert header.split() == ["ID", "QUEUE", "STATE", "OWNER", "COUNT", "AGE", "TITLE"]
+    assert header.split() == ["ID", "QUEUE", "PRIORITY", "STATE", "OWNER", "COUNT", "AGE",
+                              "TITLE"]
     row = next(r for r in rows if r.split()[0] == str(item_id))
-    assert row.split()[1:6] == ["work", "open", "-", "1", row.split()[5]]
-    assert row.split()[5].endswith("s") and row.endswith("DiskFull on cli-host")
+    assert row.split()[1] == "work" and row.split()[3:6] == ["open", "-", "1"]
+    assert row.split()[6].endswith("s") and row.endswith("DiskFull on cli-host")
 
     code, out, _ = await run_cli("todo", "claim", str(item_id), "--operator", "zoe",
                                  "--url", url)

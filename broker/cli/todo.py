@@ -132,6 +132,8 @@ async def todo_list(args: argparse.Namespace) -> int:
     from broker.client import OpsbusClient
 
     async with OpsbusClient(args.url, args.token) as client:
+        if args.queue is not None:
+            await client.queue(args.queue)  # NotFound names the queue: not "no items"
         page = await client.todos(queue=args.queue, state=None if args.all else args.state,
                                   owner=args.owner, limit=args.limit)
     if args.json:
@@ -141,9 +143,10 @@ async def todo_list(args: argparse.Namespace) -> int:
     if not items:
         print("no items")
         return 0
-    rows = [[str(i["id"]), i["queue"], _state(i), i.get("owner") or "-", str(i["count"]),
-             age(i["first_seen"]), i["title"]] for i in items]
-    print_table(rows, ["ID", "QUEUE", "STATE", "OWNER", "COUNT", "AGE", "TITLE"])
+    rows = [[str(i["id"]), i["queue"], i.get("priority") or "-", _state(i),
+             i.get("owner") or "-", str(i["count"]), age(i["first_seen"]), i["title"]]
+            for i in items]
+    print_table(rows, ["ID", "QUEUE", "PRIORITY", "STATE", "OWNER", "COUNT", "AGE", "TITLE"])
     if page.get("next"):
         print(f"(more: --limit {args.limit * 2})")
     return 0

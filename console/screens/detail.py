@@ -193,7 +193,7 @@ class ItemDetailScreen(ItemActionsScreen):
 
     @property
     def ready(self) -> bool:
-        return self.item is not None or self.problem is not None
+        return (self.item is not None and self.fields is not None) or self.problem is not None
 
     def compose_body(self) -> Iterable[Widget]:
         yield Static(f"item {self.item_id}", id="item-title", classes="pane-title")
@@ -250,14 +250,16 @@ class ItemDetailScreen(ItemActionsScreen):
                 Text(f"item {self.item_id}: {exc.detail}", style="bold red"))
             self.refresh_bindings()
             return
-        if self.fields is None or (self.item or {}).get("event_seq") != item["event_seq"]:
+        latest_changed = (self.item or {}).get("event_seq") != item["event_seq"]
+        self.item, self.problem = item, None
+        self._show(item)
+        self.refresh_bindings()
+        if self.fields is None or latest_changed:  # after the item: it shows sooner
             try:
                 self.fields = key_fields((await client.event(int(item["event_seq"])))["event"])
             except OpsbusError:
                 self.fields = KeyFields()
-        self.item, self.problem = item, None
-        self._show(item)
-        self.refresh_bindings()
+            self.query_one("#item-about", Static).update(about(self.fields))
 
     def _show(self, item: Item) -> None:
         self.query_one("#item-title", Static).update(

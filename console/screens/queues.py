@@ -4,12 +4,14 @@ markable for bulk work. It renders the app's QueuesModel and holds no state of i
 from __future__ import annotations
 
 from collections.abc import Iterable
+from time import monotonic
 from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
 
@@ -32,6 +34,8 @@ WIDE = 150
 are the second line of each row."""
 NARROW = 90
 """Below this width of the items pane the owner moves to the second line."""
+REDRAW_S = 0.25
+"""Least time between two redraws caused by item changes (keys redraw at once)."""
 NARROW_SCREEN = 130
 """Below this terminal width the queue list shows names and open counts only."""
 
@@ -81,6 +85,10 @@ class QueuesScreen(ItemActionsScreen):
         super().__init__()
         self._forget: list[Any] = []
         self._stale = True
+        self._last_redraw = 0.0
+        self._redraw_timer: Timer | None = None
+        self._drawn: dict[str, list[Any]] = {}
+        """The cells last drawn per item row (to update only what changed)."""
 
     @property
     def model(self) -> QueuesModel:
@@ -124,9 +132,19 @@ class QueuesScreen(ItemActionsScreen):
 
     # -- rendering (only while shown; a hidden screen catches up when it resumes) ----------
     def _model_changed(self) -> None:
+        """Redraw now, or once the last redraw is REDRAW_S old: a storm of item changes
+        costs a few redraws a second, not one per batch."""
         self._stale = True
-        if self.is_current:
+        if not self.is_current or self._redraw_timer is not None:
+            return
+        wait = self._last_redraw + REDRAW_S - monotonic()
+        if wait <= 0:
             self.call_later(self._redraw)
+        else:
+            def fire() -> None:
+                self._redraw_timer = None
+                self._redraw()
+            self._redraw_timer = self.set_timer(wait, fire)
 
     def on_screen_resume(self) -> None:
         if self._stale:
@@ -138,12 +156,14 @@ class QueuesScreen(ItemActionsScreen):
 
     def _tick(self) -> None:
         if self.is_current:
+            self._stale = True
             self._redraw()
 
     def _redraw(self) -> None:
-        if not self._stale and not self.is_current:
+        if not self._stale:
             return
         self._stale = False
+        self._last_redraw = monotonic()
         self._render_queues()
         self._render_items()
 
@@ -185,19 +205,29 @@ class QueuesScreen(ItemActionsScreen):
         table, model = self.item_table, self.model
         width = table.scrollable_content_region.width or table.size.width
         wide = width >= WIDE
-        table.fit(item_columns(model.queue == ALL_QUEUES, width))
+        rebuilt = table.fit(item_columns(model.queue == ALL_QUEUES, width))
         keep = self._cursor_key()
-        now = self.console.now()
-        now_text = now.strftime("%Y-%m-%dT%H:%M:%S")
-        table.clear()
-        for item in model.visible():
-            table.add_row(*self._cells(item, now_text, width), key=str(item["id"]),
-                          height=1 if wide else 2)
-        if keep is not None and keep in table.rows:
-            table.move_cursor(row=table.get_row_index(keep), animate=False)
+        now_text = self.console.now().strftime("%Y-%m-%dT%H:%M:%S")
+        rows = [(str(item["id"]), self._cells(item, now_text, width))
+                for item in model.visible()]
+        if not rebuilt and [k.value for k in table.rows] == [key for key, _ in rows]:
+            # The same items in the same order: only the cells that changed are updated
+            # (ages, states, key fields), which is far cheaper than a rebuild.
+            columns = list(table.columns)
+            for key, cells in rows:
+                before = self._drawn.get(key, [])
+                for n, (column, value) in enumerate(zip(columns, cells, strict=True)):
+                    if n >= len(before) or str(before[n]) != str(value):
+                        table.update_cell(key, column, value)
+        else:
+            table.clear()
+            for key, cells in rows:
+                table.add_row(*cells, key=key, height=1 if wide else 2)
+            if keep is not None and keep in table.rows:
+                table.move_cursor(row=table.get_row_index(keep), animate=False)
+        self._drawn = dict(rows)
         self._title()
         self._fetch_fields()
-        del now
 
     def _cells(self, item: Item, now: str, width: int) -> list[Any]:
         model = self.model
@@ -310,6 +340,7 @@ class QueuesScreen(ItemActionsScreen):
         item = self.current_item()
         if item is not None:
             self.model.toggle_mark(int(item["id"]))
+            self._redraw()
             table = self.item_table
             if table.cursor_row < table.row_count - 1:
                 table.move_cursor(row=table.cursor_row + 1, animate=False)
@@ -323,6 +354,7 @@ class QueuesScreen(ItemActionsScreen):
 
     def action_sort(self, key: str) -> None:
         self.model.set_sort(key)
+        self._redraw()
 
     def action_switch_pane(self) -> None:
         (self.queue_table if self.item_table.has_focus else self.item_table).focus()
@@ -350,15 +382,18 @@ class QueuesScreen(ItemActionsScreen):
         if search.display or self.model.search:
             self._hide_search()
             self.model.set_search("")
+            self._redraw()
             self.item_table.focus()
         elif self.model.marked:
             self.model.clear_marks()
+            self._redraw()
         else:
             await self.console.action_back()
 
     @on(Input.Changed, "#search")
     def _search_changed(self, event: Input.Changed) -> None:
         self.model.set_search(event.value.strip())
+        self._redraw()
 
     @on(Input.Submitted, "#search")
     def _search_done(self) -> None:

@@ -12,7 +12,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from broker.errors import NotFound, OpsbusError
-from console.format import age
+from console.format import age, parse_time
 from console.models.silences import matcher_text
 from console.screens.base import ConsoleScreen
 from console.widgets.columns import Column
@@ -68,8 +68,12 @@ class SilencesScreen(ConsoleScreen):
         table = self.query_one(DataTable)
         table.clear()
         self.silences = {int(s["id"]): s for s in silences}
+        now = self.console.now()
         for s in silences:
-            left = age(s.get("remaining_s")) if s.get("active") else "ended"
+            # Counted on the console's clock, like every other age it shows.
+            ends = parse_time(s.get("ends_at"))
+            left = ("ended" if not s.get("active") else
+                    age((ends - now).total_seconds()) if ends else age(s.get("remaining_s")))
             table.add_row(str(s["id"]), matcher_text(s.get("matcher") or {}),
                           s.get("queue") or "any", s.get("author", ""),
                           Text(left, style="" if s.get("active") else "dim"),

@@ -18,6 +18,7 @@ class StatusBar(Static):
         self.watch(self.app, "connection", self._refresh_state)
         self.watch(self.app, "connection_detail", self._refresh_state)
         self.watch(self.app, "unclaimed_critical", self._refresh_state)
+        self.watch(self.app, "auth_problem", self._refresh_state)
 
     def _refresh_state(self, _: object = None) -> None:
         app = self.app
@@ -36,5 +37,8 @@ class StatusBar(Static):
         line.append(f"  ● {state}", style=f"bold {colour}")
         if state == "disconnected":
             line.append(f" — {detail or 'no answer'}; reconnecting…", style=colour)
+        problem: str | None = app.auth_problem  # type: ignore[attr-defined]
+        if problem:
+            line.append(f"  ✗ {problem}", style="bold red")
         line.append("   :command  /filter  ?help", style="dim")
         self.update(line)
