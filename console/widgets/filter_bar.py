@@ -21,6 +21,8 @@ PROBE_EVENT: dict[str, Any] = {
 }
 """Evaluating against any event reports parse errors, which is all the bar checks."""
 
+NEVER_MATCHES = frozenset({"unknownFunction", "notBoolean", "neverMatches"})
+"""Warning codes of the broker that mean no event can ever match."""
 CHECK_DELAY_S = 0.15
 """Typing pause before the expression is sent to the broker for checking."""
 
@@ -109,12 +111,19 @@ class FilterBar(Vertical):
                 message = f"cannot check: {exc.detail}"
             else:
                 error = answer.get("error") or {}
+                found = answer.get("warnings") or []
                 # A missing attribute is normal for the probe event; a parse error says
-                # the expression is wrong, a missing function that it can never match.
+                # the expression is wrong; the broker's warnings say it can never match
+                # (an unknown function, a constant, a lone name...).
                 if error.get("kind") == "parse":
                     message, position = str(error.get("message")), offset(
                         error.get("position"))
-                elif error.get("kind") == "missingFunction":
+                elif found:
+                    first = found[0]
+                    warning = str(first.get("message"))
+                    if first.get("code") in NEVER_MATCHES:
+                        warning += ": this filter can never match"
+                elif error.get("kind") == "missingFunction":  # a broker without warnings
                     warning = f"{error.get('message')}: this filter can never match"
         if text == self.input.value.strip():
             self._show(text, message, position, warning)
