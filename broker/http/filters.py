@@ -22,6 +22,7 @@ from broker.filters import (
     evaluate_request,
     limits_of,
 )
+from broker.filters.limits import exceeded
 from broker.http.util import broker_of, json_response, parse_object
 
 routes = web.RouteTableDef()
@@ -72,6 +73,10 @@ async def request_filter(request: web.Request) -> Filter | None:
     if text is None and words is None:
         return None
     limits = request_limits(request)
+    for given in (text, words):
+        if given is not None and len(given) > limits.max_length:
+            # Refused at once, without waiting for the filter thread.
+            raise exceeded("max_length", limits, f"the filter is {len(given)} characters long")
 
     def compile_both() -> Filter:
         flt = compile_filter(text, limits=limits) if text is not None else MATCH_ALL
