@@ -68,7 +68,8 @@ class Settings:
     dialect object together (routes, subscriptions, `filter=` and `q=` parameters, ...)."""
     filter_max_nodes: int = DEFAULT_LIMITS.max_nodes
     """Most syntax nodes in one filter: CESQL literals, names, operators and calls, plus
-    dialect objects and their entries. Bounds the time to compile and evaluate a filter."""
+    all/any/not objects, exact/prefix/suffix entries and search words. Bounds the time to
+    compile and evaluate a filter."""
     filter_max_depth: int = DEFAULT_LIMITS.max_depth
     """Deepest nesting in a CESQL expression (operators, parentheses, calls, IN sets inside
     one another); at most 64."""

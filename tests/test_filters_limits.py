@@ -155,3 +155,9 @@ def test_concatenation_is_bounded() -> None:
     assert error is not None and error.kind == "functionEvaluation"
     assert str(MAX_STRING) in error.message and value == 0
     assert compile_sql("LENGTH(CONCAT(x, 'a'))").evaluate(event) == (MAX_STRING // 2 + 2, None)
+
+
+def test_parentheses_do_not_count_as_nodes() -> None:
+    # The lexer's early stop counts names, literals and operators, not punctuation.
+    text = " OR ".join(["((((a))))"] * (DEFAULT_LIMITS.max_nodes - 1))
+    assert compile_filter(text, limits=FilterLimits(max_length=10**6)).matches({"a": True})

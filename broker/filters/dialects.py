@@ -146,12 +146,14 @@ def _compile(spec: object, where: str, depth: int, budget: _Budget
         )
     ((dialect, body),) = spec.items()
     where = f"{where}.{dialect}"
-    budget.spend(where, nodes=1)
+    # Nodes: a combinator object, each attribute entry, each word, each CESQL node.
     if dialect in ("exact", "prefix", "suffix"):
         return _compile_string_match(dialect, body, where, budget)
     if dialect in ("all", "any"):
+        budget.spend(where, nodes=1)
         return _compile_list(dialect, body, where, depth, budget)
     if dialect == "not":
+        budget.spend(where, nodes=1)
         inner, match, explain = _compile(body, where, depth + 1, budget)
 
         def negate(event: Event) -> bool:

@@ -60,7 +60,8 @@ def tokenize(text: str, *, data_paths: bool = True, max_tokens: int | None = Non
 
     ``data_paths`` enables the opsbus extension that reads ``data.a.b`` from JSON data.
     Raises ``InvalidFilter`` with the position of the first character that does not lex,
-    and ``TooManyTokens`` once there are more than ``max_tokens`` (then it stops reading).
+    and ``TooManyTokens`` once there are more than ``max_tokens`` besides parentheses and
+    commas (then it stops reading).
     """
     tokens: list[Token] = []
     i = 0
@@ -68,8 +69,9 @@ def tokenize(text: str, *, data_paths: bool = True, max_tokens: int | None = Non
     line = 1
     line_start = 0
     limit = n + 1 if max_tokens is None else max_tokens
+    punctuation = 0  # parentheses and commas: not counted against max_tokens
     while i < n:
-        if len(tokens) > limit:
+        if len(tokens) - punctuation > limit:
             raise TooManyTokens(tokens[-1])
         ch = text[i]
         column = i - line_start + 1
@@ -110,6 +112,7 @@ def tokenize(text: str, *, data_paths: bool = True, max_tokens: int | None = Non
             continue
         if ch in _ONE_CHAR_OPS:
             tokens.append(Token(OP, ch, line, column))
+            punctuation += ch in "(),"
             i += 1
             continue
         raise parse_error(f"unexpected character {ch!r}", line, column)

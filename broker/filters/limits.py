@@ -29,8 +29,8 @@ class FilterLimits:
     max_length: int = 16_384
     """Characters in a CESQL expression; for a dialect object, in all its strings."""
     max_nodes: int = 2_000
-    """Syntax nodes: CESQL literals, names, operators and calls, plus dialect objects and
-    their entries."""
+    """Syntax nodes: CESQL literals, names, operators and calls, plus all/any/not objects,
+    exact/prefix/suffix entries and search words."""
     max_depth: int = 32
     """CESQL nesting: operators, parentheses, calls and IN sets inside one another."""
     max_in_items: int = 1_000

@@ -74,10 +74,10 @@ def parse_shaped(text: str, *, data_paths: bool = True, limits: FilterLimits | N
     limits = limits or configured()
     if len(text) > limits.max_length:
         raise _too_long(len(text), limits)
-    # Every node takes at most a few tokens (operators, commas, parentheses up to the
-    # depth): with far more tokens than that, the node limit is certainly exceeded, and
-    # the lexer stops there rather than read the rest of a huge text.
-    max_tokens = 4 * limits.max_nodes + 2 * limits.max_depth + 16
+    # Besides parentheses and commas, a node takes at most two tokens (a name, a literal,
+    # an operator; NOT LIKE): with twice as many as that, the node limit is certainly
+    # exceeded, and the lexer stops there rather than read the rest of a huge text.
+    max_tokens = 4 * limits.max_nodes + 16
     try:
         tokens = lexer.tokenize(text, data_paths=data_paths, max_tokens=max_tokens)
     except lexer.TooManyTokens as exc:
