@@ -14,8 +14,15 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import orjson
 
 from broker.errors import Conflict, OpsbusError, Unavailable
+from broker.events import new_event
 from broker.hub import Hub
-from broker.routing import hop_count
+from broker.lineage import (
+    LOOP_SOURCE,
+    LOOP_TYPE,
+    DescendantBudget,
+    loop_notice,
+    with_lineage,
+)
 from broker.store.base import Store, WriteTxn
 from broker.store.records import AppendResult, StoredEvent, TargetRecord
 from broker.timeutil import now_rfc3339
@@ -25,9 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-LINEAGE = ("causationid", "correlationid", "hopcount")
-
 
 def canonical(event: dict[str, Any]) -> bytes:
     """The bytes stored and streamed for an event (compact JSON, attribute order kept)."""
@@ -67,40 +71,63 @@ class WriteContext:
         self.after_commit: list[Callable[[], None]] = []
         self.pending_routes: list[StoredEvent] = []
         self.pending_targets: list[TargetRecord] = []
+        self.budget = DescendantBudget(bus.max_descendants, tx.root_use)
 
-    def mark(self) -> tuple[int, int, int, int]:
+    def mark(self) -> tuple[int, int, int, int, int]:
         """Where this unit of work starts, to undo its in-memory effects if it fails."""
         return (len(self.committed), len(self.after_commit), len(self.pending_routes),
-                len(self.pending_targets))
+                len(self.pending_targets), self.budget.mark())
 
-    def undo(self, mark: tuple[int, int, int, int]) -> None:
+    def undo(self, mark: tuple[int, int, int, int, int]) -> None:
         del self.committed[mark[0]:]
         del self.after_commit[mark[1]:]
         del self.pending_routes[mark[2]:]
         del self.pending_targets[mark[3]:]
+        self.budget.undo(mark[4])
 
     async def flush(self) -> None:
-        """Write the matched routes and target hits gathered during the transaction."""
+        """Write the matched routes, target hits and lineage use gathered during the
+        transaction."""
         if self.pending_routes:
             await self.tx.set_routes_many([(e.seq, e.routes) for e in self.pending_routes])
             self.pending_routes.clear()
         if self.pending_targets:
             await self.tx.add_targets(self.pending_targets)
             self.pending_targets.clear()
+        changes = self.budget.changes()
+        if changes:
+            await self.tx.add_root_use(changes)
 
     async def publish(
-        self, event: dict[str, Any], *, cause: StoredEvent | None = None
+        self, event: dict[str, Any], *, cause: StoredEvent | None = None,
+        fresh_root: bool = False,
     ) -> tuple[AppendResult, StoredEvent | None]:
         """Append `event` (already validated) and route it. With `cause`, the event is
-        derived: it gets causationid, the inherited correlationid and a hop count.
-        Returns the append result and the stored event (None for a duplicate)."""
+        derived: it gets causationid, the inherited correlationid and a hop count, and
+        counts against its root event's descendant budget; past that budget it is not
+        stored (the result says `dropped`) and the root's one loop notice is published.
+        `fresh_root`: an operator's act (a re-emit) starts a budget of its own while
+        keeping the lineage attributes. Returns the append result and the stored event
+        (None for a duplicate or a dropped event)."""
+        root = 0
         if cause is not None:
             event = with_lineage(event, cause.event)
+            if not fresh_root:
+                root = cause.lineage_root
+                if not await self.budget.take(root):
+                    await self.loop_notice(cause, "descendant_limit", self.bus.max_descendants,
+                                           event=event)
+                    return AppendResult(0, False, dropped=True), None
+        return await self._append(event, root)
+
+    async def _append(self, event: dict[str, Any], root: int
+                      ) -> tuple[AppendResult, StoredEvent | None]:
         raw = canonical(event)
-        result = await self.tx.append_event(event, raw, self.recvtime, digest_of(raw))
+        result = await self.tx.append_event(event, raw, self.recvtime, digest_of(raw), root)
         if result.duplicate:
             return result, None
-        stored = StoredEvent(result.seq, self.recvtime, raw, (), event)
+        self.budget.appended(result.seq)
+        stored = StoredEvent(result.seq, self.recvtime, raw, (), event, root=root)
         self.committed.append(stored)
         await self.bus.router.route(self, stored)
         return result, stored
@@ -114,23 +141,61 @@ class WriteContext:
         results = await self.tx.append_events(items, self.recvtime)
         for (event, raw, _), result in zip(items, results, strict=True):
             if not result.duplicate:
+                self.budget.appended(result.seq)
                 stored = StoredEvent(result.seq, self.recvtime, raw, (), event)
                 self.committed.append(stored)
                 await self.bus.router.route(self, stored)
         return results
+
+    async def loop_notice(self, at: StoredEvent, reason: str, limit: int, *,
+                          event: dict[str, Any] | None = None) -> None:
+        """Publish the root's one `opsbus.loop.detected` (only the first time its chain
+        is cut): `at` is the stored event where it was cut (its own event, or the cause
+        of `event`, the derived event that was not stored)."""
+        root = at.lineage_root
+        if not await self.budget.first_notice(root):
+            return
+        chain = await causal_chain(self, at)
+        cut = event if event is not None else at.event
+        root_event = chain[0] if chain else {}
+        data = loop_notice(reason=reason, limit=limit, event=cut,
+                           seq=None if event is not None else at.seq,
+                           root={"seq": root, "id": root_event.get("id"),
+                                 "type": root_event.get("type")}, chain=chain)
+        notice = new_event(type=LOOP_TYPE, source=LOOP_SOURCE, subject=str(cut.get("type")),
+                           data=data, causationid=str(at.event["id"]),
+                           correlationid=str(at.event.get("correlationid") or at.event["id"]),
+                           hopcount=0)
+        log.warning("loop detected (%s) at seq %s (%s): %s", reason, at.seq, cut.get("type"),
+                    " -> ".join("/".join(c["routes"]) or c["type"] for c in chain))
+        # Counted against the same root, so the notice's own descendants stay bounded.
+        await self._append(notice, root)
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once this transaction has committed (e.g. wake a dispatcher)."""
         self.after_commit.append(callback)
 
 
-def with_lineage(event: dict[str, Any], cause: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `event` carrying causation, correlation and hop count from `cause`."""
-    derived = dict(event)
-    derived["causationid"] = str(cause["id"])
-    derived.setdefault("correlationid", cause.get("correlationid") or str(cause["id"]))
-    derived["hopcount"] = hop_count(cause.get("hopcount")) + 1
-    return derived
+async def causal_chain(ctx: WriteContext, stored: StoredEvent, limit: int = 32
+                       ) -> list[dict[str, Any]]:
+    """The events that led to `stored`, root first, with the routes each one matched."""
+    chain = [stored]
+    pending = {e.event["id"]: e for e in ctx.committed}
+    current = stored
+    while len(chain) < limit:
+        cause_id = current.event.get("causationid")
+        if not cause_id:
+            break
+        parent = pending.get(cause_id)
+        if parent is None:
+            found = await ctx.bus.store.find_by_id(str(cause_id))
+            parent = found[-1] if found else None
+        if parent is None:
+            break
+        chain.append(parent)
+        current = parent
+    return [{"seq": e.seq, "id": e.event["id"], "type": e.event["type"],
+             "routes": list(e.routes)} for e in reversed(chain)]
 
 
 def transformed(transforms: list[Callable[[dict[str, Any]], dict[str, Any] | None]],
@@ -157,11 +222,13 @@ class _Work(Generic[T]):
 class Bus:
     """Publish events and run state changes through the single writer."""
 
-    def __init__(self, store: Store, hub: Hub, router: Router, *, max_batch: int = 2000) -> None:
+    def __init__(self, store: Store, hub: Hub, router: Router, *, max_batch: int = 2000,
+                 max_descendants: int = 100) -> None:
         self.store = store
         self.hub = hub
         self.router = router
         self.max_batch = max_batch
+        self.max_descendants = max_descendants
         self._queue: asyncio.Queue[_Work[Any]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False

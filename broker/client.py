@@ -341,7 +341,8 @@ class OpsbusClient:
                         on_state("connected", None)
                     async for seq, event in _parse_sse(resp):
                         last = seq
-                        yield seq, event
+                        if event is not None:  # None: the opening id, nothing to show
+                            yield seq, event
             except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
                 if on_state:
                     on_state("disconnected", str(exc) or type(exc).__name__)
@@ -355,8 +356,12 @@ class OpsbusClient:
             await asyncio.sleep(retry_s)
 
 
-async def _parse_sse(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+async def _parse_sse(resp: aiohttp.ClientResponse
+                     ) -> AsyncIterator[tuple[int, dict[str, Any] | None]]:
+    """(seq, event) per cloudevent message; (seq, None) for a block that only sets the
+    last event id (the stream's opening line), so a reconnect resumes from it."""
     seq: int | None = None
+    seq_set = False
     data: list[bytes] = []
     kind = b"message"
     buffer = b""
@@ -368,14 +373,16 @@ async def _parse_sse(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[int, d
             if not line:
                 if data and kind == b"cloudevent" and seq is not None:
                     yield seq, orjson.loads(b"\n".join(data))
-                data, kind = [], b"message"
+                elif not data and seq is not None and seq_set:
+                    yield seq, None
+                data, kind, seq_set = [], b"message", False
                 continue
             if line.startswith(b":"):
                 continue
             field, _, value = line.partition(b":")
             value = value[1:] if value.startswith(b" ") else value
             if field == b"id":
-                seq = int(value)
+                seq, seq_set = int(value), True
             elif field == b"data":
                 data.append(value)
             elif field == b"event":

@@ -45,7 +45,8 @@ class Broker:
         self.store = store or open_store(settings)
         self.hub = Hub()
         self.router = Router(hop_limit=settings.hop_limit)
-        self.bus = Bus(self.store, self.hub, self.router, max_batch=settings.max_batch_commit)
+        self.bus = Bus(self.store, self.hub, self.router, max_batch=settings.max_batch_commit,
+                       max_descendants=settings.max_descendants)
         self.config = ConfigManager(self)
         self.config.register_kind(Kind("routes", "route", validate_route))
         self.config.on_change(self.router.load)

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from broker.errors import OpsbusError
-from broker.filters import Filter, compile_filter
-from broker.routing import CompiledRoute, hop_count
+from broker.lineage import over_hop_limit
+from broker.routing import CompiledRoute, RouteIndex, admits
 from broker.store.base import Store
-from broker.templates import Template, compile_template
+from broker.todos.queues import Placement, Queue, place
 
-DEFAULT_GROUP_KEY = "{source}/{subject}"
-"""Grouping used when a queue is unknown or has no template (dedupkey wins when set)."""
 SAMPLE_MATCHES = 50
 """How many matches a history report lists one by one."""
 
@@ -34,7 +32,7 @@ def evaluate_events(routes: Iterable[CompiledRoute], hop_limit: int,
                     draft: CompiledRoute | None = None) -> dict[str, Any]:
     """Which routes and targets each event hits. An entry may be a string: the reason an
     event could not be read, reported in its place. Returns `{"results", "summary"}`."""
-    table = tuple(routes)
+    table = RouteIndex(tuple(routes))
     results: list[dict[str, Any]] = []
     for index, event in enumerate(events):
         if not isinstance(event, dict):
@@ -46,17 +44,16 @@ def evaluate_events(routes: Iterable[CompiledRoute], hop_limit: int,
             "routes": [], "targets": [],
         }
         results.append(result)
-        if hop_count(event.get("hopcount")) > hop_limit:
+        if over_hop_limit(event, hop_limit):
             # The broker stores such an event and publishes opsbus.loop.detected instead.
             result["loop"] = True
             continue
-        for route in table:
-            if route.filter.matches(event):
-                result["routes"].append(route.name)
-                result["targets"].extend({"route": route.name, "target": f"{kind}:{name}"}
-                                         for kind, name in route.targets)
+        for route in table.match(event):
+            result["routes"].append(route.name)
+            result["targets"].extend({"route": route.name, "target": f"{kind}:{name}"}
+                                     for kind, name in route.targets)
         if draft is not None:
-            hit, error = draft.filter.evaluate(event)
+            hit, error = draft_hit(draft, event)
             result["draft"] = hit
             if error is not None:
                 result["draft_error"] = error.to_dict()
@@ -83,44 +80,22 @@ def summarize(results: Iterable[dict[str, Any]]) -> dict[str, Any]:
             "invalid": invalid, "loops": loops, "routes": per_route, "targets": per_target}
 
 
-@dataclass
-class QueueModel:
-    """Just enough of a queue to predict its items: the group key, title and the
-    filter that resolves an item instead of opening one."""
-
-    name: str
-    group_key: Template | None = None
-    title: Template | None = None
-    resolve: Filter | None = None
-    known: bool = True
-
-    def key(self, event: dict[str, Any]) -> str:
-        if self.group_key is not None:
-            return self.group_key.render(event)
-        if event.get("dedupkey"):
-            return str(event["dedupkey"])
-        return f"{event.get('source')}/{event.get('subject') or ''}"
+def draft_hit(draft: CompiledRoute, event: dict[str, Any]) -> tuple[bool, Any]:
+    """Whether the draft route matches `event` as the engine would decide it (the bus's
+    own events only when it names them), with the filter's evaluation error if any."""
+    if not admits(draft, event):
+        return False, None
+    return draft.filter.evaluate(event)
 
 
-def queue_model(name: str, spec: dict[str, Any] | None) -> QueueModel:
-    """A QueueModel from a queue's config object (None: an unknown queue)."""
+def queue_model(name: str, spec: dict[str, Any] | None) -> Queue:
+    """The queue as routing would use it: configured (`spec`) or with default settings."""
     if spec is None:
-        return QueueModel(name, known=False)
-    model = QueueModel(name)
-    # Best effort: a template the todos validator accepts but this cannot read just
-    # falls back to the default grouping rather than failing the whole preview.
-    for attr, key in (("group_key", "group_key"), ("title", "title")):
-        if isinstance(spec.get(key), str):
-            try:
-                setattr(model, attr, compile_template(spec[key], key))
-            except OpsbusError:
-                pass
-    if spec.get("resolve_filter"):
-        try:
-            model.resolve = compile_filter(spec["resolve_filter"])
-        except OpsbusError:
-            pass
-    return model
+        return Queue.unconfigured(name)
+    try:
+        return Queue.from_spec(spec)
+    except OpsbusError:  # stored before a validator change: routing uses the defaults too
+        return Queue.unconfigured(name)
 
 
 @dataclass
@@ -131,58 +106,60 @@ class _Item:
     last_seq: int
     count: int = 1
     resolved_seq: int | None = None
-    events: list[int] = field(default_factory=list)
+    priority: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "title": self.title, "count": self.count,
+        return {"key": self.key, "title": self.title, "priority": self.priority,
+                "count": self.count,
                 "first_seq": self.first_seq, "last_seq": self.last_seq,
                 "state": "resolved" if self.resolved_seq else "open",
                 "resolved_by_seq": self.resolved_seq}
 
 
 class _QueueSim:
-    """Open/attach/resolve as the todos engine does, on a copy of nothing but memory."""
+    """Open/attach/resolve with the engine's own decisions (`place`, `key_of`,
+    `title_of`, `priority_of`), on items held in memory only."""
 
-    def __init__(self, model: QueueModel) -> None:
-        self.model = model
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
         self.items: list[_Item] = []
         self.open: dict[str, _Item] = {}
         self.attached = self.resolved = self.ignored = 0
 
     def feed(self, seq: int, event: dict[str, Any]) -> None:
-        key = self.model.key(event)
+        key = self.queue.key_of(event)
         item = self.open.get(key)
-        if self.model.resolve is not None and self.model.resolve.matches(event):
-            if item is None:
-                self.ignored += 1  # a resolving event never opens an item
-            else:
-                item.resolved_seq = seq
-                item.last_seq = seq
-                self.resolved += 1
-                del self.open[key]
-            return
-        if item is not None:
+        placement = place(self.queue, event, active=item is not None)
+        if placement is Placement.IGNORE:
+            self.ignored += 1
+        elif placement is Placement.RESOLVE and item is not None:
+            item.resolved_seq = seq
+            item.last_seq = seq
+            self.resolved += 1
+            del self.open[key]
+        elif placement is Placement.ATTACH and item is not None:
             item.count += 1
             item.last_seq = seq
+            item.title = self.queue.title_of(event)  # the title follows the latest event
+            item.priority = self.queue.priority_of(event) or item.priority
             self.attached += 1
-            return
-        title = self.model.title.render(event) if self.model.title is not None else None
-        item = _Item(key, title, seq, seq)
-        self.items.append(item)
-        self.open[key] = item
+        else:
+            item = _Item(key, self.queue.title_of(event), seq, seq,
+                         priority=self.queue.priority_of(event))
+            self.items.append(item)
+            self.open[key] = item
 
     def report(self, limit: int) -> dict[str, Any]:
-        return {"queue": self.model.name, "known": self.model.known,
+        return {"queue": self.queue.name, "known": self.queue.configured,
                 "opened": len(self.items), "attached": self.attached,
                 "resolved": self.resolved, "resolving_without_item": self.ignored,
-                "grouping": self.model.group_key.source if self.model.group_key
-                else f"dedupkey or {DEFAULT_GROUP_KEY}",
+                "grouping": self.queue.group_key.source,  # the dedupkey extension wins
                 "items": [i.to_dict() for i in self.items[:limit]],
                 "items_truncated": len(self.items) > limit}
 
 
 async def history(store: Store, draft: CompiledRoute, *, since: str, until: str | None,
-                  limit: int, queues: Callable[[str], QueueModel], hop_limit: int,
+                  limit: int, queues: Callable[[str], Queue], hop_limit: int,
                   sample: int = SAMPLE_MATCHES) -> dict[str, Any]:
     """What `draft` would have matched among the events received in [since, until), the
     first `limit` of them, and which todo items its queue targets would have opened."""
@@ -199,9 +176,9 @@ async def history(store: Store, draft: CompiledRoute, *, since: str, until: str 
             after = stored.seq
             scanned += 1
             event = stored.event
-            if hop_count(event.get("hopcount")) > hop_limit:
+            if over_hop_limit(event, hop_limit):
                 continue
-            hit, error = draft.filter.evaluate(event)
+            hit, error = draft_hit(draft, event)
             errors += error is not None
             if not hit:
                 continue

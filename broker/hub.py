@@ -95,6 +95,19 @@ class Subscriber:
         return batches
 
 
+def _seq_of(event: StoredEvent) -> int:
+    return event.seq
+
+
+def _ascending(batch: list[StoredEvent]) -> bool:
+    previous = 0
+    for event in batch:
+        if event.seq <= previous:
+            return False
+        previous = event.seq
+    return True
+
+
 class Hub:
     """Fans out each committed batch to every subscriber, in commit (seq) order."""
 
@@ -120,9 +133,20 @@ class Hub:
         return len(self._subscribers)
 
     def publish(self, batch: list[StoredEvent]) -> None:
+        """Hand a committed batch to every subscriber. This is the one place live events
+        are ordered: a unit of work appends in its own order (an event, then the audit
+        event its routing derived, then the next event), so the batch is sorted here and
+        anything at or below the head already fanned out is dropped. Every live reader
+        therefore sees strictly increasing seq, whatever the writer handed over."""
         if not batch:
             return
-        self.head = max(self.head, batch[-1].seq)
+        if not _ascending(batch):
+            batch = sorted(batch, key=_seq_of)
+        if batch[0].seq <= self.head:
+            batch = [e for e in batch if e.seq > self.head]
+            if not batch:
+                return
+        self.head = batch[-1].seq
         for sub in self._subscribers:
             sub.push(batch)
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from broker.errors import InvalidConfig, OpsbusError
 from broker.filters import Filter, compile_filter
+from broker.lineage import over_hop_limit
 from broker.store.records import ConfigObject, StoredEvent, TargetRecord
 
 if TYPE_CHECKING:
@@ -20,7 +21,6 @@ log = logging.getLogger(__name__)
 
 TARGET_KINDS = ("queue", "subscription", "action", "plugin")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-LOOP_TYPE = "opsbus.loop.detected"
 
 TargetHandler = Callable[["WriteContext", StoredEvent, str, str], Awaitable[dict[str, Any] | None]]
 """(ctx, event, route name, target name) -> detail recorded with the target hit."""
@@ -47,18 +47,6 @@ def check_object(spec: Any, what: str, known: Iterable[str]) -> str:
         raise InvalidConfig(f"{what}: unknown field(s) {', '.join(unknown)}"
                             f" (known: {', '.join(fields)})", field=unknown[0])
     return check_name(spec.get("name"), what)
-
-
-def hop_count(value: Any) -> int:
-    """The `hopcount` extension as an int: binary-mode publishers send it as a string,
-    and a loop through a webhook that copies `ce-` headers must still be counted."""
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return 0
 
 
 def parse_target(target: Any) -> tuple[str, str]:
@@ -181,24 +169,21 @@ class Router:
                 log.exception("implicit routes from %r skipped", contributor)
         self.routes = tuple(table)
 
-    def match(self, event: dict[str, Any], routes: Iterable[CompiledRoute] | None = None
-              ) -> list[CompiledRoute]:
+    def match(self, event: dict[str, Any]) -> list[CompiledRoute]:
         """The routes an event matches, in table order, without side effects."""
-        if routes is not None:
-            return [r for r in routes if r.filter.matches(event)]
         if self._index is None or self._index.routes is not self.routes:
             self._index = RouteIndex(self.routes)
-        return [r for r in self._index.candidates(event) if r.filter.matches(event)]
+        return self._index.match(event)
 
     def looping(self, event: dict[str, Any]) -> bool:
         """True when the event's hop count is over the limit: stored, never routed."""
-        return hop_count(event.get("hopcount")) > self.hop_limit
+        return over_hop_limit(event, self.hop_limit)
 
     async def route(self, ctx: WriteContext, stored: StoredEvent) -> None:
         """Evaluate the table for a just-appended event and act on every target hit."""
         event = stored.event
         if self.looping(event):
-            await self._loop_detected(ctx, stored)
+            await ctx.loop_notice(stored, "hop_limit", self.hop_limit)
             return
         matched = self.match(event)
         if not matched:
@@ -232,50 +217,6 @@ class Router:
                 log.exception("target %s:%s failed for seq %s", kind, name, stored.seq)
             return {"error": str(exc) or type(exc).__name__}
 
-    async def _loop_detected(self, ctx: WriteContext, stored: StoredEvent) -> None:
-        from broker.events import new_event
-
-        chain = await causal_chain(ctx, stored)
-        event = stored.event
-        notice = new_event(
-            type=LOOP_TYPE,
-            source="opsbus/broker",
-            subject=str(event.get("type")),
-            data={
-                "seq": stored.seq, "id": event["id"], "source": event["source"],
-                "type": event["type"], "hopcount": hop_count(event.get("hopcount")),
-                "limit": self.hop_limit, "chain": chain,
-            },
-            causationid=str(event["id"]),
-            correlationid=str(event.get("correlationid") or event["id"]),
-            hopcount=0,
-        )
-        log.warning("loop detected at seq %s (%s): %s", stored.seq, event["type"],
-                    " -> ".join("/".join(c["routes"]) or c["type"] for c in chain))
-        await ctx.publish(notice)
-
-
-async def causal_chain(ctx: WriteContext, stored: StoredEvent, limit: int = 32
-                       ) -> list[dict[str, Any]]:
-    """The events that led to `stored`, root first, with the routes each one matched."""
-    chain = [stored]
-    pending = {e.event["id"]: e for e in ctx.committed}
-    current = stored
-    while len(chain) < limit:
-        cause_id = current.event.get("causationid")
-        if not cause_id:
-            break
-        parent = pending.get(cause_id)
-        if parent is None:
-            found = await ctx.bus.store.find_by_id(str(cause_id))
-            parent = found[-1] if found else None
-        if parent is None:
-            break
-        chain.append(parent)
-        current = parent
-    return [{"seq": e.seq, "id": e.event["id"], "type": e.event["type"],
-             "routes": list(e.routes)} for e in reversed(chain)]
-
 
 # -- the route index ---------------------------------------------------------------------
 # Most routes name the event types (or sources) they are about. Evaluating every filter
@@ -308,27 +249,28 @@ class Guard:
                 len(self.exact) + len(self.prefixes))
 
 
-def guard_of(spec: Any) -> Guard | None:
-    """The guard implied by a normalised filter spec, or None when there is none."""
+def guard_of(spec: Any, attributes: tuple[str, ...] = GUARD_ATTRIBUTES) -> Guard | None:
+    """The guard implied by a normalised filter spec, or None when there is none; only
+    conditions on `attributes` are considered."""
     if not isinstance(spec, dict) or len(spec) != 1:
         return None
     ((dialect, body),) = spec.items()
     if dialect in ("exact", "prefix"):
-        for attribute in GUARD_ATTRIBUTES:
+        for attribute in attributes:
             if isinstance(body.get(attribute), str):
                 value = frozenset([body[attribute]])
                 return (Guard(attribute, exact=value) if dialect == "exact"
                         else Guard(attribute, prefixes=value))
         return None
     if dialect == "all":
-        return _best([guard_of(child) for child in body])
+        return _best([guard_of(child, attributes) for child in body])
     if dialect == "any":
-        return _union([guard_of(child) for child in body])
+        return _union([guard_of(child, attributes) for child in body])
     if dialect == "sql" and isinstance(body, str):
         from broker.filters.parser import parse
 
         try:
-            return _sql_guard(parse(body))
+            return _sql_guard(parse(body), attributes)
         except Exception:  # compiled fine already; no guard is always safe
             return None
     return None  # suffix and not imply nothing usable
@@ -348,11 +290,11 @@ def _union(guards: list[Guard | None]) -> Guard | None:
     return merged
 
 
-def _sql_guard(node: Any) -> Guard | None:
+def _sql_guard(node: Any, attributes: tuple[str, ...] = GUARD_ATTRIBUTES) -> Guard | None:
     from broker.filters import nodes
 
     def attribute(operand: Any) -> str | None:
-        if isinstance(operand, nodes.Attribute) and operand.name in GUARD_ATTRIBUTES:
+        if isinstance(operand, nodes.Attribute) and operand.name in attributes:
             return str(operand.name)
         return None
 
@@ -364,7 +306,7 @@ def _sql_guard(node: Any) -> Guard | None:
     # AND fails when any operand is false (or errs), so any operand's guard holds;
     # OR needs a guard on every operand. XOR and NOT give nothing.
     if isinstance(node, nodes.Logic):
-        parts = [_sql_guard(operand) for operand in node.operands]
+        parts = [_sql_guard(operand, attributes) for operand in node.operands]
         return _best(parts) if node.op == "AND" else _union(parts) if node.op == "OR" else None
     if isinstance(node, nodes.Binary) and node.op == "=":
         for left, right in ((node.left, node.right), (node.right, node.left)):
@@ -391,14 +333,56 @@ def _sql_guard(node: Any) -> Guard | None:
     return None
 
 
+# -- the bus's own events ----------------------------------------------------------------
+# The broker publishes events about its own work (todo changes, dead letters, action
+# results, breaker changes, loop notices). Routed like any event, a match-all route or
+# subscription would feed them back into the work that produced them: a webhook that
+# fails dead-letters, the dead letter is delivered to the same webhook, fails, ... So a
+# route sees the bus's own events only when its filter names them: its guard on `type`
+# or `source` (the necessary condition the index derives) selects an `opsbus` value or
+# prefix, e.g. `{ prefix = { type = "opsbus.todo." } }` or `source = 'opsbus/delivery'`.
+
+BUS_TYPE_PREFIX = "opsbus."
+BUS_SOURCE_PREFIX = "opsbus/"
+BUS_NAME = "opsbus"
+"""A guard value naming the bus's own events starts with this."""
+
+
+def is_bus_event(event: dict[str, Any]) -> bool:
+    """True for the bus's own events: type `opsbus.*` or source `opsbus/*`."""
+    kind, source = event.get("type"), event.get("source")
+    return ((isinstance(kind, str) and kind.startswith(BUS_TYPE_PREFIX))
+            or (isinstance(source, str) and source.startswith(BUS_SOURCE_PREFIX)))
+
+
+def names_bus_events(spec: Any) -> bool:
+    """True when a filter names the bus's own events: the guard it implies on `type`,
+    or else on `source`, selects an `opsbus` value or prefix."""
+    for attribute in ("type", "source"):
+        guard = guard_of(spec, (attribute,))
+        if guard is not None and any(value.startswith(BUS_NAME)
+                                     for value in (*guard.exact, *guard.prefixes)):
+            return True
+    return False
+
+
+def admits(route: CompiledRoute, event: dict[str, Any]) -> bool:
+    """Whether `route` may see `event` at all (its filter decides the rest)."""
+    return not is_bus_event(event) or names_bus_events(route.filter.spec)
+
+
 class RouteIndex:
-    """Selects, for an event, the routes whose guard it meets (in table order)."""
+    """Selects, for an event, the routes whose guard it meets (in table order); for the
+    bus's own events only the routes that name them."""
 
     def __init__(self, routes: tuple[CompiledRoute, ...]) -> None:
         self.routes = routes
         self.always: list[int] = []
         self.exact: dict[str, dict[str, list[int]]] = {}
         self.prefix: dict[str, dict[int, dict[str, list[int]]]] = {}
+        self._bus_order = [i for i, route in enumerate(routes)
+                           if names_bus_events(route.filter.spec)]
+        """Positions of the routes that name the bus's own events."""
         for position, route in enumerate(routes):
             guard = guard_of(route.filter.spec)
             if guard is None:
@@ -411,7 +395,14 @@ class RouteIndex:
                 by_length.setdefault(len(prefix), {}).setdefault(prefix, []).append(position)
         self.attributes = tuple(a for a in GUARD_ATTRIBUTES if a in self.exact or a in self.prefix)
 
+    def match(self, event: dict[str, Any]) -> list[CompiledRoute]:
+        """The routes `event` matches, in table order: the one routing decision, used by
+        the engine and by every dry run."""
+        return [r for r in self.candidates(event) if r.filter.matches(event)]
+
     def candidates(self, event: dict[str, Any]) -> list[CompiledRoute]:
+        if is_bus_event(event):
+            return [self.routes[i] for i in self._bus_order]  # few; their filters decide
         picked: list[int] = []
         for attribute in self.attributes:
             value = event.get(attribute)

@@ -41,6 +41,10 @@ class Settings:
     """Most events in one batched publish."""
     hop_limit: int = 8
     """Derived-event chain length after which an event is stored but not routed."""
+    max_descendants: int = 100
+    """Most events one root event may cause, directly or through others (dead letters,
+    todo changes, action results, ...); later ones are not stored, and one
+    `opsbus.loop.detected` notice per root says where the chain was cut."""
     heartbeat_s: float = 15.0
     """Seconds between SSE heartbeat comments."""
     stream_buffer: int = 1024
@@ -188,6 +192,7 @@ def validate_settings(settings: Settings) -> None:
     if not 0 <= port <= 65535:
         raise InvalidConfig(f"listen port out of range: {port}", field="listen")
     for name in ("max_event_bytes", "max_request_bytes", "max_batch_events", "hop_limit",
+                 "max_descendants",
                  "delivery_poll_s", "delivery_concurrency", "heartbeat_s", "stream_buffer",
                  "stream_write_timeout_s", "max_batch_commit", "todo_sweep_s"):
         value = getattr(settings, name)

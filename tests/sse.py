@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,7 +11,9 @@ import aiohttp
 
 
 async def read_sse(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
-    """Yield {"id", "event", "data", "comment"} per dispatched SSE message or comment."""
+    """Yield {"id", "event", "data", "comment"} per dispatched SSE message or comment, and
+    {"id", "event": None} for a block that only sets the last event id (the opening
+    line every stream starts with)."""
     fields: dict[str, Any] = {"data": []}
     while True:
         raw = await resp.content.readline()
@@ -21,6 +24,8 @@ async def read_sse(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]
             if fields["data"]:
                 yield {"id": fields.get("id"), "event": fields.get("event", "message"),
                        "data": json.loads("\n".join(fields["data"]))}
+            elif "id" in fields:
+                yield {"id": fields["id"], "event": None}
             fields = {"data": []}
         elif line.startswith(":"):
             yield {"comment": line[1:].strip()}
@@ -47,3 +52,17 @@ async def collect(session: aiohttp.ClientSession, url: str, count: int,
                 if len(got) == count:
                     break
     return got
+
+
+async def opening_id(messages: AsyncIterator[dict[str, Any]]) -> int:
+    """The seq a stream starts after, from its opening `id:` line. Reading it is the
+    barrier that says the broker has subscribed this stream: whatever is published
+    from now on reaches it (no sleep needed before publishing)."""
+    async with asyncio.timeout(10):
+        async for msg in messages:
+            if "comment" in msg:
+                continue
+            assert msg.get("event") is None and msg.get("id") is not None, (
+                f"the stream did not open with an id line: {msg}")
+            return int(msg["id"])
+    raise AssertionError("the stream ended before its opening id line")

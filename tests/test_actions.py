@@ -204,6 +204,24 @@ async def test_server_errors_are_retried_client_errors_are_not(broker, http, rec
     assert [j["state"] for j in jobs["jobs"]] == ["failed"]
 
 
+async def test_a_failed_call_is_retried_after_its_backoff_not_at_once(broker, http,
+                                                                     receiver):
+    name, etype = await action_for(http, broker.url, url=receiver.url + "/r", retries=2)
+    await put_object(http, broker.url, "actions", {"name": name, "url": receiver.url + "/r",
+                                                   "retries": 2, "retry_backoff": "10m"})
+    receiver.statuses = [503]
+    await publish(http, broker.url, type=etype)
+    await receiver.wait_for(1)
+
+    async def waiting():
+        jobs = await call(http, "GET", f"{broker.url}/v1/actions/{name}/jobs", expect=200)
+        return [j for j in jobs["jobs"] if j["state"] == "pending" and j["attempts"] == 1]
+
+    [job] = await eventually(waiting)
+    # Equal jitter: at least half the backoff (ten minutes) before the second attempt.
+    assert job["next_at"] - time.time() > 250
+
+
 async def test_rate_limit_spaces_calls(broker, http, receiver):
     _, etype = await action_for(http, broker.url, url=receiver.url + "/r", rate="10/s")
     started = time.monotonic()

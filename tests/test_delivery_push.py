@@ -120,6 +120,22 @@ async def test_failures_are_retried_until_success_and_every_attempt_is_recorded(
     assert log[0]["error"].startswith("HTTP 500")
 
 
+async def test_a_retry_after_longer_than_the_backoff_is_honoured(broker, http, receiver):
+    name, etype = await subscribe(http, broker.url, receiver)  # backoff 50-200 ms
+    receiver.statuses = [(503, {"Retry-After": "120"})]
+    await publish(http, broker.url, type=etype)
+    await receiver.wait_for(1)
+
+    async def backing_off():
+        page = await call(http, "GET", f"{broker.url}/v1/subscriptions/{name}/deliveries"
+                          "?state=pending", expect=200)
+        return [d for d in page["deliveries"] if d["attempts"] == 1]
+
+    [delivery] = await eventually(backing_off)
+    assert delivery["last_status"] == 503
+    assert delivery["next_at"] - time.time() > 100  # not the 200 ms backoff
+
+
 async def test_4xx_dead_letters_at_once_into_a_todo_item(broker, http, receiver):
     name, etype = await subscribe(http, broker.url, receiver)
     receiver.statuses = [422]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from broker.bus import canonical, digest_of
 from broker.core import Broker
 from broker.follow import follow
 from broker.settings import Settings
@@ -76,4 +77,58 @@ async def test_a_full_socket_sends_a_direct_reader_back_to_the_store(broker: Bro
     sent += await publish(broker, 2)
     assert delivered == sent                     # every event once, in seq order
     assert direct[-2:] == sent[-2:]
+    await reader.aclose()
+
+
+async def commit_without_fan_out(broker: Broker, count: int) -> list[StoredEvent]:
+    """Commit events to the store as the writer does, without the hub's fan-out yet:
+    the moment between COMMIT and the writer handing the batch to the hub."""
+    events = [make_event() for _ in range(count)]
+    items = [(e, canonical(e), digest_of(canonical(e))) for e in events]
+    async with broker.store.transaction() as tx:
+        results = await tx.append_events(items, "2026-11-25T10:00:00.000000Z")
+    return [await broker.store.get_event(r.seq) for r in results]  # type: ignore[misc]
+
+
+async def test_events_read_from_the_store_and_then_fanned_out_are_delivered_once(
+        broker: Broker):
+    # The subscribe-then-read race, forced: the reader subscribes, its store read already
+    # sees a commit whose fan-out reaches the mailbox only afterwards.
+    committed = await commit_without_fan_out(broker, 3)
+    reader = follow(broker.store, broker.hub, 0, buffer=64, heartbeat=0.05)
+    assert [e.seq for e in await anext(reader)] == [e.seq for e in committed]
+    later = await commit_without_fan_out(broker, 1)
+    broker.hub.publish(committed + later)  # the writer's fan-out of both commits
+    assert [e.seq for e in await anext(reader)] == [later[0].seq]
+    await reader.aclose()
+
+
+async def test_a_direct_reader_drops_what_it_already_read(broker: Broker):
+    written: list[int] = []
+
+    def write_now(batch: list[StoredEvent]) -> bool:
+        written.extend(e.seq for e in batch)
+        return True
+
+    reader = follow(broker.store, broker.hub, 0, buffer=64, heartbeat=0.05, direct=write_now)
+    assert await anext(reader) == []             # caught up; the sink is installed
+    committed = await commit_without_fan_out(broker, 2)
+    sub = next(iter(broker.hub._subscribers))
+    assert sub.sink is not None
+    sub.sink(committed)
+    sub.sink(committed + await commit_without_fan_out(broker, 1))
+    assert written == [committed[0].seq, committed[1].seq, committed[1].seq + 1]
+    await reader.aclose()
+
+
+async def test_the_hub_hands_out_batches_in_seq_order_whatever_the_writer_gave(
+        broker: Broker):
+    committed = await commit_without_fan_out(broker, 4)
+    reader = follow(broker.store, broker.hub, committed[-1].seq, buffer=64, heartbeat=0.05)
+    assert await anext(reader) == []
+    more = await commit_without_fan_out(broker, 4)
+    # An event, its derived event, the next event...: append order, not seq order.
+    broker.hub.publish([more[0], more[2], more[1], more[3]])
+    broker.hub.publish([more[1]])                # already fanned out: never again
+    assert [e.seq for e in await anext(reader)] == [e.seq for e in more]
     await reader.aclose()

@@ -196,3 +196,35 @@ async def test_config_status_without_a_file(broker, http):
     status, answer = await call(http, "GET", broker.url + "/v1/config/status")
     assert status == 200
     assert answer["file"] is None and answer["error"] is None
+
+
+async def test_the_dry_run_groups_and_titles_items_as_the_engine_does(broker, http):
+    # A configured queue with a group key template: the dedupkey extension still wins,
+    # and the title is rendered the same way (a missing field shows as "-").
+    queue = unique("grouped")
+    status, _ = await call(http, "PUT", f"{broker.url}/v1/queues/{queue}", {
+        "name": queue, "group_key": "{source}/{subject}", "title": "{data.what} on {subject}"})
+    assert status in (200, 201)
+    source = unique("tests/dryrun")
+    route = {"name": unique("live"), "targets": [f"queue:{queue}"],
+             "filter": {"exact": {"source": source}}}
+    status, _ = await call(http, "PUT", f"{broker.url}/v1/routes/{route['name']}", route)
+    assert status in (200, 201)
+    events = [make_event(source=source, subject="host-1", dedupkey="alert-42", data={}),
+              make_event(source=source, subject="host-2", dedupkey="alert-42",
+                         data={"what": "disk"}),
+              make_event(source=source, subject="host-3", data={"what": "cpu"})]
+    for event in events:
+        await publish(http, broker.url, event)
+    status, engine = await call(http, "GET", f"{broker.url}/v1/todos?queue={queue}")
+    assert status == 200, engine
+    expected = sorted((i["key"], i["title"], i["count"]) for i in engine["items"])
+    assert expected == [("alert-42", "disk on host-2", 2), (f"{source}/host-3", "cpu on host-3", 1)]
+
+    status, answer = await call(http, "POST", broker.url + "/v1/routes/test",
+                                {"route": {**route, "name": unique("draft")},
+                                 "history": {"since": "1h"}})
+    assert status == 200, answer
+    (report,) = answer["history"]["queues"]
+    predicted = sorted((i["key"], i["title"], i["count"]) for i in report["items"])
+    assert predicted == expected

@@ -9,7 +9,15 @@ import tomllib
 import pytest
 
 from broker.eventfiles import read_events
-from broker.routing import Guard, Router, compile_route, guard_of, validate_route
+from broker.routing import (
+    Guard,
+    Router,
+    admits,
+    compile_route,
+    guard_of,
+    names_bus_events,
+    validate_route,
+)
 from tests.broker_process import ROOT
 
 
@@ -74,4 +82,32 @@ def test_index_matches_exactly_what_evaluating_every_route_matches():
                 mutated.append({**event, attribute: value + "x"})
         mutated.append({k: v for k, v in event.items() if k != "subject"})
     for event in events + mutated:
-        assert router.match(event) == [r for r in routes if r.filter.matches(event)], event
+        assert router.match(event) == [r for r in routes
+                                       if admits(r, event) and r.filter.matches(event)], event
+
+
+@pytest.mark.parametrize(("spec", "named"), [
+    ({}, False),
+    ({"prefix": {"type": "ops"}}, False),
+    ({"suffix": {"type": ".opened"}}, False),
+    ({"not": {"prefix": {"type": "x."}}}, False),
+    ({"sql": "type <> 'x'"}, False),
+    ({"prefix": {"type": "opsbus.todo."}}, True),
+    ({"exact": {"type": "opsbus.delivery.deadlettered"}}, True),
+    ({"exact": {"source": "opsbus/delivery"}}, True),
+    ({"sql": "type LIKE 'opsbus.%' AND subject = 'x'"}, True),
+    ({"sql": "source = 'opsbus/todos'"}, True),
+    ({"any": [{"exact": {"type": "app.x"}}, {"prefix": {"type": "opsbus."}}]}, True),
+    ({"all": [{"exact": {"subject": "db"}}, {"prefix": {"type": "opsbus."}}]}, True),
+])
+def test_the_bus_own_events_reach_only_routes_that_name_them(spec, named):
+    route = compile_route(validate_route({"name": "r", "filter": spec,
+                                          "targets": ["plugin:p"]}))
+    assert names_bus_events(route.filter.spec) is named
+    own = {"specversion": "1.0", "id": "1", "type": "opsbus.todo.opened",
+           "source": "opsbus/todos", "subject": "db"}
+    router = Router()
+    router.routes = (route,)
+    hit = route.filter.matches(own)
+    assert router.match(own) == ([route] if named and hit else [])
+    assert admits(route, {**own, "type": "app.x", "source": "app"})

@@ -10,7 +10,7 @@ import orjson
 
 from tests.broker_process import BrokerProcess
 from tests.conftest import BATCH, make_event
-from tests.sse import collect, read_sse
+from tests.sse import collect, opening_id, read_sse
 
 
 async def publish_batch(http: aiohttp.ClientSession, url: str, events: list[dict]) -> list[int]:
@@ -61,11 +61,14 @@ async def test_resume_spans_stored_and_live_events_without_gap_or_repeat(broker,
 
 async def test_stream_without_resume_point_starts_at_now(broker, http):
     await publish_batch(http, broker.url, [make_event(id="old")])
-    reader = asyncio.create_task(collect(http, broker.url, 1))
-    await asyncio.sleep(0.5)
-    await publish_batch(http, broker.url, [make_event(id="new")])
-    got = await asyncio.wait_for(reader, 10)
-    assert got[0]["data"]["id"] == "new"
+    async with http.get(broker.url + "/v1/stream") as resp:
+        messages = read_sse(resp)
+        await opening_id(messages)  # subscribed: no sleep needed before publishing
+        await publish_batch(http, broker.url, [make_event(id="new")])
+        async for msg in messages:
+            if msg.get("event") == "cloudevent":
+                assert msg["data"]["id"] == "new"
+                break
 
 
 async def test_bad_resume_point_is_a_problem(broker, http):

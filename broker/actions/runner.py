@@ -180,7 +180,9 @@ class ActionRunner(StoreDispatcher):
                             subject=job.action, data=data)
 
         async def write(ctx: WriteContext) -> ActionJob | None:
-            _, stored = await ctx.publish(outcome, cause=claimed.event)
+            # An operator's quick action starts a budget of its own (like a re-emit).
+            _, stored = await ctx.publish(outcome, cause=claimed.event,
+                                          fresh_root=job.operator is not None)
             finished = await ctx.tx.finish_action_job(
                 job.id, job.lease or "", state, time.time(),
                 result_seq=stored.seq if stored else None, error=result.error)

@@ -26,7 +26,7 @@ import orjson
 
 from broker.cli import client_options, json_option
 from broker.errors import BadRequest, Conflict, OpsbusError
-from broker.routing import hop_count
+from broker.lineage import hop_count
 from broker.timeutil import now_rfc3339
 
 if TYPE_CHECKING:

@@ -17,6 +17,16 @@ log = logging.getLogger(__name__)
 
 DEADLETTERED = "opsbus.delivery.deadlettered"
 RECORDED = "opsbus.action.recorded"
+DELIVERY_SOURCE = "opsbus/delivery"
+"""Source of the events about a subscription (dead letters, breaker changes), whose
+`subject` names the subscription."""
+
+
+def about_subscription(event: dict[str, Any]) -> str | None:
+    """The subscription a bus event is about (its dead letters, its breaker changes)."""
+    if event.get("source") == DELIVERY_SOURCE and isinstance(event.get("subject"), str):
+        return str(event["subject"])
+    return None
 
 
 def is_replay(event: dict[str, Any]) -> bool:
@@ -44,7 +54,7 @@ async def dead_letter(ctx: WriteContext, *, subscription: str, queue: str, deliv
     """Announce a dead letter (caused by the original event) and put it in front of a
     person: the announcement is handed to the dead-letter queue's target handler."""
     notice = new_event(
-        type=DEADLETTERED, source="opsbus/delivery", subject=subscription,
+        type=DEADLETTERED, source=DELIVERY_SOURCE, subject=subscription,
         data={"subscription": subscription, "delivery": delivery.id,
               "attempts": delivery.attempts, "last_status": delivery.last_status,
               "last_error": error or delivery.last_error, "seq": event.seq,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import yarl
 
 from broker.delivery.breaker import CircuitBreaker
-from broker.delivery.effects import dead_letter
+from broker.delivery.effects import DELIVERY_SOURCE, dead_letter
 from broker.delivery.signing import signature_headers
 from broker.delivery.subscriptions import Subscription, SubscriptionRegistry
 from broker.dispatcher import StoreDispatcher
@@ -229,7 +229,7 @@ class PushDispatcher(StoreDispatcher):
         else:
             log.warning("subscription %s resumed", sub.name)
         event = new_event(
-            type=f"opsbus.subscription.{what}", source="opsbus/delivery", subject=sub.name,
+            type=f"opsbus.subscription.{what}", source=DELIVERY_SOURCE, subject=sub.name,
             data={"subscription": sub.name, "consecutive_failures":
                   breaker.consecutive_failures if what == "suspended" else 0,
                   "last_error": breaker.last_error, "cooldown_s": sub.breaker_cooldown},

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from broker.delivery.breaker import BreakerState
-from broker.delivery.effects import is_replay, record_request
+from broker.delivery.effects import about_subscription, is_replay, record_request
 from broker.delivery.pull import PullService
 from broker.delivery.push import PushDispatcher, build_request
 from broker.delivery.subscriptions import Subscription, SubscriptionRegistry, redacted
@@ -70,6 +70,9 @@ class DeliveryService:
             return {"error": f"no subscription named {name!r}"}
         if not sub.enabled:
             return {"skipped": "subscription disabled"}
+        if about_subscription(stored.event) == name:
+            # Its own dead letters and breaker events would feed the failure back to it.
+            return {"skipped": "an event about this subscription"}
         if sub.is_push and is_replay(stored.event):
             request = build_request(sub, stored, f"replay_{stored.seq}")
             seq = await record_request(ctx, stored, source="opsbus/delivery",

@@ -8,13 +8,14 @@ from typing import Any
 from aiohttp import web
 
 from broker.core import Broker
-from broker.dryrun import QueueModel, evaluate_events, history, queue_model, with_draft
+from broker.dryrun import evaluate_events, history, queue_model, with_draft
 from broker.errors import BadRequest, InvalidConfig, NotFound, OpsbusError
 from broker.events import validate_event
 from broker.http.config_api import describe
 from broker.http.util import broker_of, json_response, read_object
 from broker.routing import CompiledRoute, compile_route, validate_route
 from broker.timeutil import parse_since
+from broker.todos.queues import Queue
 
 routes = web.RouteTableDef()
 
@@ -117,7 +118,7 @@ async def _test_history(broker: Broker, draft: CompiledRoute, spec: Any) -> dict
         raise BadRequest(f"history.limit must be an integer from 1 to {MAX_HISTORY}",
                          field="history.limit")
 
-    def model(name: str) -> QueueModel:
+    def model(name: str) -> Queue:
         if "queues" not in broker.config.kinds:
             return queue_model(name, None)
         try:

@@ -99,7 +99,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
     if chunked:
         response.enable_chunked_encoding()
     await response.prepare(request)
-    await response.write(b"retry: 1000\n: opsbus stream after %d\n\n" % after)
+    # The opening block names the point the stream starts after as its `id`: a client
+    # that reconnects before its first event (an EventSource sends Last-Event-ID from
+    # it) resumes from there instead of from "now", so nothing published meanwhile is
+    # lost. A block without data dispatches no message; it only sets the last id.
+    await response.write(b": opsbus stream after %d\nretry: 1000\nid: %d\n\n" % (after, after))
     keep = (lambda e: flt.matches(e.event)) if flt is not None else None
     watchdog = StalledWriteWatchdog(request, settings.stream_write_timeout_s)
     transport = request.transport

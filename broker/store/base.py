@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from broker.lineage import RootUse
 from broker.store.base_delivery import DeliveryReads, DeliveryWrites
 from broker.store.base_todos import TodoReads, TodoWrites
 from broker.store.records import AppendResult, ConfigObject, StoredEvent, TargetRecord
@@ -30,14 +31,23 @@ class WriteTxn(TodoWrites, DeliveryWrites, ABC):
     # -- events --------------------------------------------------------------------
     @abstractmethod
     async def append_event(
-        self, event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes
+        self, event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes, root: int = 0
     ) -> AppendResult:
-        """Append an event unless (source, id) is already stored.
+        """Append an event unless (source, id) is already stored; `root` is the seq of
+        the root event it derives from (0: it is a root).
 
         Returns the new seq, or the original seq with `duplicate=True` (and
         `conflict=True` when the stored content's digest differs). Seq is assigned in
         commit order: once this transaction commits, no event with a lower seq can
         still commit."""
+
+    @abstractmethod
+    async def root_use(self, root: int) -> RootUse:
+        """What root event `root` has used of its descendant budget so far."""
+
+    @abstractmethod
+    async def add_root_use(self, changes: Sequence[tuple[int, int, bool]]) -> None:
+        """Add (root, descendants, noticed) to each root's recorded use."""
 
     @abstractmethod
     async def append_events(

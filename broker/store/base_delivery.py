@@ -172,7 +172,8 @@ class ActionJob:
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "action": self.action, "seq": self.seq, "state": self.state.value,
-            "attempts": self.attempts, "params": self.params, "todo_id": self.todo_id,
+            "attempts": self.attempts, "next_at": self.next_at, "params": self.params,
+            "todo_id": self.todo_id,
             "operator": self.operator, "result_seq": self.result_seq,
             "last_error": self.last_error, "created_at": self.created_at,
             "updated_at": self.updated_at,

@@ -13,7 +13,7 @@ class StoredEvent:
     names of the routes it matched. `raw` is the canonical JSON of the event; the dict is
     decoded lazily because the SSE fan-out only needs the bytes."""
 
-    __slots__ = ("_event", "_frame", "raw", "recvtime", "routes", "seq")
+    __slots__ = ("_event", "_frame", "raw", "recvtime", "root", "routes", "seq")
 
     def __init__(
         self,
@@ -22,13 +22,21 @@ class StoredEvent:
         raw: bytes,
         routes: tuple[str, ...] = (),
         event: dict[str, Any] | None = None,
+        root: int = 0,
     ) -> None:
         self.seq = seq
         self.recvtime = recvtime
         self.raw = raw
         self.routes = routes
+        self.root = root
+        """The seq of the root event this one descends from; 0 when it is a root."""
         self._event = event
         self._frame: bytes | None = None
+
+    @property
+    def lineage_root(self) -> int:
+        """The root whose descendant budget this event's own descendants use."""
+        return self.root or self.seq
 
     @property
     def event(self) -> dict[str, Any]:
@@ -71,6 +79,8 @@ class AppendResult:
     duplicate: bool
     conflict: bool = False
     """True when (source, id) was stored before with different content."""
+    dropped: bool = False
+    """Not stored: the root event it derives from has used its descendant budget."""
 
 
 @dataclass(frozen=True, slots=True)

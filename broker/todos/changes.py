@@ -101,15 +101,17 @@ async def record(
     ctx: WriteContext, item: TodoItem, action: str, at: str, *, operator: str | None,
     note: str | None = None, cause: StoredEvent | None = None, event_seq: int | None = None,
     detail: dict[str, Any] | None = None,
-) -> int:
+) -> int | None:
     """Publish `opsbus.todo.<action>` for the item as it now is and append the history
-    entry, in the caller's transaction; returns the audit event's seq."""
+    entry, in the caller's transaction; returns the audit event's seq (None when the
+    event's root had used its descendant budget, so no audit event was stored)."""
     data: dict[str, Any] = {"item": item.to_dict(), "operator": operator, "note": note}
     if detail:
         data["detail"] = detail
     event = new_event(type=f"opsbus.todo.{action}", source=AUDIT_SOURCE,
                       subject=str(item.id), data=data, todoid=item.id)
     result, _ = await ctx.publish(event, cause=cause)
+    audit_seq = None if result.dropped else result.seq
     await ctx.tx.add_todo_history(item.id, TodoHistoryEntry(
-        at, action, operator, note, event_seq, result.seq, detail or {}))
-    return result.seq
+        at, action, operator, note, event_seq, audit_seq, detail or {}))
+    return audit_seq

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from broker.todos import changes
 from broker.todos.changes import SYSTEM
+from broker.todos.queues import Placement, place
 
 if TYPE_CHECKING:
     from broker.bus import WriteContext
@@ -26,10 +27,11 @@ async def take(service: TodoService, ctx: WriteContext, stored: StoredEvent,
         # Two routes sent the same event to this queue: it counts once.
         return {"todo": item.id, "key": key, "duplicate_target": True}
 
-    if queue.resolves(event):
-        # A resolving event closes the group's item and never opens one.
-        if item is None:
-            return {"key": key, "resolved": None}
+    placement = place(queue, event, active=item is not None)
+    if placement is Placement.IGNORE:
+        return {"key": key, "resolved": None}  # a resolving event never opens an item
+    if placement is Placement.RESOLVE:
+        assert item is not None
         await ctx.tx.add_todo_event(item.id, stored.seq)
         note = f"resolved by {event['type']} {event['id']}"
         item = changes.resolve(item, SYSTEM, note, at, auto=True)
@@ -40,7 +42,8 @@ async def take(service: TodoService, ctx: WriteContext, stored: StoredEvent,
         return {"todo": item.id, "key": key, "resolved": True}
 
     title, priority = queue.title_of(event), queue.priority_of(event)
-    if item is not None:
+    if placement is Placement.ATTACH:
+        assert item is not None
         await ctx.tx.add_todo_event(item.id, stored.seq)
         item = changes.attach(item, stored.seq, at, title, priority)
         await ctx.tx.save_todo(item)

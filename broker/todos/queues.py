@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from broker.errors import InvalidConfig, OpsbusError
@@ -153,3 +154,27 @@ class Queue:
 
     def resolves(self, event: dict[str, Any]) -> bool:
         return self.resolve_filter is not None and self.resolve_filter.matches(event)
+
+
+class Placement(StrEnum):
+    """What a queue does with one routed event."""
+
+    OPEN = "open"
+    """A new item for the event's group."""
+    ATTACH = "attach"
+    """Counted into the group's open or claimed item."""
+    RESOLVE = "resolve"
+    """Resolves the group's item (the queue's resolve_filter matched)."""
+    IGNORE = "ignore"
+    """A resolving event for a group with no item: nothing opens."""
+
+
+def place(queue: Queue, event: dict[str, Any], *, active: bool) -> Placement:
+    """The grouping decision, given whether the event's group (`queue.key_of(event)`)
+    has an open or claimed item. The engine (`todos.intake`) and the route dry run
+    both call this, with the queue's own `key_of`, `title_of` and `priority_of`, so a
+    preview can never disagree with what routing does. (Silences, which only keep an
+    OPEN from happening, are state the dry run does not model.)"""
+    if queue.resolves(event):
+        return Placement.RESOLVE if active else Placement.IGNORE
+    return Placement.ATTACH if active else Placement.OPEN

@@ -186,7 +186,8 @@ class TodoService:
         copy = reemitted_copy(original.event, body)
 
         async def unit(ctx: WriteContext) -> tuple[TodoItem, dict[str, Any]]:
-            result, _ = await ctx.publish(copy, cause=original)
+            # An operator's act: the copy keeps its lineage but starts a budget of its own.
+            result, _ = await ctx.publish(copy, cause=original, fresh_root=True)
             # Routing the copy may have changed this very item (it can group into it),
             # so lock and read it only now.
             current = await ctx.tx.lock_todo(todo_id)

@@ -8,15 +8,16 @@ from typing import Any
 
 import orjson
 
+from broker.lineage import RootUse
 from broker.store.records import AppendResult, ConfigObject, StoredEvent, TargetRecord
 from broker.timeutil import now_rfc3339
 
-EVENT_COLUMNS = "seq, recvtime, body, routes"
+EVENT_COLUMNS = "seq, recvtime, body, routes, root"
 
 
 def row_to_event(row: Sequence[Any]) -> StoredEvent:
     routes = tuple(orjson.loads(row[3])) if row[3] else ()
-    return StoredEvent(row[0], row[1], bytes(row[2]), routes)
+    return StoredEvent(row[0], row[1], bytes(row[2]), routes, root=row[4] or 0)
 
 
 def row_to_config(row: Sequence[Any]) -> ConfigObject:
@@ -29,16 +30,16 @@ class EventWrites:
     conn: sqlite3.Connection
 
     async def append_event(
-        self, event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes
+        self, event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes, root: int = 0
     ) -> AppendResult:
         row = self.conn.execute(
             "INSERT INTO events (source, id, type, subject, time, recvtime, correlationid,"
-            " causationid, digest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " causationid, digest, body, root) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (source, id) DO NOTHING RETURNING seq",
             (
                 event["source"], event["id"], event["type"], event.get("subject"),
                 event.get("time"), recvtime, _text(event.get("correlationid")),
-                _text(event.get("causationid")), digest, raw,
+                _text(event.get("causationid")), digest, raw, root or None,
             ),
         ).fetchone()
         if row is not None:
@@ -98,6 +99,20 @@ class EventWrites:
         self.conn.executemany(
             "UPDATE events SET routes = ? WHERE seq = ?",
             [(orjson.dumps(list(routes)), seq) for seq, routes in items],
+        )
+
+    async def root_use(self, root: int) -> RootUse:
+        row = self.conn.execute(
+            "SELECT descendants, noticed FROM event_lineage WHERE root = ?", (root,)
+        ).fetchone()
+        return RootUse(row[0], bool(row[1])) if row else RootUse()
+
+    async def add_root_use(self, changes: Sequence[tuple[int, int, bool]]) -> None:
+        self.conn.executemany(
+            "INSERT INTO event_lineage (root, descendants, noticed) VALUES (?, ?, ?)"
+            " ON CONFLICT (root) DO UPDATE SET descendants = descendants"
+            " + excluded.descendants, noticed = max(noticed, excluded.noticed)",
+            [(root, added, int(noticed)) for root, added, noticed in changes],
         )
 
     async def add_targets(self, records: Sequence[TargetRecord]) -> None:
