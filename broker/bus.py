@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import orjson
 
+from broker.clock import Clock
 from broker.errors import Conflict, OpsbusError, Unavailable
 from broker.events import new_event
 from broker.hub import Hub
@@ -25,7 +26,6 @@ from broker.lineage import (
 )
 from broker.store.base import Store, WriteTxn
 from broker.store.records import AppendResult, StoredEvent, TargetRecord
-from broker.timeutil import now_rfc3339
 
 if TYPE_CHECKING:
     from broker.routing import Router
@@ -163,6 +163,7 @@ class WriteContext:
                            root={"seq": root, "id": root_event.get("id"),
                                  "type": root_event.get("type")}, chain=chain)
         notice = new_event(type=LOOP_TYPE, source=LOOP_SOURCE, subject=str(cut.get("type")),
+                           time=self.recvtime,
                            data=data, causationid=str(at.event["id"]),
                            correlationid=str(at.event.get("correlationid") or at.event["id"]),
                            hopcount=0)
@@ -222,9 +223,10 @@ class _Work(Generic[T]):
 class Bus:
     """Publish events and run state changes through the single writer."""
 
-    def __init__(self, store: Store, hub: Hub, router: Router, *, max_batch: int = 2000,
-                 max_descendants: int = 100) -> None:
+    def __init__(self, store: Store, hub: Hub, router: Router, clock: Clock, *,
+                 max_batch: int = 2000, max_descendants: int = 100) -> None:
         self.store = store
+        self.clock = clock
         self.hub = hub
         self.router = router
         self.max_batch = max_batch
@@ -312,7 +314,7 @@ class Bus:
         started = perf_counter()
         try:
             async with self.store.transaction() as tx:
-                ctx = WriteContext(self, tx, now_rfc3339())
+                ctx = WriteContext(self, tx, self.clock.stamp())
                 for work in group:
                     mark = ctx.mark()
                     try:

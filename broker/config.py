@@ -15,7 +15,6 @@ import orjson
 from broker.errors import Conflict, InvalidConfig, NotFound, OpsbusError
 from broker.settings import load_config_file
 from broker.store.records import ConfigObject
-from broker.timeutil import now_rfc3339
 
 if TYPE_CHECKING:
     from broker.bus import WriteContext
@@ -41,6 +40,7 @@ class ConfigManager:
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
+        self.clock = broker.clock
         self.kinds: dict[str, Kind] = {}
         self.listeners: list[Callable[[list[ConfigObject]], None]] = []
         self.objects: list[ConfigObject] = []
@@ -133,13 +133,14 @@ class ConfigManager:
                         log.warning("%s %r from %s replaces the one created through the API",
                                     self.kinds[kind].singular, spec["name"], path)
                     if old is None or old.spec != spec or old.origin != "file":
-                        await ctx.tx.put_config(kind, spec["name"], spec, "file")
+                        await ctx.tx.put_config(kind, spec["name"], spec, "file",
+                                                self.clock.stamp())
 
         await self.broker.bus.run(apply)
         self.file_sections = {k: v for k, v in doc.items() if k in FILE_SECTIONS_NOT_OBJECTS}
         self.path = str(path)
         self.last_error = self.last_error_at = None
-        self.loaded_at = now_rfc3339()
+        self.loaded_at = self.clock.stamp()
         await self.refresh()
 
     async def refresh(self) -> None:
@@ -188,7 +189,8 @@ class ConfigManager:
                     f"{self.kind(kind).singular} {normalised['name']!r} is defined in the"
                     " config file; edit the file instead"
                 )
-            obj = await ctx.tx.put_config(kind, normalised["name"], normalised, "api")
+            obj = await ctx.tx.put_config(kind, normalised["name"], normalised, "api",
+                                          self.clock.stamp())
             return obj, old is None
 
         result = await self.broker.bus.run(write)
@@ -239,11 +241,11 @@ class ConfigManager:
         try:
             await self.load_file(path)
         except OpsbusError as exc:
-            self.last_error, self.last_error_at = exc.detail, now_rfc3339()
+            self.last_error, self.last_error_at = exc.detail, self.clock.stamp()
             log.error("configuration not reloaded, keeping the running one: %s", exc.detail)
             return False
         except Exception as exc:
-            self.last_error, self.last_error_at = f"{path}: {exc}", now_rfc3339()
+            self.last_error, self.last_error_at = f"{path}: {exc}", self.clock.stamp()
             log.exception("configuration reload failed; keeping the running one")
             return False
         self.reloads += 1

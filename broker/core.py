@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from broker.bus import Bus
+from broker.clock import Clock, ManualClock, SystemClock
 from broker.config import ConfigManager, Kind
 from broker.filters import configure as configure_filter_limits
 from broker.filters import limits_of
@@ -37,15 +38,19 @@ Service = Callable[[], Awaitable[None]]
 class Broker:
     """Everything one `opsbus serve` process runs, wired together."""
 
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    def __init__(self, settings: Settings, store: Store | None = None,
+                 clock: Clock | None = None) -> None:
         self.settings = settings
         # Every filter compiled in this process (routes, subscriptions, streams, ...) is
         # held to the settings' filter_* limits.
         configure_filter_limits(limits_of(settings))
+        self.clock = clock or (ManualClock() if settings.test_clock else SystemClock())
+        """The one clock every component reads; a manual one with `--test-clock`."""
         self.store = store or open_store(settings)
-        self.hub = Hub()
+        self.hub = Hub(self.clock)
         self.router = Router(hop_limit=settings.hop_limit)
-        self.bus = Bus(self.store, self.hub, self.router, max_batch=settings.max_batch_commit,
+        self.bus = Bus(self.store, self.hub, self.router, self.clock,
+                       max_batch=settings.max_batch_commit,
                        max_descendants=settings.max_descendants)
         self.config = ConfigManager(self)
         self.config.register_kind(Kind("routes", "route", validate_route))

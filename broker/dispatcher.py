@@ -22,6 +22,7 @@ class StoreDispatcher(ABC):
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
+        self.clock = broker.clock
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -49,10 +50,7 @@ class StoreDispatcher(ABC):
                 self._wake.clear()
                 wait = await self._pass()
                 if wait > 0:
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), wait)
-                    except TimeoutError:
-                        pass
+                    await self.clock.wait(self._wake, wait)
         finally:
             await self._drain(0)
             await close_session(self._session)

@@ -7,6 +7,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
+from broker.clock import Clock
 from broker.store.records import StoredEvent
 
 log = logging.getLogger(__name__)
@@ -17,7 +18,7 @@ class Subscriber:
     flagged instead: the reader then catches up from the store, so nothing is lost and
     a slow reader costs the hub nothing."""
 
-    def __init__(self, maxsize: int, hub: Hub | None = None) -> None:
+    def __init__(self, maxsize: int, hub: Hub) -> None:
         self.maxsize = maxsize
         self._hub = hub
         self._batches: deque[list[StoredEvent]] = deque()
@@ -59,8 +60,7 @@ class Subscriber:
     def _overflow(self) -> None:
         self.overflowed = True
         self.sink = None
-        if self._hub is not None:
-            self._hub.overflows += 1
+        self._hub.overflows += 1
         self._batches.clear()
         self._count = 0
         self._wake()
@@ -78,10 +78,9 @@ class Subscriber:
         """The batches received so far; waits for one, or until the hub's ticker finds
         this subscriber idle for `timeout` seconds ([] then)."""
         if not self._batches and not (self.overflowed or self.closed):
-            loop = asyncio.get_running_loop()
             self.idle_timeout = timeout
-            self.waiting_since = loop.time()
-            waiter = self._waiter = loop.create_future()
+            self.waiting_since = self._hub.clock.monotonic()
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await waiter
             finally:
@@ -111,7 +110,8 @@ def _ascending(batch: list[StoredEvent]) -> bool:
 class Hub:
     """Fans out each committed batch to every subscriber, in commit (seq) order."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self._subscribers: set[Subscriber] = set()
         self.head = 0
         self.closed = False
@@ -153,10 +153,9 @@ class Hub:
     async def tick(self, interval: float = 0.25) -> None:
         """Wake subscribers idle longer than their timeout (heartbeats): one timer for
         the whole hub instead of one per wait."""
-        loop = asyncio.get_running_loop()
         while not self.closed:
-            await asyncio.sleep(interval)
-            now = loop.time()
+            await self.clock.sleep(interval)
+            now = self.clock.monotonic()
             for sub in list(self._subscribers):
                 since, limit = sub.waiting_since, sub.idle_timeout
                 if since is not None and limit is not None and now - since >= limit:

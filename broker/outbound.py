@@ -16,7 +16,7 @@ import ipaddress
 import socket
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -176,15 +176,15 @@ class OutboundResult:
         return self.status in (408, 429) or self.status >= 500
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """`Retry-After` as seconds from now (delta-seconds or an HTTP date)."""
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """`Retry-After` as seconds from `now` (Unix seconds): delta-seconds or an HTTP date."""
     if not value:
         return None
     value = value.strip()
     if value.isdigit():
         return float(value)
     try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
     except (TypeError, ValueError):
         return None
 
@@ -205,8 +205,11 @@ def refused_reason(exc: BaseException) -> str | None:
 
 
 async def send(session: aiohttp.ClientSession, request: OutboundRequest, *,
-               timeout: float, body_limit: int = DEFAULT_BODY_LIMIT) -> OutboundResult:
-    """Make the call; every failure becomes a result (refusals are not retryable)."""
+               timeout: float, now: Callable[[], float],
+               body_limit: int = DEFAULT_BODY_LIMIT) -> OutboundResult:
+    """Make the call; every failure becomes a result (refusals are not retryable).
+    `now` gives the Unix time an HTTP-date `Retry-After` is measured from (the broker's
+    clock)."""
     started = time.perf_counter()
 
     def elapsed() -> float:
@@ -227,7 +230,7 @@ async def send(session: aiohttp.ClientSession, request: OutboundRequest, *,
                 resp.status, elapsed(), raw[:body_limit].decode(errors="replace"),
                 len(raw) > body_limit, resp.headers.get("Content-Type"),
                 None if resp.status < 400 else f"HTTP {resp.status} {resp.reason or ''}".strip(),
-                retry_after=retry_after_seconds(resp.headers.get("Retry-After")),
+                retry_after=retry_after_seconds(resp.headers.get("Retry-After"), now()),
             )
     except OutboundRefused as exc:
         return OutboundResult(None, elapsed(), error=str(exc), refused=True)

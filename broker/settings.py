@@ -81,6 +81,9 @@ class Settings:
     """Most elements in one CESQL `IN (...)` set."""
     filter_max_dialect_depth: int = DEFAULT_LIMITS.max_dialect_depth
     """Deepest nesting of the `all`, `any` and `not` filter dialects; at most 64."""
+    test_clock: bool = False
+    """Tests only: run on a manual clock that moves only when `POST /v1/test/clock`
+    advances it (refused, 404, unless this is set). Never in production."""
 
     @property
     def host(self) -> str:

@@ -16,7 +16,7 @@ from broker.errors import BadRequest, NotFound, OpsbusError
 from broker.filters import Filter, compile_filter
 from broker.routing import check_name
 from broker.store.base_todos import Silence
-from broker.timeutil import now, parse_duration, parse_rfc3339, to_rfc3339
+from broker.timeutil import parse_duration, parse_rfc3339, seconds_between, to_rfc3339
 
 if TYPE_CHECKING:
     from broker.bus import WriteContext
@@ -69,10 +69,10 @@ def parse_end(body: dict[str, Any], start: str) -> str:
     return ends_at
 
 
-def describe(silence: Silence, at: str | None = None) -> dict[str, Any]:
-    """The API form: the stored silence plus whether it holds and the seconds left."""
-    at = at or to_rfc3339(now())
-    remaining = (parse_rfc3339(silence.ends_at) - parse_rfc3339(at)).total_seconds()
+def describe(silence: Silence, at: str) -> dict[str, Any]:
+    """The API form at stamp `at`: the stored silence plus whether it holds and the
+    seconds left."""
+    remaining = seconds_between(at, silence.ends_at)
     return {"id": silence.id, "matcher": silence.matcher, "queue": silence.queue,
             "comment": silence.comment, "author": silence.author,
             "created_at": silence.created_at, "ends_at": silence.ends_at,
@@ -85,8 +85,13 @@ class Silences:
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
+        self.clock = broker.clock
         self._filters: dict[int, Filter] = {}
         """Compiled `filter` matchers by silence id (a silence never changes its matcher)."""
+
+    def describe(self, silence: Silence) -> dict[str, Any]:
+        """The API form now (see `describe`)."""
+        return describe(silence, self.clock.stamp())
 
     async def create(self, body: dict[str, Any], operator: str) -> Silence:
         unknown = sorted(set(body) - set(SILENCE_FIELDS))
@@ -100,7 +105,7 @@ class Silences:
         comment = body.get("comment", "")
         if not isinstance(comment, str):
             raise BadRequest("comment must be a string", field="comment")
-        created = to_rfc3339(now())
+        created = self.clock.stamp()
         ends_at = parse_end(body, created)
 
         async def write(ctx: WriteContext) -> Silence:
@@ -114,7 +119,7 @@ class Silences:
         """End a silence now (a silence that already ended is returned unchanged)."""
 
         async def write(ctx: WriteContext) -> Silence | None:
-            return await ctx.tx.expire_silence(silence_id, to_rfc3339(now()), operator)
+            return await ctx.tx.expire_silence(silence_id, self.clock.stamp(), operator)
 
         silence = await self.broker.bus.run(write)
         if silence is None:
@@ -128,7 +133,7 @@ class Silences:
         return silence
 
     async def list(self, include_expired: bool = False) -> list[Silence]:
-        return await self.broker.store.list_silences(to_rfc3339(now()),
+        return await self.broker.store.list_silences(self.clock.stamp(),
                                                      include_expired=include_expired)
 
     async def matching(self, ctx: WriteContext, queue: str, key: str,

@@ -1,4 +1,5 @@
-"""Time helpers: RFC 3339 timestamps and human durations like `30m`."""
+"""Time helpers: the broker's time encoding (RFC 3339 UTC stamps), human durations like
+`30m`, and arithmetic on stamps. Nothing here reads the clock (see `broker.clock`)."""
 
 from __future__ import annotations
 
@@ -14,18 +15,20 @@ MAX_DURATION_S = 100 * 365 * 86400
 overflow the date arithmetic of leases, snoozes and silences."""
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 def to_rfc3339(moment: datetime) -> str:
     """UTC, microseconds, `Z` suffix: sorts as text in time order."""
     # isoformat, not strftime: `%Y` drops the leading zeros of years before 1000.
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def now_rfc3339() -> str:
-    return to_rfc3339(now())
+def later(stamp: str, seconds: float) -> str:
+    """The stamp `seconds` after `stamp`."""
+    return to_rfc3339(parse_rfc3339(stamp) + timedelta(seconds=seconds))
+
+
+def seconds_between(start: str, end: str) -> float:
+    """Seconds from stamp `start` to stamp `end` (negative when `end` is earlier)."""
+    return (parse_rfc3339(end) - parse_rfc3339(start)).total_seconds()
 
 
 def parse_rfc3339(text: str) -> datetime:
@@ -56,11 +59,11 @@ def parse_duration(text: str | float | int, what: str = "duration") -> float:
     return seconds
 
 
-def parse_since(text: str, what: str = "since") -> str:
-    """An RFC 3339 time or a duration back from now (`24h`), as an RFC 3339 string."""
+def parse_since(text: str, what: str, now: datetime) -> str:
+    """An RFC 3339 time or a duration back from `now` (`24h`), as a stamp."""
     try:
         return to_rfc3339(parse_rfc3339(text))
     except ValueError:
         pass
     seconds = parse_duration(text, what)
-    return to_rfc3339(now() - timedelta(seconds=seconds))
+    return to_rfc3339(now - timedelta(seconds=seconds))

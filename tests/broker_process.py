@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,14 +23,22 @@ def free_port() -> int:
 
 
 class BrokerProcess:
-    """`opsbus serve` as a child process; restartable on the same data directory."""
+    """`opsbus serve` as a child process; restartable on the same data directory.
+
+    With `test_clock=True` the broker runs on a manual clock (`--test-clock`): its time
+    stands still until `await proc.advance(http, seconds)` moves it, firing the timers
+    that fall due (sweeps, retries, lease expiries, heartbeats) and answering once the
+    work they woke is back waiting on the clock. Use it instead of sleeping: a lease
+    that must lapse lapses because the test advanced time past it, and "nothing
+    happened yet" is exact because the clock has not reached the moment."""
 
     def __init__(self, data_dir: Path, *, config: Path | None = None,
-                 env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+                 env: dict[str, str] | None = None, args: list[str] | None = None,
+                 test_clock: bool = False) -> None:
         self.data_dir = data_dir
         self.config = config
         self.extra_env = env or {}
-        self.args = args or []
+        self.args = [*(args or []), *(["--test-clock"] if test_clock else [])]
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-broker.log"
@@ -61,6 +70,13 @@ class BrokerProcess:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"broker did not become ready:\n{self.log()}")
+
+    async def advance(self, http: Any, seconds: float) -> dict[str, Any]:
+        """Move the broker's manual clock forward (`POST /v1/test/clock`); its state."""
+        async with http.post(self.url + "/v1/test/clock", json={"advance": seconds}) as resp:
+            assert resp.status == 200, await resp.text()
+            state: dict[str, Any] = await resp.json()
+            return state
 
     def log(self) -> str:
         try:

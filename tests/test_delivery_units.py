@@ -100,9 +100,11 @@ def test_breaker_opens_probes_and_closes():
 
 
 def test_retry_after_forms():
-    assert retry_after_seconds("7") == 7
-    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0
-    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+    now = 1445412400.0  # 2015-10-21T07:26:40Z
+    assert retry_after_seconds("7", now) == 7
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now) == 80
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now + 600) == 0
+    assert retry_after_seconds("soon", now) is None and retry_after_seconds(None, now) is None
 
 
 def test_url_values_are_escaped_by_position():

@@ -19,6 +19,7 @@ from broker.events import new_event
 from broker.outbound import OutboundResult, send
 from broker.store.base_delivery import ActionJob, ClaimedJob, JobState
 from broker.store.records import StoredEvent
+from broker.timeutil import later
 
 if TYPE_CHECKING:
 
@@ -78,17 +79,16 @@ class ActionRunner(StoreDispatcher):
         if room <= 0 or self._stopping:
             return poll
         due = await self.broker.store.next_action_due()
-        now = time.time()
         if due is None:
             return poll
-        if due > now:
-            return min(poll, due - now)
+        if due > self.clock.stamp():
+            return min(poll, self.clock.seconds_until(due))
         # Jobs run for the longest timeout any action has, plus a margin, before
         # another runner (after a crash) may take them over.
         longest = max((a.timeout for a in self.registry.by_name.values()), default=10.0)
         try:
             claimed = await self.broker.bus.run(
-                lambda ctx: ctx.tx.claim_action_jobs(room, time.time(),
+                lambda ctx: ctx.tx.claim_action_jobs(room, self.clock.stamp(),
                                                      longest * 2 + LEASE_MARGIN_S))
         except OpsbusError as exc:
             log.warning("could not claim action jobs: %s", exc.detail)
@@ -143,7 +143,7 @@ class ActionRunner(StoreDispatcher):
         except RenderError as exc:
             return OutboundResult(None, 0.0, error=exc.detail, refused=True), {}
         assert self._session is not None
-        result = await send(self._session, outbound, timeout=action.timeout,
+        result = await send(self._session, outbound, timeout=action.timeout, now=self.clock.epoch,
                             body_limit=BODY_LIMIT)
         return result, {"method": outbound.method, "url": outbound.url}
 
@@ -158,9 +158,10 @@ class ActionRunner(StoreDispatcher):
             if result.retry_after is not None:
                 delay = max(delay, result.retry_after)
             self.stats["retried"] += 1
+            now = self.clock.stamp()
             await self._write(lambda ctx: ctx.tx.finish_action_job(
-                job.id, job.lease or "", JobState.PENDING, time.time(),
-                next_at=time.time() + delay, error=result.error))
+                job.id, job.lease or "", JobState.PENDING, now,
+                next_at=later(now, delay), error=result.error))
             return
         kind = action.kind if action else None
         data: dict[str, Any] = {
@@ -177,6 +178,7 @@ class ActionRunner(StoreDispatcher):
         state = JobState.SUCCEEDED if result.ok else JobState.FAILED
         self.stats[state.value] += 1
         outcome = new_event(type=SUCCEEDED if result.ok else FAILED, source="opsbus/actions",
+                            time=self.clock.stamp(),
                             subject=job.action, data=data)
 
         async def write(ctx: WriteContext) -> ActionJob | None:
@@ -184,7 +186,7 @@ class ActionRunner(StoreDispatcher):
             _, stored = await ctx.publish(outcome, cause=claimed.event,
                                           fresh_root=job.operator is not None)
             finished = await ctx.tx.finish_action_job(
-                job.id, job.lease or "", state, time.time(),
+                job.id, job.lease or "", state, self.clock.stamp(),
                 result_seq=stored.seq if stored else None, error=result.error)
             if finished is not None and stored is not None:
                 for hook in self.on_result:

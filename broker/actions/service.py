@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,6 @@ from broker.delivery.effects import is_replay, record_request
 from broker.errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable
 from broker.store.base_delivery import ActionJob, JobState
 from broker.store.records import ConfigObject, StoredEvent
-from broker.timeutil import now_rfc3339
 
 if TYPE_CHECKING:
     from broker.bus import WriteContext
@@ -32,7 +30,8 @@ class ActionService:
 
     def __init__(self, broker: Broker, environ: Mapping[str, str]) -> None:
         self.broker = broker
-        self.registry = ActionRegistry(environ)
+        self.clock = broker.clock
+        self.registry = ActionRegistry(environ, broker.clock)
         self.runner = ActionRunner(broker, self.registry)
         self.runner.on_result.append(self._attach_to_todo)
 
@@ -56,7 +55,7 @@ class ActionService:
             seq = await record_request(ctx, stored, source="opsbus/actions",
                                        target=f"action:{name}", request=request)
             return {"recorded": seq}
-        job_id = await ctx.tx.add_action_job(name, stored.seq, time.time())
+        job_id = await ctx.tx.add_action_job(name, stored.seq, self.clock.stamp())
         ctx.on_commit(self.runner.wake)
         return {"job": job_id}
 
@@ -97,12 +96,12 @@ class ActionService:
             raise Conflict(f"queue {item.queue!r} permits action {name!r}, but no action"
                            " with that name is configured")
         job_id = await self.broker.bus.run(lambda ctx: ctx.tx.add_action_job(
-            name, item.event_seq, time.time(), params=params, todo_id=item.id,
+            name, item.event_seq, self.clock.stamp(), params=params, todo_id=item.id,
             operator=operator))
         future = self.runner.waiter(job_id)
         self.runner.wake()
         try:
-            job = await asyncio.wait_for(asyncio.shield(future), wait_s)
+            job = await self.clock.within(asyncio.shield(future), wait_s)
         except TimeoutError:
             self.runner._waiters.pop(job_id, None)
             current = await self.broker.store.get_action_job(job_id)
@@ -122,7 +121,7 @@ class ActionService:
         item = await ctx.tx.lock_todo(job.todo_id)
         if item is None:
             return
-        at = now_rfc3339()
+        at = self.clock.stamp()
         item = changes.touch(item, at)
         await ctx.tx.save_todo(item)
         await ctx.tx.add_todo_event(item.id, result.seq)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from broker.actions.render import (
     render_text,
     render_url,
 )
+from broker.clock import Clock
 from broker.delivery.subscriptions import validate_headers
 from broker.errors import InvalidConfig, OpsbusError
 from broker.outbound import OutboundRequest, header_name_ok, secret_headers
@@ -136,23 +136,24 @@ def validate_action(spec: Any) -> dict[str, Any]:
 class RateLimiter:
     """A token bucket: `count` calls per `per` seconds, bursts up to `count`."""
 
-    def __init__(self, count: float, per: float) -> None:
+    def __init__(self, count: float, per: float, clock: Clock) -> None:
         self.rate = count / per
         self.capacity = max(1.0, count)
         self.tokens = self.capacity
-        self.updated = time.monotonic()
+        self.clock = clock
+        self.updated = clock.monotonic()
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
         async with self._lock:
             while True:
-                now = time.monotonic()
+                now = self.clock.monotonic()
                 self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
                 self.updated = now
                 if self.tokens >= 1:
                     self.tokens -= 1
                     return
-                await asyncio.sleep((1 - self.tokens) / self.rate)
+                await self.clock.sleep((1 - self.tokens) / self.rate)
 
 
 @dataclass
@@ -210,11 +211,11 @@ def _resolve_auth(auth: dict[str, Any], environ: Mapping[str, str]) -> dict[str,
     return {auth["header"]: need(auth["key_env"])}
 
 
-def build(spec: dict[str, Any], environ: Mapping[str, str]) -> Action:
+def build(spec: dict[str, Any], environ: Mapping[str, str], clock: Clock) -> Action:
     rate = parse_rate(spec["rate"], "rate") if spec.get("rate") else None
     action = Action(spec["name"], spec["kind"], spec, parse_duration(spec["timeout"]),
                     spec["retries"], parse_duration(spec["retry_backoff"]),
-                    RateLimiter(*rate) if rate else None)
+                    RateLimiter(*rate, clock) if rate else None)
     if action.kind != "http":
         return action
     action.method = spec["method"]
@@ -237,8 +238,9 @@ def build(spec: dict[str, Any], environ: Mapping[str, str]) -> Action:
 class ActionRegistry:
     """The live actions; a reload keeps each unchanged action's rate limiter."""
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(self, environ: Mapping[str, str], clock: Clock) -> None:
         self._environ = environ
+        self._clock = clock
         self.by_name: dict[str, Action] = {}
 
     def load(self, objects: Iterable[ConfigObject]) -> None:
@@ -247,7 +249,7 @@ class ActionRegistry:
             if obj.kind != "actions":
                 continue
             old = self.by_name.get(obj.name)
-            action = build(obj.spec, self._environ)
+            action = build(obj.spec, self._environ, self._clock)
             if old is not None and old.spec.get("rate") == obj.spec.get("rate"):
                 action.limiter = old.limiter
             table[obj.name] = action

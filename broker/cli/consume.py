@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from broker.cli import client_options, json_option
+from broker.clock import SystemClock
 from broker.errors import BadRequest, Conflict, OpsbusError
 from broker.lineage import hop_count
-from broker.timeutil import now_rfc3339
+from broker.timeutil import parse_rfc3339
 
 if TYPE_CHECKING:
     from broker.client import OpsbusClient
@@ -107,7 +108,7 @@ def result_event(output: bytes, trigger: dict[str, Any], subscription: str
     doc.setdefault("specversion", "1.0")
     doc.setdefault("id", str(uuid.uuid4()))
     doc.setdefault("source", f"opsbus/consume/{subscription}")
-    doc.setdefault("time", now_rfc3339())
+    doc.setdefault("time", SystemClock().stamp())
     doc["causationid"] = str(trigger["id"])
     doc["correlationid"] = str(trigger.get("correlationid") or trigger["id"])
     doc["hopcount"] = hop_count(trigger.get("hopcount")) + 1
@@ -204,8 +205,9 @@ class Consumer:
 
     async def keep_lease(self, message: dict[str, Any]) -> None:
         """Renew the lease at half its length while the command runs."""
-        expires = float(message.get("lease_expires_at") or 0)
-        period = max(0.5, (expires - time.time()) / 2) if expires else 10.0
+        expires = message.get("lease_expires_at")
+        left = (parse_rfc3339(expires) - SystemClock().now()).total_seconds() if expires else 0
+        period = max(0.5, left / 2) if expires else 10.0
         while True:
             await asyncio.sleep(period)
             try:

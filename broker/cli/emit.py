@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 
 from broker.cli import client_options, json_option
+from broker.clock import SystemClock
 from broker.errors import BadRequest
-from broker.timeutil import now_rfc3339
 
 
 def register(sub: Any) -> None:
@@ -78,7 +78,7 @@ def build_event(args: argparse.Namespace) -> dict[str, Any]:
         "id": args.id or str(uuid.uuid4()),
         "source": args.source or f"cli/{getpass.getuser()}@{socket.gethostname()}",
         "type": args.type,
-        "time": args.time or now_rfc3339(),
+        "time": args.time or SystemClock().stamp(),
     }
     if args.subject:
         event["subject"] = args.subject

@@ -54,11 +54,13 @@ async def export(args: argparse.Namespace) -> int:
 async def write_events(client: Any, args: argparse.Namespace, out: IO[bytes]
                        ) -> tuple[int, int | None, int | None]:
     """Page through `GET /v1/events` and write each event; (count, first seq, last seq)."""
+    from broker.clock import SystemClock
     from broker.timeutil import parse_since
 
     # Resolved once: a duration sent with every page would slide the window while paging.
-    since = parse_since(args.since) if args.since else None
-    until = parse_since(args.until, "until") if args.until else None
+    now = SystemClock().now()
+    since = parse_since(args.since, "since", now) if args.since else None
+    until = parse_since(args.until, "until", now) if args.until else None
     count, first, last = 0, None, None
     after: int | None = args.after
     while after is not None and (args.limit is None or count < args.limit):

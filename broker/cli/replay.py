@@ -15,9 +15,10 @@ from typing import Any
 import orjson
 
 from broker.cli import client_options, json_option
+from broker.clock import SystemClock
 from broker.errors import BadRequest, Conflict, TooLarge
 from broker.eventfiles import FileEvent
-from broker.timeutil import now, parse_rfc3339, to_rfc3339
+from broker.timeutil import parse_rfc3339, to_rfc3339
 
 MAX_BATCH_BYTES = 2 * 1024 * 1024
 """Request size a batch stays under (the broker's default limit is 4 MiB)."""
@@ -84,7 +85,7 @@ def order_entries(entries: list[FileEvent], order: str) -> list[FileEvent]:
     """Entries in sending order; `time` sorts stably by event time, untimed ones last."""
     if order != "time":
         return entries
-    epoch = now().replace(year=1)
+    epoch = SystemClock().now().replace(year=1)
     return sorted(entries, key=lambda e: (_time_of(e.event) is None,
                                           _time_of(e.event) or epoch))
 
@@ -95,14 +96,14 @@ def prepare(events: list[dict[str, Any]], run: str, *, keep_ids: bool, live: boo
     shifted so the first event is now, unless `keep_ids`."""
     times = [_time_of(e) for e in events]
     first = next((t for t in times if t is not None), None)
-    shift = now() - first if first is not None else timedelta(0)
+    shift = SystemClock().now() - first if first is not None else timedelta(0)
     new_ids: dict[str, str] = {}
     prepared = []
     for event, moment in zip(events, times, strict=True):
         copy = dict(event)
         if not keep_ids:
             new_ids[str(event["id"])] = copy["id"] = str(uuid.uuid4())
-            copy["time"] = to_rfc3339(moment + shift) if moment else to_rfc3339(now())
+            copy["time"] = to_rfc3339(moment + shift) if moment else SystemClock().stamp()
             cause = copy.get("causationid")
             if isinstance(cause, str) and cause in new_ids:
                 copy["causationid"] = new_ids[cause]

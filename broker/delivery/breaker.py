@@ -3,7 +3,6 @@ after a cool-down, resume on the first success."""
 
 from __future__ import annotations
 
-import time
 from enum import StrEnum
 
 
@@ -24,22 +23,22 @@ class CircuitBreaker:
         self.reopen_at = 0.0
         self.last_error: str | None = None
 
-    def permits(self, in_flight: int, now: float | None = None) -> int | None:
-        """How many new attempts may start: None means "no limit from the breaker"; while
-        open, none until the cool-down ends, then a single probe."""
+    def permits(self, in_flight: int, now: float) -> int | None:
+        """How many new attempts may start at monotonic time `now`: None means "no limit
+        from the breaker"; while open, none until the cool-down ends, then one probe."""
         if self.state is BreakerState.CLOSED:
             return None
         if self.state is BreakerState.OPEN:
-            if (now or time.monotonic()) < self.reopen_at:
+            if now < self.reopen_at:
                 return 0
             self.state = BreakerState.HALF_OPEN
         return 0 if in_flight else 1
 
-    def wait_s(self, now: float | None = None) -> float | None:
-        """Seconds until an open breaker lets a probe through."""
+    def wait_s(self, now: float) -> float | None:
+        """Seconds from monotonic time `now` until an open breaker lets a probe through."""
         if self.state is not BreakerState.OPEN:
             return None
-        return max(0.0, self.reopen_at - (now or time.monotonic()))
+        return max(0.0, self.reopen_at - now)
 
     def success(self) -> bool:
         """Record a delivered attempt; True when this resumes a suspended subscription."""
@@ -48,11 +47,12 @@ class CircuitBreaker:
         self.consecutive_failures = 0
         return resumed
 
-    def failure(self, error: str | None, now: float | None = None) -> bool:
-        """Record a failed attempt; True when this suspends the subscription."""
+    def failure(self, error: str | None, now: float) -> bool:
+        """Record a failed attempt at monotonic time `now`; True when this suspends the
+        subscription."""
         self.consecutive_failures += 1
         self.last_error = error
-        moment = now or time.monotonic()
+        moment = now
         if self.state is BreakerState.HALF_OPEN:
             self.state = BreakerState.OPEN
             self.reopen_at = moment + self.cooldown

@@ -42,7 +42,7 @@ async def record_request(ctx: WriteContext, cause: StoredEvent, *, source: str, 
                          request: dict[str, Any]) -> int | None:
     """Publish what would have been sent, caused by the replayed event; its seq."""
     event = new_event(
-        type=RECORDED, source=source, subject=target,
+        time=ctx.recvtime, type=RECORDED, source=source, subject=target,
         data={"target": target, "replay": cause.event.get("replay"), "request": request},
     )
     _, stored = await ctx.publish(event, cause=cause)
@@ -54,7 +54,7 @@ async def dead_letter(ctx: WriteContext, *, subscription: str, queue: str, deliv
     """Announce a dead letter (caused by the original event) and put it in front of a
     person: the announcement is handed to the dead-letter queue's target handler."""
     notice = new_event(
-        type=DEADLETTERED, source=DELIVERY_SOURCE, subject=subscription,
+        time=ctx.recvtime, type=DEADLETTERED, source=DELIVERY_SOURCE, subject=subscription,
         data={"subscription": subscription, "delivery": delivery.id,
               "attempts": delivery.attempts, "last_status": delivery.last_status,
               "last_error": error or delivery.last_error, "seq": event.seq,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,7 @@ from broker.delivery.subscriptions import Subscription, SubscriptionRegistry
 from broker.errors import BadRequest, Conflict
 from broker.metrics_delivery import DeliveryCounts
 from broker.store.base_delivery import Delivery, LeasedDelivery, Outcome
+from broker.timeutil import later
 
 if TYPE_CHECKING:
     from broker.bus import WriteContext
@@ -80,33 +80,31 @@ class PullService:
         lease = sub.lease_s if lease_s is None else lease_s
         if not 0 < lease <= MAX_LEASE_S:
             raise BadRequest(f"lease_s must be positive and at most {MAX_LEASE_S:g}")
-        deadline = time.monotonic() + wait_s
+        clock = self.broker.clock
+        deadline = clock.monotonic() + wait_s
         poll = self.broker.settings.delivery_poll_s
         while True:
             signal = self._signal(sub.name)  # taken before looking, so no wake-up is lost
             # A read first: idle long-polls must not keep the writer busy.
             due = await self.broker.store.next_delivery_due(sub.name)
-            if due is not None and due <= time.time() and not self._paused(sub.name):
+            if due is not None and due <= clock.stamp() and not self._paused(sub.name):
                 leased = await self.broker.bus.run(
                     lambda ctx: self._lease(ctx, sub, max_messages, lease))
                 if leased:
                     return [message(item) for item in leased]
                 due = await self.broker.store.next_delivery_due(sub.name)
-            remaining = deadline - time.monotonic()
+            remaining = deadline - clock.monotonic()
             if remaining <= 0 or self._closing:
                 return []
             # Leases expiring and delayed releases become due without a commit to wake us.
             nap = min(remaining, poll)
             if due is not None and not self._paused(sub.name):
-                nap = min(nap, max(0.005, due - time.time()))
-            try:
-                await asyncio.wait_for(signal.wait(), nap)
-            except TimeoutError:
-                pass
+                nap = min(nap, max(0.005, clock.seconds_until(due)))
+            await clock.wait(signal, nap)
 
     async def _lease(self, ctx: WriteContext, sub: Subscription, limit: int, lease_s: float
                      ) -> list[LeasedDelivery]:
-        batch = await ctx.tx.lease_deliveries(sub.name, limit, time.time(), lease_s,
+        batch = await ctx.tx.lease_deliveries(sub.name, limit, self.broker.clock.stamp(), lease_s,
                                               max_attempts=sub.max_deliveries)
         for item in batch.exhausted:
             await self._dead_letter(ctx, sub, item.delivery, item,
@@ -118,13 +116,13 @@ class PullService:
     async def sweep(self) -> None:
         """Dead-letter expired leases that used their last delivery, even with no
         consumer asking, so status and dead-letter queues stay current."""
-        now = time.time()
+        now = self.broker.clock.stamp()
         for sub in self.registry.pull():
             if await self.broker.store.count_exhausted(sub.name, sub.max_deliveries, now):
                 await self.broker.bus.run(functools.partial(self._drain_exhausted, sub=sub))
 
     async def _drain_exhausted(self, ctx: WriteContext, sub: Subscription) -> None:
-        batch = await ctx.tx.lease_deliveries(sub.name, MAX_BATCH, time.time(), 0.0,
+        batch = await ctx.tx.lease_deliveries(sub.name, MAX_BATCH, self.broker.clock.stamp(), 0.0,
                                               max_attempts=sub.max_deliveries, only_exhausted=True)
         for item in batch.exhausted:
             await self._dead_letter(ctx, sub, item.delivery, item,
@@ -147,12 +145,12 @@ class PullService:
             raise BadRequest("delay must not be negative")
 
         async def write(ctx: WriteContext) -> list[Delivery]:
-            now = time.time()
+            now = self.broker.clock.stamp()
             done: list[Delivery] = []
             lost: list[str] = []
             for token, delivery_id in zip(tokens, ids, strict=True):
-                next_at = {Outcome.RELEASED: now + delay_s,
-                           Outcome.RENEWED: now + extend}.get(outcome)
+                next_at = {Outcome.RELEASED: later(now, delay_s),
+                           Outcome.RENEWED: later(now, extend)}.get(outcome)
                 settled = await ctx.tx.settle_delivery(
                     delivery_id, token, outcome, now, next_at=next_at, require_live=True,
                     subscription=sub.name,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -35,6 +34,7 @@ from broker.outbound import (
 )
 from broker.store.base_delivery import LeasedDelivery, Outcome
 from broker.store.records import StoredEvent
+from broker.timeutil import later, seconds_between
 
 if TYPE_CHECKING:
 
@@ -49,9 +49,10 @@ the delivery is due again."""
 
 
 def build_request(sub: Subscription, stored: StoredEvent, msg_id: str,
-                  now: float | None = None) -> OutboundRequest:
+                  timestamp: int) -> OutboundRequest:
     """The webhook request for one delivery (binary or structured, signed if a secret).
-    `msg_id` is the Standard Webhooks message id, the same on every retry."""
+    `msg_id` is the Standard Webhooks message id, the same on every retry; `timestamp`
+    the Unix time it is signed at."""
     event = stored.event
     headers: dict[str, str] = dict(sub.headers)
     if sub.content_mode == "structured":
@@ -61,7 +62,7 @@ def build_request(sub: Subscription, stored: StoredEvent, msg_id: str,
         ce_headers, body = to_binary(event)
         headers.update(ce_headers)
     if sub.secret is not None:
-        headers.update(signature_headers(sub.secret, msg_id, int(now or time.time()), body))
+        headers.update(signature_headers(sub.secret, msg_id, timestamp, body))
     return OutboundRequest("POST", str(yarl.URL(sub.url)), headers, body,
                            secret_headers(headers))
 
@@ -95,7 +96,7 @@ class PushDispatcher(StoreDispatcher):
             return 0
         busy = self._in_flight[sub.name]
         free = (0 if busy else 1) if sub.ordered else sub.max_in_flight - busy
-        permits = self.breaker(sub).permits(busy)
+        permits = self.breaker(sub).permits(busy, self.clock.monotonic())
         if permits is not None:
             free = min(free, permits)
         return max(0, min(free, budget))
@@ -105,10 +106,10 @@ class PushDispatcher(StoreDispatcher):
         store = self.broker.store
         wait = self.broker.settings.delivery_poll_s
         budget = self.broker.settings.delivery_concurrency - sum(self._in_flight.values())
-        now = time.time()
+        now = self.clock.stamp()
         due: list[tuple[Subscription, int]] = []
         for sub in self.registry.push():
-            cooldown = self.breaker(sub).wait_s()
+            cooldown = self.breaker(sub).wait_s(self.clock.monotonic())
             if cooldown is not None:
                 wait = min(wait, cooldown + 0.01)
             room = self.capacity(sub, budget)
@@ -121,7 +122,7 @@ class PushDispatcher(StoreDispatcher):
                 due.append((sub, room))
                 budget -= room
             else:
-                wait = min(wait, next_due - now)
+                wait = min(wait, seconds_between(now, next_due))
         if not due:
             return wait
         try:
@@ -143,7 +144,7 @@ class PushDispatcher(StoreDispatcher):
         out = []
         for sub, room in due:
             batch = await ctx.tx.lease_deliveries(
-                sub.name, room, time.time(), sub.timeout + LEASE_MARGIN_S,
+                sub.name, room, self.clock.stamp(), sub.timeout + LEASE_MARGIN_S,
                 max_attempts=sub.retry.max_attempts, ordered=sub.ordered)
             for item in batch.exhausted:  # in flight when the broker stopped, last attempt
                 await dead_letter(ctx, subscription=sub.name, queue=sub.dead_letter_queue,
@@ -158,11 +159,13 @@ class PushDispatcher(StoreDispatcher):
         try:
             assert self._session is not None
             try:
-                request = build_request(sub, item.event, f"dlv_{item.delivery.id}")
+                request = build_request(sub, item.event, f"dlv_{item.delivery.id}",
+                                        int(self.clock.epoch()))
             except OpsbusError as exc:  # data that cannot be rendered in binary mode
                 result = OutboundResult(None, 0.0, error=exc.detail, refused=True)
             else:
-                result = await send(self._session, request, timeout=sub.timeout)
+                result = await send(self._session, request, timeout=sub.timeout,
+                                    now=self.clock.epoch)
             await self._settle(sub, item, result)
         except asyncio.CancelledError:
             raise
@@ -174,7 +177,7 @@ class PushDispatcher(StoreDispatcher):
 
     async def _settle(self, sub: Subscription, item: LeasedDelivery,
                       result: OutboundResult) -> None:
-        now = time.time()
+        now = self.clock.stamp()
         delivery = item.delivery
         breaker = self.breaker(sub)
         suspended = resumed = False
@@ -184,15 +187,15 @@ class PushDispatcher(StoreDispatcher):
             outcome = Outcome.DELIVERED
             resumed = breaker.success()
         elif result.retryable:
-            suspended = breaker.failure(error)
+            suspended = breaker.failure(error, self.clock.monotonic())
             delay = sub.retry.delay(delivery.round_attempts)
             if result.retry_after is not None:
                 delay = max(delay, result.retry_after)
-            next_at = now + delay
+            next_at = later(now, delay)
             if delivery.round_attempts >= sub.retry.max_attempts:
                 outcome, error = Outcome.DEADLETTERED, f"gave up after " \
                     f"{delivery.round_attempts} attempts: {error}"
-            elif next_at > delivery.first_at + sub.retry.max_age:
+            elif next_at > later(delivery.first_at, sub.retry.max_age):
                 outcome, error = Outcome.DEADLETTERED, f"gave up at max_age: {error}"
             else:
                 outcome = Outcome.RETRY
@@ -207,7 +210,7 @@ class PushDispatcher(StoreDispatcher):
 
         async def write(ctx: WriteContext) -> None:
             settled = await ctx.tx.settle_delivery(
-                delivery.id, item.lease, outcome, time.time(), next_at=next_at,
+                delivery.id, item.lease, outcome, now, next_at=next_at,
                 status=result.status, latency_ms=result.latency_ms, error=error)
             if settled is not None and outcome is Outcome.DEADLETTERED:
                 await dead_letter(ctx, subscription=sub.name, queue=sub.dead_letter_queue,
@@ -229,7 +232,8 @@ class PushDispatcher(StoreDispatcher):
         else:
             log.warning("subscription %s resumed", sub.name)
         event = new_event(
-            type=f"opsbus.subscription.{what}", source=DELIVERY_SOURCE, subject=sub.name,
+            time=self.clock.stamp(), type=f"opsbus.subscription.{what}",
+            source=DELIVERY_SOURCE, subject=sub.name,
             data={"subscription": sub.name, "consecutive_failures":
                   breaker.consecutive_failures if what == "suspended" else 0,
                   "last_error": breaker.last_error, "cooldown_s": sub.breaker_cooldown},

@@ -3,10 +3,8 @@ handler, operator controls (pause, resume, retry) and status for the API."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +17,6 @@ from broker.errors import BadRequest, Conflict, NotFound
 from broker.metrics_delivery import DeliveryCounts
 from broker.store.base_delivery import Delivery, DeliveryState, SubscriptionControl
 from broker.store.records import ConfigObject, StoredEvent
-from broker.timeutil import now_rfc3339
 
 if TYPE_CHECKING:
     from broker.bus import WriteContext
@@ -33,6 +30,7 @@ class DeliveryService:
 
     def __init__(self, broker: Broker, environ: Mapping[str, str]) -> None:
         self.broker = broker
+        self.clock = broker.clock
         self.registry = SubscriptionRegistry(environ)
         self.controls: dict[str, SubscriptionControl] = {}
         self.counts = DeliveryCounts()
@@ -74,12 +72,12 @@ class DeliveryService:
             # Its own dead letters and breaker events would feed the failure back to it.
             return {"skipped": "an event about this subscription"}
         if sub.is_push and is_replay(stored.event):
-            request = build_request(sub, stored, f"replay_{stored.seq}")
+            request = build_request(sub, stored, f"replay_{stored.seq}", int(self.clock.epoch()))
             seq = await record_request(ctx, stored, source="opsbus/delivery",
                                        target=f"subscription:{name}",
                                        request=request.recorded())
             return {"recorded": seq}
-        delivery_id = await ctx.tx.add_delivery(name, stored.seq, time.time())
+        delivery_id = await ctx.tx.add_delivery(name, stored.seq, self.clock.stamp())
         if delivery_id is None:
             return {"duplicate": True}
         ctx.on_commit(self.push.wake if sub.is_push
@@ -93,7 +91,7 @@ class DeliveryService:
 
     async def run_sweeper(self) -> None:
         while True:
-            await asyncio.sleep(self.broker.settings.delivery_poll_s)
+            await self.clock.sleep(self.broker.settings.delivery_poll_s)
             try:
                 await self.pull.sweep()
             except Exception:  # a bad pass must not end the loop; the next one retries
@@ -138,7 +136,7 @@ class DeliveryService:
             doc["in_flight"] = self.push.in_flight(name)
             doc["breaker"] = {"state": breaker.state.value,
                               "consecutive_failures": breaker.consecutive_failures,
-                              "probe_in_s": breaker.wait_s()}
+                              "probe_in_s": breaker.wait_s(self.clock.monotonic())}
         return doc
 
     async def describe(self, name: str) -> dict[str, Any]:
@@ -172,7 +170,7 @@ class DeliveryService:
             current = await self.broker.store.get_delivery(delivery_id)
             if current is None or current.subscription != name:
                 raise NotFound(f"subscription {name!r} has no delivery {delivery_id}")
-            requeued = await ctx.tx.requeue_delivery(delivery_id, time.time())
+            requeued = await ctx.tx.requeue_delivery(delivery_id, self.clock.stamp())
             if requeued is None:
                 raise Conflict(f"delivery {delivery_id} is {current.state.value}; only"
                                " dead-lettered deliveries can be retried")
@@ -185,7 +183,7 @@ class DeliveryService:
     async def set_paused(self, name: str, paused: bool, by: str | None) -> dict[str, Any]:
         self.subscription(name)
         control = await self.broker.bus.run(
-            lambda ctx: ctx.tx.set_paused(name, paused, by, now_rfc3339()))
+            lambda ctx: ctx.tx.set_paused(name, paused, by, self.clock.stamp()))
         self.controls[name] = control
         if not paused:
             breaker = self.push.breakers.get(name)

@@ -29,6 +29,7 @@ ROUTE_MODULES = (
     "broker.http.proxy",
     "broker.http.routes_test",
     "broker.http.openapi",
+    "broker.http.clock",
 )
 """Modules exposing `routes` (a RouteTableDef), added in this order."""
 

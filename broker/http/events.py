@@ -47,8 +47,9 @@ async def list_events(request: web.Request) -> web.Response:
     descending = request.query.get("order", "asc") == "desc"
     flt = await request_filter(request)
     q = request.query
-    since = parse_since(q["since"]) if q.get("since") else None
-    until = parse_since(q["until"], "until") if q.get("until") else None
+    now = broker_of(request).clock.now()
+    since = parse_since(q["since"], "since", now) if q.get("since") else None
+    until = parse_since(q["until"], "until", now) if q.get("until") else None
     chosen: list[StoredEvent] = []
     cursor = after
     scanned = 0

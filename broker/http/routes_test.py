@@ -126,6 +126,7 @@ async def _test_history(broker: Broker, draft: CompiledRoute, spec: Any) -> dict
         except NotFound:
             return queue_model(name, None)
 
-    return await history(broker.store, draft, since=parse_since(since, "history.since"),
-                         until=parse_since(until, "history.until") if until else None,
+    now = broker.clock.now()
+    return await history(broker.store, draft, since=parse_since(since, "history.since", now),
+                         until=parse_since(until, "history.until", now) if until else None,
                          limit=limit, queues=model, hop_limit=broker.router.hop_limit)

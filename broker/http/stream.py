@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiohttp import HttpVersion11, web
 
+from broker.clock import Clock
 from broker.errors import BadRequest
 from broker.follow import follow
 from broker.http.filters import request_filter, warnings_header
@@ -45,24 +45,24 @@ class StalledWriteWatchdog:
     A stream is stalled when an awaited write has not finished, or when bytes queued on
     its socket have not started to drain (live events are written without awaiting)."""
 
-    def __init__(self, request: web.Request, timeout: float) -> None:
+    def __init__(self, request: web.Request, timeout: float, clock: Clock) -> None:
         self.request = request
         self.timeout = timeout
-        self.loop = asyncio.get_running_loop()
+        self.clock = clock
         self.writing_since: float | None = None
         self.fired = False
         self._queued = 0
         self._queued_since: float | None = None
-        self._handle = self.loop.call_later(timeout / 2, self._check)
+        self._handle = clock.call_later(timeout / 2, self._check)
 
     def __enter__(self) -> None:
-        self.writing_since = self.loop.time()
+        self.writing_since = self.clock.monotonic()
 
     def __exit__(self, *exc: object) -> None:
         self.writing_since = None
 
     def _check(self) -> None:
-        now = self.loop.time()
+        now = self.clock.monotonic()
         transport = self.request.transport
         queued = transport.get_write_buffer_size() if transport is not None else 0
         if queued and queued >= self._queued:
@@ -76,7 +76,7 @@ class StalledWriteWatchdog:
                 if transport is not None:
                     transport.abort()
                 return
-        self._handle = self.loop.call_later(self.timeout / 2, self._check)
+        self._handle = self.clock.call_later(self.timeout / 2, self._check)
 
     def cancel(self) -> None:
         self._handle.cancel()
@@ -105,7 +105,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     # lost. A block without data dispatches no message; it only sets the last id.
     await response.write(b": opsbus stream after %d\nretry: 1000\nid: %d\n\n" % (after, after))
     keep = (lambda e: flt.matches(e.event)) if flt is not None else None
-    watchdog = StalledWriteWatchdog(request, settings.stream_write_timeout_s)
+    clock = broker.clock
+    watchdog = StalledWriteWatchdog(request, settings.stream_write_timeout_s, clock)
     transport = request.transport
 
     def write_now(data: bytes) -> bool:
@@ -119,8 +120,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     def direct(batch: list[StoredEvent]) -> bool:
         return write_now(b"".join(e.sse_frame() for e in batch))
 
-    loop = asyncio.get_running_loop()
-    quiet_since = loop.time()
+    quiet_since = clock.monotonic()
     # Woken at least this often even when idle: to send heartbeats, and to notice a
     # connection the watchdog closed while live events were flowing without awaits.
     tick = min(settings.heartbeat_s, settings.stream_write_timeout_s / 2)
@@ -132,10 +132,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
             if not batch:
                 if transport is None or transport.is_closing():
                     break
-                if loop.time() - quiet_since < settings.heartbeat_s:
+                if clock.monotonic() - quiet_since < settings.heartbeat_s:
                     continue
             chunk = b"".join(e.sse_frame() for e in batch) if batch else b": heartbeat\n\n"
-            quiet_since = loop.time()
+            quiet_since = clock.monotonic()
             with watchdog:
                 await response.write(chunk)
     except (ConnectionResetError, ConnectionError):

@@ -8,7 +8,6 @@ from aiohttp import web
 
 from broker.errors import BadRequest
 from broker.http.util import broker_of, id_param, int_param, json_response, read_object
-from broker.silences import describe
 from broker.todos import service_of
 from broker.todos.views import item_detail, list_items, queue_info, queue_overview
 
@@ -70,7 +69,7 @@ async def add_silence(request: web.Request) -> web.Response:
     service = service_of(broker_of(request))
     body = await read_object(request)
     silence = await service.silences.create(body, operator_of(request, body))
-    return json_response(describe(silence), status=201)
+    return json_response(service.silences.describe(silence), status=201)
 
 
 @routes.get("/v1/silences")
@@ -78,13 +77,13 @@ async def list_silences(request: web.Request) -> web.Response:
     service = service_of(broker_of(request))
     everything = request.query.get("all", "").lower() in ("1", "true", "yes")
     found = await service.silences.list(include_expired=everything)
-    return json_response({"silences": [describe(s) for s in found]})
+    return json_response({"silences": [service.silences.describe(s) for s in found]})
 
 
 @routes.get("/v1/silences/{id:\\d+}")
 async def get_silence(request: web.Request) -> web.Response:
     service = service_of(broker_of(request))
-    return json_response(describe(await service.silences.get(id_param(request))))
+    return json_response(service.silences.describe(await service.silences.get(id_param(request))))
 
 
 @routes.delete("/v1/silences/{id:\\d+}")
@@ -94,4 +93,4 @@ async def expire_silence(request: web.Request) -> web.Response:
     body = await read_object(request, optional=True)
     operator = body.get("operator") or request.query.get("operator") or "api"
     silence = await service.silences.expire(id_param(request), str(operator))
-    return json_response(describe(silence))
+    return json_response(service.silences.describe(silence))

@@ -26,7 +26,6 @@ from broker.plugin_host.errors import PluginFailed, PluginInvalidEvent, PluginRe
 from broker.plugin_host.loader import LoadFailed, ModuleCache, PluginFile, discover, last_line
 from broker.plugin_host.outbound import GuardedHttp
 from broker.plugin_host.registry import PluginRegistry, Registrations, read_secret
-from broker.timeutil import now_rfc3339
 
 if TYPE_CHECKING:
     from broker.bus import WriteContext
@@ -66,11 +65,12 @@ class PluginHost:
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
+        self.clock = broker.clock
         self.cache = ModuleCache()
         self.plugins: dict[str, PluginState] = {}
         self.section: dict[str, Any] = {}
         self.transforms: list[dict[str, Any]] = []
-        self.http = GuardedHttp(broker.settings.allow_private_targets)
+        self.http = GuardedHttp(broker.settings.allow_private_targets, broker.clock)
         self.errors_total = 0
         self.loaded = asyncio.Event()
         self._section_key: bytes | None = None
@@ -153,7 +153,7 @@ class PluginHost:
             return
         self.cache.activate(name, module)
         await self._stop_services(state)
-        state.file, state.version, state.loaded_at = plugin_file, version, now_rfc3339()
+        state.file, state.version, state.loaded_at = plugin_file, version, self.clock.stamp()
         state.registered, state.error = registry.registered, None
         self._start_services(state, config)
         log.info("plugin %s %s loaded from %s", name, version, plugin_file.path)
@@ -164,7 +164,7 @@ class PluginHost:
             "origin": plugin_file.origin, "provides": state.registered.provides()})
 
     async def _failed(self, state: PluginState, plugin_file: PluginFile, message: str) -> None:
-        state.error = {"message": message, "at": now_rfc3339()}
+        state.error = {"message": message, "at": self.clock.stamp()}
         keeping = f"; version {state.version} stays active" if state.version else ""
         log.error("plugin %s failed to load from %s: %s%s", plugin_file.name,
                   plugin_file.path, message, keeping)
@@ -181,7 +181,8 @@ class PluginHost:
                              {"plugin": name, "path": str(state.file.path)})
 
     async def _announce(self, type_: str, name: str, data: dict[str, Any]) -> None:
-        event = new_event(type=type_, source=SOURCE, subject=name, data=data)
+        event = new_event(type=type_, source=SOURCE, subject=name, data=data,
+                          time=self.clock.stamp())
 
         async def write(ctx: WriteContext) -> None:
             await ctx.publish(event)

@@ -9,6 +9,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from broker.clock import Clock
 from broker.outbound import OutboundRequest, open_session, send
 
 MAX_BODY = 4096
@@ -18,8 +19,9 @@ class GuardedHttp:
     """`api.HttpClient` over `broker.outbound`: link-local and metadata addresses are
     never called, loopback and private ones only with `allow_private_targets`."""
 
-    def __init__(self, allow_private: bool) -> None:
+    def __init__(self, allow_private: bool, clock: Clock) -> None:
         self.allow_private = allow_private
+        self.clock = clock
         self._session: aiohttp.ClientSession | None = None
 
     async def post_json(self, url: str, payload: Any, *, timeout: float = 10.0,
@@ -28,7 +30,8 @@ class GuardedHttp:
             self._session = open_session(self.allow_private)
         request = OutboundRequest("POST", str(URL(url)), {
             "Content-Type": "application/json", **(headers or {})}, orjson.dumps(payload))
-        result = await send(self._session, request, timeout=timeout, body_limit=MAX_BODY)
+        result = await send(self._session, request, timeout=timeout, now=self.clock.epoch,
+                            body_limit=MAX_BODY)
         if result.status is None:
             raise (PermissionError if result.refused else ConnectionError)(result.error)
         return result.status, result.body

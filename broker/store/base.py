@@ -71,9 +71,9 @@ class WriteTxn(TodoWrites, DeliveryWrites, ABC):
     # -- configuration objects ---------------------------------------------------------
     @abstractmethod
     async def put_config(
-        self, kind: str, name: str, spec: dict[str, Any], origin: str
+        self, kind: str, name: str, spec: dict[str, Any], origin: str, now: str
     ) -> ConfigObject:
-        """Create or replace a configuration object; bumps its version."""
+        """Create or replace a configuration object at stamp `now`; bumps its version."""
 
     @abstractmethod
     async def delete_config(self, kind: str, name: str) -> bool:

@@ -1,7 +1,8 @@
 """The store contract for subscription deliveries, their attempts, and API action jobs.
 
-Due times (`next_at`, `now`) are epoch seconds passed in by the caller, so tests and
-several processes agree on one clock reading per decision. A delivery or job is
+Times (`next_at`, `now`) are stamps (RFC 3339 UTC, see `broker.clock`) passed in by the
+caller, one clock reading per decision; a backend shared by several processes may
+decide with its own clock instead, as long as it does so consistently. A delivery or job is
 *claimed* by giving it a fresh lease token in a write transaction: whoever holds the
 token may settle it, and a token that is no longer current settles nothing. That one
 rule makes pull consumers, the push dispatcher and crash recovery safe together.
@@ -68,11 +69,11 @@ class Delivery:
     """Attempts (leases) ever made; the pull `delivery_count`."""
     attempts_before: int
     """Attempts made before the last operator retry (the retry budget restarts there)."""
-    next_at: float
+    next_at: str
     lease: str | None
     last_status: int | None
     last_error: str | None
-    first_at: float
+    first_at: str
     """Start of the retry window that `max_age` measures."""
     created_at: str
     updated_at: str
@@ -159,7 +160,7 @@ class ActionJob:
     seq: int
     state: JobState
     attempts: int
-    next_at: float
+    next_at: str
     lease: str | None
     params: dict[str, Any] | None
     todo_id: int | None
@@ -192,13 +193,13 @@ class DeliveryWrites(ABC):
     """Delivery and action-job writes inside the writer's transaction."""
 
     @abstractmethod
-    async def add_delivery(self, subscription: str, seq: int, now: float) -> int | None:
+    async def add_delivery(self, subscription: str, seq: int, now: str) -> int | None:
         """Create a pending delivery of event `seq`, due now; None if it already exists
         (two routes to the same subscription deliver once)."""
 
     @abstractmethod
     async def lease_deliveries(
-        self, subscription: str, limit: int, now: float, lease_s: float, *,
+        self, subscription: str, limit: int, now: str, lease_s: float, *,
         max_attempts: int, ordered: bool = False, only_exhausted: bool = False,
     ) -> LeaseBatch:
         """Claim up to `limit` due deliveries (pending with next_at <= now, or leased with
@@ -211,8 +212,8 @@ class DeliveryWrites(ABC):
 
     @abstractmethod
     async def settle_delivery(
-        self, delivery_id: int, lease: str, outcome: Outcome, now: float, *,
-        next_at: float | None = None, status: int | None = None,
+        self, delivery_id: int, lease: str, outcome: Outcome, now: str, *,
+        next_at: str | None = None, status: int | None = None,
         latency_ms: float | None = None, error: str | None = None,
         require_live: bool = False, subscription: str | None = None,
     ) -> Delivery | None:
@@ -224,7 +225,7 @@ class DeliveryWrites(ABC):
         belongs to another subscription."""
 
     @abstractmethod
-    async def requeue_delivery(self, delivery_id: int, now: float) -> Delivery | None:
+    async def requeue_delivery(self, delivery_id: int, now: str) -> Delivery | None:
         """Operator retry: a dead-lettered delivery becomes pending and due now, with a
         fresh attempt budget and retry window; None if it is not dead-lettered."""
 
@@ -235,13 +236,13 @@ class DeliveryWrites(ABC):
 
     @abstractmethod
     async def add_action_job(
-        self, action: str, seq: int, now: float, *, params: dict[str, Any] | None = None,
+        self, action: str, seq: int, now: str, *, params: dict[str, Any] | None = None,
         todo_id: int | None = None, operator: str | None = None,
     ) -> int:
         """Create a pending action job for event `seq`, due now."""
 
     @abstractmethod
-    async def claim_action_jobs(self, limit: int, now: float, lease_s: float,
+    async def claim_action_jobs(self, limit: int, now: str, lease_s: float,
                                 actions: Sequence[str] | None = None) -> list[ClaimedJob]:
         """Claim due jobs (pending and due, or running with an expired lease) oldest first;
         each gets a lease token and one more attempt. `actions` limits the claim to those
@@ -249,8 +250,8 @@ class DeliveryWrites(ABC):
 
     @abstractmethod
     async def finish_action_job(
-        self, job_id: int, lease: str, state: JobState, now: float, *,
-        next_at: float | None = None, result_seq: int | None = None,
+        self, job_id: int, lease: str, state: JobState, now: str, *,
+        next_at: str | None = None, result_seq: int | None = None,
         error: str | None = None,
     ) -> ActionJob | None:
         """Settle a claimed job: PENDING (retry at `next_at`), SUCCEEDED or FAILED (with the
@@ -283,12 +284,12 @@ class DeliveryReads(ABC):
 
     @abstractmethod
     async def next_delivery_due(self, subscription: str, ordered: bool = False
-                                ) -> float | None:
+                                ) -> str | None:
         """When the subscription's next open delivery is due (ordered: its lowest-seq
         open delivery, which blocks the others); None when nothing is open."""
 
     @abstractmethod
-    async def count_exhausted(self, subscription: str, max_attempts: int, now: float) -> int:
+    async def count_exhausted(self, subscription: str, max_attempts: int, now: str) -> int:
         """Leased deliveries whose lease expired after their last permitted attempt."""
 
     @abstractmethod
@@ -305,5 +306,5 @@ class DeliveryReads(ABC):
         """An action's jobs with id > after, oldest first."""
 
     @abstractmethod
-    async def next_action_due(self) -> float | None:
+    async def next_action_due(self) -> str | None:
         """When the next pending or running job is due; None when there is none."""

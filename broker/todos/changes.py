@@ -108,7 +108,7 @@ async def record(
     data: dict[str, Any] = {"item": item.to_dict(), "operator": operator, "note": note}
     if detail:
         data["detail"] = detail
-    event = new_event(type=f"opsbus.todo.{action}", source=AUDIT_SOURCE,
+    event = new_event(type=f"opsbus.todo.{action}", source=AUDIT_SOURCE, time=at,
                       subject=str(item.id), data=data, todoid=item.id)
     result, _ = await ctx.publish(event, cause=cause)
     audit_seq = None if result.dropped else result.seq

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from broker.errors import BadRequest, NotFound, OpsbusError
@@ -15,7 +13,7 @@ from broker.events import encoded_size, validate_event
 from broker.silences import Silences
 from broker.store.base_todos import TodoItem
 from broker.store.records import ConfigObject, StoredEvent
-from broker.timeutil import now, parse_duration, parse_rfc3339, to_rfc3339
+from broker.timeutil import parse_duration, parse_rfc3339, to_rfc3339
 from broker.todos import changes
 from broker.todos.changes import SYSTEM
 from broker.todos.intake import take
@@ -55,6 +53,7 @@ class TodoService:
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
+        self.clock = broker.clock
         self.silences = Silences(broker)
         self.queues: dict[str, Queue] = {}
         """Configured queues by name, compiled; replaced whenever configuration changes."""
@@ -145,14 +144,14 @@ class TodoService:
                              field="until")
         if "for" in body:
             seconds = parse_duration(body["for"], "for")
-            until = to_rfc3339(now() + timedelta(seconds=seconds))
+            until = self.clock.stamp(seconds)
         else:
             try:
                 until = to_rfc3339(parse_rfc3339(str(body["until"])))
             except ValueError:
                 raise BadRequest(f"snooze: until {body['until']!r} is not an RFC 3339 time",
                                  field="until") from None
-        if until <= to_rfc3339(now()):
+        if until <= self.clock.stamp():
             raise BadRequest("snooze: the end must be in the future", field="until")
         return until
 
@@ -163,7 +162,7 @@ class TodoService:
             item = await ctx.tx.lock_todo(todo_id)
             if item is None:
                 raise NotFound(f"no todo item {todo_id}")
-            return await change(ctx, item, to_rfc3339(now()))
+            return await change(ctx, item, self.clock.stamp())
 
         return await self.broker.bus.run(unit)
 
@@ -193,7 +192,7 @@ class TodoService:
             current = await ctx.tx.lock_todo(todo_id)
             if current is None:
                 raise NotFound(f"no todo item {todo_id}")
-            at = to_rfc3339(now())
+            at = self.clock.stamp()
             current = changes.touch(current, at)
             await ctx.tx.save_todo(current)
             published = {"seq": result.seq, "id": copy["id"], "source": copy["source"]}
@@ -212,16 +211,16 @@ class TodoService:
 
     async def sweep_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.sweep_interval())
+            await self.clock.sleep(self.sweep_interval())
             try:
-                if await self.broker.store.todos_due(to_rfc3339(now())):
+                if await self.broker.store.todos_due(self.clock.stamp()):
                     await self.broker.bus.run(self.sweep)
             except OpsbusError as exc:  # e.g. stopping; try again next round
                 log.debug("sweep skipped: %s", exc.detail)
 
     async def sweep(self, ctx: WriteContext) -> int:
         """Return claims whose lease ran out to open and end snoozes that ran out."""
-        at = to_rfc3339(now())
+        at = self.clock.stamp()
         done = 0
         for item in await ctx.tx.expired_claims(at):
             owner = item.owner

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from broker.errors import BadRequest, NotFound
 from broker.store.base_todos import TODO_VIEWS, QueueCounts
-from broker.timeutil import now, parse_rfc3339, to_rfc3339
+from broker.timeutil import seconds_between
 
 if TYPE_CHECKING:
     from broker.todos.service import TodoService
@@ -15,12 +15,12 @@ if TYPE_CHECKING:
 def _age_s(since: str | None, at: str) -> float | None:
     if since is None:
         return None
-    return round(max(0.0, (parse_rfc3339(at) - parse_rfc3339(since)).total_seconds()), 3)
+    return round(max(0.0, seconds_between(since, at)), 3)
 
 
 async def queue_overview(service: TodoService) -> list[dict[str, Any]]:
     """Every configured queue and every queue holding items, by name, with counts."""
-    at = to_rfc3339(now())
+    at = service.clock.stamp()
     counts = {c.name: c for c in await service.broker.store.queue_counts(at)}
     configured = {o.name: o for o in service.broker.config.list("queues")}
     out = []
@@ -63,7 +63,7 @@ async def list_items(service: TodoService, *, queue: str | None = None,
         raise BadRequest(f"state must be one of {', '.join(TODO_VIEWS)}, got {state!r}",
                          parameter="state")
     items = await service.broker.store.list_todos(
-        now=to_rfc3339(now()), queue=queue, view=state, owner=owner, limit=limit + 1,
+        now=service.clock.stamp(), queue=queue, view=state, owner=owner, limit=limit + 1,
         after=parse_cursor(after))
     more = len(items) > limit
     items = items[:limit]

@@ -24,7 +24,7 @@ from broker.store.base_delivery import (
 )
 from broker.store.sqlite.connections import ReaderPool
 from broker.store.sqlite.events import EVENT_COLUMNS, row_to_event
-from broker.timeutil import now_rfc3339
+from broker.timeutil import later
 
 DELIVERY_COLUMNS = ("id, subscription, seq, state, attempts, attempts_before, next_at, lease,"
                     " last_status, last_error, first_at, created_at, updated_at")
@@ -54,18 +54,17 @@ class DeliveryWriteSql:
 
     conn: sqlite3.Connection
 
-    async def add_delivery(self, subscription: str, seq: int, now: float) -> int | None:
-        stamp = now_rfc3339()
+    async def add_delivery(self, subscription: str, seq: int, now: str) -> int | None:
         row = self.conn.execute(
             "INSERT INTO deliveries (subscription, seq, state, next_at, first_at, created_at,"
             " updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)"
             " ON CONFLICT (subscription, seq) DO NOTHING RETURNING id",
-            (subscription, seq, now, now, stamp, stamp),
+            (subscription, seq, now, now, now, now),
         ).fetchone()
         return int(row[0]) if row else None
 
     async def lease_deliveries(
-        self, subscription: str, limit: int, now: float, lease_s: float, *,
+        self, subscription: str, limit: int, now: str, lease_s: float, *,
         max_attempts: int, ordered: bool = False, only_exhausted: bool = False,
     ) -> LeaseBatch:
         if limit <= 0:
@@ -79,7 +78,8 @@ class DeliveryWriteSql:
             rows = self.conn.execute(
                 f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE subscription = ? AND {OPEN}"
                 " AND next_at <= ? ORDER BY seq LIMIT ?", (subscription, now, limit)).fetchall()
-        stamp = now_rfc3339()
+        stamp = now
+        expires = later(now, lease_s)
         leased: list[Delivery] = []
         exhausted: list[Delivery] = []
         for row in rows:
@@ -101,7 +101,7 @@ class DeliveryWriteSql:
             updated = self.conn.execute(
                 f"UPDATE deliveries SET state = 'leased', attempts = ?, lease = ?, next_at = ?,"
                 f" updated_at = ? WHERE id = ? RETURNING {DELIVERY_COLUMNS}",
-                (attempt, lease, now + lease_s, stamp, current.id)).fetchone()
+                (attempt, lease, expires, stamp, current.id)).fetchone()
             self.conn.execute(
                 "INSERT INTO delivery_attempts (delivery_id, n, lease, started_at, outcome)"
                 " VALUES (?, ?, ?, ?, 'leased')", (current.id, attempt, lease, stamp))
@@ -111,8 +111,8 @@ class DeliveryWriteSql:
                           [LeasedDelivery(d, events[d.seq]) for d in exhausted])
 
     async def settle_delivery(
-        self, delivery_id: int, lease: str, outcome: Outcome, now: float, *,
-        next_at: float | None = None, status: int | None = None,
+        self, delivery_id: int, lease: str, outcome: Outcome, now: str, *,
+        next_at: str | None = None, status: int | None = None,
         latency_ms: float | None = None, error: str | None = None,
         require_live: bool = False, subscription: str | None = None,
     ) -> Delivery | None:
@@ -130,18 +130,18 @@ class DeliveryWriteSql:
             f" WHERE id = ? RETURNING {DELIVERY_COLUMNS}",
             (state.value, lease if keep_lease else None,
              next_at if next_at is not None else now, status,
-             error if outcome is not Outcome.RENEWED else None, now_rfc3339(), delivery_id),
+             error if outcome is not Outcome.RENEWED else None, now, delivery_id),
         ).fetchone()
         if outcome is not Outcome.RENEWED:
             self._end_attempt(delivery_id, row[0], outcome, status, latency_ms, error)
         return row_to_delivery(updated)
 
-    async def requeue_delivery(self, delivery_id: int, now: float) -> Delivery | None:
+    async def requeue_delivery(self, delivery_id: int, now: str) -> Delivery | None:
         row = self.conn.execute(
             f"UPDATE deliveries SET state = 'pending', attempts_before = attempts, next_at = ?,"
             f" first_at = ?, lease = NULL, updated_at = ?"
             f" WHERE id = ? AND state = 'deadlettered' RETURNING {DELIVERY_COLUMNS}",
-            (now, now, now_rfc3339(), delivery_id)).fetchone()
+            (now, now, now, delivery_id)).fetchone()
         return row_to_delivery(row) if row else None
 
     async def set_paused(self, subscription: str, paused: bool, by: str | None,
@@ -154,10 +154,10 @@ class DeliveryWriteSql:
         return SubscriptionControl(subscription, paused, by, now)
 
     async def add_action_job(
-        self, action: str, seq: int, now: float, *, params: dict[str, Any] | None = None,
+        self, action: str, seq: int, now: str, *, params: dict[str, Any] | None = None,
         todo_id: int | None = None, operator: str | None = None,
     ) -> int:
-        stamp = now_rfc3339()
+        stamp = now
         (job_id,) = self.conn.execute(
             "INSERT INTO action_jobs (action, seq, state, next_at, params, todo_id, operator,"
             " created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -165,7 +165,7 @@ class DeliveryWriteSql:
              operator, stamp, stamp)).fetchone()
         return int(job_id)
 
-    async def claim_action_jobs(self, limit: int, now: float, lease_s: float,
+    async def claim_action_jobs(self, limit: int, now: str, lease_s: float,
                                 actions: Sequence[str] | None = None) -> list[ClaimedJob]:
         if limit <= 0:
             return []
@@ -179,21 +179,22 @@ class DeliveryWriteSql:
         rows = self.conn.execute(
             f"SELECT id, attempts FROM action_jobs WHERE {where} ORDER BY next_at, id LIMIT ?",
             (*params, limit)).fetchall()
-        stamp = now_rfc3339()
+        stamp = now
+        expires = later(now, lease_s)
         jobs = []
         for job_id, attempts in rows:
             updated = self.conn.execute(
                 f"UPDATE action_jobs SET state = 'running', attempts = ?, lease = ?,"
                 f" next_at = ?, updated_at = ? WHERE id = ? RETURNING {JOB_COLUMNS}",
-                (attempts + 1, new_lease(job_id, attempts + 1), now + lease_s, stamp, job_id),
+                (attempts + 1, new_lease(job_id, attempts + 1), expires, stamp, job_id),
             ).fetchone()
             jobs.append(row_to_job(updated))
         events = self._events([j.seq for j in jobs])
         return [ClaimedJob(j, events[j.seq]) for j in jobs]
 
     async def finish_action_job(
-        self, job_id: int, lease: str, state: JobState, now: float, *,
-        next_at: float | None = None, result_seq: int | None = None,
+        self, job_id: int, lease: str, state: JobState, now: str, *,
+        next_at: str | None = None, result_seq: int | None = None,
         error: str | None = None,
     ) -> ActionJob | None:
         row = self.conn.execute(
@@ -201,7 +202,7 @@ class DeliveryWriteSql:
             f" result_seq = coalesce(?, result_seq), last_error = ?, updated_at = ?"
             f" WHERE id = ? AND state = 'running' AND lease = ? RETURNING {JOB_COLUMNS}",
             (state.value, next_at if next_at is not None else now, result_seq, error,
-             now_rfc3339(), job_id, lease)).fetchone()
+             now, job_id, lease)).fetchone()
         return row_to_job(row) if row else None
 
     def _end_attempt(self, delivery_id: int, n: int, outcome: Outcome,
@@ -269,7 +270,7 @@ class DeliveryReadSql:
         return row_to_delivery(row) if row else None
 
     async def next_delivery_due(self, subscription: str, ordered: bool = False
-                                ) -> float | None:
+                                ) -> str | None:
         if ordered:
             row = await self._readers.fetchone(
                 f"SELECT next_at FROM deliveries WHERE subscription = ? AND {OPEN}"
@@ -278,9 +279,9 @@ class DeliveryReadSql:
             row = await self._readers.fetchone(
                 f"SELECT min(next_at) FROM deliveries WHERE subscription = ? AND {OPEN}",
                 (subscription,))
-        return float(row[0]) if row and row[0] is not None else None
+        return str(row[0]) if row and row[0] is not None else None
 
-    async def count_exhausted(self, subscription: str, max_attempts: int, now: float) -> int:
+    async def count_exhausted(self, subscription: str, max_attempts: int, now: str) -> int:
         row = await self._readers.fetchone(
             f"SELECT count(*) FROM deliveries WHERE subscription = ? AND {OPEN}"
             " AND next_at <= ? AND attempts - attempts_before >= ?",
@@ -304,7 +305,7 @@ class DeliveryReadSql:
             " ORDER BY id LIMIT ?", (action, after, limit))
         return [row_to_job(r) for r in rows]
 
-    async def next_action_due(self) -> float | None:
+    async def next_action_due(self) -> str | None:
         row = await self._readers.fetchone(
             "SELECT min(next_at) FROM action_jobs WHERE state IN ('pending', 'running')")
-        return float(row[0]) if row and row[0] is not None else None
+        return str(row[0]) if row and row[0] is not None else None

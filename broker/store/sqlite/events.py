@@ -10,7 +10,6 @@ import orjson
 
 from broker.lineage import RootUse
 from broker.store.records import AppendResult, ConfigObject, StoredEvent, TargetRecord
-from broker.timeutil import now_rfc3339
 
 EVENT_COLUMNS = "seq, recvtime, body, routes, root"
 
@@ -124,9 +123,8 @@ class EventWrites:
         )
 
     async def put_config(
-        self, kind: str, name: str, spec: dict[str, Any], origin: str
+        self, kind: str, name: str, spec: dict[str, Any], origin: str, now: str
     ) -> ConfigObject:
-        now = now_rfc3339()
         version = self._bump_config_version()
         self.conn.execute(
             "INSERT INTO config_objects (kind, name, spec, origin, version, updated_at)"

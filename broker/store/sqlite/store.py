@@ -69,19 +69,29 @@ class SqliteStore(TodoReadSql, DeliveryReadSql, Store):
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         (current,) = conn.execute("PRAGMA user_version").fetchone()
-        for version, name, sql in migrations("sqlite"):
-            if version <= current:
-                continue
-            log.info("applying migration %s", name)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _split_sql(sql):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={version}")
-                conn.execute("COMMIT")
-            except Exception:
-                conn.execute("ROLLBACK")
-                raise
+        pending = [m for m in migrations("sqlite") if m[0] > current]
+        if not pending:
+            return
+        # Foreign keys are off while a migration rebuilds a table (SQLite's documented
+        # way; the pragma cannot change inside a transaction) and checked before COMMIT.
+        conn.execute("PRAGMA foreign_keys=OFF")
+        try:
+            for version, name, sql in pending:
+                log.info("applying migration %s", name)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _split_sql(sql):
+                        conn.execute(statement)
+                    broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration {name} breaks foreign keys: {broken[:5]}")
+                    conn.execute(f"PRAGMA user_version={version}")
+                    conn.execute("COMMIT")
+                except Exception:
+                    conn.execute("ROLLBACK")
+                    raise
+        finally:
+            conn.execute("PRAGMA foreign_keys=ON")
 
     async def close(self) -> None:
         async with self._write_lock:
