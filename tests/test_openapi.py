@@ -113,6 +113,9 @@ async def test_real_answers_match_the_document(broker, http):
     await api.call("GET", "/v1/openapi.json")
     await api.call("GET", "/v1/plugins")
     await api.call("GET", "/v1/config/status")
+    for method in ("GET", "POST"):  # only a broker started with --test-clock serves it
+        status, _ = await api.call(method, "/v1/test/clock", json={"advance": 1})
+        assert status == 404
 
     event = make_event(type="test.work", subject="disk-full")
     status, created = await api.call("POST", "/v1/events", data=orjson.dumps(event), headers=ce)

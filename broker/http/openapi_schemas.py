@@ -146,6 +146,9 @@ SCHEMAS: dict[str, Schema] = {
                                      version=nullable(STR), active=BOOL, provides=OBJECT,
                                      error=nullable(OBJECT))),
                    transforms=array(OBJECT)),
+    "TestClock": obj(("now", "monotonic", "pending_timers"), now=STR, monotonic=NUM,
+                     pending_timers=INT),
+    "TestClockAdvance": obj(("advance",), advance={"type": "number", "minimum": 0}),
     "Health": obj(("status",), status=STR, last_seq=SEQ),
     "OpenAPI": obj(("openapi", "info", "paths"), openapi=STR, info=OBJECT, paths=OBJECT),
 }
