@@ -88,20 +88,24 @@ class DescendantBudget:
 
     async def take(self, root: int) -> bool:
         """Count one more descendant of `root`; False (nothing counted) when the root has
-        used its budget."""
+        used its budget. The last unit is kept for the root's loop notice until that
+        has been published, so a root never causes more than `limit` events in all."""
         await self._load(root)
-        if self._count[root] >= self.limit:
+        kept = 0 if self._noticed[root] else 1
+        if self._count[root] >= self.limit - kept:
             return False
         self._count[root] += 1
         self._log.append((root, False))
         return True
 
     async def first_notice(self, root: int) -> bool:
-        """True once per root: the one loop notice may be published now."""
+        """True once per root: the one loop notice may be published now (it counts as
+        one of the root's descendants)."""
         await self._load(root)
         if self._noticed[root]:
             return False
         self._noticed[root] = True
+        self._count[root] += 1
         self._log.append((root, True))
         return True
 
@@ -110,10 +114,9 @@ class DescendantBudget:
 
     def undo(self, mark: int) -> None:
         for root, notice in reversed(self._log[mark:]):
+            self._count[root] -= 1
             if notice:
                 self._noticed[root] = False
-            else:
-                self._count[root] -= 1
         del self._log[mark:]
 
     def changes(self) -> list[tuple[int, int, bool]]:
@@ -121,10 +124,9 @@ class DescendantBudget:
         added: dict[int, list[Any]] = {}
         for root, notice in self._log:
             entry = added.setdefault(root, [0, False])
+            entry[0] += 1
             if notice:
                 entry[1] = True
-            else:
-                entry[0] += 1
         return [(root, n, noticed) for root, (n, noticed) in added.items()]
 
 

@@ -43,8 +43,8 @@ class Settings:
     """Derived-event chain length after which an event is stored but not routed."""
     max_descendants: int = 100
     """Most events one root event may cause, directly or through others (dead letters,
-    todo changes, action results, ...); later ones are not stored, and one
-    `opsbus.loop.detected` notice per root says where the chain was cut."""
+    todo changes, action results, ...), its one `opsbus.loop.detected` notice included;
+    later ones are not stored."""
     heartbeat_s: float = 15.0
     """Seconds between SSE heartbeat comments."""
     stream_buffer: int = 1024

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from broker.events import to_binary
+from broker.timeutil import parse_rfc3339
 from tests.broker_process import BrokerProcess
 from tests.invariants import scenario
 from tests.invariants.api import BATCH, NO_ANSWER, STRUCTURED, Api
@@ -249,7 +250,8 @@ class Driver:
         if status != 200:
             return []
         batch = [PullMessage(consumer, subscription, int(m["seq"]), m["lease"],
-                             float(m["lease_expires_at"]), started, answered) for m in answer]
+                             parse_rfc3339(m["lease_expires_at"]).timestamp(), started,
+                             answered) for m in answer]
         self.ledger.pull_batches.append(batch)
         return batch
 

@@ -22,14 +22,6 @@ SEEDS = [int(s) for s in os.environ.get("OPSBUS_CHECKER_SEEDS", "1,2").split(","
 OPERATIONS = int(os.environ.get("OPSBUS_CHECKER_OPS", "80"))
 
 KNOWN_BREAKS: dict[str, str] = {
-    "streams-ordered-and-complete": "events derived while routing reach live streams right"
-                                    " after their cause, ahead of events committed before"
-                                    " them, so a stream resumed from the last id it read"
-                                    " misses the lower seqs it had not seen yet",
-    "descendants-bounded": "dead letters of a catch-all subscription are delivered to it"
-                           " again, so one event amplifies into hundreds",
-    "dry-run-agrees": "the route dry run groups by the queue's template where the engine"
-                      " lets dedupkey win, and renders missing title fields differently",
 }
 """Invariants the bus breaks today, with the behaviour that breaks them (strict: the
 test fails as soon as the behaviour is fixed, so the mark cannot outlive the break)."""
