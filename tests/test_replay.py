@@ -16,8 +16,9 @@ import orjson
 import pytest
 
 from broker.cli.replay import prepare, schedule
+from broker.clock import SystemClock
 from broker.eventfiles import read_events
-from broker.timeutil import now, parse_rfc3339
+from broker.timeutil import parse_rfc3339
 from tests.broker_process import ROOT, BrokerProcess
 from tests.conftest import make_event
 
@@ -63,7 +64,7 @@ async def test_replay_sample_folder_publishes_every_event_with_fresh_ids(broker,
     first, last = got[0]["event"], got[-1]["event"]
     assert first["id"] != originals[0]["id"] and "replaylive" not in first
     # The first event is now; the recorded spacing is kept.
-    assert abs(parse_rfc3339(first["time"]) - now()) < timedelta(seconds=30)
+    assert abs(parse_rfc3339(first["time"]) - SystemClock().now()) < timedelta(seconds=30)
     recorded = parse_rfc3339(originals[-1]["time"]) - parse_rfc3339(originals[0]["time"])
     assert parse_rfc3339(last["time"]) - parse_rfc3339(first["time"]) == recorded
 

@@ -123,7 +123,8 @@ async def test_routes_and_targets_are_recorded(store: Store):
 async def test_config_objects_round_trip_and_version_grows(store: Store):
     v0 = await store.config_version()
     async with store.transaction() as tx:
-        await tx.put_config("routes", "r1", {"name": "r1", "targets": ["queue:a"]}, "api")
+        await tx.put_config("routes", "r1", {"name": "r1", "targets": ["queue:a"]}, "api",
+                            "2026-11-25T10:00:00.000000Z")
     obj = await store.get_config("routes", "r1")
     assert obj is not None and obj.origin == "api" and obj.spec["targets"] == ["queue:a"]
     assert await store.config_version() > v0
