@@ -140,6 +140,9 @@ class _QueueSim:
         elif placement is Placement.ATTACH and item is not None:
             item.count += 1
             item.last_seq = seq
+            # As the engine's attach: title and priority follow the latest event.
+            item.title = self.queue.title_of(event)
+            item.priority = self.queue.priority_of(event) or item.priority
             self.attached += 1
         else:
             item = _Item(key, self.queue.title_of(event), seq, seq,
