@@ -98,7 +98,7 @@ class OpsbusConsole(App[None]):
     def __init__(self, url: str, *, token: str | None = None, operator: str | None = None,
                  context: str | None = None, screen: str = HOME, read_only: bool = False,
                  now: Callable[[], datetime] | None = None, window: int = WINDOW,
-                 batch_window_s: float = 0.05, templates_dir: Path | None = SAMPLE_EVENTS,
+                 batch_window_s: float = 0.1, templates_dir: Path | None = SAMPLE_EVENTS,
                  initial_filter: str | None = None, bell: bool = True,
                  log_path: Path | None = None, screenshot_dir: Path | None = None,
                  tick_s: float = 5.0) -> None:

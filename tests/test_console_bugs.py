@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.widgets import Footer, Input, TextArea
-from textual.widgets._footer import FooterKey
+from textual.widgets import Input, TextArea
 
 from console.app import OpsbusConsole
 from console.screens.detail import EventDetailScreen, ItemDetailScreen
@@ -24,6 +23,7 @@ from console.widgets.command_line import CommandLine
 from console.widgets.editor import EditorModal
 from console.widgets.event_table import layout
 from console.widgets.filter_bar import FilterBar
+from console.widgets.key_hints import KeyHints
 from tests.broker_process import ROOT, BrokerProcess
 from tests.console_support import (
     ONCALL_CONFIG,
@@ -198,10 +198,9 @@ async def test_6_at_100_columns_nothing_important_is_cut(broker: BrokerProcess) 
         assert widths["title"] >= 30  # was one character
         # The footer had "^pp alette" squeezed into it: the palette key is left out (the
         # help lists it) and the keys shown fit in the width.
-        footer = app.screen.query_one(Footer)
-        assert not footer.show_command_palette
-        keys = [k for k in footer.query(FooterKey) if k.display]
-        assert sum(k.size.width for k in keys) <= 100
+        hints = app.screen.query_one(KeyHints)
+        assert "palette" not in hints.shown and len(hints.shown.rstrip()) <= 98
+        assert hints.shown.startswith("c Claim")
         await pilot.press("2")
         stream_screen = app.screen
         assert isinstance(stream_screen, StreamScreen)
@@ -268,8 +267,9 @@ async def test_9_search_belongs_to_one_queue_and_escape_clears_it(
         await pilot.press("/", *"crash", "enter")
         assert app.queues.search == "crash"
         await pilot.press(":", *"queue db", "enter")
-        await until(pilot, lambda: app.queues.queue == "db" and screen.ready, what="db")
-        assert app.queues.search == "" and screen.item_table.row_count >= 1
+        await until(pilot, lambda: app.queues.queue == "db" and screen.ready
+                    and screen.item_table.row_count >= 1, what="db's items listed")
+        assert app.queues.search == ""
         await pilot.press("/", *"fine")
         await pilot.press("escape")  # clears the search, stays on the screen
         assert app.queues.search == "" and app.screen is screen

@@ -9,8 +9,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer
 
+from console.widgets.key_hints import KeyHints
 from console.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class ConsoleScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield from self.compose_body()
         yield StatusBar()
-        yield Footer(show_command_palette=False)
+        yield KeyHints()
 
     def compose_body(self) -> Iterable[Widget]:
         return ()

@@ -245,7 +245,7 @@ class QueuesScreen(ItemActionsScreen):
         if width >= NARROW:
             cells.append(item.get("owner") or "-")
         if model.queue == ALL_QUEUES:
-            cells.append(item["queue"])
+            cells.append(Text(item["queue"], no_wrap=True, overflow="ellipsis"))
         about = Text(style="dim", no_wrap=True, overflow="ellipsis")
         if width < NARROW and item.get("owner"):
             about.append(f"@{item['owner']}  ", style="bold cyan")

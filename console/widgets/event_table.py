@@ -213,7 +213,14 @@ class EventTable(ScrollView, can_focus=True):
         self.virtual_size = Size(self.scrollable_content_region.width, len(self.rows) + 1)
         if self.following:
             self.scroll_end(animate=False, x_axis=False)
+            # Once more after the new height is laid out: a scroll asked for before that
+            # stops at the old end, leaving the newest rows below the view.
+            self.call_after_refresh(self._follow_end)
         self.refresh()
+
+    def _follow_end(self) -> None:
+        if self.following:
+            self.scroll_end(animate=False, x_axis=False, immediate=True)
 
     def _show_cursor(self) -> None:
         """Scroll just enough to keep the cursor row visible below the header."""
