@@ -91,9 +91,9 @@ async def test_changes_by_someone_else_appear_live(item_broker: BrokerProcess) -
         fields = screen.query_one("#fields", DataTable)
         await until(pilot, lambda: "looking at it" in column(history, 3)
                     and events.row_count == 4
-                    and fields.get_row("state")[1] == "claimed", timeout=1.0,
+                    and fields.get_row("state")[1] == "claimed", timeout=3.0,
                     what="claim, comment and the new event shown")
-        assert time.monotonic() - changed < 1.0
+        assert time.monotonic() - changed < 3.0  # live: there is no poll to wait for
         assert fields.get_row("owner")[1] == "bob"
         assert "bob" in column(history, 2)
         assert cursor_key(events) == reading and events.cursor_row == 2
