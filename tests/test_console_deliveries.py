@@ -89,7 +89,7 @@ async def test_dead_letters_live_and_cursor_kept(delivery_broker: BrokerProcess)
         await pilot.pause()
         assert cursor_key(dead) == second
         # Someone retries the first (it is delivered this time) and a new one dies.
-        retried = screen.dead[int(first)]["seq"]
+        retried = screen.model.dead[int(first)]["seq"]
         await in_thread(http, f"{url}/v1/subscriptions/ci-pull/deliveries/{first}/retry",
                         "POST")
         [new] = await in_thread(lambda: publish(url, [event(9, id="ci-9",

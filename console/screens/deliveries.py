@@ -13,30 +13,22 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
-from broker.errors import NotFound, OpsbusError
+from broker.errors import OpsbusError
 from console.feed import EventFeed, head_seq
 from console.format import age_since
 from console.messages import EventsArrived
+from console.models.deliveries import DEAD, DeliveriesModel, failing
 from console.screens.base import ConsoleScreen
 from console.widgets.columns import Column
 from console.widgets.nav_table import NavTable
-from console.widgets.rows import RowSpec, cursor_key, replace_rows
+from console.widgets.rows import RowSpec, replace_rows
 
-DEAD = "deadlettered"
-"""The delivery state of a dead letter."""
 DELIVERY_FILTER = "type LIKE 'opsbus.delivery.%' OR type LIKE 'opsbus.subscription.%'"
 """The broker's announcements of dead letters and of subscriptions changing state."""
 RELOAD_AFTER_S = 0.5
 """A burst of announcements reloads once, this long after the first of them."""
 REFRESH_S = 15.0
 """Pending counts change without an announcement: reload this often regardless."""
-
-
-def failing(sub: dict[str, Any]) -> bool:
-    status = sub.get("status") or {}
-    counts = status.get("counts") or {}
-    return (status.get("state", "active") != "active" or bool(counts.get(DEAD))
-            or bool(status.get("last_error")))
 
 
 class DeliveriesScreen(ConsoleScreen):
@@ -53,16 +45,15 @@ class DeliveriesScreen(ConsoleScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.subscriptions: dict[str, dict[str, Any]] = {}
-        self.selected: str | None = None
-        self.dead: dict[int, dict[str, Any]] = {}
-        self.available = True
-        self.ready = False
-        """The subscriptions were read at least once (or found unavailable)."""
+        self.model = DeliveriesModel()
         self.feed: EventFeed | None = None
-        self._dead_of: str | None = None
-        """The subscription whose dead letters the table shows."""
         self._reload_timer: Timer | None = None
+        self._dead_shown: str | None = None
+        """The subscription whose dead letters the table shows."""
+
+    @property
+    def ready(self) -> bool:
+        return self.model.status != "loading"
 
     def compose_body(self) -> Iterable[Widget]:
         with Vertical():
@@ -79,6 +70,7 @@ class DeliveriesScreen(ConsoleScreen):
         for table in self.query(NavTable):
             table.fit()
         self.query_one("#subscriptions").focus()
+        self.model.observe(self._redraw)
         self.set_interval(REFRESH_S, self.reload)
         self._follow()
 
@@ -107,35 +99,16 @@ class DeliveriesScreen(ConsoleScreen):
 
     @work(exclusive=True, group="deliveries")
     async def reload(self) -> None:
-        client = self.console.client
-        try:
-            names = [s["name"] for s in await client.list_objects("subscriptions")]
-            found: dict[str, dict[str, Any]] = {}
-            for name in names:
-                found[name] = await client.subscription(name)
-        except NotFound:
-            self._unavailable("subscriptions are not available on this broker")
-            return
-        except OpsbusError as exc:
-            self._unavailable(f"cannot load subscriptions: {exc.detail}")
-            return
-        self.available = True
-        self.subscriptions = dict(sorted(found.items(),
-                                         key=lambda kv: (not failing(kv[1]), kv[0])))
-        self._render_subscriptions()
-        if self.selected not in self.subscriptions:
-            self.selected = cursor_key(self.query_one("#subscriptions", DataTable))
-        await self._load_dead()
-        self.ready = True
+        await self.model.load(self.console.client)
 
-    def _unavailable(self, why: str) -> None:
-        self.available = False
-        self.query_one("#dead-title", Static).update(Text(why, style="bold yellow"))
-        self.ready = True
-
-    def _render_subscriptions(self) -> None:
+    def _redraw(self) -> None:
+        model = self.model
+        title = self.query_one("#dead-title", Static)
+        if model.status == "unavailable":
+            title.update(Text(model.problem or "", style="bold yellow"))
+            return
         rows: list[RowSpec] = []
-        for name, sub in self.subscriptions.items():
+        for name, sub in model.subscriptions.items():
             status = sub.get("status") or {}
             counts = status.get("counts") or {}
             last = status.get("last_error") or {}
@@ -150,67 +123,51 @@ class DeliveriesScreen(ConsoleScreen):
                 Text(str(counts.get(DEAD, 0)), style="bold red" if counts.get(DEAD) else "dim"),
                 str(last.get("error") or ""))))
         replace_rows(self.query_one("#subscriptions", DataTable), rows)
-
-    async def _load_dead(self) -> None:
         table = self.query_one("#dead", DataTable)
-        title = self.query_one("#dead-title", Static)
-        if self.selected != self._dead_of:
-            # Another subscription's dead letters: start at the top of its list.
-            table.clear()
-            self.dead = {}
-            self._dead_of = self.selected
-        if self.selected is None:
-            title.update("DEAD LETTERS — no subscriptions configured")
-            return
-        try:
-            answer = await self.console.client.deliveries(self.selected, state=DEAD, limit=200)
-        except NotFound:
-            title.update(Text("dead letters are not available on this broker",
-                              style="bold yellow"))
-            return
-        except OpsbusError as exc:
-            title.update(Text(f"cannot load dead letters: {exc.detail}", style="bold red"))
-            return
-        if self._dead_of != self.selected:
-            return  # the selection moved on while this answer was on its way
+        if self._dead_shown != model.dead_of:
+            table.clear()  # another subscription's dead letters: start at the top
+            self._dead_shown = model.dead_of
         now = self.console.now()
-        self.dead = {int(d["id"]): d for d in answer.get("deliveries", [])}
         replace_rows(table, [
             (str(d["id"]), (str(d["id"]), str(d["seq"]), str(d.get("attempts", "")),
                             str(d.get("last_status") or "-"),
                             age_since(d.get("updated_at"), now),
                             str(d.get("last_error") or "")))
-            for d in self.dead.values()])
-        title.update(f"DEAD LETTERS of {self.selected} — {len(self.dead)}")
+            for d in model.dead.values()])
+        if model.dead_problem:
+            title.update(Text(model.dead_problem, style="bold yellow"))
+        else:
+            title.update(f"DEAD LETTERS of {model.selected} — {len(model.dead)}")
 
     @on(DataTable.RowHighlighted, "#subscriptions")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.cursor_row != event.data_table.cursor_row:
             return  # a highlight from before the table was rebuilt
         name = event.row_key.value
-        if name is not None and name != self.selected:
-            self.selected = name
+        if name is not None and name != self.model.selected:
+            self.model.select(str(name))
             self._reload_dead()
 
     @work(exclusive=True, group="deliveries-dead")
     async def _reload_dead(self) -> None:
-        await self._load_dead()
+        await self.model.load_dead(self.console.client)
 
     def _current_dead(self) -> dict[str, Any] | None:
         table = self.query_one("#dead", DataTable)
         if not table.row_count:
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return self.dead.get(int(key)) if key is not None else None
+        return self.model.dead.get(int(key)) if key is not None else None
 
     @work(group="deliveries-retry")
     async def action_retry(self) -> None:
         dead = self._current_dead()
-        if dead is None or self.selected is None:
+        selected = self.model.selected
+        if dead is None or selected is None:
             self.notify("select a dead letter first (tab switches tables)", severity="warning")
             return
         try:
-            await self.console.client.retry_delivery(self.selected, int(dead["id"]))
+            await self.console.client.retry_delivery(selected, int(dead["id"]))
         except OpsbusError as exc:
             self.notify(f"retry of delivery {dead['id']}: {exc.detail}", severity="error")
             return
