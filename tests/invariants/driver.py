@@ -181,9 +181,10 @@ class Driver:
         return list(page["items"])
 
     async def _todo_op(self, item: int, op: str, operator: str, **body: Any) -> dict[str, Any]:
+        headers = await self.api.as_operator(operator)
         started = time.time()
         status, answer = await self.api.call("POST", f"/v1/todos/{item}/{op}",
-                                             {"operator": operator, **body})
+                                             {"operator": operator, **body}, headers=headers)
         record = {"item": item, "op": op, "operator": operator, "status": status,
                   "answer": answer, "started": started, "answered": time.time()}
         self.ledger.claims.append(record)
