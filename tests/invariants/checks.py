@@ -325,14 +325,16 @@ async def _ask_grouping(findings: Findings, api: Api, snap: Snapshot, queue: str
                        f"seqs {_short(seqs)} into {queue}: the engine grouped them under"
                        f" {key!r}; the dry run's item from {first} holds {item['count']}"
                        f" up to seq {item['last_seq']}")
-        # The report gives an item's title as it was opened.
-        opened = [s["event"]["data"]["item"] for s in snap.caused(first, "opsbus.todo.opened")
-                  if s["event"]["data"]["item"]["queue"] == queue]
-        if opened:
-            title = opened[0]["title"]
+        # An item's title follows its latest event: compare after the group's last one.
+        last = max(seqs)
+        changed = [s["event"]["data"]["item"] for s in snap.caused(last)
+                   if s["event"]["type"] in ("opsbus.todo.opened", "opsbus.todo.updated")
+                   and s["event"]["data"]["item"]["queue"] == queue]
+        if changed:
+            title = changed[0]["title"]
             findings.check(DRY_RUN, item["title"] == title,
-                           f"seq {first} into {queue}: engine title {title!r} when it opened"
-                           f" the item, dry run {item['title']!r}")
+                           f"seq {last} into {queue}: engine title {title!r} after it, dry"
+                           f" run {item['title']!r}")
 
 
 # -- todo items ---------------------------------------------------------------------------

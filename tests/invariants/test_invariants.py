@@ -21,8 +21,7 @@ pytestmark = pytest.mark.xdist_group("invariants")
 SEEDS = [int(s) for s in os.environ.get("OPSBUS_CHECKER_SEEDS", "1,2").split(",") if s]
 OPERATIONS = int(os.environ.get("OPSBUS_CHECKER_OPS", "80"))
 
-KNOWN_BREAKS: dict[str, str] = {
-}
+KNOWN_BREAKS: dict[str, str] = {}
 """Invariants the bus breaks today, with the behaviour that breaks them (strict: the
 test fails as soon as the behaviour is fixed, so the mark cannot outlive the break)."""
 
