@@ -144,8 +144,9 @@ async def run_seed(seed: int, operations: int, workdir: Path) -> RunResult:
             await checks.check_streams(findings, api, driver.readers, driver.tails,
                                        ledger.pull_batches, marker_seq, reached)
             checks.check_acked(findings, ledger, snap)
-            checks.check_derived(findings, snap)
-            checks.check_descendants(findings, snap, descendant_bound())
+            bound = descendant_bound()
+            checks.check_derived(findings, snap, bound)
+            checks.check_descendants(findings, snap, bound)
             checks.check_dry_run_routes(findings, ledger, snap)
             await checks.check_dry_run_grouping(findings, api, snap)
             checks.check_items(findings, snap)

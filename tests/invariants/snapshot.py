@@ -59,16 +59,18 @@ class Snapshot:
                 return seq
             seq = self.seq_of_id[str(event["causationid"])]
 
-    def cut_roots(self) -> set[int]:
-        """Roots whose chain the broker cut at the descendant bound: some announcements
-        derived from them were (as documented) not stored."""
-        cut = set()
-        for stored in self.events:
-            data = stored["event"].get("data")
-            if stored["event"]["type"] == LOOP_TYPE and isinstance(data, dict) \
-                    and data.get("reason") == "descendant_limit":
-                cut.add(int(data["root"]["seq"]))
-        return cut
+    def family(self, root: int) -> list[int]:
+        """The seqs of every event descending from root `root` (its chain, not the
+        chains that operators' acts within it started)."""
+        found: list[int] = []
+        todo = [root]
+        while todo:
+            seq = todo.pop()
+            children = [c for c in self.children.get(str(self.by_seq[seq]["event"]["id"]), [])
+                        if not starts_chain(self.by_seq[c]["event"], self.seq_of_id)]
+            found += children
+            todo += children
+        return found
 
     def caused(self, seq: int, type: str | None = None) -> list[dict[str, Any]]:
         """The events directly caused by event `seq` (of `type`, if given)."""
