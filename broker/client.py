@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from typing import Any, TypedDict, Unpack, cast
+from collections.abc import AsyncIterator, Callable
+from typing import IO, Any, TypedDict, Unpack, cast
 from urllib.parse import quote
 
 import aiohttp
@@ -315,6 +315,36 @@ class OpsbusClient:
             "POST", f"/v1/todos/{todo_id}/actions/{quote(action, safe='')}",
             json={"operator": operator, "params": params or {}, "wait_s": wait_s},
             timeout=wait_s + self.timeout)
+
+    # -- administration ----------------------------------------------------------------
+    async def store_check(self, quick: bool = False) -> dict[str, Any]:
+        """`POST /v1/admin/store/check`: {ok, checks, findings, ...}."""
+        return await self._object("POST", "/v1/admin/store/check",
+                                  params={"quick": "true" if quick else None}, timeout=3600)
+
+    async def download(self, path: str, out: IO[bytes],
+                       progress: Callable[[int, int | None], None] | None = None
+                       ) -> dict[str, str]:
+        """POST `path` and write the answer's body to `out` as it arrives; the answer's
+        headers. `progress(bytes so far, Content-Length)` after each chunk."""
+        try:
+            async with self.session.post(self.url + path,
+                                         timeout=aiohttp.ClientTimeout(total=None)) as resp:
+                if resp.status >= 400:
+                    raise _error(resp.status, await resp.read())
+                done = 0
+                async for chunk in resp.content.iter_chunked(1024 * 1024):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, resp.content_length)
+                if resp.content_length is not None and done != resp.content_length:
+                    raise BrokerUnreachable(f"the answer from {self.url} ended after {done}"
+                                            f" of {resp.content_length} bytes")
+                return dict(resp.headers)
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise BrokerUnreachable(f"cannot reach the broker at {self.url}: "
+                                    f"{exc or type(exc).__name__}") from None
 
     # -- stream ----------------------------------------------------------------------
     async def stream(self, *, after: int | None = None, filter: str | None = None,

@@ -29,6 +29,7 @@ FEATURES: tuple[str, ...] = (
     "broker.todos",
     "broker.delivery",
     "broker.actions",
+    "broker.maintenance",
 )
 """Modules with a `setup(broker)` function, imported at start (todos, delivery, ...)."""
 

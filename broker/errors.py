@@ -135,3 +135,20 @@ class UpstreamError(OpsbusError):
     status = 502
     title = "Bad gateway"
     slug = "bad-gateway"
+
+
+class IncompatibleStore(OpsbusError):
+    """A database or backup this opsbus cannot use: not an opsbus store, or written by a
+    newer release (a schema version beyond the migrations it knows)."""
+
+    status = 409
+    title = "Incompatible store"
+    slug = "incompatible-store"
+
+
+class InsufficientStorage(OpsbusError):
+    """The operation needs more disk space than the broker's data directory has free."""
+
+    status = 507
+    title = "Insufficient storage"
+    slug = "insufficient-storage"

@@ -84,6 +84,19 @@ class Settings:
     test_clock: bool = False
     """Tests only: run on a manual clock that moves only when `POST /v1/test/clock`
     advances it (refused, 404, unless this is set). Never in production."""
+    wal_max_bytes: int = 64 * 1024 * 1024
+    """The SQLite write-ahead log is checkpointed and truncated once it grows past this
+    size, as soon as no reader holds an older snapshot (only a backup or an outside
+    reader can hold one for long: the broker's own reads are short transactions)."""
+    maintenance_interval_s: float = 5.0
+    """Seconds between housekeeping passes (log truncation when no commit triggers it)."""
+    tls_cert: str | None = None
+    """PEM certificate chain: serve HTTPS instead of HTTP (with tls_key)."""
+    tls_key: str | None = None
+    """PEM private key of tls_cert."""
+    shutdown_grace_s: float = 10.0
+    """On SIGTERM/SIGINT: seconds in-flight requests and deliveries get to finish before
+    they are cancelled (cancelled deliveries are retried after the restart)."""
 
     @property
     def host(self) -> str:
@@ -197,13 +210,18 @@ def validate_settings(settings: Settings) -> None:
     for name in ("max_event_bytes", "max_request_bytes", "max_batch_events", "hop_limit",
                  "max_descendants",
                  "delivery_poll_s", "delivery_concurrency", "heartbeat_s", "stream_buffer",
-                 "stream_write_timeout_s", "max_batch_commit", "todo_sweep_s"):
+                 "stream_write_timeout_s", "max_batch_commit", "todo_sweep_s",
+                 "wal_max_bytes", "maintenance_interval_s", "shutdown_grace_s"):
         value = getattr(settings, name)
         # `not > 0` and isfinite: NaN and inf parse as floats and would spin or stall loops.
         if not value > 0 or (isinstance(value, float) and not math.isfinite(value)):
             raise InvalidConfig(f"{name} must be a positive number, got {value!r}",
                                 field=name)
     limits_of(settings)  # each filter_* limit positive and within its ceiling
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        missing = "tls_key" if settings.tls_key is None else "tls_cert"
+        raise InvalidConfig(f"tls_cert and tls_key go together: {missing} is missing",
+                            field=missing)
     if not isinstance(logging.getLevelName(settings.log_level.upper()), int):
         raise InvalidConfig(f"log_level must be one of debug, info, warning, error, critical,"
                             f" got {settings.log_level!r}", field="log_level")

@@ -24,6 +24,9 @@ COMMAND_MODULES = (
     "broker.cli.export",
     "broker.cli.console",
     "broker.cli.up",
+    "broker.cli.backup",
+    "broker.cli.restore",
+    "broker.cli.store",
 )
 """Modules with `register(subparsers)`; each sets `func` (sync or async) on its parser."""
 

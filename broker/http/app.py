@@ -30,6 +30,7 @@ ROUTE_MODULES = (
     "broker.http.routes_test",
     "broker.http.openapi",
     "broker.http.clock",
+    "broker.http.admin",
 )
 """Modules exposing `routes` (a RouteTableDef), added in this order."""
 

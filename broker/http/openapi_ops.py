@@ -45,6 +45,8 @@ LIMIT = ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size
 FILTER = ("filter", STR, "a CESQL expression events must match")
 SEARCH = ("q", STR, "free-text search: every word (or \"quoted phrase\") in type, source,"
                     " subject or data, ignoring case")
+BOOL_QUERY: dict[str, Any] = {"type": "string", "enum": ["true", "false", "1", "0", "yes",
+                                                         "no"]}
 
 OPERATIONS: dict[tuple[str, str], Op] = {
     # -- operations ----------------------------------------------------------------------
@@ -70,6 +72,17 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/v1/config/status"): Op("config_status",
                                      {"200": ("Configuration load state", ref("ConfigStatus"))},
                                      tag="config"),
+    ("POST", "/v1/admin/backup"): Op(
+        "backup", {"200": ("The backup: a consistent SQLite database file; Opsbus-Backup-*"
+                           " headers give its events, first/last seq and schema version",
+                           None)},
+        body_required=False, tag="operations",
+        extra={"content": "application/vnd.sqlite3"}),
+    ("POST", "/v1/admin/store/check"): Op(
+        "store_check", {"200": ("The check ran; `ok` says whether it found problems",
+                                ref("StoreCheck"))},
+        body_required=False, tag="operations",
+        query=(("quick", BOOL_QUERY, "quick_check: skip index cross-checks"),)),
     # -- events --------------------------------------------------------------------------
     ("POST", "/v1/events"): Op(
         "publish_events",

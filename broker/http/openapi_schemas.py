@@ -149,6 +149,9 @@ SCHEMAS: dict[str, Schema] = {
     "TestClock": obj(("now", "monotonic", "pending_timers"), now=STR, monotonic=NUM,
                      pending_timers=INT),
     "TestClockAdvance": obj(("advance",), advance={"type": "number", "minimum": 0}),
+    "StoreCheck": obj(("ok", "checks", "findings"), ok=BOOL, checks=array(STR),
+                      findings=array(obj(("check", "detail"), check=STR, detail=STR)),
+                      schema_version=INT, events=INT, last_seq=SEQ),
     "Health": obj(("status",), status=STR, last_seq=SEQ),
     "OpenAPI": obj(("openapi", "info", "paths"), openapi=STR, info=OBJECT, paths=OBJECT),
 }

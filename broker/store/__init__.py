@@ -13,7 +13,7 @@ def open_store(settings: Settings) -> Store:
     if settings.store == "sqlite":
         from broker.store.sqlite import SqliteStore
 
-        return SqliteStore(settings.db_path, settings.durability)
+        return SqliteStore(settings.db_path, settings.durability, settings.wal_max_bytes)
     raise InvalidConfig(f"unknown store backend {settings.store!r} (known: sqlite)")
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from broker.lineage import RootUse
 from broker.store.base_delivery import DeliveryReads, DeliveryWrites
+from broker.store.base_maintenance import Maintenance
 from broker.store.base_todos import TodoReads, TodoWrites
 from broker.store.records import AppendResult, ConfigObject, StoredEvent, TargetRecord
 
@@ -80,7 +81,7 @@ class WriteTxn(TodoWrites, DeliveryWrites, ABC):
         """Delete a configuration object; False when it did not exist."""
 
 
-class Store(TodoReads, DeliveryReads, ABC):
+class Store(TodoReads, DeliveryReads, Maintenance, ABC):
     """A backend: opened once per broker process; reads use their own connections."""
 
     @abstractmethod

@@ -16,6 +16,7 @@ from broker.errors import Unavailable
 from broker.store.base import Store, WriteTxn
 from broker.store.migrations import migrations
 from broker.store.records import ConfigObject, StoredEvent, TargetRecord
+from broker.store.sqlite import lock
 from broker.store.sqlite.connections import ReaderPool, open_writer
 from broker.store.sqlite.delivery import DeliveryReadSql, DeliveryWriteSql
 from broker.store.sqlite.events import (
@@ -23,6 +24,12 @@ from broker.store.sqlite.events import (
     EventWrites,
     row_to_config,
     row_to_event,
+)
+from broker.store.sqlite.maintenance import (
+    DEFAULT_WAL_MAX_BYTES,
+    SqliteMaintenance,
+    WalGuard,
+    refuse_newer_schema,
 )
 from broker.store.sqlite.todos import TodoReadSql, TodoWriteSql
 
@@ -51,24 +58,36 @@ class SqliteTxn(EventWrites, TodoWriteSql, DeliveryWriteSql, WriteTxn):
             self.conn.execute(f"RELEASE {name}")
 
 
-class SqliteStore(TodoReadSql, DeliveryReadSql, Store):
+class SqliteStore(TodoReadSql, DeliveryReadSql, SqliteMaintenance, Store):
     """Embedded store in one SQLite file (WAL)."""
 
-    def __init__(self, path: str | Path, durability: str = "full") -> None:
+    def __init__(self, path: str | Path, durability: str = "full",
+                 wal_max_bytes: int = DEFAULT_WAL_MAX_BYTES) -> None:
         self.path = Path(path)
         self.durability = durability
+        self._wal = WalGuard(self.path, wal_max_bytes)
         self._writer: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._readers = ReaderPool(self.path)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = open_writer(self.path, self.durability)
-        self._migrate(self._writer)
-        await self._readers.open()
+        lock.acquire(self.path)
+        try:
+            self._writer = open_writer(self.path, self.durability)
+            self._wal.attach(self._writer)
+            self._migrate(self._writer)
+            await self._readers.open()
+        except BaseException:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            lock.release(self.path)
+            raise
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         (current,) = conn.execute("PRAGMA user_version").fetchone()
+        refuse_newer_schema(current, self.path)
         pending = [m for m in migrations("sqlite") if m[0] > current]
         if not pending:
             return
@@ -98,6 +117,8 @@ class SqliteStore(TodoReadSql, DeliveryReadSql, Store):
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
+                lock.release(self.path)
+            self._wal.close()
         await self._readers.close()
 
     @asynccontextmanager
@@ -125,6 +146,7 @@ class SqliteStore(TodoReadSql, DeliveryReadSql, Store):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            await self._wal.after_commit()
 
     # -- events --------------------------------------------------------------------
     async def last_seq(self) -> int:
