@@ -7,7 +7,7 @@ ARGS ?=
 SEEDS ?=
 OPS ?= 300
 
-.PHONY: run test lint bench soak clean promtool browser
+.PHONY: run test lint bench soak clean promtool browser dist dist-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,5 +66,35 @@ bench: $(VENV)/.installed-bench
 	command -v wrk >/dev/null || (apt-get install -y wrk || (apt-get update && apt-get install -y wrk))
 	$(BIN)/python bench/$(BENCH).py $(ARGS)
 
+# One self-contained executable (PyInstaller one-file) for Linux x86-64: no Python needed
+# where it runs. Commands, routes, features and plugins are imported by name at run time,
+# so whole packages are collected; the shipped plugins and sample events travel as files
+# (plugins are loaded from files and hot-reloaded), and the standard library goes in whole
+# so plugins from a user's folder can import any of it.
+DIST_STDLIB = $(shell $(BIN)/python -c "import sys; skip = ('_', 'test', 'idlelib', \
+	'tkinter', 'turtle', 'lib2to3', 'ensurepip', 'venv', 'distutils', 'pydoc_data', 'msvcrt', \
+	'winreg', 'winsound', 'nt', 'nturl2path', 'msilib'); print(' '.join('--hidden-import=' + m \
+	for m in sorted(sys.stdlib_module_names) if not m.startswith(skip)))")
+
+$(VENV)/.installed-dist: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dist]'
+	touch $@ $(VENV)/.installed
+
+dist: $(VENV)/.installed-dist
+	$(BIN)/pyinstaller --noconfirm --clean --onefile --name opsbus --log-level WARN \
+		--distpath dist --workpath build/pyinstaller --specpath build/pyinstaller \
+		--collect-submodules broker --collect-submodules console \
+		--collect-submodules plugins --collect-submodules textual \
+		--collect-data broker --collect-data console --collect-data textual \
+		--add-data "$(CURDIR)/plugins:plugins" \
+		--add-data "$(CURDIR)/sample_events:sample_events" \
+		$(DIST_STDLIB) broker/__main__.py
+	@ls -l dist/opsbus
+
+# Builds the executable, then runs it from an empty folder on a fresh data directory.
+dist-test: dist $(VENV)/.installed-test
+	OPSBUS_BINARY=$(CURDIR)/dist/opsbus $(BIN)/python -m pytest -q -m dist \
+		tests/test_binary.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build dist

@@ -60,7 +60,7 @@ class ActionService:
         return {"job": job_id}
 
     async def stop(self) -> None:
-        await self.runner.stop()
+        await self.runner.stop(self.broker.settings.shutdown_grace_s)
 
     async def jobs(self, name: str, after: int, limit: int) -> dict[str, Any]:
         self.broker.config.get("actions", name)

@@ -42,17 +42,23 @@ def run_server(settings: Settings) -> None:
     from aiohttp import web
 
     from broker.http.app import create_app
+    from broker.tls import server_context
 
     logging.getLogger().setLevel(settings.log_level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    ssl_context = server_context(settings)
     app = create_app(settings)
+    scheme = "https" if ssl_context else "http"
 
     def announce(_: str) -> None:
-        print(f"opsbus listening on http://{settings.listen} (data in {settings.data_dir})",
-              file=sys.stderr, flush=True)
+        print(f"opsbus listening on {scheme}://{settings.listen} (data in"
+              f" {settings.data_dir})", file=sys.stderr, flush=True)
 
+    # SIGTERM/SIGINT: stop listening, let in-flight requests finish for up to the grace
+    # period, then stop the broker (deliveries get the same grace).
     web.run_app(app, host=settings.host, port=settings.port, print=announce,
-                shutdown_timeout=10, access_log=None, handle_signals=True)
+                ssl_context=ssl_context, shutdown_timeout=settings.shutdown_grace_s,
+                access_log=None, handle_signals=True)
 
 
 def serve(args: argparse.Namespace) -> int:

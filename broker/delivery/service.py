@@ -99,7 +99,7 @@ class DeliveryService:
 
     async def stop(self) -> None:
         self.pull.close()
-        await self.push.stop()
+        await self.push.stop(self.broker.settings.shutdown_grace_s)
 
     # -- operator API ------------------------------------------------------------------
     def state_of(self, sub: Subscription) -> str:
