@@ -23,16 +23,19 @@ def setup(broker: Broker) -> None:
             await asyncio.sleep(interval)
             await broker.store.maintain()
 
-    def samples() -> dict[str, float]:
-        stats = broker.store.storage_stats()
-        return {
-            "opsbus_store_db_bytes": stats.db_bytes,
-            "opsbus_store_wal_bytes": stats.wal_bytes,
-            "opsbus_store_wal_max_bytes": broker.settings.wal_max_bytes,
-            'opsbus_store_wal_checkpoints_total{result="truncated"}': stats.checkpoints,
-            'opsbus_store_wal_checkpoints_total{result="busy"}': stats.checkpoints_busy,
-            **stats.extra,
-        }
-
+    store = broker.store
+    metrics = broker.metrics
+    metrics.sampled("opsbus_store_db_bytes", "Size of the store's database file.", "gauge",
+                    lambda: store.storage_stats().db_bytes)
+    metrics.sampled("opsbus_store_wal_bytes", "Size of the store's write-ahead log file.",
+                    "gauge", lambda: store.storage_stats().wal_bytes)
+    metrics.sampled("opsbus_store_wal_max_bytes", "The wal_max_bytes setting: past it the log"
+                    " is checkpointed and truncated once no reader holds an older snapshot.",
+                    "gauge", lambda: broker.settings.wal_max_bytes)
+    metrics.sampled("opsbus_store_wal_checkpoints_total",
+                    "Truncating checkpoints of the write-ahead log by result: truncated, or"
+                    " busy (a reader held an older snapshot; retried at the next commit).",
+                    "counter", lambda: {("truncated",): store.storage_stats().checkpoints,
+                                        ("busy",): store.storage_stats().checkpoints_busy},
+                    labels=("result",))
     broker.add_service("store-maintenance", run)
-    broker.metric_sources.append(samples)

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from tests.broker_process import BrokerProcess
 from tests.conftest import make_event
-from tests.delivery_support import Receiver, Received
+from tests.delivery_support import Received, Receiver
 from tests.ops_support import wait_until_refused
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,6 @@ class StorageStats:
     """Checkpoints that emptied the write-ahead log."""
     checkpoints_busy: int = 0
     """Attempts that found a reader on an older snapshot and were retried later."""
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 class Maintenance(ABC):
