@@ -186,7 +186,7 @@ def test_store_check_reports_broken_references_and_a_damaged_file(tmp_path: Path
     broken = opsbus("store", "check", "--data-dir", str(tmp_path / "data"), "--json")
     assert broken.returncode == 1
     found = {f["check"] for f in json.loads(broken.stdout)["findings"]}
-    assert {"item events exist", "foreign keys", "seq counter ahead of the log"} <= found
+    assert {"item events exist", "foreign keys", "seq counter not behind the log"} <= found
 
     damaged = tmp_path / "damaged.db"
     damaged.write_bytes(backup.read_bytes())

@@ -95,7 +95,9 @@ async def direct_backup(data_dir: Path, target: Path, progress: ProgressLine) ->
 
 async def remote_backup(args: argparse.Namespace, target: Path, progress: ProgressLine
                         ) -> None:
-    from broker.client import OpsbusClient
+    import os
+
+    from broker.client import BrokerUnreachable, OpsbusClient
 
     partial = target.with_name(target.name + ".partial")
     try:
@@ -103,9 +105,10 @@ async def remote_backup(args: argparse.Namespace, target: Path, progress: Progre
             with open(partial, "wb") as out:
                 await client.download("/v1/admin/backup", out, progress.bytes)
                 out.flush()
-                import os
-
                 os.fsync(out.fileno())
         partial.replace(target)
+    except BrokerUnreachable as exc:
+        raise BrokerUnreachable(f"{exc.detail} (a stopped broker is backed up from its"
+                                " files: opsbus backup --data-dir DIR FILE)") from None
     finally:
         partial.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 from aiohttp import web
@@ -25,8 +26,9 @@ def require_admin(request: web.Request) -> None:
     The broker's token is the admin token until scoped tokens exist."""
 
 
-def snapshot_path(data_dir: Path, seq: int) -> Path:
-    return data_dir / f"{SNAPSHOT_PREFIX}{os.getpid()}-{seq}.db"
+def snapshot_path(data_dir: Path) -> Path:
+    """A name no concurrent backup shares; swept at start if a crash leaves it."""
+    return data_dir / f"{SNAPSHOT_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}.db"
 
 
 def ensure_room(data_dir: Path, db_path: Path) -> None:
@@ -53,7 +55,7 @@ async def backup(request: web.Request) -> web.StreamResponse:
     broker = broker_of(request)
     data_dir = Path(broker.settings.data_dir)
     ensure_room(data_dir, broker.settings.db_path)
-    target = snapshot_path(data_dir, broker.hub.head)
+    target = snapshot_path(data_dir)
     try:
         try:
             result = await broker.store.backup(target)

@@ -34,7 +34,7 @@ CONSISTENCY_CHECKS: tuple[tuple[str, str], ...] = (
      " FROM (SELECT id, state, event_seq AS s FROM todos UNION ALL"
      "       SELECT id, state, first_event_seq FROM todos)"
      " WHERE NOT EXISTS (SELECT 1 FROM events WHERE seq = s)"),
-    ("seq counter ahead of the log",
+    ("seq counter not behind the log",
      "SELECT 'the seq counter is at ' || coalesce(c.seq, 0) || ' but the log holds seq '"
      " || m.seq || ': new events would reuse seqs readers have seen'"
      " FROM (SELECT max(seq) AS seq FROM events) m"
@@ -228,14 +228,21 @@ class WalGuard:
     def truncate(self) -> bool:
         """One TRUNCATE checkpoint attempt (blocking; the caller holds the write lock so
         no writer of ours waits on it). True when the log was emptied."""
-        if self._conn is None:
-            # Its own connection with no busy wait: a reader on an old snapshot makes
-            # the attempt return at once instead of stalling the writer behind it.
-            self._conn = sqlite3.connect(self.db_path, isolation_level=None,
-                                         check_same_thread=False)
-            self._conn.execute("PRAGMA busy_timeout=0")
-        busy, wal_frames, done = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"
-                                                    ).fetchone()
+        try:
+            if self._conn is None:
+                # Its own connection with no busy wait: a reader on an old snapshot makes
+                # the attempt return at once instead of stalling the writer behind it.
+                self._conn = sqlite3.connect(self.db_path, isolation_level=None,
+                                             check_same_thread=False)
+                self._conn.execute("PRAGMA busy_timeout=0")
+            busy, wal_frames, done = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"
+                                                        ).fetchone()
+        except sqlite3.Error as exc:
+            # Runs after a commit that succeeded (a full disk, say): it must never turn
+            # that commit into an error. The log stays as it is until the next attempt.
+            self.busy += 1
+            log.warning("WAL checkpoint failed: %s", exc)
+            return False
         if busy:
             self.busy += 1
             log.debug("WAL checkpoint busy: %s of %s frames copied, a reader holds an older"
