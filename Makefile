@@ -71,17 +71,24 @@ bench: $(VENV)/.installed-bench
 # so whole packages are collected; the shipped plugins and sample events travel as files
 # (plugins are loaded from files and hot-reloaded), and the standard library goes in whole
 # so plugins from a user's folder can import any of it.
-DIST_STDLIB = $(shell $(BIN)/python -c "import sys; skip = ('_', 'test', 'idlelib', \
+DIST_STDLIB = $(shell $(PYTHON) -c "import sys; skip = ('_', 'test', 'idlelib', \
 	'tkinter', 'turtle', 'lib2to3', 'ensurepip', 'venv', 'distutils', 'pydoc_data', 'msvcrt', \
 	'winreg', 'winsound', 'nt', 'nturl2path', 'msilib'); print(' '.join('--hidden-import=' + m \
 	for m in sorted(sys.stdlib_module_names) if not m.startswith(skip)))")
 
-$(VENV)/.installed-dist: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dist]'
-	touch $@ $(VENV)/.installed
+# Built from a virtualenv of its own holding only what opsbus needs at run time (the test
+# and bench extras would be bundled too); --paths makes the analysis read this tree.
+DIST_VENV := build/venv-dist
+$(DIST_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(DIST_VENV)
+	$(DIST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DIST_VENV)/bin/python -m pip install --quiet '.[dist]'
+	touch $@
 
-dist: $(VENV)/.installed-dist
-	$(BIN)/pyinstaller --noconfirm --clean --onefile --name opsbus --log-level WARN \
+dist: $(DIST_VENV)/.installed
+	@echo "pyinstaller: building dist/opsbus (one file)"
+	@$(DIST_VENV)/bin/pyinstaller --noconfirm --clean --onefile --strip --name opsbus \
+		--log-level ERROR --paths "$(CURDIR)" \
 		--distpath dist --workpath build/pyinstaller --specpath build/pyinstaller \
 		--collect-submodules broker --collect-submodules console \
 		--collect-submodules plugins --collect-submodules textual \

@@ -137,7 +137,8 @@ def inspect_file(path: Path) -> tuple[int, int, int | None, int]:
     with open(path, "rb") as fh:
         if fh.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
             raise IncompatibleStore(f"{path} is not an SQLite database (nor an opsbus backup)")
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True,
+                           isolation_level=None)
     try:
         has_events = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone()
