@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +19,7 @@ def setup(broker: Broker) -> None:
         for stale in Path(broker.settings.data_dir).glob(".backup-*.db*"):
             stale.unlink(missing_ok=True)
         while True:
-            await asyncio.sleep(interval)
+            await broker.clock.sleep(interval)
             await broker.store.maintain()
 
     store = broker.store

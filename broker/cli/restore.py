@@ -32,9 +32,9 @@ def register(sub: Any) -> None:
 
 
 def _stamp() -> str:
-    from broker.timeutil import now
+    from broker.clock import SystemClock
 
-    return now().strftime("%Y%m%dT%H%M%SZ")
+    return SystemClock().now().strftime("%Y%m%dT%H%M%SZ")
 
 
 def set_aside(db: Path) -> Path | None:
