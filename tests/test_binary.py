@@ -192,7 +192,7 @@ def test_the_console_runs_in_a_terminal(served: ServerProcess, workdir: Path, tm
     if pid == 0:  # the child: the console on the pseudo-terminal
         os.chdir(workdir)
         os.execve(BINARY, [BINARY, "console", "--url", served.url, "--operator", "ci",
-                           *token_args(served)], env)
+                           "--screen", "stream", *token_args(served)], env)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
     screen = b""
     try:
