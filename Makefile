@@ -40,10 +40,18 @@ browser:
 		     chromium; } >/dev/null 2>&1; } \
 		|| echo "chromium unavailable: install the Debian package chromium" >&2
 
+# The behaviour suites that exercise the store run a second time with every broker on
+# PostgreSQL (127.0.0.1:5432, database test, a schema per broker; .ci/run starts it).
+PG_SUITES ?= tests/test_todos.py tests/test_pull.py tests/test_delivery_push.py \
+	tests/test_stream.py tests/test_actions.py tests/test_silences.py \
+	tests/test_routes_api.py
+
 test: $(VENV)/.installed-test promtool browser
 	$(BIN)/ruff check broker console plugins tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q $(ARGS)
+	$(if $(ARGS),,OPSBUS_TEST_STORE=postgresql $(BIN)/python -m pytest -n 2 --dist loadgroup \
+		-q $(PG_SUITES))
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check broker console plugins tests bench
@@ -51,9 +59,10 @@ lint: $(VENV)/.installed-test
 
 # The invariant checker for as long as asked: `make soak SECONDS=600`, or given seeds
 # (`make soak SEEDS=17,42`, as a failure prints them); OPS operations per run.
+# REPLICAS=3 runs three brokers on one PostgreSQL database instead of one on SQLite.
 soak: $(VENV)/.installed-test
 	$(BIN)/python -m tests.invariants --seconds "$(or $(SECONDS),0)" --seeds "$(SEEDS)" \
-		--ops $(OPS)
+		--ops $(OPS) --replicas "$(or $(REPLICAS),0)"
 
 $(VENV)/.installed-bench: pyproject.toml | $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'

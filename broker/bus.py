@@ -238,6 +238,8 @@ class Bus:
         self.events_committed = 0
         self.observe_ingest: Callable[[float], None] = _ignore
         """Seconds from publish to its commit (a metrics histogram's observe)."""
+        self.fanout: Callable[[list[StoredEvent]], None] = hub.publish
+        """Takes each committed batch (the hub, or the store's live tail across replicas)."""
         self.observe_commit: Callable[[float], None] = _ignore
         """Seconds one group transaction took, from begin to commit."""
 
@@ -338,7 +340,7 @@ class Bus:
         self.observe_commit(perf_counter() - started)
         self.commits += 1
         self.events_committed += len(ctx.committed)
-        self.hub.publish(ctx.committed)
+        self.fanout(ctx.committed)
         for work, result, error in outcomes:
             if work.future.done():
                 continue

@@ -64,6 +64,8 @@ class Broker:
         self._services: list[tuple[str, Service]] = []
         self._stoppers: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._refreshes: set[asyncio.Task[None]] = set()
+        self._remote_commit: list[Callable[[], None]] = []
         self.ready = False
         for module in FEATURES:
             importlib.import_module(module).setup(self)
@@ -95,6 +97,9 @@ class Broker:
 
     async def _start(self) -> None:
         self.hub.head = await self.store.last_seq()
+        self.bus.fanout = self.store.start_live(self.hub.publish, self.hub.head,
+                                                self._config_changed_elsewhere,
+                                                self._committed_elsewhere)
         await self.bus.start()
         if self.settings.config:
             await self.config.load_file(self.settings.config)
@@ -107,6 +112,24 @@ class Broker:
             self._tasks.append(asyncio.create_task(_guarded(name, run), name=name))
         self.ready = True
         log.info("broker ready, last seq %s", self.hub.head)
+
+    def on_remote_commit(self, callback: Callable[[], None]) -> None:
+        """Called when another process sharing the store committed (replicas on
+        PostgreSQL): dispatchers and long-polls look for new work at once."""
+        self._remote_commit.append(callback)
+
+    def _committed_elsewhere(self) -> None:
+        for callback in self._remote_commit:
+            try:
+                callback()
+            except Exception:
+                log.exception("a wake-up after another replica's commit failed")
+
+    def _config_changed_elsewhere(self) -> None:
+        """Another replica changed the configuration: re-read it (in the background)."""
+        task = asyncio.create_task(self.config.refresh(), name="config-refresh")
+        self._refreshes.add(task)
+        task.add_done_callback(self._refreshes.discard)
 
     async def stop(self) -> None:
         """Stop taking work, finish in-flight commits, close streams and the store."""

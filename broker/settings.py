@@ -29,7 +29,8 @@ class Settings:
     config: str | None = None
     """Path of opsbus.toml (routes, queues, subscriptions, ...); watched and reloaded."""
     store: str = "sqlite"
-    """Store backend: `sqlite` (embedded)."""
+    """Store backend: `sqlite` (embedded, in data_dir) or a `postgresql://user@host:port/db`
+    URL shared by several replicas (see docs/postgres.md)."""
     durability: str = "full"
     """SQLite synchronous level: `full` (fsync at each commit), `normal` (WAL may lose the
     last commits on power loss, never corrupts), `off` (tests and benchmarks only)."""
@@ -197,6 +198,10 @@ def resolve_settings(
 
 def validate_settings(settings: Settings) -> None:
     """Reject settings that cannot work, naming the setting."""
+    if settings.store != "sqlite":
+        from broker.store.postgres.connection import check_url
+
+        check_url(settings.store)
     if settings.durability not in DURABILITY_LEVELS:
         raise InvalidConfig(f"durability must be one of {', '.join(DURABILITY_LEVELS)}",
                             field="durability")

@@ -48,6 +48,12 @@ class BrokerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> BrokerProcess:
+        if os.environ.get("OPSBUS_TEST_STORE") == "postgresql" and "--store" not in self.args:
+            # The behaviour suites run again on PostgreSQL: one schema per broker, kept
+            # across its restarts.
+            from tests.pg_support import schema_for_process
+
+            self.args = [*self.args, "--store", schema_for_process()]
         cmd = [sys.executable, "-m", "broker", "serve", "--listen", f"127.0.0.1:{self.port}",
                "--data-dir", str(self.data_dir), *self.args]
         if self.config is not None:

@@ -16,17 +16,27 @@ from broker.store.migrations import migrations
 from broker.store.sqlite import SqliteStore
 from tests.conftest import make_event
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend: Store = SqliteStore(tmp_path / "store.db", durability="normal")
+    if request.param == "postgresql":
+        from broker.store.postgres.connection import PgOptions
+        from broker.store.postgres.store import PgStore
+        from tests.pg_support import PG_URL, create_schema_async, drop_schema_async, with_schema
+
+        schema = await create_schema_async()
+        backend: Store = PgStore(PgOptions(with_schema(PG_URL, schema), pool_size=2))
+    else:
+        backend = SqliteStore(tmp_path / "store.db", durability="normal")
     await backend.open()
     try:
         yield backend
     finally:
         await backend.close()
+        if request.param == "postgresql":
+            await drop_schema_async(schema)
 
 
 def item(event: dict) -> tuple[dict, bytes, bytes]:

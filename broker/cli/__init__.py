@@ -22,11 +22,11 @@ COMMAND_MODULES = (
     "broker.cli.routes",
     "broker.cli.replay",
     "broker.cli.export",
+    "broker.cli.store",
     "broker.cli.console",
     "broker.cli.up",
     "broker.cli.backup",
     "broker.cli.restore",
-    "broker.cli.store",
 )
 """Modules with `register(subparsers)`; each sets `func` (sync or async) on its parser."""
 

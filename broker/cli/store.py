@@ -30,6 +30,9 @@ def register(sub: Any) -> None:
     client_options(check)
     json_option(check)
     check.set_defaults(func=run_check)
+    from broker.cli.store_copy import register_copy
+
+    register_copy(commands)
     parser.set_defaults(func=lambda _args: parser.print_help() or 2)
 
 

@@ -26,6 +26,7 @@ def setup(broker: Broker) -> None:
     broker.router.add_contributor(implicit_routes)
     broker.add_service("delivery-push", service.run_push)
     broker.add_service("delivery-pull-sweeper", service.run_sweeper)
+    broker.on_remote_commit(service.wake_all)
     broker.on_stop(service.stop)
     register_delivery_metrics(
         broker.metrics, service.counts,

@@ -59,6 +59,12 @@ class PullService:
         if signal is not None:
             signal.set()
 
+    def notify_all(self) -> None:
+        """Another process committed (replicas on PostgreSQL): every waiting receive
+        looks again."""
+        for name in list(self._signals):
+            self.notify(name)
+
     def close(self) -> None:
         """Shutdown: every waiting receive returns what it has (nothing)."""
         self._closing = True

@@ -93,9 +93,26 @@ class DeliveryService:
         while True:
             await self.clock.sleep(self.broker.settings.delivery_poll_s)
             try:
+                await self.refresh_controls()
                 await self.pull.sweep()
             except Exception:  # a bad pass must not end the loop; the next one retries
                 log.exception("pull lease sweep failed")
+
+    def wake_all(self) -> None:
+        """Work may have been created by another process sharing the store: look now."""
+        self.push.wake()
+        self.pull.notify_all()
+
+    async def refresh_controls(self) -> None:
+        """Pauses made by other processes sharing the store (replicas on PostgreSQL);
+        a newer local change is never replaced by an older reading."""
+        for name, control in (await self.broker.store.subscription_controls()).items():
+            known = self.controls.get(name)
+            if known is None or control.updated_at > known.updated_at:
+                self.controls[name] = control
+                if not control.paused and known is not None and known.paused:
+                    self.push.wake()
+                    self.pull.notify(name)
 
     async def stop(self) -> None:
         self.pull.close()

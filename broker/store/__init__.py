@@ -14,7 +14,15 @@ def open_store(settings: Settings) -> Store:
         from broker.store.sqlite import SqliteStore
 
         return SqliteStore(settings.db_path, settings.durability, settings.wal_max_bytes)
-    raise InvalidConfig(f"unknown store backend {settings.store!r} (known: sqlite)")
+    from broker.store.postgres.connection import PgOptions, is_postgres_url
+
+    if is_postgres_url(settings.store):
+        from broker.store.postgres.store import PgStore
+
+        return PgStore(PgOptions.from_url(settings.store,
+                                          poll_s=min(0.5, settings.delivery_poll_s)))
+    raise InvalidConfig(f"unknown store backend {settings.store!r}"
+                        " (known: sqlite, postgresql://...)")
 
 
 __all__ = [

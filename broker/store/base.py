@@ -10,7 +10,7 @@ decided in the database, and `wait_for_change` is how other processes' commits a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -19,6 +19,10 @@ from broker.store.base_delivery import DeliveryReads, DeliveryWrites
 from broker.store.base_maintenance import Maintenance
 from broker.store.base_todos import TodoReads, TodoWrites
 from broker.store.records import AppendResult, ConfigObject, StoredEvent, TargetRecord
+
+
+def _nothing() -> None:
+    return None
 
 
 class WriteTxn(TodoWrites, DeliveryWrites, ABC):
@@ -95,6 +99,16 @@ class Store(TodoReads, DeliveryReads, Maintenance, ABC):
     @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[WriteTxn]:
         """The single writer's transaction; commits (durably) on clean exit."""
+
+    def start_live(self, publish: Callable[[list[StoredEvent]], None], head: int,
+                   on_config: Callable[[], None], on_remote: Callable[[], None] = _nothing,
+                   ) -> Callable[[list[StoredEvent]], None]:
+        """Wire the live fan-out: returns what the writer hands each committed batch to.
+        A backend shared by several processes also feeds `publish` with the others'
+        commits, in seq order from `head`, calls `on_remote` after publishing them and
+        `on_config` when another process changed the configuration; a single-process
+        backend passes batches straight on."""
+        return publish
 
     # -- events --------------------------------------------------------------------
     @abstractmethod

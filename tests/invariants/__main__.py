@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="",
                         help="comma-separated seeds to run (each once), e.g. 17,42")
     parser.add_argument("--ops", type=int, default=300, help="operations per run")
+    parser.add_argument("--replicas", type=int, default=0,
+                        help="run that many brokers on one PostgreSQL database"
+                             " (127.0.0.1:5432/test, OPSBUS_TEST_PG) instead of one on SQLite")
     parser.add_argument("--keep", action="store_true",
                         help="keep each run's folder (broker log, database, config)")
     args = parser.parse_args(argv)
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     while queue or (args.seconds and time.monotonic() - started < args.seconds):
         seed = queue.pop(0) if queue else random.randrange(1_000_000)
         workdir = base / f"seed-{seed}"
-        result = asyncio.run(run_seed(seed, args.ops, workdir))
+        result = asyncio.run(run_seed(seed, args.ops, workdir, replicas=args.replicas))
         results.append(result)
         verdict = "ok" if result.ok else "FAILED " + ", ".join(result.findings.failed)
         print(f"seed {seed}: {result.operations} operations, {result.events} events,"

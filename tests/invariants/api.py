@@ -28,16 +28,29 @@ def token_of(data_dir: Path) -> str | None:
 
 
 class Api:
-    """JSON in, JSON out against one broker (its port survives restarts)."""
+    """JSON in, JSON out against one broker (its port survives restarts). With `peers`
+    (replicas on one PostgreSQL database), calls made with `spread` go round-robin to
+    every replica; the others go to `broker`."""
 
-    def __init__(self, session: aiohttp.ClientSession, broker: BrokerProcess) -> None:
+    def __init__(self, session: aiohttp.ClientSession, broker: BrokerProcess,
+                 peers: list[BrokerProcess] | None = None, store_url: str | None = None
+                 ) -> None:
         self.session = session
         self.broker = broker
         self._operators: dict[str, dict[str, str]] = {}
+        self.peers = peers or [broker]
+        self.store_url = store_url
+        """The PostgreSQL store the replicas share (None: the broker's SQLite file)."""
+        self._turn = 0
 
     @property
     def url(self) -> str:
         return self.broker.url
+
+    def spread_url(self) -> str:
+        """The next replica's URL (the broker's own when it runs alone)."""
+        self._turn += 1
+        return self.peers[self._turn % len(self.peers)].url
 
     @property
     def headers(self) -> dict[str, str]:
@@ -61,7 +74,8 @@ class Api:
 
     async def call(self, method: str, path: str, body: Any = None, *,
                    params: dict[str, str] | None = None, data: bytes | None = None,
-                   headers: dict[str, str] | None = None) -> tuple[int, Any]:
+                   headers: dict[str, str] | None = None, spread: bool = False
+                   ) -> tuple[int, Any]:
         """(status, decoded JSON or None)."""
         if body is not None:
             data = orjson.dumps(body)
@@ -69,7 +83,8 @@ class Api:
         # aiohttp warns that big raw bodies block the loop; a file-like one streams.
         payload: bytes | io.BytesIO | None = (
             io.BytesIO(data) if data is not None and len(data) > 256 * 1024 else data)
-        async with self.session.request(method, self.url + path, data=payload, params=params,
+        base = self.spread_url() if spread else self.url
+        async with self.session.request(method, base + path, data=payload, params=params,
                                         headers={**self.headers, **(headers or {})},
                                         timeout=aiohttp.ClientTimeout(total=60)) as resp:
             raw = await resp.read()

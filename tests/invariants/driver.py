@@ -74,7 +74,8 @@ class Driver:
     # -- publishing ------------------------------------------------------------------
     async def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int | None, Any]:
         try:
-            return await self.api.call("POST", "/v1/events", data=body, headers=headers)
+            return await self.api.call("POST", "/v1/events", data=body, headers=headers,
+                                       spread=True)
         except NO_ANSWER:
             return None, None
 
@@ -184,7 +185,8 @@ class Driver:
         headers = await self.api.as_operator(operator)
         started = time.time()
         status, answer = await self.api.call("POST", f"/v1/todos/{item}/{op}",
-                                             {"operator": operator, **body}, headers=headers)
+                                             {"operator": operator, **body}, headers=headers,
+                                             spread=True)
         record = {"item": item, "op": op, "operator": operator, "status": status,
                   "answer": answer, "started": started, "answered": time.time()}
         self.ledger.claims.append(record)
@@ -285,7 +287,7 @@ class Driver:
     # -- readers -------------------------------------------------------------------------
     async def add_reader(self, rng: random.Random) -> None:
         name = f"sse-{len(self.readers)}"
-        reader = SseReader(name, self.api.url, rng.choice(READER_FILTERS),
+        reader = SseReader(name, self.api.spread_url(), rng.choice(READER_FILTERS),
                            rng.choice(["zero", "head", "bare"]),
                            random.Random(f"{self.seed}/{name}"), self.gate, self.api.headers)
         self.readers.append(reader)
@@ -294,7 +296,7 @@ class Driver:
     async def add_tail(self, rng: random.Random) -> None:
         name = f"tail-{len(self.tails)}"
         token = self.api.headers.get("Authorization", "").removeprefix("Bearer ")
-        tail = TailClient(name, self.api.url, rng.choice(READER_FILTERS),
+        tail = TailClient(name, self.api.spread_url(), rng.choice(READER_FILTERS),
                           rng.choice([0, await self.api.head()]),
                           {"OPSBUS_TOKEN": token} if token else {},
                           self.config_path.parent / f"{name}.log", self.gate)
@@ -459,15 +461,18 @@ class Driver:
             self.ledger.count(f"op:{kind}")
 
 
-async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str, *,
-                required: bool = True, interval: float = 0.05) -> bool:
-    """Poll an external condition (the broker's state) until it holds or time is up."""
+async def until(check: Callable[[], Awaitable[bool]], timeout: float,
+                what: str | Callable[[], str], *, required: bool = True,
+                interval: float = 0.05) -> bool:
+    """Poll an external condition (the broker's state) until it holds or time is up;
+    `what` names it in the error (a callable: as it stands at the time-out)."""
     deadline = time.monotonic() + timeout
     while True:
         if await check():
             return True
         if time.monotonic() > deadline:
             if required:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+                name = what() if callable(what) else what
+                raise AssertionError(f"timed out after {timeout}s waiting for {name}")
             return False
         await asyncio.sleep(interval)

@@ -61,13 +61,18 @@ async def _quiesce(driver: Driver, api: Api) -> None:
             await api.ok("POST", f"/v1/subscriptions/{name}/resume", {"operator": "checker"})
             driver.paused.discard(name)
 
+    moving = ["nothing checked yet"]
+    """What the last pass found still moving (named when the wait times out)."""
+
     async def quiet() -> bool:
         await driver.guard_runaway()
         before = await api.head()
         if not await driver.push_idle():
+            moving[0] = "webhook deliveries pending or leased"
             return False
         claimed = await api.ok("GET", "/v1/todos", params={"state": "claimed", "limit": "1000"})
         if any(i["lease_expires"] for i in claimed["items"]):
+            moving[0] = "claimed items with a lease to lapse"
             return False  # a lease will lapse and publish a change
         for name in PULL:
             status = await api.ok("GET", f"/v1/subscriptions/{name}/status")
@@ -76,30 +81,47 @@ async def _quiesce(driver: Driver, api: Api) -> None:
             batch = await driver.receive("drain", name, 100, 30.0)
             await driver.settle("ack", batch)
             if batch or status["counts"].get("leased", 0):
+                moving[0] = f"pull subscription {name} still had messages"
                 return False
+        moving[0] = "the log still grew"
         return await api.head() == before
 
-    await until(quiet, QUIET_TIMEOUT_S, "the broker to become quiet", interval=0.1)
+    await until(quiet, QUIET_TIMEOUT_S * max(1, len(api.peers) - 1),
+                lambda: f"the broker to become quiet ({moving[0]})", interval=0.1)
 
 
-async def run_seed(seed: int, operations: int, workdir: Path) -> RunResult:
-    """Drive a fresh broker with the plan for `seed` and check every invariant."""
+async def run_seed(seed: int, operations: int, workdir: Path, *, replicas: int = 0
+                   ) -> RunResult:
+    """Drive a fresh broker with the plan for `seed` and check every invariant. With
+    `replicas`, that many brokers share one PostgreSQL database: publishes, todo changes
+    and readers are spread over them, and the SIGKILL hits the first."""
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
     receivers = await Receivers({h.name: h.behaviour for h in scenario.HOOKS}).start()
     config = workdir / "opsbus.toml"
     server = dict(scenario.SERVER)
     config.write_text(scenario.render(scenario.version(seed, 0), receivers.url, server))
-    broker = BrokerProcess(workdir / "data", config=config)
+    schema = store_url = None
+    args: list[str] = []
+    if replicas:
+        from tests.pg_support import PG_URL, create_schema, with_schema
+
+        schema = await asyncio.to_thread(create_schema)
+        store_url = with_schema(PG_URL, schema)
+        args = ["--store", store_url + "&pool_size=3"]
+    peers = [BrokerProcess(workdir / ("data" if n == 0 else f"data{n}"), config=config,
+                           args=args) for n in range(max(1, replicas))]
+    broker = peers[0]
     gate = Gate()
     findings = Findings()
     rng = random.Random(f"{seed}/clients")
     try:
-        await asyncio.to_thread(broker.start)
+        for peer in peers:
+            await asyncio.to_thread(peer.start)
         gate.up.set()
         async with aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, force_close=False)) as session:
-            api = Api(session, broker)
+            api = Api(session, broker, peers, store_url)
             driver = Driver(seed, broker, api, receivers, config, server, gate)
             for _ in range(3):
                 await driver.add_reader(rng)
@@ -157,8 +179,13 @@ async def run_seed(seed: int, operations: int, workdir: Path) -> RunResult:
                              len(snap.events), ledger.notes, phases,
                              dict(sorted(ledger.seconds.items(), key=lambda kv: -kv[1])))
     finally:
-        broker.stop()
+        for peer in peers:
+            peer.stop()
         await receivers.stop()
+        if schema is not None:
+            from tests.pg_support import drop_schema
+
+            await asyncio.to_thread(drop_schema, schema)
 
 
 async def _nothing() -> None:

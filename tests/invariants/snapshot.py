@@ -100,6 +100,18 @@ def _item_seqs_from_file(db: Path, todo_id: int) -> set[int]:
         return {int(r[0]) for r in rows}
 
 
+async def _item_seqs_from_postgres(url: str, todo_id: int) -> set[int]:
+    """The same, from the PostgreSQL store the replicas share."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT seq FROM todo_events WHERE todo_id = $1", todo_id)
+    finally:
+        await conn.close()
+    return {int(r[0]) for r in rows}
+
+
 async def take(api: Api) -> Snapshot:
     events = await api.events()
     details = await _gather(8, [api.ok("GET", f"/v1/events/{e['seq']}") for e in events])
@@ -121,6 +133,8 @@ async def take(api: Api) -> Snapshot:
     for todo_id, item in items.items():
         if len(item["events"]) < API_ITEM_EVENTS:
             item_seqs[todo_id] = {e["seq"] for e in item["events"]}
+        elif api.store_url is not None:
+            item_seqs[todo_id] = await _item_seqs_from_postgres(api.store_url, todo_id)
         else:
             item_seqs[todo_id] = await asyncio.to_thread(
                 _item_seqs_from_file, api.broker.data_dir / "opsbus.db", todo_id)

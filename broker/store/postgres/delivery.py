@@ -1,0 +1,311 @@
+"""Delivery, attempt, pause and action-job statements on PostgreSQL. Claims take due rows
+with `FOR UPDATE SKIP LOCKED`, give each a fresh lease token, and every later change is
+fenced by that token (docs/postgres.md, section 3)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from broker.store.base_delivery import (
+    NEXT_STATE,
+    ActionJob,
+    Attempt,
+    ClaimedJob,
+    Delivery,
+    DeliveryState,
+    JobState,
+    LeaseBatch,
+    LeasedDelivery,
+    Outcome,
+    SubscriptionControl,
+)
+from broker.store.postgres import log as pglog
+from broker.store.records import StoredEvent
+from broker.timeutil import later
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from broker.store.postgres.connection import Conn
+
+DELIVERY_COLUMNS = ("id, subscription, seq, state, attempts, attempts_before, next_at, lease,"
+                    " last_status, last_error, first_at, created_at, updated_at")
+JOB_COLUMNS = ("id, action, seq, state, attempts, next_at, lease, params, todo_id, operator,"
+               " result_seq, last_error, created_at, updated_at")
+OPEN = "state IN ('pending', 'leased')"
+
+
+def row_to_delivery(row: asyncpg.Record) -> Delivery:
+    return Delivery(row[0], row[1], row[2], DeliveryState(row[3]), row[4], row[5], row[6],
+                    row[7], row[8], row[9], row[10], row[11], row[12])
+
+
+def row_to_job(row: asyncpg.Record) -> ActionJob:
+    return ActionJob(row[0], row[1], row[2], JobState(row[3]), row[4], row[5], row[6],
+                     orjson.loads(row[7]) if row[7] else None, row[8], row[9], row[10],
+                     row[11], row[12], row[13])
+
+
+def new_lease(row_id: int, attempt: int) -> str:
+    """`<id>.<attempt>.<random>`: one token per attempt, unguessable, readable in logs."""
+    import secrets
+
+    return f"{row_id}.{attempt}.{secrets.token_urlsafe(9)}"
+
+
+class DeliveryWriteSql:
+    """Delivery and action-job writes inside the transaction."""
+
+    conn: Conn
+
+    async def add_delivery(self, subscription: str, seq: int, now: str) -> int | None:
+        found = await self.conn.fetchval(
+            "INSERT INTO deliveries (subscription, seq, state, next_at, first_at, created_at,"
+            " updated_at) VALUES ($1, $2, 'pending', $3, $3, $3, $3)"
+            " ON CONFLICT (subscription, seq) DO NOTHING RETURNING id",
+            subscription, seq, now)
+        return None if found is None else int(found)
+
+    async def lease_deliveries(
+        self, subscription: str, limit: int, now: str, lease_s: float, *,
+        max_attempts: int, ordered: bool = False, only_exhausted: bool = False,
+    ) -> LeaseBatch:
+        if limit <= 0:
+            return LeaseBatch([], [])
+        if ordered:
+            # Only the lowest open seq may go; if another replica holds it, skip the
+            # subscription entirely instead of jumping ahead of it.
+            rows = await self.conn.fetch(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = (SELECT id FROM"
+                f" deliveries WHERE subscription = $1 AND {OPEN} ORDER BY seq LIMIT 1)"
+                " FOR UPDATE SKIP LOCKED", subscription)
+            rows = [r for r in rows if r["next_at"] <= now]
+        else:
+            rows = await self.conn.fetch(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE subscription = $1 AND {OPEN}"
+                " AND next_at <= $2 ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED",
+                subscription, now, limit)
+        stamp = now
+        expires = later(now, lease_s)
+        leased: list[Delivery] = []
+        exhausted: list[Delivery] = []
+        for row in rows:
+            current = row_to_delivery(row)
+            if only_exhausted and current.round_attempts < max_attempts:
+                continue
+            if current.state is DeliveryState.LEASED:
+                await self._end_attempt(current.id, current.attempts, Outcome.EXPIRED,
+                                        error="lease expired")
+            if current.round_attempts >= max_attempts:
+                await self.conn.execute(
+                    "UPDATE deliveries SET state = 'deadlettered', lease = NULL,"
+                    " last_error = coalesce(last_error, 'lease expired'), updated_at = $1"
+                    " WHERE id = $2", stamp, current.id)
+                exhausted.append(current)
+                continue
+            attempt = current.attempts + 1
+            lease = new_lease(current.id, attempt)
+            updated = await self.conn.fetchrow(
+                "WITH d AS (UPDATE deliveries SET state = 'leased', attempts = $1, lease = $2,"
+                f" next_at = $3, updated_at = $4 WHERE id = $5 RETURNING {DELIVERY_COLUMNS}),"
+                " a AS (INSERT INTO delivery_attempts (delivery_id, n, lease, started_at,"
+                " outcome) VALUES ($5, $1, $2, $4, 'leased'))"
+                " SELECT * FROM d", attempt, lease, expires, stamp, current.id)
+            assert updated is not None  # the row is locked by this transaction
+            leased.append(row_to_delivery(updated))
+        events = await self._events([d.seq for d in (*leased, *exhausted)])
+        return LeaseBatch([LeasedDelivery(d, events[d.seq]) for d in leased],
+                          [LeasedDelivery(d, events[d.seq]) for d in exhausted])
+
+    async def settle_delivery(
+        self, delivery_id: int, lease: str, outcome: Outcome, now: str, *,
+        next_at: str | None = None, status: int | None = None,
+        latency_ms: float | None = None, error: str | None = None,
+        require_live: bool = False, subscription: str | None = None,
+    ) -> Delivery | None:
+        row = await self.conn.fetchrow(
+            "SELECT attempts, next_at, subscription FROM deliveries WHERE id = $1"
+            " AND state = 'leased' AND lease = $2 FOR UPDATE", delivery_id, lease)
+        if row is None or (require_live and row[1] <= now) \
+                or (subscription is not None and row[2] != subscription):
+            return None
+        state = NEXT_STATE[outcome]
+        keep_lease = state is DeliveryState.LEASED
+        updated = await self.conn.fetchrow(
+            "UPDATE deliveries SET state = $1, lease = $2, next_at = $3,"
+            " last_status = coalesce($4, last_status), last_error = $5, updated_at = $6"
+            f" WHERE id = $7 RETURNING {DELIVERY_COLUMNS}",
+            state.value, lease if keep_lease else None,
+            next_at if next_at is not None else now, status,
+            error if outcome is not Outcome.RENEWED else None, now, delivery_id)
+        if outcome is not Outcome.RENEWED:
+            await self._end_attempt(delivery_id, row[0], outcome, status, latency_ms, error)
+        assert updated is not None  # locked above
+        return row_to_delivery(updated)
+
+    async def requeue_delivery(self, delivery_id: int, now: str) -> Delivery | None:
+        row = await self.conn.fetchrow(
+            "UPDATE deliveries SET state = 'pending', attempts_before = attempts, next_at = $1,"
+            " first_at = $1, lease = NULL, updated_at = $1"
+            f" WHERE id = $2 AND state = 'deadlettered' RETURNING {DELIVERY_COLUMNS}",
+            now, delivery_id)
+        return row_to_delivery(row) if row else None
+
+    async def set_paused(self, subscription: str, paused: bool, by: str | None,
+                         now: str) -> SubscriptionControl:
+        await self.conn.execute(
+            "INSERT INTO subscription_controls (name, paused, paused_by, updated_at)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET paused = excluded.paused,"
+            " paused_by = excluded.paused_by, updated_at = excluded.updated_at",
+            subscription, paused, by, now)
+        return SubscriptionControl(subscription, paused, by, now)
+
+    async def add_action_job(
+        self, action: str, seq: int, now: str, *, params: dict[str, Any] | None = None,
+        todo_id: int | None = None, operator: str | None = None,
+    ) -> int:
+        stamp = now
+        job_id = await self.conn.fetchval(
+            "INSERT INTO action_jobs (action, seq, state, next_at, params, todo_id, operator,"
+            " created_at, updated_at) VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $7)"
+            " RETURNING id",
+            action, seq, now, orjson.dumps(params).decode() if params is not None else None,
+            todo_id, operator, stamp)
+        return int(job_id)
+
+    async def claim_action_jobs(self, limit: int, now: str, lease_s: float,
+                                actions: Sequence[str] | None = None) -> list[ClaimedJob]:
+        if limit <= 0 or (actions is not None and not actions):
+            return []
+        stamp = now
+        rows = await self.conn.fetch(
+            "WITH due AS MATERIALIZED (SELECT id FROM action_jobs"
+            " WHERE state IN ('pending', 'running') AND next_at <= $1"
+            " AND ($2::text[] IS NULL OR action = ANY ($2)) ORDER BY next_at, id LIMIT $3"
+            " FOR UPDATE SKIP LOCKED)"
+            " UPDATE action_jobs j SET state = 'running', attempts = j.attempts + 1,"
+            " lease = j.id || '.' || (j.attempts + 1) || '.' || $4, next_at = $5,"
+            f" updated_at = $6 FROM due WHERE j.id = due.id RETURNING"
+            f" {', '.join('j.' + c.strip() for c in JOB_COLUMNS.split(','))}",
+            now, list(actions) if actions is not None else None, limit,
+            new_lease(0, 0).rsplit(".", 1)[1], later(now, lease_s), stamp)
+        jobs = sorted((row_to_job(r) for r in rows), key=lambda j: (j.next_at, j.id))
+        events = await self._events([j.seq for j in jobs])
+        return [ClaimedJob(j, events[j.seq]) for j in jobs]
+
+    async def finish_action_job(
+        self, job_id: int, lease: str, state: JobState, now: str, *,
+        next_at: str | None = None, result_seq: int | None = None,
+        error: str | None = None,
+    ) -> ActionJob | None:
+        row = await self.conn.fetchrow(
+            "UPDATE action_jobs SET state = $1, lease = NULL, next_at = $2,"
+            " result_seq = coalesce($3, result_seq), last_error = $4, updated_at = $5"
+            f" WHERE id = $6 AND state = 'running' AND lease = $7 RETURNING {JOB_COLUMNS}",
+            state.value, next_at if next_at is not None else now, result_seq, error,
+            now, job_id, lease)
+        return row_to_job(row) if row else None
+
+    async def _end_attempt(self, delivery_id: int, n: int, outcome: Outcome,
+                           status: int | None = None, latency_ms: float | None = None,
+                           error: str | None = None) -> None:
+        await self.conn.execute(
+            "UPDATE delivery_attempts SET outcome = $1, status = $2, latency_ms = $3,"
+            " error = $4 WHERE delivery_id = $5 AND n = $6 AND outcome = 'leased'",
+            outcome.value, status, latency_ms, error, delivery_id, n)
+
+    async def _events(self, seqs: list[int]) -> dict[int, StoredEvent]:
+        if not seqs:
+            return {}
+        rows = await self.conn.fetch(
+            "SELECT seq, recvtime, body, routes, root FROM events WHERE seq = ANY ($1)",
+            sorted(set(seqs)))
+        return {row["seq"]: pglog.row_to_event(row) for row in rows}
+
+
+class DeliveryReadSql:
+    """Delivery and action-job reads on the pool."""
+
+    pool: asyncpg.Pool
+
+    async def get_delivery(self, delivery_id: int) -> Delivery | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1", delivery_id)
+        return row_to_delivery(row) if row else None
+
+    async def list_deliveries(self, subscription: str, state: str | None = None,
+                              after: int = 0, limit: int = 100) -> list[Delivery]:
+        rows = await self.pool.fetch(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE subscription = $1 AND id > $2"
+            " AND ($3::text IS NULL OR state = $3) ORDER BY id LIMIT $4",
+            subscription, after, state, limit)
+        return [row_to_delivery(r) for r in rows]
+
+    async def delivery_attempts(self, delivery_ids: Sequence[int]) -> dict[int, list[Attempt]]:
+        found: dict[int, list[Attempt]] = {i: [] for i in delivery_ids}
+        if not delivery_ids:
+            return found
+        rows = await self.pool.fetch(
+            "SELECT delivery_id, n, lease, started_at, outcome, status, latency_ms, error"
+            " FROM delivery_attempts WHERE delivery_id = ANY ($1) ORDER BY delivery_id, n",
+            list(found))
+        for r in rows:
+            found[r[0]].append(Attempt(r[0], r[1], r[2], r[3], Outcome(r[4]), r[5], r[6], r[7]))
+        return found
+
+    async def delivery_counts(self, subscription: str) -> dict[str, int]:
+        rows = await self.pool.fetch(
+            "SELECT state, count(*) FROM deliveries WHERE subscription = $1 GROUP BY state",
+            subscription)
+        counts = {s.value: 0 for s in DeliveryState}
+        counts.update({r[0]: int(r[1]) for r in rows})
+        return counts
+
+    async def last_delivery_error(self, subscription: str) -> Delivery | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE subscription = $1"
+            " AND last_error IS NOT NULL ORDER BY updated_at DESC LIMIT 1", subscription)
+        return row_to_delivery(row) if row else None
+
+    async def next_delivery_due(self, subscription: str, ordered: bool = False
+                                ) -> str | None:
+        if ordered:
+            value = await self.pool.fetchval(
+                f"SELECT next_at FROM deliveries WHERE subscription = $1 AND {OPEN}"
+                " ORDER BY seq LIMIT 1", subscription)
+        else:
+            value = await self.pool.fetchval(
+                f"SELECT min(next_at) FROM deliveries WHERE subscription = $1 AND {OPEN}",
+                subscription)
+        return None if value is None else str(value)
+
+    async def count_exhausted(self, subscription: str, max_attempts: int, now: str) -> int:
+        return int(await self.pool.fetchval(
+            f"SELECT count(*) FROM deliveries WHERE subscription = $1 AND {OPEN}"
+            " AND next_at <= $2 AND attempts - attempts_before >= $3",
+            subscription, now, max_attempts))
+
+    async def subscription_controls(self) -> dict[str, SubscriptionControl]:
+        rows = await self.pool.fetch(
+            "SELECT name, paused, paused_by, updated_at FROM subscription_controls")
+        return {r[0]: SubscriptionControl(r[0], bool(r[1]), r[2], r[3]) for r in rows}
+
+    async def get_action_job(self, job_id: int) -> ActionJob | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {JOB_COLUMNS} FROM action_jobs WHERE id = $1", job_id)
+        return row_to_job(row) if row else None
+
+    async def list_action_jobs(self, action: str, after: int = 0, limit: int = 100
+                               ) -> list[ActionJob]:
+        rows = await self.pool.fetch(
+            f"SELECT {JOB_COLUMNS} FROM action_jobs WHERE action = $1 AND id > $2"
+            " ORDER BY id LIMIT $3", action, after, limit)
+        return [row_to_job(r) for r in rows]
+
+    async def next_action_due(self) -> str | None:
+        value = await self.pool.fetchval(
+            "SELECT min(next_at) FROM action_jobs WHERE state IN ('pending', 'running')")
+        return None if value is None else str(value)

@@ -1,0 +1,200 @@
+"""PgStore: the PostgreSQL backend behind the store interface, for several replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from broker.errors import Unavailable
+from broker.store.base import Store, WriteTxn
+from broker.store.postgres import log as pglog
+from broker.store.postgres.connection import PgOptions, check_server, connect, create_pool
+from broker.store.postgres.delivery import DeliveryReadSql, DeliveryWriteSql
+from broker.store.postgres.events import EventReadSql, EventWriteSql
+from broker.store.postgres.listener import Listener
+from broker.store.postgres.migrate import migrate
+from broker.store.postgres.tail import LogTail
+from broker.store.postgres.todos import TodoReadSql, TodoWriteSql
+from broker.store.records import StoredEvent
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from broker.store.postgres.connection import Conn
+
+log = logging.getLogger(__name__)
+
+HEAD_CHANNEL = "opsbus_head"
+CONFIG_CHANNEL = "opsbus_config"
+"""Channel names, suffixed with `.<schema>`: channels are per database, and each schema
+is its own installation."""
+
+# The counter row is every write transaction's first lock (docs/postgres.md, section 1):
+# taken with BEGIN in one round trip, so no two write transactions of any replicas can
+# ever wait for each other's row locks in a cycle.
+BEGIN_ORDERED = ("BEGIN ISOLATION LEVEL READ COMMITTED;"
+                 " SELECT 1 FROM log_head WHERE id = 1 FOR UPDATE")
+
+
+class PgTxn(EventWriteSql, TodoWriteSql, DeliveryWriteSql, WriteTxn):
+    """A write transaction on one pooled connection, holding the log's lock."""
+
+    def __init__(self, conn: Conn, period_s: int) -> None:
+        self.conn = conn
+        self.period_s = period_s
+        self._savepoints = 0
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        self._savepoints += 1
+        name = f"sp{self._savepoints}"
+        await self.conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            await self.conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            raise
+        # No RELEASE: COMMIT releases every savepoint, and each round trip here is paid
+        # while the transaction holds the log's lock.
+
+
+class PgStore(EventReadSql, TodoReadSql, DeliveryReadSql, Store):
+    """The log, items, deliveries and configuration in one PostgreSQL database (or schema)
+    shared by every replica."""
+
+    def __init__(self, options: PgOptions, period_s: int = pglog.DEFAULT_PERIOD_S) -> None:
+        self.options = options
+        self.period_s = period_s
+        self._pool: asyncpg.Pool | None = None
+        self._write_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.tail: LogTail | None = None
+        self.schema = "public"
+        self.listener: Listener | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:  # type: ignore[override]
+        if self._pool is None:
+            raise Unavailable("the store is closed")
+        return self._pool
+
+    async def open(self) -> None:
+        conn = await connect(self.options)
+        try:
+            await check_server(conn)
+            await migrate(conn)
+            await self.ensure_partitions(conn)
+            self.schema = str(await conn.fetchval("SELECT current_schema()"))
+        finally:
+            await conn.close()
+        self._pool = await create_pool(self.options)
+
+    async def ensure_partitions(self, conn: Conn | asyncpg.Pool) -> None:
+        """Create the current and the next period's partitions ahead of need, so that no
+        append runs DDL (which would lock the log against readers until it commits)."""
+        # The database's clock: every replica agrees on it (the broker's own clock may be
+        # a test's manual one; partitions only need to exist before they are written).
+        epoch = int(await conn.fetchval("SELECT extract(epoch FROM now())::bigint"))
+        current = epoch - epoch % self.period_s
+        for period in (current, current + self.period_s):
+            await conn.execute("SELECT opsbus_ensure_partition($1, $2)", period,
+                               self.period_s)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        async with self._write_lock:
+            if self._pool is not None:
+                await self._pool.close()
+                self._pool = None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[WriteTxn]:
+        async with self._write_lock:
+            async with self.pool.acquire() as conn:
+                await conn.execute(BEGIN_ORDERED)
+                try:
+                    yield PgTxn(conn, self.period_s)
+                except BaseException:
+                    await _rollback(conn)
+                    raise
+                # A cancellation must not hand the connection back mid-COMMIT.
+                commit = asyncio.ensure_future(conn.execute("COMMIT"))
+                try:
+                    await asyncio.shield(commit)
+                except asyncio.CancelledError:
+                    await asyncio.wait([commit])
+                    raise
+                except Exception:
+                    await _rollback(conn)
+                    raise
+
+    def start_live(self, publish: Callable[[list[StoredEvent]], None], head: int,
+                   on_config: Callable[[], None], on_remote: Callable[[], None] = lambda: None,
+                   ) -> Callable[[list[StoredEvent]], None]:
+        """Feed `publish` with every replica's commits in seq order (the live tail), call
+        `on_remote` after events read from the table (other replicas' commits) and
+        `on_config` when another replica changes the configuration. Returns what the
+        writer hands its own committed batches to."""
+        tail = self.tail = LogTail(self._read_range, publish, head, on_read=on_remote)
+        seen_config = [-1]
+
+        head_channel = f"{HEAD_CHANNEL}.{self.schema}"
+        config_channel = f"{CONFIG_CHANNEL}.{self.schema}"
+
+        def signal(channel: str, payload: str | None) -> None:
+            if channel == head_channel:
+                tail.signal(None if payload is None else int(payload))
+            elif payload is None or int(payload) > seen_config[0]:
+                on_config()
+
+        async def poll_config() -> None:
+            while True:
+                await asyncio.sleep(self.options.poll_s)  # the fallback poll's period
+                try:
+                    version = await self.config_version()
+                except Exception:
+                    log.exception("could not read the configuration version")
+                    continue
+                if seen_config[0] >= 0 and version != seen_config[0]:
+                    on_config()
+                seen_config[0] = version
+
+        self.listener = Listener(lambda: connect(self.options),
+                                 (head_channel, config_channel), signal)
+        self._tasks += [
+            asyncio.create_task(self.listener.run(), name="pg-listener"),
+            asyncio.create_task(tail.run(self.last_seq, self.options.poll_s), name="pg-tail"),
+            asyncio.create_task(poll_config(), name="pg-config-poll"),
+            asyncio.create_task(self._maintain(), name="pg-partitions"),
+        ]
+        return tail.committed
+
+    async def _read_range(self, after: int, upto: int, limit: int) -> list[StoredEvent]:
+        return await pglog.read_range(self.pool, after, upto, limit)
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(min(3600.0, self.period_s / 4))
+            try:
+                await self.ensure_partitions(self.pool)
+            except Exception:
+                log.exception("could not create the next log partition; retrying later")
+
+
+async def _rollback(conn: Conn) -> None:
+    if conn.is_closed():
+        return
+    try:
+        await conn.execute("ROLLBACK")
+    except Exception:  # the connection is broken: the pool replaces it
+        log.warning("rollback failed; discarding the connection")
+        conn.terminate()

@@ -1,0 +1,230 @@
+"""Todo item, history and silence statements on PostgreSQL. Items read for a decision are
+locked (`FOR UPDATE`) until the transaction ends."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from broker.store.base_todos import (
+    QueueCounts,
+    Silence,
+    TodoEventRef,
+    TodoHistoryEntry,
+    TodoItem,
+    TodoState,
+)
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from broker.store.postgres.connection import Conn
+
+TODO_COLUMNS = (
+    "id, queue, key, title, state, priority, owner, lease_expires, snoozed_until, count,"
+    " first_seen, last_seen, created_at, updated_at, resolved_at, resolution, event_seq,"
+    " first_event_seq"
+)
+SILENCE_COLUMNS = "id, matcher, queue, comment, author, created_at, ends_at, expired_by"
+
+# Not snoozed at $1 (a snooze that ran out no longer hides the item).
+_AWAKE = "(snoozed_until IS NULL OR snoozed_until <= $1)"
+_VIEWS = {
+    "open": f"state = 'open' AND {_AWAKE}",
+    "claimed": f"state = 'claimed' AND {_AWAKE}",
+    "active": f"state IN ('open', 'claimed') AND {_AWAKE}",
+    "snoozed": "state <> 'resolved' AND snoozed_until > $1",
+    "resolved": "state = 'resolved'",
+}
+
+
+def row_to_todo(row: asyncpg.Record) -> TodoItem:
+    return TodoItem(
+        row[0], row[1], row[2], row[3], TodoState(row[4]), row[5], row[6], row[7], row[8],
+        row[9], row[10], row[11], row[12], row[13], row[14],
+        orjson.loads(row[15]) if row[15] else None, row[16], row[17],
+    )
+
+
+def row_to_silence(row: asyncpg.Record) -> Silence:
+    return Silence(row[0], orjson.loads(row[1]), row[2], row[3], row[4], row[5], row[6],
+                   row[7])
+
+
+def _json(value: Any) -> str | None:
+    return orjson.dumps(value).decode() if value else None
+
+
+class TodoWriteSql:
+    """Todo and silence writes inside the transaction."""
+
+    conn: Conn
+
+    async def _one(self, sql: str, *args: Any) -> TodoItem | None:
+        row = await self.conn.fetchrow(sql, *args)
+        return row_to_todo(row) if row else None
+
+    async def find_active_todo(self, queue: str, key: str) -> TodoItem | None:
+        return await self._one(
+            f"SELECT {TODO_COLUMNS} FROM todos WHERE queue = $1 AND key = $2"
+            " AND state <> 'resolved' FOR UPDATE", queue, key)
+
+    async def lock_todo(self, todo_id: int) -> TodoItem | None:
+        return await self._one(f"SELECT {TODO_COLUMNS} FROM todos WHERE id = $1 FOR UPDATE",
+                               todo_id)
+
+    async def insert_todo(
+        self, *, queue: str, key: str, title: str, priority: str | None, seq: int, at: str
+    ) -> TodoItem:
+        item = await self._one(
+            "WITH item AS (INSERT INTO todos (queue, key, title, state, priority, count,"
+            " first_seen, last_seen, created_at, updated_at, event_seq, first_event_seq)"
+            " VALUES ($1, $2, $3, 'open', $4, 1, $5, $5, $5, $5, $6, $6)"
+            f" RETURNING {TODO_COLUMNS}),"
+            " attached AS (INSERT INTO todo_events (todo_id, seq) SELECT id, $6 FROM item)"
+            " SELECT * FROM item", queue, key, title, priority, at, seq)
+        assert item is not None
+        return item
+
+    async def save_todo(self, item: TodoItem) -> None:
+        await self.conn.execute(
+            "UPDATE todos SET title = $1, state = $2, priority = $3, owner = $4,"
+            " lease_expires = $5, snoozed_until = $6, count = $7, last_seen = $8,"
+            " updated_at = $9, resolved_at = $10, resolution = $11, event_seq = $12"
+            " WHERE id = $13",
+            item.title, item.state.value, item.priority, item.owner, item.lease_expires,
+            item.snoozed_until, item.count, item.last_seen, item.updated_at,
+            item.resolved_at, _json(item.resolution), item.event_seq, item.id)
+
+    async def add_todo_event(self, todo_id: int, seq: int) -> None:
+        await self.conn.execute(
+            "INSERT INTO todo_events (todo_id, seq) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            todo_id, seq)
+
+    async def add_todo_history(self, todo_id: int, entry: TodoHistoryEntry) -> None:
+        await self.conn.execute(
+            "INSERT INTO todo_history (todo_id, at, action, operator, note, event_seq,"
+            " audit_seq, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            todo_id, entry.at, entry.action, entry.operator, entry.note, entry.event_seq,
+            entry.audit_seq, _json(entry.detail))
+
+    async def expired_claims(self, now: str) -> list[TodoItem]:
+        rows = await self.conn.fetch(
+            f"SELECT {TODO_COLUMNS} FROM todos WHERE state = 'claimed'"
+            " AND lease_expires <= $1 ORDER BY lease_expires, id FOR UPDATE", now)
+        return [row_to_todo(r) for r in rows]
+
+    async def ended_snoozes(self, now: str) -> list[TodoItem]:
+        rows = await self.conn.fetch(
+            f"SELECT {TODO_COLUMNS} FROM todos WHERE snoozed_until <= $1"
+            " AND state <> 'resolved' ORDER BY snoozed_until, id FOR UPDATE", now)
+        return [row_to_todo(r) for r in rows]
+
+    async def insert_silence(
+        self, *, matcher: dict[str, Any], queue: str | None, comment: str, author: str,
+        created_at: str, ends_at: str,
+    ) -> Silence:
+        row = await self.conn.fetchrow(
+            "INSERT INTO silences (matcher, queue, comment, author, created_at, ends_at)"
+            f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {SILENCE_COLUMNS}",
+            orjson.dumps(matcher).decode(), queue, comment, author, created_at, ends_at)
+        assert row is not None
+        return row_to_silence(row)
+
+    async def expire_silence(self, silence_id: int, at: str, by: str) -> Silence | None:
+        await self.conn.execute(
+            "UPDATE silences SET ends_at = $1, expired_by = $2 WHERE id = $3 AND ends_at > $1",
+            at, by, silence_id)
+        row = await self.conn.fetchrow(
+            f"SELECT {SILENCE_COLUMNS} FROM silences WHERE id = $1", silence_id)
+        return row_to_silence(row) if row else None
+
+    async def active_silences(self, now: str) -> list[Silence]:
+        rows = await self.conn.fetch(
+            f"SELECT {SILENCE_COLUMNS} FROM silences WHERE ends_at > $1 ORDER BY id", now)
+        return [row_to_silence(r) for r in rows]
+
+
+class TodoReadSql:
+    """Todo and silence reads on the pool."""
+
+    pool: asyncpg.Pool
+
+    async def get_todo(self, todo_id: int) -> TodoItem | None:
+        row = await self.pool.fetchrow(f"SELECT {TODO_COLUMNS} FROM todos WHERE id = $1",
+                                       todo_id)
+        return row_to_todo(row) if row else None
+
+    async def todo_events(self, todo_id: int, limit: int = 1000) -> list[TodoEventRef]:
+        rows = await self.pool.fetch(
+            "SELECT e.seq, e.type, e.source, e.subject, e.time FROM"
+            " (SELECT seq FROM todo_events WHERE todo_id = $1 ORDER BY seq DESC LIMIT $2) t"
+            " JOIN events e ON e.seq = t.seq ORDER BY e.seq", todo_id, limit)
+        return [TodoEventRef(*r) for r in rows]
+
+    async def todo_event_seqs(self, todo_id: int) -> list[int]:
+        rows = await self.pool.fetch(
+            "SELECT seq FROM todo_events WHERE todo_id = $1 ORDER BY seq", todo_id)
+        return [int(r[0]) for r in rows]
+
+    async def todo_history(self, todo_id: int) -> list[TodoHistoryEntry]:
+        rows = await self.pool.fetch(
+            "SELECT at, action, operator, note, event_seq, audit_seq, detail"
+            " FROM todo_history WHERE todo_id = $1 ORDER BY id", todo_id)
+        return [TodoHistoryEntry(r[0], r[1], r[2], r[3], r[4], r[5],
+                                 orjson.loads(r[6]) if r[6] else {}) for r in rows]
+
+    async def list_todos(
+        self, *, now: str, queue: str | None = None, view: str | None = None,
+        owner: str | None = None, limit: int = 100, after: tuple[str, int] | None = None,
+    ) -> list[TodoItem]:
+        clauses = ["$1::text IS NOT NULL"]
+        params: list[Any] = [now]
+
+        def bind(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        if queue is not None:
+            clauses.append(f"queue = {bind(queue)}")
+        if view is not None:
+            clauses.append(_VIEWS[view])
+        if owner is not None:
+            clauses.append(f"owner = {bind(owner)}")
+        if after is not None:
+            at, item_id = bind(after[0]), bind(after[1])
+            clauses.append(f"(updated_at, id) < ({at}, {item_id})")
+        rows = await self.pool.fetch(
+            f"SELECT {TODO_COLUMNS} FROM todos WHERE {' AND '.join(clauses)}"
+            f" ORDER BY updated_at DESC, id DESC LIMIT {bind(limit)}", *params)
+        return [row_to_todo(r) for r in rows]
+
+    async def queue_counts(self, now: str) -> list[QueueCounts]:
+        rows = await self.pool.fetch(
+            f"SELECT queue, count(*) FILTER (WHERE {_VIEWS['open']}),"
+            f" count(*) FILTER (WHERE {_VIEWS['claimed']}),"
+            f" count(*) FILTER (WHERE {_VIEWS['snoozed']}),"
+            f" count(*) FILTER (WHERE {_VIEWS['resolved']}),"
+            f" min(first_seen) FILTER (WHERE {_VIEWS['open']})"
+            " FROM todos GROUP BY queue ORDER BY queue", now)
+        return [QueueCounts(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]), r[5])
+                for r in rows]
+
+    async def todos_due(self, now: str) -> bool:
+        return bool(await self.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM todos WHERE state = 'claimed'"
+            " AND lease_expires <= $1) OR EXISTS (SELECT 1 FROM todos"
+            " WHERE snoozed_until <= $1 AND state <> 'resolved')", now))
+
+    async def list_silences(self, now: str, *, include_expired: bool = False
+                            ) -> list[Silence]:
+        rows = await self.pool.fetch(
+            f"SELECT {SILENCE_COLUMNS} FROM silences WHERE $2 OR ends_at > $1"
+            " ORDER BY id DESC", now, include_expired)
+        return [row_to_silence(r) for r in rows]
+
+    async def get_silence(self, silence_id: int) -> Silence | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {SILENCE_COLUMNS} FROM silences WHERE id = $1", silence_id)
+        return row_to_silence(row) if row else None
