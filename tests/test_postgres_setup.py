@@ -82,3 +82,27 @@ def test_bad_sources_and_targets_are_one_line_errors(tmp_path: Path) -> None:
                               text=True, timeout=60)
         assert done.returncode == 1, done.stderr
         assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+
+
+async def test_store_check_finds_nothing_wrong_in_a_fresh_log_and_backup_names_pg_dump(
+    pg_url: str, tmp_path: Path  # noqa: F811
+) -> None:
+    from broker.errors import Conflict
+    from broker.store.postgres.store import PgStore
+    from tests.pg_writer import new_event
+
+    store = PgStore(PgOptions(pg_url, pool_size=2))
+    await store.open()
+    try:
+        async with store.transaction() as tx:
+            await tx.append_events([(e.event, e.raw, e.digest) for e in
+                                    (new_event("check", n) for n in range(5))],
+                                   "2026-11-25T10:00:00Z")
+        report = await store.check()
+        assert report.ok and report.events == 5 and report.last_seq == 5
+        await store.maintain()
+        assert store.storage_stats().db_bytes > 0
+        with pytest.raises(Conflict, match="pg_dump"):
+            await store.backup(tmp_path / "backup")
+    finally:
+        await store.close()

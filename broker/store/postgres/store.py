@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING
 
 from broker.errors import Unavailable
 from broker.store.base import Store, WriteTxn
+from broker.store.base_maintenance import StorageStats
 from broker.store.postgres import log as pglog
 from broker.store.postgres.connection import PgOptions, check_server, connect, create_pool
 from broker.store.postgres.delivery import DeliveryReadSql, DeliveryWriteSql
 from broker.store.postgres.events import EventReadSql, EventWriteSql
 from broker.store.postgres.listener import Listener
+from broker.store.postgres.maintenance import PgMaintenance
 from broker.store.postgres.migrate import migrate
 from broker.store.postgres.tail import LogTail
 from broker.store.postgres.todos import TodoReadSql, TodoWriteSql
@@ -62,7 +64,7 @@ class PgTxn(EventWriteSql, TodoWriteSql, DeliveryWriteSql, WriteTxn):
         # while the transaction holds the log's lock.
 
 
-class PgStore(EventReadSql, TodoReadSql, DeliveryReadSql, Store):
+class PgStore(PgMaintenance, EventReadSql, TodoReadSql, DeliveryReadSql, Store):
     """The log, items, deliveries and configuration in one PostgreSQL database (or schema)
     shared by every replica."""
 
@@ -74,6 +76,7 @@ class PgStore(EventReadSql, TodoReadSql, DeliveryReadSql, Store):
         self._tasks: list[asyncio.Task[None]] = []
         self.tail: LogTail | None = None
         self.schema = "public"
+        self._stats = StorageStats()
         self.listener: Listener | None = None
 
     @property
@@ -92,17 +95,6 @@ class PgStore(EventReadSql, TodoReadSql, DeliveryReadSql, Store):
         finally:
             await conn.close()
         self._pool = await create_pool(self.options)
-
-    async def ensure_partitions(self, conn: Conn | asyncpg.Pool) -> None:
-        """Create the current and the next period's partitions ahead of need, so that no
-        append runs DDL (which would lock the log against readers until it commits)."""
-        # The database's clock: every replica agrees on it (the broker's own clock may be
-        # a test's manual one; partitions only need to exist before they are written).
-        epoch = int(await conn.fetchval("SELECT extract(epoch FROM now())::bigint"))
-        current = epoch - epoch % self.period_s
-        for period in (current, current + self.period_s):
-            await conn.execute("SELECT opsbus_ensure_partition($1, $2)", period,
-                               self.period_s)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -174,20 +166,11 @@ class PgStore(EventReadSql, TodoReadSql, DeliveryReadSql, Store):
             asyncio.create_task(self.listener.run(), name="pg-listener"),
             asyncio.create_task(tail.run(self.last_seq, self.options.poll_s), name="pg-tail"),
             asyncio.create_task(poll_config(), name="pg-config-poll"),
-            asyncio.create_task(self._maintain(), name="pg-partitions"),
         ]
         return tail.committed
 
     async def _read_range(self, after: int, upto: int, limit: int) -> list[StoredEvent]:
         return await pglog.read_range(self.pool, after, upto, limit)
-
-    async def _maintain(self) -> None:
-        while True:
-            await asyncio.sleep(min(3600.0, self.period_s / 4))
-            try:
-                await self.ensure_partitions(self.pool)
-            except Exception:
-                log.exception("could not create the next log partition; retrying later")
 
 
 async def _rollback(conn: Conn) -> None:
