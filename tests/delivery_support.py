@@ -35,16 +35,21 @@ class Received:
 
 class Receiver:
     """An aiohttp server on 127.0.0.1 in the test process. `reply` decides each answer
-    (default 200); `statuses` is a script of statuses used first, one per request."""
+    (default 200); `statuses` is a script of statuses used first, one per request.
+    `hold()` makes it keep every request unanswered until `release()`: a receiver as
+    slow as a test needs, with no clock involved."""
 
     def __init__(self) -> None:
         self.requests: list[Received] = []
         self.statuses: list[int | tuple[int, dict[str, str]]] = []
         self.reply: Reply | None = None
-        self.delay = 0.0
         self._runner: web.AppRunner | None = None
         self.port = 0
         self._arrived = asyncio.Event()
+        self._open = asyncio.Event()
+        self._open.set()
+        self.waiting = 0
+        """Requests held unanswered right now."""
 
     @property
     def url(self) -> str:
@@ -60,7 +65,15 @@ class Receiver:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
 
+    def hold(self) -> None:
+        """Answer nothing until `release()`."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
     async def stop(self) -> None:
+        self._open.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -68,9 +81,14 @@ class Receiver:
         got = Received(request.method, request.path, request.raw_path,
                        dict(request.headers), await request.read())
         self.requests.append(got)
+        if not self._open.is_set():
+            self.waiting += 1
+            self._arrived.set()
+            try:
+                await self._open.wait()
+            finally:
+                self.waiting -= 1
         self._arrived.set()
-        if self.delay:
-            await asyncio.sleep(self.delay)
         if self.statuses:
             status = self.statuses.pop(0)
             headers = {}
@@ -86,17 +104,27 @@ class Receiver:
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         """The first `count` requests, waiting up to `timeout` for them."""
+        await self._until(lambda: len(self.requests) >= count, timeout,
+                          lambda: f"expected {count} requests, got {len(self.requests)}")
+        return self.requests[:count]
+
+    async def wait_held(self, count: int, timeout: float = 10.0) -> None:
+        """Until `count` requests are held unanswered at the same time."""
+        await self._until(lambda: self.waiting >= count, timeout,
+                          lambda: f"expected {count} requests held, got {self.waiting}")
+
+    async def _until(self, done: Callable[[], bool], timeout: float,
+                     failure: Callable[[], str]) -> None:
         deadline = time.monotonic() + timeout
-        while len(self.requests) < count:
+        while not done():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"expected {count} requests, got {len(self.requests)}")
+                raise AssertionError(failure())
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
             except TimeoutError:
                 pass
-        return self.requests[:count]
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0,

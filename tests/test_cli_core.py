@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
+from typing import IO
 
 from tests.broker_process import ROOT, BrokerProcess
 
@@ -17,6 +19,23 @@ def opsbus(*args: str, stdin: str | None = None, timeout: float = 30
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "broker", *args], input=stdin,
                           capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def lines_of(pipe: IO[str] | None) -> queue.Queue[str]:
+    """The lines a child process prints, as they come (read by a thread), so a test can
+    wait for the next one with a timeout."""
+    assert pipe is not None
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        try:
+            for line in pipe:
+                lines.put(line)
+        except (ValueError, OSError):
+            pass  # closed by the test once it is done with the process
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
 
 
 def test_emit_prints_the_seq_and_reads_data_from_stdin_and_files(broker: BrokerProcess,
@@ -63,18 +82,25 @@ def test_tail_follows_filters_and_resumes_across_a_restart(tmp_path: Path):
         [sys.executable, "-m", "broker", "tail", "--url", proc.url, "--after", "0",
          "--filter", "type LIKE 'keep.%'", "--json", "-n", "4"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines = lines_of(tail.stdout)
     try:
         for kind in ("keep.a", "drop.b", "keep.c"):
             assert opsbus("emit", "--url", proc.url, "--type", kind).returncode == 0
-        time.sleep(0.5)
+        # Both kept events printed: the restart interrupts a stream that was reading.
+        got = [json.loads(lines.get(timeout=30)) for _ in range(2)]
         proc.restart()
         for kind in ("drop.d", "keep.e", "keep.f"):
             assert opsbus("emit", "--url", proc.url, "--type", kind).returncode == 0
-        out, err = tail.communicate(timeout=30)
+        got += [json.loads(lines.get(timeout=30)) for _ in range(2)]
+        assert tail.wait(timeout=30) == 0
+        err = tail.stderr.read() if tail.stderr else ""
     finally:
         tail.kill()
+        tail.wait()
+        for pipe in (tail.stdout, tail.stderr):
+            if pipe:
+                pipe.close()
         proc.stop()
-    got = [json.loads(line) for line in out.splitlines()]
     assert [g["event"]["type"] for g in got] == ["keep.a", "keep.c", "keep.e", "keep.f"]
     assert [g["seq"] for g in got] == sorted(g["seq"] for g in got)
     assert "reconnecting" in err

@@ -3,7 +3,6 @@ ordering, circuit breaker, pause/resume, isolation of a slow receiver, replay.""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -46,6 +45,21 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
     proc = BrokerProcess(folder / "data", config=folder / "opsbus.toml", args=[
         "--allow-private-targets", "--delivery-poll-s", "0.1", "--durability", "normal",
     ]).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def clocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    """A broker on the manual clock: retries, backoffs and cool-downs wait for the test."""
+    folder = tmp_path_factory.mktemp("push-clock")
+    # No polling: the dispatcher wakes for commits and for what falls due, nothing else.
+    proc = BrokerProcess(folder / "data", args=["--allow-private-targets",
+                                                "--delivery-poll-s", "3600",
+                                                "--durability", "normal"],
+                         test_clock=True).start()
     try:
         yield proc
     finally:
@@ -225,65 +239,81 @@ async def test_ordered_mode_keeps_seq_order_under_retries(broker, http, receiver
 
 async def test_unordered_subscription_runs_deliveries_concurrently(broker, http, receiver):
     _, etype = await subscribe(http, broker.url, receiver, max_in_flight=4)
-    receiver.delay = 0.3
-    started = time.monotonic()
+    receiver.hold()
     for n in range(8):
         await publish(http, broker.url, type=etype, data={"n": n})
+    # Four calls in flight at once (none answered yet), not one after the other.
+    await receiver.wait_held(4)
+    assert len(receiver.requests) == 4  # and no more than its max_in_flight
+    receiver.release()
     await receiver.wait_for(8)
-    # Two rounds of four concurrent calls, not eight serial ones.
-    assert time.monotonic() - started < 8 * 0.3
 
 
 async def test_slow_receiver_does_not_slow_ingest_or_other_subscriptions(broker, http):
     slow, fast = await Receiver().start(), await Receiver().start()
     try:
-        slow.delay = 3.0
+        slow.hold()  # answers nothing for as long as the test runs
         etype = f"test.{unique('shared')}"
         for rec in (slow, fast):
             await put_object(http, broker.url, "subscriptions", {
                 "name": unique("iso"), "url": rec.url, "max_in_flight": 2,
                 "filter": {"exact": {"type": etype}}, "timeout": "10s"})
-        started = time.monotonic()
-        for n in range(20):
+        for n in range(20):  # every publish answered while the slow calls hang
             await publish(http, broker.url, type=etype, data={"n": n})
-        ingest = time.monotonic() - started
-        await fast.wait_for(20, timeout=5)
-        assert time.monotonic() - started < 2.5
-        assert ingest < 2.0
-        assert len(slow.requests) <= 2  # its own slots only
+        await fast.wait_for(20)
+        assert slow.waiting == len(slow.requests) == 2  # its own slots only
     finally:
         await slow.stop()
         await fast.stop()
 
 
-async def test_circuit_breaker_suspends_then_resumes(broker, http, receiver):
-    name, etype = await subscribe(http, broker.url, receiver,
-                                  breaker={"failures": 2, "cooldown": "300ms"},
+async def test_circuit_breaker_suspends_then_resumes(clocked, http, receiver):
+    """On the manual clock the cool-down is exact: no probe a second before it ends, one
+    probe when it does."""
+    url = clocked.url
+    name, etype = await subscribe(http, url, receiver,
+                                  breaker={"failures": 2, "cooldown": "10m"},
                                   retry={**FAST_RETRY, "max_attempts": 50})
     healthy = False
 
     def reply(got):
         return aiohttp.web.Response(status=200 if healthy else 500)
 
-    receiver.reply = reply
-    await publish(http, broker.url, type=etype)
+    async def settled_after(attempts: int) -> bool:
+        page = await call(http, "GET", f"{url}/v1/subscriptions/{name}/deliveries",
+                          expect=200)
+        [found] = page["deliveries"]
+        return (found["state"], found["attempts"]) == ("pending", attempts)
 
     async def announced(kind: str):
-        return await events_of_type(http, broker.url, f"opsbus.subscription.{kind}",
-                                    subject=name)
+        return await events_of_type(http, url, f"opsbus.subscription.{kind}", subject=name)
 
+    async def probe_in() -> float:
+        status = await call(http, "GET", f"{url}/v1/subscriptions/{name}/status")
+        assert status["state"] == "suspended", status
+        return float(status["breaker"]["probe_in_s"])
+
+    receiver.reply = reply
+    await publish(http, url, type=etype)
+    await receiver.wait_for(1)
+    await eventually(lambda: settled_after(1))
+    await clocked.advance(http, 1)  # past the retry backoff: the second failure opens it
     [suspended] = await eventually(lambda: announced("suspended"))
-    assert suspended["data"]["consecutive_failures"] >= 2
-    status = await call(http, "GET", f"{broker.url}/v1/subscriptions/{name}/status")
-    assert status["state"] == "suspended"
-    # While open only one probe per cool-down goes out.
-    before = len(receiver.requests)
-    await asyncio.sleep(0.7)
-    assert len(receiver.requests) - before <= 3
+    assert suspended["data"]["consecutive_failures"] == 2
+    # While open, nothing is sent until the cool-down ends, then one probe.
+    await clocked.advance(http, await probe_in() - 1)
+    assert await settled_after(2) and len(receiver.requests) == 2
+    await clocked.advance(http, 1.5)
+    await receiver.wait_for(3)
+    await eventually(lambda: settled_after(3))  # the probe failed and was recorded
+    await clocked.advance(http, await probe_in() - 1)
+    assert await settled_after(3) and len(receiver.requests) == 3
     healthy = True
+    await clocked.advance(http, 1.5)
     await eventually(lambda: announced("resumed"))
-    status = await call(http, "GET", f"{broker.url}/v1/subscriptions/{name}/status")
+    status = await call(http, "GET", f"{url}/v1/subscriptions/{name}/status")
     assert status["state"] == "active" and status["counts"]["delivered"] == 1
+    assert len(receiver.requests) == 4
 
 
 async def test_pause_holds_deliveries_until_resume(broker, http, receiver):
@@ -292,7 +322,19 @@ async def test_pause_holds_deliveries_until_resume(broker, http, receiver):
                         {"operator": "alice"}, expect=200)
     assert paused["state"] == "paused" and paused["paused_by"] == "alice"
     await publish(http, broker.url, type=etype)
-    await asyncio.sleep(0.5)
+    # A later event for another subscription: the dispatcher pass that sends it also
+    # looked at the paused one, whose delivery was committed first.
+    other = Receiver()
+    await other.start()
+    try:
+        _, witness = await subscribe(http, broker.url, other)
+        await publish(http, broker.url, type=witness)
+        await other.wait_for(1)
+    finally:
+        await other.stop()
+    page = await call(http, "GET", f"{broker.url}/v1/subscriptions/{name}/deliveries",
+                      expect=200)
+    assert [(d["state"], d["attempts"]) for d in page["deliveries"]] == [("pending", 0)]
     assert receiver.requests == []
     await call(http, "POST", f"{broker.url}/v1/subscriptions/{name}/resume", expect=200)
     await receiver.wait_for(1, timeout=3)

@@ -4,7 +4,6 @@ competing consumers, long-poll wake-ups, max deliveries and leases across a rest
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,39 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def clocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    """A broker on the manual clock: leases, delays and long-poll waits end when the test
+    moves time, never because the machine was slow."""
+    folder = tmp_path_factory.mktemp("pull-clock")
+    proc = BrokerProcess(folder / "data", args=["--delivery-poll-s", "3600",
+                                                "--durability", "normal"],
+                         test_clock=True).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+async def clock_state(http, proc: BrokerProcess) -> dict:
+    return await call(http, "GET", proc.url + "/v1/test/clock", expect=200)
+
+
+async def settled_timers(http, proc: BrokerProcess) -> int:
+    """How many waits are parked on the manual clock, once that number holds still."""
+    previous = -1
+    while True:
+        now = (await clock_state(http, proc))["pending_timers"]
+        if now == previous:
+            return int(now)
+        previous = now
+
+
+async def parked(http, proc: BrokerProcess, count: int) -> bool:
+    """True once `count` waits are parked on the manual clock."""
+    return bool((await clock_state(http, proc))["pending_timers"] == count)
 
 
 async def pull_sub(http, base: str, **fields) -> tuple[str, str]:
@@ -61,18 +93,20 @@ async def test_receive_then_ack(broker, http):
     assert status["counts"]["delivered"] == 3 and status["counts"]["leased"] == 0
 
 
-async def test_release_redelivers_now_or_after_a_delay(broker, http):
-    name, etype = await pull_sub(http, broker.url)
-    await publish(http, broker.url, type=etype)
-    [first] = await receive(http, broker.url, name)
-    await settle(http, broker.url, name, "release", [first["lease"]])
-    [second] = await receive(http, broker.url, name)
+async def test_release_redelivers_now_or_after_a_delay(clocked, http):
+    url = clocked.url
+    name, etype = await pull_sub(http, url)
+    await publish(http, url, type=etype)
+    [first] = await receive(http, url, name)
+    await settle(http, url, name, "release", [first["lease"]])
+    [second] = await receive(http, url, name)
     assert second["delivery_count"] == 2 and second["lease"] != first["lease"]
-    await settle(http, broker.url, name, "release", [second["lease"]], delay=0.5)
-    assert await receive(http, broker.url, name) == []
-    started = time.monotonic()
-    [third] = await receive(http, broker.url, name, wait_s=3)
-    assert 0.3 < time.monotonic() - started < 1.5
+    await settle(http, url, name, "release", [second["lease"]], delay=30)
+    assert await receive(http, url, name) == []
+    await clocked.advance(http, 29)
+    assert await receive(http, url, name) == []  # a second before the delay ends
+    await clocked.advance(http, 1)
+    [third] = await receive(http, url, name)
     assert third["delivery_count"] == 3
 
 
@@ -106,16 +140,20 @@ async def test_lease_expiry_redelivers_and_a_late_ack_is_a_conflict(broker, http
     assert [a["outcome"] for a in delivery["attempts_log"]] == ["expired", "acked"]
 
 
-async def test_renew_extends_a_lease(broker, http):
-    name, etype = await pull_sub(http, broker.url)
-    await publish(http, broker.url, type=etype)
-    [msg] = await receive(http, broker.url, name, lease_s=0.4)
+async def test_renew_extends_a_lease(clocked, http):
+    url = clocked.url
+    name, etype = await pull_sub(http, url)
+    await publish(http, url, type=etype)
+    [msg] = await receive(http, url, name, lease_s=40)
     for _ in range(3):
-        await asyncio.sleep(0.25)
-        answer = await settle(http, broker.url, name, "renew", [msg["lease"]], lease_s=0.4)
+        await clocked.advance(http, 30)
+        answer = await settle(http, url, name, "renew", [msg["lease"]], lease_s=40)
         assert answer["renewed"] == 1
-    assert await receive(http, broker.url, name) == []  # still held after 0.75s
-    await settle(http, broker.url, name, "ack", [msg["lease"]])
+    assert await receive(http, url, name) == []  # still held 90 s after a 40 s lease
+    await clocked.advance(http, 40)  # the last renewal's 40 s are over
+    [again] = await receive(http, url, name)
+    assert again["delivery_count"] == 2
+    await settle(http, url, name, "ack", [again["lease"]])
 
 
 async def test_max_deliveries_dead_letters_unacked_events(broker, http):
@@ -135,22 +173,31 @@ async def test_max_deliveries_dead_letters_unacked_events(broker, http):
     await settle(http, broker.url, name, "ack", [msg["lease"]], expect=409)
 
 
-async def test_long_poll_is_woken_by_a_commit(broker, http):
-    name, etype = await pull_sub(http, broker.url)
-    waiting = asyncio.create_task(receive(http, broker.url, name, wait_s=10))
-    await asyncio.sleep(0.3)
-    published = time.monotonic()
-    await publish(http, broker.url, type=etype)
-    [msg] = await waiting
-    assert time.monotonic() - published < 0.5
+async def test_long_poll_is_woken_by_a_commit(clocked, http):
+    url = clocked.url
+    name, etype = await pull_sub(http, url)
+    idle = await settled_timers(http, clocked)
+    waiting = asyncio.create_task(receive(http, url, name, wait_s=30))
+    # Parked: one more wait on the clock. Time stands still from here, so only the
+    # commit can end the wait.
+    await eventually(lambda: parked(http, clocked, idle + 1))
+    before = await clock_state(http, clocked)
+    await publish(http, url, type=etype)
+    [msg] = await asyncio.wait_for(waiting, 10)
     assert msg["event"]["type"] == etype
+    assert (await clock_state(http, clocked))["now"] == before["now"]
 
 
-async def test_empty_long_poll_returns_after_wait(broker, http):
-    name, _ = await pull_sub(http, broker.url)
-    started = time.monotonic()
-    assert await receive(http, broker.url, name, wait_s=0.5) == []
-    assert 0.4 < time.monotonic() - started < 2
+async def test_empty_long_poll_returns_after_wait(clocked, http):
+    url = clocked.url
+    name, _ = await pull_sub(http, url)
+    idle = await settled_timers(http, clocked)
+    waiting = asyncio.create_task(receive(http, url, name, wait_s=30))
+    await eventually(lambda: parked(http, clocked, idle + 1))
+    await clocked.advance(http, 29)
+    assert not waiting.done()  # its wait ends at 30 s of the broker's clock
+    await clocked.advance(http, 1)
+    assert await asyncio.wait_for(waiting, 10) == []
 
 
 async def test_competing_consumers_share_the_work_without_duplicates(broker, http):

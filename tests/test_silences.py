@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +9,6 @@ import pytest
 
 from tests.broker_process import BrokerProcess
 from tests.todos_support import (
-    eventually,
     get_json,
     item_of,
     publish,
@@ -96,23 +94,32 @@ async def test_a_filter_silence_scoped_to_a_queue(broker, http):
     assert (await targets(http, url, seq))["queue:other"]["opened"] is True
 
 
-async def test_silences_expire_by_themselves(broker, http):
-    url = broker.url
-    s = await silence(http, url, matcher={"key": "*/brief-*"}, duration="1s")
-    seq = await publish(http, url, work_event("brief-1"))
-    assert "silenced" in (await targets(http, url, seq))["queue:work"]
-    await asyncio.sleep(1.1)
+async def test_silences_expire_by_themselves(tmp_path, http):
+    # On the manual clock the silence ends exactly when the test moves time past it.
+    clocked = BrokerProcess(tmp_path / "data", config=write_config(tmp_path),
+                            args=["--durability", "normal"], test_clock=True).start()
+    try:
+        url = clocked.url
+        s = await silence(http, url, matcher={"key": "*/brief-*"}, duration="1h")
+        seq = await publish(http, url, work_event("brief-1"))
+        assert "silenced" in (await targets(http, url, seq))["queue:work"]
 
-    async def gone() -> bool:
-        listed = (await get_json(http, url, "/v1/silences"))["silences"]
-        return s["id"] not in [x["id"] for x in listed]
+        async def listed() -> list[int]:
+            return [x["id"] for x in (await get_json(http, url, "/v1/silences"))["silences"]]
 
-    await eventually(gone)
-    seq = await publish(http, url, work_event("brief-1"))
-    assert (await targets(http, url, seq))["queue:work"]["opened"] is True
-    ended = await get_json(http, url, f"/v1/silences/{s['id']}")
-    assert ended["active"] is False and ended["remaining_s"] == 0
-    assert ended["expired_by"] is None
+        await clocked.advance(http, 3599)
+        assert s["id"] in await listed()
+        seq = await publish(http, url, work_event("brief-1"))
+        assert "silenced" in (await targets(http, url, seq))["queue:work"]
+        await clocked.advance(http, 1)
+        assert s["id"] not in await listed()
+        seq = await publish(http, url, work_event("brief-1"))
+        assert (await targets(http, url, seq))["queue:work"]["opened"] is True
+        ended = await get_json(http, url, f"/v1/silences/{s['id']}")
+        assert ended["active"] is False and ended["remaining_s"] == 0
+        assert ended["expired_by"] is None
+    finally:
+        clocked.stop()
 
 
 @pytest.mark.parametrize("body", [

@@ -83,27 +83,35 @@ async def test_slow_consumer_still_receives_every_event(tmp_path, http):
         total = 3000
         received: list[int] = []
 
+        subscribed, published = asyncio.Event(), asyncio.Event()
+
         async def slow_reader() -> None:
             async with http.get(proc.url + "/v1/stream", params={"after": "0"}) as resp:
-                async for msg in read_sse(resp):
+                messages = read_sse(resp)
+                await opening_id(messages)
+                subscribed.set()
+                # Reads nothing while 6 MB are published: far more than its 32-event
+                # buffer and the sockets hold, so the broker must drop it back to the
+                # store and catch it up from there.
+                await published.wait()
+                async for msg in messages:
                     if msg.get("event") == "cloudevent":
                         received.append(int(msg["id"]))
-                        if len(received) % 50 == 0:
-                            await asyncio.sleep(0.05)
                         if len(received) == total:
                             return
 
         reader = asyncio.create_task(slow_reader())
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(subscribed.wait(), 10)
+        overflows = await metric(http, proc.url, "opsbus_stream_overflows_total")
         sent: list[int] = []
         blob = "z" * 2000
         for _ in range(total // 100):
             sent += await publish_batch(http, proc.url,
                                         [make_event(data={"blob": blob}) for _ in range(100)])
+        published.set()
         await asyncio.wait_for(reader, 60)
-        # Whether this reader overflowed depends on how much the kernel's socket buffers
-        # absorbed; the fallback itself is exercised deterministically in test_follow.py.
         assert received == sent
+        assert await metric(http, proc.url, "opsbus_stream_overflows_total") > overflows
     finally:
         proc.stop()
 
@@ -134,9 +142,25 @@ async def test_client_that_stops_reading_is_dropped_and_resumes_cleanly(tmp_path
 
 
 async def test_many_subscribers_each_get_every_event(broker, http):
-    readers = [asyncio.create_task(collect(http, broker.url, 20, params={"after": "0"}))
-               for _ in range(200)]
-    await asyncio.sleep(1.0)
+    subscribed: list[int] = []
+    everyone = asyncio.Event()
+
+    async def reader() -> list[dict]:
+        got: list[dict] = []
+        async with http.get(broker.url + "/v1/stream", params={"after": "0"}) as resp:
+            messages = read_sse(resp)
+            subscribed.append(await opening_id(messages))
+            if len(subscribed) == 200:
+                everyone.set()
+            async for msg in messages:
+                if msg.get("event") == "cloudevent":
+                    got.append(msg)
+                    if len(got) == 20:
+                        return got
+        return got
+
+    readers = [asyncio.create_task(reader()) for _ in range(200)]
+    await asyncio.wait_for(everyone.wait(), 30)  # all live before anything is published
     sent: list[int] = []
     for _ in range(4):
         sent += await publish_batch(http, broker.url, [make_event() for _ in range(5)])

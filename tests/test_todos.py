@@ -10,7 +10,6 @@ import pytest
 from tests.broker_process import BrokerProcess
 from tests.sse import collect
 from tests.todos_support import (
-    eventually,
     get_json,
     item_of,
     op,
@@ -24,10 +23,11 @@ from tests.todos_support import (
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    """One broker for the module: every test works on its own group keys."""
+    """One broker for the module: every test works on its own group keys. It runs on
+    the manual clock: leases and snoozes end when a test moves time, not before."""
     folder = tmp_path_factory.mktemp("todos")
     proc = BrokerProcess(folder / "data", config=write_config(folder),
-                         args=["--durability", "normal"]).start()
+                         args=["--durability", "normal"], test_clock=True).start()
     try:
         yield proc
     finally:
@@ -102,8 +102,8 @@ async def test_twenty_concurrent_claims_have_exactly_one_winner(broker, http):
     assert item["lease_expires"] > item["updated_at"]
     assert [h["action"] for h in item["history"]].count("claimed") == 1
 
-    # The owner claiming again renews the lease.
-    await asyncio.sleep(0.01)
+    # The owner claiming again, a minute later, renews the lease.
+    await broker.advance(http, 60)
     status, body = await op(http, broker.url, item_id, "claim", operator=owner)
     assert status == 200 and body["item"]["lease_expires"] > item["lease_expires"]
 
@@ -246,12 +246,14 @@ async def test_audit_events_arrive_on_the_stream_in_order(broker, http):
 
 async def test_list_filters_and_pages_newest_activity_first(broker, http):
     ids = []
-    for _ in range(5):
+    for _ in range(5):  # a second apart on the broker's clock: activity has an order
         seq = await publish(http, broker.url, work_event(type="test.other"))
         ids.append(await item_of(http, broker.url, seq, "queue:other"))
-    await op(http, broker.url, ids[1], "claim", operator="pat")
-    await op(http, broker.url, ids[3], "resolve", operator="pat")
-    await op(http, broker.url, ids[0], "snooze", operator="pat", **{"for": "1h"})
+        await broker.advance(http, 1)
+    for item, change, extra in ((ids[1], "claim", {}), (ids[3], "resolve", {}),
+                                (ids[0], "snooze", {"for": "1h"})):
+        await op(http, broker.url, item, change, operator="pat", **extra)
+        await broker.advance(http, 1)
 
     async def page(**params: str) -> dict:
         return await get_json(http, broker.url, "/v1/todos", queue="other", **params)
@@ -322,11 +324,11 @@ async def test_claim_lease_expires_and_returns_the_item(broker, http):
     status, body = await op(http, broker.url, item_id, "claim", operator="dana")
     assert status == 200 and body["item"]["lease_expires"]
 
-    async def returned() -> dict | None:
-        item = await todo(http, broker.url, item_id)
-        return item if item["state"] == "open" else None
-
-    item = await eventually(returned, timeout=6)
+    await broker.advance(http, 0.5)  # a sweep half-way through the 1 s lease
+    assert (await todo(http, broker.url, item_id))["state"] == "claimed"
+    await broker.advance(http, 0.75)  # the first sweep after it ended returns the item
+    item = await todo(http, broker.url, item_id)
+    assert item["state"] == "open"
     assert item["owner"] is None and item["lease_expires"] is None
     last = item["history"][-1]
     assert last["action"] == "released" and last["operator"] == "system"
@@ -349,10 +351,10 @@ async def test_snooze_hides_the_item_until_the_sweeper_wakes_it(broker, http):
 
     assert item_id in await ids("snoozed") and item_id not in await ids("open")
 
-    async def awake() -> dict | None:
-        item = await todo(http, broker.url, item_id)
-        return item if item["snoozed_until"] is None else None
-
-    item = await eventually(awake, timeout=6)
+    await broker.advance(http, 0.5)
+    assert item_id in await ids("snoozed")
+    await broker.advance(http, 0.75)  # the first sweep after the snooze ended wakes it
+    item = await todo(http, broker.url, item_id)
+    assert item["snoozed_until"] is None
     assert item_id in await ids("open")
     assert item["history"][-1]["note"] == "snooze ended"
