@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,8 @@ input=$(cat)
 echo "$OPSBUS_EVENT_ID|$OPSBUS_EVENT_TYPE|$OPSBUS_EVENT_SOURCE|$OPSBUS_EVENT_SUBJECT|\
 $OPSBUS_EVENT_SEQ|$OPSBUS_DELIVERY_COUNT" >> "$LOG"
 printf '%s\n' "$input" >> "$LOG.json"
-sleep "${PAUSE:-0}"
+# A command that takes as long as the test says: it finishes once $GATE exists.
+if [ -n "$GATE" ]; then while [ ! -e "$GATE" ]; do sleep 0.01; done; fi
 case "$OPSBUS_EVENT_SUBJECT" in
   fail) exit 3 ;;
   retry) if [ "$OPSBUS_DELIVERY_COUNT" = "1" ]; then exit 75; fi ;;
@@ -51,11 +51,13 @@ async def pull_sub(http, base: str) -> tuple[str, str]:
 
 
 async def start_consume(base: str, tmp_path: Path, name: str, *options: str,
-                        pause: float = 0) -> asyncio.subprocess.Process:
+                        gate: Path | None = None) -> asyncio.subprocess.Process:
+    """`opsbus consume` running the script; with `gate`, each command runs until that
+    file exists."""
     script = tmp_path / "handle.sh"
     script.write_text(SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG": str(tmp_path / "log"),
-           "PAUSE": str(pause)}
+           "GATE": str(gate or "")}
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "broker", "consume", name, *options, "--url", base, "--wait", "1",
         "--", "sh", str(script), stdout=asyncio.subprocess.PIPE,
@@ -104,22 +106,40 @@ async def test_consume_runs_commands_concurrently(broker, http, tmp_path):
     name, etype = await pull_sub(http, broker.url)
     for n in range(6):
         await publish(http, broker.url, type=etype, subject=f"ok{n}")
-    started = time.monotonic()
+    gate = tmp_path / "go"
     proc = await start_consume(broker.url, tmp_path, name, "--max", "6", "--concurrency",
-                               "3", "--json", pause=0.6)
+                               "3", "--json", gate=gate)
+
+    async def started() -> list[str]:
+        log = tmp_path / "log"
+        return log.read_text().splitlines() if log.exists() else []
+
+    # Three commands running at once, none able to finish; no fourth while they hold.
+    await eventually(lambda: running(started, 3))
+    assert len(await started()) == 3
+    gate.touch()
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, stderr.decode()
     assert orjson.loads(stdout)["acked"] == 6
-    assert time.monotonic() - started < 6 * 0.6
+
+
+async def running(started, count: int) -> bool:
+    return len(await started()) >= count
 
 
 async def test_sigterm_lets_the_running_command_finish(broker, http, tmp_path):
     name, etype = await pull_sub(http, broker.url)
     first = await publish(http, broker.url, type=etype, subject="slow")
     await publish(http, broker.url, type=etype, subject="never")
-    proc = await start_consume(broker.url, tmp_path, name, "--json", pause=1.0)
-    await eventually(lambda: asyncio.sleep(0, (tmp_path / "log").exists()))
+    gate = tmp_path / "go"
+    proc = await start_consume(broker.url, tmp_path, name, "--json", gate=gate)
+
+    async def command_running() -> bool:
+        return (tmp_path / "log").exists()
+
+    await eventually(command_running)
     proc.send_signal(signal.SIGTERM)
+    gate.touch()  # the command can finish only now, after the signal
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 15)
     assert proc.returncode == 0, stderr.decode()
     assert orjson.loads(stdout)["acked"] == 1
