@@ -45,10 +45,10 @@ def stamp(epoch: float) -> str:
 
 def create_schema(data_dir: Path) -> None:
     """Let the store create and migrate its file, exactly as `opsbus serve` would."""
-    from broker.store.sqlite import SqliteStore
+    from broker.store.sqlite import SqliteBackend
 
     async def run() -> None:
-        store = SqliteStore(store_path(data_dir))
+        store = SqliteBackend(store_path(data_dir))
         await store.open()
         await store.close()
 

@@ -1,82 +1,107 @@
-"""The broker: the composition root that opens the store, starts the writer, loads
-configuration and runs the background services every feature registers."""
+"""The broker: the composition root. Every component is built here, explicitly, from what
+it uses; features hook in through a `Wiring`; nothing finds another by name."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
+from broker.actions import ActionKinds, Actions
 from broker.bus import Bus
 from broker.clock import Clock, ManualClock, SystemClock
 from broker.config import ConfigManager, Kind
+from broker.delivery import Deliveries
+from broker.dispatcher import DispatchSettings
 from broker.filters import configure as configure_filter_limits
 from broker.filters import limits_of
 from broker.hub import Hub
+from broker.maintenance import StoreHousekeeping
 from broker.metrics import Metrics
 from broker.metrics_core import register_core_metrics
+from broker.plugin_host import PluginHost
+from broker.plugin_host import wire as wire_plugins
+from broker.proxy import Proxy
+from broker.proxy import wire as wire_proxy
 from broker.routing import Router, validate_route
 from broker.settings import Settings
-from broker.store import Store, open_store
+from broker.store import open_backend
+from broker.store.base import Backend
+from broker.todos import Todos
+from broker.wiring import Service, Wiring
 
 log = logging.getLogger(__name__)
 
-FEATURES: tuple[str, ...] = (
-    "broker.plugin_host",
-    "broker.proxy",
-    "broker.todos",
-    "broker.delivery",
-    "broker.actions",
-    "broker.maintenance",
-)
-"""Modules with a `setup(broker)` function, imported at start (todos, delivery, ...)."""
-
-Service = Callable[[], Awaitable[None]]
-
 
 class Broker:
-    """Everything one `opsbus serve` process runs, wired together."""
+    """Everything one `opsbus serve` process runs, wired together.
 
-    def __init__(self, settings: Settings, store: Store | None = None,
-                 clock: Clock | None = None) -> None:
+    The write path: `bus` (the single writer) over `store` (the backend), `router`
+    (routes and target kinds) inside its transaction, `hub` (live fan-out) after commit.
+    The features: `todos`, `delivery`, `actions`, `plugins`, `proxy`, each given only
+    the repositories, clock and settings it uses, and the typed ports it needs of
+    another (`ActionKinds`, `TodoActions`)."""
+
+    def __init__(self, settings: Settings, store: Backend | None = None,
+                 clock: Clock | None = None, environ: Mapping[str, str] | None = None) -> None:
         self.settings = settings
         # Every filter compiled in this process (routes, subscriptions, streams, ...) is
         # held to the settings' filter_* limits.
         configure_filter_limits(limits_of(settings))
         self.clock = clock or (ManualClock() if settings.test_clock else SystemClock())
         """The one clock every component reads; a manual one with `--test-clock`."""
-        self.store = store or open_store(settings)
+        # The process environment is read here, at the edge, and handed down: secrets
+        # named by `secret_env`/`token_env` are resolved from it when objects load.
+        environ = os.environ if environ is None else environ
+        self.store = store or open_backend(settings)
         self.hub = Hub(self.clock)
         self.router = Router(hop_limit=settings.hop_limit)
-        self.bus = Bus(self.store, self.hub, self.router, self.clock,
-                       max_batch=settings.max_batch_commit,
+        self.bus = Bus(self.store.events, self.store.transaction, self.router, self.hub,
+                       self.clock, max_batch=settings.max_batch_commit,
                        max_descendants=settings.max_descendants)
-        self.config = ConfigManager(self)
+        self.config = ConfigManager(self.store.config, self.bus, self.clock)
         self.config.register_kind(Kind("routes", "route", validate_route))
         self.config.on_change(self.router.load)
-        self.extensions: dict[str, Any] = {}
-        """Per-feature state (`broker.extensions["todos"]`), set by each feature's setup."""
         self.metrics = Metrics()
-        """Typed Prometheus metrics; each feature registers its own in `setup`."""
+        """Typed Prometheus metrics; each feature registers its own when wired."""
         register_core_metrics(self.metrics, self.bus, self.hub, self.router)
-        self._services: list[tuple[str, Service]] = []
-        self._stoppers: list[Callable[[], Awaitable[None]]] = []
+
+        dispatch = DispatchSettings(settings.delivery_poll_s, settings.delivery_concurrency,
+                                    settings.allow_private_targets, settings.shutdown_grace_s)
+        self.action_kinds = ActionKinds()
+        """Kinds of actions plugins provide, shared by the plugin host and the runner."""
+        self.plugins = PluginHost(
+            bus=self.bus, clock=self.clock, kinds=self.action_kinds,
+            section=lambda: self.config.file_sections.get("plugins", {}),
+            config_file=settings.config, allow_private_targets=settings.allow_private_targets,
+            max_event_bytes=settings.max_event_bytes)
+        self.proxy = Proxy(self.bus)
+        self.todos = Todos(bus=self.bus, todos=self.store.todos, silences=self.store.silences,
+                           events=self.store.events, clock=self.clock,
+                           sweep_s=settings.todo_sweep_s)
+        self.delivery = Deliveries(bus=self.bus, repo=self.store.deliveries,
+                                   events=self.store.events, clock=self.clock,
+                                   settings=dispatch, environ=environ)
+        self.actions = Actions(bus=self.bus, repo=self.store.jobs, events=self.store.events,
+                               clock=self.clock, settings=dispatch, kinds=self.action_kinds,
+                               environ=environ)
+        self.actions.service.connect_todos(self.todos.quick_actions)
+        self.housekeeping = StoreHousekeeping(
+            self.store, self.clock, interval_s=settings.maintenance_interval_s,
+            data_dir=settings.data_dir, wal_max_bytes=settings.wal_max_bytes)
+
+        self._wiring = Wiring(self.config, self.router, self.metrics)
+        wire_plugins(self.plugins, self._wiring)
+        wire_proxy(self.proxy, self._wiring)
+        self.todos.wire(self._wiring)
+        self.delivery.wire(self._wiring)
+        self.actions.wire(self._wiring)
+        self.housekeeping.wire(self._wiring)
         self._tasks: list[asyncio.Task[None]] = []
-        self._refreshes: set[asyncio.Task[None]] = set()
-        self._remote_commit: list[Callable[[], None]] = []
+        self._background: set[asyncio.Future[None]] = set()
         self.ready = False
-        for module in FEATURES:
-            importlib.import_module(module).setup(self)
-
-    def add_service(self, name: str, run: Service) -> None:
-        """A background task started with the broker and cancelled at stop."""
-        self._services.append((name, run))
-
-    def on_stop(self, stop: Callable[[], Awaitable[None]]) -> None:
-        """Called at stop, before the writer drains (finish in-flight work here)."""
-        self._stoppers.append(stop)
 
     async def start(self) -> None:
         await self.store.open()
@@ -96,7 +121,7 @@ class Broker:
             raise
 
     async def _start(self) -> None:
-        self.hub.head = await self.store.last_seq()
+        self.hub.head = await self.store.events.last_seq()
         self.bus.fanout = self.store.start_live(self.hub.publish, self.hub.head,
                                                 self._config_changed_elsewhere,
                                                 self._committed_elsewhere)
@@ -108,34 +133,16 @@ class Broker:
             await self.config.refresh()
         tick = min(0.25, self.settings.heartbeat_s / 4)
         self._tasks.append(asyncio.create_task(self.hub.tick(tick), name="hub-ticker"))
-        for name, run in self._services:
+        for name, run in self._wiring.services:
             self._tasks.append(asyncio.create_task(_guarded(name, run), name=name))
         self.ready = True
         log.info("broker ready, last seq %s", self.hub.head)
-
-    def on_remote_commit(self, callback: Callable[[], None]) -> None:
-        """Called when another process sharing the store committed (replicas on
-        PostgreSQL): dispatchers and long-polls look for new work at once."""
-        self._remote_commit.append(callback)
-
-    def _committed_elsewhere(self) -> None:
-        for callback in self._remote_commit:
-            try:
-                callback()
-            except Exception:
-                log.exception("a wake-up after another replica's commit failed")
-
-    def _config_changed_elsewhere(self) -> None:
-        """Another replica changed the configuration: re-read it (in the background)."""
-        task = asyncio.create_task(self.config.refresh(), name="config-refresh")
-        self._refreshes.add(task)
-        task.add_done_callback(self._refreshes.discard)
 
     async def stop(self) -> None:
         """Stop taking work, finish in-flight commits, close streams and the store."""
         self.ready = False
         await self.config.stop_watching()
-        for stop in reversed(self._stoppers):
+        for stop in reversed(self._wiring.stoppers):
             try:
                 await stop()
             except Exception:
@@ -147,6 +154,21 @@ class Broker:
         self.hub.close()
         await self.bus.stop()
         await self.store.close()
+
+    def _committed_elsewhere(self) -> None:
+        """Another process sharing the store committed (its events already reached the
+        hub in order): dispatchers, long-polls and pauses look again."""
+        self.actions.service.runner.wake()
+        self._background_task(self.delivery.remote_commit())
+
+    def _config_changed_elsewhere(self) -> None:
+        """Another process changed the configuration: re-read it."""
+        self._background_task(self.config.refresh())
+
+    def _background_task(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
 
 async def _guarded(name: str, run: Service) -> None:

@@ -7,6 +7,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -14,15 +15,31 @@ import aiohttp
 from broker.outbound import close_session, open_session
 
 if TYPE_CHECKING:
-    from broker.core import Broker
+    from broker.bus import Bus
+    from broker.clock import Clock
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchSettings:
+    """How a store-driven sender paces itself (from the broker's settings)."""
+
+    poll_s: float
+    """Seconds between looks at the store for timer-driven work (commits wake it early)."""
+    concurrency: int
+    """Most calls in flight at once."""
+    allow_private_targets: bool
+    """Whether loopback and private addresses may be called."""
+    shutdown_grace_s: float = 10.0
+    """At stop, how long calls in flight may take to finish before they are cancelled."""
 
 
 class StoreDispatcher(ABC):
     """Runs until stopped; `wake()` after a commit that created work for it."""
 
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
-        self.clock = broker.clock
+    def __init__(self, bus: Bus, clock: Clock, settings: DispatchSettings) -> None:
+        self.bus = bus
+        self.clock = clock
+        self.settings = settings
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -42,9 +59,8 @@ class StoreDispatcher(ABC):
         task.add_done_callback(self._tasks.discard)
 
     async def run(self) -> None:
-        settings = self.broker.settings
-        self._session = open_session(settings.allow_private_targets,
-                                     limit=settings.delivery_concurrency)
+        self._session = open_session(self.settings.allow_private_targets,
+                                     limit=self.settings.concurrency)
         try:
             while not self._stopping:
                 self._wake.clear()

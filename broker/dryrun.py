@@ -8,10 +8,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from broker.errors import OpsbusError
-from broker.lineage import over_hop_limit
+from broker.bus.lineage import over_hop_limit
+from broker.bus.log import EventLog
 from broker.routing import CompiledRoute, RouteIndex, admits
-from broker.store.base import Store
 from broker.todos.queues import Placement, Queue, place
 
 SAMPLE_MATCHES = 50
@@ -88,16 +87,6 @@ def draft_hit(draft: CompiledRoute, event: dict[str, Any]) -> tuple[bool, Any]:
     return draft.filter.evaluate(event)
 
 
-def queue_model(name: str, spec: dict[str, Any] | None) -> Queue:
-    """The queue as routing would use it: configured (`spec`) or with default settings."""
-    if spec is None:
-        return Queue.unconfigured(name)
-    try:
-        return Queue.from_spec(spec)
-    except OpsbusError:  # stored before a validator change: routing uses the defaults too
-        return Queue.unconfigured(name)
-
-
 @dataclass
 class _Item:
     key: str
@@ -159,7 +148,7 @@ class _QueueSim:
                 "items_truncated": len(self.items) > limit}
 
 
-async def history(store: Store, draft: CompiledRoute, *, since: str, until: str | None,
+async def history(events: EventLog, draft: CompiledRoute, *, since: str, until: str | None,
                   limit: int, queues: Callable[[str], Queue], hop_limit: int,
                   sample: int = SAMPLE_MATCHES) -> dict[str, Any]:
     """What `draft` would have matched among the events received in [since, until), the
@@ -169,7 +158,7 @@ async def history(store: Store, draft: CompiledRoute, *, since: str, until: str 
     scanned = matched = errors = 0
     after = 0
     while scanned < limit:
-        page = await store.read_events(after=after, limit=min(1000, limit - scanned),
+        page = await events.read(after=after, limit=min(1000, limit - scanned),
                                        since=since, until=until)
         if not page:
             break
@@ -191,8 +180,8 @@ async def history(store: Store, draft: CompiledRoute, *, since: str, until: str 
             for sim in sims.values():
                 sim.feed(stored.seq, event)
         await asyncio.sleep(0)  # a long scan must not starve the event loop
-    more = scanned >= limit and bool(await store.read_events(after=after, limit=1, since=since,
-                                                                until=until))
+    more = scanned >= limit and bool(await events.read(after=after, limit=1, since=since,
+                                                        until=until))
     return {
         "route": draft.name, "since": since, "until": until, "scanned": scanned,
         "truncated": more, "matched": matched, "evaluation_errors": errors,

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
+from broker.bus.log import EventLog, StoredEvent
 from broker.hub import Hub
-from broker.store.base import Store
-from broker.store.records import StoredEvent
 
 PAGE = 500
 
 
 async def follow(
-    store: Store,
+    events: EventLog,
     hub: Hub,
     after: int,
     *,
@@ -48,7 +47,7 @@ async def follow(
         sub = hub.subscribe(buffer)
         try:
             while True:
-                page = await store.read_events(after=last, limit=PAGE)
+                page = await events.read(after=last, limit=PAGE)
                 if page:
                     last = page[-1].seq
                     chosen = [e for e in page if keep(e)] if keep else page

@@ -6,9 +6,11 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from broker.clock import Clock
-from broker.store.records import StoredEvent
+if TYPE_CHECKING:
+    from broker.bus.log import StoredEvent
+    from broker.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,11 @@ class Subscriber:
             self._batches.append(batch)
             self._count += len(batch)
         self._wake()
+
+    def resync(self) -> None:
+        """Send the reader back to the store (it catches up by seq and rejoins live)."""
+        if not (self.overflowed or self.closed):
+            self._overflow()
 
     def _overflow(self) -> None:
         self.overflowed = True
@@ -146,9 +153,26 @@ class Hub:
             batch = [e for e in batch if e.seq > self.head]
             if not batch:
                 return
+        gap = self.head and batch[0].seq > self.head + 1
         self.head = batch[-1].seq
+        if gap:
+            # Seqs below this batch committed elsewhere (another process on the same
+            # database) and have not been fanned out here: rather than hand out a later
+            # event first, every reader reads the gap from the store and rejoins.
+            for sub in list(self._subscribers):
+                sub.resync()
+            return
         for sub in self._subscribers:
             sub.push(batch)
+
+    def behind(self, head: int) -> None:
+        """Events up to `head` were committed by another process on the same database:
+        every reader catches up from the store (by seq) and rejoins live."""
+        if head <= self.head:
+            return
+        self.head = head
+        for sub in list(self._subscribers):
+            sub.resync()
 
     async def tick(self, interval: float = 0.25) -> None:
         """Wake subscribers idle longer than their timeout (heartbeats): one timer for

@@ -6,35 +6,46 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from broker.core import Broker
+    from broker.clock import Clock
+    from broker.store.base_maintenance import Maintenance
+    from broker.wiring import Wiring
 
 
-def setup(broker: Broker) -> None:
-    """Run `store.maintain()` every `maintenance_interval_s` and export storage sizes."""
-    interval = broker.settings.maintenance_interval_s
+class StoreHousekeeping:
+    """Runs `store.maintain()` every `interval_s` and exports the storage sizes."""
 
-    async def run() -> None:
+    def __init__(self, store: Maintenance, clock: Clock, *, interval_s: float,
+                 data_dir: str, wal_max_bytes: int) -> None:
+        self.store = store
+        self.clock = clock
+        self.interval_s = interval_s
+        self.data_dir = Path(data_dir)
+        self.wal_max_bytes = wal_max_bytes
+
+    async def run(self) -> None:
         # Snapshots a crash left behind (the data directory lock says no backup of
         # another process can be running).
-        for stale in Path(broker.settings.data_dir).glob(".backup-*.db*"):
+        for stale in self.data_dir.glob(".backup-*.db*"):
             stale.unlink(missing_ok=True)
         while True:
-            await broker.clock.sleep(interval)
-            await broker.store.maintain()
+            await self.clock.sleep(self.interval_s)
+            await self.store.maintain()
 
-    store = broker.store
-    metrics = broker.metrics
-    metrics.sampled("opsbus_store_db_bytes", "Size of the store's database file.", "gauge",
-                    lambda: store.storage_stats().db_bytes)
-    metrics.sampled("opsbus_store_wal_bytes", "Size of the store's write-ahead log file.",
-                    "gauge", lambda: store.storage_stats().wal_bytes)
-    metrics.sampled("opsbus_store_wal_max_bytes", "The wal_max_bytes setting: past it the log"
-                    " is checkpointed and truncated once no reader holds an older snapshot.",
-                    "gauge", lambda: broker.settings.wal_max_bytes)
-    metrics.sampled("opsbus_store_wal_checkpoints_total",
-                    "Truncating checkpoints of the write-ahead log by result: truncated, or"
-                    " busy (a reader held an older snapshot; retried at the next commit).",
-                    "counter", lambda: {("truncated",): store.storage_stats().checkpoints,
-                                        ("busy",): store.storage_stats().checkpoints_busy},
-                    labels=("result",))
-    broker.add_service("store-maintenance", run)
+    def wire(self, wiring: Wiring) -> None:
+        store = self.store
+        metrics = wiring.metrics
+        metrics.sampled("opsbus_store_db_bytes", "Size of the store's database file.",
+                        "gauge", lambda: store.storage_stats().db_bytes)
+        metrics.sampled("opsbus_store_wal_bytes", "Size of the store's write-ahead log file.",
+                        "gauge", lambda: store.storage_stats().wal_bytes)
+        metrics.sampled("opsbus_store_wal_max_bytes", "The wal_max_bytes setting: past it the"
+                        " log is checkpointed and truncated once no reader holds an older"
+                        " snapshot.", "gauge", lambda: self.wal_max_bytes)
+        metrics.sampled("opsbus_store_wal_checkpoints_total",
+                        "Truncating checkpoints of the write-ahead log by result: truncated,"
+                        " or busy (a reader held an older snapshot; retried at the next"
+                        " commit).", "counter",
+                        lambda: {("truncated",): store.storage_stats().checkpoints,
+                                 ("busy",): store.storage_stats().checkpoints_busy},
+                        labels=("result",))
+        wiring.service("store-maintenance", self.run)

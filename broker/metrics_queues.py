@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 from broker.metrics import Metrics
 
 if TYPE_CHECKING:
-    from broker.todos.service import TodoService
+    from broker.todos.views import TodoViews
 
 VIEWS = ("open", "claimed", "snoozed")
 
 
-def register_queue_metrics(metrics: Metrics, service: TodoService) -> None:
+def register_queue_metrics(metrics: Metrics, views: TodoViews) -> None:
     """Queue depth and oldest open age, read from the store at each scrape."""
     depth = metrics.gauge("opsbus_queue_items",
                           "Unresolved todo items per queue and view (open, claimed, snoozed).",
@@ -24,7 +24,7 @@ def register_queue_metrics(metrics: Metrics, service: TodoService) -> None:
     async def refresh() -> None:
         from broker.todos.views import queue_overview
 
-        queues = await queue_overview(service)
+        queues = await queue_overview(views)
         depth.clear()
         oldest.clear()
         for queue in queues:

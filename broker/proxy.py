@@ -21,14 +21,15 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from yarl import URL
 
-from broker.config import Kind
+from broker.config import ConfigObject, Kind
 from broker.errors import InvalidConfig, NotFound, OpsbusError
 from broker.events import new_event
 from broker.routing import check_object
 from broker.templates import Template, compile_template
 
 if TYPE_CHECKING:
-    from broker.core import Broker
+    from broker.bus import Bus
+    from broker.wiring import Wiring
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +203,8 @@ class CallPublisher:
     """Publishes call events off the request path, in batches. Bounded: when the broker
     cannot keep up, new calls are dropped (counted) rather than held in memory."""
 
-    def __init__(self, broker: Broker, max_pending: int = 10_000, batch: int = 500) -> None:
-        self.broker = broker
+    def __init__(self, bus: Bus, max_pending: int = 10_000, batch: int = 500) -> None:
+        self.bus = bus
         self.max_pending = max_pending
         self.batch = batch
         self.published = self.dropped = self.failed = 0
@@ -236,7 +237,7 @@ class CallPublisher:
 
     async def _publish(self, batch: list[dict[str, Any]]) -> None:
         try:
-            await self.broker.bus.publish(batch)
+            await self.bus.publish(batch)
             self.published += len(batch)
             return
         except OpsbusError as exc:
@@ -261,20 +262,23 @@ class CallPublisher:
 class Proxy:
     """The mounts of one broker, the upstream session and the call publisher."""
 
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
-        self.publisher = CallPublisher(broker)
+    def __init__(self, bus: Bus) -> None:
+        self.publisher = CallPublisher(bus)
         self.calls = self.upstream_errors = 0
+        self._configured: dict[str, ConfigObject] = {}
         self._mounts: dict[str, tuple[int, Mount]] = {}
         self._session: aiohttp.ClientSession | None = None
 
+    def on_config(self, objects: list[ConfigObject]) -> None:
+        """Config listener: the `proxy` objects as configured now."""
+        self._configured = {o.name: o for o in objects if o.kind == "proxy"}
+
     def mount(self, name: str) -> Mount:
         """The mount named `name` as configured now (the file or the API changed it)."""
-        try:
-            obj = self.broker.config.get("proxy", name)
-        except NotFound:
+        obj = self._configured.get(name)
+        if obj is None:
             raise NotFound(f"no proxy mount named {name!r}; add [[proxy]] to opsbus.toml",
-                           proxy=name) from None
+                           proxy=name)
         cached = self._mounts.get(name)
         if cached is None or cached[0] != obj.version:
             cached = (obj.version, Mount.from_spec(obj.spec))
@@ -312,13 +316,12 @@ class Proxy:
             await self._session.close()
 
 
-def setup(broker: Broker) -> None:
+def wire(proxy: Proxy, wiring: Wiring) -> None:
     """Register the `proxy` configuration kind and the background publisher."""
-    proxy = Proxy(broker)
-    broker.extensions["proxy"] = proxy
-    broker.config.register_kind(Kind("proxy", "proxy mount", validate_proxy))
-    broker.add_service("proxy-publisher", proxy.publisher.run)
-    broker.on_stop(proxy.stop)
+    wiring.kind(Kind("proxy", "proxy mount", validate_proxy))
+    wiring.on_config(proxy.on_config)
+    wiring.service("proxy-publisher", proxy.publisher.run)
+    wiring.on_stop(proxy.stop)
     p = proxy.publisher
     for name, doc, read in (
         ("calls", "Calls passed through proxy mounts.", lambda: proxy.calls),
@@ -329,9 +332,4 @@ def setup(broker: Broker) -> None:
          lambda: p.dropped),
         ("events_failed", "Proxy call events that could not be published.", lambda: p.failed),
     ):
-        broker.metrics.sampled(f"opsbus_proxy_{name}_total", doc, "counter", read)
-
-
-def proxy_of(broker: Broker) -> Proxy:
-    proxy: Proxy = broker.extensions["proxy"]
-    return proxy
+        wiring.metrics.sampled(f"opsbus_proxy_{name}_total", doc, "counter", read)

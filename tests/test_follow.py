@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from broker.bus import canonical, digest_of
+from broker.bus import StoredEvent, canonical, digest_of
 from broker.core import Broker
 from broker.follow import follow
 from broker.settings import Settings
-from broker.store.records import StoredEvent
 from tests.conftest import make_event
 
 
@@ -33,7 +32,7 @@ async def publish(broker: Broker, count: int) -> list[int]:
 
 
 async def test_a_reader_that_falls_behind_catches_up_from_the_store(broker: Broker):
-    reader = follow(broker.store, broker.hub, 0, buffer=8, heartbeat=0.05)
+    reader = follow(broker.store.events, broker.hub, 0, buffer=8, heartbeat=0.05)
     got: list[int] = []
     sent = await publish(broker, 5)
     got += [e.seq for e in await anext(reader)]
@@ -62,7 +61,7 @@ async def test_a_full_socket_sends_a_direct_reader_back_to_the_store(broker: Bro
         delivered.extend(e.seq for e in batch)
         return batch
 
-    reader = follow(broker.store, broker.hub, 0, buffer=8, heartbeat=0.05, direct=write_now)
+    reader = follow(broker.store.events, broker.hub, 0, buffer=8, heartbeat=0.05, direct=write_now)
     sent = await publish(broker, 3)
     await read()                                 # caught up: the next read goes direct
     assert await read() == []                    # idle tick; the sink is installed now
@@ -86,8 +85,9 @@ async def commit_without_fan_out(broker: Broker, count: int) -> list[StoredEvent
     events = [make_event() for _ in range(count)]
     items = [(e, canonical(e), digest_of(canonical(e))) for e in events]
     async with broker.store.transaction() as tx:
-        results = await tx.append_events(items, "2026-11-25T10:00:00.000000Z")
-    return [await broker.store.get_event(r.seq) for r in results]  # type: ignore[misc]
+        results = await broker.store.events.writes(tx).append_many(
+            items, "2026-11-25T10:00:00.000000Z")
+    return [await broker.store.events.get(r.seq) for r in results]  # type: ignore[misc]
 
 
 async def test_events_read_from_the_store_and_then_fanned_out_are_delivered_once(
@@ -95,7 +95,7 @@ async def test_events_read_from_the_store_and_then_fanned_out_are_delivered_once
     # The subscribe-then-read race, forced: the reader subscribes, its store read already
     # sees a commit whose fan-out reaches the mailbox only afterwards.
     committed = await commit_without_fan_out(broker, 3)
-    reader = follow(broker.store, broker.hub, 0, buffer=64, heartbeat=0.05)
+    reader = follow(broker.store.events, broker.hub, 0, buffer=64, heartbeat=0.05)
     assert [e.seq for e in await anext(reader)] == [e.seq for e in committed]
     later = await commit_without_fan_out(broker, 1)
     broker.hub.publish(committed + later)  # the writer's fan-out of both commits
@@ -110,7 +110,7 @@ async def test_a_direct_reader_drops_what_it_already_read(broker: Broker):
         written.extend(e.seq for e in batch)
         return True
 
-    reader = follow(broker.store, broker.hub, 0, buffer=64, heartbeat=0.05, direct=write_now)
+    reader = follow(broker.store.events, broker.hub, 0, buffer=64, heartbeat=0.05, direct=write_now)
     assert await anext(reader) == []             # caught up; the sink is installed
     committed = await commit_without_fan_out(broker, 2)
     sub = next(iter(broker.hub._subscribers))
@@ -124,7 +124,7 @@ async def test_a_direct_reader_drops_what_it_already_read(broker: Broker):
 async def test_the_hub_hands_out_batches_in_seq_order_whatever_the_writer_gave(
         broker: Broker):
     committed = await commit_without_fan_out(broker, 4)
-    reader = follow(broker.store, broker.hub, committed[-1].seq, buffer=64, heartbeat=0.05)
+    reader = follow(broker.store.events, broker.hub, committed[-1].seq, buffer=64, heartbeat=0.05)
     assert await anext(reader) == []
     more = await commit_without_fan_out(broker, 4)
     # An event, its derived event, the next event...: append order, not seq order.

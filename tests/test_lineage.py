@@ -10,11 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
-from broker.bus import WriteContext
+from broker.bus import StoredEvent, WriteContext
 from broker.core import Broker
 from broker.events import new_event
 from broker.settings import Settings
-from broker.store.records import StoredEvent
 from tests.broker_process import BrokerProcess
 from tests.conftest import STRUCTURED, make_event
 
@@ -45,7 +44,7 @@ def reply_with(event_type: str) -> Any:
 
 
 async def events_of(broker: Broker) -> list[StoredEvent]:
-    return [e for e in await broker.store.read_events(limit=1000)
+    return [e for e in await broker.store.events.read(limit=1000)
             if not e.source.startswith("opsbus/plugins")]
 
 
@@ -77,7 +76,7 @@ async def test_derived_events_carry_causation_correlation_and_hop_count(core: Br
     # Without a correlationid of its own, the root's id correlates the whole chain.
     assert echoed_orphan["correlationid"] == orphan["id"]
     # The target hit records what the handler answered.
-    targets = await core.store.targets_of((await core.store.find_event(
+    targets = await core.store.events.targets_of((await core.store.events.find(
         root["source"], root["id"])).seq)
     assert targets[0].detail == {"replied": echoed["id"]}
 

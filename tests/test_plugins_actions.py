@@ -1,5 +1,5 @@
 """The shipped action kinds `shell` and `notify`, run through the plugin host as the actions
-runner calls them (`broker.extensions["action_kinds"][kind](broker, spec, event)`)."""
+runner calls them (`broker.action_kinds.get(kind)(spec, event)`)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ EVENT = new_event(type="opsbus.todo.opened", source="opsbus/todos", subject="42"
 async def started(tmp: Path, **settings: Any) -> Broker:
     broker = Broker(Settings(data_dir=str(tmp), durability="off", **settings))
     await broker.start()
-    await broker.extensions["plugins"].loaded.wait()
+    await broker.plugins.loaded.wait()
     return broker
 
 
@@ -45,7 +45,9 @@ def script(tmp_path: Path, body: str) -> str:
 
 
 async def run(broker: Broker, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = await broker.extensions["action_kinds"][kind](broker, spec, EVENT)
+    run = broker.action_kinds.get(kind)
+    assert run is not None, f"no plugin provides action kind {kind}"
+    result: dict[str, Any] = await run(spec, EVENT)
     return result
 
 

@@ -88,16 +88,16 @@ async def test_store_check_finds_nothing_wrong_in_a_fresh_log_and_backup_names_p
     pg_url: str, tmp_path: Path  # noqa: F811
 ) -> None:
     from broker.errors import Conflict
-    from broker.store.postgres.store import PgStore
+    from broker.store.postgres.backend import PgBackend
     from tests.pg_writer import new_event
 
-    store = PgStore(PgOptions(pg_url, pool_size=2))
+    store = PgBackend(PgOptions(pg_url, pool_size=2))
     await store.open()
     try:
         async with store.transaction() as tx:
-            await tx.append_events([(e.event, e.raw, e.digest) for e in
-                                    (new_event("check", n) for n in range(5))],
-                                   "2026-11-25T10:00:00Z")
+            await store.events.writes(tx).append_many(
+                [(e.event, e.raw, e.digest) for e in (new_event("check", n) for n in range(5))],
+                "2026-11-25T10:00:00Z")
         report = await store.check()
         assert report.ok and report.events == 5 and report.last_seq == 5
         await store.maintain()

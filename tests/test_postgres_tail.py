@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from broker.bus.log import StoredEvent
 from broker.store.postgres import log as pglog
 from broker.store.postgres.connection import PgOptions, connect, create_pool
 from broker.store.postgres.listener import Listener
 from broker.store.postgres.migrate import migrate
 from broker.store.postgres.tail import LogTail
-from broker.store.records import StoredEvent
 from tests.pg_support import pg_url  # noqa: F401  (fixture)
 from tests.pg_writer import new_event
 

@@ -1,4 +1,6 @@
-"""The store contract, run against every backend (a real SQLite file here)."""
+"""The store contract, run against every backend (a real SQLite file here): each feature's
+repository as its interface's docstrings promise, written through the backend's
+transaction and read back through its readers."""
 
 from __future__ import annotations
 
@@ -9,27 +11,35 @@ from pathlib import Path
 import orjson
 import pytest
 
-from broker.bus import canonical, digest_of
+from broker.actions.model import JobState
+from broker.bus import TargetRecord, canonical, digest_of
+from broker.bus.log import EventItem
+from broker.delivery.model import DeliveryState, Outcome
 from broker.errors import Conflict
-from broker.store.base import Store
+from broker.store.base import Backend
 from broker.store.migrations import migrations
-from broker.store.sqlite import SqliteStore
+from broker.store.sqlite import SqliteBackend
+from broker.todos.model import TodoHistoryEntry, TodoState
 from tests.conftest import make_event
 
 BACKENDS = ["sqlite", "postgresql"]
+T0 = "2026-11-25T10:00:00.000000Z"
+T1 = "2026-11-25T10:00:30.000000Z"
+T2 = "2026-11-25T10:01:00.000000Z"
 
 
 @pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    backend: Backend
     if request.param == "postgresql":
+        from broker.store.postgres.backend import PgBackend
         from broker.store.postgres.connection import PgOptions
-        from broker.store.postgres.store import PgStore
         from tests.pg_support import PG_URL, create_schema_async, drop_schema_async, with_schema
 
         schema = await create_schema_async()
-        backend: Store = PgStore(PgOptions(with_schema(PG_URL, schema), pool_size=2))
+        backend = PgBackend(PgOptions(with_schema(PG_URL, schema), pool_size=2))
     else:
-        backend = SqliteStore(tmp_path / "store.db", durability="normal")
+        backend = SqliteBackend(tmp_path / "store.db", durability="normal")
     await backend.open()
     try:
         yield backend
@@ -39,111 +49,247 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             await drop_schema_async(schema)
 
 
-def item(event: dict) -> tuple[dict, bytes, bytes]:
+def item(event: dict) -> EventItem:
     raw = canonical(event)
     return event, raw, digest_of(raw)
 
 
-async def test_append_assigns_increasing_seqs_and_dedupes(store: Store):
+async def append(store: Backend, *events: dict, recvtime: str = T0) -> list[int]:
+    async with store.transaction() as tx:
+        results = await store.events.writes(tx).append_many([item(e) for e in events], recvtime)
+    return [r.seq for r in results]
+
+
+# -- the event log ------------------------------------------------------------------------
+async def test_append_assigns_increasing_seqs_and_dedupes(store: Backend):
     first, second = make_event(id="a"), make_event(id="b")
     async with store.transaction() as tx:
-        r1 = await tx.append_event(*item(first)[:2], "t", item(first)[2])
-        r2 = await tx.append_event(*item(second)[:2], "t", item(second)[2])
-        again = await tx.append_event(*item(first)[:2], "t", item(first)[2])
+        log = store.events.writes(tx)
+        r1 = await log.append(*item(first)[:2], "t", item(first)[2])
+        r2 = await log.append(*item(second)[:2], "t", item(second)[2])
+        again = await log.append(*item(first)[:2], "t", item(first)[2])
     assert r2.seq > r1.seq and not r1.duplicate
     assert again.duplicate and again.seq == r1.seq and not again.conflict
-    assert await store.last_seq() == r2.seq
-    stored = await store.get_event(r1.seq)
-    assert stored is not None and stored.event == first
+    assert await store.events.last_seq() == r2.seq
+    assert await store.events.first_seq() == r1.seq
+    stored = await store.events.get(r1.seq)
+    assert stored is not None and stored.event == first and stored.root == 0
 
 
-async def test_repeat_with_other_content_is_flagged_as_conflict(store: Store):
-    event = make_event(id="c", data={"v": 1})
+async def test_a_derived_event_remembers_its_root(store: Backend):
+    (root,) = await append(store, make_event(id="root"))
+    derived = make_event(id="child")
     async with store.transaction() as tx:
-        await tx.append_event(*item(event)[:2], "t", item(event)[2])
+        result = await store.events.writes(tx).append(*item(derived)[:2], "t",
+                                                      item(derived)[2], root)
+    stored = await store.events.get(result.seq)
+    assert stored is not None and stored.root == root and stored.lineage_root == root
+
+
+async def test_root_use_adds_up_across_transactions(store: Backend):
+    (root,) = await append(store, make_event())
+    async with store.transaction() as tx:
+        log = store.events.writes(tx)
+        assert (await log.root_use(root)).descendants == 0
+        await log.add_root_use([(root, 3, False)])
+    async with store.transaction() as tx:
+        log = store.events.writes(tx)
+        await log.add_root_use([(root, 2, True)])
+        await log.add_root_use([(root, 1, False)])
+        use = await log.root_use(root)
+    assert (use.descendants, use.noticed) == (6, True)
+
+
+async def test_repeat_with_other_content_is_flagged_as_conflict(store: Backend):
+    event = make_event(id="c", data={"v": 1})
+    await append(store, event)
     changed = {**event, "data": {"v": 2}}
     async with store.transaction() as tx:
-        result = await tx.append_event(*item(changed)[:2], "t", item(changed)[2])
+        result = await store.events.writes(tx).append(*item(changed)[:2], "t",
+                                                      item(changed)[2])
     assert result.duplicate and result.conflict
 
 
-async def test_batch_append_handles_repeats_inside_and_across_batches(store: Store):
+async def test_batch_append_handles_repeats_inside_and_across_batches(store: Backend):
     old = make_event(id="old")
-    async with store.transaction() as tx:
-        (first,) = await tx.append_events([item(old)], "t")
+    (first,) = await append(store, old)
     batch = [make_event(id="n1"), old, make_event(id="n2"), make_event(id="n1")]
     async with store.transaction() as tx:
-        results = await tx.append_events([item(e) for e in batch], "t")
+        results = await store.events.writes(tx).append_many([item(e) for e in batch], "t")
     assert [r.duplicate for r in results] == [False, True, False, True]
-    assert results[1].seq == first.seq
+    assert results[1].seq == first
     assert results[3].seq == results[0].seq
-    assert results[2].seq > results[0].seq > first.seq
+    assert results[2].seq > results[0].seq > first
 
 
-async def test_a_failed_transaction_leaves_nothing(store: Store):
+async def test_a_failed_transaction_leaves_nothing(store: Backend):
     with pytest.raises(Conflict):
         async with store.transaction() as tx:
-            await tx.append_event(*item(make_event(id="x"))[:2], "t",
-                                  item(make_event(id="x"))[2])
+            await store.events.writes(tx).append_many([item(make_event(id="x"))], "t")
             raise Conflict("abandon")
-    assert await store.count_events() == 0
+    assert await store.events.count() == 0
+    assert await store.events.last_seq() == 0
 
 
-async def test_savepoint_undoes_only_its_own_work(store: Store):
+async def test_savepoint_undoes_only_its_own_work(store: Backend):
     keep, drop = make_event(id="keep"), make_event(id="drop")
     async with store.transaction() as tx:
-        await tx.append_event(*item(keep)[:2], "t", item(keep)[2])
+        log = store.events.writes(tx)
+        await log.append_many([item(keep)], "t")
         with pytest.raises(Conflict):
             async with tx.savepoint():
-                await tx.append_event(*item(drop)[:2], "t", item(drop)[2])
+                await log.append_many([item(drop)], "t")
                 raise Conflict("undo")
-    assert await store.find_event("tests/suite", "keep") is not None
-    assert await store.find_event("tests/suite", "drop") is None
+    assert await store.events.find("tests/suite", "keep") is not None
+    assert await store.events.find("tests/suite", "drop") is None
 
 
-async def test_read_events_pages_and_filters(store: Store):
+async def test_reads_page_and_filter(store: Backend):
     events = [make_event(id=f"e{i}", type="a" if i % 2 else "b", correlationid="c1",
                          causationid="root" if i == 3 else None) for i in range(6)]
-    async with store.transaction() as tx:
-        await tx.append_events([item({k: v for k, v in e.items() if v is not None})
-                                for e in events], "2026-11-25T10:00:00.000000Z")
-    page = await store.read_events(after=0, limit=4)
+    await append(store, *({k: v for k, v in e.items() if v is not None} for e in events))
+    page = await store.events.read(after=0, limit=4)
     assert [e.id for e in page] == ["e0", "e1", "e2", "e3"]
-    assert [e.id for e in await store.read_events(after=page[-1].seq)] == ["e4", "e5"]
-    assert [e.id for e in await store.read_events(type="a")] == ["e1", "e3", "e5"]
-    assert [e.id for e in await store.read_events(causationid="root")] == ["e3"]
-    assert len(await store.read_events(correlationid="c1")) == 6
-    newest = await store.read_events(limit=2, descending=True)
+    assert [e.id for e in await store.events.read(after=page[-1].seq)] == ["e4", "e5"]
+    assert [e.id for e in await store.events.read(type="a")] == ["e1", "e3", "e5"]
+    assert [e.id for e in await store.events.read(causationid="root")] == ["e3"]
+    assert len(await store.events.read(correlationid="c1")) == 6
+    newest = await store.events.read(limit=2, descending=True)
     assert [e.id for e in newest] == ["e5", "e4"]
+    assert [e.id for e in await store.events.find_by_id("e2")] == ["e2"]
 
 
-async def test_routes_and_targets_are_recorded(store: Store):
-    from broker.store.records import TargetRecord
-
+async def test_routes_and_targets_are_recorded(store: Backend):
+    (seq,) = await append(store, make_event())
     async with store.transaction() as tx:
-        (r,) = await tx.append_events([item(make_event())], "t")
-        await tx.set_routes_many([(r.seq, ["db-alerts"])])
-        await tx.add_targets([TargetRecord(r.seq, "db-alerts", "queue:db", {"item": 1})])
-    stored = await store.get_event(r.seq)
+        log = store.events.writes(tx)
+        await log.set_routes([(seq, ["db-alerts"])])
+        await log.add_targets([TargetRecord(seq, "db-alerts", "queue:db", {"item": 1})])
+    stored = await store.events.get(seq)
     assert stored is not None and stored.routes == ("db-alerts",)
-    (target,) = await store.targets_of(r.seq)
+    (target,) = await store.events.targets_of(seq)
     assert (target.target, target.detail) == ("queue:db", {"item": 1})
 
 
-async def test_config_objects_round_trip_and_version_grows(store: Store):
-    v0 = await store.config_version()
+# -- configuration ------------------------------------------------------------------------
+async def test_config_objects_round_trip_and_version_grows(store: Backend):
+    v0 = await store.config.version()
     async with store.transaction() as tx:
-        await tx.put_config("routes", "r1", {"name": "r1", "targets": ["queue:a"]}, "api",
-                            "2026-11-25T10:00:00.000000Z")
-    obj = await store.get_config("routes", "r1")
+        await store.config.writes(tx).put("routes", "r1",
+                                          {"name": "r1", "targets": ["queue:a"]}, "api", T0)
+    obj = await store.config.get("routes", "r1")
     assert obj is not None and obj.origin == "api" and obj.spec["targets"] == ["queue:a"]
-    assert await store.config_version() > v0
+    assert obj.updated_at == T0
+    assert await store.config.version() > v0
     async with store.transaction() as tx:
-        assert await tx.delete_config("routes", "r1")
-        assert not await tx.delete_config("routes", "r1")
-    assert await store.list_config("routes") == []
+        assert await store.config.writes(tx).delete("routes", "r1")
+        assert not await store.config.writes(tx).delete("routes", "r1")
+    assert await store.config.objects("routes") == []
 
 
+# -- todo items and silences --------------------------------------------------------------
+async def test_one_active_item_per_key_claims_and_lapsed_leases(store: Backend):
+    first, second = await append(store, make_event(), make_event())
+    async with store.transaction() as tx:
+        todos = store.todos.writes(tx)
+        created = await todos.insert(queue="q", key="k", title="t", priority=None,
+                                     seq=first, at=T0)
+        assert (await todos.find_active("q", "k")) == created
+        await todos.add_event(created.id, second)
+        await todos.save(created.__class__(**{
+            **created.to_dict(), "state": TodoState.CLAIMED, "owner": "ana",
+            "lease_expires": T1, "count": 2, "event_seq": second}))
+        await todos.add_history(created.id, TodoHistoryEntry(T0, "claimed", "ana"))
+    assert await store.todos.event_seqs(created.id) == [first, second]
+    assert [h.action for h in await store.todos.history(created.id)] == ["claimed"]
+    assert not await store.todos.due(T0)
+    assert await store.todos.due(T2)
+    async with store.transaction() as tx:
+        (lapsed,) = await store.todos.writes(tx).expired_claims(T2)
+    assert lapsed.owner == "ana" and lapsed.count == 2
+    (counts,) = await store.todos.queue_counts(T0)
+    assert (counts.name, counts.claimed) == ("q", 1)
+    (listed,) = await store.todos.page(now=T0, queue="q", view="claimed")
+    assert listed.id == created.id
+
+
+async def test_silences_hold_until_they_end(store: Backend):
+    async with store.transaction() as tx:
+        silence = await store.silences.writes(tx).insert(
+            matcher={"key": "db-*"}, queue=None, comment="", author="ana",
+            created_at=T0, ends_at=T2)
+        assert [s.id for s in await store.silences.writes(tx).active(T1)] == [silence.id]
+    assert [s.id for s in await store.silences.recent(T1)] == [silence.id]
+    async with store.transaction() as tx:
+        ended = await store.silences.writes(tx).expire(silence.id, T1, "bob")
+    assert ended is not None and ended.ends_at == T1 and ended.expired_by == "bob"
+    assert await store.silences.recent(T2) == []
+    assert len(await store.silences.recent(T2, include_expired=True)) == 1
+
+
+# -- deliveries and action jobs -----------------------------------------------------------
+async def test_a_lease_token_settles_once(store: Backend):
+    (seq,) = await append(store, make_event())
+    async with store.transaction() as tx:
+        deliveries = store.deliveries.writes(tx)
+        delivery_id = await deliveries.add("hook", seq, T0)
+        assert await deliveries.add("hook", seq, T0) is None  # once per subscription
+        batch = await deliveries.lease("hook", 10, T0, 30.0, max_attempts=3)
+    (leased,) = batch.leased
+    assert leased.delivery.id == delivery_id and leased.event.seq == seq
+    assert leased.delivery.next_at == T1 and leased.delivery.state is DeliveryState.LEASED
+    assert await store.deliveries.next_due("hook") == T1
+    async with store.transaction() as tx:
+        deliveries = store.deliveries.writes(tx)
+        settled = await deliveries.settle(delivery_id, leased.lease, Outcome.DELIVERED, T0,
+                                          status=200)
+        again = await deliveries.settle(delivery_id, leased.lease, Outcome.DELIVERED, T0)
+    assert settled is not None and settled.state is DeliveryState.DELIVERED and again is None
+    assert (await store.deliveries.counts("hook"))["delivered"] == 1
+    attempts = await store.deliveries.attempts([delivery_id])
+    assert [a.outcome for a in attempts[delivery_id]] == [Outcome.DELIVERED]
+
+
+async def test_an_expired_lease_is_leased_again_then_dead_lettered(store: Backend):
+    (seq,) = await append(store, make_event())
+    async with store.transaction() as tx:
+        deliveries = store.deliveries.writes(tx)
+        await deliveries.add("pull", seq, T0)
+        (first,) = (await deliveries.lease("pull", 1, T0, 10.0, max_attempts=2)).leased
+    assert await store.deliveries.count_exhausted("pull", 1, T2) == 1
+    async with store.transaction() as tx:
+        deliveries = store.deliveries.writes(tx)
+        (second,) = (await deliveries.lease("pull", 1, T1, 10.0, max_attempts=2)).leased
+        assert second.lease != first.lease and second.delivery.attempts == 2
+        batch = await deliveries.lease("pull", 1, T2, 10.0, max_attempts=2)
+    assert batch.leased == [] and [d.delivery.id for d in batch.exhausted] == [
+        first.delivery.id]
+    found = await store.deliveries.get(first.delivery.id)
+    assert found is not None and found.state is DeliveryState.DEADLETTERED
+    async with store.transaction() as tx:
+        requeued = await store.deliveries.writes(tx).requeue(first.delivery.id, T2)
+    assert requeued is not None and requeued.state is DeliveryState.PENDING
+    assert requeued.round_attempts == 0
+
+
+async def test_jobs_are_claimed_by_lease_and_finished_once(store: Backend):
+    (seq,) = await append(store, make_event())
+    async with store.transaction() as tx:
+        jobs = store.jobs.writes(tx)
+        job_id = await jobs.add("page", seq, T0, params={"p": 1})
+        (claimed,) = await jobs.claim(5, T0, 60.0)
+        assert await jobs.claim(5, T0, 60.0) == []  # running, lease not expired
+    assert claimed.job.id == job_id and claimed.event.seq == seq
+    assert await store.jobs.next_due() == T2
+    async with store.transaction() as tx:
+        jobs = store.jobs.writes(tx)
+        done = await jobs.finish(job_id, claimed.job.lease or "", JobState.SUCCEEDED, T1)
+        assert await jobs.finish(job_id, claimed.job.lease or "", JobState.FAILED, T1) is None
+    assert done is not None and done.state is JobState.SUCCEEDED
+    assert [j.id for j in await store.jobs.page("page")] == [job_id]
+
+
+# -- migrations ---------------------------------------------------------------------------
 async def test_a_data_directory_from_the_first_schema_opens_with_the_current_one(
     tmp_path: Path,
 ):
@@ -158,15 +304,46 @@ async def test_a_data_directory_from_the_first_schema_opens_with_the_current_one
         "INSERT INTO events (source, id, type, recvtime, digest, body) VALUES (?,?,?,?,?,?)",
         (event["source"], event["id"], event["type"], "t", digest_of(raw), raw))
     conn.close()
-    store = SqliteStore(path, durability="normal")
+    store = SqliteBackend(path, durability="normal")
     await store.open()
     try:
-        stored = await store.find_event("tests/suite", "from-v1")
+        stored = await store.events.find("tests/suite", "from-v1")
         assert stored is not None and stored.event == event
         async with store.transaction() as tx:
-            result = await tx.append_event(*item(event)[:2], "t", item(event)[2])
+            result = await store.events.writes(tx).append(*item(event)[:2], "t",
+                                                          item(event)[2])
         assert result.duplicate
     finally:
         await store.close()
     (current,) = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()
     assert current == migrations("sqlite")[-1][0]
+
+
+async def test_due_times_in_epoch_seconds_become_stamps(tmp_path: Path):
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for version, _, sql in migrations("sqlite"):
+        if version > 5:
+            break
+        conn.executescript(sql)
+        conn.execute(f"PRAGMA user_version={version}")
+    event = make_event(id="due")
+    raw = orjson.dumps(event)
+    conn.execute("INSERT INTO events (source, id, type, recvtime, digest, body)"
+                 " VALUES (?,?,?,?,?,?)",
+                 (event["source"], event["id"], event["type"], T0, digest_of(raw), raw))
+    conn.execute("INSERT INTO deliveries (subscription, seq, state, next_at, first_at,"
+                 " created_at, updated_at) VALUES ('hook', 1, 'pending', 1795600800.25,"
+                 " 1795600800.0, ?, ?)", (T0, T0))
+    conn.execute("INSERT INTO action_jobs (action, seq, state, next_at, created_at,"
+                 " updated_at) VALUES ('page', 1, 'pending', 1795600830.5, ?, ?)", (T0, T0))
+    conn.close()
+    store = SqliteBackend(path, durability="normal")
+    await store.open()
+    try:
+        assert await store.deliveries.next_due("hook") == "2026-11-25T10:00:00.250000Z"
+        (delivery,) = await store.deliveries.page("hook")
+        assert delivery.first_at == T0
+        assert await store.jobs.next_due() == "2026-11-25T10:00:30.500000Z"
+    finally:
+        await store.close()

@@ -9,7 +9,7 @@ import aiohttp
 import orjson
 
 from broker.bus import digest_of
-from broker.store.sqlite import SqliteStore
+from broker.store.sqlite import SqliteBackend
 from tests.broker_process import BrokerProcess
 from tests.conftest import make_event
 from tests.ops_support import publish_batch
@@ -96,12 +96,12 @@ async def test_a_stream_reading_slowly_through_a_backlog_pins_no_snapshot(
 
 
 async def test_maintenance_truncates_the_log_without_a_commit(tmp_path: Path):
-    store = SqliteStore(tmp_path / "store.db", durability="normal", wal_max_bytes=LIMIT)
+    store = SqliteBackend(tmp_path / "store.db", durability="normal", wal_max_bytes=LIMIT)
     await store.open()
     try:
         async with store.transaction() as tx:
             raw = orjson.dumps(make_event())
-            await tx.append_event(orjson.loads(raw), raw, "t", digest_of(raw))
+            await store.events.writes(tx).append(orjson.loads(raw), raw, "t", digest_of(raw))
         reader = pin_snapshot(store.path)
         for _ in range(10):
             async with store.transaction() as tx:
@@ -109,7 +109,7 @@ async def test_maintenance_truncates_the_log_without_a_commit(tmp_path: Path):
                 for _ in range(500):
                     raw = orjson.dumps(make_event(data={"pad": "x" * 1000}))
                     items.append((orjson.loads(raw), raw, digest_of(raw)))
-                await tx.append_events(items, "t")
+                await store.events.writes(tx).append_many(items, "t")
         assert wal_size(store.path) > LIMIT
         await store.maintain()  # the reader still holds its snapshot: nothing to do yet
         assert wal_size(store.path) > LIMIT

@@ -6,25 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from broker.actions.kinds import ActionKinds
+from broker.actions.model import ActionJob, ClaimedJob, JobState
 from broker.actions.render import RenderError
+from broker.actions.repository import JobRepository
 from broker.actions.spec import Action, ActionRegistry
-from broker.dispatcher import StoreDispatcher
+from broker.backoff import backoff_delay
+from broker.dispatcher import DispatchSettings, StoreDispatcher
 from broker.errors import OpsbusError
 from broker.events import new_event
 from broker.outbound import OutboundResult, send
-from broker.store.base_delivery import ActionJob, ClaimedJob, JobState
-from broker.store.records import StoredEvent
 from broker.timeutil import later
 
 if TYPE_CHECKING:
-
-    from broker.bus import WriteContext
-    from broker.core import Broker
+    from broker.bus import Bus, WriteContext
+    from broker.clock import Clock
+    from broker.ports import TodoActions
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ LEASE_MARGIN_S = 60.0
 """A running job outlives twice the longest timeout by this much (rate-limit waits
 included) before a crashed runner's job is taken over."""
 
-ResultHook = Callable[["WriteContext", ActionJob, StoredEvent], Awaitable[None]]
 
 
 def plugin_outcome(raw: Any, latency_ms: float) -> tuple[OutboundResult, dict[str, Any]]:
@@ -59,12 +59,19 @@ def plugin_outcome(raw: Any, latency_ms: float) -> tuple[OutboundResult, dict[st
 class ActionRunner(StoreDispatcher):
     """Runs action jobs from the store with bounded concurrency."""
 
-    def __init__(self, broker: Broker, registry: ActionRegistry) -> None:
-        super().__init__(broker)
+    def __init__(self, bus: Bus, repo: JobRepository, clock: Clock, settings: DispatchSettings,
+                 registry: ActionRegistry, kinds: ActionKinds) -> None:
+        super().__init__(bus, clock, settings)
+        self.repo = repo
         self.registry = registry
-        self.on_result: list[ResultHook] = []
-        """Called in the result's transaction (quick actions attach it to the item)."""
+        self.kinds = kinds
+        self.todos: TodoActions | None = None
+        """Where a quick action's result goes on its item (the todos feature, if any)."""
         self._waiters: dict[int, asyncio.Future[ActionJob]] = {}
+
+    def forget_waiter(self, job_id: int) -> None:
+        """Nobody waits for this job any more (its caller timed out)."""
+        self._waiters.pop(job_id, None)
 
     def waiter(self, job_id: int) -> asyncio.Future[ActionJob]:
         """A future resolved with the job once it has succeeded or failed."""
@@ -74,11 +81,11 @@ class ActionRunner(StoreDispatcher):
         return future
 
     async def _pass(self) -> float:
-        poll = self.broker.settings.delivery_poll_s
-        room = self.broker.settings.delivery_concurrency - len(self._tasks)
+        poll = self.settings.poll_s
+        room = self.settings.concurrency - len(self._tasks)
         if room <= 0 or self._stopping:
             return poll
-        due = await self.broker.store.next_action_due()
+        due = await self.repo.next_due()
         if due is None:
             return poll
         if due > self.clock.stamp():
@@ -87,9 +94,9 @@ class ActionRunner(StoreDispatcher):
         # another runner (after a crash) may take them over.
         longest = max((a.timeout for a in self.registry.by_name.values()), default=10.0)
         try:
-            claimed = await self.broker.bus.run(
-                lambda ctx: ctx.tx.claim_action_jobs(room, self.clock.stamp(),
-                                                     longest * 2 + LEASE_MARGIN_S))
+            claimed = await self.bus.run(
+                lambda ctx: self.repo.writes(ctx.transaction).claim(
+                    room, self.clock.stamp(), longest * 2 + LEASE_MARGIN_S))
         except OpsbusError as exc:
             log.warning("could not claim action jobs: %s", exc.detail)
             return poll
@@ -123,15 +130,14 @@ class ActionRunner(StoreDispatcher):
         if action.limiter is not None:
             await action.limiter.acquire()
         if action.kind != "http":
-            kinds = self.broker.extensions.get("action_kinds", {})
-            run = kinds.get(action.kind)
+            run = self.kinds.get(action.kind)
             if run is None:
                 return OutboundResult(None, 0.0, error=f"no plugin provides action kind "
                                       f"{action.kind!r}", refused=True), {}
             spec = {**action.spec, "params": params or {}}
             started = time.perf_counter()
             try:
-                raw = await asyncio.wait_for(run(self.broker, spec, event), action.timeout)
+                raw = await asyncio.wait_for(run(spec, event), action.timeout)
             except TimeoutError:
                 raw = {"ok": False, "error": f"timed out after {action.timeout:g}s",
                        "retryable": True}
@@ -153,13 +159,12 @@ class ActionRunner(StoreDispatcher):
         retries = action.retries if action else 0
         if not result.ok and result.retryable and job.attempts <= retries:
             assert action is not None
-            delay = action.retry_backoff * 2 ** (job.attempts - 1)
-            delay = delay / 2 + random.uniform(0, delay / 2)
+            delay = backoff_delay(job.attempts, action.retry_backoff)
             if result.retry_after is not None:
                 delay = max(delay, result.retry_after)
             self.stats["retried"] += 1
             now = self.clock.stamp()
-            await self._write(lambda ctx: ctx.tx.finish_action_job(
+            await self._write(lambda ctx: self.repo.writes(ctx.transaction).finish(
                 job.id, job.lease or "", JobState.PENDING, now,
                 next_at=later(now, delay), error=result.error))
             return
@@ -183,14 +188,17 @@ class ActionRunner(StoreDispatcher):
 
         async def write(ctx: WriteContext) -> ActionJob | None:
             # An operator's quick action starts a budget of its own (like a re-emit).
-            _, stored = await ctx.publish(outcome, cause=claimed.event,
+            published = await ctx.publish(outcome, cause=claimed.event,
                                           fresh_root=job.operator is not None)
-            finished = await ctx.tx.finish_action_job(
+            stored = published.stored
+            finished = await self.repo.writes(ctx.transaction).finish(
                 job.id, job.lease or "", state, self.clock.stamp(),
                 result_seq=stored.seq if stored else None, error=result.error)
-            if finished is not None and stored is not None:
-                for hook in self.on_result:
-                    await hook(ctx, finished, stored)
+            if (finished is not None and stored is not None and job.todo_id is not None
+                    and self.todos is not None):
+                await self.todos.attach_result(
+                    ctx, job.todo_id, action=job.action, job=job.id, operator=job.operator,
+                    params=job.params, result=stored, ok=result.ok)
             return finished
 
         finished = await self._write(write)
@@ -202,7 +210,7 @@ class ActionRunner(StoreDispatcher):
     async def _write(self, fn: Callable[[WriteContext], Awaitable[ActionJob | None]]
                      ) -> ActionJob | None:
         try:
-            return await self.broker.bus.run(fn)
+            return await self.bus.run(fn)
         except OpsbusError as exc:  # shutting down: the lease expires, the job runs again
             log.warning("action job not recorded: %s", exc.detail)
             return None

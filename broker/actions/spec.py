@@ -23,11 +23,11 @@ from broker.actions.render import (
     render_url,
 )
 from broker.clock import Clock
-from broker.delivery.subscriptions import validate_headers
+from broker.config.repository import ConfigObject
 from broker.errors import InvalidConfig, OpsbusError
 from broker.outbound import OutboundRequest, header_name_ok, secret_headers
+from broker.outbound_config import validate_headers
 from broker.routing import check_name
-from broker.store.records import ConfigObject
 from broker.templates import Template, compile_template
 from broker.timeutil import parse_duration
 

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from broker.bus.lineage import hop_count
 from broker.cli import client_options, json_option
 from broker.clock import SystemClock
 from broker.errors import BadRequest, Conflict, OpsbusError
-from broker.lineage import hop_count
 from broker.timeutil import parse_rfc3339
 
 if TYPE_CHECKING:

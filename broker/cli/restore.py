@@ -70,7 +70,7 @@ def _fsync(path: Path) -> None:
 async def restore(args: argparse.Namespace) -> int:
     from broker.errors import BadRequest, Conflict, IncompatibleStore, NotFound
     from broker.settings import resolve_settings
-    from broker.store.sqlite import SqliteStore, lock
+    from broker.store.sqlite import SqliteBackend, lock
     from broker.store.sqlite.maintenance import check_file, inspect_file, refuse_newer_schema
 
     source: Path = args.file
@@ -99,7 +99,7 @@ async def restore(args: argparse.Namespace) -> int:
         _fsync(incoming)
         incoming.replace(db)
         _fsync(db.parent)
-        store = SqliteStore(db)  # opening applies the migrations of this release
+        store = SqliteBackend(db)  # opening applies the migrations of this release
         await store.open()
         await store.close()
     finally:

@@ -9,16 +9,17 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from broker.delivery.effects import dead_letter
+from broker.delivery.dead_letters import dead_letter
+from broker.delivery.model import Delivery, LeasedDelivery, Outcome
+from broker.delivery.repository import DeliveryRepository
 from broker.delivery.subscriptions import Subscription, SubscriptionRegistry
 from broker.errors import BadRequest, Conflict
 from broker.metrics_delivery import DeliveryCounts
-from broker.store.base_delivery import Delivery, LeasedDelivery, Outcome
 from broker.timeutil import later
 
 if TYPE_CHECKING:
-    from broker.bus import WriteContext
-    from broker.core import Broker
+    from broker.bus import Bus, EventLog, WriteContext
+    from broker.clock import Clock
 
 MAX_BATCH = 100
 MAX_WAIT_S = 60.0
@@ -45,9 +46,14 @@ def message(item: LeasedDelivery) -> dict[str, Any]:
 class PullService:
     """Receives and settles pull deliveries; `notify(name)` wakes long-polls after commit."""
 
-    def __init__(self, broker: Broker, registry: SubscriptionRegistry,
+    def __init__(self, bus: Bus, repo: DeliveryRepository, events: EventLog, clock: Clock,
+                 poll_s: float, registry: SubscriptionRegistry,
                  paused: Callable[[str], bool], counts: DeliveryCounts) -> None:
-        self.broker = broker
+        self.bus = bus
+        self.repo = repo
+        self.events = events
+        self.clock = clock
+        self.poll_s = poll_s
         self.counts = counts
         self.registry = registry
         self._paused = paused
@@ -86,19 +92,19 @@ class PullService:
         lease = sub.lease_s if lease_s is None else lease_s
         if not 0 < lease <= MAX_LEASE_S:
             raise BadRequest(f"lease_s must be positive and at most {MAX_LEASE_S:g}")
-        clock = self.broker.clock
+        clock = self.clock
         deadline = clock.monotonic() + wait_s
-        poll = self.broker.settings.delivery_poll_s
+        poll = self.poll_s
         while True:
             signal = self._signal(sub.name)  # taken before looking, so no wake-up is lost
             # A read first: idle long-polls must not keep the writer busy.
-            due = await self.broker.store.next_delivery_due(sub.name)
+            due = await self.repo.next_due(sub.name)
             if due is not None and due <= clock.stamp() and not self._paused(sub.name):
-                leased = await self.broker.bus.run(
+                leased = await self.bus.run(
                     lambda ctx: self._lease(ctx, sub, max_messages, lease))
                 if leased:
                     return [message(item) for item in leased]
-                due = await self.broker.store.next_delivery_due(sub.name)
+                due = await self.repo.next_due(sub.name)
             remaining = deadline - clock.monotonic()
             if remaining <= 0 or self._closing:
                 return []
@@ -110,8 +116,8 @@ class PullService:
 
     async def _lease(self, ctx: WriteContext, sub: Subscription, limit: int, lease_s: float
                      ) -> list[LeasedDelivery]:
-        batch = await ctx.tx.lease_deliveries(sub.name, limit, self.broker.clock.stamp(), lease_s,
-                                              max_attempts=sub.max_deliveries)
+        batch = await self.repo.writes(ctx.transaction).lease(
+            sub.name, limit, self.clock.stamp(), lease_s, max_attempts=sub.max_deliveries)
         for item in batch.exhausted:
             await self._dead_letter(ctx, sub, item.delivery, item,
                                     f"not acknowledged after {item.delivery.attempts} deliveries")
@@ -122,14 +128,15 @@ class PullService:
     async def sweep(self) -> None:
         """Dead-letter expired leases that used their last delivery, even with no
         consumer asking, so status and dead-letter queues stay current."""
-        now = self.broker.clock.stamp()
+        now = self.clock.stamp()
         for sub in self.registry.pull():
-            if await self.broker.store.count_exhausted(sub.name, sub.max_deliveries, now):
-                await self.broker.bus.run(functools.partial(self._drain_exhausted, sub=sub))
+            if await self.repo.count_exhausted(sub.name, sub.max_deliveries, now):
+                await self.bus.run(functools.partial(self._drain_exhausted, sub=sub))
 
     async def _drain_exhausted(self, ctx: WriteContext, sub: Subscription) -> None:
-        batch = await ctx.tx.lease_deliveries(sub.name, MAX_BATCH, self.broker.clock.stamp(), 0.0,
-                                              max_attempts=sub.max_deliveries, only_exhausted=True)
+        batch = await self.repo.writes(ctx.transaction).lease(
+            sub.name, MAX_BATCH, self.clock.stamp(), 0.0, max_attempts=sub.max_deliveries,
+            only_exhausted=True)
         for item in batch.exhausted:
             await self._dead_letter(ctx, sub, item.delivery, item,
                                     f"not acknowledged after {item.delivery.attempts} deliveries")
@@ -151,13 +158,14 @@ class PullService:
             raise BadRequest("delay must not be negative")
 
         async def write(ctx: WriteContext) -> list[Delivery]:
-            now = self.broker.clock.stamp()
+            now = self.clock.stamp()
+            writes = self.repo.writes(ctx.transaction)
             done: list[Delivery] = []
             lost: list[str] = []
             for token, delivery_id in zip(tokens, ids, strict=True):
                 next_at = {Outcome.RELEASED: later(now, delay_s),
                            Outcome.RENEWED: later(now, extend)}.get(outcome)
-                settled = await ctx.tx.settle_delivery(
+                settled = await writes.settle(
                     delivery_id, token, outcome, now, next_at=next_at, require_live=True,
                     subscription=sub.name,
                     error="rejected by the consumer" if outcome is Outcome.REJECTED else None)
@@ -172,14 +180,14 @@ class PullService:
                     leases=lost)
             if outcome is Outcome.REJECTED:
                 for settled in done:
-                    stored = await self.broker.store.get_event(settled.seq)
+                    stored = await self.events.get(settled.seq)
                     if stored is not None:
                         await dead_letter(ctx, subscription=sub.name,
                                           queue=sub.dead_letter_queue, delivery=settled,
                                           event=stored, error="rejected by the consumer")
             return done
 
-        done = await self.broker.bus.run(write)
+        done = await self.bus.run(write)
         if outcome in (Outcome.RELEASED, Outcome.REJECTED):
             self.counts.failures[sub.name] += len(done)
         if outcome is Outcome.REJECTED:

@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING
 import yarl
 
 from broker.delivery.breaker import CircuitBreaker
-from broker.delivery.effects import DELIVERY_SOURCE, dead_letter
+from broker.delivery.dead_letters import DELIVERY_SOURCE, dead_letter
+from broker.delivery.model import LeasedDelivery, Outcome
+from broker.delivery.repository import DeliveryRepository
 from broker.delivery.signing import signature_headers
 from broker.delivery.subscriptions import Subscription, SubscriptionRegistry
-from broker.dispatcher import StoreDispatcher
+from broker.dispatcher import DispatchSettings, StoreDispatcher
 from broker.errors import OpsbusError
 from broker.events import new_event, to_binary
 from broker.metrics_delivery import DeliveryCounts
@@ -32,14 +34,12 @@ from broker.outbound import (
     secret_headers,
     send,
 )
-from broker.store.base_delivery import LeasedDelivery, Outcome
-from broker.store.records import StoredEvent
 from broker.timeutil import later, seconds_between
 
 if TYPE_CHECKING:
 
-    from broker.bus import WriteContext
-    from broker.core import Broker
+    from broker.bus import Bus, StoredEvent, WriteContext
+    from broker.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,11 @@ def build_request(sub: Subscription, stored: StoredEvent, msg_id: str,
 class PushDispatcher(StoreDispatcher):
     """One per broker; `wake()` after a commit that created deliveries."""
 
-    def __init__(self, broker: Broker, registry: SubscriptionRegistry,
+    def __init__(self, bus: Bus, repo: DeliveryRepository, clock: Clock,
+                 settings: DispatchSettings, registry: SubscriptionRegistry,
                  paused: Callable[[str], bool], counts: DeliveryCounts) -> None:
-        super().__init__(broker)
+        super().__init__(bus, clock, settings)
+        self.repo = repo
         self.registry = registry
         self.counts = counts
         self._paused = paused
@@ -103,9 +105,8 @@ class PushDispatcher(StoreDispatcher):
 
     async def _pass(self) -> float:
         """Claim what is due and start sending it; seconds until the next pass."""
-        store = self.broker.store
-        wait = self.broker.settings.delivery_poll_s
-        budget = self.broker.settings.delivery_concurrency - sum(self._in_flight.values())
+        wait = self.settings.poll_s
+        budget = self.settings.concurrency - sum(self._in_flight.values())
         now = self.clock.stamp()
         due: list[tuple[Subscription, int]] = []
         for sub in self.registry.push():
@@ -115,7 +116,7 @@ class PushDispatcher(StoreDispatcher):
             room = self.capacity(sub, budget)
             if room <= 0:
                 continue
-            next_due = await store.next_delivery_due(sub.name, sub.ordered)
+            next_due = await self.repo.next_due(sub.name, sub.ordered)
             if next_due is None:
                 continue
             if next_due <= now:
@@ -126,7 +127,7 @@ class PushDispatcher(StoreDispatcher):
         if not due:
             return wait
         try:
-            claimed = await self.broker.bus.run(lambda ctx: self._claim(ctx, due))
+            claimed = await self.bus.run(lambda ctx: self._claim(ctx, due))
         except OpsbusError as exc:
             log.warning("could not claim deliveries: %s", exc.detail)
             return wait
@@ -143,7 +144,7 @@ class PushDispatcher(StoreDispatcher):
                      ) -> list[tuple[Subscription, list[LeasedDelivery], int]]:
         out = []
         for sub, room in due:
-            batch = await ctx.tx.lease_deliveries(
+            batch = await self.repo.writes(ctx.transaction).lease(
                 sub.name, room, self.clock.stamp(), sub.timeout + LEASE_MARGIN_S,
                 max_attempts=sub.retry.max_attempts, ordered=sub.ordered)
             for item in batch.exhausted:  # in flight when the broker stopped, last attempt
@@ -209,7 +210,7 @@ class PushDispatcher(StoreDispatcher):
             self.counts.dead_letters[sub.name] += 1
 
         async def write(ctx: WriteContext) -> None:
-            settled = await ctx.tx.settle_delivery(
+            settled = await self.repo.writes(ctx.transaction).settle(
                 delivery.id, item.lease, outcome, now, next_at=next_at,
                 status=result.status, latency_ms=result.latency_ms, error=error)
             if settled is not None and outcome is Outcome.DEADLETTERED:
@@ -217,7 +218,7 @@ class PushDispatcher(StoreDispatcher):
                                   delivery=settled, event=item.event, error=error)
 
         try:
-            await self.broker.bus.run(write)
+            await self.bus.run(write)
         except OpsbusError as exc:  # shutting down: the lease expires, it is sent again
             log.warning("delivery %s not recorded: %s", delivery.id, exc.detail)
         if suspended:
@@ -239,6 +240,6 @@ class PushDispatcher(StoreDispatcher):
                   "last_error": breaker.last_error, "cooldown_s": sub.breaker_cooldown},
         )
         try:
-            await self.broker.bus.publish([event])
+            await self.bus.publish([event])
         except OpsbusError as exc:
             log.warning("could not publish %s: %s", event["type"], exc.detail)

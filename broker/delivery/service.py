@@ -9,18 +9,21 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from broker.delivery.breaker import BreakerState
-from broker.delivery.effects import about_subscription, is_replay, record_request
+from broker.delivery.dead_letters import about_subscription
+from broker.delivery.model import Delivery, DeliveryState, SubscriptionControl
 from broker.delivery.pull import PullService
 from broker.delivery.push import PushDispatcher, build_request
+from broker.delivery.repository import DeliveryRepository
 from broker.delivery.subscriptions import Subscription, SubscriptionRegistry, redacted
+from broker.dispatcher import DispatchSettings
 from broker.errors import BadRequest, Conflict, NotFound
 from broker.metrics_delivery import DeliveryCounts
-from broker.store.base_delivery import Delivery, DeliveryState, SubscriptionControl
-from broker.store.records import ConfigObject, StoredEvent
+from broker.replayed import is_replay, record_request
 
 if TYPE_CHECKING:
-    from broker.bus import WriteContext
-    from broker.core import Broker
+    from broker.bus import Bus, EventLog, StoredEvent, WriteContext
+    from broker.clock import Clock
+    from broker.config import ConfigObject
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +31,19 @@ log = logging.getLogger(__name__)
 class DeliveryService:
     """Owns the registry, the push dispatcher and the pull API of one broker."""
 
-    def __init__(self, broker: Broker, environ: Mapping[str, str]) -> None:
-        self.broker = broker
-        self.clock = broker.clock
+    def __init__(self, *, bus: Bus, repo: DeliveryRepository, events: EventLog,
+                 clock: Clock, settings: DispatchSettings, environ: Mapping[str, str]) -> None:
+        self.bus = bus
+        self.repo = repo
+        self.clock = clock
+        self.settings = settings
         self.registry = SubscriptionRegistry(environ)
         self.controls: dict[str, SubscriptionControl] = {}
         self.counts = DeliveryCounts()
-        self.push = PushDispatcher(broker, self.registry, self.is_paused, self.counts)
-        self.pull = PullService(broker, self.registry, self.is_paused, self.counts)
+        self.push = PushDispatcher(bus, repo, clock, settings, self.registry, self.is_paused,
+                                   self.counts)
+        self.pull = PullService(bus, repo, events, clock, settings.poll_s, self.registry,
+                                self.is_paused, self.counts)
 
     def is_paused(self, name: str) -> bool:
         control = self.controls.get(name)
@@ -77,7 +85,8 @@ class DeliveryService:
                                        target=f"subscription:{name}",
                                        request=request.recorded())
             return {"recorded": seq}
-        delivery_id = await ctx.tx.add_delivery(name, stored.seq, self.clock.stamp())
+        delivery_id = await self.repo.writes(ctx.transaction).add(name, stored.seq,
+                                                                  self.clock.stamp())
         if delivery_id is None:
             return {"duplicate": True}
         ctx.on_commit(self.push.wake if sub.is_push
@@ -86,12 +95,12 @@ class DeliveryService:
 
     # -- services -------------------------------------------------------------------
     async def run_push(self) -> None:
-        self.controls = await self.broker.store.subscription_controls()
+        self.controls = await self.repo.controls()
         await self.push.run()
 
     async def run_sweeper(self) -> None:
         while True:
-            await self.clock.sleep(self.broker.settings.delivery_poll_s)
+            await self.clock.sleep(self.settings.poll_s)
             try:
                 await self.refresh_controls()
                 await self.pull.sweep()
@@ -106,7 +115,7 @@ class DeliveryService:
     async def refresh_controls(self) -> None:
         """Pauses made by other processes sharing the store (replicas on PostgreSQL);
         a newer local change is never replaced by an older reading."""
-        for name, control in (await self.broker.store.subscription_controls()).items():
+        for name, control in (await self.repo.controls()).items():
             known = self.controls.get(name)
             if known is None or control.updated_at > known.updated_at:
                 self.controls[name] = control
@@ -116,7 +125,7 @@ class DeliveryService:
 
     async def stop(self) -> None:
         self.pull.close()
-        await self.push.stop(self.broker.settings.shutdown_grace_s)
+        await self.push.stop(self.settings.shutdown_grace_s)
 
     # -- operator API ------------------------------------------------------------------
     def state_of(self, sub: Subscription) -> str:
@@ -133,11 +142,10 @@ class DeliveryService:
 
     async def status(self, name: str) -> dict[str, Any]:
         sub = self.subscription(name)
-        store = self.broker.store
-        last = await store.last_delivery_error(name)
+        last = await self.repo.last_error(name)
         doc: dict[str, Any] = {
             "name": name, "type": sub.type, "state": self.state_of(sub),
-            "counts": await store.delivery_counts(name),
+            "counts": await self.repo.counts(name),
             "last_error": None if last is None else {
                 "error": last.last_error, "status": last.last_status, "delivery": last.id,
                 "at": last.updated_at},
@@ -157,7 +165,9 @@ class DeliveryService:
         return doc
 
     async def describe(self, name: str) -> dict[str, Any]:
-        obj = self.broker.config.get("subscriptions", name)
+        obj = self.registry.objects.get(name)
+        if obj is None:
+            raise NotFound(f"no subscription named {name!r}")
         return {**redacted(obj.spec), "origin": obj.origin, "version": obj.version,
                 "updated_at": obj.updated_at, "status": await self.status(name)}
 
@@ -166,17 +176,17 @@ class DeliveryService:
         self.subscription(name)
         if state is not None and state not in {s.value for s in DeliveryState}:
             raise BadRequest(f"state must be one of {', '.join(s.value for s in DeliveryState)}")
-        rows = await self.broker.store.list_deliveries(name, state, after, limit)
-        attempts = await self.broker.store.delivery_attempts([d.id for d in rows])
+        rows = await self.repo.page(name, state, after, limit)
+        attempts = await self.repo.attempts([d.id for d in rows])
         items = [{**d.to_dict(), "attempts_log": [a.to_dict() for a in attempts[d.id]]}
                  for d in rows]
         return {"deliveries": items, "next": rows[-1].id if len(rows) == limit else None}
 
     async def delivery(self, name: str, delivery_id: int) -> dict[str, Any]:
-        found = await self.broker.store.get_delivery(delivery_id)
+        found = await self.repo.get(delivery_id)
         if found is None or found.subscription != name:
             raise NotFound(f"subscription {name!r} has no delivery {delivery_id}")
-        attempts = await self.broker.store.delivery_attempts([delivery_id])
+        attempts = await self.repo.attempts([delivery_id])
         return {**found.to_dict(), "attempts_log": [a.to_dict() for a in attempts[found.id]]}
 
     async def retry(self, name: str, delivery_id: int) -> dict[str, Any]:
@@ -184,10 +194,11 @@ class DeliveryService:
         sub = self.subscription(name)
 
         async def write(ctx: WriteContext) -> Delivery:
-            current = await self.broker.store.get_delivery(delivery_id)
+            current = await self.repo.get(delivery_id)
             if current is None or current.subscription != name:
                 raise NotFound(f"subscription {name!r} has no delivery {delivery_id}")
-            requeued = await ctx.tx.requeue_delivery(delivery_id, self.clock.stamp())
+            requeued = await self.repo.writes(ctx.transaction).requeue(delivery_id,
+                                                                       self.clock.stamp())
             if requeued is None:
                 raise Conflict(f"delivery {delivery_id} is {current.state.value}; only"
                                " dead-lettered deliveries can be retried")
@@ -195,12 +206,13 @@ class DeliveryService:
                           else functools.partial(self.pull.notify, name))
             return requeued
 
-        return (await self.broker.bus.run(write)).to_dict()
+        return (await self.bus.run(write)).to_dict()
 
     async def set_paused(self, name: str, paused: bool, by: str | None) -> dict[str, Any]:
         self.subscription(name)
-        control = await self.broker.bus.run(
-            lambda ctx: ctx.tx.set_paused(name, paused, by, self.clock.stamp()))
+        control = await self.bus.run(
+            lambda ctx: self.repo.writes(ctx.transaction).set_paused(name, paused, by,
+                                                                     self.clock.stamp()))
         self.controls[name] = control
         if not paused:
             breaker = self.push.breakers.get(name)

@@ -10,13 +10,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yarl
-
+from broker.backoff import backoff_delay
+from broker.config.repository import ConfigObject
 from broker.errors import InvalidConfig, OpsbusError
 from broker.filters import Filter, compile_filter
-from broker.outbound import header_name_ok
+from broker.outbound_config import validate_headers, validate_http_url
 from broker.routing import CompiledRoute, check_name, parse_target
-from broker.store.records import ConfigObject
 from broker.timeutil import parse_duration
 
 TYPES = ("push", "pull")
@@ -63,32 +62,6 @@ def _table(value: Any, what: str, defaults: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise InvalidConfig(f"{what}: unknown field(s) {', '.join(unknown)}")
     return {**defaults, **value}
-
-
-def validate_headers(value: Any, what: str) -> dict[str, str]:
-    """Static request headers: token names, values without control characters."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidConfig(f"{what} must be a table of header names to strings")
-    for name, text in value.items():
-        if not header_name_ok(name):
-            raise InvalidConfig(f"{what}: {name!r} is not a valid header name")
-        if not isinstance(text, str) or any(ord(c) < 32 and c != "\t" for c in text):
-            raise InvalidConfig(f"{what}.{name} must be a string without control characters")
-    return dict(value)
-
-
-def validate_http_url(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidConfig(f"{what} must be an http(s) URL")
-    try:
-        url = yarl.URL(value)
-    except ValueError as exc:
-        raise InvalidConfig(f"{what}: {exc}") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise InvalidConfig(f"{what} must be an http(s) URL with a host, got {value!r}")
-    return value
 
 
 def validate_dead_letter(value: Any, what: str) -> str:
@@ -199,10 +172,7 @@ class RetryPolicy:
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt `attempt` (1-based): "equal jitter", half
         fixed and half random, so retries spread out but never come back too early."""
-        # 1 << n is 2 ** n typed as int (int ** int is Any to the type checker)
-        base = min(self.max_backoff, self.backoff * (1 << max(0, attempt - 1)))
-        uniform = rng.uniform if rng is not None else random.uniform
-        return base / 2 + uniform(0, base / 2)
+        return backoff_delay(attempt, self.backoff, self.max_backoff, rng)
 
 
 @dataclass(frozen=True)
@@ -275,13 +245,17 @@ class SubscriptionRegistry:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
         self.by_name: dict[str, Subscription] = {}
+        self.objects: dict[str, ConfigObject] = {}
+        """The configuration objects behind them (origin, version), by name."""
 
     def load(self, objects: Iterable[ConfigObject]) -> None:
         table = {}
+        found = {}
         for obj in objects:
             if obj.kind == "subscriptions":
                 table[obj.name] = build(obj.spec, self._environ)
-        self.by_name = table
+                found[obj.name] = obj
+        self.by_name, self.objects = table, found
 
     def get(self, name: str) -> Subscription | None:
         return self.by_name.get(name)

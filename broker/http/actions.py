@@ -14,7 +14,7 @@ routes = web.RouteTableDef()
 
 
 def service_of(request: web.Request) -> ActionService:
-    service: ActionService = broker_of(request).extensions["actions"]
+    service: ActionService = broker_of(request).actions.service
     return service
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from broker.config import ConfigObject
 from broker.errors import Conflict, NotFound
 from broker.http.util import broker_of, json_response, read_json
-from broker.store.records import ConfigObject
 
 routes = web.RouteTableDef()
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from broker.bus.log import StoredEvent
 from broker.errors import NotFound
 from broker.events import Limits, parse_request
 from broker.http.filters import request_filter, warnings_json
 from broker.http.util import broker_of, id_param, int_param, json_response
-from broker.store.records import StoredEvent
 from broker.timeutil import parse_since
 
 routes = web.RouteTableDef()
@@ -54,7 +54,7 @@ async def list_events(request: web.Request) -> web.Response:
     cursor = after
     scanned = 0
     while len(chosen) < limit and scanned < MAX_SCAN:
-        page = await broker.store.read_events(
+        page = await broker.store.events.read(
             after=cursor, limit=limit if flt is None else 500, type=q.get("type"),
             source=q.get("source"), subject=q.get("subject"), since=since, until=until,
             correlationid=q.get("correlationid"), causationid=q.get("causationid"),
@@ -82,10 +82,10 @@ async def get_event(request: web.Request) -> web.Response:
     """One stored event with the routes and targets it hit."""
     broker = broker_of(request)
     seq = id_param(request, "seq")
-    stored = await broker.store.get_event(seq)
+    stored = await broker.store.events.get(seq)
     if stored is None:
         raise NotFound(f"no event with seq {seq}")
-    targets = await broker.store.targets_of(seq)
+    targets = await broker.store.events.targets_of(seq)
     doc = stored.to_dict()
     doc["targets"] = [{"route": t.route, "target": t.target, **({"detail": t.detail}
                        if t.detail else {})} for t in targets]

@@ -5,11 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from broker.http.util import broker_of, json_response
-from broker.plugin_host import host_of
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/v1/plugins")
 async def list_plugins(request: web.Request) -> web.Response:
-    return json_response(host_of(broker_of(request)).describe())
+    return json_response(broker_of(request).plugins.describe())

@@ -12,7 +12,7 @@ from multidict import CIMultiDict, MultiMapping
 
 from broker.errors import UpstreamError
 from broker.http.util import broker_of
-from broker.proxy import HOP_BY_HOP, BodyCapture, Mount, Proxy, proxy_of, request_id
+from broker.proxy import HOP_BY_HOP, BodyCapture, Mount, Proxy, request_id
 
 routes = web.RouteTableDef()
 
@@ -53,7 +53,7 @@ async def _stream(request: web.Request, capture: BodyCapture | None) -> AsyncIte
 # `[\s\S]`, not `.`: an encoded newline (%0A) in the path must still be forwarded.
 @routes.route("*", r"/proxy/{name}/{tail:[\s\S]*}")
 async def forward(request: web.Request) -> web.StreamResponse:
-    proxy = proxy_of(broker_of(request))
+    proxy = broker_of(request).proxy
     mount = proxy.mount(request.match_info["name"])
     tail = request.match_info.get("tail", "")
     # The raw (still percent-encoded) tail, so `%2F` reaches the upstream as sent.

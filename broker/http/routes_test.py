@@ -8,14 +8,13 @@ from typing import Any
 from aiohttp import web
 
 from broker.core import Broker
-from broker.dryrun import evaluate_events, history, queue_model, with_draft
+from broker.dryrun import evaluate_events, history, with_draft
 from broker.errors import BadRequest, InvalidConfig, NotFound, OpsbusError
 from broker.events import validate_event
 from broker.http.config_api import describe
 from broker.http.util import broker_of, json_response, read_object
 from broker.routing import CompiledRoute, compile_route, validate_route
 from broker.timeutil import parse_since
-from broker.todos.queues import Queue
 
 routes = web.RouteTableDef()
 
@@ -118,15 +117,10 @@ async def _test_history(broker: Broker, draft: CompiledRoute, spec: Any) -> dict
         raise BadRequest(f"history.limit must be an integer from 1 to {MAX_HISTORY}",
                          field="history.limit")
 
-    def model(name: str) -> Queue:
-        if "queues" not in broker.config.kinds:
-            return queue_model(name, None)
-        try:
-            return queue_model(name, broker.config.get("queues", name).spec)
-        except NotFound:
-            return queue_model(name, None)
-
     now = broker.clock.now()
-    return await history(broker.store, draft, since=parse_since(since, "history.since", now),
+    # The live queues, as routing uses them: the preview decides with the engine's queue.
+    return await history(broker.store.events, draft,
+                         since=parse_since(since, "history.since", now),
                          until=parse_since(until, "history.until", now) if until else None,
-                         limit=limit, queues=model, hop_limit=broker.router.hop_limit)
+                         limit=limit, queues=broker.todos.queues.queue,
+                         hop_limit=broker.router.hop_limit)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from broker.http.util import broker_of, json_response
-from broker.plugin_host import host_of
 from broker.plugin_host.api import SourceRequest
 
 routes = web.RouteTableDef()
@@ -20,5 +19,5 @@ async def receive(request: web.Request) -> web.Response:
         method=request.method, path=request.match_info.get("path", ""),
         headers=request.headers, query=request.query, body=await request.read(), config={},
     )
-    results = await host_of(broker_of(request)).handle_source(name, source_request)
+    results = await broker_of(request).plugins.handle_source(name, source_request)
     return json_response({"source": name, "events": results})

@@ -6,13 +6,13 @@ import logging
 
 from aiohttp import HttpVersion11, web
 
+from broker.bus.log import StoredEvent
 from broker.clock import Clock
 from broker.errors import BadRequest
 from broker.follow import follow
 from broker.http.filters import request_filter, warnings_header
 from broker.http.util import MAX_ID, broker_of
 from broker.metrics_core import SSE_READERS, STREAM_DROPS
-from broker.store.records import StoredEvent
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
@@ -127,8 +127,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
     readers = broker.metrics.gauge(*SSE_READERS)
     readers.inc()
     try:
-        async for batch in follow(broker.store, broker.hub, after, buffer=settings.stream_buffer,
-                                  heartbeat=tick, keep=keep, direct=direct):
+        async for batch in follow(broker.store.events, broker.hub, after,
+                                  buffer=settings.stream_buffer, heartbeat=tick, keep=keep,
+                                  direct=direct):
             if not batch:
                 if transport is None or transport.is_closing():
                     break

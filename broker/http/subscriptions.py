@@ -18,7 +18,7 @@ PULL_VERBS = ("ack", "release", "reject", "renew")
 
 
 def service_of(request: web.Request) -> DeliveryService:
-    service: DeliveryService = broker_of(request).extensions["delivery"]
+    service: DeliveryService = broker_of(request).delivery.service
     return service
 
 

@@ -1,4 +1,9 @@
-"""Plugins: sources, actions, transforms and route targets loaded from Python files."""
+"""Plugins: sources, actions, transforms and route targets loaded from Python files.
+
+The host registers the `plugin:<name>` route target, reloads plugins when their files or
+the `[plugins]` table change, adds their action kinds to the actions feature's registry
+and their transforms to the bus. Plugins see only `broker.plugin_host.api`.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +12,21 @@ from typing import TYPE_CHECKING
 from broker.plugin_host.host import PluginHost
 
 if TYPE_CHECKING:
-    from broker.core import Broker
+    from broker.wiring import Wiring
 
-__all__ = ["PluginHost", "host_of", "setup"]
+__all__ = ["PluginHost", "wire"]
 
 
-def setup(broker: Broker) -> None:
-    """Create the host; it loads plugins on the first configuration load."""
-    host = PluginHost(broker)
-    broker.extensions["plugins"] = host
-    broker.router.register_target("plugin", host.route_target, writes=False)
-    broker.config.on_change(host.on_config)
-    broker.add_service("plugin-watch", host.watch)
-    broker.on_stop(host.stop)
-    broker.metrics.sampled("opsbus_plugins_loaded", "Plugins with an active version.", "gauge",
+def wire(host: PluginHost, wiring: Wiring) -> None:
+    """The host's registrations at start-up."""
+    wiring.target("plugin", host.route_target, writes=False)
+    wiring.on_config(host.on_config)
+    wiring.service("plugin-watch", host.watch)
+    wiring.on_stop(host.stop)
+    wiring.metrics.sampled("opsbus_plugins_loaded", "Plugins with an active version.", "gauge",
                            lambda: sum(1 for p in host.plugins.values() if p.version))
-    broker.metrics.sampled("opsbus_plugins_failed", "Plugins whose last load failed.", "gauge",
+    wiring.metrics.sampled("opsbus_plugins_failed", "Plugins whose last load failed.", "gauge",
                            lambda: sum(1 for p in host.plugins.values() if p.error))
-    broker.metrics.sampled("opsbus_plugin_errors_total",
+    wiring.metrics.sampled("opsbus_plugin_errors_total",
                            "Errors raised by plugin sources, transforms, actions, hooks.",
                            "counter", lambda: host.errors_total)
-
-
-def host_of(broker: Broker) -> PluginHost:
-    host: PluginHost = broker.extensions["plugins"]
-    return host

@@ -28,9 +28,9 @@ from broker.plugin_host.outbound import GuardedHttp
 from broker.plugin_host.registry import PluginRegistry, Registrations, read_secret
 
 if TYPE_CHECKING:
-    from broker.bus import WriteContext
-    from broker.core import Broker
-    from broker.store.records import StoredEvent
+    from broker.actions.kinds import ActionKinds, KindRunner
+    from broker.bus import Bus, StoredEvent, WriteContext
+    from broker.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +63,21 @@ class PluginHost:
     """Owns the plugins of one broker. Reloads are serialised by a lock; a plugin's
     registrations are swapped in whole, so a request sees the old or the new version."""
 
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
-        self.clock = broker.clock
+    def __init__(self, *, bus: Bus, clock: Clock, kinds: ActionKinds,
+                 section: Callable[[], Any], config_file: str | None,
+                 allow_private_targets: bool, max_event_bytes: int) -> None:
+        self.bus = bus
+        self.clock = clock
+        self.kinds = kinds
+        self._read_section = section
+        """The `[plugins]` table of the last good config file."""
+        self.config_file = config_file
+        self.max_event_bytes = max_event_bytes
         self.cache = ModuleCache()
         self.plugins: dict[str, PluginState] = {}
         self.section: dict[str, Any] = {}
         self.transforms: list[dict[str, Any]] = []
-        self.http = GuardedHttp(broker.settings.allow_private_targets, broker.clock)
+        self.http = GuardedHttp(allow_private_targets, clock)
         self.errors_total = 0
         self.loaded = asyncio.Event()
         self._section_key: bytes | None = None
@@ -87,7 +94,7 @@ class PluginHost:
         import plugins
 
         found = [(Path(plugins.__file__).resolve().parent, "shipped")]
-        config_file = self.broker.settings.config
+        config_file = self.config_file
         base = Path(config_file).resolve().parent if config_file else Path.cwd()
         paths = self.section.get("paths", [])
         for entry in paths if isinstance(paths, list) else []:
@@ -97,7 +104,7 @@ class PluginHost:
 
     def on_config(self, _objects: object) -> None:
         """Config listener: reload plugins when the `[plugins]` table changed."""
-        section = self.broker.config.file_sections.get("plugins", {})
+        section = self._read_section()
         key = orjson.dumps(section, option=orjson.OPT_SORT_KEYS, default=str)
         if key != self._section_key:
             self._section_key = key
@@ -188,19 +195,18 @@ class PluginHost:
             await ctx.publish(event)
 
         try:
-            await self.broker.bus.run(write)
+            await self.bus.run(write)
         except OpsbusError as exc:  # stopping: the log line above still tells
             log.warning("could not publish %s for %s: %s", type_, name, exc.detail)
 
     # -- wiring into the broker --------------------------------------------------------
     def _install(self) -> None:
         """Point the broker at the current registrations: action kinds, transforms."""
-        kinds = self.broker.extensions.setdefault("action_kinds", {})
         current = {k for st in self.plugins.values() for k in st.registered.actions}
         for kind in self._action_kinds - current:
-            kinds.pop(kind, None)
+            self.kinds.unregister(kind)
         for kind in current:
-            kinds[kind] = self._action_runner(kind)
+            self.kinds.register(kind, self._action_runner(kind))
         self._action_kinds = current
         wanted = self.section.get("transforms", []) or []
         chain: list[Callable[[Event], Event | None]] = []
@@ -215,7 +221,7 @@ class PluginHost:
                 continue
             self.transforms.append({"name": tname, "plugin": owner[0], "error": None})
             chain.append(self._transform_step(owner[0], str(tname), owner[1]))
-        self.broker.router.transforms[:] = chain
+        self.bus.transforms.replace(chain)
 
     def _find(self, kind: str, name: str) -> tuple[str, Any] | None:
         for plugin, state in self.plugins.items():
@@ -291,7 +297,7 @@ class PluginHost:
                     f"{what} (plugin {plugin}) produced an invalid event at index {index}:"
                     f" {exc.detail}", plugin=plugin, index=index,
                     attribute=exc.attribute) from None
-            limit = self.broker.settings.max_event_bytes
+            limit = self.max_event_bytes
             if size > limit:  # the limit /v1/events applies, so export | replay works
                 raise TooLarge(f"{what} (plugin {plugin}) produced an event of {size} bytes"
                                f" at index {index}, more than the limit of {limit}",
@@ -303,16 +309,15 @@ class PluginHost:
         conflicting with a stored one must not refuse the others of a notification."""
         async def one(event: Event) -> dict[str, Any]:
             try:
-                return (await self.broker.bus.publish([event]))[0].to_dict()
+                return (await self.bus.publish([event]))[0].to_dict()
             except Conflict as exc:
                 return {"seq": exc.extra.get("seq"), "id": event["id"], "duplicate": True,
                         "conflict": exc.detail}
         return list(await asyncio.gather(*(one(e) for e in events)))
 
     # -- actions -----------------------------------------------------------------------
-    def _action_runner(self, kind: str) -> Callable[[Any, dict[str, Any], Event],
-                                                    Awaitable[dict[str, Any]]]:
-        async def run(_broker: Any, spec: dict[str, Any], event: Event) -> dict[str, Any]:
+    def _action_runner(self, kind: str) -> KindRunner:
+        async def run(spec: dict[str, Any], event: Event) -> dict[str, Any]:
             found = self._find("actions", kind)
             request = {"kind": kind, "action": spec.get("name")}
             if found is None:

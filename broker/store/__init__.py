@@ -1,31 +1,32 @@
-"""The store: the one place that talks to the database (see `base.py` for the contract)."""
+"""The store: the one place that talks to a database. `base.py` is the contract a
+backend keeps; each backend lives in its own package and is imported only when chosen."""
 
 from __future__ import annotations
 
-from broker.errors import InvalidConfig
-from broker.settings import Settings
-from broker.store.base import Store, WriteTxn
-from broker.store.records import AppendResult, ConfigObject, StoredEvent, TargetRecord
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from broker.settings import Settings
+    from broker.store.base import Backend
 
 
-def open_store(settings: Settings) -> Store:
+def open_backend(settings: Settings) -> Backend:
     """The backend named by `settings.store` (not yet opened)."""
-    if settings.store == "sqlite":
-        from broker.store.sqlite import SqliteStore
+    from broker.errors import InvalidConfig
 
-        return SqliteStore(settings.db_path, settings.durability, settings.wal_max_bytes)
+    if settings.store == "sqlite":
+        from broker.store.sqlite import SqliteBackend
+
+        return SqliteBackend(settings.db_path, settings.durability, settings.wal_max_bytes)
     from broker.store.postgres.connection import PgOptions, is_postgres_url
 
     if is_postgres_url(settings.store):
-        from broker.store.postgres.store import PgStore
+        from broker.store.postgres.backend import PgBackend
 
-        return PgStore(PgOptions.from_url(settings.store,
-                                          poll_s=min(0.5, settings.delivery_poll_s)))
+        return PgBackend(PgOptions.from_url(settings.store,
+                                            poll_s=min(0.5, settings.delivery_poll_s)))
     raise InvalidConfig(f"unknown store backend {settings.store!r}"
                         " (known: sqlite, postgresql://...)")
 
 
-__all__ = [
-    "AppendResult", "ConfigObject", "Store", "StoredEvent", "TargetRecord", "WriteTxn",
-    "open_store",
-]
+__all__ = ["open_backend"]

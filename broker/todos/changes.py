@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from broker.errors import Conflict
 from broker.events import new_event
-from broker.store.base_todos import TodoHistoryEntry, TodoItem, TodoState
 from broker.timeutil import parse_rfc3339, to_rfc3339
+from broker.todos.model import TodoHistoryEntry, TodoItem, TodoState
 
 if TYPE_CHECKING:
-    from broker.bus import WriteContext
-    from broker.store.records import StoredEvent
+    from broker.bus import StoredEvent, WriteContext
+    from broker.todos.repository import TodoWrites
 
 AUDIT_SOURCE = "opsbus/todos"
 SYSTEM = "system"
@@ -98,7 +98,8 @@ def attach(item: TodoItem, seq: int, at: str, title: str, priority: str | None) 
 
 
 async def record(
-    ctx: WriteContext, item: TodoItem, action: str, at: str, *, operator: str | None,
+    ctx: WriteContext, writes: TodoWrites, item: TodoItem, action: str, at: str, *,
+    operator: str | None,
     note: str | None = None, cause: StoredEvent | None = None, event_seq: int | None = None,
     detail: dict[str, Any] | None = None,
 ) -> int | None:
@@ -110,8 +111,8 @@ async def record(
         data["detail"] = detail
     event = new_event(type=f"opsbus.todo.{action}", source=AUDIT_SOURCE, time=at,
                       subject=str(item.id), data=data, todoid=item.id)
-    result, _ = await ctx.publish(event, cause=cause)
-    audit_seq = None if result.dropped else result.seq
-    await ctx.tx.add_todo_history(item.id, TodoHistoryEntry(
+    published = await ctx.publish(event, cause=cause)
+    audit_seq = None if published.dropped else published.seq
+    await writes.add_history(item.id, TodoHistoryEntry(
         at, action, operator, note, event_seq, audit_seq, detail or {}))
     return audit_seq

@@ -2,63 +2,75 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from broker.todos import changes
 from broker.todos.changes import SYSTEM
-from broker.todos.queues import Placement, place
+from broker.todos.queues import Placement, QueueRegistry, place
+from broker.todos.repository import TodoRepository
+from broker.todos.silences import Silences
 
 if TYPE_CHECKING:
-    from broker.bus import WriteContext
-    from broker.store.records import StoredEvent
-    from broker.todos.service import TodoService
+    from broker.bus import StoredEvent, WriteContext
 
 
-async def take(service: TodoService, ctx: WriteContext, stored: StoredEvent,
-               queue_name: str) -> dict[str, Any]:
-    """Put one routed event into a queue, inside the event's transaction; the returned
-    detail is recorded with the target hit."""
-    queue = service.queue(queue_name)
-    event = stored.event
-    key = queue.key_of(event)
-    at = stored.recvtime
-    item = await ctx.tx.find_active_todo(queue.name, key)
-    if item is not None and item.event_seq == stored.seq:
-        # Two routes sent the same event to this queue: it counts once.
-        return {"todo": item.id, "key": key, "duplicate_target": True}
+class TodoIntake:
+    """Puts routed events into queues, inside the event's transaction."""
 
-    placement = place(queue, event, active=item is not None)
-    if placement is Placement.IGNORE:
-        return {"key": key, "resolved": None}  # a resolving event never opens an item
-    if placement is Placement.RESOLVE:
-        assert item is not None
-        await ctx.tx.add_todo_event(item.id, stored.seq)
-        note = f"resolved by {event['type']} {event['id']}"
-        item = changes.resolve(item, SYSTEM, note, at, auto=True)
-        await ctx.tx.save_todo(item)
-        await changes.record(ctx, item, "resolved", at, operator=SYSTEM, note=note,
-                             cause=stored, event_seq=stored.seq)
-        service.count("resolved_auto")
-        return {"todo": item.id, "key": key, "resolved": True}
+    def __init__(self, queues: QueueRegistry, repo: TodoRepository, silences: Silences,
+                 counters: Counter[str]) -> None:
+        self.queues = queues
+        self.repo = repo
+        self.silences = silences
+        self.counters = counters
 
-    title, priority = queue.title_of(event), queue.priority_of(event)
-    if placement is Placement.ATTACH:
-        assert item is not None
-        await ctx.tx.add_todo_event(item.id, stored.seq)
-        item = changes.attach(item, stored.seq, at, title, priority)
-        await ctx.tx.save_todo(item)
-        await changes.record(ctx, item, "updated", at, operator=None, cause=stored,
+    async def take(self, ctx: WriteContext, stored: StoredEvent, route: str,
+                   queue_name: str) -> dict[str, Any]:
+        """The router's handler for `queue:<name>` targets; the returned detail is
+        recorded with the target hit."""
+        queue = self.queues.queue(queue_name)
+        writes = self.repo.writes(ctx.transaction)
+        event = stored.event
+        key = queue.key_of(event)
+        at = stored.recvtime
+        item = await writes.find_active(queue.name, key)
+        if item is not None and item.event_seq == stored.seq:
+            # Two routes sent the same event to this queue: it counts once.
+            return {"todo": item.id, "key": key, "duplicate_target": True}
+
+        placement = place(queue, event, active=item is not None)
+        if placement is Placement.IGNORE:
+            return {"key": key, "resolved": None}  # a resolving event never opens an item
+        if placement is Placement.RESOLVE:
+            assert item is not None
+            await writes.add_event(item.id, stored.seq)
+            note = f"resolved by {event['type']} {event['id']}"
+            item = changes.resolve(item, SYSTEM, note, at, auto=True)
+            await writes.save(item)
+            await changes.record(ctx, writes, item, "resolved", at, operator=SYSTEM, note=note,
+                                 cause=stored, event_seq=stored.seq)
+            self.counters["resolved_auto"] += 1
+            return {"todo": item.id, "key": key, "resolved": True}
+
+        title, priority = queue.title_of(event), queue.priority_of(event)
+        if placement is Placement.ATTACH:
+            assert item is not None
+            await writes.add_event(item.id, stored.seq)
+            item = changes.attach(item, stored.seq, at, title, priority)
+            await writes.save(item)
+            await changes.record(ctx, writes, item, "updated", at, operator=None, cause=stored,
+                                 event_seq=stored.seq)
+            self.counters["attached"] += 1
+            return {"todo": item.id, "key": key, "attached": True}
+
+        silence = await self.silences.matching(ctx, queue.name, key, event, at)
+        if silence is not None:
+            self.counters["silenced"] += 1
+            return {"silenced": silence.id, "key": key}
+        item = await writes.insert(queue=queue.name, key=key, title=title, priority=priority,
+                                   seq=stored.seq, at=at)
+        await changes.record(ctx, writes, item, "opened", at, operator=None, cause=stored,
                              event_seq=stored.seq)
-        service.count("attached")
-        return {"todo": item.id, "key": key, "attached": True}
-
-    silence = await service.silences.matching(ctx, queue.name, key, event, at)
-    if silence is not None:
-        service.count("silenced")
-        return {"silenced": silence.id, "key": key}
-    item = await ctx.tx.insert_todo(queue=queue.name, key=key, title=title,
-                                    priority=priority, seq=stored.seq, at=at)
-    await changes.record(ctx, item, "opened", at, operator=None, cause=stored,
-                         event_seq=stored.seq)
-    service.count("opened")
-    return {"todo": item.id, "key": key, "opened": True}
+        self.counters["opened"] += 1
+        return {"todo": item.id, "key": key, "opened": True}

@@ -1,16 +1,22 @@
-"""Queue settings (`[[queues]]`, `/v1/queues`): validation and the compiled form routing uses."""
+"""Queue settings (`[[queues]]`, `/v1/queues`): validation, the compiled form routing
+uses, the live registry of queues, and the one grouping decision (`place`)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from broker.config.repository import ConfigObject
 from broker.errors import InvalidConfig, OpsbusError
 from broker.filters import Filter, compile_filter
 from broker.routing import check_name, check_object
 from broker.templates import Template, compile_template
 from broker.timeutil import parse_duration
+
+log = logging.getLogger(__name__)
 
 DEFAULT_GROUP_KEY = "{source}/{subject}"
 DEFAULT_TITLE = "{type} on {subject}"
@@ -178,3 +184,42 @@ def place(queue: Queue, event: dict[str, Any], *, active: bool) -> Placement:
     if queue.resolves(event):
         return Placement.RESOLVE if active else Placement.IGNORE
     return Placement.ATTACH if active else Placement.OPEN
+
+
+class QueueRegistry:
+    """The live queues: configured ones (compiled, replaced whenever configuration
+    changes) and, for a queue a route names without settings, the defaults."""
+
+    def __init__(self) -> None:
+        self.configured: dict[str, Queue] = {}
+        self.objects: dict[str, ConfigObject] = {}
+        """The configuration objects of the configured queues (spec, origin)."""
+        self._defaults: dict[str, Queue] = {}
+
+    def load(self, objects: Iterable[ConfigObject]) -> None:
+        """Config listener: recompile the configured queues."""
+        queues: dict[str, Queue] = {}
+        found: dict[str, ConfigObject] = {}
+        for obj in objects:
+            if obj.kind != "queues":
+                continue
+            found[obj.name] = obj
+            try:
+                queues[obj.name] = Queue.from_spec(obj.spec)
+            except OpsbusError as exc:  # stored before a validator change
+                log.error("queue %s uses default settings: %s", obj.name, exc.detail)
+        self.configured, self.objects = queues, found
+
+    def queue(self, name: str) -> Queue:
+        """The named queue; a queue with no settings works with the defaults."""
+        queue = self.configured.get(name)
+        if queue is None:
+            queue = self._defaults.get(name)
+            if queue is None:
+                queue = self._defaults[name] = Queue.unconfigured(name)
+        return queue
+
+    def shortest_lease(self) -> float | None:
+        """The shortest claim lease any configured queue has (the sweeper's pace)."""
+        leases = [q.lease_s for q in self.configured.values() if q.lease_s]
+        return min(leases) if leases else None

@@ -1,27 +1,24 @@
-"""The todo service: queue registry, operator operations and the lease/snooze sweeper."""
+"""The todo service: what operators do to items (claim, release, resolve, comment,
+snooze, re-emit), each change written and announced in one unit of work."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from broker.errors import BadRequest, NotFound, OpsbusError
+from broker.errors import BadRequest, NotFound
 from broker.events import encoded_size, validate_event
-from broker.silences import Silences
-from broker.store.base_todos import TodoItem
-from broker.store.records import ConfigObject, StoredEvent
 from broker.timeutil import parse_duration, parse_rfc3339, to_rfc3339
 from broker.todos import changes
-from broker.todos.changes import SYSTEM
-from broker.todos.intake import take
-from broker.todos.queues import Queue
+from broker.todos.model import TodoItem
+from broker.todos.queues import QueueRegistry
+from broker.todos.repository import TodoRepository, TodoWrites
 
 if TYPE_CHECKING:
-    from broker.bus import WriteContext
-    from broker.core import Broker
+    from broker.bus import Bus, EventLog, WriteContext
+    from broker.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +35,7 @@ DONE = {"claim": "claimed", "release": "released", "resolve": "resolved",
         "comment": "commented", "snooze": "snoozed", "reemit": "reemitted"}
 """The audit event / history action each operation records."""
 
-Change = Callable[["WriteContext", TodoItem, str], Awaitable[TodoItem]]
+Change = Callable[["WriteContext", TodoWrites, TodoItem, str], Awaitable[TodoItem]]
 
 
 def _text(body: dict[str, Any], name: str) -> str | None:
@@ -49,44 +46,15 @@ def _text(body: dict[str, Any], name: str) -> str | None:
 
 
 class TodoService:
-    """Everything todo items do; kept in `broker.extensions["todos"]`."""
+    """Operator operations on todo items."""
 
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
-        self.clock = broker.clock
-        self.silences = Silences(broker)
-        self.queues: dict[str, Queue] = {}
-        """Configured queues by name, compiled; replaced whenever configuration changes."""
-        self._defaults: dict[str, Queue] = {}
-        self.counters: Counter[str] = Counter()
-
-    # -- queues and routing -----------------------------------------------------------
-    def load_queues(self, objects: list[ConfigObject]) -> None:
-        queues: dict[str, Queue] = {}
-        for obj in objects:
-            if obj.kind == "queues":
-                try:
-                    queues[obj.name] = Queue.from_spec(obj.spec)
-                except OpsbusError as exc:  # stored before a validator change
-                    log.error("queue %s uses default settings: %s", obj.name, exc.detail)
+    def __init__(self, bus: Bus, repo: TodoRepository, events: EventLog,
+                 queues: QueueRegistry, clock: Clock) -> None:
+        self.bus = bus
+        self.repo = repo
+        self.events = events
         self.queues = queues
-
-    def queue(self, name: str) -> Queue:
-        """The named queue; a queue with no settings works with the defaults."""
-        queue = self.queues.get(name)
-        if queue is None:
-            queue = self._defaults.get(name)
-            if queue is None:
-                queue = self._defaults[name] = Queue.unconfigured(name)
-        return queue
-
-    async def handle_target(self, ctx: WriteContext, stored: StoredEvent, route: str,
-                            queue_name: str) -> dict[str, Any]:
-        """The router's handler for `queue:<name>` targets."""
-        return await take(self, ctx, stored, queue_name)
-
-    def count(self, what: str) -> None:
-        self.counters[what] += 1
+        self.clock = clock
 
     # -- operations ---------------------------------------------------------------------
     async def operate(self, todo_id: int, op: str, operator: str, body: dict[str, Any]
@@ -110,11 +78,12 @@ class TodoService:
             raise BadRequest("force must be true or false", field="force")
         until = self._snooze_end(body) if op == "snooze" else None
 
-        async def change(ctx: WriteContext, item: TodoItem, at: str) -> TodoItem:
+        async def change(ctx: WriteContext, writes: TodoWrites, item: TodoItem, at: str
+                         ) -> TodoItem:
             changed, detail = self._transition(op, item, operator, at, note, force, until)
-            await ctx.tx.save_todo(changed)
-            await changes.record(ctx, changed, DONE[op], at, operator=operator, note=note,
-                                 detail=detail)
+            await writes.save(changed)
+            await changes.record(ctx, writes, changed, DONE[op], at, operator=operator,
+                                 note=note, detail=detail)
             return changed
 
         return await self._change(todo_id, change), None
@@ -124,7 +93,7 @@ class TodoService:
                     ) -> tuple[TodoItem, dict[str, Any]]:
         """The item after `op` and the detail its history entry records."""
         if op == "claim":
-            lease = self.queue(item.queue).lease_s
+            lease = self.queues.queue(item.queue).lease_s
             renewed = {"renewed": True} if item.owner == operator else {}
             return changes.claim(item, operator, at, lease), renewed
         if op == "release":
@@ -159,85 +128,51 @@ class TodoService:
         """Run `change` on the locked item in the writer's transaction."""
 
         async def unit(ctx: WriteContext) -> TodoItem:
-            item = await ctx.tx.lock_todo(todo_id)
+            writes = self.repo.writes(ctx.transaction)
+            item = await writes.lock(todo_id)
             if item is None:
                 raise NotFound(f"no todo item {todo_id}")
-            return await change(ctx, item, self.clock.stamp())
+            return await change(ctx, writes, item, self.clock.stamp())
 
-        return await self.broker.bus.run(unit)
+        return await self.bus.run(unit)
 
     async def reemit(self, todo_id: int, operator: str, body: dict[str, Any],
                      note: str | None) -> tuple[TodoItem, dict[str, Any]]:
         """Publish a copy of one of the item's events (the latest unless `seq`), with a
         new id, `reemittedfrom` and the edits; routed like any event, caused by the original."""
-        item = await self.broker.store.get_todo(todo_id)
+        item = await self.repo.get(todo_id)
         if item is None:
             raise NotFound(f"no todo item {todo_id}")
         seq = body.get("seq", item.event_seq)
         if not isinstance(seq, int) or isinstance(seq, bool):
             raise BadRequest("reemit: seq must be an integer", field="seq")
-        if seq != item.event_seq and seq not in await self.broker.store.todo_event_seqs(todo_id):
+        if seq != item.event_seq and seq not in await self.repo.event_seqs(todo_id):
             raise BadRequest(f"reemit: event {seq} is not one of item {todo_id}'s events",
                              field="seq")
-        original = await self.broker.store.get_event(seq)
+        original = await self.events.get(seq)
         if original is None:
             raise NotFound(f"no event with seq {seq}")
         copy = reemitted_copy(original.event, body)
 
         async def unit(ctx: WriteContext) -> tuple[TodoItem, dict[str, Any]]:
             # An operator's act: the copy keeps its lineage but starts a budget of its own.
-            result, _ = await ctx.publish(copy, cause=original, fresh_root=True)
+            result = await ctx.publish(copy, cause=original, fresh_root=True)
             # Routing the copy may have changed this very item (it can group into it),
             # so lock and read it only now.
-            current = await ctx.tx.lock_todo(todo_id)
+            writes = self.repo.writes(ctx.transaction)
+            current = await writes.lock(todo_id)
             if current is None:
                 raise NotFound(f"no todo item {todo_id}")
             at = self.clock.stamp()
             current = changes.touch(current, at)
-            await ctx.tx.save_todo(current)
+            await writes.save(current)
             published = {"seq": result.seq, "id": copy["id"], "source": copy["source"]}
-            await changes.record(ctx, current, "reemitted", at, operator=operator, note=note,
-                                 cause=original, event_seq=result.seq,
+            await changes.record(ctx, writes, current, "reemitted", at, operator=operator,
+                                 note=note, cause=original, event_seq=result.seq,
                                  detail={**published, "from_seq": seq})
             return current, published
 
-        return await self.broker.bus.run(unit)
-
-    # -- the sweeper --------------------------------------------------------------------
-    def sweep_interval(self) -> float:
-        """The setting, shortened for queues whose lease is under four of it."""
-        leases = [q.lease_s for q in self.queues.values() if q.lease_s]
-        return max(0.05, min([self.broker.settings.todo_sweep_s, *(s / 4 for s in leases)]))
-
-    async def sweep_forever(self) -> None:
-        while True:
-            await self.clock.sleep(self.sweep_interval())
-            try:
-                if await self.broker.store.todos_due(self.clock.stamp()):
-                    await self.broker.bus.run(self.sweep)
-            except OpsbusError as exc:  # e.g. stopping; try again next round
-                log.debug("sweep skipped: %s", exc.detail)
-
-    async def sweep(self, ctx: WriteContext) -> int:
-        """Return claims whose lease ran out to open and end snoozes that ran out."""
-        at = self.clock.stamp()
-        done = 0
-        for item in await ctx.tx.expired_claims(at):
-            owner = item.owner
-            item = changes.lapse(item, at)
-            await ctx.tx.save_todo(item)
-            await changes.record(ctx, item, "released", at, operator=SYSTEM,
-                                 note=f"lease expired (claimed by {owner})",
-                                 detail={"lease_expired": True, "previous_owner": owner})
-            self.count("lease_expired")
-            done += 1
-        for item in await ctx.tx.ended_snoozes(at):
-            item = changes.wake(item, at)
-            await ctx.tx.save_todo(item)
-            await changes.record(ctx, item, "updated", at, operator=SYSTEM,
-                                 note="snooze ended", detail={"unsnoozed": True})
-            done += 1
-        return done
+        return await self.bus.run(unit)
 
 
 def reemitted_copy(original: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:

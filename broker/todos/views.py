@@ -1,15 +1,27 @@
-"""Read models for the API: queue overviews, pages of items and one item in full."""
+"""Read models for the API: queue overviews, pages of items and one item in full. They
+read the todo repository and the queue registry, at the clock's now."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from broker.errors import BadRequest, NotFound
-from broker.store.base_todos import TODO_VIEWS, QueueCounts
 from broker.timeutil import seconds_between
+from broker.todos.model import TODO_VIEWS, QueueCounts
 
 if TYPE_CHECKING:
-    from broker.todos.service import TodoService
+    from broker.clock import Clock
+    from broker.todos.queues import QueueRegistry
+    from broker.todos.repository import TodoRepository
+
+
+class TodoViews:
+    """What the API shows of queues and items."""
+
+    def __init__(self, repo: TodoRepository, queues: QueueRegistry, clock: Clock) -> None:
+        self.repo = repo
+        self.queues = queues
+        self.clock = clock
 
 
 def _age_s(since: str | None, at: str) -> float | None:
@@ -18,16 +30,16 @@ def _age_s(since: str | None, at: str) -> float | None:
     return round(max(0.0, seconds_between(since, at)), 3)
 
 
-async def queue_overview(service: TodoService) -> list[dict[str, Any]]:
+async def queue_overview(views: TodoViews) -> list[dict[str, Any]]:
     """Every configured queue and every queue holding items, by name, with counts."""
-    at = service.clock.stamp()
-    counts = {c.name: c for c in await service.broker.store.queue_counts(at)}
-    configured = {o.name: o for o in service.broker.config.list("queues")}
+    at = views.clock.stamp()
+    counts = {c.name: c for c in await views.repo.queue_counts(at)}
+    configured = views.queues.objects
     out = []
     for name in sorted(set(counts) | set(configured)):
         c = counts.get(name) or QueueCounts(name, 0, 0, 0, 0, None)
         obj = configured.get(name)
-        spec = obj.spec if obj is not None else service.queue(name).spec
+        spec = obj.spec if obj is not None else views.queues.queue(name).spec
         out.append({
             **spec, "configured": obj is not None,
             "origin": obj.origin if obj is not None else None,
@@ -37,8 +49,8 @@ async def queue_overview(service: TodoService) -> list[dict[str, Any]]:
     return out
 
 
-async def queue_info(service: TodoService, name: str) -> dict[str, Any]:
-    for queue in await queue_overview(service):
+async def queue_info(views: TodoViews, name: str) -> dict[str, Any]:
+    for queue in await queue_overview(views):
         if queue["name"] == name:
             return queue
     raise NotFound(f"no queue named {name!r} (neither configured nor holding items)")
@@ -55,15 +67,15 @@ def parse_cursor(text: str | None) -> tuple[str, int] | None:
     return at, int(ident)
 
 
-async def list_items(service: TodoService, *, queue: str | None = None,
+async def list_items(views: TodoViews, *, queue: str | None = None,
                      state: str | None = None, owner: str | None = None, limit: int = 100,
                      after: str | None = None) -> dict[str, Any]:
     """A page of items, newest activity first: `{"items": [...], "next": cursor|null}`."""
     if state is not None and state not in TODO_VIEWS:
         raise BadRequest(f"state must be one of {', '.join(TODO_VIEWS)}, got {state!r}",
                          parameter="state")
-    items = await service.broker.store.list_todos(
-        now=service.clock.stamp(), queue=queue, view=state, owner=owner, limit=limit + 1,
+    items = await views.repo.page(
+        now=views.clock.stamp(), queue=queue, view=state, owner=owner, limit=limit + 1,
         after=parse_cursor(after))
     more = len(items) > limit
     items = items[:limit]
@@ -71,15 +83,14 @@ async def list_items(service: TodoService, *, queue: str | None = None,
     return {"items": [i.to_dict() for i in items], "next": cursor}
 
 
-async def item_detail(service: TodoService, todo_id: int) -> dict[str, Any]:
+async def item_detail(views: TodoViews, todo_id: int) -> dict[str, Any]:
     """The item with its events, history and its queue's quick actions."""
-    store = service.broker.store
-    item = await store.get_todo(todo_id)
+    item = await views.repo.get(todo_id)
     if item is None:
         raise NotFound(f"no todo item {todo_id}")
     return {
         **item.to_dict(),
-        "events": [e.to_dict() for e in await store.todo_events(todo_id)],
-        "history": [h.to_dict() for h in await store.todo_history(todo_id)],
-        "actions": service.queue(item.queue).spec.get("actions", []),
+        "events": [e.to_dict() for e in await views.repo.events(todo_id)],
+        "history": [h.to_dict() for h in await views.repo.history(todo_id)],
+        "actions": views.queues.queue(item.queue).spec.get("actions", []),
     }

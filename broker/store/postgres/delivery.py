@@ -9,21 +9,23 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from broker.store.base_delivery import (
+from broker.actions.model import ActionJob, ClaimedJob, JobState
+from broker.actions.repository import JobRepository, JobWrites
+from broker.bus.log import StoredEvent
+from broker.delivery.model import (
     NEXT_STATE,
-    ActionJob,
     Attempt,
-    ClaimedJob,
     Delivery,
     DeliveryState,
-    JobState,
     LeaseBatch,
     LeasedDelivery,
     Outcome,
     SubscriptionControl,
 )
+from broker.delivery.repository import DeliveryRepository, DeliveryWrites
 from broker.store.postgres import log as pglog
-from broker.store.records import StoredEvent
+from broker.store.postgres.transaction import PoolSource, transaction_of
+from broker.store.transaction import Transaction
 from broker.timeutil import later
 
 if TYPE_CHECKING:
@@ -56,12 +58,33 @@ def new_lease(row_id: int, attempt: int) -> str:
     return f"{row_id}.{attempt}.{secrets.token_urlsafe(9)}"
 
 
-class DeliveryWriteSql:
-    """Delivery and action-job writes inside the transaction."""
+class _PgWrites:
+    """What delivery and job writes share: the connection and the claimed events."""
 
-    conn: Conn
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
 
-    async def add_delivery(self, subscription: str, seq: int, now: str) -> int | None:
+    async def _end_attempt(self, delivery_id: int, n: int, outcome: Outcome,
+                           status: int | None = None, latency_ms: float | None = None,
+                           error: str | None = None) -> None:
+        await self.conn.execute(
+            "UPDATE delivery_attempts SET outcome = $1, status = $2, latency_ms = $3,"
+            " error = $4 WHERE delivery_id = $5 AND n = $6 AND outcome = 'leased'",
+            outcome.value, status, latency_ms, error, delivery_id, n)
+
+    async def _events(self, seqs: list[int]) -> dict[int, StoredEvent]:
+        if not seqs:
+            return {}
+        rows = await self.conn.fetch(
+            "SELECT seq, recvtime, body, routes, root FROM events WHERE seq = ANY ($1)",
+            sorted(set(seqs)))
+        return {row["seq"]: pglog.row_to_event(row) for row in rows}
+
+
+class PgDeliveryWrites(_PgWrites, DeliveryWrites):
+    """Delivery writes inside the transaction."""
+
+    async def add(self, subscription: str, seq: int, now: str) -> int | None:
         found = await self.conn.fetchval(
             "INSERT INTO deliveries (subscription, seq, state, next_at, first_at, created_at,"
             " updated_at) VALUES ($1, $2, 'pending', $3, $3, $3, $3)"
@@ -69,7 +92,7 @@ class DeliveryWriteSql:
             subscription, seq, now)
         return None if found is None else int(found)
 
-    async def lease_deliveries(
+    async def lease(
         self, subscription: str, limit: int, now: str, lease_s: float, *,
         max_attempts: int, ordered: bool = False, only_exhausted: bool = False,
     ) -> LeaseBatch:
@@ -120,7 +143,7 @@ class DeliveryWriteSql:
         return LeaseBatch([LeasedDelivery(d, events[d.seq]) for d in leased],
                           [LeasedDelivery(d, events[d.seq]) for d in exhausted])
 
-    async def settle_delivery(
+    async def settle(
         self, delivery_id: int, lease: str, outcome: Outcome, now: str, *,
         next_at: str | None = None, status: int | None = None,
         latency_ms: float | None = None, error: str | None = None,
@@ -146,7 +169,7 @@ class DeliveryWriteSql:
         assert updated is not None  # locked above
         return row_to_delivery(updated)
 
-    async def requeue_delivery(self, delivery_id: int, now: str) -> Delivery | None:
+    async def requeue(self, delivery_id: int, now: str) -> Delivery | None:
         row = await self.conn.fetchrow(
             "UPDATE deliveries SET state = 'pending', attempts_before = attempts, next_at = $1,"
             " first_at = $1, lease = NULL, updated_at = $1"
@@ -163,7 +186,11 @@ class DeliveryWriteSql:
             subscription, paused, by, now)
         return SubscriptionControl(subscription, paused, by, now)
 
-    async def add_action_job(
+
+class PgJobWrites(_PgWrites, JobWrites):
+    """Action-job writes inside the transaction."""
+
+    async def add(
         self, action: str, seq: int, now: str, *, params: dict[str, Any] | None = None,
         todo_id: int | None = None, operator: str | None = None,
     ) -> int:
@@ -176,8 +203,8 @@ class DeliveryWriteSql:
             todo_id, operator, stamp)
         return int(job_id)
 
-    async def claim_action_jobs(self, limit: int, now: str, lease_s: float,
-                                actions: Sequence[str] | None = None) -> list[ClaimedJob]:
+    async def claim(self, limit: int, now: str, lease_s: float,
+                    actions: Sequence[str] | None = None) -> list[ClaimedJob]:
         if limit <= 0 or (actions is not None and not actions):
             return []
         stamp = now
@@ -196,7 +223,7 @@ class DeliveryWriteSql:
         events = await self._events([j.seq for j in jobs])
         return [ClaimedJob(j, events[j.seq]) for j in jobs]
 
-    async def finish_action_job(
+    async def finish(
         self, job_id: int, lease: str, state: JobState, now: str, *,
         next_at: str | None = None, result_seq: int | None = None,
         error: str | None = None,
@@ -209,42 +236,34 @@ class DeliveryWriteSql:
             now, job_id, lease)
         return row_to_job(row) if row else None
 
-    async def _end_attempt(self, delivery_id: int, n: int, outcome: Outcome,
-                           status: int | None = None, latency_ms: float | None = None,
-                           error: str | None = None) -> None:
-        await self.conn.execute(
-            "UPDATE delivery_attempts SET outcome = $1, status = $2, latency_ms = $3,"
-            " error = $4 WHERE delivery_id = $5 AND n = $6 AND outcome = 'leased'",
-            outcome.value, status, latency_ms, error, delivery_id, n)
 
-    async def _events(self, seqs: list[int]) -> dict[int, StoredEvent]:
-        if not seqs:
-            return {}
-        rows = await self.conn.fetch(
-            "SELECT seq, recvtime, body, routes, root FROM events WHERE seq = ANY ($1)",
-            sorted(set(seqs)))
-        return {row["seq"]: pglog.row_to_event(row) for row in rows}
+class PgDeliveries(DeliveryRepository):
+    """Deliveries, attempts and pauses; reads on the pool."""
 
+    def __init__(self, source: PoolSource) -> None:
+        self._source = source
 
-class DeliveryReadSql:
-    """Delivery and action-job reads on the pool."""
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._source.pool
 
-    pool: asyncpg.Pool
+    def writes(self, tx: Transaction) -> PgDeliveryWrites:
+        return PgDeliveryWrites(transaction_of(tx).conn)
 
-    async def get_delivery(self, delivery_id: int) -> Delivery | None:
+    async def get(self, delivery_id: int) -> Delivery | None:
         row = await self.pool.fetchrow(
             f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1", delivery_id)
         return row_to_delivery(row) if row else None
 
-    async def list_deliveries(self, subscription: str, state: str | None = None,
-                              after: int = 0, limit: int = 100) -> list[Delivery]:
+    async def page(self, subscription: str, state: str | None = None, after: int = 0,
+                   limit: int = 100) -> list[Delivery]:
         rows = await self.pool.fetch(
             f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE subscription = $1 AND id > $2"
             " AND ($3::text IS NULL OR state = $3) ORDER BY id LIMIT $4",
             subscription, after, state, limit)
         return [row_to_delivery(r) for r in rows]
 
-    async def delivery_attempts(self, delivery_ids: Sequence[int]) -> dict[int, list[Attempt]]:
+    async def attempts(self, delivery_ids: Sequence[int]) -> dict[int, list[Attempt]]:
         found: dict[int, list[Attempt]] = {i: [] for i in delivery_ids}
         if not delivery_ids:
             return found
@@ -256,7 +275,7 @@ class DeliveryReadSql:
             found[r[0]].append(Attempt(r[0], r[1], r[2], r[3], Outcome(r[4]), r[5], r[6], r[7]))
         return found
 
-    async def delivery_counts(self, subscription: str) -> dict[str, int]:
+    async def counts(self, subscription: str) -> dict[str, int]:
         rows = await self.pool.fetch(
             "SELECT state, count(*) FROM deliveries WHERE subscription = $1 GROUP BY state",
             subscription)
@@ -264,14 +283,13 @@ class DeliveryReadSql:
         counts.update({r[0]: int(r[1]) for r in rows})
         return counts
 
-    async def last_delivery_error(self, subscription: str) -> Delivery | None:
+    async def last_error(self, subscription: str) -> Delivery | None:
         row = await self.pool.fetchrow(
             f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE subscription = $1"
             " AND last_error IS NOT NULL ORDER BY updated_at DESC LIMIT 1", subscription)
         return row_to_delivery(row) if row else None
 
-    async def next_delivery_due(self, subscription: str, ordered: bool = False
-                                ) -> str | None:
+    async def next_due(self, subscription: str, ordered: bool = False) -> str | None:
         if ordered:
             value = await self.pool.fetchval(
                 f"SELECT next_at FROM deliveries WHERE subscription = $1 AND {OPEN}"
@@ -288,24 +306,37 @@ class DeliveryReadSql:
             " AND next_at <= $2 AND attempts - attempts_before >= $3",
             subscription, now, max_attempts))
 
-    async def subscription_controls(self) -> dict[str, SubscriptionControl]:
+    async def controls(self) -> dict[str, SubscriptionControl]:
         rows = await self.pool.fetch(
             "SELECT name, paused, paused_by, updated_at FROM subscription_controls")
         return {r[0]: SubscriptionControl(r[0], bool(r[1]), r[2], r[3]) for r in rows}
 
-    async def get_action_job(self, job_id: int) -> ActionJob | None:
+
+class PgJobs(JobRepository):
+    """Action jobs; reads on the pool."""
+
+    def __init__(self, source: PoolSource) -> None:
+        self._source = source
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._source.pool
+
+    def writes(self, tx: Transaction) -> PgJobWrites:
+        return PgJobWrites(transaction_of(tx).conn)
+
+    async def get(self, job_id: int) -> ActionJob | None:
         row = await self.pool.fetchrow(
             f"SELECT {JOB_COLUMNS} FROM action_jobs WHERE id = $1", job_id)
         return row_to_job(row) if row else None
 
-    async def list_action_jobs(self, action: str, after: int = 0, limit: int = 100
-                               ) -> list[ActionJob]:
+    async def page(self, action: str, after: int = 0, limit: int = 100) -> list[ActionJob]:
         rows = await self.pool.fetch(
             f"SELECT {JOB_COLUMNS} FROM action_jobs WHERE action = $1 AND id > $2"
             " ORDER BY id LIMIT $3", action, after, limit)
         return [row_to_job(r) for r in rows]
 
-    async def next_action_due(self) -> str | None:
+    async def next_due(self) -> str | None:
         value = await self.pool.fetchval(
             "SELECT min(next_at) FROM action_jobs WHERE state IN ('pending', 'running')")
         return None if value is None else str(value)

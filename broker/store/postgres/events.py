@@ -1,5 +1,5 @@
-"""Event-log, target-hit and configuration statements on PostgreSQL (writes run in the
-writer's transaction, reads on pooled connections)."""
+"""Event-log and target-hit statements on PostgreSQL (writes run in the writer's
+transaction, reads on pooled connections)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,19 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from broker.lineage import RootUse
+from broker.bus.lineage import RootUse
+from broker.bus.log import (
+    AppendResult,
+    EventItem,
+    EventLog,
+    EventWrites,
+    StoredEvent,
+    TargetRecord,
+)
 from broker.store.postgres import log as pglog
 from broker.store.postgres.keys import link_key
-from broker.store.records import AppendResult, ConfigObject, StoredEvent, TargetRecord
+from broker.store.postgres.transaction import PoolSource, transaction_of
+from broker.store.transaction import Transaction
 
 if TYPE_CHECKING:
     import asyncpg
@@ -19,25 +28,20 @@ if TYPE_CHECKING:
     from broker.store.postgres.connection import Conn
 
 EVENT_COLUMNS = "seq, recvtime, body, routes, root"
-CONFIG_COLUMNS = "kind, name, spec, origin, version, updated_at"
-
-
-def row_to_config(row: asyncpg.Record) -> ConfigObject:
-    return ConfigObject(row["kind"], row["name"], orjson.loads(row["spec"]), row["origin"],
-                        row["version"], row["updated_at"])
 
 
 def _json(value: Any) -> str | None:
     return orjson.dumps(value).decode() if value else None
 
 
-class EventWriteSql:
-    """Event, target and configuration writes inside the transaction."""
+class PgEventWrites(EventWrites):
+    """Event and target writes inside the transaction."""
 
-    conn: Conn
-    period_s: int
+    def __init__(self, conn: Conn, period_s: int) -> None:
+        self.conn = conn
+        self.period_s = period_s
 
-    async def append_event(
+    async def append(
         self, event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes, root: int = 0
     ) -> AppendResult:
         [result] = await pglog.append(self.conn, [pglog.NewEvent(event, raw, digest, root)],
@@ -58,17 +62,13 @@ class EventWriteSql:
             " + excluded.descendants, noticed = event_lineage.noticed OR excluded.noticed",
             [(root, added, noticed) for root, added, noticed in changes])
 
-    async def append_events(
-        self, items: Sequence[tuple[dict[str, Any], bytes, bytes]], recvtime: str
-    ) -> list[AppendResult]:
+    async def append_many(self, items: Sequence[EventItem], recvtime: str
+                          ) -> list[AppendResult]:
         return await pglog.append(
             self.conn, [pglog.NewEvent(e, raw, digest) for e, raw, digest in items],
             recvtime, self.period_s)
 
-    async def set_routes(self, seq: int, routes: Sequence[str]) -> None:
-        await self.set_routes_many([(seq, routes)])
-
-    async def set_routes_many(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:
+    async def set_routes(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:
         if not items:
             return
         # One statement; the events are the newest, so the planner meets the current
@@ -90,49 +90,33 @@ class EventWriteSql:
             " ON CONFLICT DO NOTHING",
             [(r.seq, r.route, r.target, _json(r.detail)) for r in records])
 
-    async def put_config(
-        self, kind: str, name: str, spec: dict[str, Any], origin: str, now: str
-    ) -> ConfigObject:
-        row = await self.conn.fetchrow(
-            "WITH v AS (UPDATE counters SET value = value + 1 WHERE name = 'config_version'"
-            "           RETURNING value)"
-            " INSERT INTO config_objects (kind, name, spec, origin, version, updated_at)"
-            " SELECT $1, $2, $3, $4, v.value, $5 FROM v"
-            " ON CONFLICT (kind, name) DO UPDATE SET spec = excluded.spec,"
-            " origin = excluded.origin, version = excluded.version,"
-            f" updated_at = excluded.updated_at RETURNING {CONFIG_COLUMNS}",
-            kind, name, orjson.dumps(spec).decode(), origin, now)
-        assert row is not None  # the counter row always exists
-        await self.conn.execute(
-            "SELECT pg_notify('opsbus_config.' || current_schema(), $1)", str(row["version"]))
-        return row_to_config(row)
 
-    async def delete_config(self, kind: str, name: str) -> bool:
-        deleted = await self.conn.fetchval(
-            "WITH d AS (DELETE FROM config_objects WHERE kind = $1 AND name = $2 RETURNING 1),"
-            " v AS (UPDATE counters SET value = value + 1 WHERE name = 'config_version'"
-            "       AND EXISTS (SELECT 1 FROM d) RETURNING value)"
-            " SELECT (SELECT value FROM v)", kind, name)
-        if deleted is not None:
-            await self.conn.execute(
-                "SELECT pg_notify('opsbus_config.' || current_schema(), $1)", str(deleted))
-        return deleted is not None
+class PgEventLog(EventLog):
+    """The partitioned event log; reads on the pool."""
 
+    def __init__(self, source: PoolSource) -> None:
+        self._source = source
 
-class EventReadSql:
-    """Event, target and configuration reads on the pool."""
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._source.pool
 
-    pool: asyncpg.Pool
+    def writes(self, tx: Transaction) -> PgEventWrites:
+        pg = transaction_of(tx)
+        return PgEventWrites(pg.conn, pg.period_s)
 
     async def last_seq(self) -> int:
         return await pglog.committed_head(self.pool)
 
-    async def get_event(self, seq: int) -> StoredEvent | None:
+    async def first_seq(self) -> int:
+        return int(await self.pool.fetchval("SELECT coalesce(min(seq), 0) FROM events"))
+
+    async def get(self, seq: int) -> StoredEvent | None:
         row = await self.pool.fetchrow(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE seq = $1", seq)
         return pglog.row_to_event(row) if row else None
 
-    async def find_event(self, source: str, id: str) -> StoredEvent | None:
+    async def find(self, source: str, id: str) -> StoredEvent | None:
         from broker.store.postgres.keys import identity_key
 
         row = await self.pool.fetchrow(
@@ -145,7 +129,7 @@ class EventReadSql:
             f"SELECT {EVENT_COLUMNS} FROM events WHERE id = $1 ORDER BY seq", id)
         return [pglog.row_to_event(r) for r in rows]
 
-    async def read_events(
+    async def read(
         self,
         after: int = 0,
         limit: int = 100,
@@ -192,7 +176,7 @@ class EventReadSql:
             f" LIMIT {bind(limit)}", *params)
         return [pglog.row_to_event(r) for r in rows]
 
-    async def count_events(self) -> int:
+    async def count(self) -> int:
         return int(await self.pool.fetchval("SELECT count(*) FROM events"))
 
     async def targets_of(self, seq: int) -> list[TargetRecord]:
@@ -201,23 +185,3 @@ class EventReadSql:
             " ORDER BY route, target", seq)
         return [TargetRecord(r["seq"], r["route"], r["target"],
                              orjson.loads(r["detail"]) if r["detail"] else {}) for r in rows]
-
-    async def list_config(self, kind: str | None = None) -> list[ConfigObject]:
-        if kind is None:
-            rows = await self.pool.fetch(
-                f"SELECT {CONFIG_COLUMNS} FROM config_objects ORDER BY kind, name")
-        else:
-            rows = await self.pool.fetch(
-                f"SELECT {CONFIG_COLUMNS} FROM config_objects WHERE kind = $1 ORDER BY name",
-                kind)
-        return [row_to_config(r) for r in rows]
-
-    async def get_config(self, kind: str, name: str) -> ConfigObject | None:
-        row = await self.pool.fetchrow(
-            f"SELECT {CONFIG_COLUMNS} FROM config_objects WHERE kind = $1 AND name = $2",
-            kind, name)
-        return row_to_config(row) if row else None
-
-    async def config_version(self) -> int:
-        return int(await self.pool.fetchval(
-            "SELECT value FROM counters WHERE name = 'config_version'") or 0)

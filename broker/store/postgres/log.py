@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from broker.bus.log import AppendResult, StoredEvent
 from broker.store.postgres.keys import identity_key, link_key
 from broker.store.postgres.queries import query
-from broker.store.records import AppendResult, StoredEvent
 
 if TYPE_CHECKING:
     import asyncpg

@@ -41,9 +41,12 @@ CHECKS: tuple[tuple[str, str], ...] = (
 
 
 class PgMaintenance:
-    """Mixed into PgStore."""
+    """Mixed into PgBackend."""
 
-    pool: asyncpg.Pool
+    @property
+    def pool(self) -> asyncpg.Pool:
+        raise NotImplementedError  # the backend's open pool
+
     period_s: int
     _stats: StorageStats
 

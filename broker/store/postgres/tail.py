@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from broker.store.records import StoredEvent
+from broker.bus.log import StoredEvent
 
 log = logging.getLogger(__name__)
 

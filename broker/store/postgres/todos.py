@@ -7,13 +7,21 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from broker.store.base_todos import (
+from broker.store.postgres.transaction import PoolSource, transaction_of
+from broker.store.transaction import Transaction
+from broker.todos.model import (
     QueueCounts,
     Silence,
     TodoEventRef,
     TodoHistoryEntry,
     TodoItem,
     TodoState,
+)
+from broker.todos.repository import (
+    SilenceRepository,
+    SilenceWrites,
+    TodoRepository,
+    TodoWrites,
 )
 
 if TYPE_CHECKING:
@@ -56,25 +64,26 @@ def _json(value: Any) -> str | None:
     return orjson.dumps(value).decode() if value else None
 
 
-class TodoWriteSql:
-    """Todo and silence writes inside the transaction."""
+class PgTodoWrites(TodoWrites):
+    """Todo writes inside the transaction; items read for a decision are locked."""
 
-    conn: Conn
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
 
     async def _one(self, sql: str, *args: Any) -> TodoItem | None:
         row = await self.conn.fetchrow(sql, *args)
         return row_to_todo(row) if row else None
 
-    async def find_active_todo(self, queue: str, key: str) -> TodoItem | None:
+    async def find_active(self, queue: str, key: str) -> TodoItem | None:
         return await self._one(
             f"SELECT {TODO_COLUMNS} FROM todos WHERE queue = $1 AND key = $2"
             " AND state <> 'resolved' FOR UPDATE", queue, key)
 
-    async def lock_todo(self, todo_id: int) -> TodoItem | None:
+    async def lock(self, todo_id: int) -> TodoItem | None:
         return await self._one(f"SELECT {TODO_COLUMNS} FROM todos WHERE id = $1 FOR UPDATE",
                                todo_id)
 
-    async def insert_todo(
+    async def insert(
         self, *, queue: str, key: str, title: str, priority: str | None, seq: int, at: str
     ) -> TodoItem:
         item = await self._one(
@@ -87,7 +96,7 @@ class TodoWriteSql:
         assert item is not None
         return item
 
-    async def save_todo(self, item: TodoItem) -> None:
+    async def save(self, item: TodoItem) -> None:
         await self.conn.execute(
             "UPDATE todos SET title = $1, state = $2, priority = $3, owner = $4,"
             " lease_expires = $5, snoozed_until = $6, count = $7, last_seen = $8,"
@@ -97,12 +106,12 @@ class TodoWriteSql:
             item.snoozed_until, item.count, item.last_seen, item.updated_at,
             item.resolved_at, _json(item.resolution), item.event_seq, item.id)
 
-    async def add_todo_event(self, todo_id: int, seq: int) -> None:
+    async def add_event(self, todo_id: int, seq: int) -> None:
         await self.conn.execute(
             "INSERT INTO todo_events (todo_id, seq) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             todo_id, seq)
 
-    async def add_todo_history(self, todo_id: int, entry: TodoHistoryEntry) -> None:
+    async def add_history(self, todo_id: int, entry: TodoHistoryEntry) -> None:
         await self.conn.execute(
             "INSERT INTO todo_history (todo_id, at, action, operator, note, event_seq,"
             " audit_seq, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -121,61 +130,45 @@ class TodoWriteSql:
             " AND state <> 'resolved' ORDER BY snoozed_until, id FOR UPDATE", now)
         return [row_to_todo(r) for r in rows]
 
-    async def insert_silence(
-        self, *, matcher: dict[str, Any], queue: str | None, comment: str, author: str,
-        created_at: str, ends_at: str,
-    ) -> Silence:
-        row = await self.conn.fetchrow(
-            "INSERT INTO silences (matcher, queue, comment, author, created_at, ends_at)"
-            f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {SILENCE_COLUMNS}",
-            orjson.dumps(matcher).decode(), queue, comment, author, created_at, ends_at)
-        assert row is not None
-        return row_to_silence(row)
 
-    async def expire_silence(self, silence_id: int, at: str, by: str) -> Silence | None:
-        await self.conn.execute(
-            "UPDATE silences SET ends_at = $1, expired_by = $2 WHERE id = $3 AND ends_at > $1",
-            at, by, silence_id)
-        row = await self.conn.fetchrow(
-            f"SELECT {SILENCE_COLUMNS} FROM silences WHERE id = $1", silence_id)
-        return row_to_silence(row) if row else None
+class PgTodos(TodoRepository):
+    """Todo items; reads on the pool."""
 
-    async def active_silences(self, now: str) -> list[Silence]:
-        rows = await self.conn.fetch(
-            f"SELECT {SILENCE_COLUMNS} FROM silences WHERE ends_at > $1 ORDER BY id", now)
-        return [row_to_silence(r) for r in rows]
+    def __init__(self, source: PoolSource) -> None:
+        self._source = source
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._source.pool
 
-class TodoReadSql:
-    """Todo and silence reads on the pool."""
+    def writes(self, tx: Transaction) -> PgTodoWrites:
+        return PgTodoWrites(transaction_of(tx).conn)
 
-    pool: asyncpg.Pool
-
-    async def get_todo(self, todo_id: int) -> TodoItem | None:
+    async def get(self, todo_id: int) -> TodoItem | None:
         row = await self.pool.fetchrow(f"SELECT {TODO_COLUMNS} FROM todos WHERE id = $1",
                                        todo_id)
         return row_to_todo(row) if row else None
 
-    async def todo_events(self, todo_id: int, limit: int = 1000) -> list[TodoEventRef]:
+    async def events(self, todo_id: int, limit: int = 1000) -> list[TodoEventRef]:
         rows = await self.pool.fetch(
             "SELECT e.seq, e.type, e.source, e.subject, e.time FROM"
             " (SELECT seq FROM todo_events WHERE todo_id = $1 ORDER BY seq DESC LIMIT $2) t"
             " JOIN events e ON e.seq = t.seq ORDER BY e.seq", todo_id, limit)
         return [TodoEventRef(*r) for r in rows]
 
-    async def todo_event_seqs(self, todo_id: int) -> list[int]:
+    async def event_seqs(self, todo_id: int) -> list[int]:
         rows = await self.pool.fetch(
             "SELECT seq FROM todo_events WHERE todo_id = $1 ORDER BY seq", todo_id)
         return [int(r[0]) for r in rows]
 
-    async def todo_history(self, todo_id: int) -> list[TodoHistoryEntry]:
+    async def history(self, todo_id: int) -> list[TodoHistoryEntry]:
         rows = await self.pool.fetch(
             "SELECT at, action, operator, note, event_seq, audit_seq, detail"
             " FROM todo_history WHERE todo_id = $1 ORDER BY id", todo_id)
         return [TodoHistoryEntry(r[0], r[1], r[2], r[3], r[4], r[5],
                                  orjson.loads(r[6]) if r[6] else {}) for r in rows]
 
-    async def list_todos(
+    async def page(
         self, *, now: str, queue: str | None = None, view: str | None = None,
         owner: str | None = None, limit: int = 100, after: tuple[str, int] | None = None,
     ) -> list[TodoItem]:
@@ -211,20 +204,65 @@ class TodoReadSql:
         return [QueueCounts(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]), r[5])
                 for r in rows]
 
-    async def todos_due(self, now: str) -> bool:
+    async def due(self, now: str) -> bool:
         return bool(await self.pool.fetchval(
             "SELECT EXISTS (SELECT 1 FROM todos WHERE state = 'claimed'"
             " AND lease_expires <= $1) OR EXISTS (SELECT 1 FROM todos"
             " WHERE snoozed_until <= $1 AND state <> 'resolved')", now))
 
-    async def list_silences(self, now: str, *, include_expired: bool = False
+
+class PgSilenceWrites(SilenceWrites):
+    """Silence writes inside the transaction."""
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+
+    async def insert(
+        self, *, matcher: dict[str, Any], queue: str | None, comment: str, author: str,
+        created_at: str, ends_at: str,
+    ) -> Silence:
+        row = await self.conn.fetchrow(
+            "INSERT INTO silences (matcher, queue, comment, author, created_at, ends_at)"
+            f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {SILENCE_COLUMNS}",
+            orjson.dumps(matcher).decode(), queue, comment, author, created_at, ends_at)
+        assert row is not None
+        return row_to_silence(row)
+
+    async def expire(self, silence_id: int, at: str, by: str) -> Silence | None:
+        await self.conn.execute(
+            "UPDATE silences SET ends_at = $1, expired_by = $2 WHERE id = $3 AND ends_at > $1",
+            at, by, silence_id)
+        row = await self.conn.fetchrow(
+            f"SELECT {SILENCE_COLUMNS} FROM silences WHERE id = $1", silence_id)
+        return row_to_silence(row) if row else None
+
+    async def active(self, now: str) -> list[Silence]:
+        rows = await self.conn.fetch(
+            f"SELECT {SILENCE_COLUMNS} FROM silences WHERE ends_at > $1 ORDER BY id", now)
+        return [row_to_silence(r) for r in rows]
+
+
+class PgSilences(SilenceRepository):
+    """Silences; reads on the pool."""
+
+    def __init__(self, source: PoolSource) -> None:
+        self._source = source
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._source.pool
+
+    def writes(self, tx: Transaction) -> PgSilenceWrites:
+        return PgSilenceWrites(transaction_of(tx).conn)
+
+    async def recent(self, now: str, *, include_expired: bool = False
                             ) -> list[Silence]:
         rows = await self.pool.fetch(
             f"SELECT {SILENCE_COLUMNS} FROM silences WHERE $2 OR ends_at > $1"
             " ORDER BY id DESC", now, include_expired)
         return [row_to_silence(r) for r in rows]
 
-    async def get_silence(self, silence_id: int) -> Silence | None:
+    async def get(self, silence_id: int) -> Silence | None:
         row = await self.pool.fetchrow(
             f"SELECT {SILENCE_COLUMNS} FROM silences WHERE id = $1", silence_id)
         return row_to_silence(row) if row else None

@@ -1,5 +1,5 @@
-"""The embedded SQLite store: one writer connection with group commit, WAL readers."""
+"""The embedded SQLite backend: one writer connection with group commit, WAL readers."""
 
-from broker.store.sqlite.store import SqliteStore
+from broker.store.sqlite.backend import SqliteBackend
 
-__all__ = ["SqliteStore"]
+__all__ = ["SqliteBackend"]

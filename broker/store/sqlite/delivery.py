@@ -1,4 +1,4 @@
-"""SQLite statements for deliveries, their attempts, subscription controls and action jobs."""
+"""SQLite statements for deliveries, their attempts and subscription controls."""
 
 from __future__ import annotations
 
@@ -7,29 +7,26 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
-from broker.store.base_delivery import (
+from broker.bus.log import StoredEvent
+from broker.delivery.model import (
     NEXT_STATE,
-    ActionJob,
     Attempt,
-    ClaimedJob,
     Delivery,
     DeliveryState,
-    JobState,
     LeaseBatch,
     LeasedDelivery,
     Outcome,
     SubscriptionControl,
 )
+from broker.delivery.repository import DeliveryRepository, DeliveryWrites
 from broker.store.sqlite.connections import ReaderPool
 from broker.store.sqlite.events import EVENT_COLUMNS, row_to_event
+from broker.store.sqlite.transaction import connection_of
+from broker.store.transaction import Transaction
 from broker.timeutil import later
 
 DELIVERY_COLUMNS = ("id, subscription, seq, state, attempts, attempts_before, next_at, lease,"
                     " last_status, last_error, first_at, created_at, updated_at")
-JOB_COLUMNS = ("id, action, seq, state, attempts, next_at, lease, params, todo_id, operator,"
-               " result_seq, last_error, created_at, updated_at")
 OPEN = "state IN ('pending', 'leased')"
 
 
@@ -38,23 +35,18 @@ def row_to_delivery(row: Sequence[Any]) -> Delivery:
                     row[7], row[8], row[9], row[10], row[11], row[12])
 
 
-def row_to_job(row: Sequence[Any]) -> ActionJob:
-    return ActionJob(row[0], row[1], row[2], JobState(row[3]), row[4], row[5], row[6],
-                     orjson.loads(row[7]) if row[7] else None, row[8], row[9], row[10],
-                     row[11], row[12], row[13])
-
-
 def new_lease(row_id: int, attempt: int) -> str:
     """`<id>.<attempt>.<random>`: one token per attempt, unguessable, readable in logs."""
     return f"{row_id}.{attempt}.{secrets.token_urlsafe(9)}"
 
 
-class DeliveryWriteSql:
-    """Delivery writes on the writer connection (mixed into the SQLite transaction)."""
+class SqliteDeliveryWrites(DeliveryWrites):
+    """Delivery writes on the writer connection."""
 
-    conn: sqlite3.Connection
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
 
-    async def add_delivery(self, subscription: str, seq: int, now: str) -> int | None:
+    async def add(self, subscription: str, seq: int, now: str) -> int | None:
         row = self.conn.execute(
             "INSERT INTO deliveries (subscription, seq, state, next_at, first_at, created_at,"
             " updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)"
@@ -63,7 +55,7 @@ class DeliveryWriteSql:
         ).fetchone()
         return int(row[0]) if row else None
 
-    async def lease_deliveries(
+    async def lease(
         self, subscription: str, limit: int, now: str, lease_s: float, *,
         max_attempts: int, ordered: bool = False, only_exhausted: bool = False,
     ) -> LeaseBatch:
@@ -106,11 +98,11 @@ class DeliveryWriteSql:
                 "INSERT INTO delivery_attempts (delivery_id, n, lease, started_at, outcome)"
                 " VALUES (?, ?, ?, ?, 'leased')", (current.id, attempt, lease, stamp))
             leased.append(row_to_delivery(updated))
-        events = self._events([d.seq for d in (*leased, *exhausted)])
+        events = events_by_seq(self.conn, [d.seq for d in (*leased, *exhausted)])
         return LeaseBatch([LeasedDelivery(d, events[d.seq]) for d in leased],
                           [LeasedDelivery(d, events[d.seq]) for d in exhausted])
 
-    async def settle_delivery(
+    async def settle(
         self, delivery_id: int, lease: str, outcome: Outcome, now: str, *,
         next_at: str | None = None, status: int | None = None,
         latency_ms: float | None = None, error: str | None = None,
@@ -136,7 +128,7 @@ class DeliveryWriteSql:
             self._end_attempt(delivery_id, row[0], outcome, status, latency_ms, error)
         return row_to_delivery(updated)
 
-    async def requeue_delivery(self, delivery_id: int, now: str) -> Delivery | None:
+    async def requeue(self, delivery_id: int, now: str) -> Delivery | None:
         row = self.conn.execute(
             f"UPDATE deliveries SET state = 'pending', attempts_before = attempts, next_at = ?,"
             f" first_at = ?, lease = NULL, updated_at = ?"
@@ -153,58 +145,6 @@ class DeliveryWriteSql:
             (subscription, int(paused), by, now))
         return SubscriptionControl(subscription, paused, by, now)
 
-    async def add_action_job(
-        self, action: str, seq: int, now: str, *, params: dict[str, Any] | None = None,
-        todo_id: int | None = None, operator: str | None = None,
-    ) -> int:
-        stamp = now
-        (job_id,) = self.conn.execute(
-            "INSERT INTO action_jobs (action, seq, state, next_at, params, todo_id, operator,"
-            " created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?) RETURNING id",
-            (action, seq, now, orjson.dumps(params) if params is not None else None, todo_id,
-             operator, stamp, stamp)).fetchone()
-        return int(job_id)
-
-    async def claim_action_jobs(self, limit: int, now: str, lease_s: float,
-                                actions: Sequence[str] | None = None) -> list[ClaimedJob]:
-        if limit <= 0:
-            return []
-        where = "state IN ('pending', 'running') AND next_at <= ?"
-        params: list[Any] = [now]
-        if actions is not None:
-            if not actions:
-                return []
-            where += f" AND action IN ({', '.join('?' * len(actions))})"
-            params.extend(actions)
-        rows = self.conn.execute(
-            f"SELECT id, attempts FROM action_jobs WHERE {where} ORDER BY next_at, id LIMIT ?",
-            (*params, limit)).fetchall()
-        stamp = now
-        expires = later(now, lease_s)
-        jobs = []
-        for job_id, attempts in rows:
-            updated = self.conn.execute(
-                f"UPDATE action_jobs SET state = 'running', attempts = ?, lease = ?,"
-                f" next_at = ?, updated_at = ? WHERE id = ? RETURNING {JOB_COLUMNS}",
-                (attempts + 1, new_lease(job_id, attempts + 1), expires, stamp, job_id),
-            ).fetchone()
-            jobs.append(row_to_job(updated))
-        events = self._events([j.seq for j in jobs])
-        return [ClaimedJob(j, events[j.seq]) for j in jobs]
-
-    async def finish_action_job(
-        self, job_id: int, lease: str, state: JobState, now: str, *,
-        next_at: str | None = None, result_seq: int | None = None,
-        error: str | None = None,
-    ) -> ActionJob | None:
-        row = self.conn.execute(
-            f"UPDATE action_jobs SET state = ?, lease = NULL, next_at = ?,"
-            f" result_seq = coalesce(?, result_seq), last_error = ?, updated_at = ?"
-            f" WHERE id = ? AND state = 'running' AND lease = ? RETURNING {JOB_COLUMNS}",
-            (state.value, next_at if next_at is not None else now, result_seq, error,
-             now, job_id, lease)).fetchone()
-        return row_to_job(row) if row else None
-
     def _end_attempt(self, delivery_id: int, n: int, outcome: Outcome,
                      status: int | None = None, latency_ms: float | None = None,
                      error: str | None = None) -> None:
@@ -213,28 +153,34 @@ class DeliveryWriteSql:
             " WHERE delivery_id = ? AND n = ? AND outcome = 'leased'",
             (outcome.value, status, latency_ms, error, delivery_id, n))
 
-    def _events(self, seqs: list[int]) -> dict[int, Any]:
-        if not seqs:
-            return {}
-        unique = sorted(set(seqs))
-        rows = self.conn.execute(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE seq IN ({', '.join('?' * len(unique))})",
-            unique).fetchall()
-        return {row[0]: row_to_event(row) for row in rows}
+
+def events_by_seq(conn: sqlite3.Connection, seqs: list[int]) -> dict[int, StoredEvent]:
+    """The stored events with these seqs (read inside the transaction)."""
+    if not seqs:
+        return {}
+    unique = sorted(set(seqs))
+    rows = conn.execute(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE seq IN ({', '.join('?' * len(unique))})",
+        unique).fetchall()
+    return {row[0]: row_to_event(row) for row in rows}
 
 
-class DeliveryReadSql:
-    """Delivery reads on the reader pool (mixed into the SQLite store)."""
+class SqliteDeliveries(DeliveryRepository):
+    """Deliveries, their attempts and controls; reads on the reader pool."""
 
-    _readers: ReaderPool
+    def __init__(self, readers: ReaderPool) -> None:
+        self._readers = readers
 
-    async def get_delivery(self, delivery_id: int) -> Delivery | None:
+    def writes(self, tx: Transaction) -> SqliteDeliveryWrites:
+        return SqliteDeliveryWrites(connection_of(tx))
+
+    async def get(self, delivery_id: int) -> Delivery | None:
         row = await self._readers.fetchone(
             f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,))
         return row_to_delivery(row) if row else None
 
-    async def list_deliveries(self, subscription: str, state: str | None = None,
-                              after: int = 0, limit: int = 100) -> list[Delivery]:
+    async def page(self, subscription: str, state: str | None = None, after: int = 0,
+                   limit: int = 100) -> list[Delivery]:
         sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE subscription = ? AND id > ?"
         params: tuple[Any, ...] = (subscription, after)
         if state is not None:
@@ -243,7 +189,7 @@ class DeliveryReadSql:
         rows = await self._readers.fetchall(sql + " ORDER BY id LIMIT ?", (*params, limit))
         return [row_to_delivery(r) for r in rows]
 
-    async def delivery_attempts(self, delivery_ids: Sequence[int]) -> dict[int, list[Attempt]]:
+    async def attempts(self, delivery_ids: Sequence[int]) -> dict[int, list[Attempt]]:
         found: dict[int, list[Attempt]] = {i: [] for i in delivery_ids}
         if not delivery_ids:
             return found
@@ -255,7 +201,7 @@ class DeliveryReadSql:
             found[r[0]].append(Attempt(r[0], r[1], r[2], r[3], Outcome(r[4]), r[5], r[6], r[7]))
         return found
 
-    async def delivery_counts(self, subscription: str) -> dict[str, int]:
+    async def counts(self, subscription: str) -> dict[str, int]:
         rows = await self._readers.fetchall(
             "SELECT state, count(*) FROM deliveries WHERE subscription = ? GROUP BY state",
             (subscription,))
@@ -263,14 +209,13 @@ class DeliveryReadSql:
         counts.update({r[0]: int(r[1]) for r in rows})
         return counts
 
-    async def last_delivery_error(self, subscription: str) -> Delivery | None:
+    async def last_error(self, subscription: str) -> Delivery | None:
         row = await self._readers.fetchone(
             f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE subscription = ?"
             " AND last_error IS NOT NULL ORDER BY updated_at DESC LIMIT 1", (subscription,))
         return row_to_delivery(row) if row else None
 
-    async def next_delivery_due(self, subscription: str, ordered: bool = False
-                                ) -> str | None:
+    async def next_due(self, subscription: str, ordered: bool = False) -> str | None:
         if ordered:
             row = await self._readers.fetchone(
                 f"SELECT next_at FROM deliveries WHERE subscription = ? AND {OPEN}"
@@ -288,24 +233,7 @@ class DeliveryReadSql:
             (subscription, now, max_attempts))
         return int(row[0]) if row else 0
 
-    async def subscription_controls(self) -> dict[str, SubscriptionControl]:
+    async def controls(self) -> dict[str, SubscriptionControl]:
         rows = await self._readers.fetchall(
             "SELECT name, paused, paused_by, updated_at FROM subscription_controls")
         return {r[0]: SubscriptionControl(r[0], bool(r[1]), r[2], r[3]) for r in rows}
-
-    async def get_action_job(self, job_id: int) -> ActionJob | None:
-        row = await self._readers.fetchone(
-            f"SELECT {JOB_COLUMNS} FROM action_jobs WHERE id = ?", (job_id,))
-        return row_to_job(row) if row else None
-
-    async def list_action_jobs(self, action: str, after: int = 0, limit: int = 100
-                               ) -> list[ActionJob]:
-        rows = await self._readers.fetchall(
-            f"SELECT {JOB_COLUMNS} FROM action_jobs WHERE action = ? AND id > ?"
-            " ORDER BY id LIMIT ?", (action, after, limit))
-        return [row_to_job(r) for r in rows]
-
-    async def next_action_due(self) -> str | None:
-        row = await self._readers.fetchone(
-            "SELECT min(next_at) FROM action_jobs WHERE state IN ('pending', 'running')")
-        return str(row[0]) if row and row[0] is not None else None

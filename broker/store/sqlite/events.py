@@ -1,4 +1,4 @@
-"""SQLite statements for the event log, route target hits and configuration objects."""
+"""SQLite statements for the event log: appends, route target hits, lineage use, reads."""
 
 from __future__ import annotations
 
@@ -8,8 +8,18 @@ from typing import Any
 
 import orjson
 
-from broker.lineage import RootUse
-from broker.store.records import AppendResult, ConfigObject, StoredEvent, TargetRecord
+from broker.bus.lineage import RootUse
+from broker.bus.log import (
+    AppendResult,
+    EventItem,
+    EventLog,
+    EventWrites,
+    StoredEvent,
+    TargetRecord,
+)
+from broker.store.sqlite.connections import ReaderPool
+from broker.store.sqlite.transaction import connection_of
+from broker.store.transaction import Transaction
 
 EVENT_COLUMNS = "seq, recvtime, body, routes, root"
 
@@ -19,16 +29,13 @@ def row_to_event(row: Sequence[Any]) -> StoredEvent:
     return StoredEvent(row[0], row[1], bytes(row[2]), routes, root=row[4] or 0)
 
 
-def row_to_config(row: Sequence[Any]) -> ConfigObject:
-    return ConfigObject(row[0], row[1], orjson.loads(row[2]), row[3], row[4], row[5])
+class SqliteEventWrites(EventWrites):
+    """Event-log writes on the writer connection."""
 
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
 
-class EventWrites:
-    """Event-log writes on the writer connection (mixed into the SQLite transaction)."""
-
-    conn: sqlite3.Connection
-
-    async def append_event(
+    async def append(
         self, event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes, root: int = 0
     ) -> AppendResult:
         row = self.conn.execute(
@@ -49,12 +56,11 @@ class EventWrites:
         ).fetchone()
         return AppendResult(seq, True, conflict=bytes(stored_digest) != digest)
 
-    async def append_events(
-        self, items: Sequence[tuple[dict[str, Any], bytes, bytes]], recvtime: str
-    ) -> list[AppendResult]:
+    async def append_many(self, items: Sequence[EventItem], recvtime: str
+                          ) -> list[AppendResult]:
         if len(items) == 1:  # one statement instead of three for the common case
             event, raw, digest = items[0]
-            return [await self.append_event(event, raw, recvtime, digest)]
+            return [await self.append(event, raw, recvtime, digest)]
         rows = [
             (e["source"], e["id"], e["type"], e.get("subject"), e.get("time"), recvtime,
              _text(e.get("correlationid")), _text(e.get("causationid")), digest, raw)
@@ -89,12 +95,7 @@ class EventWrites:
                 results.append(AppendResult(seq, True, conflict=original != digest))
         return results
 
-    async def set_routes(self, seq: int, routes: Sequence[str]) -> None:
-        self.conn.execute(
-            "UPDATE events SET routes = ? WHERE seq = ?", (orjson.dumps(list(routes)), seq)
-        )
-
-    async def set_routes_many(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:
+    async def set_routes(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:
         self.conn.executemany(
             "UPDATE events SET routes = ? WHERE seq = ?",
             [(orjson.dumps(list(routes)), seq) for seq, routes in items],
@@ -122,33 +123,97 @@ class EventWrites:
              for r in records],
         )
 
-    async def put_config(
-        self, kind: str, name: str, spec: dict[str, Any], origin: str, now: str
-    ) -> ConfigObject:
-        version = self._bump_config_version()
-        self.conn.execute(
-            "INSERT INTO config_objects (kind, name, spec, origin, version, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kind, name) DO UPDATE SET"
-            " spec = excluded.spec, origin = excluded.origin, version = excluded.version,"
-            " updated_at = excluded.updated_at",
-            (kind, name, orjson.dumps(spec).decode(), origin, version, now),
-        )
-        return ConfigObject(kind, name, spec, origin, version, now)
 
-    async def delete_config(self, kind: str, name: str) -> bool:
-        cursor = self.conn.execute(
-            "DELETE FROM config_objects WHERE kind = ? AND name = ?", (kind, name)
-        )
-        if cursor.rowcount:
-            self._bump_config_version()
-        return cursor.rowcount > 0
+class SqliteEventLog(EventLog):
+    """The event log in the `events` table; reads on the reader pool."""
 
-    def _bump_config_version(self) -> int:
-        (version,) = self.conn.execute(
-            "UPDATE counters SET value = value + 1 WHERE name = 'config_version'"
-            " RETURNING value"
-        ).fetchone()
-        return int(version)
+    def __init__(self, readers: ReaderPool) -> None:
+        self._readers = readers
+
+    def writes(self, tx: Transaction) -> SqliteEventWrites:
+        return SqliteEventWrites(connection_of(tx))
+
+    async def last_seq(self) -> int:
+        row = await self._readers.fetchone("SELECT max(seq) FROM events")
+        return int(row[0] or 0) if row else 0
+
+    async def first_seq(self) -> int:
+        row = await self._readers.fetchone("SELECT min(seq) FROM events")
+        return int(row[0] or 0) if row else 0
+
+    async def get(self, seq: int) -> StoredEvent | None:
+        row = await self._readers.fetchone(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?", (seq,)
+        )
+        return row_to_event(row) if row else None
+
+    async def find(self, source: str, id: str) -> StoredEvent | None:
+        row = await self._readers.fetchone(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE source = ? AND id = ?", (source, id)
+        )
+        return row_to_event(row) if row else None
+
+    async def find_by_id(self, id: str) -> list[StoredEvent]:
+        rows = await self._readers.fetchall(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ? ORDER BY seq", (id,)
+        )
+        return [row_to_event(r) for r in rows]
+
+    async def read(
+        self,
+        after: int = 0,
+        limit: int = 100,
+        *,
+        type: str | None = None,
+        source: str | None = None,
+        subject: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        correlationid: str | None = None,
+        causationid: str | None = None,
+        id: str | None = None,
+        descending: bool = False,
+    ) -> list[StoredEvent]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if descending:
+            if after > 0:
+                clauses.append("seq < ?")
+                params.append(after)
+        else:
+            clauses.append("seq > ?")
+            params.append(after)
+        for column, value in (("type", type), ("source", source), ("subject", subject),
+                              ("correlationid", correlationid),
+                              ("causationid", causationid), ("id", id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            clauses.append("recvtime >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("recvtime < ?")
+            params.append(until)
+        where = " AND ".join(clauses) or "1"
+        order = "DESC" if descending else "ASC"
+        rows = await self._readers.fetchall(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE {where} ORDER BY seq {order} LIMIT ?",
+            (*params, limit),
+        )
+        return [row_to_event(r) for r in rows]
+
+    async def count(self) -> int:
+        row = await self._readers.fetchone("SELECT count(*) FROM events")
+        return int(row[0]) if row else 0
+
+    async def targets_of(self, seq: int) -> list[TargetRecord]:
+        rows = await self._readers.fetchall(
+            "SELECT seq, route, target, detail FROM event_targets WHERE seq = ?"
+            " ORDER BY route, target", (seq,)
+        )
+        return [TargetRecord(r[0], r[1], r[2], orjson.loads(r[3]) if r[3] else {})
+                for r in rows]
 
 
 def _text(value: Any) -> str | None:

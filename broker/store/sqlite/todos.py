@@ -8,7 +8,10 @@ from typing import Any
 
 import orjson
 
-from broker.store.base_todos import (
+from broker.store.sqlite.connections import ReaderPool
+from broker.store.sqlite.transaction import connection_of
+from broker.store.transaction import Transaction
+from broker.todos.model import (
     QueueCounts,
     Silence,
     TodoEventRef,
@@ -16,7 +19,12 @@ from broker.store.base_todos import (
     TodoItem,
     TodoState,
 )
-from broker.store.sqlite.connections import ReaderPool
+from broker.todos.repository import (
+    SilenceRepository,
+    SilenceWrites,
+    TodoRepository,
+    TodoWrites,
+)
 
 TODO_COLUMNS = (
     "id, queue, key, title, state, priority, owner, lease_expires, snoozed_until, count,"
@@ -53,27 +61,27 @@ def _json(value: Any) -> str | None:
     return orjson.dumps(value).decode() if value else None
 
 
-class TodoWriteSql:
-    """Todo and silence writes on the writer connection (mixed into the transaction).
-    SQLite has one writer, so a row read inside the transaction is already locked."""
+class SqliteTodoWrites(TodoWrites):
+    """Todo writes on the writer connection. SQLite has one writer, so a row read inside
+    the transaction is already locked."""
 
-    conn: sqlite3.Connection
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
 
     def _one(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> TodoItem | None:
         row = self.conn.execute(sql, params).fetchone()
         return row_to_todo(row) if row else None
 
-    async def find_active_todo(self, queue: str, key: str) -> TodoItem | None:
+    async def find_active(self, queue: str, key: str) -> TodoItem | None:
         return self._one(
             f"SELECT {TODO_COLUMNS} FROM todos WHERE queue = ? AND key = ?"
             " AND state <> 'resolved'", (queue, key))
 
-    async def lock_todo(self, todo_id: int) -> TodoItem | None:
+    async def lock(self, todo_id: int) -> TodoItem | None:
         return self._one(f"SELECT {TODO_COLUMNS} FROM todos WHERE id = ?", (todo_id,))
 
-    async def insert_todo(
-        self, *, queue: str, key: str, title: str, priority: str | None, seq: int, at: str
-    ) -> TodoItem:
+    async def insert(self, *, queue: str, key: str, title: str, priority: str | None,
+                     seq: int, at: str) -> TodoItem:
         item = self._one(
             "INSERT INTO todos (queue, key, title, state, priority, count, first_seen,"
             " last_seen, created_at, updated_at, event_seq, first_event_seq)"
@@ -81,10 +89,10 @@ class TodoWriteSql:
             f" RETURNING {TODO_COLUMNS}",
             (queue, key, title, priority, at, at, at, at, seq, seq))
         assert item is not None
-        await self.add_todo_event(item.id, seq)
+        await self.add_event(item.id, seq)
         return item
 
-    async def save_todo(self, item: TodoItem) -> None:
+    async def save(self, item: TodoItem) -> None:
         self.conn.execute(
             "UPDATE todos SET title = ?, state = ?, priority = ?, owner = ?,"
             " lease_expires = ?, snoozed_until = ?, count = ?, last_seen = ?,"
@@ -93,11 +101,11 @@ class TodoWriteSql:
              item.snoozed_until, item.count, item.last_seen, item.updated_at,
              item.resolved_at, _json(item.resolution), item.event_seq, item.id))
 
-    async def add_todo_event(self, todo_id: int, seq: int) -> None:
+    async def add_event(self, todo_id: int, seq: int) -> None:
         self.conn.execute(
             "INSERT OR IGNORE INTO todo_events (todo_id, seq) VALUES (?, ?)", (todo_id, seq))
 
-    async def add_todo_history(self, todo_id: int, entry: TodoHistoryEntry) -> None:
+    async def add_history(self, todo_id: int, entry: TodoHistoryEntry) -> None:
         self.conn.execute(
             "INSERT INTO todo_history (todo_id, at, action, operator, note, event_seq,"
             " audit_seq, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -116,62 +124,41 @@ class TodoWriteSql:
             " AND state <> 'resolved' ORDER BY snoozed_until, id", (now,)).fetchall()
         return [row_to_todo(r) for r in rows]
 
-    async def insert_silence(
-        self, *, matcher: dict[str, Any], queue: str | None, comment: str, author: str,
-        created_at: str, ends_at: str,
-    ) -> Silence:
-        row = self.conn.execute(
-            "INSERT INTO silences (matcher, queue, comment, author, created_at, ends_at)"
-            f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {SILENCE_COLUMNS}",
-            (orjson.dumps(matcher).decode(), queue, comment, author, created_at, ends_at),
-        ).fetchone()
-        return row_to_silence(row)
 
-    async def expire_silence(self, silence_id: int, at: str, by: str) -> Silence | None:
-        self.conn.execute(
-            "UPDATE silences SET ends_at = ?, expired_by = ? WHERE id = ? AND ends_at > ?",
-            (at, by, silence_id, at))
-        row = self.conn.execute(
-            f"SELECT {SILENCE_COLUMNS} FROM silences WHERE id = ?", (silence_id,)).fetchone()
-        return row_to_silence(row) if row else None
+class SqliteTodos(TodoRepository):
+    """Todo items in `todos`, `todo_events` and `todo_history`; reads on the reader pool."""
 
-    async def active_silences(self, now: str) -> list[Silence]:
-        rows = self.conn.execute(
-            f"SELECT {SILENCE_COLUMNS} FROM silences WHERE ends_at > ? ORDER BY id",
-            (now,)).fetchall()
-        return [row_to_silence(r) for r in rows]
+    def __init__(self, readers: ReaderPool) -> None:
+        self._readers = readers
 
+    def writes(self, tx: Transaction) -> SqliteTodoWrites:
+        return SqliteTodoWrites(connection_of(tx))
 
-class TodoReadSql:
-    """Todo and silence reads on the reader pool (mixed into the store)."""
-
-    _readers: ReaderPool
-
-    async def get_todo(self, todo_id: int) -> TodoItem | None:
+    async def get(self, todo_id: int) -> TodoItem | None:
         row = await self._readers.fetchone(
             f"SELECT {TODO_COLUMNS} FROM todos WHERE id = ?", (todo_id,))
         return row_to_todo(row) if row else None
 
-    async def todo_events(self, todo_id: int, limit: int = 1000) -> list[TodoEventRef]:
+    async def events(self, todo_id: int, limit: int = 1000) -> list[TodoEventRef]:
         rows = await self._readers.fetchall(
             "SELECT e.seq, e.type, e.source, e.subject, e.time FROM todo_events t"
             " JOIN events e ON e.seq = t.seq WHERE t.todo_id = ? ORDER BY t.seq DESC LIMIT ?",
             (todo_id, limit))
         return [TodoEventRef(*r) for r in reversed(rows)]
 
-    async def todo_event_seqs(self, todo_id: int) -> list[int]:
+    async def event_seqs(self, todo_id: int) -> list[int]:
         rows = await self._readers.fetchall(
             "SELECT seq FROM todo_events WHERE todo_id = ? ORDER BY seq", (todo_id,))
         return [int(r[0]) for r in rows]
 
-    async def todo_history(self, todo_id: int) -> list[TodoHistoryEntry]:
+    async def history(self, todo_id: int) -> list[TodoHistoryEntry]:
         rows = await self._readers.fetchall(
             "SELECT at, action, operator, note, event_seq, audit_seq, detail"
             " FROM todo_history WHERE todo_id = ? ORDER BY id", (todo_id,))
         return [TodoHistoryEntry(r[0], r[1], r[2], r[3], r[4], r[5],
                                  orjson.loads(r[6]) if r[6] else {}) for r in rows]
 
-    async def list_todos(
+    async def page(
         self, *, now: str, queue: str | None = None, view: str | None = None,
         owner: str | None = None, limit: int = 100, after: tuple[str, int] | None = None,
     ) -> list[TodoItem]:
@@ -202,7 +189,7 @@ class TodoReadSql:
         return [QueueCounts(r[0], int(r[1] or 0), int(r[2] or 0), int(r[3] or 0),
                             int(r[4] or 0), r[5]) for r in rows]
 
-    async def todos_due(self, now: str) -> bool:
+    async def due(self, now: str) -> bool:
         row = await self._readers.fetchone(
             "SELECT EXISTS (SELECT 1 FROM todos WHERE state = 'claimed'"
             " AND lease_expires <= :now) OR EXISTS (SELECT 1 FROM todos"
@@ -210,15 +197,54 @@ class TodoReadSql:
             {"now": now})  # type: ignore[arg-type]
         return bool(row and row[0])
 
-    async def list_silences(self, now: str, *, include_expired: bool = False
-                            ) -> list[Silence]:
+
+class SqliteSilenceWrites(SilenceWrites):
+    """Silence writes on the writer connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    async def insert(self, *, matcher: dict[str, Any], queue: str | None, comment: str,
+                     author: str, created_at: str, ends_at: str) -> Silence:
+        row = self.conn.execute(
+            "INSERT INTO silences (matcher, queue, comment, author, created_at, ends_at)"
+            f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {SILENCE_COLUMNS}",
+            (orjson.dumps(matcher).decode(), queue, comment, author, created_at, ends_at),
+        ).fetchone()
+        return row_to_silence(row)
+
+    async def expire(self, silence_id: int, at: str, by: str) -> Silence | None:
+        self.conn.execute(
+            "UPDATE silences SET ends_at = ?, expired_by = ? WHERE id = ? AND ends_at > ?",
+            (at, by, silence_id, at))
+        row = self.conn.execute(
+            f"SELECT {SILENCE_COLUMNS} FROM silences WHERE id = ?", (silence_id,)).fetchone()
+        return row_to_silence(row) if row else None
+
+    async def active(self, now: str) -> list[Silence]:
+        rows = self.conn.execute(
+            f"SELECT {SILENCE_COLUMNS} FROM silences WHERE ends_at > ? ORDER BY id",
+            (now,)).fetchall()
+        return [row_to_silence(r) for r in rows]
+
+
+class SqliteSilences(SilenceRepository):
+    """Silences in `silences`; reads on the reader pool."""
+
+    def __init__(self, readers: ReaderPool) -> None:
+        self._readers = readers
+
+    def writes(self, tx: Transaction) -> SqliteSilenceWrites:
+        return SqliteSilenceWrites(connection_of(tx))
+
+    async def recent(self, now: str, *, include_expired: bool = False) -> list[Silence]:
         where = "1" if include_expired else "ends_at > ?"
         rows = await self._readers.fetchall(
             f"SELECT {SILENCE_COLUMNS} FROM silences WHERE {where} ORDER BY id DESC",
             () if include_expired else (now,))
         return [row_to_silence(r) for r in rows]
 
-    async def get_silence(self, silence_id: int) -> Silence | None:
+    async def get(self, silence_id: int) -> Silence | None:
         row = await self._readers.fetchone(
             f"SELECT {SILENCE_COLUMNS} FROM silences WHERE id = ?", (silence_id,))
         return row_to_silence(row) if row else None

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 from broker.errors import BadRequest, NotFound, OpsbusError
 from broker.filters import Filter, compile_filter
 from broker.routing import check_name
-from broker.store.base_todos import Silence
 from broker.timeutil import parse_duration, parse_rfc3339, seconds_between, to_rfc3339
+from broker.todos.model import Silence
+from broker.todos.repository import SilenceRepository
 
 if TYPE_CHECKING:
-    from broker.bus import WriteContext
-    from broker.core import Broker
+    from broker.bus import Bus, WriteContext
+    from broker.clock import Clock
 
 SILENCE_FIELDS = ("matcher", "queue", "duration", "ends_at", "comment", "operator")
 
@@ -83,9 +84,10 @@ def describe(silence: Silence, at: str) -> dict[str, Any]:
 class Silences:
     """Create, end, list and match silences (the store is the only state)."""
 
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
-        self.clock = broker.clock
+    def __init__(self, repo: SilenceRepository, bus: Bus, clock: Clock) -> None:
+        self.repo = repo
+        self.bus = bus
+        self.clock = clock
         self._filters: dict[int, Filter] = {}
         """Compiled `filter` matchers by silence id (a silence never changes its matcher)."""
 
@@ -109,37 +111,34 @@ class Silences:
         ends_at = parse_end(body, created)
 
         async def write(ctx: WriteContext) -> Silence:
-            return await ctx.tx.insert_silence(
+            return await self.repo.writes(ctx.transaction).insert(
                 matcher=matcher, queue=queue, comment=comment, author=operator,
                 created_at=created, ends_at=ends_at)
 
-        return await self.broker.bus.run(write)
+        return await self.bus.run(write)
 
     async def expire(self, silence_id: int, operator: str) -> Silence:
         """End a silence now (a silence that already ended is returned unchanged)."""
 
         async def write(ctx: WriteContext) -> Silence | None:
-            return await ctx.tx.expire_silence(silence_id, self.clock.stamp(), operator)
+            return await self.repo.writes(ctx.transaction).expire(
+                silence_id, self.clock.stamp(), operator)
 
-        silence = await self.broker.bus.run(write)
+        silence = await self.bus.run(write)
         if silence is None:
             raise NotFound(f"no silence {silence_id}")
         return silence
 
     async def get(self, silence_id: int) -> Silence:
-        silence = await self.broker.store.get_silence(silence_id)
+        silence = await self.repo.get(silence_id)
         if silence is None:
             raise NotFound(f"no silence {silence_id}")
         return silence
 
-    async def list(self, include_expired: bool = False) -> list[Silence]:
-        return await self.broker.store.list_silences(self.clock.stamp(),
-                                                     include_expired=include_expired)
-
     async def matching(self, ctx: WriteContext, queue: str, key: str,
                        event: dict[str, Any], at: str) -> Silence | None:
         """The first silence holding at `at` that mutes this event in this queue."""
-        for silence in await ctx.tx.active_silences(at):
+        for silence in await self.repo.writes(ctx.transaction).active(at):
             if silence.queue is not None and silence.queue != queue:
                 continue
             if "key" in silence.matcher:
@@ -154,3 +153,7 @@ class Silences:
         if compiled is None:
             compiled = self._filters[silence.id] = compile_filter(silence.matcher["filter"])
         return compiled
+
+    async def list(self, include_expired: bool = False) -> list[Silence]:
+        """Silences holding now (every one with `include_expired`), newest first."""
+        return await self.repo.recent(self.clock.stamp(), include_expired=include_expired)

@@ -1,4 +1,4 @@
-"""PgStore: the PostgreSQL backend behind the store interface, for several replicas."""
+"""PgBackend: the PostgreSQL backend behind the store contract, for several replicas."""
 
 from __future__ import annotations
 
@@ -9,19 +9,22 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+from broker.bus.log import StoredEvent
 from broker.errors import Unavailable
-from broker.store.base import Store, WriteTxn
+from broker.store.base import Backend, Publish
 from broker.store.base_maintenance import StorageStats
 from broker.store.postgres import log as pglog
+from broker.store.postgres.config import PgConfig
 from broker.store.postgres.connection import PgOptions, check_server, connect, create_pool
-from broker.store.postgres.delivery import DeliveryReadSql, DeliveryWriteSql
-from broker.store.postgres.events import EventReadSql, EventWriteSql
+from broker.store.postgres.delivery import PgDeliveries, PgJobs
+from broker.store.postgres.events import PgEventLog
 from broker.store.postgres.listener import Listener
 from broker.store.postgres.maintenance import PgMaintenance
 from broker.store.postgres.migrate import migrate
 from broker.store.postgres.tail import LogTail
-from broker.store.postgres.todos import TodoReadSql, TodoWriteSql
-from broker.store.records import StoredEvent
+from broker.store.postgres.todos import PgSilences, PgTodos
+from broker.store.postgres.transaction import PgTransaction
+from broker.store.transaction import Transaction
 
 if TYPE_CHECKING:
     import asyncpg
@@ -42,29 +45,7 @@ BEGIN_ORDERED = ("BEGIN ISOLATION LEVEL READ COMMITTED;"
                  " SELECT 1 FROM log_head WHERE id = 1 FOR UPDATE")
 
 
-class PgTxn(EventWriteSql, TodoWriteSql, DeliveryWriteSql, WriteTxn):
-    """A write transaction on one pooled connection, holding the log's lock."""
-
-    def __init__(self, conn: Conn, period_s: int) -> None:
-        self.conn = conn
-        self.period_s = period_s
-        self._savepoints = 0
-
-    @asynccontextmanager
-    async def savepoint(self) -> AsyncIterator[None]:
-        self._savepoints += 1
-        name = f"sp{self._savepoints}"
-        await self.conn.execute(f"SAVEPOINT {name}")
-        try:
-            yield
-        except BaseException:
-            await self.conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
-            raise
-        # No RELEASE: COMMIT releases every savepoint, and each round trip here is paid
-        # while the transaction holds the log's lock.
-
-
-class PgStore(PgMaintenance, EventReadSql, TodoReadSql, DeliveryReadSql, Store):
+class PgBackend(PgMaintenance, Backend):
     """The log, items, deliveries and configuration in one PostgreSQL database (or schema)
     shared by every replica."""
 
@@ -78,9 +59,15 @@ class PgStore(PgMaintenance, EventReadSql, TodoReadSql, DeliveryReadSql, Store):
         self.schema = "public"
         self._stats = StorageStats()
         self.listener: Listener | None = None
+        self.events = PgEventLog(self)
+        self.config = PgConfig(self)
+        self.todos = PgTodos(self)
+        self.silences = PgSilences(self)
+        self.deliveries = PgDeliveries(self)
+        self.jobs = PgJobs(self)
 
     @property
-    def pool(self) -> asyncpg.Pool:  # type: ignore[override]
+    def pool(self) -> asyncpg.Pool:
         if self._pool is None:
             raise Unavailable("the store is closed")
         return self._pool
@@ -109,12 +96,12 @@ class PgStore(PgMaintenance, EventReadSql, TodoReadSql, DeliveryReadSql, Store):
                 self._pool = None
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[WriteTxn]:
+    async def transaction(self) -> AsyncIterator[Transaction]:
         async with self._write_lock:
             async with self.pool.acquire() as conn:
                 await conn.execute(BEGIN_ORDERED)
                 try:
-                    yield PgTxn(conn, self.period_s)
+                    yield PgTransaction(conn, self.period_s)
                 except BaseException:
                     await _rollback(conn)
                     raise
@@ -129,9 +116,8 @@ class PgStore(PgMaintenance, EventReadSql, TodoReadSql, DeliveryReadSql, Store):
                     await _rollback(conn)
                     raise
 
-    def start_live(self, publish: Callable[[list[StoredEvent]], None], head: int,
-                   on_config: Callable[[], None], on_remote: Callable[[], None] = lambda: None,
-                   ) -> Callable[[list[StoredEvent]], None]:
+    def start_live(self, publish: Publish, head: int, on_config: Callable[[], None],
+                   on_remote: Callable[[], None]) -> Publish:
         """Feed `publish` with every replica's commits in seq order (the live tail), call
         `on_remote` after events read from the table (other replicas' commits) and
         `on_config` when another replica changes the configuration. Returns what the
@@ -152,7 +138,7 @@ class PgStore(PgMaintenance, EventReadSql, TodoReadSql, DeliveryReadSql, Store):
             while True:
                 await asyncio.sleep(self.options.poll_s)  # the fallback poll's period
                 try:
-                    version = await self.config_version()
+                    version = await self.config.version()
                 except Exception:
                     log.exception("could not read the configuration version")
                     continue
@@ -164,7 +150,8 @@ class PgStore(PgMaintenance, EventReadSql, TodoReadSql, DeliveryReadSql, Store):
                                  (head_channel, config_channel), signal)
         self._tasks += [
             asyncio.create_task(self.listener.run(), name="pg-listener"),
-            asyncio.create_task(tail.run(self.last_seq, self.options.poll_s), name="pg-tail"),
+            asyncio.create_task(tail.run(self.events.last_seq, self.options.poll_s),
+                                name="pg-tail"),
             asyncio.create_task(poll_config(), name="pg-config-poll"),
         ]
         return tail.committed

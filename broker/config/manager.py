@@ -1,5 +1,5 @@
-"""Configuration objects (routes, queues, subscriptions, actions, ...) from opsbus.toml
-and the API: validated by kind, kept in the store, hot-reloaded when the file changes."""
+"""The configuration manager: objects from opsbus.toml and the API, validated by kind,
+written through the bus, hot-reloaded when the file changes, announced to listeners."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from broker.config.repository import ConfigObject, ConfigRepository
 from broker.errors import Conflict, InvalidConfig, NotFound, OpsbusError
 from broker.settings import load_config_file
-from broker.store.records import ConfigObject
 
 if TYPE_CHECKING:
-    from broker.bus import WriteContext
-    from broker.core import Broker
+    from broker.bus import Bus, WriteContext
+    from broker.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,10 @@ class Kind:
 class ConfigManager:
     """Applies configuration to the store and tells listeners (the router, dispatchers)."""
 
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
-        self.clock = broker.clock
+    def __init__(self, repo: ConfigRepository, bus: Bus, clock: Clock) -> None:
+        self.repo = repo
+        self.bus = bus
+        self.clock = clock
         self.kinds: dict[str, Kind] = {}
         self.listeners: list[Callable[[list[ConfigObject]], None]] = []
         self.objects: list[ConfigObject] = []
@@ -118,13 +119,14 @@ class ConfigManager:
         # still writing it) would apply a file nobody checked.
         doc = load_config_file(path)
         parsed = self.parse_document(doc, path)
-        existing = await self.broker.store.list_config()
+        existing = await self.repo.objects()
 
-        async def apply(ctx: Any) -> None:
+        async def apply(ctx: WriteContext) -> None:
+            writes = self.repo.writes(ctx.transaction)
             wanted = {(kind, spec["name"]) for kind, specs in parsed.items() for spec in specs}
             for obj in existing:
                 if obj.origin == "file" and (obj.kind, obj.name) not in wanted:
-                    await ctx.tx.delete_config(obj.kind, obj.name)
+                    await writes.delete(obj.kind, obj.name)
             current = {(o.kind, o.name): o for o in existing}
             for kind, specs in parsed.items():
                 for spec in specs:
@@ -133,10 +135,10 @@ class ConfigManager:
                         log.warning("%s %r from %s replaces the one created through the API",
                                     self.kinds[kind].singular, spec["name"], path)
                     if old is None or old.spec != spec or old.origin != "file":
-                        await ctx.tx.put_config(kind, spec["name"], spec, "file",
-                                                self.clock.stamp())
+                        await writes.put(kind, spec["name"], spec, "file",
+                                         self.clock.stamp())
 
-        await self.broker.bus.run(apply)
+        await self.bus.run(apply)
         self.file_sections = {k: v for k, v in doc.items() if k in FILE_SECTIONS_NOT_OBJECTS}
         self.path = str(path)
         self.last_error = self.last_error_at = None
@@ -148,7 +150,7 @@ class ConfigManager:
         # Serialised, and each refresh reads after the previous one has finished: two
         # concurrent changes can then never leave the older snapshot installed last.
         async with self._refresh_lock:
-            self.objects = await self.broker.store.list_config()
+            self.objects = await self.repo.objects()
             for listener in self.listeners:
                 try:
                     listener(self.objects)
@@ -183,17 +185,17 @@ class ConfigManager:
         normalised = self.validate(kind, spec)
 
         async def write(ctx: WriteContext) -> tuple[ConfigObject, bool]:
-            old = await self.broker.store.get_config(kind, normalised["name"])
+            old = await self.repo.get(kind, normalised["name"])
             if old is not None and old.origin == "file":
                 raise Conflict(
                     f"{self.kind(kind).singular} {normalised['name']!r} is defined in the"
                     " config file; edit the file instead"
                 )
-            obj = await ctx.tx.put_config(kind, normalised["name"], normalised, "api",
-                                          self.clock.stamp())
+            obj = await self.repo.writes(ctx.transaction).put(
+                kind, normalised["name"], normalised, "api", self.clock.stamp())
             return obj, old is None
 
-        result = await self.broker.bus.run(write)
+        result = await self.bus.run(write)
         await self.refresh()
         return result
 
@@ -206,9 +208,9 @@ class ConfigManager:
             )
 
         async def write(ctx: WriteContext) -> bool:
-            return await ctx.tx.delete_config(kind, name)
+            return await self.repo.writes(ctx.transaction).delete(kind, name)
 
-        await self.broker.bus.run(write)
+        await self.bus.run(write)
         await self.refresh()
 
     def start_watching(self, path: str | Path) -> None:

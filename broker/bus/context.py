@@ -1,0 +1,253 @@
+"""The write context: the one way into the store. A unit of work run by the bus gets one
+inside the writer's transaction, and it offers exactly three things: publish an event
+(with its cause), hand a stored event to a target, run something after commit.
+Features write their own records through their repository (`repo.writes(ctx.transaction)`)
+in the same transaction; routing, target hits and lineage stay behind this API."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from broker.bus.lineage import (
+    LOOP_SOURCE,
+    LOOP_TYPE,
+    DescendantBudget,
+    loop_notice,
+    with_lineage,
+)
+from broker.bus.log import (
+    AppendResult,
+    EventLog,
+    StoredEvent,
+    TargetRecord,
+    canonical,
+    digest_of,
+)
+from broker.events import new_event
+from broker.store.transaction import Transaction
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """What routing did with one event: the routes it matched and the target hits."""
+
+    routes: tuple[str, ...]
+    hits: list[TargetRecord]
+
+
+class Routing(Protocol):
+    """What the write path asks of routing (`broker.routing.Router` provides it)."""
+
+    async def route(self, ctx: WriteContext, stored: StoredEvent) -> Routed:
+        """Evaluate the routes for a just-appended event and act on every target hit."""
+        ...
+
+    async def hand_over(self, ctx: WriteContext, stored: StoredEvent, target: str,
+                        via: str) -> TargetRecord:
+        """Act on one `kind:name` target for `stored`, as if route `via` had hit it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """What publishing one event did."""
+
+    seq: int
+    """The stored seq (the original one for a duplicate; 0 when dropped)."""
+    duplicate: bool = False
+    conflict: bool = False
+    """A duplicate whose content differs from the stored event's."""
+    dropped: bool = False
+    """Not stored: its root event had used its descendant budget."""
+    stored: StoredEvent | None = None
+    """The stored event, when this call stored it."""
+
+
+class WriteContext:
+    """What a unit of work sees inside the writer's transaction."""
+
+    def __init__(self, transaction: Transaction, events: EventLog, routing: Routing,
+                 recvtime: str, max_descendants: int) -> None:
+        self.transaction = transaction
+        """Hand it to a repository (`repo.writes(ctx.transaction)`) to write in it."""
+        self.recvtime = recvtime
+        """The clock's reading for this transaction: every event appended in it was
+        received then."""
+        self._log = events
+        self._writes = events.writes(transaction)
+        self._routing = routing
+        self._committed: list[StoredEvent] = []
+        self._after_commit: list[Callable[[], None]] = []
+        self._routes: list[tuple[int, tuple[str, ...]]] = []
+        self._hits: list[TargetRecord] = []
+        self._budget = DescendantBudget(max_descendants, self._writes.root_use)
+
+    # -- the public write API ---------------------------------------------------------
+    async def publish(self, event: dict[str, Any], *, cause: StoredEvent | None = None,
+                      fresh_root: bool = False) -> Publication:
+        """Append `event` (already validated) and route it, in this transaction.
+
+        With `cause` the event is derived: it gets causationid, the inherited
+        correlationid and a hop count, and counts against its root event's descendant
+        budget; past that budget it is not stored (`dropped`) and the root's one loop
+        notice is published instead. `fresh_root`: an operator's act (a re-emit, a quick
+        action's result) keeps the lineage attributes but starts a budget of its own."""
+        root = 0
+        if cause is not None:
+            event = with_lineage(event, cause.event)
+            if not fresh_root:
+                root = cause.lineage_root
+                if not await self._budget.take(root):
+                    await self.loop_notice(cause, "descendant_limit", self._budget.limit,
+                                           event=event)
+                    return Publication(0, dropped=True)
+        return await self._append(event, root)
+
+    async def publish_batch(self, events: list[dict[str, Any]]) -> list[Publication]:
+        """Append and route a publisher's batch (roots, already validated), in order."""
+        items = [(event, raw, digest_of(raw))
+                 for event, raw in ((event, canonical(event)) for event in events)]
+        results = await self._writes.append_many(items, self.recvtime)
+        answers = []
+        for (event, raw, _), result in zip(items, results, strict=True):
+            stored = None
+            if not result.duplicate:
+                stored = await self._stored(result.seq, raw, event, 0)
+            answers.append(_publication(result, stored))
+        return answers
+
+    async def hand_over(self, stored: StoredEvent, target: str, *, via: str
+                        ) -> dict[str, Any]:
+        """Hand a stored event to one target (`queue:deadletter`) as route `via` would,
+        recording the hit with the event; returns the target's detail."""
+        record = await self._routing.hand_over(self, stored, target, via)
+        self._hits.append(record)
+        return record.detail
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once this transaction has committed (e.g. wake a dispatcher).
+        It runs on the event loop, after the commit is durable."""
+        self._after_commit.append(callback)
+
+    @asynccontextmanager
+    async def attempt(self, *, savepoint: bool = True) -> AsyncIterator[None]:
+        """A step that is undone as a whole if it raises: its writes (in a savepoint)
+        and what it published, recorded or scheduled in this context. `savepoint=False`
+        for steps that write nothing (two statements saved per step)."""
+        mark = self._mark()
+        try:
+            if savepoint:
+                async with self.transaction.savepoint():
+                    yield
+            else:
+                yield
+        except BaseException:
+            self._undo(mark)
+            raise
+
+    async def loop_notice(self, at: StoredEvent, reason: str, limit: int, *,
+                          event: dict[str, Any] | None = None) -> None:
+        """Publish the root's one `opsbus.loop.detected`, the first time its chain is
+        cut: `at` is the stored event where it was cut (routing found it over the hop
+        limit), or the cause of `event`, a derived event that was not stored."""
+        root = at.lineage_root
+        if not await self._budget.first_notice(root):
+            return
+        chain = await self.causal_chain(at)
+        cut = event if event is not None else at.event
+        first = chain[0] if chain else {}
+        data = loop_notice(reason=reason, limit=limit, event=cut,
+                           seq=None if event is not None else at.seq,
+                           root={"seq": root, "id": first.get("id"), "type": first.get("type")},
+                           chain=chain)
+        notice = new_event(type=LOOP_TYPE, source=LOOP_SOURCE, subject=str(cut.get("type")),
+                           time=self.recvtime, data=data, causationid=str(at.event["id"]),
+                           correlationid=str(at.event.get("correlationid") or at.event["id"]),
+                           hopcount=0)
+        log.warning("loop detected (%s) at seq %s (%s): %s", reason, at.seq, cut.get("type"),
+                    " -> ".join("/".join(c["routes"]) or c["type"] for c in chain))
+        # Counted against the same root (first_notice did), so the notice's own
+        # descendants stay within its budget.
+        await self._append(notice, root)
+
+    async def causal_chain(self, stored: StoredEvent, limit: int = 32
+                           ) -> list[dict[str, Any]]:
+        """The events that led to `stored`, root first, with the routes each matched."""
+        chain = [stored]
+        pending = {e.event["id"]: e for e in self._committed}
+        current = stored
+        while len(chain) < limit:
+            cause_id = current.event.get("causationid")
+            if not cause_id:
+                break
+            parent = pending.get(cause_id)
+            if parent is None:
+                found = await self._log.find_by_id(str(cause_id))
+                parent = found[-1] if found else None
+            if parent is None:
+                break
+            chain.append(parent)
+            current = parent
+        return [{"seq": e.seq, "id": e.event["id"], "type": e.event["type"],
+                 "routes": list(e.routes)} for e in reversed(chain)]
+
+    # -- for the writer ----------------------------------------------------------------
+    async def _append(self, event: dict[str, Any], root: int) -> Publication:
+        raw = canonical(event)
+        result = await self._writes.append(event, raw, self.recvtime, digest_of(raw), root)
+        stored = None if result.duplicate else await self._stored(result.seq, raw, event,
+                                                                    root)
+        return _publication(result, stored)
+
+    async def _stored(self, seq: int, raw: bytes, event: dict[str, Any], root: int
+                      ) -> StoredEvent:
+        self._budget.appended(seq)
+        stored = StoredEvent(seq, self.recvtime, raw, (), event, root=root)
+        self._committed.append(stored)
+        routed = await self._routing.route(self, stored)
+        if routed.routes:
+            stored.routes = routed.routes
+            self._routes.append((seq, routed.routes))
+            self._hits.extend(routed.hits)
+        return stored
+
+    def _mark(self) -> tuple[int, int, int, int, int]:
+        return (len(self._committed), len(self._after_commit), len(self._routes),
+                len(self._hits), self._budget.mark())
+
+    def _undo(self, mark: tuple[int, int, int, int, int]) -> None:
+        del self._committed[mark[0]:]
+        del self._after_commit[mark[1]:]
+        del self._routes[mark[2]:]
+        del self._hits[mark[3]:]
+        self._budget.undo(mark[4])
+
+    async def _flush(self) -> None:
+        """Write what routing gathered during the transaction (once, before COMMIT)."""
+        if self._routes:
+            await self._writes.set_routes(self._routes)
+            self._routes.clear()
+        if self._hits:
+            await self._writes.add_targets(self._hits)
+            self._hits.clear()
+        changes = self._budget.changes()
+        if changes:
+            await self._writes.add_root_use(changes)
+
+    @property
+    def _committed_events(self) -> list[StoredEvent]:
+        return self._committed
+
+    @property
+    def _callbacks(self) -> list[Callable[[], None]]:
+        return self._after_commit
+
+
+def _publication(result: AppendResult, stored: StoredEvent | None) -> Publication:
+    return Publication(result.seq, result.duplicate, result.conflict, result.dropped, stored)

@@ -1,0 +1,226 @@
+"""The bus: one writer task that commits many callers' work per transaction (group commit),
+routes each event inside that transaction, then fans out after COMMIT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from broker.bus.context import Routing, WriteContext
+from broker.bus.log import EventLog
+from broker.errors import Conflict, OpsbusError, Unavailable
+
+if TYPE_CHECKING:
+    from broker.bus.log import StoredEvent
+    from broker.clock import Clock
+    from broker.hub import Hub
+    from broker.store.transaction import Transaction
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+Transform = Callable[[dict[str, Any]], dict[str, Any] | None]
+"""Enriches an event before it is stored, or drops it (None)."""
+UnitOfWork = Callable[[WriteContext], Awaitable[T]]
+"""What callers hand the writer: work done inside its transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The answer to a publisher for one event."""
+
+    seq: int
+    id: str
+    duplicate: bool
+    dropped: bool = False
+    """A plugin transform dropped the event: nothing was stored (seq is 0)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        answer = {"seq": self.seq, "id": self.id, "duplicate": self.duplicate}
+        if self.dropped:
+            answer["dropped"] = True
+        return answer
+
+
+class Transforms:
+    """The chain of plugin transforms every published event passes, in order (the plugin
+    host replaces it whole when plugins or `[plugins] transforms` change)."""
+
+    def __init__(self) -> None:
+        self.chain: tuple[Transform, ...] = ()
+
+    def replace(self, chain: list[Transform]) -> None:
+        self.chain = tuple(chain)
+
+    def apply(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """The event after each transform in order; None once one drops it."""
+        result = event
+        for transform in self.chain:
+            out = transform(result)
+            if out is None:
+                return None
+            result = out
+        return result
+
+
+@dataclass(eq=False)
+class _Work(Generic[T]):
+    fn: UnitOfWork[T]
+    size: int
+    future: asyncio.Future[T] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Bus:
+    """Publish events and run units of work through the single writer: the one way
+    anything is written."""
+
+    def __init__(self, events: EventLog,
+                 transaction: Callable[[], AbstractAsyncContextManager[Transaction]],
+                 routing: Routing, hub: Hub, clock: Clock, *, max_batch: int = 2000,
+                 max_descendants: int = 100) -> None:
+        self._events = events
+        self._transaction = transaction
+        self._routing = routing
+        self._hub = hub
+        self._clock = clock
+        self.max_batch = max_batch
+        self.max_descendants = max_descendants
+        self.transforms = Transforms()
+        self._queue: asyncio.Queue[_Work[Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.commits = 0
+        self.events_committed = 0
+        self.observe_ingest: Callable[[float], None] = _ignore
+        """Seconds from publish to its commit (a metrics histogram's observe)."""
+        self.observe_commit: Callable[[float], None] = _ignore
+        """Seconds one group transaction took, from begin to commit."""
+        self.fanout: Callable[[list[StoredEvent]], None] = hub.publish
+        """Takes each committed batch: the hub, or the backend's live tail when several
+        processes share the store (`Backend.start_live`)."""
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._writer(), name="opsbus-writer")
+
+    async def stop(self) -> None:
+        """Refuse new work, commit what is queued, then stop the writer."""
+        self._stopping = True
+        if self._task is not None:
+            await self._queue.put(_Work(_stop_marker, 0))
+            await self._task
+            self._task = None
+
+    async def run(self, fn: UnitOfWork[T], size: int = 1) -> T:
+        """Run `fn` inside the next group transaction; returns once it has committed.
+        If `fn` raises, its own writes are rolled back and the error is re-raised here;
+        the other work in the group is unaffected."""
+        if self._stopping or self._task is None:
+            raise Unavailable("the broker is shutting down")
+        work: _Work[T] = _Work(fn, size)
+        self._queue.put_nowait(work)
+        return await work.future
+
+    async def publish(self, events: list[dict[str, Any]]) -> list[Published]:
+        """Append and route validated events as one all-or-nothing unit. Plugin transforms
+        run first, here and not in the writer, so a slow or failing one only costs its
+        own publisher (an OpsbusError naming the plugin fails just this publish)."""
+        started = perf_counter()
+        if not self.transforms.chain:
+            answers = await self._append(events)
+            self.observe_ingest(perf_counter() - started)
+            return answers
+        shaped = [self.transforms.apply(event) for event in events]
+        kept = [event for event in shaped if event is not None]
+        appended = iter(await self._append(kept) if kept else [])
+        self.observe_ingest(perf_counter() - started)
+        return [Published(0, str(original["id"]), False, dropped=True) if event is None
+                else next(appended) for event, original in zip(shaped, events, strict=True)]
+
+    async def _append(self, events: list[dict[str, Any]]) -> list[Published]:
+        async def append_all(ctx: WriteContext) -> list[Published]:
+            answers = []
+            results = await ctx.publish_batch(events)
+            for index, (event, result) in enumerate(zip(events, results, strict=True)):
+                if result.conflict:
+                    raise Conflict(
+                        f"an event with source {event['source']!r} and id {event['id']!r}"
+                        f" is already stored (seq {result.seq}) with different content",
+                        seq=result.seq, index=index if len(events) > 1 else None,
+                    )
+                answers.append(Published(result.seq, str(event["id"]), result.duplicate))
+            return answers
+
+        return await self.run(append_all, size=len(events))
+
+    async def _writer(self) -> None:
+        while True:
+            group = [await self._queue.get()]
+            size = group[0].size
+            while size < self.max_batch and not self._queue.empty():
+                work = self._queue.get_nowait()
+                group.append(work)
+                size += work.size
+            stop = any(w.fn is _stop_marker for w in group)
+            group = [w for w in group if w.fn is not _stop_marker]
+            if group:
+                await self._commit_group(group)
+            if stop and self._queue.empty():
+                return
+
+    async def _commit_group(self, group: list[_Work[Any]]) -> None:
+        outcomes: list[tuple[_Work[Any], Any, BaseException | None]] = []
+        started = perf_counter()
+        try:
+            async with self._transaction() as tx:
+                ctx = WriteContext(tx, self._events, self._routing, self._clock.stamp(),
+                                   self.max_descendants)
+                for work in group:
+                    try:
+                        async with ctx.attempt():
+                            result = await work.fn(ctx)
+                        outcomes.append((work, result, None))
+                    except Exception as exc:  # one caller's failure is not the group's
+                        if not isinstance(exc, OpsbusError):
+                            log.exception("unexpected error in a write")
+                        outcomes.append((work, None, exc))
+                await ctx._flush()
+        except Exception as exc:
+            log.exception("commit failed")
+            for work in group:
+                if not work.future.done():
+                    work.future.set_exception(
+                        Unavailable(f"the store could not commit: {exc}")
+                    )
+            return
+        self.observe_commit(perf_counter() - started)
+        committed = ctx._committed_events
+        self.commits += 1
+        self.events_committed += len(committed)
+        self.fanout(committed)
+        for work, result, error in outcomes:
+            if work.future.done():
+                continue
+            if error is None:
+                work.future.set_result(result)
+            else:
+                work.future.set_exception(error)
+        for callback in ctx._callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback failed")
+
+
+async def _stop_marker(ctx: WriteContext) -> None:
+    return None
+
+
+def _ignore(_seconds: float) -> None:
+    """The default observer: metrics are off."""

@@ -1,0 +1,129 @@
+"""The router: the live route table and the target handlers, evaluated inside the
+writer's transaction for every appended event (the write path's `Routing`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from broker.bus.context import Routed
+from broker.bus.lineage import over_hop_limit
+from broker.bus.log import StoredEvent, TargetRecord
+from broker.config.repository import ConfigObject
+from broker.errors import OpsbusError
+from broker.routing.index import RouteIndex
+from broker.routing.routes import CompiledRoute, compile_route, parse_target
+
+if TYPE_CHECKING:
+    from broker.bus.context import WriteContext
+
+log = logging.getLogger(__name__)
+
+TargetHandler = Callable[["WriteContext", StoredEvent, str, str],
+                         Awaitable[dict[str, Any] | None]]
+"""(ctx, event, route name, target name) -> detail recorded with the target hit."""
+
+RouteContributor = Callable[[list[ConfigObject]], Iterable[CompiledRoute]]
+
+
+class Router:
+    """The live route table and the handlers that act on each target kind; the features
+    register their target kinds at start-up."""
+
+    def __init__(self, hop_limit: int = 8) -> None:
+        self.hop_limit = hop_limit
+        self.routes: tuple[CompiledRoute, ...] = ()
+        self._handlers: dict[str, TargetHandler] = {}
+        self._contributors: list[RouteContributor] = []
+        self._index: RouteIndex | None = None
+        self._writers: set[str] = set()
+
+    def register_target(self, kind: str, handler: TargetHandler, *,
+                        writes: bool = True) -> None:
+        """Act on `kind:<name>` targets inside the event's transaction. A handler that
+        `writes` to the store runs in its own savepoint, so its failure undoes only its
+        own work; one that only schedules after-commit work needs none (the savepoint
+        would cost two statements per target hit)."""
+        self._handlers[kind] = handler
+        if writes:
+            self._writers.add(kind)
+        else:
+            self._writers.discard(kind)
+
+    def add_contributor(self, contributor: RouteContributor) -> None:
+        """Add implicit routes computed from configuration (e.g. subscription filters)."""
+        self._contributors.append(contributor)
+
+    def load(self, objects: list[ConfigObject]) -> None:
+        """Recompile the table from the stored configuration; swapped in atomically."""
+        table: list[CompiledRoute] = []
+        for obj in objects:
+            if obj.kind == "routes" and obj.spec.get("enabled", True):
+                try:
+                    table.append(compile_route(obj.spec))
+                except OpsbusError as exc:  # stored before a validator change
+                    log.error("route %s skipped: %s", obj.name, exc.detail)
+        for contributor in self._contributors:
+            # One feature's broken contributor must not take every route down with it.
+            try:
+                table.extend(contributor(objects))
+            except Exception:
+                log.exception("implicit routes from %r skipped", contributor)
+        self.routes = tuple(table)
+
+    def match(self, event: dict[str, Any]) -> list[CompiledRoute]:
+        """The routes an event matches, in table order, without side effects."""
+        if self._index is None or self._index.routes is not self.routes:
+            self._index = RouteIndex(self.routes)
+        return self._index.match(event)
+
+    def looping(self, event: dict[str, Any]) -> bool:
+        """True when the event's hop count is over the limit: stored, never routed."""
+        return over_hop_limit(event, self.hop_limit)
+
+    async def route(self, ctx: WriteContext, stored: StoredEvent) -> Routed:
+        """Evaluate the table for a just-appended event and act on every target hit; the
+        write context records the matched routes and hits with the event."""
+        event = stored.event
+        if self.looping(event):
+            await ctx.loop_notice(stored, "hop_limit", self.hop_limit)
+            return NOT_ROUTED
+        matched = self.match(event)
+        if not matched:
+            return NOT_ROUTED
+        # Set before acting, so a loop notice raised below shows where this event went.
+        stored.routes = tuple(dict.fromkeys(r.name for r in matched))
+        hits = []
+        for route in matched:
+            for kind, name in route.targets:
+                detail = await self._act(ctx, stored, route.name, kind, name)
+                hits.append(TargetRecord(stored.seq, route.name, f"{kind}:{name}", detail))
+        return Routed(stored.routes, hits)
+
+    async def hand_over(self, ctx: WriteContext, stored: StoredEvent, target: str,
+                        via: str) -> TargetRecord:
+        """Act on one `kind:name` target for `stored`, as if route `via` had hit it."""
+        kind, name = parse_target(target)
+        detail = await self._act(ctx, stored, via, kind, name)
+        return TargetRecord(stored.seq, via, target, detail)
+
+    async def _act(
+        self, ctx: WriteContext, stored: StoredEvent, route: str, kind: str, name: str
+    ) -> dict[str, Any]:
+        handler = self._handlers.get(kind)
+        if handler is None:
+            # Recorded, so that `GET /v1/events/{seq}` shows why nothing happened.
+            return {"skipped": f"no handler for {kind} targets is loaded"}
+        try:
+            async with ctx.attempt(savepoint=kind in self._writers):
+                return await handler(ctx, stored, route, name) or {}
+        except Exception as exc:
+            # A failing target must not lose the event: record the failure with it (what
+            # the handler wrote or published was undone with its attempt).
+            if not isinstance(exc, OpsbusError):
+                log.exception("target %s:%s failed for seq %s", kind, name, stored.seq)
+            return {"error": str(exc) or type(exc).__name__}
+
+
+NOT_ROUTED = Routed((), [])

@@ -1,0 +1,135 @@
+"""SqliteBackend: the embedded backend behind the store contract."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from broker.errors import Unavailable
+from broker.store.base import Backend
+from broker.store.migrations import migrations
+from broker.store.sqlite import lock
+from broker.store.sqlite.config import SqliteConfig
+from broker.store.sqlite.connections import ReaderPool, open_writer
+from broker.store.sqlite.delivery import SqliteDeliveries
+from broker.store.sqlite.events import SqliteEventLog
+from broker.store.sqlite.jobs import SqliteJobs
+from broker.store.sqlite.maintenance import (
+    DEFAULT_WAL_MAX_BYTES,
+    SqliteMaintenance,
+    WalGuard,
+    refuse_newer_schema,
+)
+from broker.store.sqlite.todos import SqliteSilences, SqliteTodos
+from broker.store.sqlite.transaction import SqliteTransaction
+from broker.store.transaction import Transaction
+
+log = logging.getLogger(__name__)
+
+
+class SqliteBackend(SqliteMaintenance, Backend):
+    """The embedded store: one SQLite file in WAL mode, one writer connection (the bus's
+    group commit) and a small pool of readers."""
+
+    def __init__(self, path: str | Path, durability: str = "full",
+                 wal_max_bytes: int = DEFAULT_WAL_MAX_BYTES) -> None:
+        self.path = Path(path)
+        self.durability = durability
+        self._wal = WalGuard(self.path, wal_max_bytes)
+        self._writer: sqlite3.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._readers = ReaderPool(self.path)
+        self.events = SqliteEventLog(self._readers)
+        self.config = SqliteConfig(self._readers)
+        self.todos = SqliteTodos(self._readers)
+        self.silences = SqliteSilences(self._readers)
+        self.deliveries = SqliteDeliveries(self._readers)
+        self.jobs = SqliteJobs(self._readers)
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire(self.path)
+        try:
+            self._writer = open_writer(self.path, self.durability)
+            self._wal.attach(self._writer)
+            self._migrate(self._writer)
+            await self._readers.open()
+        except BaseException:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            lock.release(self.path)
+            raise
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        (current,) = conn.execute("PRAGMA user_version").fetchone()
+        refuse_newer_schema(current, self.path)
+        pending = [m for m in migrations("sqlite") if m[0] > current]
+        if not pending:
+            return
+        # Foreign keys are off while a migration rebuilds a table (SQLite's documented
+        # way; the pragma cannot change inside a transaction) and checked before COMMIT.
+        conn.execute("PRAGMA foreign_keys=OFF")
+        try:
+            for version, name, sql in pending:
+                log.info("applying migration %s", name)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _split_sql(sql):
+                        conn.execute(statement)
+                    broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration {name} breaks foreign keys: {broken[:5]}")
+                    conn.execute(f"PRAGMA user_version={version}")
+                    conn.execute("COMMIT")
+                except Exception:
+                    conn.execute("ROLLBACK")
+                    raise
+        finally:
+            conn.execute("PRAGMA foreign_keys=ON")
+
+    async def close(self) -> None:
+        async with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+                lock.release(self.path)
+            self._wal.close()
+        await self._readers.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self._write_lock:
+            conn = self._writer
+            if conn is None:
+                raise Unavailable("the store is closed")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield SqliteTransaction(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            # fsync happens here; run it off the loop so requests keep arriving and the
+            # next group forms while this one hits the disk. A cancellation must not
+            # release the writer while COMMIT is still running on the connection.
+            commit = asyncio.ensure_future(asyncio.to_thread(conn.execute, "COMMIT"))
+            try:
+                await asyncio.shield(commit)
+            except asyncio.CancelledError:
+                await asyncio.wait([commit])
+                raise
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            await self._wal.after_commit()
+
+
+def _split_sql(script: str) -> Sequence[str]:
+    """Statements of a migration file (they contain no semicolons inside literals)."""
+    lines = [ln for ln in script.splitlines() if not ln.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

@@ -1,0 +1,23 @@
+"""The write transaction every repository writes in: opaque to the features that use it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractAsyncContextManager
+
+
+class Transaction(ABC):
+    """One write transaction of a backend, opened by the bus's writer for a group of
+    units of work and committed (durably) when they are done.
+
+    Features never look inside it: they hand it to their repository (`repo.writes(tx)`),
+    which opens its write half on it. Write methods are coroutines, so a backend may run
+    its statements on a connection's own thread or over the network; nothing may assume
+    they run on the event loop's thread. A backend shared by several processes decides
+    claims and leases inside the transaction (row locks, `FOR UPDATE SKIP LOCKED`), so
+    a row a write method returned stays decided until the transaction ends.
+    """
+
+    @abstractmethod
+    def savepoint(self) -> AbstractAsyncContextManager[None]:
+        """A nested savepoint: what is written inside it is undone if the block raises."""
