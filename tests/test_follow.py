@@ -132,3 +132,31 @@ async def test_the_hub_hands_out_batches_in_seq_order_whatever_the_writer_gave(
     broker.hub.publish([more[1]])                # already fanned out: never again
     assert [e.seq for e in await anext(reader)] == [e.seq for e in more]
     await reader.aclose()
+
+
+async def test_a_batch_after_a_gap_sends_readers_to_the_store_for_the_gap(broker: Broker):
+    # Commits made by another process on a shared database are not fanned out here: a
+    # local batch that does not follow the hub's head must not be handed out before them.
+    reader = follow(broker.store.events, broker.hub, 0, buffer=64, heartbeat=0.05)
+    assert await anext(reader) == []
+    sent = await publish(broker, 2)
+    assert [e.seq for e in await anext(reader)] == sent
+    elsewhere = await commit_without_fan_out(broker, 3)  # as another process would
+    local = await commit_without_fan_out(broker, 2)
+    broker.hub.publish(local)
+    got: list[int] = []
+    while len(got) < 5:
+        got += [e.seq for e in await anext(reader)]
+    assert got == [e.seq for e in elsewhere + local]
+    assert broker.hub.overflows == 1
+    await reader.aclose()
+
+
+async def test_a_commit_reported_by_another_process_reaches_live_readers(broker: Broker):
+    reader = follow(broker.store.events, broker.hub, 0, buffer=64, heartbeat=0.05)
+    assert await anext(reader) == []
+    elsewhere = await commit_without_fan_out(broker, 2)
+    broker.hub.behind(elsewhere[-1].seq)  # what Backend.watch reports on PostgreSQL
+    assert [e.seq for e in await anext(reader)] == [e.seq for e in elsewhere]
+    assert broker.hub.head == elsewhere[-1].seq
+    await reader.aclose()
