@@ -153,7 +153,7 @@ class Hub:
             batch = [e for e in batch if e.seq > self.head]
             if not batch:
                 return
-        gap = self.head and batch[0].seq > self.head + 1
+        gap = batch[0].seq > self.head + 1
         self.head = batch[-1].seq
         if gap:
             # Seqs below this batch committed elsewhere (another process on the same
@@ -164,15 +164,6 @@ class Hub:
             return
         for sub in self._subscribers:
             sub.push(batch)
-
-    def behind(self, head: int) -> None:
-        """Events up to `head` were committed by another process on the same database:
-        every reader catches up from the store (by seq) and rejoins live."""
-        if head <= self.head:
-            return
-        self.head = head
-        for sub in list(self._subscribers):
-            sub.resync()
 
     async def tick(self, interval: float = 0.25) -> None:
         """Wake subscribers idle longer than their timeout (heartbeats): one timer for

@@ -150,13 +150,3 @@ async def test_a_batch_after_a_gap_sends_readers_to_the_store_for_the_gap(broker
     assert got == [e.seq for e in elsewhere + local]
     assert broker.hub.overflows == 1
     await reader.aclose()
-
-
-async def test_a_commit_reported_by_another_process_reaches_live_readers(broker: Broker):
-    reader = follow(broker.store.events, broker.hub, 0, buffer=64, heartbeat=0.05)
-    assert await anext(reader) == []
-    elsewhere = await commit_without_fan_out(broker, 2)
-    broker.hub.behind(elsewhere[-1].seq)  # what Backend.watch reports on PostgreSQL
-    assert [e.seq for e in await anext(reader)] == [e.seq for e in elsewhere]
-    assert broker.hub.head == elsewhere[-1].seq
-    await reader.aclose()

@@ -95,7 +95,7 @@ class DeliveryService:
 
     # -- services -------------------------------------------------------------------
     async def run_push(self) -> None:
-        self.controls = await self.repo.controls()
+        await self.refresh_controls()
         await self.push.run()
 
     async def run_sweeper(self) -> None:

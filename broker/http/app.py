@@ -27,7 +27,7 @@ ROUTE_MODULES = (
     "broker.http.sources",
     "broker.http.plugins",
     "broker.http.proxy",
-    "broker.http.routes_test",
+    "broker.http.route_preview",
     "broker.http.openapi",
     "broker.http.clock",
     "broker.http.admin",
