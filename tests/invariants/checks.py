@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from broker.lineage import hop_count
-
+from broker.bus.lineage import hop_count
 from broker.settings import Settings
 from broker.timeutil import parse_rfc3339, to_rfc3339
 from tests.invariants import scenario
