@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +42,9 @@ def set_aside(db: Path) -> Path | None:
     kept: Path | None = None
     stamp = _stamp()
     if db.exists():
-        conn = sqlite3.connect(db, isolation_level=None)
-        try:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            conn.close()
+        from broker.store.sqlite.maintenance import fold_wal
+
+        fold_wal(db)
         kept = db.with_name(f"{db.name}.before-restore-{stamp}")
         db.replace(kept)
     # A log without its database (or one left after the checkpoint) must not meet the

@@ -75,6 +75,16 @@ def refuse_newer_schema(version: int, where: object) -> None:
             f" newer one", schema_version=version, supported=latest)
 
 
+def fold_wal(path: Path) -> None:
+    """Checkpoint the write-ahead log into the database file and truncate it, so the
+    file is complete on its own (before it is moved aside)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout=10000")
