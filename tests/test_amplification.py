@@ -18,10 +18,11 @@ from tests.delivery_support import Receiver, call, eventually, publish, put_obje
 LIMIT = 4
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    folder: Path = tmp_path_factory.mktemp("amplification")
-    proc = BrokerProcess(folder / "data", args=[
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
+    # One broker per test: a catch-all subscription left by another test would take
+    # this test's events too.
+    proc = BrokerProcess(tmp_path / "data", args=[
         "--allow-private-targets", "--delivery-poll-s", "0.1", "--durability", "normal",
         "--max-descendants", str(LIMIT)]).start()
     try:

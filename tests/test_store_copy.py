@@ -16,7 +16,7 @@ from broker.cli.up import SAMPLES, load_samples
 from broker.store.postgres import log as pglog
 from broker.store.postgres.connection import PgOptions, connect
 from broker.store.postgres.copy import copy_sqlite_to_postgres
-from broker.store.sqlite import SqliteStore
+from broker.store.sqlite import SqliteBackend
 from tests.broker_process import ROOT, BrokerProcess
 from tests.pg_support import pg_url  # noqa: F401  (fixture)
 from tests.pg_writer import new_event
@@ -71,7 +71,7 @@ async def test_the_sample_day_moves_with_items_and_configuration(
 
 async def test_100k_events_copy_and_the_log_continues(tmp_path: Path, pg_url: str  # noqa: F811
                                                       ) -> None:
-    store = SqliteStore(tmp_path / "opsbus.db", "off")
+    store = SqliteBackend(tmp_path / "opsbus.db", "off")
     await store.open()
     try:
         for start in range(0, 100_000, 5000):
@@ -81,7 +81,7 @@ async def test_100k_events_copy_and_the_log_continues(tmp_path: Path, pg_url: st
                     new = new_event("copy/bench", n)
                     items.append((new.event, new.raw, new.digest))
                 day = 20 + start // 40_000  # three days: three partitions
-                await tx.append_events(items, f"2026-11-{day}T10:00:00Z")
+                await store.events.writes(tx).append_many(items, f"2026-11-{day}T10:00:00Z")
     finally:
         await store.close()
 
