@@ -1,0 +1,1 @@
+"""Who is calling: tokens, their scopes, and the principal a request acts as."""
