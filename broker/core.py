@@ -77,7 +77,7 @@ class Broker:
             section=lambda: self.config.file_sections.get("plugins", {}),
             config_file=settings.config, allow_private_targets=settings.allow_private_targets,
             max_event_bytes=settings.max_event_bytes)
-        self.proxy = Proxy(self.bus)
+        self.proxy = Proxy(self.bus, allow_private_targets=settings.allow_private_targets)
         self.todos = Todos(bus=self.bus, todos=self.store.todos, silences=self.store.silences,
                            events=self.store.events, clock=self.clock,
                            sweep_s=settings.todo_sweep_s)

@@ -1,4 +1,4 @@
-"""Outbound HTTP for webhooks, actions and plugins: one guarded client that refuses
+"""Outbound HTTP for webhooks, actions, plugins and proxy mounts: one guarded client that refuses
 link-local and cloud-metadata addresses always, and loopback/private ones unless allowed.
 
 The check runs on the address actually connected to (the connector's socket factory sees
@@ -72,6 +72,35 @@ def check_host(host: str) -> None:
         raise OutboundRefused(f"{host} is a cloud metadata host")
 
 
+def literal_address(host: str) -> IPAddress | None:
+    """The address a host names without a lookup: IPv4 and IPv6 literals, and the other
+    spellings of IPv4 the system resolver accepts (`2852039166`, `0xa9fea9fe`, `0177.1`,
+    `127.1`); None for a name that needs DNS."""
+    text = host.strip("[]").split("%", 1)[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    if text and all(ch in "0123456789abcdefxABCDEFX." for ch in text):
+        try:  # inet_aton is the parser getaddrinfo uses for numeric IPv4 hosts
+            return ipaddress.IPv4Address(socket.inet_aton(text))
+        except OSError:
+            return None
+    return None
+
+
+def target_refusal(host: str, allow_private: bool) -> str | None:
+    """Why a configured target host is forbidden before any call is made (metadata names
+    and forbidden literal addresses, however spelt), or None. Names are checked again on
+    every address they resolve to when the call connects."""
+    try:
+        check_host(host)
+    except OutboundRefused as exc:
+        return str(exc)
+    address = literal_address(host)
+    return refusal(address, allow_private) if address is not None else None
+
+
 class GuardedResolver(AbstractResolver):
     """Resolves with the default resolver, then refuses the whole answer if any address
     is forbidden (a name that also points at metadata is not one to trust)."""
@@ -109,15 +138,18 @@ _RESOLVERS: weakref.WeakKeyDictionary[aiohttp.ClientSession, GuardedResolver] = 
     weakref.WeakKeyDictionary())
 
 
-def open_session(allow_private: bool, limit: int = 100) -> aiohttp.ClientSession:
-    """The guarded session every outbound call uses; close it with `close_session`."""
+def open_session(allow_private: bool, limit: int = 100, **options: Any
+                 ) -> aiohttp.ClientSession:
+    """The guarded session every outbound call uses (webhooks, actions, plugins, proxy
+    mounts); `options` are further `ClientSession` arguments. Close it with
+    `close_session`."""
     resolver = GuardedResolver(allow_private)
     connector = aiohttp.TCPConnector(
         limit=limit, resolver=resolver, socket_factory=_socket_factory(allow_private),
         ttl_dns_cache=10,
     )
-    session = aiohttp.ClientSession(connector=connector, trust_env=False,
-                                    timeout=aiohttp.ClientTimeout(total=None))
+    options.setdefault("timeout", aiohttp.ClientTimeout(total=None))
+    session = aiohttp.ClientSession(connector=connector, trust_env=False, **options)
     _RESOLVERS[session] = resolver
     return session
 

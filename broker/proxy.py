@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import logging
 import uuid
 from collections import deque
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import aiohttp
 from yarl import URL
 
 from broker.config import ConfigObject, Kind
-from broker.errors import InvalidConfig, NotFound, OpsbusError
+from broker.errors import BadRequest, InvalidConfig, NotFound, OpsbusError
 from broker.events import new_event
+from broker.outbound import close_session, open_session, target_refusal
 from broker.routing import check_object
 from broker.templates import Template, compile_template
 
@@ -100,8 +101,11 @@ class EmitRules:
         return True
 
 
-def validate_proxy(spec: Any) -> dict[str, Any]:
-    """Check a `[[proxy]]` mount and return it normalised."""
+def validate_proxy(spec: Any, allow_private: bool = False) -> dict[str, Any]:
+    """Check a `[[proxy]]` mount and return it normalised. The upstream goes through the
+    outbound guard webhooks and actions use: never a metadata or link-local address
+    however it is spelt, loopback and private ones only with `allow_private_targets`
+    (a name is checked on what it resolves to when a call connects)."""
     name = check_object(spec, "proxy", FIELDS)
     upstream = spec.get("upstream")
     try:
@@ -111,13 +115,9 @@ def validate_proxy(spec: Any) -> dict[str, Any]:
     if not isinstance(upstream, str) or url.scheme not in ("http", "https") or not url.host:
         raise InvalidConfig(f"proxy {name}: upstream must be an http(s) URL, got {upstream!r}",
                             field="upstream")
-    try:  # a mount is reachable without a token: never to link-local or metadata addresses
-        ip = ipaddress.ip_address(url.host)
-        if ip.is_link_local or ip.is_multicast or ip.is_unspecified:
-            raise InvalidConfig(f"proxy {name}: upstream {url.host} is not a unicast address"
-                                " a proxy may forward to", field="upstream")
-    except ValueError:
-        pass
+    reason = target_refusal(url.host, allow_private)
+    if reason:
+        raise InvalidConfig(f"proxy {name}: upstream refused: {reason}", field="upstream")
     rules = validate_emit(spec.get("emit", {}), f"proxy {name}")
     capture = spec.get("capture_bodies", False)
     if not isinstance(capture, bool):
@@ -157,9 +157,34 @@ class Mount:
                    compile_template(spec["event_type"]), float(spec["timeout"]))
 
     def target(self, tail: str, query: str) -> URL:
-        """The upstream URL for `/proxy/<name>/<tail>?<query>` (tail kept encoded)."""
+        """The upstream URL for `/proxy/<name>/<tail>?<query>` (tail kept encoded; it
+        has passed `check_tail`, so the URL stays below the upstream's base path)."""
         base = str(self.upstream).rstrip("/")
         return URL(f"{base}/{tail}" + (f"?{query}" if query else ""), encoded=True)
+
+
+def check_tail(name: str, raw_tail: str) -> None:
+    """Refuse a path below a mount that could leave the upstream's base path once the
+    upstream decodes and normalises it: `.` and `..` segments (also percent-encoded, or
+    hidden behind an encoded `/`), empty segments (`//`) and backslashes, which some
+    servers read as `/`. A trailing `/` is kept: it is part of many APIs' paths."""
+    segments = raw_tail.split("/")
+    for index, segment in enumerate(segments):
+        if segment == "":
+            if index == len(segments) - 1:
+                continue
+            raise BadRequest(f"proxy {name}: empty path segment ('//') in the path",
+                             proxy=name)
+        decoded = segment
+        for _ in range(3):  # an upstream (or a proxy before it) may decode more than once
+            again = unquote(decoded)
+            if again == decoded:
+                break
+            decoded = again
+        if "\\" in decoded or any(part in (".", "..") for part in decoded.split("/")):
+            raise BadRequest(f"proxy {name}: the path may not contain '.' or '..' segments"
+                             " or backslashes (it must stay below the mount's upstream)",
+                             proxy=name)
 
 
 class BodyCapture:
@@ -262,8 +287,10 @@ class CallPublisher:
 class Proxy:
     """The mounts of one broker, the upstream session and the call publisher."""
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, allow_private_targets: bool = False) -> None:
         self.publisher = CallPublisher(bus)
+        self.allow_private = allow_private_targets
+        """Loopback and private upstreams permitted (never link-local or metadata)."""
         self.calls = self.upstream_errors = 0
         self._configured: dict[str, ConfigObject] = {}
         self._mounts: dict[str, tuple[int, Mount]] = {}
@@ -288,12 +315,17 @@ class Proxy:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            # Bytes pass through untouched: no decompression, no cookies kept, no env proxies.
-            self._session = aiohttp.ClientSession(
-                auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
-                connector=aiohttp.TCPConnector(limit=200), skip_auto_headers=("User-Agent",),
-            )
+            # The guarded session: every address connected to is checked, resolved names
+            # included. Bytes pass through untouched: no decompression, no cookies kept,
+            # no environment proxies.
+            self._session = open_session(
+                self.allow_private, limit=200, auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=("User-Agent",))
         return self._session
+
+    def validate(self, spec: Any) -> dict[str, Any]:
+        """The `proxy` kind's validator, under this broker's outbound policy."""
+        return validate_proxy(spec, self.allow_private)
 
     def record(self, mount: Mount, call: dict[str, Any]) -> None:
         """Count a finished call and queue its event when the mount's rules say so."""
@@ -313,12 +345,12 @@ class Proxy:
     async def stop(self) -> None:
         await self.publisher.close()
         if self._session is not None:
-            await self._session.close()
+            await close_session(self._session)
 
 
 def wire(proxy: Proxy, wiring: Wiring) -> None:
     """Register the `proxy` configuration kind and the background publisher."""
-    wiring.kind(Kind("proxy", "proxy mount", validate_proxy))
+    wiring.kind(Kind("proxy", "proxy mount", proxy.validate))
     wiring.on_config(proxy.on_config)
     wiring.service("proxy-publisher", proxy.publisher.run)
     wiring.on_stop(proxy.stop)

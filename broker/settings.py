@@ -55,7 +55,8 @@ class Settings:
     max_batch_commit: int = 2000
     """Most events the writer commits in one transaction."""
     allow_private_targets: bool = False
-    """Let webhooks and actions call loopback and private addresses (never link-local/metadata)."""
+    """Let webhooks, actions, plugins and proxy mounts call loopback and private addresses
+    (never link-local/metadata)."""
     delivery_poll_s: float = 1.0
     """Seconds between checks of the store for due webhook retries, action jobs and expired
     pull leases (commits wake the dispatchers at once; this bounds timer-driven work)."""

@@ -192,7 +192,7 @@ async def test_real_answers_match_the_document(broker, http):
         ("queues", {"name": "q2", "group_key": "{subject}"}),
         ("subscriptions", {"name": "s2", "type": "pull", "filter": {"exact": {"type": "x"}}}),
         ("actions", {"name": "a2", "url": "http://127.0.0.1:9/"}),
-        ("proxy", {"name": "p2", "upstream": "http://127.0.0.1:9"}),
+        ("proxy", {"name": "p2", "upstream": "http://erp.example.com:9"}),
     ):
         status, _ = await api.call("POST", f"/v1/{kind}", json=spec)
         assert status == 201, (kind, _)

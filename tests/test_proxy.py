@@ -53,7 +53,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream
            ) -> Iterator[BrokerProcess]:
     root = tmp_path_factory.mktemp("proxy")
     config = config_for(root, upstream.url, f"http://127.0.0.1:{free_port()}")
-    proc = BrokerProcess(root / "data", config=config, args=["--durability", "off"]).start()
+    proc = BrokerProcess(root / "data", config=config,
+                         args=["--durability", "off", "--allow-private-targets"]).start()
     try:
         yield proc
     finally:
@@ -191,7 +192,8 @@ async def test_unknown_mount_is_404_and_mounts_are_config_objects(broker, http):
 
 async def test_queued_call_events_survive_a_clean_shutdown(tmp_path, upstream):
     config = config_for(tmp_path, upstream.url, "http://127.0.0.1:9")
-    proc = BrokerProcess(tmp_path / "data", config=config).start()
+    proc = BrokerProcess(tmp_path / "data", config=config,
+                         args=["--allow-private-targets"]).start()
     try:
         async with aiohttp.ClientSession() as http:
             await asyncio.gather(*(

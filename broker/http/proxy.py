@@ -12,7 +12,8 @@ from multidict import CIMultiDict, MultiMapping
 
 from broker.errors import UpstreamError
 from broker.http.util import broker_of
-from broker.proxy import HOP_BY_HOP, BodyCapture, Mount, Proxy, request_id
+from broker.outbound import refused_reason
+from broker.proxy import HOP_BY_HOP, BodyCapture, Mount, Proxy, check_tail, request_id
 
 routes = web.RouteTableDef()
 
@@ -59,7 +60,8 @@ async def forward(request: web.Request) -> web.StreamResponse:
     # The raw (still percent-encoded) tail, so `%2F` reaches the upstream as sent.
     raw_path = request.rel_url.raw_path
     prefix = f"/proxy/{request.match_info['name']}"
-    raw_tail = raw_path[len(prefix):].lstrip("/") if raw_path.startswith(prefix) else tail
+    raw_tail = raw_path[len(prefix) + 1:] if raw_path.startswith(prefix + "/") else tail
+    check_tail(mount.name, raw_tail)
     rid = request_id(request.headers.get("X-Request-Id"))
     sent = BodyCapture(mount.max_body_capture if mount.capture_bodies else 0)
     received = BodyCapture(mount.max_body_capture if mount.capture_bodies else 0)
@@ -78,8 +80,13 @@ async def forward(request: web.Request) -> web.StreamResponse:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=mount.timeout),
         )
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        refused = refused_reason(exc)
+        error = refused or (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         finish(proxy, mount, call, started, sent, received, status=502, error=error)
+        if refused:
+            raise UpstreamError(f"proxy {mount.name}: the call to {mount.upstream} was refused"
+                                f" by the outbound guard ({refused})", proxy=mount.name,
+                                request_id=rid, refused=True) from None
         raise UpstreamError(f"proxy {mount.name}: the upstream {mount.upstream} could not"
                             f" be reached ({error})", proxy=mount.name, request_id=rid) from None
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
