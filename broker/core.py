@@ -60,7 +60,8 @@ class Broker:
         self.router = Router(hop_limit=settings.hop_limit)
         self.bus = Bus(self.store.events, self.store.transaction, self.router, self.hub,
                        self.clock, max_batch=settings.max_batch_commit,
-                       max_descendants=settings.max_descendants)
+                       max_descendants=settings.max_descendants,
+                       max_event_bytes=settings.max_event_bytes)
         self.config = ConfigManager(self.store.config, self.bus, self.clock)
         self.config.register_kind(Kind("routes", "route", validate_route))
         self.config.on_change(self.router.load)

@@ -29,5 +29,5 @@ async def record_request(ctx: WriteContext, cause: StoredEvent, *, source: str, 
         time=ctx.recvtime, type=RECORDED, source=source, subject=target,
         data={"target": target, "replay": cause.event.get("replay"), "request": request},
     )
-    published = await ctx.publish(event, cause=cause)
+    published = await ctx.publish(event, cause=cause, elide=True)
     return published.stored.seq if published.stored else None

@@ -188,8 +188,10 @@ class ActionRunner(StoreDispatcher):
 
         async def write(ctx: WriteContext) -> ActionJob | None:
             # An operator's quick action starts a budget of its own (like a re-emit).
+            # The request and response bodies are the broker's record of the call:
+            # elided, not refused, when they make the result too large.
             published = await ctx.publish(outcome, cause=claimed.event,
-                                          fresh_root=job.operator is not None)
+                                          fresh_root=job.operator is not None, elide=True)
             stored = published.stored
             finished = await self.repo.writes(ctx.transaction).finish(
                 job.id, job.lease or "", state, self.clock.stamp(),

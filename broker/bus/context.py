@@ -27,6 +27,7 @@ from broker.bus.log import (
     canonical,
     digest_of,
 )
+from broker.bus.sizing import elided, too_large
 from broker.events import new_event
 from broker.store.transaction import Transaction
 
@@ -73,7 +74,7 @@ class WriteContext:
     """What a unit of work sees inside the writer's transaction."""
 
     def __init__(self, transaction: Transaction, events: EventLog, routing: Routing,
-                 recvtime: str, max_descendants: int) -> None:
+                 recvtime: str, max_descendants: int, max_event_bytes: int) -> None:
         self.transaction = transaction
         """Hand it to a repository (`repo.writes(ctx.transaction)`) to write in it."""
         self.recvtime = recvtime
@@ -87,11 +88,15 @@ class WriteContext:
         self._routes: list[tuple[int, tuple[str, ...]]] = []
         self._hits: list[TargetRecord] = []
         self._budget = DescendantBudget(max_descendants, self._writes.root_use)
+        self._max_event_bytes = max_event_bytes
 
     # -- the public write API ---------------------------------------------------------
     async def publish(self, event: dict[str, Any], *, cause: StoredEvent | None = None,
-                      fresh_root: bool = False) -> Publication:
+                      fresh_root: bool = False, elide: bool = False) -> Publication:
         """Append `event` (already validated) and route it, in this transaction.
+
+        Over `max_event_bytes` (lineage attributes included) it raises TooLarge, or with
+        `elide` (the broker's own records) its largest `data` values are elided to fit.
 
         With `cause` the event is derived: it gets causationid, the inherited
         correlationid and a hop count, and counts against its root event's descendant
@@ -101,18 +106,24 @@ class WriteContext:
         root = 0
         if cause is not None:
             event = with_lineage(event, cause.event)
-            if not fresh_root:
-                root = cause.lineage_root
-                if not await self._budget.take(root):
-                    await self.loop_notice(cause, "descendant_limit", self._budget.limit,
-                                           event=event)
-                    return Publication(0, dropped=True)
-        return await self._append(event, root)
+        event, raw = self._fitted(event, elide)
+        if cause is not None and not fresh_root:
+            root = cause.lineage_root
+            if not await self._budget.take(root):
+                await self.loop_notice(cause, "descendant_limit", self._budget.limit,
+                                       event=event)
+                return Publication(0, dropped=True)
+        return await self._append(event, root, raw)
 
-    async def publish_batch(self, events: list[dict[str, Any]]) -> list[Publication]:
-        """Append and route a publisher's batch (roots, already validated), in order."""
-        items = [(event, raw, digest_of(raw))
-                 for event, raw in ((event, canonical(event)) for event in events)]
+    async def publish_batch(self, events: list[dict[str, Any]], *, elide: bool = False
+                            ) -> list[Publication]:
+        """Append and route a publisher's batch (roots, already validated), in order.
+        One event over `max_event_bytes` refuses the batch (TooLarge naming its index),
+        unless `elide` (the broker's own records: elided to fit)."""
+        items = []
+        for index, event in enumerate(events):
+            fitted, raw = self._fitted(event, elide, index if len(events) > 1 else None)
+            items.append((fitted, raw, digest_of(raw)))
         results = await self._writes.append_many(items, self.recvtime)
         answers = []
         for (event, raw, _), result in zip(items, results, strict=True):
@@ -174,7 +185,8 @@ class WriteContext:
                     " -> ".join("/".join(c["routes"]) or c["type"] for c in chain))
         # Counted against the same root (first_notice did), so the notice's own
         # descendants stay within its budget.
-        await self._append(notice, root)
+        notice, raw = self._fitted(notice, True)
+        await self._append(notice, root, raw)
 
     async def causal_chain(self, stored: StoredEvent, limit: int = 32
                            ) -> list[dict[str, Any]]:
@@ -198,8 +210,21 @@ class WriteContext:
                  "routes": list(e.routes)} for e in reversed(chain)]
 
     # -- for the writer ----------------------------------------------------------------
-    async def _append(self, event: dict[str, Any], root: int) -> Publication:
+    def _fitted(self, event: dict[str, Any], elide: bool, index: int | None = None
+                ) -> tuple[dict[str, Any], bytes]:
+        """The event as it will be stored, and its bytes: within `max_event_bytes`."""
         raw = canonical(event)
+        limit = self._max_event_bytes
+        if len(raw) <= limit:
+            return event, raw
+        if not elide:
+            raise too_large(len(raw), limit, index)
+        event = elided(event, len(raw), limit)
+        log.warning("%s %s: data elided to fit %d bytes", event.get("type"), event.get("id"),
+                    limit)
+        return event, canonical(event)
+
+    async def _append(self, event: dict[str, Any], root: int, raw: bytes) -> Publication:
         result = await self._writes.append(event, raw, self.recvtime, digest_of(raw), root)
         stored = None if result.duplicate else await self._stored(result.seq, raw, event,
                                                                     root)

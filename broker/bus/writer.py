@@ -84,7 +84,7 @@ class Bus:
     def __init__(self, events: EventLog,
                  transaction: Callable[[], AbstractAsyncContextManager[Transaction]],
                  routing: Routing, hub: Hub, clock: Clock, *, max_batch: int = 2000,
-                 max_descendants: int = 100) -> None:
+                 max_descendants: int = 100, max_event_bytes: int = 256 * 1024) -> None:
         self._events = events
         self._transaction = transaction
         self._routing = routing
@@ -92,6 +92,8 @@ class Bus:
         self._clock = clock
         self.max_batch = max_batch
         self.max_descendants = max_descendants
+        self.max_event_bytes = max_event_bytes
+        """Every event appended is held to it, whichever way it came in (bus.sizing)."""
         self.transforms = Transforms()
         self._queue: asyncio.Queue[_Work[Any]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -127,26 +129,29 @@ class Bus:
         self._queue.put_nowait(work)
         return await work.future
 
-    async def publish(self, events: list[dict[str, Any]]) -> list[Published]:
+    async def publish(self, events: list[dict[str, Any]], *, elide: bool = False
+                      ) -> list[Published]:
         """Append and route validated events as one all-or-nothing unit. Plugin transforms
         run first, here and not in the writer, so a slow or failing one only costs its
-        own publisher (an OpsbusError naming the plugin fails just this publish)."""
+        own publisher (an OpsbusError naming the plugin fails just this publish).
+        An event over `max_event_bytes` refuses the unit (TooLarge), or with `elide` (the
+        broker's own records) has its data elided to fit."""
         started = perf_counter()
         if not self.transforms.chain:
-            answers = await self._append(events)
+            answers = await self._append(events, elide)
             self.observe_ingest(perf_counter() - started)
             return answers
         shaped = [self.transforms.apply(event) for event in events]
         kept = [event for event in shaped if event is not None]
-        appended = iter(await self._append(kept) if kept else [])
+        appended = iter(await self._append(kept, elide) if kept else [])
         self.observe_ingest(perf_counter() - started)
         return [Published(0, str(original["id"]), False, dropped=True) if event is None
                 else next(appended) for event, original in zip(shaped, events, strict=True)]
 
-    async def _append(self, events: list[dict[str, Any]]) -> list[Published]:
+    async def _append(self, events: list[dict[str, Any]], elide: bool) -> list[Published]:
         async def append_all(ctx: WriteContext) -> list[Published]:
             answers = []
-            results = await ctx.publish_batch(events)
+            results = await ctx.publish_batch(events, elide=elide)
             for index, (event, result) in enumerate(zip(events, results, strict=True)):
                 if result.conflict:
                     raise Conflict(
@@ -180,7 +185,7 @@ class Bus:
         try:
             async with self._transaction() as tx:
                 ctx = WriteContext(tx, self._events, self._routing, self._clock.stamp(),
-                                   self.max_descendants)
+                                   self.max_descendants, self.max_event_bytes)
                 for work in group:
                     try:
                         async with ctx.attempt():

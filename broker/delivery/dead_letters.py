@@ -37,7 +37,9 @@ async def dead_letter(ctx: WriteContext, *, subscription: str, queue: str, deliv
               "last_error": error or delivery.last_error, "seq": event.seq,
               "event": event.event},
     )
-    published = await ctx.publish(notice, cause=event)
+    # The dead event rides along; when it makes the notice too large its data is elided
+    # (the notice's `seq` still points at it).
+    published = await ctx.publish(notice, cause=event, elide=True)
     if published.stored is None:
         return None
     await ctx.hand_over(published.stored, f"queue:{queue}", via=f"subscription:{subscription}")

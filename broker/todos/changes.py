@@ -111,7 +111,8 @@ async def record(
         data["detail"] = detail
     event = new_event(type=f"opsbus.todo.{action}", source=AUDIT_SOURCE, time=at,
                       subject=str(item.id), data=data, todoid=item.id)
-    published = await ctx.publish(event, cause=cause)
+    # A title or note can be long; the audit event is kept, elided to fit.
+    published = await ctx.publish(event, cause=cause, elide=True)
     audit_seq = None if published.dropped else published.seq
     await writes.add_history(item.id, TodoHistoryEntry(
         at, action, operator, note, event_seq, audit_seq, detail or {}))
