@@ -82,6 +82,7 @@ from urllib.parse import quote
 import orjson
 
 from broker.errors import InvalidEvent, TooLarge, UnsupportedMediaType
+from broker.numbers import NumberError, whole_number
 
 __all__ = [
     "Limits",
@@ -485,6 +486,29 @@ def _check_extension_value(name: str, value: object) -> None:
         )
 
 
+def _check_hopcount(value: object) -> None:
+    """`hopcount` bounds loops, so it must read the same everywhere: a whole number in the
+    Integer range, as an integer or (binary mode) in ASCII digits."""
+    if type(value) is int:
+        ok = 0 <= value <= _INT_MAX
+    elif type(value) is str:
+        try:
+            whole_number(value, maximum=_INT_MAX)
+            ok = True
+        except NumberError:
+            ok = False
+    else:
+        ok = False
+    if not ok:
+        shown = _show(value) if type(value) is str else _json_type(value)
+        raise InvalidEvent(f"'hopcount' must be a whole number from 0 to {_INT_MAX} (an integer"
+                           f" or ASCII digits), got {shown}", attribute="hopcount")
+
+
+_EXTENSION_CHECKS: Final[dict[str, Callable[[object], None]]] = {"hopcount": _check_hopcount}
+"""Extensions the broker itself reads, checked beyond the type system."""
+
+
 def _check_base64(value: object) -> None:
     if type(value) is not str:
         raise InvalidEvent(
@@ -537,6 +561,9 @@ def validate_event(obj: object) -> dict[str, Any]:
             _check_name(name)
             if value is not None:
                 _check_extension_value(name, value)
+                special = _EXTENSION_CHECKS.get(name)
+                if special is not None:
+                    special(value)
                 if extensions is None:
                     extensions = [name]
                 else:

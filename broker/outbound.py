@@ -26,6 +26,8 @@ import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
+from broker.numbers import whole_number_or
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
@@ -208,13 +210,19 @@ class OutboundResult:
         return self.status in (408, 429) or self.status >= 500
 
 
+RETRY_AFTER_CAP = 366 * 24 * 3600
+"""The longest `Retry-After` taken from a peer, in seconds."""
+
+
 def retry_after_seconds(value: str | None, now: float) -> float | None:
     """`Retry-After` as seconds from `now` (Unix seconds): delta-seconds or an HTTP date."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        # A year at most: the retry policy caps the wait anyway, and a peer's huge number
+        # must not reach float() or int() unchecked.
+        return float(whole_number_or(value, RETRY_AFTER_CAP, maximum=RETRY_AFTER_CAP))
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - now)
     except (TypeError, ValueError):

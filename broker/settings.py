@@ -14,6 +14,7 @@ from typing import Any
 
 from broker.errors import InvalidConfig
 from broker.filters.limits import DEFAULT_LIMITS, limits_of
+from broker.numbers import MAX_ID, NumberError, whole_number
 
 DURABILITY_LEVELS = ("full", "normal", "off")
 
@@ -106,7 +107,8 @@ class Settings:
 
     @property
     def port(self) -> int:
-        return int(self.listen.rsplit(":", 1)[1])
+        """The port of `listen`; ValueError when it is not a port number."""
+        return whole_number(self.listen.rsplit(":", 1)[1], maximum=65535)
 
     @property
     def db_path(self) -> Path:
@@ -120,8 +122,12 @@ def _coerce(name: str, raw: Any, where: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     try:
         if kind == "int":
+            if isinstance(raw, str):
+                return whole_number(raw.strip())
             if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError
+            if abs(raw) > MAX_ID:
+                raise NumberError(f"must be at most {MAX_ID}, got {raw:g}")
             return int(raw)
         if kind == "float":
             return float(raw)
@@ -135,6 +141,8 @@ def _coerce(name: str, raw: Any, where: str) -> Any:
                 return False
             raise ValueError
         return None if raw is None else str(raw)
+    except NumberError as exc:
+        raise InvalidConfig(f"{where}: {name} {exc}", field=name) from None
     except (TypeError, ValueError):
         raise InvalidConfig(f"{where}: {name} must be {kind.split(' ')[0]}, got {raw!r}") from None
 
@@ -207,12 +215,13 @@ def validate_settings(settings: Settings) -> None:
         raise InvalidConfig(f"durability must be one of {', '.join(DURABILITY_LEVELS)}",
                             field="durability")
     try:
-        port = settings.port
-    except (ValueError, IndexError):
+        settings.port  # noqa: B018 - parses the port out of listen
+    except NumberError as exc:
+        raise InvalidConfig(f"listen must be host:port; the port {exc}", field="listen"
+                            ) from None
+    except IndexError:
         raise InvalidConfig(f"listen must be host:port, got {settings.listen!r}",
                             field="listen") from None
-    if not 0 <= port <= 65535:
-        raise InvalidConfig(f"listen port out of range: {port}", field="listen")
     for name in ("max_event_bytes", "max_request_bytes", "max_batch_events", "hop_limit",
                  "max_descendants",
                  "delivery_poll_s", "delivery_concurrency", "heartbeat_s", "stream_buffer",

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from broker.errors import InvalidConfig
+from broker.numbers import whole_number_or
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _ATTRIBUTE = re.compile(r"^[a-z0-9]{1,20}$")
@@ -35,8 +36,9 @@ def lookup(event: dict[str, Any], name: str) -> Any:
         for step in name[5:].split("."):
             if isinstance(value, dict):
                 value = value.get(step)
-            elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
-                value = value[int(step)]
+            elif isinstance(value, list) and (index := whole_number_or(step, -1)) >= 0 \
+                    and index < len(value):
+                value = value[index]
             else:
                 return None
             if value is None:

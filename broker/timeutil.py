@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from broker.errors import BadRequest
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 MAX_DURATION_S = 100 * 365 * 86400
 """The longest duration accepted anywhere (100 years): longer ones are typos, and would

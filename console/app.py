@@ -22,6 +22,7 @@ from textual.worker import WorkerFailed
 
 from broker.client import OpsbusClient
 from broker.errors import Forbidden, NotFound, OpsbusError, Unauthorized
+from broker.numbers import whole_number_or
 from console.commands import ConsoleCommands
 from console.faults import FaultBudget
 from console.feed import EventFeed, head_seq
@@ -428,8 +429,8 @@ class OpsbusConsole(App[None]):
                     self.notify(f":queue {argument}: {exc}", severity="error")
                     return
                 screen.apply_command(words)
-        elif word in ("item", "event", "seq", "causal", "tree") and argument.isdigit():
-            number = int(argument)
+        elif word in ("item", "event", "seq", "causal", "tree") and (
+                number := whole_number_or(argument, -1)) >= 0:
             if word == "item":
                 self.open_item_checked(number)
             elif word in ("causal", "tree"):

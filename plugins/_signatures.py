@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from broker.plugin_host.api import Reject, SourceRequest
+from broker.plugin_host.api import Reject, SourceRequest, whole_number
 
 PRESETS: dict[str, dict[str, Any]] = {
     "github": {"header": "X-Hub-Signature-256", "prefix": "sha256="},
@@ -53,6 +53,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 """Well-known schemes. Grafana signs `{timestamp}:{body}` when a timestamp header is
 configured there: add `timestamp_header` and `signed = "{timestamp}:{body}"`."""
 
+MAX_TIMESTAMP = 10**12
+"""Unix seconds far beyond any clock (year 33658): longer text is not a timestamp."""
 ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
 PLACEHOLDER = re.compile(r"\{(body|timestamp|header\.[A-Za-z0-9_-]+)\}")
 
@@ -166,11 +168,13 @@ def verify(scheme: Scheme, request: SourceRequest, secret: str | None,
     elif scheme.timestamp_header:
         timestamp = (request.headers.get(scheme.timestamp_header) or "").strip()
     if scheme.timestamped:
-        if not timestamp.isdigit():
+        try:
+            seconds = whole_number(timestamp, maximum=MAX_TIMESTAMP)
+        except ValueError:
             where = scheme.timestamp_header or f"{scheme.header} {scheme.timestamp_prefix}"
             raise Reject(f"the request timestamp ({where}) is missing or not Unix seconds",
-                         401)
-        if abs(now() - int(timestamp)) > scheme.tolerance:
+                         401) from None
+        if abs(now() - seconds) > scheme.tolerance:
             raise Reject(f"the request timestamp is more than {scheme.tolerance:g}s away from"
                          " now (a replay, or a clock off)", 401)
     candidates = [e[len(scheme.prefix):] for e in elements if e.startswith(scheme.prefix)]

@@ -177,7 +177,8 @@ def _lookup(payload: Any, path: str) -> Any:
     for part in path.split("."):
         if isinstance(payload, dict):
             payload = payload.get(part)
-        elif isinstance(payload, list) and part.isdigit() and int(part) < len(payload):
+        elif isinstance(payload, list) and part.isascii() and part.isdigit() \
+                and len(part) < 10 and int(part) < len(payload):
             payload = payload[int(part)]
         else:
             return None

@@ -77,7 +77,9 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str,
     (["consume", "pull", "--url", DOWN], ("after --",)),
     (["tail", "-n", "0", "--url", DOWN], ("--count",)),
     (["tail", "--after", "-1", "--url", DOWN], ("--after",)),
-    (["todo", "claim", "abc"], ("invalid int",)),
+    (["todo", "claim", "abc"], ("whole number",)),
+    (["todo", "claim", "²"], ("whole number",)),
+    (["export", "--limit", "9" * 5000, "--url", DOWN], ("--limit", "at most")),
     (["replay", "/nonexistent/folder", "--url", DOWN], ("/nonexistent/folder",)),
 ])
 def test_refused_before_any_request(args: list[str], words: tuple[str, ...]) -> None:

@@ -34,7 +34,7 @@ from broker.timeutil import parse_duration
 HTTP_FIELDS = {"name", "kind", "description", "method", "url", "headers", "body",
                "content_type", "auth", "timeout", "retries", "retry_backoff", "rate"}
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
-RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
+RATE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
 RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60,
               "h": 3600, "hour": 3600}
 AUTH_FIELDS = {"bearer": {"token_env"}, "basic": {"username", "username_env", "password_env"},

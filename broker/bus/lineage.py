@@ -7,20 +7,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from broker.numbers import INT32_MAX, whole_number_or
+
 LOOP_TYPE = "opsbus.loop.detected"
 LOOP_SOURCE = "opsbus/broker"
 
 
 def hop_count(value: Any) -> int:
     """The `hopcount` extension as an int: binary-mode publishers send it as a string,
-    and a loop through a webhook that copies `ce-` headers must still be counted."""
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return 0
+    and a loop through a webhook that copies `ce-` headers must still be counted. Ingest
+    refuses anything but a whole number in the CloudEvents Integer range; an event
+    stored before that rule counts as 0."""
+    return whole_number_or(value, 0, maximum=INT32_MAX)
 
 
 def over_hop_limit(event: dict[str, Any], limit: int) -> bool:
@@ -33,7 +31,9 @@ def with_lineage(event: dict[str, Any], cause: dict[str, Any]) -> dict[str, Any]
     derived = dict(event)
     derived["causationid"] = str(cause["id"])
     derived.setdefault("correlationid", cause.get("correlationid") or str(cause["id"]))
-    derived["hopcount"] = hop_count(cause.get("hopcount")) + 1
+    # Capped: past the hop limit nothing is routed anyway, and the value must stay a
+    # CloudEvents Integer.
+    derived["hopcount"] = min(hop_count(cause.get("hopcount")) + 1, INT32_MAX)
     return derived
 
 

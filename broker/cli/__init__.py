@@ -7,10 +7,11 @@ import asyncio
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from broker import __version__
 from broker.errors import OpsbusError
+from broker.numbers import MAX_ID, NumberError, whole_number
 
 COMMAND_MODULES = (
     "broker.cli.serve",
@@ -77,6 +78,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"opsbus: {exc.filename}: {what}" if exc.filename else f"opsbus: {what}",
               file=sys.stderr)
         return EXIT_ERROR
+
+
+def whole(minimum: int = 0, maximum: int = MAX_ID) -> Callable[[str], int]:
+    """An argparse `type` for whole numbers: ASCII digits within [minimum, maximum], so a
+    wrong value is a usage error naming the argument, never a traceback."""
+    def parse(text: str) -> int:
+        try:
+            return whole_number(text, minimum=minimum, maximum=maximum)
+        except NumberError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = "whole number"  # argparse names the type in some messages
+    return parse
 
 
 def client_options(parser: argparse.ArgumentParser) -> None:

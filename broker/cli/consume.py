@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from broker.bus.lineage import hop_count
-from broker.cli import client_options, json_option
+from broker.cli import client_options, json_option, whole
 from broker.clock import SystemClock
 from broker.errors import BadRequest, Conflict, OpsbusError
+from broker.numbers import INT32_MAX
 from broker.timeutil import parse_rfc3339
 
 if TYPE_CHECKING:
@@ -48,9 +49,9 @@ def register(sub: Any) -> None:
     parser.add_argument("subscription", help="name of a pull subscription")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...",
                         help="the command and its arguments, after --")
-    parser.add_argument("--concurrency", type=int, default=1,
+    parser.add_argument("--concurrency", type=whole(1), default=1,
                         help="commands running at once (default %(default)s)")
-    parser.add_argument("--max", type=int, default=None, metavar="N",
+    parser.add_argument("--max", type=whole(1), default=None, metavar="N",
                         help="exit after N events")
     parser.add_argument("--lease", type=float, default=None, metavar="SECONDS",
                         help="lease per event (default: the subscription's)")
@@ -111,7 +112,7 @@ def result_event(output: bytes, trigger: dict[str, Any], subscription: str
     doc.setdefault("time", SystemClock().stamp())
     doc["causationid"] = str(trigger["id"])
     doc["correlationid"] = str(trigger.get("correlationid") or trigger["id"])
-    doc["hopcount"] = hop_count(trigger.get("hopcount")) + 1
+    doc["hopcount"] = min(hop_count(trigger.get("hopcount")) + 1, INT32_MAX)
     return doc
 
 

@@ -9,7 +9,7 @@ from typing import IO, Any
 
 import orjson
 
-from broker.cli import client_options
+from broker.cli import client_options, whole
 
 PAGE = 1000
 
@@ -24,8 +24,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--filter", help="CESQL expression selecting the events")
     parser.add_argument("--since", help="received at or after: a duration (24h) or RFC 3339")
     parser.add_argument("--until", help="received before: a duration (1h) or RFC 3339")
-    parser.add_argument("--after", type=int, default=0, help="start after this seq")
-    parser.add_argument("--limit", type=int, default=None, help="stop after N events")
+    parser.add_argument("--after", type=whole(), default=0, help="start after this seq")
+    parser.add_argument("--limit", type=whole(1), default=None, help="stop after N events")
     parser.add_argument("-o", "--output", type=Path,
                         help="file to write (default: standard output)")
     client_options(parser)

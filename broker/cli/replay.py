@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from broker.cli import client_options, json_option
+from broker.cli import client_options, json_option, whole
 from broker.clock import SystemClock
 from broker.errors import BadRequest, Conflict, TooLarge
 from broker.eventfiles import FileEvent
@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--live", action="store_true",
                         help="let actions and webhooks really run (sets replaylive=true)")
     parser.add_argument("--run-id", help="the replay extension's value (default: generated)")
-    parser.add_argument("--batch", type=int, default=100,
+    parser.add_argument("--batch", type=whole(1), default=100,
                         help="events per request when not paced (default %(default)s)")
     client_options(parser)
     json_option(parser)

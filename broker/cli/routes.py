@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from broker.cli import client_options, json_option
+from broker.cli import client_options, json_option, whole
 from broker.cli.output import print_json, table
 from broker.errors import BadRequest, InvalidConfig, OpsbusError
 
@@ -56,7 +56,7 @@ def register(sub: Any) -> None:
     p.add_argument("--history", metavar="SINCE",
                    help="run the draft route over events stored since SINCE (24h, RFC 3339)")
     p.add_argument("--until", help="end of the --history window")
-    p.add_argument("--limit", type=int, default=10_000,
+    p.add_argument("--limit", type=whole(1), default=10_000,
                    help="most stored events --history scans (default %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="print the summary only")
     client_options(p)

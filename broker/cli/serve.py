@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
+from broker.cli import whole
 from broker.settings import Settings, resolve_settings
 
 log = logging.getLogger("opsbus")
@@ -17,7 +19,8 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per setting, documented from the Settings field docstrings."""
     for f in fields(Settings):
         flag = "--" + f.name.replace("_", "-")
-        kind = {"int": int, "float": float}.get(str(f.type))
+        types: dict[str, Callable[[str], Any]] = {"int": whole(), "float": float}
+        kind = types.get(str(f.type))
         if str(f.type) == "bool":
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=f"(env OPSBUS_{f.name.upper()})")

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from broker.cli import client_options, json_option
+from broker.cli import client_options, json_option, whole
 from broker.cli.output import print_json, print_table
 from broker.errors import BadRequest, InvalidConfig, OpsbusError
 
@@ -37,12 +37,12 @@ def register(sub: Any) -> None:
     p = verbs.add_parser("deliveries", help="a subscription's deliveries and attempts")
     p.add_argument("name")
     p.add_argument("--state", choices=("pending", "leased", "delivered", "deadlettered"))
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--after", type=int, default=0, help="delivery id to start after")
+    p.add_argument("--limit", type=whole(1), default=50)
+    p.add_argument("--after", type=whole(), default=0, help="delivery id to start after")
     _common(p, list_deliveries)
     p = verbs.add_parser("retry", help="retry a dead-lettered delivery")
     p.add_argument("name")
-    p.add_argument("delivery", type=int)
+    p.add_argument("delivery", type=whole())
     _common(p, retry_delivery)
 
     actions = sub.add_parser("actions", help="list and apply API actions; their jobs",
@@ -57,8 +57,8 @@ def register(sub: Any) -> None:
     _common(p, apply_kind, kind="actions")
     p = verbs.add_parser("jobs", help="an action's recent jobs")
     p.add_argument("name")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--after", type=int, default=0)
+    p.add_argument("--limit", type=whole(1), default=50)
+    p.add_argument("--after", type=whole(), default=0)
     _common(p, list_jobs)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from broker.cli import client_options, json_option
+from broker.cli import client_options, json_option, whole
 from broker.errors import BadRequest
 from broker.summary import one_line
 
@@ -19,9 +19,9 @@ def register(sub: Any) -> None:
         description="Follow the event stream; reconnects and resumes after the last seq.",
     )
     parser.add_argument("--filter", help="CESQL expression, e.g. \"type LIKE 'deploy.%%'\"")
-    parser.add_argument("--after", type=int, default=None,
+    parser.add_argument("--after", type=whole(), default=None,
                         help="start after this seq (0 = from the beginning; default: now)")
-    parser.add_argument("-n", "--count", type=int, default=None,
+    parser.add_argument("-n", "--count", type=whole(1), default=None,
                         help="exit after this many events")
     client_options(parser)
     json_option(parser)

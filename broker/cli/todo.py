@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from broker.cli import client_options, json_option
+from broker.cli import client_options, json_option, whole
 from broker.cli.emit import parse_data, read_data
 from broker.cli.output import print_json, print_table
 from broker.errors import BadRequest
@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
     p.add_argument("--state", help="open, claimed, snoozed, resolved or active"
                    " (default: active)", default="active")
     p.add_argument("--owner", help="only items claimed by this operator")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=whole(1), default=50)
     p.add_argument("--all", action="store_true", help="every state")
     _common(p)
     p.set_defaults(func=todo_list)
@@ -49,7 +49,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=todo_queues)
 
     p = ops.add_parser("show", help="one item with its events and history")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=whole())
     _common(p)
     p.set_defaults(func=todo_show)
 
@@ -60,7 +60,7 @@ def register(sub: Any) -> None:
                           ("snooze", "hide an item until a time"),
                           ("reemit", "publish a copy of the item's event again")):
         p = ops.add_parser(op, help=help_text)
-        p.add_argument("id", type=int)
+        p.add_argument("id", type=whole())
         if op == "comment":
             p.add_argument("note", nargs="+", help="the comment")
         else:
@@ -72,7 +72,8 @@ def register(sub: Any) -> None:
             when.add_argument("--for", dest="for_", metavar="DURATION", help="e.g. 2h")
             when.add_argument("--until", help="RFC 3339 time")
         if op == "reemit":
-            p.add_argument("--seq", type=int, help="which of the item's events (default latest)")
+            p.add_argument("--seq", type=whole(),
+                           help="which of the item's events (default latest)")
             p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                            help="change an attribute of the copy (repeatable)")
             p.add_argument("--data", help="new data: inline JSON, @FILE or - for stdin")
@@ -98,7 +99,7 @@ def register(sub: Any) -> None:
     _common(p)
     p.set_defaults(func=silence_list)
     p = sops.add_parser("expire", help="end a silence now")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=whole())
     _common(p, operator=True)
     p.set_defaults(func=silence_expire)
 

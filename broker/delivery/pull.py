@@ -15,6 +15,7 @@ from broker.delivery.repository import DeliveryRepository
 from broker.delivery.subscriptions import Subscription, SubscriptionRegistry
 from broker.errors import BadRequest, Conflict
 from broker.metrics_delivery import DeliveryCounts
+from broker.numbers import NumberError, whole_number
 from broker.timeutil import later
 
 if TYPE_CHECKING:
@@ -24,16 +25,20 @@ if TYPE_CHECKING:
 MAX_BATCH = 100
 MAX_WAIT_S = 60.0
 MAX_LEASE_S = 12 * 3600.0
+MAX_SETTLE = 1000
+"""Most lease tokens one ack/release/reject/renew call names."""
 
 
 def lease_id(token: Any) -> int:
     """The delivery id inside a lease token (`<id>.<attempt>.<random>`)."""
     if not isinstance(token, str):
         raise BadRequest("leases must be a list of lease tokens (strings)")
-    head = token.split(".", 1)[0]
-    if not head.isdigit():
-        raise BadRequest(f"{token!r} is not a lease token", lease=token)
-    return int(head)
+    try:
+        return whole_number(token.split(".", 1)[0])
+    except NumberError:
+        shown = token if len(token) <= 60 else f"{token[:40]}… ({len(token)} characters)"
+        raise BadRequest(f"{shown!r} is not a lease token (<id>.<attempt>.<random>)",
+                         field="leases", lease=shown) from None
 
 
 def message(item: LeasedDelivery) -> dict[str, Any]:
@@ -147,7 +152,10 @@ class PullService:
         is no longer held (expired, settled, or replaced by a redelivery) nothing changes
         and Conflict names those leases."""
         if not isinstance(tokens, list) or not tokens:
-            raise BadRequest("leases must be a non-empty list of lease tokens")
+            raise BadRequest("leases must be a non-empty list of lease tokens", field="leases")
+        if len(tokens) > MAX_SETTLE:
+            raise BadRequest(f"at most {MAX_SETTLE} leases per call, got {len(tokens)}",
+                             field="leases")
         ids = [lease_id(t) for t in tokens]
         outcome = {"ack": Outcome.ACKED, "release": Outcome.RELEASED,
                    "reject": Outcome.REJECTED, "renew": Outcome.RENEWED}[verb]

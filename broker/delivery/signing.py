@@ -6,6 +6,8 @@ import base64
 import hashlib
 import hmac
 
+from broker.numbers import whole_number
+
 
 def signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     """`v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`."""
@@ -24,7 +26,8 @@ def verify(key: bytes, headers: dict[str, str], body: bytes) -> bool:
     """True when one of the space-separated `v1,` signatures matches (for receivers)."""
     lowered = {k.lower(): v for k, v in headers.items()}
     try:
-        expected = signature(key, lowered["webhook-id"], int(lowered["webhook-timestamp"]), body)
+        timestamp = whole_number(lowered["webhook-timestamp"])
+        expected = signature(key, lowered["webhook-id"], timestamp, body)
     except (KeyError, ValueError):
         return False
     return any(hmac.compare_digest(expected, given)

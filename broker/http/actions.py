@@ -25,7 +25,7 @@ async def list_jobs(request: web.Request) -> web.Response:
         int_param(request, "limit", 100, minimum=1, maximum=1000)))
 
 
-@routes.post("/v1/todos/{id:\\d+}/actions/{action}")
+@routes.post("/v1/todos/{id:[0-9]+}/actions/{action}")
 async def run_quick_action(request: web.Request) -> web.Response:
     """Run a queue's permitted action on an item: 200 with the result event, or 202 with
     the job when it has not finished within `wait_s` (default 10)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from broker.errors import InsufficientStorage
-from broker.http.util import broker_of, json_response
+from broker.http.util import bool_param, broker_of, json_response
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
@@ -92,6 +92,6 @@ async def check(request: web.Request) -> web.Response:
     `?quick=true` skips the index cross-checks. 200 with `ok: false` when it found
     problems (the check itself worked)."""
     require_admin(request)
-    quick = request.query.get("quick", "false").lower() in ("1", "true", "yes")
+    quick = bool_param(request, "quick")
     report = await broker_of(request).store.check(quick=quick)
     return json_response(report.to_dict())

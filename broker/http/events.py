@@ -77,7 +77,7 @@ async def list_events(request: web.Request) -> web.Response:
                           "warnings": warnings_json(flt)})
 
 
-@routes.get("/v1/events/{seq:\\d+}")
+@routes.get("/v1/events/{seq:[0-9]+}")
 async def get_event(request: web.Request) -> web.Response:
     """One stored event with the routes and targets it hit."""
     broker = broker_of(request)

@@ -11,8 +11,9 @@ from broker.clock import Clock
 from broker.errors import BadRequest
 from broker.follow import follow
 from broker.http.filters import request_filter, warnings_header
-from broker.http.util import MAX_ID, broker_of
+from broker.http.util import broker_of
 from broker.metrics_core import SSE_READERS, STREAM_DROPS
+from broker.numbers import NumberError, whole_number
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
@@ -26,15 +27,11 @@ def resume_point(request: web.Request, head: int) -> int:
     """`Last-Event-ID` wins over `?after=`; neither means "from now on"."""
     for raw, what in ((request.headers.get("Last-Event-ID"), "Last-Event-ID"),
                       (request.query.get("after"), "after")):
-        if raw not in (None, ""):
+        if raw is not None and raw != "":
             try:
-                value = int(raw)
-            except ValueError:
-                raise BadRequest(f"{what} must be an event seq (an integer), got {raw!r}"
-                                 ) from None
-            if not 0 <= value <= MAX_ID:
-                raise BadRequest(f"{what} must be an event seq between 0 and {MAX_ID}")
-            return value
+                return whole_number(raw)
+            except NumberError as exc:
+                raise BadRequest(f"{what} is an event seq: it {exc}", parameter=what) from None
     return head
 
 

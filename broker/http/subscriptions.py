@@ -57,13 +57,13 @@ async def list_deliveries(request: web.Request) -> web.Response:
                                                   maximum=1000)))
 
 
-@routes.get("/v1/subscriptions/{name}/deliveries/{id:\\d+}")
+@routes.get("/v1/subscriptions/{name}/deliveries/{id:[0-9]+}")
 async def get_delivery(request: web.Request) -> web.Response:
     return json_response(await service_of(request).delivery(
         request.match_info["name"], id_param(request)))
 
 
-@routes.post("/v1/subscriptions/{name}/deliveries/{id:\\d+}/retry")
+@routes.post("/v1/subscriptions/{name}/deliveries/{id:[0-9]+}/retry")
 async def retry_delivery(request: web.Request) -> web.Response:
     return json_response(await service_of(request).retry(
         request.match_info["name"], id_param(request)))

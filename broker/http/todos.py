@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from broker.errors import BadRequest
-from broker.http.util import broker_of, id_param, int_param, json_response, read_object
+from broker.http.util import bool_param, broker_of, id_param, int_param, json_response, read_object
 from broker.todos import Todos
 from broker.todos.views import item_detail, list_items, queue_info, queue_overview
 
@@ -48,12 +48,12 @@ async def list_todos(request: web.Request) -> web.Response:
     return json_response(page)
 
 
-@routes.get("/v1/todos/{id:\\d+}")
+@routes.get("/v1/todos/{id:[0-9]+}")
 async def get_todo(request: web.Request) -> web.Response:
     return json_response(await item_detail(todos_of(request).views, id_param(request)))
 
 
-@routes.post("/v1/todos/{id:\\d+}/{op}")
+@routes.post("/v1/todos/{id:[0-9]+}/{op}")
 async def operate(request: web.Request) -> web.Response:
     body = await read_object(request, optional=True)
     item, published = await todos_of(request).service.operate(
@@ -76,18 +76,18 @@ async def add_silence(request: web.Request) -> web.Response:
 @routes.get("/v1/silences")
 async def list_silences(request: web.Request) -> web.Response:
     silences = todos_of(request).silences
-    everything = request.query.get("all", "").lower() in ("1", "true", "yes")
+    everything = bool_param(request, "all")
     found = await silences.list(include_expired=everything)
     return json_response({"silences": [silences.describe(s) for s in found]})
 
 
-@routes.get("/v1/silences/{id:\\d+}")
+@routes.get("/v1/silences/{id:[0-9]+}")
 async def get_silence(request: web.Request) -> web.Response:
     silences = todos_of(request).silences
     return json_response(silences.describe(await silences.get(id_param(request))))
 
 
-@routes.delete("/v1/silences/{id:\\d+}")
+@routes.delete("/v1/silences/{id:[0-9]+}")
 async def expire_silence(request: web.Request) -> web.Response:
     """End a silence now; `operator` from the body or the query, else `api`."""
     silences = todos_of(request).silences

@@ -9,11 +9,12 @@ from aiohttp import web
 
 from broker.core import Broker
 from broker.errors import BadRequest, NotFound
+from broker.numbers import MAX_ID, NumberError, whole_number
 
 BROKER = web.AppKey("broker", Broker)
 
-MAX_ID = 2**63 - 1
-"""The largest seq or id the store holds (a signed 64-bit integer)."""
+__all__ = ["BROKER", "MAX_ID", "bool_param", "broker_of", "id_param", "int_param",
+           "json_response", "parse_json", "parse_object", "read_json", "read_object"]
 
 
 def broker_of(request: web.Request) -> Broker:
@@ -57,27 +58,39 @@ def parse_object(body: bytes, *, optional: bool = False) -> dict[str, Any]:
 
 def int_param(request: web.Request, name: str, default: int, *, minimum: int = 0,
               maximum: int | None = None) -> int:
+    """A whole-number query parameter; 400 naming it when it is not ASCII digits within
+    [minimum, maximum]."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"query parameter {name} must be an integer, got {raw!r}",
-                         parameter=name) from None
-    maximum = MAX_ID if maximum is None else maximum
-    if not minimum <= value <= maximum:
-        raise BadRequest(f"query parameter {name} must be between {minimum} and {maximum}",
+        return whole_number(raw, minimum=minimum, maximum=MAX_ID if maximum is None else maximum)
+    except NumberError as exc:
+        raise BadRequest(f"query parameter {name} {exc}", parameter=name) from None
+
+
+_YES_NO = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def bool_param(request: web.Request, name: str, default: bool = False) -> bool:
+    """A yes/no query parameter (true, false, 1, 0, yes, no); 400 naming it otherwise."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    value = _YES_NO.get(raw.lower())
+    if value is None:
+        raise BadRequest(f"query parameter {name} must be true or false, got {raw[:40]!r}",
                          parameter=name)
     return value
 
 
 def id_param(request: web.Request, name: str = "id") -> int:
-    """A numeric path segment (the route pattern admits only digits); 404 past the
+    """A numeric path segment (the route pattern admits only ASCII digits); 404 past the
     64-bit range, where no object can exist."""
     raw = request.match_info[name]
-    value = int(raw)
-    if value > MAX_ID:
-        raise NotFound(f"no object has {name} {raw}: {name}s are at most {MAX_ID}",
-                       parameter=name)
-    return value
+    try:
+        return whole_number(raw)
+    except NumberError:
+        shown = raw if len(raw) <= 40 else f"{raw[:20]}… ({len(raw)} digits)"
+        raise NotFound(f"no object has {name} {shown}: {name}s are at most {MAX_ID}",
+                       parameter=name) from None

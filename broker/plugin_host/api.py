@@ -86,6 +86,15 @@ def seconds(value: Any) -> float:
         raise ValueError(f"{value!r} is not a duration like '30s'") from exc
 
 
+def whole_number(text: str, *, minimum: int = 0, maximum: int = 2**63 - 1) -> int:
+    """Text from a request (a timestamp header, a count) as an int: ASCII digits only,
+    within [minimum, maximum]; ValueError saying what is wrong otherwise. Use it instead of
+    `int()`, which takes Unicode digits, signs and blanks and fails past 4,300 digits."""
+    from broker.numbers import whole_number as parse
+
+    return parse(text, minimum=minimum, maximum=maximum)
+
+
 class HttpClient(Protocol):
     """The outbound HTTP the host lends actions: the broker's guarded session."""
 
@@ -168,5 +177,5 @@ class Registry(Protocol):
 __all__ = [
     "PLUGIN_API_VERSION", "ActionContext", "ActionHandler", "Event", "HttpClient", "Registry",
     "Reject", "Service", "ServiceContext", "SourceHandler", "SourceRequest", "TargetHook",
-    "Transform", "render", "seconds",
+    "Transform", "render", "seconds", "whole_number",
 ]

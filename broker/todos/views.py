@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from broker.errors import BadRequest, NotFound
+from broker.numbers import NumberError, whole_number
 from broker.timeutil import seconds_between
 from broker.todos.model import TODO_VIEWS, QueueCounts
 
@@ -61,10 +62,14 @@ def parse_cursor(text: str | None) -> tuple[str, int] | None:
     if not text:
         return None
     at, sep, ident = text.rpartition("|")
-    if not sep or not ident.isdigit():
-        raise BadRequest(f"after {text!r} is not a cursor from a previous page's next",
-                         parameter="after")
-    return at, int(ident)
+    try:
+        if not sep:
+            raise NumberError("has no '|'")
+        return at, whole_number(ident)
+    except NumberError:
+        shown = text if len(text) <= 60 else f"{text[:40]}… ({len(text)} characters)"
+        raise BadRequest(f"after {shown!r} is not a cursor from a previous page's next",
+                         parameter="after") from None
 
 
 async def list_items(views: TodoViews, *, queue: str | None = None,

@@ -13,6 +13,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from broker.errors import BadRequest, OpsbusError
+from broker.numbers import whole_number_or
 from console.feed import EventFeed
 from console.messages import EventsArrived, FilterSubmitted, FilterValidated, StreamCounters
 from console.models.stream import Query, StreamModel
@@ -268,11 +269,11 @@ class StreamScreen(ConsoleScreen):
 
     def action_jump(self) -> None:
         def check(text: str) -> str | None:
-            return None if text.isdigit() else "a seq is a positive integer"
+            return None if whole_number_or(text, -1) >= 0 else "a seq is a positive integer"
 
         def jump(text: str | None) -> None:
-            if text:
-                self.jump_to(int(text))
+            if text and (seq := whole_number_or(text, -1)) >= 0:
+                self.jump_to(seq)
 
         self.app.push_screen(NoteModal("Jump to seq", placeholder="e.g. 1234", check=check),
                              jump)

@@ -20,6 +20,7 @@ from aiohttp import web
 from textual_serve.server import Server
 
 from broker.errors import BadRequest, OpsbusError
+from broker.numbers import NumberError, whole_number
 from console.contexts import Context
 
 COOKIE = "opsbus_console"
@@ -30,9 +31,14 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 def split_listen(text: str) -> tuple[str, int]:
     """`host:port` (an IPv6 host in brackets) as (host, port)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise BadRequest(f"--web-listen {text!r} must look like 127.0.0.1:8790")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    try:
+        number = whole_number(port, maximum=65535)
+    except NumberError:
+        raise BadRequest(f"--web-listen {text[:80]!r} must look like 127.0.0.1:8790"
+                         ) from None
+    if not sep:
+        raise BadRequest(f"--web-listen {text[:80]!r} must look like 127.0.0.1:8790")
+    return host.strip("[]") or "127.0.0.1", number
 
 
 class Gate:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import IO
 
 from broker.errors import Conflict
+from broker.numbers import whole_number_or
 
 _held: dict[str, tuple[IO[str], int]] = {}
 _guard = threading.Lock()
@@ -27,7 +28,7 @@ def holder_pid(db_path: Path) -> int | None:
                 fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
                 text = fh.read().strip()
-                return int(text) if text.isdigit() else 0
+                return whole_number_or(text, 0)
             fcntl.flock(fh, fcntl.LOCK_UN)
     except FileNotFoundError:
         pass
@@ -52,12 +53,11 @@ def acquire(db_path: Path, doing: str = "starting a broker on it") -> None:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.seek(0)
-            pid = fh.read().strip()
+            pid = whole_number_or(fh.read(64).strip(), 0)
             fh.close()
-            by = f" (pid {pid})" if pid.isdigit() else ""
+            by = f" (pid {pid})" if pid else ""
             raise Conflict(f"{db_path} is in use by another opsbus process{by}: stop it"
-                           f" before {doing}", pid=int(pid) if pid.isdigit() else None
-                           ) from None
+                           f" before {doing}", pid=pid or None) from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"{os.getpid()}\n")
