@@ -45,8 +45,9 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
 
 def _status_rule(value: Any, what: str) -> str:
     text = str(value).lower()
-    if not (text.isascii() and text.isdigit() and len(text) == 3) and not (len(text) == 3 and text[0] in "12345"
-                                                        and text[1:] == "xx"):
+    code = len(text) == 3 and text.isascii() and text.isdigit()
+    family = len(text) == 3 and text[0] in "12345" and text[1:] == "xx"
+    if not (code or family):
         raise InvalidConfig(f"{what}: emit.statuses entries are codes like 500 or"
                             f" classes like '5xx', not {value!r}", field="emit.statuses")
     return text
