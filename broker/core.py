@@ -55,7 +55,7 @@ class Broker:
         # The process environment is read here, at the edge, and handed down: secrets
         # named by `secret_env`/`token_env` are resolved from it when objects load.
         environ = os.environ if environ is None else environ
-        self.store = store or open_backend(settings)
+        self.store = store or open_backend(settings, self.clock)
         self.hub = Hub(self.clock)
         self.router = Router(hop_limit=settings.hop_limit)
         self.bus = Bus(self.store.events, self.store.transaction, self.router, self.hub,

@@ -9,7 +9,8 @@ import socket
 import pytest
 
 from broker.actions.render import RenderError, compile_json, compile_url, render_json, render_url
-from broker.delivery.breaker import BreakerState, CircuitBreaker
+from broker.delivery import breaker
+from broker.delivery.breaker import BreakerState
 from broker.delivery.signing import signature_headers, verify
 from broker.delivery.subscriptions import RetryPolicy
 from broker.outbound import (
@@ -20,6 +21,7 @@ from broker.outbound import (
     refusal,
     retry_after_seconds,
 )
+from broker.timeutil import later
 
 
 @pytest.mark.parametrize(("address", "private_ok", "refused"), [
@@ -87,16 +89,32 @@ def test_backoff_grows_with_jitter_and_is_capped():
 
 
 def test_breaker_opens_probes_and_closes():
-    breaker = CircuitBreaker(failures=2, cooldown=10)
-    assert breaker.permits(0, now=0) is None
-    assert not breaker.failure("e", now=0)
-    assert breaker.failure("e", now=1)  # suspends
-    assert breaker.permits(0, now=5) == 0
-    assert breaker.permits(0, now=11) == 1 and breaker.state is BreakerState.HALF_OPEN
-    assert breaker.permits(1, now=11) == 0  # one probe at a time
-    assert not breaker.failure("e", now=12) and breaker.state is BreakerState.OPEN
-    assert breaker.permits(0, now=23) == 1
-    assert breaker.success() and breaker.state is BreakerState.CLOSED
+    t0 = "2026-01-01T00:00:00.000000Z"
+
+    def at(s: float) -> str:
+        return later(t0, s)
+
+    def fail(h, s: float):
+        return breaker.after_failure(h, "e", at(s), threshold=2, cooldown_s=10)
+
+    health = breaker.closed("hook", t0)
+    assert health.clean and breaker.wait_s(health, t0) is None
+    health, suspended = fail(health, 0)
+    assert not suspended and health.state is BreakerState.CLOSED and not health.clean
+    health, suspended = fail(health, 1)
+    assert suspended and health.state is BreakerState.OPEN
+    assert not breaker.probe_due(health, at(5)) and breaker.wait_s(health, at(5)) == 6
+    assert breaker.probe_due(health, at(11))
+    probe = breaker.start_probe(health, at(11), lease_s=30)
+    assert probe.state is BreakerState.HALF_OPEN
+    assert not breaker.probe_due(probe, at(12))  # one probe at a time...
+    assert breaker.probe_due(probe, at(41))  # ...until its claim lapses
+    health, suspended = fail(probe, 12)
+    assert not suspended and health.state is BreakerState.OPEN  # announced once only
+    assert breaker.wait_s(health, at(12)) == 10
+    health, resumed = breaker.after_success(health, at(23))
+    assert resumed and health.clean
+    assert breaker.after_success(health, at(24)) == (breaker.closed("hook", at(24)), False)
 
 
 def test_retry_after_forms():

@@ -38,14 +38,17 @@ POLL_S = 5.0
 """The replicas' own poll: slow, so that what arrives sooner came through a wake-up."""
 
 
-def start_replicas(folder: Path, url: str, count: int = 3, poll_s: float = POLL_S
-                   ) -> list[BrokerProcess]:
-    (folder / "opsbus.toml").write_text(CONFIG)
+def start_replicas(folder: Path, url: str, count: int = 3, poll_s: float = POLL_S, *,
+                   test_clock: bool = False, config: str = CONFIG) -> list[BrokerProcess]:
+    """`count` replicas on `url`; with `test_clock` each runs on its own manual clock
+    (its polls, retries, leases and cool-downs move only when the test advances it)."""
+    (folder / "opsbus.toml").write_text(config)
     replicas = []
     for n in range(count):
         replicas.append(BrokerProcess(folder / f"replica{n}", config=folder / "opsbus.toml",
                                       args=["--store", url, "--allow-private-targets",
-                                            "--delivery-poll-s", str(poll_s)]).start())
+                                            "--delivery-poll-s", str(poll_s)],
+                                      test_clock=test_clock).start())
     return replicas
 
 

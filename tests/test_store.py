@@ -14,6 +14,8 @@ import pytest
 from broker.actions.model import JobState
 from broker.bus import TargetRecord, canonical, digest_of
 from broker.bus.log import EventItem
+from broker.delivery import breaker
+from broker.delivery.breaker import BreakerState
 from broker.delivery.model import DeliveryState, Outcome
 from broker.errors import Conflict
 from broker.store.base import Backend
@@ -248,6 +250,23 @@ async def test_a_lease_token_settles_once(store: Backend):
     assert (await store.deliveries.counts("hook"))["delivered"] == 1
     attempts = await store.deliveries.attempts([delivery_id])
     assert [a.outcome for a in attempts[delivery_id]] == [Outcome.DELIVERED]
+
+
+async def test_a_breaker_is_stored_and_read_back_by_every_reader(store: Backend):
+    assert await store.deliveries.breakers() == {}
+    tripped = breaker.after_failure(breaker.closed("hook", T0), "503", T0, threshold=1,
+                                    cooldown_s=30)[0]
+    async with store.transaction() as tx:
+        deliveries = store.deliveries.writes(tx)
+        assert await deliveries.breaker("hook") is None
+        await deliveries.save_breaker(tripped)
+        assert await deliveries.breaker("hook") == tripped
+    assert await store.deliveries.breakers() == {"hook": tripped}
+    assert tripped.state is BreakerState.OPEN and tripped.reopen_at == T1
+    probe = breaker.start_probe(tripped, T1, 30.0)
+    async with store.transaction() as tx:
+        await store.deliveries.writes(tx).save_breaker(probe)
+    assert await store.deliveries.breakers() == {"hook": probe}
 
 
 async def test_an_expired_lease_is_leased_again_then_dead_lettered(store: Backend):

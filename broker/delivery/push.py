@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 import yarl
 
-from broker.delivery.breaker import CircuitBreaker
+from broker.delivery import breaker
+from broker.delivery.breaker import BreakerState, SubscriptionHealth
 from broker.delivery.dead_letters import DELIVERY_SOURCE, dead_letter
 from broker.delivery.model import LeasedDelivery, Outcome
 from broker.delivery.repository import DeliveryRepository
@@ -68,7 +69,12 @@ def build_request(sub: Subscription, stored: StoredEvent, msg_id: str,
 
 
 class PushDispatcher(StoreDispatcher):
-    """One per broker; `wake()` after a commit that created deliveries."""
+    """One per broker; `wake()` after a commit that created deliveries.
+
+    Each pass reads the subscriptions' breakers from the store (they are shared with
+    every other process on it): an open breaker claims nothing until its cool-down
+    ends, then one probe, claimed by whichever process first moves the breaker to
+    half-open in its claim transaction."""
 
     def __init__(self, bus: Bus, repo: DeliveryRepository, clock: Clock,
                  settings: DispatchSettings, registry: SubscriptionRegistry,
@@ -79,41 +85,36 @@ class PushDispatcher(StoreDispatcher):
         self.counts = counts
         self._paused = paused
         self._in_flight: Counter[str] = Counter()
-        self.breakers: dict[str, CircuitBreaker] = {}
+        self.health: dict[str, SubscriptionHealth] = {}
+        """The breakers as last read (each pass); the store has the truth."""
 
     def in_flight(self, name: str) -> int:
         return self._in_flight[name]
 
-    def breaker(self, sub: Subscription) -> CircuitBreaker:
-        current = self.breakers.get(sub.name)
-        if current is None:
-            current = self.breakers[sub.name] = CircuitBreaker(sub.breaker_failures,
-                                                               sub.breaker_cooldown)
-        current.threshold, current.cooldown = sub.breaker_failures, sub.breaker_cooldown
-        return current
-
-    def capacity(self, sub: Subscription, budget: int) -> int:
-        """New attempts `sub` may start now."""
+    def capacity(self, sub: Subscription, budget: int, now: str) -> int:
+        """New attempts `sub` may start now: while its breaker is not closed, one probe
+        once the cool-down ended (and only if this process has none in flight)."""
         if self._stopping or self._paused(sub.name) or sub.problem:
             return 0
         busy = self._in_flight[sub.name]
         free = (0 if busy else 1) if sub.ordered else sub.max_in_flight - busy
-        permits = self.breaker(sub).permits(busy, self.clock.monotonic())
-        if permits is not None:
-            free = min(free, permits)
+        health = self.health.get(sub.name)
+        if health is not None and health.state is not BreakerState.CLOSED:
+            free = min(free, 0 if busy or not breaker.probe_due(health, now) else 1)
         return max(0, min(free, budget))
 
     async def _pass(self) -> float:
         """Claim what is due and start sending it; seconds until the next pass."""
         wait = self.settings.poll_s
         budget = self.settings.concurrency - sum(self._in_flight.values())
+        self.health = await self.repo.breakers()
         now = self.clock.stamp()
         due: list[tuple[Subscription, int]] = []
         for sub in self.registry.push():
-            cooldown = self.breaker(sub).wait_s(self.clock.monotonic())
+            cooldown = breaker.wait_s(self.health.get(sub.name), now)
             if cooldown is not None:
                 wait = min(wait, cooldown + 0.01)
-            room = self.capacity(sub, budget)
+            room = self.capacity(sub, budget, now)
             if room <= 0:
                 continue
             next_due = await self.repo.next_due(sub.name, sub.ordered)
@@ -143,10 +144,28 @@ class PushDispatcher(StoreDispatcher):
     async def _claim(self, ctx: WriteContext, due: list[tuple[Subscription, int]]
                      ) -> list[tuple[Subscription, list[LeasedDelivery], int]]:
         out = []
+        writes = self.repo.writes(ctx.transaction)
+        now = self.clock.stamp()
+        lease_s_of = {sub.name: sub.timeout + LEASE_MARGIN_S for sub, _ in due}
         for sub, room in due:
-            batch = await self.repo.writes(ctx.transaction).lease(
-                sub.name, room, self.clock.stamp(), sub.timeout + LEASE_MARGIN_S,
+            probing = None
+            seen = self.health.get(sub.name)
+            if seen is not None and seen.state is not BreakerState.CLOSED:
+                # The probe: only if the stored breaker still lets one through (another
+                # process may have taken it since this pass read it).
+                current = await writes.breaker(sub.name)
+                if current is not None and current.state is not BreakerState.CLOSED:
+                    if not breaker.probe_due(current, now):
+                        continue
+                    probing = current
+                    await writes.save_breaker(
+                        breaker.start_probe(current, now, lease_s_of[sub.name]))
+                    room = 1
+            batch = await writes.lease(
+                sub.name, room, now, lease_s_of[sub.name],
                 max_attempts=sub.retry.max_attempts, ordered=sub.ordered)
+            if probing is not None and not batch.leased:
+                await writes.save_breaker(probing)  # nothing to probe with after all
             for item in batch.exhausted:  # in flight when the broker stopped, last attempt
                 await dead_letter(ctx, subscription=sub.name, queue=sub.dead_letter_queue,
                                   delivery=item.delivery, event=item.event,
@@ -180,15 +199,11 @@ class PushDispatcher(StoreDispatcher):
                       result: OutboundResult) -> None:
         now = self.clock.stamp()
         delivery = item.delivery
-        breaker = self.breaker(sub)
-        suspended = resumed = False
         next_at = None
         error = result.error
         if result.ok:
             outcome = Outcome.DELIVERED
-            resumed = breaker.success()
         elif result.retryable:
-            suspended = breaker.failure(error, self.clock.monotonic())
             delay = sub.retry.delay(delivery.round_attempts)
             if result.retry_after is not None:
                 delay = max(delay, result.retry_after)
@@ -210,36 +225,61 @@ class PushDispatcher(StoreDispatcher):
             self.counts.dead_letters[sub.name] += 1
 
         async def write(ctx: WriteContext) -> None:
-            settled = await self.repo.writes(ctx.transaction).settle(
+            writes = self.repo.writes(ctx.transaction)
+            settled = await writes.settle(
                 delivery.id, item.lease, outcome, now, next_at=next_at,
                 status=result.status, latency_ms=result.latency_ms, error=error)
             if settled is not None and outcome is Outcome.DEADLETTERED:
                 await dead_letter(ctx, subscription=sub.name, queue=sub.dead_letter_queue,
                                   delivery=settled, event=item.event, error=error)
+            await self._record_health(ctx, sub, result, now)
 
         try:
             await self.bus.run(write)
         except OpsbusError as exc:  # shutting down: the lease expires, it is sent again
             log.warning("delivery %s not recorded: %s", delivery.id, exc.detail)
-        if suspended:
-            await self._announce(sub, "suspended", breaker)
-        elif resumed:
-            await self._announce(sub, "resumed", breaker)
 
-    async def _announce(self, sub: Subscription, what: str, breaker: CircuitBreaker) -> None:
-        if what == "suspended":
+    async def _record_health(self, ctx: WriteContext, sub: Subscription,
+                             result: OutboundResult, now: str) -> None:
+        """The attempt's effect on the shared breaker, decided on the stored record in
+        the settling transaction; the process whose write suspends or resumes the
+        subscription announces it, in the same transaction (so exactly once)."""
+        if not (result.ok or result.retryable):
+            return  # refused outright (4xx): says nothing about the receiver's health
+        seen = self.health.get(sub.name)
+        if result.ok and (seen is None or seen.clean):
+            # The common case costs no read. A breaker another process opened since
+            # this pass read it closes at its next probe instead.
+            return
+        writes = self.repo.writes(ctx.transaction)
+        current = await writes.breaker(sub.name) or breaker.closed(sub.name, now)
+        if result.ok:
+            if current.clean:
+                return
+            changed, resumed = breaker.after_success(current, now)
+            suspended = False
+        else:
+            changed, suspended = breaker.after_failure(
+                current, result.error, now, threshold=sub.breaker_failures,
+                cooldown_s=sub.breaker_cooldown)
+            resumed = False
+        await writes.save_breaker(changed)
+        self.health[sub.name] = changed
+        if suspended or resumed:
+            await self._announce(ctx, sub, changed, suspended)
+
+    async def _announce(self, ctx: WriteContext, sub: Subscription,
+                        health: SubscriptionHealth, suspended: bool) -> None:
+        what = "suspended" if suspended else "resumed"
+        if suspended:
             log.warning("subscription %s suspended after %d failures: %s", sub.name,
-                        breaker.consecutive_failures, breaker.last_error)
+                        health.consecutive_failures, health.last_error)
         else:
             log.warning("subscription %s resumed", sub.name)
-        event = new_event(
+        await ctx.publish(new_event(
             time=self.clock.stamp(), type=f"opsbus.subscription.{what}",
             source=DELIVERY_SOURCE, subject=sub.name,
-            data={"subscription": sub.name, "consecutive_failures":
-                  breaker.consecutive_failures if what == "suspended" else 0,
-                  "last_error": breaker.last_error, "cooldown_s": sub.breaker_cooldown},
-        )
-        try:
-            await self.bus.publish([event])
-        except OpsbusError as exc:
-            log.warning("could not publish %s: %s", event["type"], exc.detail)
+            data={"subscription": sub.name,
+                  "consecutive_failures": health.consecutive_failures,
+                  "last_error": health.last_error, "cooldown_s": sub.breaker_cooldown},
+        ))

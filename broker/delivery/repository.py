@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
+from broker.delivery.breaker import SubscriptionHealth
 from broker.delivery.model import Attempt, Delivery, LeaseBatch, Outcome, SubscriptionControl
 from broker.store.transaction import Transaction
 
@@ -61,6 +62,15 @@ class DeliveryWrites(ABC):
                          now: str) -> SubscriptionControl:
         """Record an operator's pause or resume (shared by every process)."""
 
+    @abstractmethod
+    async def breaker(self, subscription: str) -> SubscriptionHealth | None:
+        """The subscription's breaker as this transaction sees it (None: never tripped),
+        for a decision written back with `save_breaker` in the same transaction."""
+
+    @abstractmethod
+    async def save_breaker(self, health: SubscriptionHealth) -> None:
+        """Store the subscription's breaker (shared by every process)."""
+
 
 class DeliveryRepository(ABC):
     """Deliveries of a backend. Reads are each their own short read transaction."""
@@ -102,3 +112,7 @@ class DeliveryRepository(ABC):
     @abstractmethod
     async def controls(self) -> dict[str, SubscriptionControl]:
         """Every recorded pause/resume, by subscription name."""
+
+    @abstractmethod
+    async def breakers(self) -> dict[str, SubscriptionHealth]:
+        """Every recorded breaker, by subscription name (a missing one is closed)."""

@@ -8,7 +8,8 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from broker.delivery.breaker import BreakerState
+from broker.delivery import breaker as breakers
+from broker.delivery.breaker import BreakerState, SubscriptionHealth
 from broker.delivery.dead_letters import about_subscription
 from broker.delivery.model import Delivery, DeliveryState, SubscriptionControl
 from broker.delivery.pull import PullService
@@ -128,23 +129,24 @@ class DeliveryService:
         await self.push.stop(self.settings.shutdown_grace_s)
 
     # -- operator API ------------------------------------------------------------------
-    def state_of(self, sub: Subscription) -> str:
+    def state_of(self, sub: Subscription, health: SubscriptionHealth | None) -> str:
         if not sub.enabled:
             return "disabled"
         if self.is_paused(sub.name):
             return "paused"
         if sub.problem:
             return "misconfigured"
-        breaker = self.push.breakers.get(sub.name)
-        if breaker is not None and breaker.state is not BreakerState.CLOSED:
+        if health is not None and health.state is not BreakerState.CLOSED:
             return "suspended"
         return "active"
 
     async def status(self, name: str) -> dict[str, Any]:
         sub = self.subscription(name)
         last = await self.repo.last_error(name)
+        # The stored breaker: the one every process sharing the store acts on.
+        health = (await self.repo.breakers()).get(name) if sub.is_push else None
         doc: dict[str, Any] = {
-            "name": name, "type": sub.type, "state": self.state_of(sub),
+            "name": name, "type": sub.type, "state": self.state_of(sub, health),
             "counts": await self.repo.counts(name),
             "last_error": None if last is None else {
                 "error": last.last_error, "status": last.last_status, "delivery": last.id,
@@ -157,11 +159,11 @@ class DeliveryService:
         if sub.problem:
             doc["problem"] = sub.problem
         if sub.is_push:
-            breaker = self.push.breaker(sub)
+            health = health or breakers.closed(name, self.clock.stamp())
             doc["in_flight"] = self.push.in_flight(name)
-            doc["breaker"] = {"state": breaker.state.value,
-                              "consecutive_failures": breaker.consecutive_failures,
-                              "probe_in_s": breaker.wait_s(self.clock.monotonic())}
+            doc["breaker"] = {"state": health.state.value,
+                              "consecutive_failures": health.consecutive_failures,
+                              "probe_in_s": breakers.wait_s(health, self.clock.stamp())}
         return doc
 
     async def describe(self, name: str) -> dict[str, Any]:
@@ -210,14 +212,19 @@ class DeliveryService:
 
     async def set_paused(self, name: str, paused: bool, by: str | None) -> dict[str, Any]:
         self.subscription(name)
-        control = await self.bus.run(
-            lambda ctx: self.repo.writes(ctx.transaction).set_paused(name, paused, by,
-                                                                     self.clock.stamp()))
-        self.controls[name] = control
+
+        async def write(ctx: WriteContext) -> SubscriptionControl:
+            writes = self.repo.writes(ctx.transaction)
+            now = self.clock.stamp()
+            control = await writes.set_paused(name, paused, by, now)
+            health = None if paused else await writes.breaker(name)
+            if health is not None and not health.clean:
+                # An operator's resume also closes the breaker, for every process.
+                await writes.save_breaker(breakers.closed(name, now))
+            return control
+
+        self.controls[name] = await self.bus.run(write)
         if not paused:
-            breaker = self.push.breakers.get(name)
-            if breaker is not None:  # an operator's resume also closes the breaker
-                breaker.success()
             self.push.wake()
             self.pull.notify(name)
         return await self.status(name)

@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from broker.clock import Clock
     from broker.settings import Settings
     from broker.store.base import Backend
 
 
-def open_backend(settings: Settings) -> Backend:
-    """The backend named by `settings.store` (not yet opened)."""
+def open_backend(settings: Settings, clock: Clock | None = None) -> Backend:
+    """The backend named by `settings.store` (not yet opened); a backend that waits for
+    time (PostgreSQL's fallback polls) waits on `clock`."""
     from broker.errors import InvalidConfig
 
     if settings.store == "sqlite":
@@ -24,7 +26,8 @@ def open_backend(settings: Settings) -> Backend:
         from broker.store.postgres.backend import PgBackend
 
         return PgBackend(PgOptions.from_url(settings.store,
-                                            poll_s=min(0.5, settings.delivery_poll_s)))
+                                            poll_s=min(0.5, settings.delivery_poll_s)),
+                         clock=clock)
     raise InvalidConfig(f"unknown store backend {settings.store!r}"
                         " (known: sqlite, postgresql://...)")
 

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from broker.bus.log import StoredEvent
+from broker.clock import Clock, SystemClock
 from broker.errors import Unavailable
 from broker.store.base import Backend, Publish
 from broker.store.base_maintenance import StorageStats
@@ -49,9 +50,13 @@ class PgBackend(PgMaintenance, Backend):
     """The log, items, deliveries and configuration in one PostgreSQL database (or schema)
     shared by every replica."""
 
-    def __init__(self, options: PgOptions, period_s: int = pglog.DEFAULT_PERIOD_S) -> None:
+    def __init__(self, options: PgOptions, period_s: int = pglog.DEFAULT_PERIOD_S,
+                 clock: Clock | None = None) -> None:
         self.options = options
         self.period_s = period_s
+        self.clock = clock or SystemClock()
+        """The broker's clock: the fallback polls and the listener's back-off wait on
+        it (with `--test-clock`, they fire when the test moves time)."""
         self._pool: asyncpg.Pool | None = None
         self._write_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
@@ -136,7 +141,7 @@ class PgBackend(PgMaintenance, Backend):
 
         async def poll_config() -> None:
             while True:
-                await asyncio.sleep(self.options.poll_s)  # the fallback poll's period
+                await self.clock.sleep(self.options.poll_s)  # the fallback poll's period
                 try:
                     version = await self.config.version()
                 except Exception:
@@ -147,11 +152,11 @@ class PgBackend(PgMaintenance, Backend):
                 seen_config[0] = version
 
         self.listener = Listener(lambda: connect(self.options),
-                                 (head_channel, config_channel), signal)
+                                 (head_channel, config_channel), signal, clock=self.clock)
         self._tasks += [
             asyncio.create_task(self.listener.run(), name="pg-listener"),
-            asyncio.create_task(tail.run(self.events.last_seq, self.options.poll_s),
-                                name="pg-tail"),
+            asyncio.create_task(tail.run(self.events.last_seq, self.options.poll_s,
+                                         self.clock), name="pg-tail"),
             asyncio.create_task(poll_config(), name="pg-config-poll"),
         ]
         return tail.committed

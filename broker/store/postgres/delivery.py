@@ -12,6 +12,7 @@ import orjson
 from broker.actions.model import ActionJob, ClaimedJob, JobState
 from broker.actions.repository import JobRepository, JobWrites
 from broker.bus.log import StoredEvent
+from broker.delivery.breaker import BreakerState, SubscriptionHealth
 from broker.delivery.model import (
     NEXT_STATE,
     Attempt,
@@ -38,11 +39,17 @@ DELIVERY_COLUMNS = ("id, subscription, seq, state, attempts, attempts_before, ne
 JOB_COLUMNS = ("id, action, seq, state, attempts, next_at, lease, params, todo_id, operator,"
                " result_seq, last_error, created_at, updated_at")
 OPEN = "state IN ('pending', 'leased')"
+HEALTH_COLUMNS = ("subscription, state, consecutive_failures, reopen_at, last_error,"
+                  " updated_at")
 
 
 def row_to_delivery(row: asyncpg.Record) -> Delivery:
     return Delivery(row[0], row[1], row[2], DeliveryState(row[3]), row[4], row[5], row[6],
                     row[7], row[8], row[9], row[10], row[11], row[12])
+
+
+def row_to_health(row: asyncpg.Record) -> SubscriptionHealth:
+    return SubscriptionHealth(row[0], BreakerState(row[1]), row[2], row[3], row[4], row[5])
 
 
 def row_to_job(row: asyncpg.Record) -> ActionJob:
@@ -186,6 +193,24 @@ class PgDeliveryWrites(_PgWrites, DeliveryWrites):
             subscription, paused, by, now)
         return SubscriptionControl(subscription, paused, by, now)
 
+    async def breaker(self, subscription: str) -> SubscriptionHealth | None:
+        # The write transaction already holds the log's lock (every replica's writes
+        # are serialised by it), so this read cannot be overtaken before the save.
+        row = await self.conn.fetchrow(
+            f"SELECT {HEALTH_COLUMNS} FROM subscription_health WHERE subscription = $1"
+            " FOR UPDATE", subscription)
+        return row_to_health(row) if row else None
+
+    async def save_breaker(self, health: SubscriptionHealth) -> None:
+        await self.conn.execute(
+            f"INSERT INTO subscription_health ({HEALTH_COLUMNS})"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subscription) DO UPDATE SET"
+            " state = excluded.state, consecutive_failures = excluded.consecutive_failures,"
+            " reopen_at = excluded.reopen_at, last_error = excluded.last_error,"
+            " updated_at = excluded.updated_at",
+            health.subscription, health.state.value, health.consecutive_failures,
+            health.reopen_at, health.last_error, health.updated_at)
+
 
 class PgJobWrites(_PgWrites, JobWrites):
     """Action-job writes inside the transaction."""
@@ -310,6 +335,10 @@ class PgDeliveries(DeliveryRepository):
         rows = await self.pool.fetch(
             "SELECT name, paused, paused_by, updated_at FROM subscription_controls")
         return {r[0]: SubscriptionControl(r[0], bool(r[1]), r[2], r[3]) for r in rows}
+
+    async def breakers(self) -> dict[str, SubscriptionHealth]:
+        rows = await self.pool.fetch(f"SELECT {HEALTH_COLUMNS} FROM subscription_health")
+        return {r[0]: row_to_health(r) for r in rows}
 
 
 class PgJobs(JobRepository):

@@ -11,6 +11,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
+from broker.clock import Clock, SystemClock
+
 if TYPE_CHECKING:
     import asyncpg
 
@@ -26,12 +28,16 @@ class Listener:
     def __init__(
         self, connect: Callable[[], Awaitable[asyncpg.Connection]], channels: Sequence[str],
         signal: Signal, *, retry_s: float = 1.0, ping_s: float = 5.0,
+        clock: Clock | None = None,
     ) -> None:
         self._connect = connect
         self._channels = tuple(channels)
         self._signal = signal
         self._retry_s = retry_s
         self._ping_s = ping_s
+        self._clock = clock or SystemClock()
+        """The broker's clock: the back-off and the ping wait on it, so a test on the
+        manual clock decides when they happen."""
         self.connected = asyncio.Event()
         """Set while LISTEN is active (tests wait for it instead of sleeping)."""
         self.reconnects = 0
@@ -47,7 +53,7 @@ class Listener:
             except Exception as exc:  # the database is away: the poll keeps things going
                 log.warning("LISTEN connection failed (%s); retrying in %.1fs", exc,
                             self._retry_s)
-                await asyncio.sleep(self._retry_s)  # a back-off, not a synchronisation
+                await self._clock.sleep(self._retry_s)  # a back-off, not a synchronisation
                 continue
             try:
                 await self._listen(conn)
@@ -67,9 +73,7 @@ class Listener:
         self.connected.set()
         for channel in self._channels:  # after LISTEN: whatever committed before is read now
             self._signal(channel, None)
-        while not lost.is_set():
-            try:
-                await asyncio.wait_for(lost.wait(), self._ping_s)
-            except TimeoutError:
-                # A half-open TCP connection delivers nothing and reports nothing: ask.
-                await conn.fetchval("SELECT 1", timeout=self._ping_s)
+        while not await self._clock.wait(lost, self._ping_s):
+            # A half-open TCP connection delivers nothing and reports nothing: ask. (The
+            # reply's own timeout is the driver's, in real seconds: it guards the socket.)
+            await conn.fetchval("SELECT 1", timeout=self._ping_s)

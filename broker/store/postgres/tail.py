@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from broker.bus.log import StoredEvent
+from broker.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +76,13 @@ class LogTail:
             self._wake.set()
 
     async def run(self, committed_head: Callable[[], Awaitable[int]],
-                  poll_s: float) -> None:
-        """Advance whenever woken, and check the head every `poll_s` seconds anyway."""
+                  poll_s: float, clock: Clock | None = None) -> None:
+        """Advance whenever woken, and check the head every `poll_s` seconds of `clock`
+        anyway (the broker's clock: on the manual one, only notifications and own
+        commits move the tail until a test advances time)."""
+        clock = clock or SystemClock()
         while True:
-            polled = False
-            try:
-                await asyncio.wait_for(self._wake.wait(), poll_s)
-            except TimeoutError:
-                polled = True
+            polled = not await clock.wait(self._wake, poll_s)
             self._wake.clear()
             try:
                 if polled or self._look:

@@ -1,4 +1,4 @@
-"""SQLite statements for deliveries, their attempts and subscription controls."""
+"""SQLite statements for deliveries, their attempts, subscription controls and breakers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from broker.bus.log import StoredEvent
+from broker.delivery.breaker import BreakerState, SubscriptionHealth
 from broker.delivery.model import (
     NEXT_STATE,
     Attempt,
@@ -28,6 +29,12 @@ from broker.timeutil import later
 DELIVERY_COLUMNS = ("id, subscription, seq, state, attempts, attempts_before, next_at, lease,"
                     " last_status, last_error, first_at, created_at, updated_at")
 OPEN = "state IN ('pending', 'leased')"
+HEALTH_COLUMNS = ("subscription, state, consecutive_failures, reopen_at, last_error,"
+                  " updated_at")
+
+
+def row_to_health(row: Sequence[Any]) -> SubscriptionHealth:
+    return SubscriptionHealth(row[0], BreakerState(row[1]), row[2], row[3], row[4], row[5])
 
 
 def row_to_delivery(row: Sequence[Any]) -> Delivery:
@@ -145,6 +152,19 @@ class SqliteDeliveryWrites(DeliveryWrites):
             (subscription, int(paused), by, now))
         return SubscriptionControl(subscription, paused, by, now)
 
+    async def breaker(self, subscription: str) -> SubscriptionHealth | None:
+        row = self.conn.execute(
+            f"SELECT {HEALTH_COLUMNS} FROM subscription_health WHERE subscription = ?",
+            (subscription,)).fetchone()
+        return row_to_health(row) if row else None
+
+    async def save_breaker(self, health: SubscriptionHealth) -> None:
+        self.conn.execute(
+            f"INSERT OR REPLACE INTO subscription_health ({HEALTH_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (health.subscription, health.state.value, health.consecutive_failures,
+             health.reopen_at, health.last_error, health.updated_at))
+
     def _end_attempt(self, delivery_id: int, n: int, outcome: Outcome,
                      status: int | None = None, latency_ms: float | None = None,
                      error: str | None = None) -> None:
@@ -237,3 +257,7 @@ class SqliteDeliveries(DeliveryRepository):
         rows = await self._readers.fetchall(
             "SELECT name, paused, paused_by, updated_at FROM subscription_controls")
         return {r[0]: SubscriptionControl(r[0], bool(r[1]), r[2], r[3]) for r in rows}
+
+    async def breakers(self) -> dict[str, SubscriptionHealth]:
+        rows = await self._readers.fetchall(f"SELECT {HEALTH_COLUMNS} FROM subscription_health")
+        return {r[0]: row_to_health(r) for r in rows}
