@@ -55,6 +55,10 @@ class Settings:
     """A stream client that accepts no bytes for this long is dropped (it resumes by seq)."""
     max_batch_commit: int = 2000
     """Most events the writer commits in one transaction."""
+    scan_budget_events: int = 2000
+    """Most stored events one filtered `GET /v1/events` examines; past it the page found so
+    far is answered with `next_after` (the last seq examined) to continue from, so a filter
+    that matches little costs the same bounded time whatever the log's size."""
     allow_private_targets: bool = False
     """Let webhooks, actions, plugins and proxy mounts call loopback and private addresses
     (never link-local/metadata)."""
@@ -225,7 +229,8 @@ def validate_settings(settings: Settings) -> None:
     for name in ("max_event_bytes", "max_request_bytes", "max_batch_events", "hop_limit",
                  "max_descendants",
                  "delivery_poll_s", "delivery_concurrency", "heartbeat_s", "stream_buffer",
-                 "stream_write_timeout_s", "max_batch_commit", "todo_sweep_s",
+                 "stream_write_timeout_s", "max_batch_commit", "scan_budget_events",
+                 "todo_sweep_s",
                  "wal_max_bytes", "maintenance_interval_s", "shutdown_grace_s"):
         value = getattr(settings, name)
         # `not > 0` and isfinite: NaN and inf parse as floats and would spin or stall loops.

@@ -13,8 +13,8 @@ from broker.timeutil import parse_since
 
 routes = web.RouteTableDef()
 
-MAX_SCAN = 20_000
-"""Most events one filtered query examines before answering with a cursor."""
+SCAN_PAGE = 500
+"""Events read from the store per step of a filtered query."""
 
 
 def limits_of(request: web.Request) -> Limits:
@@ -53,9 +53,13 @@ async def list_events(request: web.Request) -> web.Response:
     chosen: list[StoredEvent] = []
     cursor = after
     scanned = 0
-    while len(chosen) < limit and scanned < MAX_SCAN:
+    # The scan budget: a filter no index serves examines at most this many events per
+    # request, then answers what it found with the cursor to continue from.
+    budget = broker.settings.scan_budget_events
+    while len(chosen) < limit and scanned < budget:
+        step = limit if flt is None else min(SCAN_PAGE, budget - scanned)
         page = await broker.store.events.read(
-            after=cursor, limit=limit if flt is None else 500, type=q.get("type"),
+            after=cursor, limit=step, type=q.get("type"),
             source=q.get("source"), subject=q.get("subject"), since=since, until=until,
             correlationid=q.get("correlationid"), causationid=q.get("causationid"),
             id=q.get("id"), descending=descending,
@@ -70,7 +74,7 @@ async def list_events(request: web.Request) -> web.Response:
                 chosen.append(stored)
                 if len(chosen) == limit:
                     break
-        if len(page) < (limit if flt is None else 500) and len(chosen) < limit:
+        if len(page) < step and len(chosen) < limit:
             cursor = None  # type: ignore[assignment]
             break
     return json_response({"events": [e.to_dict() for e in chosen], "next_after": cursor,

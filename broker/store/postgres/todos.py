@@ -3,6 +3,8 @@ locked (`FOR UPDATE`) until the transaction ends."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -45,6 +47,9 @@ _VIEWS = {
     "snoozed": "state <> 'resolved' AND snoozed_until > $1",
     "resolved": "state = 'resolved'",
 }
+_STATES_OF = {"open": ("open",), "claimed": ("claimed",), "resolved": ("resolved",),
+              "active": ("open", "claimed")}
+"""The states a view's items are in (the snoozed view is any unresolved state)."""
 
 
 def row_to_todo(row: asyncpg.Record) -> TodoItem:
@@ -172,6 +177,22 @@ class PgTodos(TodoRepository):
         self, *, now: str, queue: str | None = None, view: str | None = None,
         owner: str | None = None, limit: int = 100, after: tuple[str, int] | None = None,
     ) -> list[TodoItem]:
+        if queue is None or view == "snoozed":
+            return await self._select(now, queue, view and _VIEWS[view], owner, limit, after)
+        # One queue: each state is a range of todos_listing already in activity order;
+        # a view over several states merges their first pages instead of sorting all.
+        awake = f" AND {_AWAKE}" if view in ("open", "claimed", "active") else ""
+        states = _STATES_OF[view] if view is not None else ("open", "claimed", "resolved")
+        pages = [await self._select(now, queue, f"state = '{state}'{awake}", owner, limit,
+                                    after) for state in states]
+        if len(pages) == 1:
+            return pages[0]
+        merged = heapq.merge(*pages, key=lambda i: (i.updated_at, i.id), reverse=True)
+        return list(itertools.islice(merged, limit))
+
+    async def _select(self, now: str, queue: str | None, where: str | None,
+                      owner: str | None, limit: int, after: tuple[str, int] | None
+                      ) -> list[TodoItem]:
         clauses = ["$1::text IS NOT NULL"]
         params: list[Any] = [now]
 
@@ -181,8 +202,8 @@ class PgTodos(TodoRepository):
 
         if queue is not None:
             clauses.append(f"queue = {bind(queue)}")
-        if view is not None:
-            clauses.append(_VIEWS[view])
+        if where is not None:
+            clauses.append(where)
         if owner is not None:
             clauses.append(f"owner = {bind(owner)}")
         if after is not None:
@@ -194,13 +215,30 @@ class PgTodos(TodoRepository):
         return [row_to_todo(r) for r in rows]
 
     async def queue_counts(self, now: str) -> list[QueueCounts]:
+        # Kept counts plus the deltas not yet folded, minus the few items snoozed at
+        # `now`; the oldest open item per queue from the partial index. One snapshot.
         rows = await self.pool.fetch(
-            f"SELECT queue, count(*) FILTER (WHERE {_VIEWS['open']}),"
-            f" count(*) FILTER (WHERE {_VIEWS['claimed']}),"
-            f" count(*) FILTER (WHERE {_VIEWS['snoozed']}),"
-            f" count(*) FILTER (WHERE {_VIEWS['resolved']}),"
-            f" min(first_seen) FILTER (WHERE {_VIEWS['open']})"
-            " FROM todos GROUP BY queue ORDER BY queue", now)
+            "WITH kept AS (SELECT queue, state, sum(n) AS n FROM (SELECT queue, state, n"
+            "   FROM queue_counts UNION ALL SELECT queue, state, n FROM queue_counts_delta) c"
+            "   GROUP BY queue, state),"
+            " asleep AS (SELECT queue, state, count(*) AS n FROM todos"
+            "   WHERE snoozed_until > $1 AND state <> 'resolved' GROUP BY queue, state),"
+            " per_queue AS (SELECT k.queue,"
+            "   sum(k.n) FILTER (WHERE k.state = 'open') AS open,"
+            "   sum(k.n) FILTER (WHERE k.state = 'claimed') AS claimed,"
+            "   sum(k.n) FILTER (WHERE k.state = 'resolved') AS resolved,"
+            "   sum(k.n) AS total FROM kept k GROUP BY k.queue)"
+            " SELECT p.queue,"
+            "   coalesce(p.open, 0) - coalesce((SELECT n FROM asleep a WHERE a.queue = p.queue"
+            "     AND a.state = 'open'), 0),"
+            "   coalesce(p.claimed, 0) - coalesce((SELECT n FROM asleep a"
+            "     WHERE a.queue = p.queue AND a.state = 'claimed'), 0),"
+            "   coalesce((SELECT sum(n) FROM asleep a WHERE a.queue = p.queue), 0),"
+            "   coalesce(p.resolved, 0),"
+            "   (SELECT first_seen FROM todos t WHERE t.queue = p.queue AND t.state = 'open'"
+            "     AND (t.snoozed_until IS NULL OR t.snoozed_until <= $1)"
+            "     ORDER BY first_seen LIMIT 1)"
+            " FROM per_queue p WHERE p.total > 0 ORDER BY p.queue", now)
         return [QueueCounts(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]), r[5])
                 for r in rows]
 

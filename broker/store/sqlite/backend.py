@@ -130,6 +130,16 @@ class SqliteBackend(SqliteMaintenance, Backend):
 
 
 def _split_sql(script: str) -> Sequence[str]:
-    """Statements of a migration file (they contain no semicolons inside literals)."""
+    """Statements of a migration file. A trigger's body holds semicolons of its own, so
+    pieces are joined until SQLite calls the statement complete (no literal in our
+    migrations holds a semicolon)."""
     lines = [ln for ln in script.splitlines() if not ln.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    statements: list[str] = []
+    pending = ""
+    for piece in "\n".join(lines).split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip().removesuffix(";"))
+            pending = ""
+    return statements

@@ -43,6 +43,11 @@ CONSISTENCY_CHECKS: tuple[tuple[str, str], ...] = (
     ("one active item per group key",
      "SELECT 'queue ' || queue || ' key ' || key || ' has ' || count(*) || ' active items'"
      " FROM todos WHERE state <> 'resolved' GROUP BY queue, key HAVING count(*) > 1"),
+    ("queue counts match the items",
+     "SELECT 'queue ' || queue || ' holds ' || sum(held) || ' ' || state"
+     " || ' items but counts ' || sum(counted) FROM (SELECT queue, state, 1 AS held,"
+     " 0 AS counted FROM todos UNION ALL SELECT queue, state, 0, n FROM queue_counts)"
+     " GROUP BY queue, state HAVING sum(held) <> sum(counted)"),
     ("leased work has a lease",
      "SELECT 'delivery ' || id || ' is leased without a lease id' FROM deliveries"
      " WHERE state = 'leased' AND lease IS NULL"),

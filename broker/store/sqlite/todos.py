@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+import aiosqlite
 import orjson
 
 from broker.store.sqlite.connections import ReaderPool
@@ -42,6 +45,9 @@ _VIEWS = {
     "snoozed": "state <> 'resolved' AND snoozed_until > :now",
     "resolved": "state = 'resolved'",
 }
+_STATES_OF = {"open": ("open",), "claimed": ("claimed",), "resolved": ("resolved",),
+              "active": ("open", "claimed")}
+"""The states a view's items are in (the snoozed view is any unresolved state)."""
 
 
 def row_to_todo(row: Sequence[Any]) -> TodoItem:
@@ -162,32 +168,84 @@ class SqliteTodos(TodoRepository):
         self, *, now: str, queue: str | None = None, view: str | None = None,
         owner: str | None = None, limit: int = 100, after: tuple[str, int] | None = None,
     ) -> list[TodoItem]:
-        clauses = ["1"]
         params: dict[str, Any] = {"now": now, "limit": limit}
-        if queue is not None:
-            clauses.append("queue = :queue")
-            params["queue"] = queue
-        if view is not None:
-            clauses.append(_VIEWS[view])
+        clauses = []
         if owner is not None:
             clauses.append("owner = :owner")
             params["owner"] = owner
         if after is not None:
             clauses.append("(updated_at < :at OR (updated_at = :at AND id < :id))")
             params.update(at=after[0], id=after[1])
+        if view == "snoozed":  # few items: the partial snooze index, then sorted
+            clauses += [_VIEWS[view]] + (["queue = :queue"] if queue is not None else [])
+            params["queue"] = queue
+            return await self._select("todos INDEXED BY todos_snoozes", clauses, params)
+        if queue is None:  # every queue: by activity, the view filtered on the way
+            return await self._select(
+                "todos", clauses + ([_VIEWS[view]] if view else []), params)
+        # One queue: each state is a range of todos_listing already in activity order;
+        # a view over several states merges their first pages instead of sorting all.
+        params["queue"] = queue
+        pages = []
+        states = _STATES_OF[view] if view is not None else ("open", "claimed", "resolved")
+        for state in states:
+            pages.append(await self._select("todos", [
+                "queue = :queue", f"state = '{state}'",
+                *([_AWAKE] if view in ("open", "claimed", "active") else []), *clauses,
+            ], params))
+        if len(pages) == 1:
+            return pages[0]
+        merged = heapq.merge(*pages, key=lambda i: (i.updated_at, i.id), reverse=True)
+        return list(itertools.islice(merged, limit))
+
+    async def _select(self, table: str, clauses: list[str], params: dict[str, Any]
+                      ) -> list[TodoItem]:
         rows = await self._readers.fetchall(
-            f"SELECT {TODO_COLUMNS} FROM todos WHERE {' AND '.join(clauses)}"
+            f"SELECT {TODO_COLUMNS} FROM {table} WHERE {' AND '.join(clauses) or '1'}"
             " ORDER BY updated_at DESC, id DESC LIMIT :limit", params)  # type: ignore[arg-type]
         return [row_to_todo(r) for r in rows]
 
     async def queue_counts(self, now: str) -> list[QueueCounts]:
-        rows = await self._readers.fetchall(
-            f"SELECT queue, sum({_VIEWS['open']}), sum({_VIEWS['claimed']}),"
-            f" sum({_VIEWS['snoozed']}), sum({_VIEWS['resolved']}),"
-            f" min(CASE WHEN {_VIEWS['open']} THEN first_seen END)"
-            " FROM todos GROUP BY queue ORDER BY queue", {"now": now})  # type: ignore[arg-type]
-        return [QueueCounts(r[0], int(r[1] or 0), int(r[2] or 0), int(r[3] or 0),
-                            int(r[4] or 0), r[5]) for r in rows]
+        # Kept counts per state (queue_counts), minus the few items snoozed at `now`
+        # (the partial snooze index), and the oldest open item of each queue from its
+        # partial index: no statement here visits every item.
+        async with self._readers.connection() as conn:
+            await conn.execute("BEGIN")  # one snapshot for the three reads
+            try:
+                return await self._counts(conn, now)
+            finally:
+                await conn.execute("COMMIT")
+
+    async def _counts(self, conn: aiosqlite.Connection, now: str) -> list[QueueCounts]:
+        async with conn.execute(
+                "SELECT queue, state, n FROM queue_counts WHERE n > 0") as cursor:
+            kept = list(await cursor.fetchall())
+        async with conn.execute(
+                "SELECT queue, state, count(*) FROM todos INDEXED BY todos_snoozes"
+                " WHERE snoozed_until > ?"
+                " AND state <> 'resolved' GROUP BY queue, state", (now,)) as cursor:
+            asleep = {(r[0], r[1]): int(r[2]) for r in await cursor.fetchall()}
+        by_queue: dict[str, dict[str, int]] = {}
+        for queue, state, n in kept:
+            by_queue.setdefault(queue, {})[state] = int(n)
+        out = []
+        for queue in sorted(by_queue):
+            states = by_queue[queue]
+            open_ = states.get("open", 0) - asleep.get((queue, "open"), 0)
+            oldest = None
+            if open_ > 0:
+                async with conn.execute(
+                        "SELECT first_seen FROM todos INDEXED BY todos_oldest_open"
+                        " WHERE queue = ? AND state = 'open' AND (snoozed_until IS NULL"
+                        " OR snoozed_until <= ?) ORDER BY first_seen LIMIT 1",
+                        (queue, now)) as cursor:
+                    row = await cursor.fetchone()
+                oldest = row[0] if row else None
+            out.append(QueueCounts(
+                queue, open_, states.get("claimed", 0) - asleep.get((queue, "claimed"), 0),
+                sum(n for (q, _), n in asleep.items() if q == queue),
+                states.get("resolved", 0), oldest))
+        return out
 
     async def due(self, now: str) -> bool:
         row = await self._readers.fetchone(
