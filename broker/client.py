@@ -33,6 +33,10 @@ _BY_STATUS: dict[int, type[OpsbusError]] = {
 }
 
 
+def _restoring(restore: bool) -> dict[str, str]:
+    return {"Opsbus-Restore": "true"} if restore else {}
+
+
 class BrokerUnreachable(OpsbusError):
     """The broker could not be reached (refused, timed out, DNS)."""
 
@@ -167,15 +171,21 @@ class OpsbusClient:
         return cast("list[dict[str, Any]]", await self.request(method, path, **options))
 
     # -- events --------------------------------------------------------------------
-    async def publish(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Publish one structured event; {seq, id, duplicate}."""
+    async def publish(self, event: dict[str, Any], *, restore: bool = False
+                      ) -> dict[str, Any]:
+        """Publish one structured event; {seq, id, duplicate}. `restore`: an administrator
+        restores an export (the broker's own events are accepted, marked restored)."""
         return await self._object("POST", "/v1/events", data=orjson.dumps(event),
-                                  headers={"Content-Type": "application/cloudevents+json"})
+                                  headers={"Content-Type": "application/cloudevents+json",
+                                           **_restoring(restore)})
 
-    async def publish_batch(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def publish_batch(self, events: list[dict[str, Any]], *, restore: bool = False
+                            ) -> list[dict[str, Any]]:
+        """Publish a batch; one {seq, id, duplicate} per event, in order."""
         return await self._list(
             "POST", "/v1/events", data=orjson.dumps(events),
-            headers={"Content-Type": "application/cloudevents-batch+json"})
+            headers={"Content-Type": "application/cloudevents-batch+json",
+                     **_restoring(restore)})
 
     async def events(self, *, after: int = 0, limit: int = 100, filter: str | None = None,
                      **params: Any) -> dict[str, Any]:

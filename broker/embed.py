@@ -7,8 +7,11 @@ For services that can take a line of code (the proxy is for those that cannot):
     app = web.Application(middlewares=[aiohttp_middleware(emitter)])   # aiohttp
     app = ASGIMiddleware(app, emitter)                                 # Starlette, FastAPI...
 
-Each call becomes the same event the proxy publishes (`opsbus.api.<name>.call`; data:
-method, path, query, status, latency_ms, request_id). Events are posted in batches by a
+Each call becomes an event shaped like the proxy's (type `api.<name>.call`, source
+`embed/<name>`; data: method, path, query, status, latency_ms, request_id). The proxy's
+events are `opsbus.api.<name>.call`: types under `opsbus.` are the broker's own, and
+the broker refuses them from any client (a filter `type LIKE '%api.billing.call'`
+selects both). Events are posted in batches by a
 background task; a request never waits for the broker and never fails because of it.
 While the broker is away events wait in a bounded buffer; beyond it they are dropped
 and counted (`emitter.stats`).
@@ -30,6 +33,8 @@ import orjson
 from aiohttp import web
 
 from broker.proxy import EmitRules, call_event, request_id, validate_emit
+from broker.reserved import reserved_attribute
+from broker.templates import compile_template
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +50,18 @@ class CallEmitter:
     """Buffers call events and posts them to the broker in batches, in the background."""
 
     def __init__(self, broker_url: str, *, name: str, token: str | None = None,
-                 source: str | None = None, emit: dict[str, Any] | None = None,
+                 source: str | None = None, event_type: str | None = None,
+                 emit: dict[str, Any] | None = None,
                  max_buffer: int = 1000, batch_size: int = 100, flush_interval: float = 0.5,
                  timeout: float = 2.0, max_backoff: float = 30.0) -> None:
         self.url = broker_url.rstrip("/") + "/v1/events"
         self.name = name
         self.source = source or f"embed/{name}"
+        self.event_type = compile_template(event_type or f"api.{name}.call",
+                                           f"emitter {name}: event_type")
+        if reserved_attribute({"type": event_type or "", "source": self.source}):
+            raise ValueError(f"emitter {name}: opsbus.* types and opsbus/* sources are the"
+                             " broker's own; it refuses them from clients")
         self.rules = EmitRules.from_spec(validate_emit(emit or {}, f"emitter {name}"))
         self.max_buffer, self.batch_size = max_buffer, batch_size
         self.flush_interval, self.timeout, self.max_backoff = flush_interval, timeout, max_backoff
@@ -77,7 +88,8 @@ class CallEmitter:
             if len(self._buffer) >= self.max_buffer:
                 self.dropped += 1
                 return
-            self._buffer.append(call_event(self.name, call, source=self.source))
+            self._buffer.append(call_event(self.name, call, source=self.source,
+                                           event_type=self.event_type))
             self._ensure_running()
             if len(self._buffer) >= self.batch_size and self._wake is not None:
                 self._wake.set()

@@ -72,7 +72,7 @@ async def test_aiohttp_middleware_publishes_calls_to_a_running_broker(broker, ht
         return events if len(events) == 6 else None
 
     events = await eventually(arrived)
-    assert {e["type"] for e in events} == {"opsbus.api.billing.call"}
+    assert {e["type"] for e in events} == {"api.billing.call"}
     first = events[0]["data"]
     assert first["method"] == "POST" and first["path"] == "/api/orders"
     assert first["query"] == {"page": "2"} and first["status"] == 200

@@ -55,7 +55,7 @@ def test_routes_test_with_config_prints_where_each_sample_event_goes():
 def test_a_draft_route_replaces_its_namesake_locally(tmp_path):
     draft = tmp_path / "selftest.json"
     draft.write_text(orjson.dumps({"name": "selftest", "filter": {"exact": {
-        "type": "opsbus.test.ping"}}, "targets": ["queue:platform"]}).decode())
+        "type": "selftest.ping"}}, "targets": ["queue:platform"]}).decode())
     done = opsbus("routes", "test", "sample_events/selftest-ping.json", "--config",
                   "sample_events/opsbus.toml", "--route", str(draft))
     assert "selftest → queue:platform" in done.stdout, done.stdout + done.stderr

@@ -16,7 +16,7 @@ import orjson
 
 from broker.cli import client_options, json_option, whole
 from broker.clock import SystemClock
-from broker.errors import BadRequest, Conflict, TooLarge
+from broker.errors import BadRequest, Conflict, Forbidden, TooLarge
 from broker.eventfiles import FileEvent
 from broker.timeutil import parse_rfc3339, to_rfc3339
 
@@ -47,6 +47,10 @@ def register(sub: Any) -> None:
                         help="keep ids and times: replay verbatim (a second run is a duplicate)")
     parser.add_argument("--live", action="store_true",
                         help="let actions and webhooks really run (sets replaylive=true)")
+    parser.add_argument("--restore", action="store_true",
+                        help="restore an export verbatim (implies --keep-ids), the broker's"
+                             " own opsbus.* events included, which are stored marked"
+                             " opsbusrestored=true; needs an admin token")
     parser.add_argument("--run-id", help="the replay extension's value (default: generated)")
     parser.add_argument("--batch", type=whole(1), default=100,
                         help="events per request when not paced (default %(default)s)")
@@ -193,7 +197,7 @@ async def replay(args: argparse.Namespace) -> int:
         if entry.event is None:
             reject(outcome, progress, entry.location, str(entry.error))
     events = prepare([e.event for e in good if e.event is not None], outcome.run,
-                     keep_ids=args.keep_ids, live=args.live)
+                     keep_ids=args.keep_ids or args.restore, live=args.live)
     due = schedule(events, args.speed, args.rate)
     paced = bool(args.speed or args.rate)
     started = time.monotonic()
@@ -212,7 +216,8 @@ async def replay(args: argparse.Namespace) -> int:
                 size += len(orjson.dumps(events[j]))
                 j += 1
             j = max(j, i + 1)
-            await send(client, events[i:j], good[i:j], outcome, progress)
+            await send(client, events[i:j], good[i:j], outcome, progress,
+                       restore=args.restore)
             progress.update(outcome)
             i = j
     outcome.seconds = time.monotonic() - started
@@ -222,17 +227,19 @@ async def replay(args: argparse.Namespace) -> int:
 
 
 async def send(client: Any, events: list[dict[str, Any]], entries: list[FileEvent],
-               outcome: Outcome, progress: Progress) -> None:
+               outcome: Outcome, progress: Progress, *, restore: bool = False) -> None:
     """Publish a batch; when the broker refuses it, one by one to say which event and why."""
     try:
         if len(events) == 1:
-            answers = [await client.publish(events[0])]
+            answers = [await client.publish(events[0], restore=restore)]
         else:
-            answers = await client.publish_batch(events)
-    except (BadRequest, TooLarge, Conflict) as exc:
+            answers = await client.publish_batch(events, restore=restore)
+    except (BadRequest, TooLarge, Conflict, Forbidden) as exc:
+        if isinstance(exc, Forbidden) and exc.extra.get("attribute") is None:
+            raise  # the token may not do this at all (a missing scope): stop here
         if len(events) > 1:
             for event, entry in zip(events, entries, strict=True):
-                await send(client, [event], [entry], outcome, progress)
+                await send(client, [event], [entry], outcome, progress, restore=restore)
             return
         if isinstance(exc, Conflict):
             outcome.conflicts += 1  # same (source, id), other content: --keep-ids rerun

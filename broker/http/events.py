@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from broker.auth.principal import principal_of
 from broker.bus.log import StoredEvent
-from broker.errors import NotFound
+from broker.errors import Forbidden, NotFound
 from broker.events import Limits, parse_request
 from broker.http.filters import request_filter, warnings_json
 from broker.http.util import broker_of, id_param, int_param, json_response
+from broker.reserved import RESTORE_HEADER, admit, restore_requested
 from broker.timeutil import parse_since
 
 routes = web.RouteTableDef()
@@ -30,6 +32,11 @@ async def publish(request: web.Request) -> web.Response:
     events, is_batch = parse_request(
         request.headers.get("Content-Type"), request.headers, body, limits_of(request)
     )
+    restore = restore_requested(request.headers)
+    if restore and not principal_of(request).has("admin"):
+        raise Forbidden(f"restoring an export ({RESTORE_HEADER}: true) needs the admin scope",
+                        scope="admin")
+    events = admit(events, restore=restore, batch=is_batch)
     results = await broker.bus.publish(events)
     if is_batch:
         return json_response([r.to_dict() for r in results])

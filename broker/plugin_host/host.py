@@ -26,6 +26,7 @@ from broker.plugin_host.errors import PluginFailed, PluginInvalidEvent, PluginRe
 from broker.plugin_host.loader import LoadFailed, ModuleCache, PluginFile, discover, last_line
 from broker.plugin_host.outbound import GuardedHttp
 from broker.plugin_host.registry import PluginRegistry, Registrations, read_secret
+from broker.reserved import refusal, reserved_attribute
 
 if TYPE_CHECKING:
     from broker.actions.kinds import ActionKinds, KindRunner
@@ -292,6 +293,9 @@ class PluginHost:
                     raise InvalidEvent("an event must be a JSON object")
                 checked.append(validate_event(event))
                 size = encoded_size(checked[-1])
+                reserved = reserved_attribute(checked[-1])
+                if reserved is not None:
+                    raise InvalidEvent(refusal(checked[-1], reserved), attribute=reserved)
             except InvalidEvent as exc:
                 raise PluginInvalidEvent(
                     f"{what} (plugin {plugin}) produced an invalid event at index {index}:"

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from broker.errors import BadRequest, NotFound
 from broker.events import encoded_size, validate_event
+from broker.reserved import RESTORED, ReservedEvent, refusal, reserved_attribute
 from broker.timeutil import parse_duration, parse_rfc3339, to_rfc3339
 from broker.todos import changes
 from broker.todos.model import TodoItem
@@ -194,6 +195,13 @@ def reemitted_copy(original: dict[str, Any], body: dict[str, Any]) -> dict[str, 
         copy["data"] = body["data"]
     copy["id"] = str(uuid.uuid4())
     copy["reemittedfrom"] = str(original["id"])
+    if "opsbusrestored" not in attributes:
+        copy.pop(RESTORED, None)  # the copy is published now, not restored
+    reserved = reserved_attribute(copy)
+    if reserved is not None:
+        # An operator publishes the copy: the broker's own events stay the broker's.
+        raise ReservedEvent(f"reemit: {refusal(copy, reserved)}", attribute=reserved,
+                            field=f"attributes.{reserved}" if reserved in attributes else None)
     checked = validate_event(copy)
     encoded_size(checked)
     return checked
