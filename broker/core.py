@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
@@ -62,7 +63,10 @@ class Broker:
                        self.clock, max_batch=settings.max_batch_commit,
                        max_descendants=settings.max_descendants,
                        max_event_bytes=settings.max_event_bytes)
-        self.config = ConfigManager(self.store.config, self.bus, self.clock)
+        # Recorded with the config file this process applies, so that replicas sharing
+        # the store can say whose file is in effect.
+        self.config = ConfigManager(self.store.config, self.bus, self.clock,
+                                    identity=f"{socket.gethostname()}/{settings.listen}")
         self.config.register_kind(Kind("routes", "route", validate_route))
         self.config.on_change(self.router.load)
         self.metrics = Metrics()

@@ -29,6 +29,10 @@ class Settings:
     """Folder holding the SQLite database."""
     config: str | None = None
     """Path of opsbus.toml (routes, queues, subscriptions, ...); watched and reloaded."""
+    config_revision: str | None = None
+    """Revision of the config file, compared as text (e.g. `2026-11-29.1`): replicas on
+    one store apply their file at start-up only if it is not older than the one in
+    effect (default: the file's modification time)."""
     store: str = "sqlite"
     """Store backend: `sqlite` (embedded, in data_dir) or a `postgresql://user@host:port/db`
     URL shared by several replicas (see docs/postgres.md)."""

@@ -189,6 +189,22 @@ async def test_config_objects_round_trip_and_version_grows(store: Backend):
     assert await store.config.objects("routes") == []
 
 
+async def test_the_applied_config_file_is_recorded_at_the_version_it_reached(
+    store: Backend,
+):
+    assert await store.config.applied() is None
+    async with store.transaction() as tx:
+        writes = store.config.writes(tx)
+        assert await writes.applied_file() is None
+        await writes.put("routes", "r1", {"name": "r1", "targets": ["queue:a"]}, "file", T0)
+        recorded = await writes.record_file("ab" * 32, "7", "host/127.0.0.1:1", T0)
+        assert await writes.applied_file() == recorded
+    assert recorded.version == await store.config.version()
+    assert await store.config.applied() == recorded
+    assert (recorded.digest, recorded.revision, recorded.applied_by) == \
+        ("ab" * 32, "7", "host/127.0.0.1:1")
+
+
 # -- todo items and silences --------------------------------------------------------------
 async def test_one_active_item_per_key_claims_and_lapsed_leases(store: Backend):
     first, second = await append(store, make_event(), make_event())

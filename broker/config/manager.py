@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from broker.config.repository import ConfigObject, ConfigRepository
+from broker.config.convergence import Decision, decide, file_digest, file_revision
+from broker.config.repository import AppliedFile, ConfigObject, ConfigRepository
 from broker.errors import Conflict, InvalidConfig, NotFound, OpsbusError
 from broker.settings import load_config_file
 
@@ -38,8 +39,11 @@ class Kind:
 class ConfigManager:
     """Applies configuration to the store and tells listeners (the router, dispatchers)."""
 
-    def __init__(self, repo: ConfigRepository, bus: Bus, clock: Clock) -> None:
+    def __init__(self, repo: ConfigRepository, bus: Bus, clock: Clock,
+                 identity: str = "opsbus") -> None:
         self.repo = repo
+        self.identity = identity
+        """This process as recorded with a file it applies (host and listen address)."""
         self.bus = bus
         self.clock = clock
         self.kinds: dict[str, Kind] = {}
@@ -56,6 +60,12 @@ class ConfigManager:
         self.loaded_at: str | None = None
         """When the file was last applied successfully."""
         self.reloads = 0
+        self.applied: AppliedFile | None = None
+        """The file in effect in the store (this process's or another's), as last seen."""
+        self.digest: str | None = None
+        """The digest of this process's own file, as last read."""
+        self.warning: str | None = None
+        """Why this process's file is not the one in effect, or whose file it replaced."""
         self._refresh_lock = asyncio.Lock()
         self._watch_task: asyncio.Task[None] | None = None
 
@@ -113,16 +123,28 @@ class ConfigManager:
             parsed[section] = specs
         return parsed
 
-    async def load_file(self, path: str | Path) -> None:
-        """Apply the file: its objects replace every file-origin object, atomically."""
+    async def load_file(self, path: str | Path, *, edited: bool = False) -> bool:
+        """Apply the file: its objects replace every file-origin object, atomically, in
+        a transaction that first compares it with the file in effect (several processes
+        may share the store): the same file is applied once, an older one at start-up
+        not at all (`convergence.decide`). `edited`: the file changed under us, which
+        an operator meant. True when this call changed the stored configuration."""
         # Read once: validating one version of the file and applying another (an editor
         # still writing it) would apply a file nobody checked.
         doc = load_config_file(path)
         parsed = self.parse_document(doc, path)
-        existing = await self.repo.objects()
+        digest = file_digest(parsed)
+        revision = file_revision(doc, path)
 
-        async def apply(ctx: WriteContext) -> None:
+        async def apply(ctx: WriteContext) -> tuple[Decision, AppliedFile | None]:
             writes = self.repo.writes(ctx.transaction)
+            applied = await writes.applied_file()
+            decision = decide(applied, digest, revision, me=self.identity, edited=edited)
+            if not decision.apply:
+                return decision, applied
+            # Read under the transaction's lock: no other process changes the objects
+            # between this read and the writes below.
+            existing = await self.repo.objects()
             wanted = {(kind, spec["name"]) for kind, specs in parsed.items() for spec in specs}
             for obj in existing:
                 if obj.origin == "file" and (obj.kind, obj.name) not in wanted:
@@ -137,13 +159,20 @@ class ConfigManager:
                     if old is None or old.spec != spec or old.origin != "file":
                         await writes.put(kind, spec["name"], spec, "file",
                                          self.clock.stamp())
+            return decision, await writes.record_file(digest, revision, self.identity,
+                                                      self.clock.stamp())
 
-        await self.bus.run(apply)
+        decision, self.applied = await self.bus.run(apply)
+        self.digest = digest
+        self.warning = decision.warning
+        if decision.warning is not None:
+            log.warning("%s: %s", path, decision.warning)
         self.file_sections = {k: v for k, v in doc.items() if k in FILE_SECTIONS_NOT_OBJECTS}
         self.path = str(path)
         self.last_error = self.last_error_at = None
         self.loaded_at = self.clock.stamp()
         await self.refresh()
+        return decision.apply
 
     async def refresh(self) -> None:
         """Re-read every object and tell the listeners (the router swaps its table)."""
@@ -151,6 +180,7 @@ class ConfigManager:
         # concurrent changes can then never leave the older snapshot installed last.
         async with self._refresh_lock:
             self.objects = await self.repo.objects()
+            self.applied = await self.repo.applied()
             for listener in self.listeners:
                 try:
                     listener(self.objects)
@@ -159,10 +189,19 @@ class ConfigManager:
 
     def status(self) -> dict[str, Any]:
         """The config file's state, for `GET /v1/config/status`."""
+        applied = self.applied
         return {"file": self.path, "watching": self._watch_task is not None,
                 "loaded_at": self.loaded_at, "reloads": self.reloads,
                 "error": self.last_error, "error_at": self.last_error_at,
-                "objects": {kind: len(self.list(kind)) for kind in self.kinds}}
+                "objects": {kind: len(self.list(kind)) for kind in self.kinds},
+                "digest": self.digest,
+                "in_effect": None if self.digest is None or applied is None
+                else applied.digest == self.digest,
+                "applied": None if applied is None else {
+                    "digest": applied.digest, "revision": applied.revision,
+                    "applied_by": applied.applied_by, "applied_at": applied.applied_at,
+                    "version": applied.version},
+                "warning": self.warning}
 
     def list(self, kind: str) -> list[ConfigObject]:
         self.kind(kind)
@@ -241,7 +280,7 @@ class ConfigManager:
     async def reload(self, path: Path) -> bool:
         """Apply the edited file, or keep the running configuration and say why."""
         try:
-            await self.load_file(path)
+            await self.load_file(path, edited=True)
         except OpsbusError as exc:
             self.last_error, self.last_error_at = exc.detail, self.clock.stamp()
             log.error("configuration not reloaded, keeping the running one: %s", exc.detail)

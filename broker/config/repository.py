@@ -22,6 +22,22 @@ class ConfigObject:
     updated_at: str
 
 
+@dataclass(frozen=True, slots=True)
+class AppliedFile:
+    """The config file whose objects are in effect: what every process sharing the
+    store compares its own file with before applying it."""
+
+    digest: str
+    """Hex digest of the file's objects as validated (comments and layout do not count)."""
+    revision: str
+    """`[server] config_revision`, or the file's modification time as a stamp."""
+    applied_by: str
+    """The process (host and listen address) that applied it."""
+    applied_at: str
+    version: int
+    """The configuration version right after it was applied."""
+
+
 class ConfigWrites(ABC):
     """Configuration writes inside the writer's transaction."""
 
@@ -33,6 +49,18 @@ class ConfigWrites(ABC):
     @abstractmethod
     async def delete(self, kind: str, name: str) -> bool:
         """Delete an object (bumping the version); False when it did not exist."""
+
+    @abstractmethod
+    async def applied_file(self) -> AppliedFile | None:
+        """The config file last applied, as this transaction sees it (None: never), for
+        a decision written back with `record_file` in the same transaction: the
+        transaction is the compare-and-set."""
+
+    @abstractmethod
+    async def record_file(self, digest: str, revision: str, applied_by: str, now: str
+                          ) -> AppliedFile:
+        """Record that this transaction applied a file, at the configuration version
+        it reached."""
 
 
 class ConfigRepository(ABC):
@@ -55,3 +83,7 @@ class ConfigRepository(ABC):
     @abstractmethod
     async def version(self) -> int:
         """A number that grows whenever any object changes."""
+
+    @abstractmethod
+    async def applied(self) -> AppliedFile | None:
+        """The config file last applied by any process (None: never)."""

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from broker.config.repository import ConfigObject, ConfigRepository, ConfigWrites
+from broker.config.repository import AppliedFile, ConfigObject, ConfigRepository, ConfigWrites
 from broker.store.postgres.transaction import PoolSource, transaction_of
 from broker.store.transaction import Transaction
 
@@ -16,11 +16,16 @@ if TYPE_CHECKING:
     from broker.store.postgres.connection import Conn
 
 CONFIG_COLUMNS = "kind, name, spec, origin, version, updated_at"
+FILE_COLUMNS = "encode(digest, 'hex'), revision, applied_by, applied_at, version"
 
 
 def row_to_config(row: asyncpg.Record) -> ConfigObject:
     return ConfigObject(row["kind"], row["name"], orjson.loads(row["spec"]), row["origin"],
                         row["version"], row["updated_at"])
+
+
+def row_to_file(row: asyncpg.Record) -> AppliedFile:
+    return AppliedFile(row[0], row[1], row[2], row[3], int(row[4]))
 
 
 class PgConfigWrites(ConfigWrites):
@@ -56,6 +61,25 @@ class PgConfigWrites(ConfigWrites):
                 "SELECT pg_notify('opsbus_config.' || current_schema(), $1)", str(deleted))
         return deleted is not None
 
+    async def applied_file(self) -> AppliedFile | None:
+        # The transaction holds the log's lock (every replica's writes are serialised
+        # by it): nothing can record another file between this read and the write.
+        row = await self.conn.fetchrow(f"SELECT {FILE_COLUMNS} FROM config_file FOR UPDATE")
+        return row_to_file(row) if row else None
+
+    async def record_file(self, digest: str, revision: str, applied_by: str, now: str
+                          ) -> AppliedFile:
+        row = await self.conn.fetchrow(
+            "INSERT INTO config_file (id, digest, revision, applied_by, applied_at, version)"
+            " SELECT 1, decode($1, 'hex'), $2, $3, $4, value FROM counters"
+            " WHERE name = 'config_version' ON CONFLICT (id) DO UPDATE SET"
+            " digest = excluded.digest, revision = excluded.revision,"
+            " applied_by = excluded.applied_by, applied_at = excluded.applied_at,"
+            f" version = excluded.version RETURNING {FILE_COLUMNS}",
+            digest, revision, applied_by, now)
+        assert row is not None  # the counter row always exists
+        return row_to_file(row)
+
 
 class PgConfig(ConfigRepository):
     """Configuration objects; reads on the pool."""
@@ -89,3 +113,7 @@ class PgConfig(ConfigRepository):
     async def version(self) -> int:
         return int(await self.pool.fetchval(
             "SELECT value FROM counters WHERE name = 'config_version'") or 0)
+
+    async def applied(self) -> AppliedFile | None:
+        row = await self.pool.fetchrow(f"SELECT {FILE_COLUMNS} FROM config_file")
+        return row_to_file(row) if row else None

@@ -8,12 +8,17 @@ from typing import Any
 
 import orjson
 
-from broker.config.repository import ConfigObject, ConfigRepository, ConfigWrites
+from broker.config.repository import AppliedFile, ConfigObject, ConfigRepository, ConfigWrites
 from broker.store.sqlite.connections import ReaderPool
 from broker.store.sqlite.transaction import connection_of
 from broker.store.transaction import Transaction
 
 CONFIG_COLUMNS = "kind, name, spec, origin, version, updated_at"
+FILE_COLUMNS = "digest, revision, applied_by, applied_at, version"
+
+
+def row_to_file(row: Sequence[Any]) -> AppliedFile:
+    return AppliedFile(row[0], row[1], row[2], row[3], int(row[4]))
 
 
 def row_to_config(row: Sequence[Any]) -> ConfigObject:
@@ -45,6 +50,19 @@ class SqliteConfigWrites(ConfigWrites):
         if cursor.rowcount:
             self._bump_config_version()
         return cursor.rowcount > 0
+
+    async def applied_file(self) -> AppliedFile | None:
+        row = self.conn.execute(f"SELECT {FILE_COLUMNS} FROM config_file").fetchone()
+        return row_to_file(row) if row else None
+
+    async def record_file(self, digest: str, revision: str, applied_by: str, now: str
+                          ) -> AppliedFile:
+        (version,) = self.conn.execute(
+            "SELECT value FROM counters WHERE name = 'config_version'").fetchone()
+        self.conn.execute(
+            f"INSERT OR REPLACE INTO config_file (id, {FILE_COLUMNS})"
+            " VALUES (1, ?, ?, ?, ?, ?)", (digest, revision, applied_by, now, int(version)))
+        return AppliedFile(digest, revision, applied_by, now, int(version))
 
     def _bump_config_version(self) -> int:
         (version,) = self.conn.execute(
@@ -84,3 +102,7 @@ class SqliteConfig(ConfigRepository):
             "SELECT value FROM counters WHERE name = 'config_version'"
         )
         return int(row[0]) if row else 0
+
+    async def applied(self) -> AppliedFile | None:
+        row = await self._readers.fetchone(f"SELECT {FILE_COLUMNS} FROM config_file")
+        return row_to_file(row) if row else None
