@@ -24,6 +24,8 @@ from console.app import OpsbusConsole
 from console.format import parse_time
 from console.screens.detail import EventDetailScreen
 from console.screens.queues import QueuesScreen
+from console.screens.stream import StreamScreen
+from console.widgets.key_hints import KeyHints
 from tests.broker_process import ROOT, BrokerProcess
 from tests.console_support import http, publish, until, write_config
 
@@ -115,11 +117,16 @@ def console(data: Loaded, **options: Any) -> OpsbusConsole:
 
 def settled(app: OpsbusConsole) -> bool:
     """The screen on top shows its data (with the key fields and silence marks of the
-    items listed), every feed is connected."""
+    items listed), every feed is connected, the key line names the keys that work now;
+    the Stream follows live and its table has reached the newest row."""
     screen = app.screen
+    hints = screen.query(KeyHints)
     return (getattr(screen, "ready", True) and app.connection == "connected"
             and app.silences.loaded and app.oncall.loaded
-            and (not isinstance(screen, QueuesScreen) or not app.queues.missing_fields(60)))
+            and all(h.up_to_date for h in hints)
+            and (not isinstance(screen, QueuesScreen) or not app.queues.missing_fields(60))
+            and (not isinstance(screen, StreamScreen)
+                 or (screen.live and screen.table.at_rest)))
 
 
 def steady_cursors(app: OpsbusConsole) -> None:

@@ -68,6 +68,8 @@ class StreamScreen(ConsoleScreen):
         super().__init__()
         self.model = StreamModel(self.console.window)
         self.feed: EventFeed | None = None
+        self.live = False
+        """The live feed is connected: what commits from now on will be shown."""
 
     def compose_body(self) -> Iterable[Widget]:
         yield FilterBar(id="filter")
@@ -121,19 +123,26 @@ class StreamScreen(ConsoleScreen):
         self.table.set_following(True)
         self.table.append(rows)
         self.model.reset()
+        self.table.empty_text = self._empty_text()
+        # Drawn now rather than through a message: once the screen says it is ready, its
+        # counter line says what was loaded (a test's picture must not catch it blank).
+        self._draw_counters()
         if self.model.status == "loading":
             self.model.status = "ready"
-        self.table.empty_text = self._empty_text()
-        self._post_counters()
         # The store answered up to its head: start right after the newest row, or where
         # the previous feed stopped when nothing matched.
         start = rows[-1][0] if rows else (after if after is not None else 0)
+        self.live = False
         self.feed = EventFeed("stream", client, self, after=start, filter=query.cesql,
-                              text=query.text, window_s=self.console.batch_window_s)
+                              text=query.text, window_s=self.console.batch_window_s,
+                              on_state=self._feed_state)
         try:
             await self.feed.run()
         except OpsbusError as exc:
             self._failed(exc)
+
+    def _feed_state(self, state: str, detail: str | None) -> None:
+        self.live = state == "connected"
 
     def _failed(self, exc: OpsbusError) -> None:
         self.model.status, self.model.problem = "error", exc.detail
@@ -174,6 +183,9 @@ class StreamScreen(ConsoleScreen):
     @on(StreamCounters)
     def _show_counters(self, message: StreamCounters) -> None:
         self.query_one(StreamCounter).show(message, self.model)
+
+    def _draw_counters(self) -> None:
+        self.query_one(StreamCounter).show(self._counters(), self.model)
 
     # -- keys -----------------------------------------------------------------------
     def action_pause(self) -> None:

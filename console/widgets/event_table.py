@@ -201,6 +201,13 @@ class EventTable(ScrollView, can_focus=True):
     def selected_seq(self) -> int | None:
         return self.rows[self.cursor].seq if self.rows else None
 
+    @property
+    def at_rest(self) -> bool:
+        """Laid out and, when following, scrolled to the newest row: what it shows is
+        what its rows and mode say (the end is reached a refresh after rows arrive)."""
+        return self.size.height > 0 and (not self.following
+                                         or round(self.scroll_y) >= self.max_scroll_y)
+
     def set_following(self, following: bool) -> None:
         self.following = following
         if following and self.rows:

@@ -39,7 +39,7 @@ class KeyHints(Static):
         if screen is self.screen:
             self._draw()
 
-    def _draw(self) -> None:
+    def _line(self) -> Text:
         key_style = self.get_component_rich_style("key-hints--key")
         line = Text(no_wrap=True, overflow="ellipsis")
         seen: set[str] = set()
@@ -50,6 +50,16 @@ class KeyHints(Static):
             line.append(self.app.get_key_display(binding), style=key_style if enabled
                         else "dim")
             line.append(f" {binding.description}  ", style="" if enabled else "dim")
+        return line
+
+    @property
+    def up_to_date(self) -> bool:
+        """The line shows the keys that work now (it is redrawn a refresh after focus
+        moves)."""
+        return self.is_mounted and self.shown == self._line().plain
+
+    def _draw(self) -> None:
+        line = self._line()
         if line.plain != self.shown:
             self.shown = line.plain
             self.update(line)
