@@ -29,8 +29,9 @@ DRY_RUN = "dry-run-agrees"
 ITEMS = "items-count-and-owner"
 WEBHOOKS = "webhook-acks-final"
 PULL = "pull-leases-exclusive"
+QUIET = "comes-to-rest"
 INVARIANTS = (STREAMS, ACKED_ONCE, DERIVED, DESCENDANTS, DRY_RUN,
-              ITEMS, WEBHOOKS, PULL)
+              ITEMS, WEBHOOKS, PULL, QUIET)
 DESCRIPTIONS = {
     STREAMS: "every stream a client read (SSE, tail, pull receive) was strictly increasing"
              " in seq, and the union of its resumed reads equals the store's log for its"
@@ -49,6 +50,8 @@ DESCRIPTIONS = {
               " not sent again after that (beyond a crash's at-least-once window)",
     PULL: "a pull message is held by one consumer at a time and never redelivered after"
           " its ack",
+    QUIET: "after the workload the bus comes to rest: every delivery, retry, lease and"
+           " event they cause settles within the quiet timeout",
 }
 LOOP_NOTICES = (LOOP_TYPE,)
 DELIVERY_SOURCE = "opsbus/delivery"

@@ -70,6 +70,9 @@ class Driver:
         self.epoch_first = 1
         self.paused: set[str] = set()
         self.runaway = False
+        self.stalled: set[str] = set()
+        """Hooks paused because they were still busy when the bus should have been at
+        rest (kept paused so the checks can run on what they did)."""
 
     # -- publishing ------------------------------------------------------------------
     async def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int | None, Any]:
@@ -397,14 +400,21 @@ class Driver:
         await until(self.push_idle, 3, "push deliveries to settle", required=False)
 
     async def push_idle(self) -> bool:
+        return not await self.busy_hooks(first=True)
+
+    async def busy_hooks(self, *, first: bool = False) -> list[str]:
+        """The push subscriptions (not paused) with deliveries pending or leased."""
+        busy = []
         for hook in scenario.HOOKS:
             if hook.name in self.paused:
                 continue
             status = await self.api.ok("GET", f"/v1/subscriptions/{hook.name}/status")
             counts = status["counts"]
             if counts.get("pending", 0) or counts.get("leased", 0):
-                return False
-        return True
+                busy.append(hook.name)
+                if first:
+                    break
+        return busy
 
     # -- crashes -------------------------------------------------------------------------
     async def op_kill(self, rng: random.Random) -> None:
