@@ -204,6 +204,16 @@ class OpsbusClient:
             body["expression"] = expression
         return await self._object("POST", "/v1/filters/evaluate", json=body)
 
+    # -- catalog ---------------------------------------------------------------------
+    async def catalog(self) -> dict[str, Any]:
+        """`GET /v1/catalog`: every catalogued source and type (no shapes)."""
+        return await self._object("GET", "/v1/catalog")
+
+    async def catalog_entry(self, source: str, type_: str) -> dict[str, Any]:
+        """`GET /v1/catalog/{source}/{type}`: one entry with its inferred data shape."""
+        path = f"/v1/catalog/{quote(source, safe='/')}/{quote(type_, safe='')}"
+        return await self._object("GET", path)
+
     # -- configuration ---------------------------------------------------------------
     async def plugins(self) -> dict[str, Any]:
         """`GET /v1/plugins`: loaded plugins, versions, what they provide, load errors."""

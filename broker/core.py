@@ -12,12 +12,13 @@ from typing import Any
 
 from broker.actions import ActionKinds, Actions
 from broker.bus import Bus
+from broker.catalog import Catalog, CatalogSettings
 from broker.clock import Clock, ManualClock, SystemClock
 from broker.config import ConfigManager, Kind
 from broker.delivery import Deliveries
 from broker.dispatcher import DispatchSettings
 from broker.filters import configure as configure_filter_limits
-from broker.filters import limits_of
+from broker.filters import limits_of, use_shapes
 from broker.hub import Hub
 from broker.maintenance import StoreHousekeeping
 from broker.metrics import Metrics
@@ -97,13 +98,18 @@ class Broker:
             self.store, self.clock, interval_s=settings.maintenance_interval_s,
             data_dir=settings.data_dir, wal_max_bytes=settings.wal_max_bytes)
 
-        self._wiring = Wiring(self.config, self.router, self.metrics)
+        self.catalog = Catalog(bus=self.bus, repo=self.store.catalog, clock=self.clock,
+                               settings=catalog_settings(settings))
+        self._wiring = Wiring(self.config, self.router, self.metrics, self.bus)
         wire_plugins(self.plugins, self._wiring)
         wire_proxy(self.proxy, self._wiring)
         self.todos.wire(self._wiring)
         self.delivery.wire(self._wiring)
         self.actions.wire(self._wiring)
         self.housekeeping.wire(self._wiring)
+        self.catalog.wire(self._wiring)
+        if settings.catalog:
+            use_shapes(self.catalog.conforms)
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Future[None]] = set()
         self.ready = False
@@ -130,6 +136,8 @@ class Broker:
         self.bus.fanout = self.store.start_live(self.hub.publish, self.hub.head,
                                                 self._config_changed_elsewhere,
                                                 self._committed_elsewhere)
+        for start in self._wiring.starters:
+            await start()
         await self.bus.start()
         if self.settings.config:
             await self.config.load_file(self.settings.config)
@@ -174,6 +182,15 @@ class Broker:
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def catalog_settings(settings: Settings) -> CatalogSettings:
+    return CatalogSettings(
+        enabled=settings.catalog, max_entries=settings.catalog_max_entries,
+        max_fields=settings.catalog_max_fields, max_depth=settings.catalog_max_depth,
+        learn_events=settings.catalog_learn_events,
+        silence_factor=settings.catalog_silence_factor,
+        silence_min_s=settings.catalog_silence_min_s, interval_s=settings.catalog_interval_s)
 
 
 async def _guarded(name: str, run: Service) -> None:

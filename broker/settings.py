@@ -108,6 +108,24 @@ class Settings:
     shutdown_grace_s: float = 10.0
     """On SIGTERM/SIGINT: seconds in-flight requests and deliveries get to finish before
     they are cancelled (cancelled deliveries are retried after the restart)."""
+    catalog: bool = True
+    """Keep the event catalog (per source and type: seen, rate, inferred data shape)
+    and announce drift as `opsbus.catalog.changed`."""
+    catalog_max_entries: int = 10_000
+    """Most (source, type) pairs catalogued; events of later pairs are counted only in
+    `opsbus_catalog_untracked_events_total`."""
+    catalog_max_fields: int = 200
+    """Most field paths kept in one shape (beyond it the shape is marked truncated)."""
+    catalog_max_depth: int = 8
+    """Nesting levels below `data` the shape looks into."""
+    catalog_learn_events: int = 20
+    """Events of a (source, type) the shape learns from before a difference is drift."""
+    catalog_silence_factor: float = 3.0
+    """A producer is silent once it has not arrived for its usual gap times this."""
+    catalog_silence_min_s: float = 60.0
+    """...and for at least this many seconds."""
+    catalog_interval_s: float = 30.0
+    """Seconds between catalog flushes and checks for silent producers."""
 
     @property
     def host(self) -> str:
@@ -235,12 +253,17 @@ def validate_settings(settings: Settings) -> None:
                  "delivery_poll_s", "delivery_concurrency", "heartbeat_s", "stream_buffer",
                  "stream_write_timeout_s", "max_batch_commit", "scan_budget_events",
                  "todo_sweep_s",
-                 "wal_max_bytes", "maintenance_interval_s", "shutdown_grace_s"):
+                 "wal_max_bytes", "maintenance_interval_s", "shutdown_grace_s",
+                 "catalog_max_entries", "catalog_max_fields", "catalog_max_depth",
+                 "catalog_learn_events", "catalog_silence_factor", "catalog_interval_s"):
         value = getattr(settings, name)
         # `not > 0` and isfinite: NaN and inf parse as floats and would spin or stall loops.
         if not value > 0 or (isinstance(value, float) and not math.isfinite(value)):
             raise InvalidConfig(f"{name} must be a positive number, got {value!r}",
                                 field=name)
+    if not settings.catalog_silence_min_s >= 0:
+        raise InvalidConfig("catalog_silence_min_s must be zero or more, got"
+                            f" {settings.catalog_silence_min_s!r}", field="catalog_silence_min_s")
     limits_of(settings)  # each filter_* limit positive and within its ceiling
     if (settings.tls_cert is None) != (settings.tls_key is None):
         missing = "tls_key" if settings.tls_key is None else "tls_cert"

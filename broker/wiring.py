@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from broker.bus import Bus, StoredEvent
     from broker.config import ConfigManager, ConfigObject, Kind
     from broker.metrics import Metrics
     from broker.routing import RouteContributor, Router, TargetHandler
@@ -17,18 +18,23 @@ Service = Callable[[], Awaitable[None]]
 """A background task: started with the broker, cancelled at stop."""
 Stopper = Callable[[], Awaitable[None]]
 """Called at stop, before the writer drains: finish in-flight work there."""
+Starter = Callable[[], Awaitable[None]]
+"""Called at start, once the store is open and before the writer takes work."""
 
 
 class Wiring:
     """The registrations a feature makes at start-up."""
 
-    def __init__(self, config: ConfigManager, router: Router, metrics: Metrics) -> None:
+    def __init__(self, config: ConfigManager, router: Router, metrics: Metrics,
+                 bus: Bus) -> None:
         self._config = config
         self._router = router
+        self._bus = bus
         self.metrics = metrics
         """The broker's metrics registry: register the feature's families here."""
         self.services: list[tuple[str, Service]] = []
         self.stoppers: list[Stopper] = []
+        self.starters: list[Starter] = []
 
     def kind(self, kind: Kind) -> None:
         """A configuration kind (`[[queues]]`, `/v1/queues`)."""
@@ -52,3 +58,11 @@ class Wiring:
 
     def on_stop(self, stop: Stopper) -> None:
         self.stoppers.append(stop)
+
+    def on_start(self, start: Starter) -> None:
+        self.starters.append(start)
+
+    def after_commit(self, observer: Callable[[list[StoredEvent]], None]) -> None:
+        """Called with every batch this process commits, after COMMIT, on the writer's
+        turn: keep it cheap (it delays the callers of that batch)."""
+        self._bus.observers.append(observer)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 BROKER = Path(__file__).resolve().parent.parent / "broker"
-FEATURES = ("todos", "delivery", "actions", "plugin_host")
+FEATURES = ("todos", "delivery", "actions", "plugin_host", "catalog")
 
 
 def modules() -> dict[str, Path]:

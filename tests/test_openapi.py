@@ -152,6 +152,12 @@ async def test_real_answers_match_the_document(broker, http):
     status, _ = await api.call("POST", "/v1/sources/nosuch", json={})
     assert status == 404
 
+    await api.call("GET", "/v1/catalog")
+    status, entry = await api.call("GET", "/v1/catalog/tests%2Fsuite/test.work")
+    assert status == 200 and entry["shape"], entry  # tests/suite/test.work works as well
+    status, _ = await api.call("GET", "/v1/catalog/tests%2Fsuite/no.such.type")
+    assert status == 404
+
     await api.call("GET", "/v1/queues")
     await api.call("GET", "/v1/queues/work")
     status, todos = await api.call("GET", "/v1/todos", params={"queue": "work"})

@@ -14,6 +14,7 @@ import pytest
 from broker.actions.model import JobState
 from broker.bus import TargetRecord, canonical, digest_of
 from broker.bus.log import EventItem
+from broker.catalog.model import CatalogEntry, FieldStat
 from broker.delivery import breaker
 from broker.delivery.breaker import BreakerState
 from broker.delivery.model import DeliveryState, Outcome
@@ -322,6 +323,36 @@ async def test_jobs_are_claimed_by_lease_and_finished_once(store: Backend):
         assert await jobs.finish(job_id, claimed.job.lease or "", JobState.FAILED, T1) is None
     assert done is not None and done.state is JobState.SUCCEEDED
     assert [j.id for j in await store.jobs.page("page")] == [job_id]
+
+
+# -- the event catalog --------------------------------------------------------------------
+async def test_catalog_merges_what_each_flush_saw(store: Backend):
+    first = CatalogEntry("tests/src", "t.x", T0, T1, 3, 2, 30.0, 0.01, False, 3,
+                         {"data": FieldStat(("object",), 3), "data.a": FieldStat(("integer",), 3)})
+    async with store.transaction() as tx:
+        (stored,) = await store.catalog.writes(tx).merge([first], max_fields=3)
+    assert stored == first
+    # Another flush (this process later, or another replica): counts add up, types join,
+    # the newest gap, rate and silence win, the field cap holds.
+    later = CatalogEntry("tests/src", "t.x", T1, T2, 2, 1, 20.0, 0.02, True, 2,
+                         {"data.a": FieldStat(("string",), 1), "data.b": FieldStat(("null",), 2),
+                          "data.c": FieldStat(("null",), 2)})
+    async with store.transaction() as tx:
+        (merged,) = await store.catalog.writes(tx).merge([later], max_fields=3)
+    assert merged == CatalogEntry(
+        "tests/src", "t.x", T0, T2, 5, 3, 20.0, 0.02, True, 5,
+        {"data": FieldStat(("object",), 3), "data.a": FieldStat(("integer", "string"), 4),
+         "data.b": FieldStat(("null",), 2)}, truncated=True)
+    assert await store.catalog.entries() == [merged]
+
+
+async def test_a_rolled_back_catalog_merge_leaves_nothing(store: Backend):
+    entry = CatalogEntry("tests/src", "t.y", T0, T0, 1, 1, None, 0.0, False, 0, {})
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            await store.catalog.writes(tx).merge([entry], max_fields=10)
+            raise RuntimeError("abort")
+    assert await store.catalog.entries() == []
 
 
 # -- migrations ---------------------------------------------------------------------------

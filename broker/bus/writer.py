@@ -104,6 +104,9 @@ class Bus:
         """Seconds from publish to its commit (a metrics histogram's observe)."""
         self.observe_commit: Callable[[float], None] = _ignore
         """Seconds one group transaction took, from begin to commit."""
+        self.observers: list[Callable[[list[StoredEvent]], None]] = []
+        """Called with each committed batch, after the fan-out and before the callers
+        hear of it (the catalog learns here, off the transaction)."""
         self.fanout: Callable[[list[StoredEvent]], None] = hub.publish
         """Takes each committed batch: the hub, or the backend's live tail when several
         processes share the store (`Backend.start_live`)."""
@@ -209,6 +212,11 @@ class Bus:
         self.commits += 1
         self.events_committed += len(committed)
         self.fanout(committed)
+        for observe in self.observers:
+            try:
+                observe(committed)
+            except Exception:
+                log.exception("a commit observer failed")
         for work, result, error in outcomes:
             if work.future.done():
                 continue

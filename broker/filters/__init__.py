@@ -46,6 +46,10 @@ at the first part over them with ``FilterTooLarge`` naming the setting. Compilin
 reports ``warnings``: mistakes that make a filter never match (an unknown function, an
 expression that is not a condition), which ``strict=True`` refuses.
 
+Extension, the event catalog: ``CONFORMS()`` is true when the event's data fits the
+shape the catalog learned for its (source, type) — no unknown path, no new type, every
+required path (``use_shapes`` connects the broker's catalog; elsewhere it is always true).
+
 Free text: ``compile_search("disk full")`` is a filter matching events whose type,
 source, subject or data contain every word (case-insensitive), for ``q=`` parameters.
 """
@@ -56,6 +60,7 @@ from broker.filters.checks import FilterWarning
 from broker.filters.dialects import MATCH_ALL, Filter, all_of, compile_filter, compile_search
 from broker.filters.evaluate import evaluate_request
 from broker.filters.expression import Expression, compile_sql
+from broker.filters.functions import use_shapes
 from broker.filters.limits import (
     DEFAULT_LIMITS,
     FilterLimits,
@@ -82,4 +87,5 @@ __all__ = [
     "configure",
     "evaluate_request",
     "limits_of",
+    "use_shapes",
 ]

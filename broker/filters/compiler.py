@@ -655,6 +655,8 @@ def _call(node: Call) -> Compiled:
         return Compiled(missing, BOOL)
 
     impl = function.impl
+    if function.reads_event:
+        return _event_call(node, function, args)
     runs = tuple(arg.run for arg in args)
     types = tuple(function.param_type(index) for index in range(len(args)))
     casters = tuple(_caster(kind) for kind in types)
@@ -700,6 +702,21 @@ def _call(node: Call) -> Compiled:
         return result
 
     return _fold(Compiled(call, function.returns), *args)
+
+
+def _event_call(node: Call, function: fn.Function, args: list[Compiled]) -> Compiled:
+    """A function of the event itself (an opsbus extension such as CONFORMS): it is
+    handed the event, then its arguments uncast; never folded."""
+    impl = function.impl
+    runs = tuple(arg.run for arg in args)
+
+    def call(event: Event) -> object:
+        try:
+            return impl(event, *(run(event) for run in runs))
+        except fn.FunctionError as error:
+            raise _fail(node, error.kind, error.message, error.value) from None
+
+    return Compiled(call, function.returns)
 
 
 def _caster(kind: str) -> Callable[[object], tuple[object, str | None]]:

@@ -42,6 +42,8 @@ class Function:
     returns: str
     impl: Callable[..., object]
     variadic: str | None = None
+    reads_event: bool = False
+    """The implementation is called with the event first (never folded to a constant)."""
 
     def accepts(self, arity: int) -> bool:
         """Whether a call with ``arity`` arguments dispatches to this overload."""
@@ -172,8 +174,35 @@ _BUILTINS: Final = (
     Function("IS_BOOL", (STR,), BOOL, _is_bool),
 )
 
+Conforms = Callable[[dict[str, object]], bool]
+
+
+class _Shapes:
+    """Where `CONFORMS()` asks whether an event fits the shape its (source, type) had so
+    far: the broker's event catalog, once `use_shapes` installs it (until then, and in
+    clients, every event conforms)."""
+
+    conforms: Conforms = staticmethod(lambda event: True)
+
+
+_SHAPES: Final = _Shapes()
+
+
+def use_shapes(conforms: Conforms) -> None:
+    """Answer `CONFORMS()` with `conforms` (the broker's catalog)."""
+    _SHAPES.conforms = conforms
+
+
+def _conforms(event: dict[str, object]) -> bool:
+    return _SHAPES.conforms(event)
+
+
+_EXTENSIONS: Final = (
+    Function("CONFORMS", (), BOOL, _conforms, reads_event=True),
+)
+
 FUNCTIONS: Final[dict[str, tuple[Function, ...]]] = {}
-for _function in _BUILTINS:
+for _function in (*_BUILTINS, *_EXTENSIONS):
     FUNCTIONS[_function.name] = (*FUNCTIONS.get(_function.name, ()), _function)
 
 

@@ -26,6 +26,7 @@ ROUTE_MODULES = (
     "broker.http.actions",
     "broker.http.sources",
     "broker.http.plugins",
+    "broker.http.catalog",
     "broker.http.proxy",
     "broker.http.route_preview",
     "broker.http.openapi",

@@ -140,7 +140,7 @@ def describe(app: web.Application) -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "tags": [{"name": t} for t in ("events", "sources", "filters", "todos", "delivery",
-                                       "config", "proxy", "operations")],
+                                       "config", "proxy", "catalog", "operations")],
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": SCHEMAS,

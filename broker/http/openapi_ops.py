@@ -117,6 +117,14 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "evaluate_filter", {"200": ("The value, or the error, and the filter's warnings",
                                     ref("FilterEvaluation"))},
         body={JSON: {"type": "object"}}, tag="filters"),
+    ("GET", "/v1/catalog"): Op("list_catalog",
+                               {"200": ("Every catalogued source and type",
+                                        ref("CatalogList"))}, tag="catalog"),
+    ("GET", "/v1/catalog/{source}/{type}"): Op(
+        "get_catalog_entry", {"200": ("One source and type with its inferred data shape",
+                                      ref("CatalogEntry"))}, tag="catalog",
+        summary="One catalogued source and type (the source may hold slashes: the last"
+                " path segment is the type)"),
     # -- sources -------------------------------------------------------------------------
     ("POST", "/v1/sources/{name}"): Op(
         "receive_source", {"200": ("Published events", ref("SourceAnswer"))},

@@ -153,5 +153,21 @@ SCHEMAS: dict[str, Schema] = {
                       findings=array(obj(("check", "detail"), check=STR, detail=STR)),
                       schema_version=INT, events=INT, last_seq=SEQ),
     "Health": obj(("status",), status=STR, last_seq=SEQ),
+    "CatalogSummary": obj(
+        ("source", "type", "first_seen", "last_seen", "count", "rate_per_s", "silent"),
+        source=STR, type=STR, first_seen=TIME, last_seen=TIME, count=INT, arrivals=INT,
+        rate_per_s={**NUM, "description": "events per second, decayed over about 5 minutes"},
+        usual_gap_s={**nullable(NUM), "description": "moving average of the gaps between"
+                                                     " arrivals"},
+        silent=BOOL, sampled={**INT, "description": "events the shape was learned from"},
+        fields=INT, truncated=BOOL),
+    "CatalogEntry": {"allOf": [ref("CatalogSummary"), obj(("shape",), shape={
+        "type": "object", "description": "path (`data.labels.severity`, `data.alerts[]`) ->"
+                                         " what was seen there",
+        "additionalProperties": {
+            "type": "object", "required": ["types", "required", "seen"],
+            "properties": {"types": array(STR), "required": BOOL, "seen": INT}}})]},
+    "CatalogList": obj(("enabled", "entries"), enabled=BOOL,
+                       entries=array(ref("CatalogSummary"))),
     "OpenAPI": obj(("openapi", "info", "paths"), openapi=STR, info=OBJECT, paths=OBJECT),
 }

@@ -18,6 +18,7 @@ from contextlib import AbstractAsyncContextManager
 
 from broker.actions.repository import JobRepository
 from broker.bus.log import EventLog, StoredEvent
+from broker.catalog.repository import CatalogRepository
 from broker.config.repository import ConfigRepository
 from broker.delivery.repository import DeliveryRepository
 from broker.store.base_maintenance import Maintenance
@@ -38,6 +39,7 @@ class Backend(Maintenance, ABC):
     silences: SilenceRepository
     deliveries: DeliveryRepository
     jobs: JobRepository
+    catalog: CatalogRepository
 
     @abstractmethod
     async def open(self) -> None:

@@ -15,6 +15,7 @@ from broker.errors import Unavailable
 from broker.store.base import Backend, Publish
 from broker.store.base_maintenance import StorageStats
 from broker.store.postgres import log as pglog
+from broker.store.postgres.catalog import PgCatalog
 from broker.store.postgres.config import PgConfig
 from broker.store.postgres.connection import PgOptions, check_server, connect, create_pool
 from broker.store.postgres.delivery import PgDeliveries, PgJobs
@@ -70,6 +71,7 @@ class PgBackend(PgMaintenance, Backend):
         self.silences = PgSilences(self)
         self.deliveries = PgDeliveries(self)
         self.jobs = PgJobs(self)
+        self.catalog = PgCatalog(self)
 
     @property
     def pool(self) -> asyncpg.Pool:

@@ -13,6 +13,7 @@ from broker.errors import Unavailable
 from broker.store.base import Backend
 from broker.store.migrations import migrations
 from broker.store.sqlite import lock
+from broker.store.sqlite.catalog import SqliteCatalog
 from broker.store.sqlite.config import SqliteConfig
 from broker.store.sqlite.connections import ReaderPool, open_writer
 from broker.store.sqlite.delivery import SqliteDeliveries
@@ -49,6 +50,7 @@ class SqliteBackend(SqliteMaintenance, Backend):
         self.silences = SqliteSilences(self._readers)
         self.deliveries = SqliteDeliveries(self._readers)
         self.jobs = SqliteJobs(self._readers)
+        self.catalog = SqliteCatalog(self._readers)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
