@@ -965,3 +965,20 @@ def new_event(
         raise InvalidEvent(f"'data' is not serializable as JSON: {exc}", attribute="data") from exc
     encoded_size(normalized)
     return normalized
+
+
+def json_event(*, type: str, source: str, subject: str, time: str, data: dict[str, Any],
+               **extensions: int | str) -> dict[str, Any]:
+    """A broker event in normalized form without validating it again: the hot path of
+    audit events, whose every attribute the broker sets itself (a fixed type and source,
+    a stamp from the clock, JSON data built from its records, integer or string
+    extensions). Equal to `new_event` with the same arguments and id; validating showed
+    up as a tenth of the cost of ingest where every event changes a todo item."""
+    event: dict[str, Any] = {
+        "specversion": SPECVERSION, "id": str(uuid.uuid4()), "source": source, "type": type,
+        "subject": subject, "time": time, "datacontenttype": "application/json",
+    }
+    for name in sorted(extensions):
+        event[name] = extensions[name]
+    event["data"] = data
+    return event

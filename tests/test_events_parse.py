@@ -862,3 +862,16 @@ def test_to_binary_round_trip_property(subject: str, ext: str) -> None:
     headers, body = to_binary(ev)
     assert all(v.isascii() for v in headers.values())
     assert parse_binary(headers, body) == ev
+
+
+def test_json_event_is_the_normalized_event_new_event_builds():
+    from broker.events import json_event, new_event
+
+    data = {"item": {"id": 7, "title": "disk ☃ full", "resolution": None}, "note": None}
+    fast = json_event(type="opsbus.todo.updated", source="opsbus/todos", subject="7",
+                      time="2026-11-25T10:00:00.123456Z", data=data, todoid=7, zeta="z")
+    built = new_event(type="opsbus.todo.updated", source="opsbus/todos", subject="7",
+                      time="2026-11-25T10:00:00.123456Z", data=data, todoid=7, zeta="z",
+                      id=fast["id"])
+    assert fast == built and list(fast) == list(built)
+    assert validate_event(fast) == fast

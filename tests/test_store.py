@@ -232,6 +232,45 @@ async def test_one_active_item_per_key_claims_and_lapsed_leases(store: Backend):
     assert listed.id == created.id
 
 
+async def test_item_writes_in_one_transaction_read_back_and_undo_with_a_savepoint(
+        store: Backend):
+    from dataclasses import replace
+
+    seqs = await append(store, *(make_event() for _ in range(5)))
+    async with store.transaction() as tx:
+        todos = store.todos.writes(tx)
+        item = await todos.insert(queue="q", key="k", title="t0", priority=None,
+                                  seq=seqs[0], at=T0)
+        for n, seq in enumerate(seqs[1:3], start=2):  # two events attach
+            found = await todos.find_active("q", "k")
+            assert found is not None and found.count == n - 1
+            item = replace(found, count=n, title=f"t{n}", event_seq=seq, updated_at=T1)
+            await todos.add_event(item.id, seq)
+            await todos.save(item)
+            await todos.add_history(item.id, TodoHistoryEntry(T1, "updated", None))
+        with pytest.raises(Conflict):
+            async with tx.savepoint():  # a third is undone with its savepoint
+                await todos.add_event(item.id, seqs[3])
+                await todos.save(replace(item, count=9, event_seq=seqs[3]))
+                await todos.add_history(item.id, TodoHistoryEntry(T1, "updated", None))
+                raise Conflict("undo")
+        assert await todos.find_active("q", "k") == item
+        assert await todos.lock(item.id) == item
+        # Resolved, the key is free again in the same transaction.
+        await todos.save(replace(item, state=TodoState.RESOLVED, resolved_at=T2))
+        assert await todos.find_active("q", "k") is None
+        again = await todos.insert(queue="q", key="k", title="new", priority=None,
+                                   seq=seqs[4], at=T2)
+        assert await todos.find_active("q", "k") == again
+    stored = await store.todos.get(item.id)
+    assert stored is not None and stored.state is TodoState.RESOLVED
+    assert (stored.count, stored.title, stored.event_seq) == (3, "t3", seqs[2])
+    assert await store.todos.event_seqs(item.id) == seqs[:3]
+    assert [h.action for h in await store.todos.history(item.id)] == ["updated"] * 2
+    (counts,) = await store.todos.queue_counts(T2)
+    assert (counts.open, counts.resolved) == (1, 1)
+
+
 async def test_silences_hold_until_they_end(store: Backend):
     async with store.transaction() as tx:
         silence = await store.silences.writes(tx).insert(

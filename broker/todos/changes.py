@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from broker.errors import Conflict
-from broker.events import new_event
+from broker.events import json_event
 from broker.timeutil import parse_rfc3339, to_rfc3339
 from broker.todos.model import TodoHistoryEntry, TodoItem, TodoState
 
@@ -109,8 +109,8 @@ async def record(
     data: dict[str, Any] = {"item": item.to_dict(), "operator": operator, "note": note}
     if detail:
         data["detail"] = detail
-    event = new_event(type=f"opsbus.todo.{action}", source=AUDIT_SOURCE, time=at,
-                      subject=str(item.id), data=data, todoid=item.id)
+    event = json_event(type=f"opsbus.todo.{action}", source=AUDIT_SOURCE, time=at,
+                       subject=str(item.id), data=data, todoid=item.id)
     # A title or note can be long; the audit event is kept, elided to fit.
     published = await ctx.publish(event, cause=cause, elide=True)
     audit_seq = None if published.dropped else published.seq

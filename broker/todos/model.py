@@ -24,10 +24,17 @@ TODO_VIEWS = ("open", "claimed", "snoozed", "resolved", "active")
 item snoozed past now, `active` is open + claimed (not snoozed)."""
 
 
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _fields_of(record: Any) -> dict[str, Any]:
     """A record's fields as a dict; shallow, unlike `asdict`, whose deep copies showed
-    up in the ingest profile (records are frozen and serialised right away)."""
-    return {f.name: getattr(record, f.name) for f in fields(record)}
+    up in the ingest profile (records are frozen and serialised right away). The names
+    are looked up once per class: `fields()` itself showed up next."""
+    names = _NAMES.get(type(record))
+    if names is None:
+        names = _NAMES[type(record)] = tuple(f.name for f in fields(record))
+    return {name: getattr(record, name) for name in names}
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,8 +110,10 @@ class SqliteBackend(SqliteMaintenance, Backend):
             if conn is None:
                 raise Unavailable("the store is closed")
             conn.execute("BEGIN IMMEDIATE")
+            tx = SqliteTransaction(conn)
             try:
-                yield SqliteTransaction(conn)
+                yield tx
+                tx.flush()  # the writes repositories gathered, before COMMIT
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise

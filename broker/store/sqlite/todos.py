@@ -12,7 +12,7 @@ import aiosqlite
 import orjson
 
 from broker.store.sqlite.connections import ReaderPool
-from broker.store.sqlite.transaction import connection_of
+from broker.store.sqlite.transaction import connection_of, sqlite_transaction
 from broker.store.transaction import Transaction
 from broker.todos.model import (
     QueueCounts,
@@ -67,24 +67,119 @@ def _json(value: Any) -> str | None:
     return orjson.dumps(value).decode() if value else None
 
 
+_MISSING = object()
+
+
+class _GatheredTodoWrites:
+    """The todo writes of one transaction that wait for its end (a `Deferred`): history
+    and item-event rows (one `executemany` each), and saves that leave an item's state
+    as it was (an attached event: count, last seen, title) — one UPDATE per item however
+    many events attached. It also remembers the items read or written in the
+    transaction, so the next event of a group finds its item without a SELECT.
+
+    A save that changes an item's state is written at once: the one-active-item-per-key
+    index and the queue counts follow state changes in statement order. Statements
+    that select items by other columns (`expired_claims`, `ended_snoozes`) first write
+    the gathered saves."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.active: dict[tuple[str, str], int | None] = {}
+        """(queue, key) -> the id of its open or claimed item; None: there is none."""
+        self.items: dict[int, TodoItem] = {}
+        """Unresolved items as they now are (written or gathered)."""
+        self.saves: dict[int, TodoItem] = {}
+        self.events: list[tuple[int, int]] = []
+        self.history: list[tuple[Any, ...]] = []
+        self._journal: list[tuple[dict[Any, Any], Any, Any]] = []
+
+    def put(self, mapping: dict[Any, Any], key: Any, value: Any) -> None:
+        self._journal.append((mapping, key, mapping.get(key, _MISSING)))
+        if value is _MISSING:
+            mapping.pop(key, None)
+        else:
+            mapping[key] = value
+
+    def remember(self, item: TodoItem) -> None:
+        self.put(self.active, (item.queue, item.key),
+                 None if item.state is TodoState.RESOLVED else item.id)
+        self.put(self.items, item.id, _MISSING if item.state is TodoState.RESOLVED else item)
+
+    def mark(self) -> tuple[int, int, int]:
+        return len(self._journal), len(self.events), len(self.history)
+
+    def undo(self, mark: tuple[int, int, int] | None) -> None:
+        journal, events, history = mark or (0, 0, 0)
+        for mapping, key, previous in reversed(self._journal[journal:]):
+            if previous is _MISSING:
+                mapping.pop(key, None)
+            else:
+                mapping[key] = previous
+        del self._journal[journal:], self.events[events:], self.history[history:]
+
+    def write_saves(self) -> None:
+        if self.saves:
+            self.conn.executemany(_SAVE, [_save_params(i) for i in self.saves.values()])
+            for todo_id in list(self.saves):
+                self.put(self.saves, todo_id, _MISSING)
+
+    def flush(self) -> None:
+        self.write_saves()
+        if self.events:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO todo_events (todo_id, seq) VALUES (?, ?)", self.events)
+            self.events.clear()
+        if self.history:
+            self.conn.executemany(
+                "INSERT INTO todo_history (todo_id, at, action, operator, note, event_seq,"
+                " audit_seq, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.history)
+            self.history.clear()
+
+
+_SAVE = ("UPDATE todos SET title = ?, state = ?, priority = ?, owner = ?,"
+         " lease_expires = ?, snoozed_until = ?, count = ?, last_seen = ?,"
+         " updated_at = ?, resolved_at = ?, resolution = ?, event_seq = ? WHERE id = ?")
+
+
+def _save_params(item: TodoItem) -> tuple[Any, ...]:
+    return (item.title, item.state.value, item.priority, item.owner, item.lease_expires,
+            item.snoozed_until, item.count, item.last_seen, item.updated_at,
+            item.resolved_at, _json(item.resolution), item.event_seq, item.id)
+
+
 class SqliteTodoWrites(TodoWrites):
     """Todo writes on the writer connection. SQLite has one writer, so a row read inside
     the transaction is already locked."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+    def __init__(self, gathered: _GatheredTodoWrites) -> None:
+        self.conn = gathered.conn
+        self._tx = gathered
 
     def _one(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> TodoItem | None:
         row = self.conn.execute(sql, params).fetchone()
         return row_to_todo(row) if row else None
 
     async def find_active(self, queue: str, key: str) -> TodoItem | None:
-        return self._one(
+        known = self._tx.active.get((queue, key), _MISSING)
+        if known is not _MISSING:
+            return None if known is None else self._tx.items[known]  # type: ignore[index]
+        item = self._one(
             f"SELECT {TODO_COLUMNS} FROM todos WHERE queue = ? AND key = ?"
             " AND state <> 'resolved'", (queue, key))
+        if item is None:
+            self._tx.put(self._tx.active, (queue, key), None)
+        else:
+            self._tx.remember(item)
+        return item
 
     async def lock(self, todo_id: int) -> TodoItem | None:
-        return self._one(f"SELECT {TODO_COLUMNS} FROM todos WHERE id = ?", (todo_id,))
+        known = self._tx.items.get(todo_id)
+        if known is not None:
+            return known
+        item = self._one(f"SELECT {TODO_COLUMNS} FROM todos WHERE id = ?", (todo_id,))
+        if item is not None:
+            self._tx.remember(item)
+        return item
 
     async def insert(self, *, queue: str, key: str, title: str, priority: str | None,
                      seq: int, at: str) -> TodoItem:
@@ -95,40 +190,45 @@ class SqliteTodoWrites(TodoWrites):
             f" RETURNING {TODO_COLUMNS}",
             (queue, key, title, priority, at, at, at, at, seq, seq))
         assert item is not None
+        self._tx.remember(item)
         await self.add_event(item.id, seq)
         return item
 
     async def save(self, item: TodoItem) -> None:
-        self.conn.execute(
-            "UPDATE todos SET title = ?, state = ?, priority = ?, owner = ?,"
-            " lease_expires = ?, snoozed_until = ?, count = ?, last_seen = ?,"
-            " updated_at = ?, resolved_at = ?, resolution = ?, event_seq = ? WHERE id = ?",
-            (item.title, item.state.value, item.priority, item.owner, item.lease_expires,
-             item.snoozed_until, item.count, item.last_seen, item.updated_at,
-             item.resolved_at, _json(item.resolution), item.event_seq, item.id))
+        before = self._tx.items.get(item.id)
+        if before is not None and before.state is item.state:
+            self._tx.put(self._tx.saves, item.id, item)  # written once, at the end
+        else:
+            self._tx.put(self._tx.saves, item.id, _MISSING)
+            self.conn.execute(_SAVE, _save_params(item))
+        self._tx.remember(item)
 
     async def add_event(self, todo_id: int, seq: int) -> None:
-        self.conn.execute(
-            "INSERT OR IGNORE INTO todo_events (todo_id, seq) VALUES (?, ?)", (todo_id, seq))
+        self._tx.events.append((todo_id, seq))
 
     async def add_history(self, todo_id: int, entry: TodoHistoryEntry) -> None:
-        self.conn.execute(
-            "INSERT INTO todo_history (todo_id, at, action, operator, note, event_seq,"
-            " audit_seq, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        self._tx.history.append(
             (todo_id, entry.at, entry.action, entry.operator, entry.note, entry.event_seq,
              entry.audit_seq, _json(entry.detail)))
 
     async def expired_claims(self, now: str) -> list[TodoItem]:
+        self._tx.write_saves()
         rows = self.conn.execute(
             f"SELECT {TODO_COLUMNS} FROM todos WHERE state = 'claimed'"
             " AND lease_expires <= ? ORDER BY lease_expires, id", (now,)).fetchall()
-        return [row_to_todo(r) for r in rows]
+        return self._remembered([row_to_todo(r) for r in rows])
 
     async def ended_snoozes(self, now: str) -> list[TodoItem]:
+        self._tx.write_saves()
         rows = self.conn.execute(
             f"SELECT {TODO_COLUMNS} FROM todos WHERE snoozed_until <= ?"
             " AND state <> 'resolved' ORDER BY snoozed_until, id", (now,)).fetchall()
-        return [row_to_todo(r) for r in rows]
+        return self._remembered([row_to_todo(r) for r in rows])
+
+    def _remembered(self, items: list[TodoItem]) -> list[TodoItem]:
+        for item in items:
+            self._tx.remember(item)
+        return items
 
 
 class SqliteTodos(TodoRepository):
@@ -138,7 +238,7 @@ class SqliteTodos(TodoRepository):
         self._readers = readers
 
     def writes(self, tx: Transaction) -> SqliteTodoWrites:
-        return SqliteTodoWrites(connection_of(tx))
+        return SqliteTodoWrites(sqlite_transaction(tx).deferred("todos", _GatheredTodoWrites))
 
     async def get(self, todo_id: int) -> TodoItem | None:
         row = await self._readers.fetchone(

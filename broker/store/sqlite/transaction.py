@@ -1,12 +1,32 @@
-"""The SQLite write transaction: the writer connection inside BEGIN IMMEDIATE."""
+"""The SQLite write transaction: the writer connection inside BEGIN IMMEDIATE, and the
+writes repositories defer to its end."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any, Protocol, TypeVar
 
 from broker.store.transaction import Transaction
+
+
+class Deferred(Protocol):
+    """Writes a repository gathers during the transaction and writes at its end (one
+    `executemany` for many rows, one UPDATE for many changes of one row). A savepoint
+    that rolls back undoes what was gathered inside it, as it undoes its statements."""
+
+    def mark(self) -> Any:
+        """A point to undo to."""
+
+    def undo(self, mark: Any) -> None:
+        """Forget what was gathered since `mark` (None: since the start)."""
+
+    def flush(self) -> None:
+        """Write everything gathered, on the transaction's connection."""
+
+
+D = TypeVar("D", bound=Deferred)
 
 
 class SqliteTransaction(Transaction):
@@ -16,17 +36,33 @@ class SqliteTransaction(Transaction):
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self._savepoints = 0
+        self._deferred: dict[str, Deferred] = {}
+
+    def deferred(self, key: str, make: Callable[[sqlite3.Connection], D]) -> D:
+        """The repository's gathered writes in this transaction (made on first use)."""
+        found = self._deferred.get(key)
+        if found is None:
+            found = self._deferred[key] = make(self.conn)
+        return found  # type: ignore[return-value]
+
+    def flush(self) -> None:
+        """Write every repository's gathered writes (before COMMIT)."""
+        for deferred in self._deferred.values():
+            deferred.flush()
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         self._savepoints += 1
         name = f"sp{self._savepoints}"
+        marks = {key: d.mark() for key, d in self._deferred.items()}
         self.conn.execute(f"SAVEPOINT {name}")
         try:
             yield
         except BaseException:
             self.conn.execute(f"ROLLBACK TO {name}")
             self.conn.execute(f"RELEASE {name}")
+            for key, deferred in self._deferred.items():
+                deferred.undo(marks.get(key))
             raise
         else:
             self.conn.execute(f"RELEASE {name}")
@@ -34,6 +70,11 @@ class SqliteTransaction(Transaction):
 
 def connection_of(tx: Transaction) -> sqlite3.Connection:
     """The writer connection behind a transaction this backend opened."""
+    return sqlite_transaction(tx).conn
+
+
+def sqlite_transaction(tx: Transaction) -> SqliteTransaction:
+    """`tx` as the SQLite transaction this backend opened."""
     if not isinstance(tx, SqliteTransaction):
         raise TypeError(f"not a SQLite transaction: {tx!r}")
-    return tx.conn
+    return tx
