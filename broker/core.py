@@ -27,6 +27,7 @@ from broker.plugin_host import PluginHost
 from broker.plugin_host import wire as wire_plugins
 from broker.proxy import Proxy
 from broker.proxy import wire as wire_proxy
+from broker.retention import Retention, policy_of
 from broker.routing import Router, validate_route
 from broker.settings import Settings
 from broker.store import open_backend
@@ -98,6 +99,10 @@ class Broker:
             self.store, self.clock, interval_s=settings.maintenance_interval_s,
             data_dir=settings.data_dir, wal_max_bytes=settings.wal_max_bytes)
 
+        self.retention = Retention(bus=self.bus, repo=self.store.retention, clock=self.clock,
+                                   policy=policy_of(settings),
+                                   interval_s=settings.maintenance_interval_s)
+        """Removes old events by the retention settings (a service only when set)."""
         self.catalog = Catalog(bus=self.bus, repo=self.store.catalog, clock=self.clock,
                                settings=catalog_settings(settings))
         self._wiring = Wiring(self.config, self.router, self.metrics, self.bus)
@@ -110,6 +115,7 @@ class Broker:
         self.catalog.wire(self._wiring)
         if settings.catalog:
             use_shapes(self.catalog.conforms)
+        self.retention.wire(self._wiring)
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Future[None]] = set()
         self.ready = False

@@ -113,6 +113,14 @@ class NotFound(OpsbusError):
     slug = "not-found"
 
 
+class Gone(OpsbusError):
+    """The addressed object existed and was removed on purpose (retention)."""
+
+    status = 410
+    title = "Gone"
+    slug = "gone"
+
+
 class Conflict(OpsbusError):
     """The request conflicts with the object's current state (illegal transition, lost race)."""
 

@@ -99,6 +99,33 @@ class Settings:
     """The SQLite write-ahead log is checkpointed and truncated once it grows past this
     size, as soon as no reader holds an older snapshot (only a backup or an outside
     reader can hold one for long: the broker's own reads are short transactions)."""
+    log_partition: str = "1d"
+    """The period the event log is filed by (a duration: `1d`, `6h`): the unit of the dedupe
+    window and of per-period retention. A bus taking more than ~10 M events a day should use
+    hours."""
+    dedupe_window: str = "2"
+    """How many periods of `log_partition` a repeated (source, id) is recognised for: the
+    current and the previous by default, i.e. at least 24 and at most 48 hours. A repeat
+    outside the window is stored as a new event (new seq, `duplicate: false`). `forever`
+    keeps (source, id) unique for the life of the log, at an ingest cost that grows with
+    the log (docs/storage.md)."""
+    retention_max_age: str = ""
+    """Events older than this (a duration such as `30d`) are removed by retention; empty:
+    no age limit. Events something still needs are never removed (docs/operations.md)."""
+    retention_max_events: int = 0
+    """Most events kept; past it the oldest are removed. 0: no count limit."""
+    retention_max_bytes: int = 0
+    """Most bytes the log may use in the store; past it the oldest events are removed.
+    0: no size limit."""
+    retention_types: str = ""
+    """Per-type ages that override `retention_max_age`, as `pattern=duration` pairs
+    separated by commas (`deploy.*=365d, heartbeat.*=1d`); `*` matches any characters.
+    In opsbus.toml it may also be a table: `retention_types = {"deploy.*" = "365d"}`."""
+    retention_resume_window: str = "1h"
+    """Events younger than this are never removed by the count or size limit, so a consumer
+    that resumes within it loses nothing."""
+    retention_batch: int = 2000
+    """Events examined per retention step (one short write transaction each)."""
     maintenance_interval_s: float = 5.0
     """Seconds between housekeeping passes (log truncation when no commit triggers it)."""
     tls_cert: str | None = None
@@ -166,6 +193,8 @@ def _coerce(name: str, raw: Any, where: str) -> Any:
             if text in ("0", "false", "no", "off"):
                 return False
             raise ValueError
+        if isinstance(raw, dict) and name == "retention_types":
+            return ", ".join(f"{k}={v}" for k, v in raw.items())
         return None if raw is None else str(raw)
     except NumberError as exc:
         raise InvalidConfig(f"{where}: {name} {exc}", field=name) from None
@@ -255,7 +284,8 @@ def validate_settings(settings: Settings) -> None:
                  "todo_sweep_s",
                  "wal_max_bytes", "maintenance_interval_s", "shutdown_grace_s",
                  "catalog_max_entries", "catalog_max_fields", "catalog_max_depth",
-                 "catalog_learn_events", "catalog_silence_factor", "catalog_interval_s"):
+                 "catalog_learn_events", "catalog_silence_factor", "catalog_interval_s",
+                 "retention_batch"):
         value = getattr(settings, name)
         # `not > 0` and isfinite: NaN and inf parse as floats and would spin or stall loops.
         if not value > 0 or (isinstance(value, float) and not math.isfinite(value)):
@@ -264,6 +294,12 @@ def validate_settings(settings: Settings) -> None:
     if not settings.catalog_silence_min_s >= 0:
         raise InvalidConfig("catalog_silence_min_s must be zero or more, got"
                             f" {settings.catalog_silence_min_s!r}", field="catalog_silence_min_s")
+    for name in ("retention_max_events", "retention_max_bytes"):
+        if getattr(settings, name) < 0:
+            raise InvalidConfig(f"{name} must be 0 (no limit) or positive", field=name)
+    from broker.retention.policy import policy_of
+
+    policy_of(settings)  # durations, patterns, dedupe window and period
     limits_of(settings)  # each filter_* limit positive and within its ceiling
     if (settings.tls_cert is None) != (settings.tls_key is None):
         missing = "tls_key" if settings.tls_key is None else "tls_cert"

@@ -394,6 +394,55 @@ async def test_a_rolled_back_catalog_merge_leaves_nothing(store: Backend):
     assert await store.catalog.entries() == []
 
 
+# -- the dedupe window and retention -------------------------------------------------------
+DAY1 = "2026-11-25T10:00:00.000000Z"
+DAY2 = "2026-11-26T23:00:00.000000Z"
+DAY3 = "2026-11-27T00:00:01.000000Z"
+
+
+async def test_a_repeat_is_a_duplicate_inside_the_window_and_new_outside(store: Backend):
+    event = make_event(id="retry-me")
+    (first,) = await append(store, event, recvtime=DAY1)
+    async with store.transaction() as tx:
+        [inside] = await store.events.writes(tx).append_many([item(event)], DAY2)
+    assert inside.duplicate and inside.seq == first
+    # Two days on, the original lies outside the current and previous period.
+    async with store.transaction() as tx:
+        [outside, again] = await store.events.writes(tx).append_many(
+            [item(event), item(event)], DAY3)
+    assert not outside.duplicate and outside.seq > first
+    assert again.duplicate and again.seq == outside.seq
+    found = await store.events.find(event["source"], "retry-me")
+    assert found is not None and found.seq == outside.seq
+    listed = await store.events.read(source=event["source"], id="retry-me")
+    assert [e.seq for e in listed] == [first, outside.seq]
+
+
+async def test_retention_removes_what_nothing_needs_and_keeps_the_rest(store: Backend):
+    seqs = await append(store, *[make_event(type=f"t.{i}") for i in range(8)])
+    assert await store.events.retained_from() == 1
+    async with store.transaction() as tx:
+        item_ = await store.todos.writes(tx).insert(queue="q", key="k", title="t",
+                                                    priority=None, seq=seqs[1], at=T0)
+        await store.todos.writes(tx).add_event(item_.id, seqs[2])
+        await store.deliveries.writes(tx).add("hook", seqs[3], T0)
+        await store.jobs.writes(tx).add("page", seqs[4], T0)
+        await store.events.writes(tx).add_targets([TargetRecord(seqs[0], "r", "queue:q")])
+    candidates = await store.retention.scan(0, 100)
+    assert [c.seq for c in candidates] == seqs and candidates[0].type == "t.0"
+    async with store.transaction() as tx:
+        removal = await store.retention.writes(tx).remove(seqs[:6], cut=seqs[5])
+    assert (removal.removed, removal.needed) == (2, 4)
+    assert [e.seq for e in await store.events.read()] == seqs[1:5] + seqs[6:]
+    assert await store.events.get(seqs[0]) is None
+    assert await store.events.targets_of(seqs[0]) == []
+    assert await store.retention.cut() == seqs[5]
+    assert await store.events.retained_from() == seqs[5] + 1
+    assert [c.seq for c in await store.retention.scan(0, 100, upto=seqs[5])] == seqs[1:5]
+    usage = await store.retention.usage(count=True, size=True)
+    assert usage.events == 6 and usage.bytes > 0
+
+
 # -- migrations ---------------------------------------------------------------------------
 async def test_a_data_directory_from_the_first_schema_opens_with_the_current_one(
     tmp_path: Path,
@@ -452,3 +501,45 @@ async def test_due_times_in_epoch_seconds_become_stamps(tmp_path: Path):
         assert await store.jobs.next_due() == "2026-11-25T10:00:30.500000Z"
     finally:
         await store.close()
+
+
+async def test_a_store_of_the_previous_release_upgrades_to_hashed_identity(tmp_path: Path):
+    """Built by the previous release's migrations (text identity index, foreign keys on
+    the log), then opened: every event reads back, dedupe and links use the hashes."""
+    path = tmp_path / "previous.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for version, name, sql in migrations("sqlite"):
+        if name.endswith("_hashed_identity.sql"):  # the first of this release
+            break
+        conn.executescript(sql)
+        conn.execute(f"PRAGMA user_version={version}")
+    events = [make_event(id=f"old-{i}", correlationid="incident-7") for i in range(300)]
+    for event in events:
+        raw = orjson.dumps(event)
+        conn.execute("INSERT INTO events (source, id, type, recvtime, correlationid, digest,"
+                     " body) VALUES (?,?,?,?,?,?,?)",
+                     (event["source"], event["id"], event["type"], T0, "incident-7",
+                      digest_of(raw), raw))
+    conn.execute("INSERT INTO deliveries (subscription, seq, state, next_at, first_at,"
+                 " created_at, updated_at) VALUES ('hook', 2, 'pending', ?, ?, ?, ?)",
+                 (T0, T0, T0, T0))
+    conn.close()
+    store = SqliteBackend(path, durability="normal")
+    await store.open()
+    try:
+        stored = await store.events.read(limit=1000)
+        assert [e.event for e in stored] == events
+        assert [e.seq for e in await store.events.read(correlationid="incident-7",
+                                                         limit=1000)] == list(range(1, 301))
+        async with store.transaction() as tx:
+            [again, fresh] = await store.events.writes(tx).append_many(
+                [item(events[5]), item(make_event(id="new"))], T0)
+        assert again.duplicate and again.seq == 6 and fresh.seq == 301
+        # The log no longer carries foreign keys: retention may remove a settled event.
+        async with store.transaction() as tx:
+            removal = await store.retention.writes(tx).remove([1, 2], cut=2)
+        assert (removal.removed, removal.needed) == (1, 1)
+    finally:
+        await store.close()
+    report = await SqliteBackend(path).check()
+    assert report.ok, report.findings

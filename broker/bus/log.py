@@ -175,6 +175,13 @@ class EventLog(ABC):
         """The lowest retained seq, 0 for an empty log."""
 
     @abstractmethod
+    async def retained_from(self) -> int:
+        """The seq the retained log starts at: every seq below it has been examined by
+        retention, and removed unless something still needed it (1 when retention has
+        removed nothing). A missing seq below it was removed; readers resuming below it
+        are told so instead of silently skipping."""
+
+    @abstractmethod
     async def get(self, seq: int) -> StoredEvent | None:
         """One event by seq."""
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from broker.auth.principal import principal_of
-from broker.bus.log import StoredEvent
-from broker.errors import Forbidden, NotFound
+from broker.bus.log import EventLog, StoredEvent
+from broker.errors import Forbidden, Gone, NotFound
 from broker.events import Limits, parse_request
 from broker.http.filters import request_filter, warnings_json
 from broker.http.util import broker_of, id_param, int_param, json_response
@@ -84,8 +86,24 @@ async def list_events(request: web.Request) -> web.Response:
         if len(page) < step and len(chosen) < limit:
             cursor = None  # type: ignore[assignment]
             break
-    return json_response({"events": [e.to_dict() for e in chosen], "next_after": cursor,
-                          "warnings": warnings_json(flt)})
+    doc = {"events": [e.to_dict() for e in chosen], "next_after": cursor,
+           "warnings": warnings_json(flt)}
+    gap = None if descending else await retention_gap(broker.store.events, after)
+    if gap is None:
+        return json_response(doc)
+    # The page goes on from what is retained; the field and header say what is not.
+    return json_response({**doc, "gap": gap}, headers={
+        "Opsbus-Retention-Gap": f"after={after}; retained_from={gap['retained_from']}"})
+
+
+async def retention_gap(log: EventLog, after: int) -> dict[str, Any] | None:
+    """What a reader resuming after `after` missed to retention: None when nothing, else
+    `{after, retained_from, reason}` (events below `retained_from` are gone except those
+    something still needed, which are still listed)."""
+    retained_from = await log.retained_from()
+    if after >= retained_from - 1:
+        return None
+    return {"after": after, "retained_from": retained_from, "reason": "retention"}
 
 
 @routes.get("/v1/events/{seq:[0-9]+}")
@@ -95,6 +113,10 @@ async def get_event(request: web.Request) -> web.Response:
     seq = id_param(request, "seq")
     stored = await broker.store.events.get(seq)
     if stored is None:
+        retained_from = await broker.store.events.retained_from()
+        if seq < retained_from and seq <= await broker.store.events.last_seq():
+            raise Gone(f"event {seq} was removed by retention; the retained log starts at"
+                       f" seq {retained_from}", retained_from=retained_from)
         raise NotFound(f"no event with seq {seq}")
     targets = await broker.store.events.targets_of(seq)
     doc = stored.to_dict()

@@ -104,12 +104,16 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ),
     ("GET", "/v1/events/{seq}"): Op("get_event",
                                     {"200": ("The event and the targets it hit",
-                                             ref("StoredEvent"))}),
+                                             ref("StoredEvent")),
+                                     "410": ("Removed by retention: the problem names"
+                                             " `retained_from`, where the retained log"
+                                             " starts", ref("Problem"))}),
     ("GET", "/v1/stream"): Op(
         "stream_events",
         {"200": ("Server-Sent Events: `id: <seq>`, `event: cloudevent`, `data: <event>`;"
                  " the filter's warnings, if any, in the `Opsbus-Filter-Warnings` header"
-                 " (a JSON array)", None)},
+                 " (a JSON array). Resuming below the retained range, the first message"
+                 " is `event: gap` with `data: {after, retained_from, reason}`", None)},
         query=(FILTER, SEARCH, ("after", INT, "resume after this seq (or Last-Event-ID)")),
         extra={"content": "text/event-stream"},
     ),

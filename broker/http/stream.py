@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 from aiohttp import HttpVersion11, web
 
 from broker.bus.log import StoredEvent
 from broker.clock import Clock
 from broker.errors import BadRequest
 from broker.follow import follow
+from broker.http.events import retention_gap
 from broker.http.filters import request_filter, warnings_header
 from broker.http.util import broker_of
 from broker.metrics_core import SSE_READERS, STREAM_DROPS
@@ -101,6 +103,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
     # it) resumes from there instead of from "now", so nothing published meanwhile is
     # lost. A block without data dispatches no message; it only sets the last id.
     await response.write(b": opsbus stream after %d\nretry: 1000\nid: %d\n\n" % (after, after))
+    # Resuming below the retained range: say so before the first event, in a message of
+    # its own type (no `id`, so the resume point stays where it is).
+    gap = await retention_gap(broker.store.events, after)
+    if gap is not None:
+        await response.write(b"event: gap\ndata: %s\n\n" % orjson.dumps(gap))
     keep = (lambda e: flt.matches(e.event)) if flt is not None else None
     clock = broker.clock
     watchdog = StalledWriteWatchdog(request, settings.stream_write_timeout_s, clock)

@@ -15,19 +15,22 @@ def open_backend(settings: Settings, clock: Clock | None = None) -> Backend:
     """The backend named by `settings.store` (not yet opened); a backend that waits for
     time (PostgreSQL's fallback polls) waits on `clock`."""
     from broker.errors import InvalidConfig
+    from broker.retention.policy import policy_of
 
     if settings.store == "sqlite":
         from broker.store.sqlite import SqliteBackend
 
-        return SqliteBackend(settings.db_path, settings.durability, settings.wal_max_bytes)
+        return SqliteBackend(settings.db_path, settings.durability, settings.wal_max_bytes,
+                             window=policy_of(settings).window)
     from broker.store.postgres.connection import PgOptions, is_postgres_url
 
     if is_postgres_url(settings.store):
         from broker.store.postgres.backend import PgBackend
 
+        window = policy_of(settings).window
         return PgBackend(PgOptions.from_url(settings.store,
                                             poll_s=min(0.5, settings.delivery_poll_s)),
-                         clock=clock)
+                         clock=clock, period_s=window.period_s, window=window.periods)
     raise InvalidConfig(f"unknown store backend {settings.store!r}"
                         " (known: sqlite, postgresql://...)")
 

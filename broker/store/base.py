@@ -21,6 +21,7 @@ from broker.bus.log import EventLog, StoredEvent
 from broker.catalog.repository import CatalogRepository
 from broker.config.repository import ConfigRepository
 from broker.delivery.repository import DeliveryRepository
+from broker.retention.repository import RetentionRepository
 from broker.store.base_maintenance import Maintenance
 from broker.store.transaction import Transaction
 from broker.todos.repository import SilenceRepository, TodoRepository
@@ -40,6 +41,7 @@ class Backend(Maintenance, ABC):
     deliveries: DeliveryRepository
     jobs: JobRepository
     catalog: CatalogRepository
+    retention: RetentionRepository
 
     @abstractmethod
     async def open(self) -> None:

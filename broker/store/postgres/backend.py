@@ -23,6 +23,7 @@ from broker.store.postgres.events import PgEventLog
 from broker.store.postgres.listener import Listener
 from broker.store.postgres.maintenance import PgMaintenance
 from broker.store.postgres.migrate import migrate
+from broker.store.postgres.retention import PgRetention
 from broker.store.postgres.tail import LogTail
 from broker.store.postgres.todos import PgSilences, PgTodos
 from broker.store.postgres.transaction import PgTransaction
@@ -52,9 +53,10 @@ class PgBackend(PgMaintenance, Backend):
     shared by every replica."""
 
     def __init__(self, options: PgOptions, period_s: int = pglog.DEFAULT_PERIOD_S,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, window: int = pglog.DEFAULT_WINDOW) -> None:
         self.options = options
         self.period_s = period_s
+        self.window = window
         self.clock = clock or SystemClock()
         """The broker's clock: the fallback polls and the listener's back-off wait on
         it (with `--test-clock`, they fire when the test moves time)."""
@@ -72,6 +74,7 @@ class PgBackend(PgMaintenance, Backend):
         self.deliveries = PgDeliveries(self)
         self.jobs = PgJobs(self)
         self.catalog = PgCatalog(self)
+        self.retention = PgRetention(self)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -108,7 +111,7 @@ class PgBackend(PgMaintenance, Backend):
             async with self.pool.acquire() as conn:
                 await conn.execute(BEGIN_ORDERED)
                 try:
-                    yield PgTransaction(conn, self.period_s)
+                    yield PgTransaction(conn, self.period_s, self.window)
                 except BaseException:
                     await _rollback(conn)
                     raise

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from broker.errors import InvalidConfig
+from broker.store.keys import identity_key, link_key
 from broker.store.postgres.connection import PgOptions, check_server, connect
-from broker.store.postgres.keys import identity_key, link_key
 from broker.store.postgres.log import DEFAULT_PERIOD_S, period_of
 from broker.store.postgres.migrate import migrate
 

@@ -17,8 +17,8 @@ from broker.bus.log import (
     StoredEvent,
     TargetRecord,
 )
+from broker.store.keys import link_key
 from broker.store.postgres import log as pglog
-from broker.store.postgres.keys import link_key
 from broker.store.postgres.transaction import PoolSource, transaction_of
 from broker.store.transaction import Transaction
 
@@ -37,15 +37,16 @@ def _json(value: Any) -> str | None:
 class PgEventWrites(EventWrites):
     """Event and target writes inside the transaction."""
 
-    def __init__(self, conn: Conn, period_s: int) -> None:
+    def __init__(self, conn: Conn, period_s: int, window: int) -> None:
         self.conn = conn
         self.period_s = period_s
+        self.window = window
 
     async def append(
         self, event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes, root: int = 0
     ) -> AppendResult:
         [result] = await pglog.append(self.conn, [pglog.NewEvent(event, raw, digest, root)],
-                                      recvtime, self.period_s)
+                                      recvtime, self.period_s, self.window)
         return result
 
     async def root_use(self, root: int) -> RootUse:
@@ -66,7 +67,7 @@ class PgEventWrites(EventWrites):
                           ) -> list[AppendResult]:
         return await pglog.append(
             self.conn, [pglog.NewEvent(e, raw, digest) for e, raw, digest in items],
-            recvtime, self.period_s)
+            recvtime, self.period_s, self.window)
 
     async def set_routes(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:
         if not items:
@@ -103,7 +104,7 @@ class PgEventLog(EventLog):
 
     def writes(self, tx: Transaction) -> PgEventWrites:
         pg = transaction_of(tx)
-        return PgEventWrites(pg.conn, pg.period_s)
+        return PgEventWrites(pg.conn, pg.period_s, pg.window)
 
     async def last_seq(self) -> int:
         return await pglog.committed_head(self.pool)
@@ -111,13 +112,17 @@ class PgEventLog(EventLog):
     async def first_seq(self) -> int:
         return int(await self.pool.fetchval("SELECT coalesce(min(seq), 0) FROM events"))
 
+    async def retained_from(self) -> int:
+        return int(await self.pool.fetchval("SELECT cut FROM log_retention WHERE id = 1")
+                   or 0) + 1
+
     async def get(self, seq: int) -> StoredEvent | None:
         row = await self.pool.fetchrow(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE seq = $1", seq)
         return pglog.row_to_event(row) if row else None
 
     async def find(self, source: str, id: str) -> StoredEvent | None:
-        from broker.store.postgres.keys import identity_key
+        from broker.store.keys import identity_key
 
         row = await self.pool.fetchrow(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE idhash = $1 AND source = $2"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from broker.bus.log import AppendResult, StoredEvent
-from broker.store.postgres.keys import identity_key, link_key
+from broker.store.keys import identity_key, link_key
 from broker.store.postgres.queries import query
 
 if TYPE_CHECKING:
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from broker.store.postgres.connection import Conn
 
 DEFAULT_PERIOD_S = 86400
+DEFAULT_WINDOW = 2
+"""Periods a repeated (source, id) is recognised for (0: forever); `dedupe_window`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +54,7 @@ def _text(value: Any) -> str | None:
 
 async def append(
     conn: Conn, items: Sequence[NewEvent], recvtime: str,
-    period_s: int = DEFAULT_PERIOD_S,
+    period_s: int = DEFAULT_PERIOD_S, window: int = DEFAULT_WINDOW,
 ) -> list[AppendResult]:
     """Append `items` in order inside the caller's transaction (one round trip). An
     identity repeated inside `items` is a duplicate of its first occurrence. The caller
@@ -77,7 +79,7 @@ async def append(
         ), strict=True):
             column.append(value)
     rows = await conn.fetch(query("append"), period_of(recvtime, period_s), period_s,
-                            recvtime, *columns)
+                            window, recvtime, *columns)
     results: list[AppendResult] = []
     answered: set[tuple[str, str]] = set()
     for item in items:

@@ -4,7 +4,8 @@
 -- name: append
 -- Append a batch (docs/postgres.md, section 1): one call, the log's lock taken last.
 SELECT seq, duplicate, conflict
-FROM opsbus_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+FROM opsbus_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                    $17)
 
 -- name: committed_head
 -- The highest committed seq: every seq at or below it is committed and visible.

@@ -25,9 +25,10 @@ class PoolSource(Protocol):
 class PgTransaction(Transaction):
     """A write transaction on one pooled connection, holding the log's lock."""
 
-    def __init__(self, conn: Conn, period_s: int) -> None:
+    def __init__(self, conn: Conn, period_s: int, window: int = 2) -> None:
         self.conn = conn
         self.period_s = period_s
+        self.window = window
         self._savepoints = 0
 
     @asynccontextmanager

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from broker.errors import Unavailable
 from broker.store.base import Backend
+from broker.store.keys import key64
 from broker.store.migrations import migrations
 from broker.store.sqlite import lock
 from broker.store.sqlite.catalog import SqliteCatalog
@@ -25,9 +26,11 @@ from broker.store.sqlite.maintenance import (
     WalGuard,
     refuse_newer_schema,
 )
+from broker.store.sqlite.retention import SqliteRetention
 from broker.store.sqlite.todos import SqliteSilences, SqliteTodos
 from broker.store.sqlite.transaction import SqliteTransaction
 from broker.store.transaction import Transaction
+from broker.store.window import DedupeWindow
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +40,22 @@ class SqliteBackend(SqliteMaintenance, Backend):
     group commit) and a small pool of readers."""
 
     def __init__(self, path: str | Path, durability: str = "full",
-                 wal_max_bytes: int = DEFAULT_WAL_MAX_BYTES) -> None:
+                 wal_max_bytes: int = DEFAULT_WAL_MAX_BYTES,
+                 window: DedupeWindow | None = None) -> None:
         self.path = Path(path)
         self.durability = durability
         self._wal = WalGuard(self.path, wal_max_bytes)
         self._writer: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._readers = ReaderPool(self.path)
-        self.events = SqliteEventLog(self._readers)
+        self.events = SqliteEventLog(self._readers, window)
         self.config = SqliteConfig(self._readers)
         self.todos = SqliteTodos(self._readers)
         self.silences = SqliteSilences(self._readers)
         self.deliveries = SqliteDeliveries(self._readers)
         self.jobs = SqliteJobs(self._readers)
         self.catalog = SqliteCatalog(self._readers)
+        self.retention = SqliteRetention(self._readers)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +81,7 @@ class SqliteBackend(SqliteMaintenance, Backend):
         # Foreign keys are off while a migration rebuilds a table (SQLite's documented
         # way; the pragma cannot change inside a transaction) and checked before COMMIT.
         conn.execute("PRAGMA foreign_keys=OFF")
+        conn.create_function("opsbus_key64", -1, _sql_key64, deterministic=True)
         try:
             for version, name, sql in pending:
                 log.info("applying migration %s", name)
@@ -131,6 +137,13 @@ class SqliteBackend(SqliteMaintenance, Backend):
                     conn.execute("ROLLBACK")
                 raise
             await self._wal.after_commit()
+
+
+def _sql_key64(*parts: object) -> int | None:
+    """`opsbus_key64(...)` in migrations: the writer's 64-bit key, NULL for NULL."""
+    if any(p is None for p in parts):
+        return None
+    return key64(*(str(p) for p in parts))
 
 
 def _split_sql(script: str) -> Sequence[str]:

@@ -17,6 +17,10 @@ def open_writer(path: Path, durability: str) -> sqlite3.Connection:
     """The one writing connection. Statements run on the event loop thread (they only
     touch the page cache); COMMIT, which fsyncs, runs in a worker thread."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # Takes effect only on a new file (before its first table): retention then hands
+    # freed pages back to the file system in small steps (`incremental_vacuum`). A
+    # store created by an older release reuses its free pages instead.
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={SYNCHRONOUS[durability]}")
     conn.execute("PRAGMA foreign_keys=ON")

@@ -17,9 +17,11 @@ from broker.bus.log import (
     StoredEvent,
     TargetRecord,
 )
+from broker.store.keys import identity_key, link_key
 from broker.store.sqlite.connections import ReaderPool
 from broker.store.sqlite.transaction import connection_of
 from broker.store.transaction import Transaction
+from broker.store.window import DedupeWindow
 
 EVENT_COLUMNS = "seq, recvtime, body, routes, root"
 
@@ -29,70 +31,86 @@ def row_to_event(row: Sequence[Any]) -> StoredEvent:
     return StoredEvent(row[0], row[1], bytes(row[2]), routes, root=row[4] or 0)
 
 
-class SqliteEventWrites(EventWrites):
-    """Event-log writes on the writer connection."""
+INSERT_EVENT = (
+    "INSERT INTO events (source, id, type, subject, time, recvtime, correlationid,"
+    " causationid, digest, body, root, idhash, corrkey, causekey)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+PROBE_CHUNK = 500
+"""Identities probed per statement (well under SQLite's bound-parameter limit)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+
+def _row(event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes, root: int,
+         idhash: int) -> tuple[Any, ...]:
+    corr, cause = _text(event.get("correlationid")), _text(event.get("causationid"))
+    return (event["source"], event["id"], event["type"], event.get("subject"),
+            event.get("time"), recvtime, corr, cause, digest, raw, root or None, idhash,
+            link_key(corr), link_key(cause))
+
+
+class SqliteEventWrites(EventWrites):
+    """Event-log writes on the writer connection. Dedupe is decided here, by the single
+    writer: a probe of the hashed identity index limited to the dedupe window, then a
+    plain insert (the index is not unique, so a repeat outside the window is stored)."""
+
+    def __init__(self, conn: sqlite3.Connection, window: DedupeWindow) -> None:
         self.conn = conn
+        self.window = window
+
+    def _probe(self, keys: Sequence[int], recvtime: str
+               ) -> dict[tuple[str, str], tuple[int, bytes]]:
+        """(source, id) -> (seq, digest) of the newest stored event in the window."""
+        since = self.window.start(recvtime)
+        found: dict[tuple[str, str], tuple[int, bytes]] = {}
+        unique = list(dict.fromkeys(keys))
+        for at in range(0, len(unique), PROBE_CHUNK):
+            chunk = unique[at:at + PROBE_CHUNK]
+            # `+recvtime`: the window only narrows the hits of the identity index, it
+            # must never make the planner walk the recvtime index instead.
+            rows = self.conn.execute(
+                "SELECT seq, source, id, digest FROM events WHERE idhash IN"
+                f" ({', '.join('?' * len(chunk))}) AND +recvtime >= ? ORDER BY seq",
+                (*chunk, since)).fetchall()
+            for seq, source, id, digest in rows:
+                found[(source, id)] = (seq, bytes(digest))
+        return found
 
     async def append(
         self, event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes, root: int = 0
     ) -> AppendResult:
-        row = self.conn.execute(
-            "INSERT INTO events (source, id, type, subject, time, recvtime, correlationid,"
-            " causationid, digest, body, root) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (source, id) DO NOTHING RETURNING seq",
-            (
-                event["source"], event["id"], event["type"], event.get("subject"),
-                event.get("time"), recvtime, _text(event.get("correlationid")),
-                _text(event.get("causationid")), digest, raw, root or None,
-            ),
+        idhash = identity_key(str(event["source"]), str(event["id"]))
+        stored = self._probe([idhash], recvtime).get((event["source"], event["id"]))
+        if stored is not None:
+            return AppendResult(stored[0], True, conflict=stored[1] != digest)
+        (seq,) = self.conn.execute(
+            INSERT_EVENT + " RETURNING seq", _row(event, raw, recvtime, digest, root, idhash)
         ).fetchone()
-        if row is not None:
-            return AppendResult(row[0], False)
-        seq, stored_digest = self.conn.execute(
-            "SELECT seq, digest FROM events WHERE source = ? AND id = ?",
-            (event["source"], event["id"]),
-        ).fetchone()
-        return AppendResult(seq, True, conflict=bytes(stored_digest) != digest)
+        return AppendResult(seq, False)
 
     async def append_many(self, items: Sequence[EventItem], recvtime: str
                           ) -> list[AppendResult]:
-        if len(items) == 1:  # one statement instead of three for the common case
+        if len(items) == 1:
             event, raw, digest = items[0]
             return [await self.append(event, raw, recvtime, digest)]
-        rows = [
-            (e["source"], e["id"], e["type"], e.get("subject"), e.get("time"), recvtime,
-             _text(e.get("correlationid")), _text(e.get("causationid")), digest, raw)
-            for e, raw, digest in items
-        ]
-        before = self.conn.total_changes
+        keys = [identity_key(str(e["source"]), str(e["id"])) for e, _, _ in items]
+        stored = self._probe(keys, recvtime)
         (high,) = self.conn.execute(
             "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
         ).fetchone()
-        # One C-level loop for the whole batch; seqs of a batch without repeats are
-        # consecutive (AUTOINCREMENT under the single writer).
-        self.conn.executemany(
-            "INSERT INTO events (source, id, type, subject, time, recvtime, correlationid,"
-            " causationid, digest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (source, id) DO NOTHING",
-            rows,
-        )
-        if self.conn.total_changes - before == len(rows):
-            return [AppendResult(seq, False) for seq in range(high + 1, high + 1 + len(rows))]
-        results = []
-        first_seen: dict[tuple[str, str], bytes] = {}
-        for event, _, digest in items:
+        results: list[AppendResult] = []
+        rows: list[tuple[Any, ...]] = []
+        for (event, raw, digest), idhash in zip(items, keys, strict=True):
             key = (event["source"], event["id"])
-            seq, stored = self.conn.execute(
-                "SELECT seq, digest FROM events WHERE source = ? AND id = ?", key
-            ).fetchone()
-            if seq > high and key not in first_seen:
-                first_seen[key] = digest
-                results.append(AppendResult(seq, False))
-            else:
-                original = first_seen.get(key, bytes(stored))
-                results.append(AppendResult(seq, True, conflict=original != digest))
+            earlier = stored.get(key)
+            if earlier is not None:  # in the window, or earlier in this batch
+                results.append(AppendResult(earlier[0], True, conflict=earlier[1] != digest))
+                continue
+            # Seqs of one batch are consecutive: AUTOINCREMENT under the single writer.
+            seq = high + 1 + len(rows)
+            stored[key] = (seq, digest)
+            rows.append(_row(event, raw, recvtime, digest, 0, idhash))
+            results.append(AppendResult(seq, False))
+        self.conn.executemany(INSERT_EVENT, rows)
         return results
 
     async def set_routes(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:
@@ -127,11 +145,12 @@ class SqliteEventWrites(EventWrites):
 class SqliteEventLog(EventLog):
     """The event log in the `events` table; reads on the reader pool."""
 
-    def __init__(self, readers: ReaderPool) -> None:
+    def __init__(self, readers: ReaderPool, window: DedupeWindow | None = None) -> None:
         self._readers = readers
+        self.window = window or DedupeWindow()
 
     def writes(self, tx: Transaction) -> SqliteEventWrites:
-        return SqliteEventWrites(connection_of(tx))
+        return SqliteEventWrites(connection_of(tx), self.window)
 
     async def last_seq(self) -> int:
         row = await self._readers.fetchone("SELECT max(seq) FROM events")
@@ -141,6 +160,10 @@ class SqliteEventLog(EventLog):
         row = await self._readers.fetchone("SELECT min(seq) FROM events")
         return int(row[0] or 0) if row else 0
 
+    async def retained_from(self) -> int:
+        row = await self._readers.fetchone("SELECT cut FROM log_retention WHERE id = 1")
+        return int(row[0]) + 1 if row else 1
+
     async def get(self, seq: int) -> StoredEvent | None:
         row = await self._readers.fetchone(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?", (seq,)
@@ -149,7 +172,8 @@ class SqliteEventLog(EventLog):
 
     async def find(self, source: str, id: str) -> StoredEvent | None:
         row = await self._readers.fetchone(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE source = ? AND id = ?", (source, id)
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE idhash = ? AND source = ? AND id = ?"
+            " ORDER BY seq DESC LIMIT 1", (identity_key(source, id), source, id)
         )
         return row_to_event(row) if row else None
 
@@ -183,12 +207,19 @@ class SqliteEventLog(EventLog):
         else:
             clauses.append("seq > ?")
             params.append(after)
+        if source is not None and id is not None:
+            clauses.append("idhash = ?")
+            params.append(identity_key(source, id))
         for column, value in (("type", type), ("source", source), ("subject", subject),
-                              ("correlationid", correlationid),
-                              ("causationid", causationid), ("id", id)):
+                              ("id", id)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
+        for column, key, value in (("correlationid", "corrkey", correlationid),
+                                   ("causationid", "causekey", causationid)):
+            if value is not None:
+                clauses.extend((f"{key} = ?", f"{column} = ?"))
+                params.extend((link_key(value), value))
         if since is not None:
             clauses.append("recvtime >= ?")
             params.append(since)

@@ -29,10 +29,12 @@ DEFAULT_WAL_MAX_BYTES = 64 * 1024 * 1024
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 CONSISTENCY_CHECKS: tuple[tuple[str, str], ...] = (
+    # Resolved items may outlive their events (retention keeps only what is needed).
     ("item events exist",
      "SELECT 'item ' || id || ' (' || state || ') points at missing event ' || s"
-     " FROM (SELECT id, state, event_seq AS s FROM todos UNION ALL"
-     "       SELECT id, state, first_event_seq FROM todos)"
+     " FROM (SELECT id, state, event_seq AS s FROM todos WHERE state <> 'resolved'"
+     "       UNION ALL SELECT id, state, first_event_seq FROM todos"
+     "       WHERE state <> 'resolved')"
      " WHERE NOT EXISTS (SELECT 1 FROM events WHERE seq = s)"),
     ("seq counter not behind the log",
      "SELECT 'the seq counter is at ' || coalesce(c.seq, 0) || ' but the log holds seq '"

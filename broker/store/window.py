@@ -1,0 +1,55 @@
+"""The dedupe window: how far back a repeated (source, id) is still recognised.
+
+The log is filed in periods (`log_partition`, a day by default); a repeat is recognised
+while the original lies in the current period or one of the `dedupe_window - 1` before
+it, so with the defaults for at least one day and at most two. Outside the window a
+repeat is a new event with a new seq (docs/storage.md, "Dedupe: a window, not forever").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from broker.timeutil import to_rfc3339
+
+DEFAULT_PERIOD_S = 86400
+DEFAULT_WINDOW = 2
+
+
+@dataclass(frozen=True, slots=True)
+class DedupeWindow:
+    """`periods` periods of `period_s` seconds; `periods == 0` means forever."""
+
+    period_s: int = DEFAULT_PERIOD_S
+    periods: int = DEFAULT_WINDOW
+
+    @property
+    def forever(self) -> bool:
+        return self.periods == 0
+
+    def start(self, recvtime: str) -> str:
+        """The oldest recvtime (a stamp) a repeat received at `recvtime` is still a
+        duplicate of; the empty string (older than any stamp) when forever or when
+        `recvtime` is not a stamp."""
+        if self.forever:
+            return ""
+        try:
+            moment = datetime.fromisoformat(recvtime.replace("Z", "+00:00"))
+        except ValueError:
+            return ""
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        epoch = int(moment.timestamp())
+        start = epoch - epoch % self.period_s - (self.periods - 1) * self.period_s
+        return to_rfc3339(datetime.fromtimestamp(max(start, 0), UTC))
+
+
+def parse_window(text: str | int) -> int:
+    """`dedupe_window`: a number of periods (at least 1), or `forever` (0)."""
+    if str(text).strip().lower() == "forever":
+        return 0
+    value = int(str(text).strip())
+    if value < 1:
+        raise ValueError("dedupe_window must be at least 1 period, or forever")
+    return value
