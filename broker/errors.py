@@ -130,11 +130,16 @@ class Conflict(OpsbusError):
 
 
 class Unavailable(OpsbusError):
-    """The broker is starting or stopping and cannot take the request now."""
+    """The broker cannot take the request now (starting, stopping, the store cannot
+    commit); `retry_after` seconds is when to try again (the `Retry-After` header)."""
 
     status = 503
     title = "Service unavailable"
     slug = "unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = 1, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
 
 
 class UpstreamError(OpsbusError):

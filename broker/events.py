@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -632,9 +633,76 @@ def _loads(body: bytes, what: str) -> object:
         raise InvalidEvent(f"{what} is not valid JSON: {exc}") from None
 
 
+def _repeats_possible(body: bytes, events: list[object]) -> bool:
+    """False when no event's top-level member can appear twice in `body`: each member name
+    occurs in quotes no more often than the events that hold it. A cheap prefilter (a few
+    byte searches): without `\\u` escapes a member name is written out literally, so a
+    repeated one raises its count; a name also used inside data or as a value only sends
+    the body to the exact check."""
+    if b"\\u" in body:
+        return True
+    expected: dict[str, int] = {}
+    for event in events:
+        if type(event) is dict:
+            for name in event:
+                expected[name] = expected.get(name, 0) + 1
+    return any(body.count(b'"%b"' % name.encode()) > count for name, count in expected.items())
+
+
+def _repeated_members(body: bytes, batch: bool) -> tuple[int | None, str] | None:
+    """(batch index or None, name) of the first event member given twice, or None. The
+    body is valid JSON already (orjson read it); the standard parser is asked again
+    because it shows every member, where orjson keeps the last of each name."""
+    tops: list[tuple[dict[str, Any], str]] = []
+
+    def pairs(members: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(members)
+        if len(obj) != len(members):
+            seen: set[str] = set()
+            for name, _ in members:
+                if name in seen:
+                    tops.append((obj, name))
+                    break
+                seen.add(name)
+        return obj
+
+    try:
+        # Numbers are not needed: skipping them also spares int() its digit limit.
+        parsed = json.loads(body, object_pairs_hook=pairs, parse_int=_zero, parse_float=_zero)
+    except (ValueError, RecursionError):
+        return None  # nested past any limit: refused for its depth later
+    repeated = {id(obj): name for obj, name in tops}
+    items = parsed if batch and type(parsed) is list else [parsed]
+    for index, item in enumerate(items):
+        name = repeated.get(id(item))
+        if name is not None:
+            return (index if batch else None), name
+    return None
+
+
+def _zero(text: str) -> int:
+    return 0
+
+
+def _refuse_repeats(body: bytes, parsed: object, batch: bool) -> None:
+    """InvalidEvent naming a top-level member an event gives twice: parsers disagree on
+    which one counts (orjson keeps the last, others the first), so such an event could
+    be read as another one downstream."""
+    events = parsed if batch and type(parsed) is list else [parsed]
+    if not _repeats_possible(body, events):
+        return
+    found = _repeated_members(body, batch)
+    if found is not None:
+        index, name = found
+        raise InvalidEvent(f"member {_show(name)} appears more than once in the event; give"
+                           " each attribute once", attribute=name[:64], index=index)
+
+
 def parse_structured(body: bytes) -> dict[str, Any]:
     """Parse a structured-mode body (``application/cloudevents+json``)."""
-    return validate_event(_loads(body, "the structured-mode body"))
+    parsed = _loads(body, "the structured-mode body")
+    _refuse_repeats(body, parsed, batch=False)
+    return validate_event(parsed)
 
 
 def _parse_batch(body: bytes, max_events: int | None) -> list[dict[str, Any]]:
@@ -649,6 +717,7 @@ def _parse_batch(body: bytes, max_events: int | None) -> list[dict[str, Any]]:
             limit=max_events,
             size=len(items),
         )
+    _refuse_repeats(body, items, batch=True)
     events: list[dict[str, Any]] = []
     for i, item in enumerate(items):
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from broker.events import new_event
+from broker.numbers import flag
 
 if TYPE_CHECKING:
     from broker.bus import StoredEvent, WriteContext
@@ -14,12 +15,14 @@ RECORDED = "opsbus.action.recorded"
 
 
 def is_replay(event: dict[str, Any]) -> bool:
-    """A replayed event that must not cause outbound calls (`replay` without
-    `replaylive = true`; binary mode carries the flag as the string "true")."""
-    if not event.get("replay"):
+    """A replayed event that must not cause outbound calls: `replay` set (a run id, or
+    true) and not false, without `replaylive = true`. Binary mode carries booleans as the
+    strings "true" and "false", read as CloudEvents spells them (a `ce-replay: false`
+    header is not a replay)."""
+    marker = event.get("replay")
+    if not marker or flag(marker) is False:
         return False
-    live = event.get("replaylive")
-    return not (live is True or (isinstance(live, str) and live.lower() == "true"))
+    return flag(event.get("replaylive")) is not True
 
 
 async def record_request(ctx: WriteContext, cause: StoredEvent, *, source: str, target: str,

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,14 @@ class BrokerProcess:
 
     def __init__(self, data_dir: Path, *, config: Path | None = None,
                  env: dict[str, str] | None = None, args: list[str] | None = None,
-                 test_clock: bool = False) -> None:
+                 test_clock: bool = False, preexec: Callable[[], None] | None = None) -> None:
         self.data_dir = data_dir
         self.config = config
         self.extra_env = env or {}
         self.args = [*(args or []), *(["--test-clock"] if test_clock else [])]
         self.port = free_port()
+        self.preexec = preexec
+        """Run in the child before the broker starts (resource limits for fault tests)."""
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-broker.log"
 
@@ -62,7 +65,7 @@ class BrokerProcess:
         env = {k: v for k, v in env.items() if not k.startswith("OPSBUS_") or k in self.extra_env}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     cwd=self.data_dir.parent)
+                                     cwd=self.data_dir.parent, preexec_fn=self.preexec)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

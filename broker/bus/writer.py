@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from broker.bus.commit_health import CommitHealth
 from broker.bus.context import Routing, WriteContext
 from broker.bus.log import EventLog
 from broker.errors import Conflict, OpsbusError, Unavailable
@@ -28,6 +29,8 @@ Transform = Callable[[dict[str, Any]], dict[str, Any] | None]
 """Enriches an event before it is stored, or drops it (None)."""
 UnitOfWork = Callable[[WriteContext], Awaitable[T]]
 """What callers hand the writer: work done inside its transaction."""
+RETRY_AFTER_S = 5
+"""Seconds a publisher is told to wait when the store cannot commit (a full disk)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,8 @@ class Bus:
         self.transforms = Transforms()
         self._queue: asyncio.Queue[_Work[Any]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self.health = CommitHealth(clock)
+        """Whether commits succeed (readiness), and the one log of their failures."""
         self._stopping = False
         self.commits = 0
         self.events_committed = 0
@@ -200,13 +205,14 @@ class Bus:
                         outcomes.append((work, None, exc))
                 await ctx._flush()
         except Exception as exc:
-            log.exception("commit failed")
+            self.health.failed(exc)
             for work in group:
                 if not work.future.done():
                     work.future.set_exception(
-                        Unavailable(f"the store could not commit: {exc}")
-                    )
+                        Unavailable(f"the store could not commit: {exc}",
+                                    retry_after=RETRY_AFTER_S))
             return
+        self.health.committed()
         self.observe_commit(perf_counter() - started)
         committed = ctx._committed_events
         self.commits += 1

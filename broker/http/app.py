@@ -12,6 +12,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from broker.core import Broker
 from broker.errors import Unauthorized
+from broker.http.config_api import routes_for as config_routes
 from broker.http.problems import problems_middleware
 from broker.http.util import BROKER
 from broker.settings import Settings
@@ -33,10 +34,9 @@ ROUTE_MODULES = (
     "broker.http.clock",
     "broker.http.admin",
 )
-"""Modules exposing `routes` (a RouteTableDef), added in this order."""
+"""Modules exposing `routes` (a RouteTableDef), added in this order; the generic
+configuration endpoints (`/v1/{kind}`) come last, so they shadow none of these."""
 
-GENERIC_CONFIG_MODULE = "broker.http.config_api"
-"""Added last: its `/v1/{kind}` patterns must not shadow the specific endpoints."""
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -76,6 +76,7 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(end_streams)
-    for name in (*ROUTE_MODULES, GENERIC_CONFIG_MODULE):
+    for name in ROUTE_MODULES:
         app.router.add_routes(importlib.import_module(name).routes)
+    app.router.add_routes(config_routes(the_broker.config.kinds))
     return app

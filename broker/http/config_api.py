@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aiohttp import web
 
 from broker.config import ConfigObject
 from broker.errors import Conflict, NotFound
 from broker.http.util import broker_of, json_response, read_json
-
-routes = web.RouteTableDef()
 
 
 def describe(obj: ConfigObject) -> dict[str, object]:
@@ -23,7 +23,6 @@ def _kind(request: web.Request) -> str:
     return kind
 
 
-@routes.get("/v1/{kind}")
 async def list_objects(request: web.Request) -> web.Response:
     """List configuration objects of a kind (routes, queues, subscriptions, actions)."""
     kind = _kind(request)
@@ -31,7 +30,6 @@ async def list_objects(request: web.Request) -> web.Response:
     return json_response({kind: [describe(o) for o in objs]})
 
 
-@routes.post("/v1/{kind}")
 async def create_object(request: web.Request) -> web.Response:
     """Create a configuration object; 409 when the name exists."""
     kind = _kind(request)
@@ -47,14 +45,12 @@ async def create_object(request: web.Request) -> web.Response:
                    " use PUT to replace it")
 
 
-@routes.get("/v1/{kind}/{name}")
 async def get_object(request: web.Request) -> web.Response:
     """One configuration object."""
     kind = _kind(request)
     return json_response(describe(broker_of(request).config.get(kind, request.match_info["name"])))
 
 
-@routes.put("/v1/{kind}/{name}")
 async def put_object(request: web.Request) -> web.Response:
     """Create or replace a configuration object."""
     kind = _kind(request)
@@ -64,9 +60,22 @@ async def put_object(request: web.Request) -> web.Response:
     return json_response(describe(obj), status=201 if created else 200)
 
 
-@routes.delete("/v1/{kind}/{name}")
 async def delete_object(request: web.Request) -> web.Response:
     """Delete a configuration object created through the API."""
     kind = _kind(request)
     await broker_of(request).config.delete(kind, request.match_info["name"])
     return web.Response(status=204)
+
+
+def routes_for(kinds: Iterable[str]) -> list[web.RouteDef]:
+    """The CRUD routes, their `{kind}` admitting only the registered kinds: a catch-all
+    segment would also match `/v1/config/status` and the like, and a method those do not
+    take would then be answered with this endpoint's `Allow` (or served by it)."""
+    kind = "{kind:" + "|".join(sorted(kinds)) + "}"
+    return [
+        web.get(f"/v1/{kind}", list_objects),
+        web.post(f"/v1/{kind}", create_object),
+        web.get(f"/v1/{kind}/{{name}}", get_object),
+        web.put(f"/v1/{kind}/{{name}}", put_object),
+        web.delete(f"/v1/{kind}/{{name}}", delete_object),
+    ]

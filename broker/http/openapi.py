@@ -36,6 +36,8 @@ def _expand(info: Mapping[str, Any]) -> Iterator[str]:
     paths = [info.get("path") or info.get("formatter") or ""]
     pattern = info.get("pattern")
     for name, literals in GROUP.findall(pattern.pattern if pattern is not None else ""):
+        if name == "kind":
+            continue  # the configuration kinds: one path per kind, named below
         paths = [p.replace("{" + name + "}", literal) for p in paths
                  for literal in literals.split("|")]
     yield from paths

@@ -14,6 +14,7 @@ from broker.errors import OpsbusError, TooLarge
 log = logging.getLogger(__name__)
 
 PROBLEM_TYPE = "application/problem+json"
+DEFAULT_RETRY_AFTER_S = 1
 
 
 def problem_response(doc: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
@@ -21,6 +22,13 @@ def problem_response(doc: dict[str, Any], headers: dict[str, str] | None = None)
         status=int(doc["status"]), body=orjson.dumps(doc), content_type=PROBLEM_TYPE,
         headers=headers,
     )
+
+
+def _retry_after(status: int, seconds: int | None) -> dict[str, str] | None:
+    """Every 503 says when to come back (a client without it retries at once, or never)."""
+    if status != 503:
+        return None
+    return {"Retry-After": str(seconds if seconds is not None else DEFAULT_RETRY_AFTER_S)}
 
 
 def _http_problem(exc: web.HTTPException, request: web.Request) -> dict[str, Any]:
@@ -41,7 +49,8 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     except OpsbusError as exc:
         doc = exc.problem()
         doc.setdefault("instance", request.path)
-        return problem_response(doc)
+        retry = getattr(exc, "retry_after", None) if exc.status == 503 else None
+        return problem_response(doc, headers=_retry_after(exc.status, retry))
     except web.HTTPRequestEntityTooLarge:
         limit = request.app._client_max_size
         return problem_response(TooLarge(
@@ -51,6 +60,8 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         if exc.status < 400:
             raise
         headers = {k: v for k, v in exc.headers.items() if k.lower() != "content-type"}
+        if "Retry-After" not in exc.headers:
+            headers.update(_retry_after(exc.status, None) or {})
         return problem_response(_http_problem(exc, request), headers=headers)
     except (ConnectionResetError, TimeoutError):
         raise
