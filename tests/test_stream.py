@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -76,23 +79,43 @@ async def test_bad_resume_point_is_a_problem(broker, http):
         assert resp.status == 400 and resp.content_type == "application/problem+json"
 
 
+RECEIVE_BUFFER = 64 * 1024
+
+
+def small_receive_buffer(addr_info: Any) -> socket.socket:
+    """A client socket whose receive buffer is fixed at 64 KiB. Left alone, Linux grows a
+    loopback connection's receive window up to `tcp_rmem` (32 MiB on some machines),
+    which can swallow everything a test publishes: a reader that reads nothing would
+    then never fall behind, or only when publishing outran the window's growth."""
+    family, kind, proto, _, _ = addr_info
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)  # before connect
+    return sock
+
+
 async def test_slow_consumer_still_receives_every_event(tmp_path, http):
     proc = BrokerProcess(tmp_path / "data", args=["--stream-buffer", "32",
                                                   "--durability", "normal"]).start()
     try:
-        total = 3000
+        blob = "z" * 2000
+        # More than the broker's socket can hold however far Linux grows its send buffer
+        # (tcp_wmem's maximum), plus room for the client's fixed receive buffer.
+        send_max = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+        total = 100 * max(30, -(-(send_max + 2 * 1024 * 1024) // (100 * len(blob))))
         received: list[int] = []
 
         subscribed, published = asyncio.Event(), asyncio.Event()
 
         async def slow_reader() -> None:
-            async with http.get(proc.url + "/v1/stream", params={"after": "0"}) as resp:
+            connector = aiohttp.TCPConnector(socket_factory=small_receive_buffer)
+            async with aiohttp.ClientSession(connector=connector) as own, \
+                    own.get(proc.url + "/v1/stream", params={"after": "0"}) as resp:
                 messages = read_sse(resp)
                 await opening_id(messages)
                 subscribed.set()
-                # Reads nothing while 6 MB are published: far more than its 32-event
-                # buffer and the sockets hold, so the broker must drop it back to the
-                # store and catch it up from there.
+                # Reads nothing while megabytes are published: far more than its
+                # 32-event buffer and the sockets hold, so the broker must drop it back
+                # to the store and catch it up from there.
                 await published.wait()
                 async for msg in messages:
                     if msg.get("event") == "cloudevent":
@@ -104,7 +127,6 @@ async def test_slow_consumer_still_receives_every_event(tmp_path, http):
         await asyncio.wait_for(subscribed.wait(), 10)
         overflows = await metric(http, proc.url, "opsbus_stream_overflows_total")
         sent: list[int] = []
-        blob = "z" * 2000
         for _ in range(total // 100):
             sent += await publish_batch(http, proc.url,
                                         [make_event(data={"blob": blob}) for _ in range(100)])
