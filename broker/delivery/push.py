@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+RECORD_RETRY_S = 0.2
+"""Pause before writing an attempt's result again after the store refused it."""
+
 LEASE_MARGIN_S = 5.0
 """A claim outlives the call's timeout by this much; after a crash the lease expires and
 the delivery is due again."""
@@ -234,10 +237,23 @@ class PushDispatcher(StoreDispatcher):
                                   delivery=settled, event=item.event, error=error)
             await self._record_health(ctx, sub, result, now)
 
-        try:
-            await self.bus.run(write)
-        except OpsbusError as exc:  # shutting down: the lease expires, it is sent again
-            log.warning("delivery %s not recorded: %s", delivery.id, exc.detail)
+        # The receiver has answered: losing that answer to a passing store error (a
+        # lock wait timing out on a loaded database) would let the lease expire and,
+        # on the last attempt, dead-letter a delivery its receiver acknowledged. So the
+        # write is tried again while the lease still holds; the lease token makes a
+        # repeat of a write that did commit change nothing.
+        while True:
+            try:
+                await self.bus.run(write)
+                return
+            except OpsbusError as exc:
+                if self._stopping or self.clock.stamp() >= delivery.next_at:
+                    # Shutting down, or too late: the lease expires, it is sent again.
+                    log.warning("delivery %s not recorded: %s", delivery.id, exc.detail)
+                    return
+                log.warning("delivery %s not recorded yet, trying again: %s", delivery.id,
+                            exc.detail)
+            await self.clock.sleep(RECORD_RETRY_S)
 
     async def _record_health(self, ctx: WriteContext, sub: Subscription,
                              result: OutboundResult, now: str) -> None:
