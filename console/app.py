@@ -31,6 +31,7 @@ from console.models.items import Item, is_critical
 from console.models.oncall import OnCall
 from console.models.queues import QueuesModel
 from console.models.silences import SilencesModel
+from console.screens.catalog import CatalogScreen
 from console.screens.causal import CausalScreen
 from console.screens.deliveries import DeliveriesScreen
 from console.screens.detail import EventDetailScreen, ItemDetailScreen
@@ -54,7 +55,7 @@ COUNTS_AFTER_S = 0.3
 """A burst of item changes refreshes the queue counts once, this long after the first."""
 SILENCES_EVERY_S = 30.0
 """Silences end by themselves: the active ones are re-read this often."""
-VIEWS = ("queues", "stream", "deliveries", "emit", "silences")
+VIEWS = ("queues", "stream", "deliveries", "emit", "silences", "catalog")
 HOME = "queues"
 
 
@@ -75,7 +76,7 @@ class OpsbusConsole(App[None]):
     TITLE = "opsbus console"
     MODES: ClassVar[dict[str, Any]] = {
         "stream": StreamScreen, "queues": QueuesScreen, "deliveries": DeliveriesScreen,
-        "emit": EmitScreen, "silences": SilencesScreen,
+        "emit": EmitScreen, "silences": SilencesScreen, "catalog": CatalogScreen,
     }
     COMMANDS = App.COMMANDS | {ConsoleCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -86,6 +87,7 @@ class OpsbusConsole(App[None]):
         Binding("3", "view('deliveries')", "Deliveries", show=False),
         Binding("4", "view('emit')", "Emit", show=False),
         Binding("5", "view('silences')", "Silences", show=False),
+        Binding("6", "view('catalog')", "Catalog", show=False),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
     ]
 
@@ -410,7 +412,7 @@ class OpsbusConsole(App[None]):
 
     async def run_command(self, text: str) -> None:
         """Run one `:` command: `stream EXPR`, `queue NAME [mine|unclaimed|all]`,
-        `item ID`, `event SEQ`, `causal SEQ`, `emit`, `deliveries`, `silences`,
+        `item ID`, `event SEQ`, `causal SEQ`, `emit`, `deliveries`, `silences`, `catalog`,
         `bell on|off`, `help`, `quit`."""
         word, _, argument = text.strip().partition(" ")
         word, argument = word.lower(), argument.strip()
@@ -439,7 +441,7 @@ class OpsbusConsole(App[None]):
                 self.open_event(number)
         elif word in ("item", "event", "seq", "causal", "tree"):
             self.notify(f":{word} needs a number, e.g. :{word} 42", severity="error")
-        elif word in ("deliveries", "dlq", "emit", "silences", "silence"):
+        elif word in ("deliveries", "dlq", "emit", "silences", "silence", "catalog"):
             await self.show_view({"dlq": "deliveries", "silence": "silences"}.get(word, word))
         elif word == "bell":
             self.bell_on = argument.lower() not in ("off", "no", "0", "false")

@@ -16,6 +16,7 @@ VIEW_COMMANDS = (
     ("Deliveries", "deliveries", "Failing subscriptions, dead letters, retry"),
     ("Emit", "emit", "The workbench: compose an event from a template and send it"),
     ("Silences", "silences", "Mute matching events for a while"),
+    ("Catalog", "catalog", "Sources and types seen, rates, silent producers, data shapes"),
 )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from broker.errors import BadRequest
 
 DEFAULT_URL = "http://127.0.0.1:8787"
-SCREENS = ("queues", "stream", "deliveries", "emit", "silences")
+SCREENS = ("queues", "stream", "deliveries", "emit", "silences", "catalog")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def load_contexts(path: Path) -> tuple[dict[str, Context], str | None]:
     url = "https://opsbus.example"
     token = "..."
     operator = "jonas"
-    screen = "queues"   # or stream, deliveries, emit, silences
+    screen = "queues"   # or stream, deliveries, emit, silences, catalog
     bell = false
     ```
     """

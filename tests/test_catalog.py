@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from tests.broker_process import BrokerProcess
+from tests.cli_support import run_cli
 from tests.conftest import STRUCTURED, make_event
 from tests.delivery_support import call
 from tests.plugin_helpers import eventually
@@ -224,3 +225,31 @@ async def test_a_restart_keeps_the_catalog(broker, http):
     broker.start()
     again = await call(http, "GET", f"{broker.url}/v1/catalog/{source}/{type_}", expect=200)
     assert again["count"] == LEARN + 2 and again["shape"]["data.b"]["seen"] == 1
+
+
+async def test_the_command_line(broker, http):
+    for ref in ("main", "dev"):
+        await publish(http, broker, "github.com/org/repo", "github.push", {"ref": ref})
+        await broker.advance(http, 90)
+    code, out, err = await run_cli("catalog", "--url", broker.url)
+    assert code == 0, err
+    header, row = out.splitlines()
+    assert header.split()[:4] == ["SOURCE", "TYPE", "COUNT", "RATE/MIN"]
+    assert row.split()[:3] == ["github.com/org/repo", "github.push", "2"]
+    assert "1.5m" in row.split()  # the usual gap
+
+    code, out, err = await run_cli("catalog", "--url", broker.url, "--json")
+    assert code == 0 and orjson.loads(out)["entries"][0]["count"] == 2
+
+    code, out, err = await run_cli("catalog", "--url", broker.url, "github.com/org/repo",
+                                   "github.push")
+    assert code == 0, err
+    assert out.splitlines()[0] == "github.push from github.com/org/repo"
+    assert ["data.ref", "string", "required", "2"] in [line.split() for line in
+                                                        out.splitlines()]
+
+    code, out, err = await run_cli("catalog", "--url", broker.url, "nosuch", "no.type")
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and "no.type" in err and "nosuch" in err
+    code, out, err = await run_cli("catalog", "--url", broker.url, "only-a-source")
+    assert code == 1 and "SOURCE and TYPE" in err

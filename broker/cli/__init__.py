@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "broker.cli.subs",
     "broker.cli.todo",
     "broker.cli.routes",
+    "broker.cli.catalog",
     "broker.cli.replay",
     "broker.cli.export",
     "broker.cli.store",

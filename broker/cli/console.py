@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SCREENS = ("queues", "stream", "deliveries", "emit", "silences")
+SCREENS = ("queues", "stream", "deliveries", "emit", "silences", "catalog")
 WEB_LISTEN = "127.0.0.1:8790"
 
 

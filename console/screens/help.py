@@ -43,6 +43,7 @@ class HelpScreen(ModalScreen[None]):
 
     def _table(self) -> Table:
         from console.app import OpsbusConsole
+        from console.screens.catalog import CatalogScreen
         from console.screens.causal import CausalScreen
         from console.screens.deliveries import DeliveriesScreen
         from console.screens.detail import EventDetailScreen, ItemDetailScreen
@@ -63,7 +64,8 @@ class HelpScreen(ModalScreen[None]):
             ("Event list", EventTable.BINDINGS, frozenset[str]()),
         ]
         for screen in (QueuesScreen, StreamScreen, EventDetailScreen, ItemDetailScreen,
-                       CausalScreen, EmitScreen, DeliveriesScreen, SilencesScreen):
+                       CausalScreen, EmitScreen, DeliveriesScreen, SilencesScreen,
+                       CatalogScreen):
             sections.append((screen.HELP_TITLE, screen.BINDINGS, screen.MUTATING))
         for title, bindings, mutating in sections:
             table.add_row(Text(title, style="bold reverse"), "")
@@ -82,7 +84,7 @@ class HelpScreen(ModalScreen[None]):
             ("P  A  C  O", "sort items by priority, age, count, owner (again: reverse)"),
             (":bell on|off", "the bell for new critical and high items"),
             (":item ID  :event SEQ  :causal SEQ", "open an item, an event, its causal tree"),
-            (":emit  :deliveries  :silences", "the other views"),
+            (":emit  :deliveries  :silences  :catalog", "the other views"),
             ("escape", "back to the previous screen or view"),
             ("ctrl+p", "command palette"),
         ):
