@@ -440,3 +440,36 @@ async def test_restart_mid_retry_loses_nothing(tmp_path: Path, http, receiver):
         assert after == set(ids)
     finally:
         proc.stop()
+
+
+async def test_a_last_attempt_cut_short_by_a_crash_is_made_again(tmp_path: Path, http,
+                                                                   receiver):
+    """The broker is SIGKILLed while its only permitted attempt is in flight: nobody knows
+    whether the receiver took it, so once the lease lapses it is sent again (the
+    receiver deduplicates by id) instead of being dead-lettered."""
+    proc = BrokerProcess(tmp_path / "data", args=["--allow-private-targets",
+                                                  "--delivery-poll-s", "3600"],
+                         test_clock=True).start()
+    try:
+        await put_object(http, proc.url, "subscriptions", {
+            "name": "last", "url": receiver.url, "filter": {"exact": {"type": "test.last"}},
+            "timeout": "5s", "retry": {"max_attempts": 1}})
+        receiver.hold()
+        sent = await publish(http, proc.url, type="test.last")
+        await receiver.wait_held(1)
+        proc.kill()
+        receiver.release()
+        proc.start()
+        async with aiohttp.ClientSession() as fresh:  # no keep-alive to the old process
+            await proc.advance(fresh, 5 + 5 + 1)  # the call's timeout and the lease margin
+
+            async def settled() -> dict | None:
+                status = await call(fresh, "GET", f"{proc.url}/v1/subscriptions/last/status")
+                counts = status["counts"]
+                return counts if counts["pending"] == counts["leased"] == 0 else None
+
+            counts = await eventually(settled)
+        assert counts["delivered"] == 1 and counts["deadlettered"] == 0, counts
+        assert [r.headers["ce-id"] for r in receiver.requests] == [sent["id"]] * 2
+    finally:
+        proc.stop()

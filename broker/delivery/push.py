@@ -164,9 +164,13 @@ class PushDispatcher(StoreDispatcher):
                     await writes.save_breaker(
                         breaker.start_probe(current, now, lease_s_of[sub.name]))
                     room = 1
+            # A final attempt whose lease lapsed has no known outcome (its process died,
+            # or could not record the answer in time): it is made once more rather than
+            # dead-lettered, since its receiver may well have acknowledged it. A failed
+            # extra attempt dead-letters (`_settle`); a second lapse does too.
             batch = await writes.lease(
                 sub.name, room, now, lease_s_of[sub.name],
-                max_attempts=sub.retry.max_attempts, ordered=sub.ordered)
+                max_attempts=sub.retry.max_attempts + 1, ordered=sub.ordered)
             if probing is not None and not batch.leased:
                 await writes.save_breaker(probing)  # nothing to probe with after all
             for item in batch.exhausted:  # in flight when the broker stopped, last attempt
