@@ -3,7 +3,6 @@ through the HTTP API, keeps the reader's place, and runs the queue's quick actio
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -86,14 +85,13 @@ async def test_changes_by_someone_else_appear_live(item_broker: BrokerProcess) -
         await in_thread(http, f"{api}/comment", "POST",
                         {"operator": "bob", "note": "looking at it"})
         await in_thread(alerts, url, "db-live", 1, 3)  # a newer event: a new top row
-        changed = time.monotonic()
         history = screen.query_one("#history", DataTable)
         fields = screen.query_one("#fields", DataTable)
+        # Live: the screen has no poll, so these can only arrive through the item feed.
         await until(pilot, lambda: "looking at it" in column(history, 3)
                     and events.row_count == 4
-                    and fields.get_row("state")[1] == "claimed", timeout=3.0,
+                    and fields.get_row("state")[1] == "claimed",
                     what="claim, comment and the new event shown")
-        assert time.monotonic() - changed < 3.0  # live: there is no poll to wait for
         assert fields.get_row("owner")[1] == "bob"
         assert "bob" in column(history, 2)
         assert cursor_key(events) == reading and events.cursor_row == 2

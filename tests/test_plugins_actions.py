@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import stat
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,15 @@ def script(tmp_path: Path, body: str) -> str:
     return str(path)
 
 
+def process_alive(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie waiting to be reaped has ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
 async def run(broker: Broker, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
     run = broker.action_kinds.get(kind)
     assert run is not None, f"no plugin provides action kind {kind}"
@@ -72,11 +80,14 @@ async def test_shell_failure_timeout_and_output_cap(broker, tmp_path):
     assert outcome["ok"] is False and outcome["status"] == 3
     assert outcome["body"] == "partial\n" and "disk is read-only" in outcome["error"]
 
-    slow = script(tmp_path, "import time\ntime.sleep(30)\n")
-    started_at = time.monotonic()
+    # A command that would run for an hour: the timeout ends it (its process is gone when
+    # the outcome is known), rather than the outcome waiting for it.
+    pid_file = tmp_path / "slow.pid"
+    slow = script(tmp_path, f"import os, time\nopen({str(pid_file)!r}, 'w').write("
+                            "str(os.getpid()))\ntime.sleep(3600)\n")
     outcome = await run(broker, "shell", {"name": "t", "command": [slow], "timeout": 0.5})
-    assert time.monotonic() - started_at < 5
     assert outcome["ok"] is False and "within 0.5s" in outcome["error"]
+    assert not process_alive(int(pid_file.read_text()))
 
     chatty = script(tmp_path, "import sys\nsys.stdout.write('x' * 1_000_000)\n")
     outcome = await run(broker, "shell", {"name": "t", "command": [chatty], "max_output": 100})

