@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import statistics
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -83,19 +83,27 @@ async def test_aiohttp_middleware_publishes_calls_to_a_running_broker(broker, ht
 
 
 async def test_a_broker_that_is_down_slows_nothing_and_drops_are_counted(service_factory):
-    baseline_emitter = CallEmitter(f"http://127.0.0.1:{free_port()}", name="x",
-                                   emit={"methods": ["PATCH"]})  # never records
-    baseline = await timed_calls(await service_factory(baseline_emitter), 30)
+    # A broker that accepts the connection and never answers, and an emitter that would
+    # wait an hour for it: the service's calls are all answered, so none waited on it
+    # (how fast is for a benchmark to say; the deadline only ends a hang).
+    held: list[asyncio.StreamWriter] = []
 
-    emitter = CallEmitter(f"http://127.0.0.1:{free_port()}", name="billing", max_buffer=10,
-                          flush_interval=0.01, timeout=0.5)
-    latencies = await timed_calls(await service_factory(emitter), 30)
-    assert statistics.median(latencies) < statistics.median(baseline) + 0.005
-    assert max(latencies) < 0.25
-    await eventually(lambda: _async(emitter.failed_posts > 0))
-    assert emitter.stats["buffered"] == 10 and emitter.stats["dropped"] == 20
-    await emitter.aclose(timeout=1)
-    await baseline_emitter.aclose()
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    silent = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    emitter = CallEmitter(f"http://127.0.0.1:{port}", name="billing", max_buffer=10,
+                          flush_interval=0.01, timeout=3600)
+    try:
+        await asyncio.wait_for(timed_calls(await service_factory(emitter), 30), 60)
+        assert emitter.stats["buffered"] == 10 and emitter.stats["dropped"] == 20
+        await emitter.aclose(timeout=0.1)
+    finally:
+        for writer in held:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
     assert emitter.stats["dropped"] == 30 and emitter.stats["sent"] == 0
 
 
