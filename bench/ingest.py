@@ -311,6 +311,99 @@ def spread(values: list[float], scale: float = 1.0) -> str:
     return f"{mid:,.0f} ({values[0]:,.0f}-{values[-1]:,.0f})"
 
 
+# -- the event catalog's share --------------------------------------------------------
+
+
+def catalog_compare(args: argparse.Namespace, prefill: int) -> None:
+    """Single and batched ingest with the catalog on and off, interleaved (on, off, off,
+    on, ...) in one run, each on a store of its own; then the catalog's own work per
+    event, in process, for the bench payload and for real webhook payloads."""
+    print("event catalog: the same load with catalog on and off, interleaved")
+    figures: dict[bool, dict[str, list[float]]] = {
+        on: {"single": [], "batched": []} for on in (True, False)}
+    brokers = {}
+    for on in (True, False):
+        brokers[on] = start_broker(["--durability", args.durability, "--log-level", "warning",
+                                    "--catalog" if on else "--no-catalog"], prefill=prefill)
+        brokers[on].stop()
+    for round_ in range(args.repeat):
+        for on in ((True, False) if round_ % 2 == 0 else (False, True)):
+            broker = brokers[on]
+            broker.start(timeout=300)
+            try:
+                figures[on]["single"].append(load(broker.url, batch=1,
+                                                  seconds=args.seconds)[0])
+                figures[on]["batched"].append(load(broker.url, batch=100,
+                                                   seconds=args.seconds)[0] * 100)
+            finally:
+                broker.stop()
+    med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+    for kind in ("single", "batched"):
+        on, off = figures[True][kind], figures[False][kind]
+        print(f"  {kind:<8} catalog on  {spread(on):>24} events/s")
+        print(f"  {kind:<8} catalog off {spread(off):>24} events/s"
+              f"   on/off {med(on) / med(off):.3f}")
+    print("  the catalog's work per event, in process, commits of 100 events of one type,"
+          " against parsing and\n  encoding the same event once (what ingest does to"
+          " every event anyway), measured alternately:")
+    print(f"    {'payload':<36} {'parse+encode':>12} {'every event':>12} {'default':>12}")
+    for name, data in catalog_payloads():
+        ref, every, sampled = [], [], []
+        for _ in range(3):
+            ref.append(parse_cost_us(data))
+            every.append(tracker_cost_us(data, 100))
+            sampled.append(tracker_cost_us(data))
+        r, e, d = med(ref), med(every), med(sampled)
+        print(f"    {name:<36} {r:>9.1f} µs {e:>9.1f} µs {d:>9.1f} µs"
+              f"   ({e / r:.1f}x and {d / r:.2f}x of parse+encode)")
+
+
+def catalog_payloads() -> list[tuple[str, object]]:
+    payloads = ROOT / "tests" / "payloads"
+    found: list[tuple[str, object]] = [
+        ("bench event (3 fields)", {"n": 1, "severity": "warning", "payload": PAYLOAD})]
+    for path in (payloads / "alertmanager" / "firing.json",
+                 payloads / "github" / "push.1.payload.json"):
+        if path.exists():
+            data = json.loads(path.read_text())
+            found.append((f"{path.parent.name}/{path.name} ({len(path.read_bytes()):,} B)",
+                          data))
+    return found
+
+
+def parse_cost_us(data: object, rounds: int = 10_000) -> float:
+    import orjson
+
+    raw = orjson.dumps({"specversion": "1.0", "id": "1", "source": "bench/catalog",
+                        "type": "bench.event", "data": data})
+    start = time.perf_counter()
+    for _ in range(rounds):
+        orjson.dumps(orjson.loads(raw))
+    return (time.perf_counter() - start) / rounds * 1e6
+
+
+def tracker_cost_us(data: object, sample: int | None = None, batches: int = 100) -> float:
+    sys.path.insert(0, str(ROOT))
+    from broker.bus.log import StoredEvent, canonical
+    from broker.catalog.tracker import CatalogSettings, Tracker
+
+    settings = CatalogSettings()
+    if sample is not None:  # catalog_sample_per_commit
+        settings = CatalogSettings(sample_per_commit=sample)
+    tracker = Tracker(settings)
+    stamp = "2026-11-25T10:00:00.000000Z"
+    batch = []
+    for n in range(100):
+        event = {"specversion": "1.0", "id": str(n), "source": "bench/catalog",
+                 "type": "bench.event", "data": data}
+        batch.append(StoredEvent(n, stamp, canonical(event), (), event))
+    tracker.observe(batch, 0.0)  # learned: the steady state is what is measured
+    start = time.perf_counter()
+    for round_ in range(batches):
+        tracker.observe(batch, float(round_ + 1))
+    return (time.perf_counter() - start) / (batches * len(batch)) * 1e6
+
+
 # -- main -------------------------------------------------------------------------------
 
 
@@ -325,6 +418,8 @@ def main() -> None:
     parser.add_argument("--prefill", default="0",
                         help="events already stored, e.g. 1M or 10M (see prefill.py)")
     parser.add_argument("--no-latency", action="store_true")
+    parser.add_argument("--catalog-compare", action="store_true",
+                        help="only measure ingest with the event catalog on and off")
     args = parser.parse_args()
     prefill = parse_count(args.prefill)
 
@@ -332,6 +427,9 @@ def main() -> None:
     print(f"load generator: {'wrk ' + WRK if WRK else 'python aiohttp client (wrk missing)'}")
     print(f"durability: {args.durability}, stored before the run: {prefill:,} events,"
           f" random UUID ids, {args.seconds}s per figure, {args.repeat} repeat(s)\n")
+    if args.catalog_compare:
+        catalog_compare(args, prefill)
+        return
 
     http_single: list[float] = []
     http_batch: list[float] = []

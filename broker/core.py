@@ -196,7 +196,8 @@ def catalog_settings(settings: Settings) -> CatalogSettings:
         max_fields=settings.catalog_max_fields, max_depth=settings.catalog_max_depth,
         learn_events=settings.catalog_learn_events,
         silence_factor=settings.catalog_silence_factor,
-        silence_min_s=settings.catalog_silence_min_s, interval_s=settings.catalog_interval_s)
+        silence_min_s=settings.catalog_silence_min_s, interval_s=settings.catalog_interval_s,
+        sample_per_commit=settings.catalog_sample_per_commit)
 
 
 async def _guarded(name: str, run: Service) -> None:

@@ -153,6 +153,9 @@ class Settings:
     """...and for at least this many seconds."""
     catalog_interval_s: float = 30.0
     """Seconds between catalog flushes and checks for silent producers."""
+    catalog_sample_per_commit: int = 10
+    """Most events of one (source, type) per commit whose data shape is inspected
+    (spread over the batch; all of them when fewer): bounds the catalog's cost on ingest."""
 
     @property
     def host(self) -> str:

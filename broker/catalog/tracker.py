@@ -37,6 +37,7 @@ class CatalogSettings:
     silence_factor: float = 3.0
     silence_min_s: float = 60.0
     interval_s: float = 30.0
+    sample_per_commit: int = 10
 
 
 @dataclass(slots=True)
@@ -149,29 +150,42 @@ class Tracker:
         """Count one committed batch (received at epoch `at`) and learn from the shapes
         of its events; the drifts it showed, one per (source, type) at most."""
         settings = self.settings
-        seen: dict[tuple[str, str], int] = {}
-        drifts: dict[tuple[str, str], Drift] = {}
+        batches: dict[tuple[str, str], list[StoredEvent]] = {}
         for stored in committed:
             event = stored.event
             source = event["source"]
             if source.startswith(BUS_SOURCES):
                 continue
             key = (source, event["type"])
+            found = batches.get(key)
+            if found is None:
+                batches[key] = [stored]
+            else:
+                found.append(stored)
+        seen: dict[tuple[str, str], int] = {}
+        drifts: dict[tuple[str, str], Drift] = {}
+        limit = settings.sample_per_commit
+        for key, events in batches.items():
             live = self._entries.get(key)
             if live is None:
                 if len(self._entries) >= settings.max_entries:
-                    self.untracked += 1
+                    self.untracked += len(events)
                     continue
-                live = self._entries[key] = _Live(source, key[1], stored.recvtime,
-                                                  stored.recvtime, at)
-            seen[key] = seen.get(key, 0) + 1
-            changes = self._learn(live, event)
-            if changes:
-                drift = drifts.get(key)
-                if drift is None:
-                    drifts[key] = Drift(source, key[1], changes, stored)
-                else:
-                    drift.changes.extend(changes)
+                first = events[0].recvtime
+                live = self._entries[key] = _Live(key[0], key[1], first, first, at)
+            seen[key] = len(events)
+            # The shape learns from at most `limit` events of a pair per commit, spread
+            # over the batch: the cost per commit stays bounded however large it is.
+            sample = events if len(events) <= limit else \
+                [events[i * len(events) // limit] for i in range(limit)]
+            for stored in sample:
+                changes = self._learn(live, stored.event)
+                if changes:
+                    drift = drifts.get(key)
+                    if drift is None:
+                        drifts[key] = Drift(key[0], key[1], changes, stored)
+                    else:
+                        drift.changes.extend(changes)
         for key, count in seen.items():
             live = self._entries[key]
             if live.silent:

@@ -1,0 +1,77 @@
+"""The catalog's pure parts: shape inference and its bounds, drift within a batch, the
+sample per commit, and how flushes add up."""
+
+from __future__ import annotations
+
+from broker.bus.log import StoredEvent, canonical
+from broker.catalog.model import CatalogEntry, FieldStat, combine
+from broker.catalog.shape import paths_of, topmost
+from broker.catalog.tracker import CatalogSettings, Tracker
+
+T0 = "2026-11-25T10:00:00.000000Z"
+
+
+def stored(n: int, data: object, type_: str = "t") -> StoredEvent:
+    event = {"specversion": "1.0", "id": str(n), "source": "s", "type": type_, "data": data}
+    return StoredEvent(n, T0, canonical(event), (), event)
+
+
+def test_paths_types_arrays_and_binary():
+    paths, full = paths_of({"data": {"a": 1, "b": [{"c": "x"}, {"c": 2}], "d": None,
+                                     "e": 1.5}}, 100, 8)
+    assert paths == {"data": "object", "data.a": "integer", "data.b": "array",
+                     "data.b[]": "object", "data.b[].c": "integer|string",
+                     "data.d": "null", "data.e": "number"}
+    assert not full
+    assert paths_of({"data_base64": "AAE="}, 100, 8) == ({"data": "binary"}, False)
+    assert paths_of({}, 100, 8) == ({}, False)
+
+
+def test_paths_are_bounded_in_number_and_depth():
+    deep = {"data": {"a": {"b": {"c": {"d": 1}}}}}
+    assert set(paths_of(deep, 100, 2)[0]) == {"data", "data.a", "data.a.b"}
+    wide = {"data": {f"k{n}": n for n in range(50)}}
+    paths, full = paths_of(wide, 10, 8)
+    assert len(paths) == 10 and full
+
+
+def test_topmost_keeps_only_the_outer_change():
+    assert topmost(["data.a", "data.a.b", "data.a.b[]", "data.c[].d", "data.c"]) == \
+        ["data.a", "data.c"]
+
+
+def test_the_shape_learns_from_a_bounded_sample_of_each_commit():
+    tracker = Tracker(CatalogSettings(sample_per_commit=4, learn_events=1))
+    tracker.observe([stored(n, {"a": n}) for n in range(100)], 1.0)
+    entry = tracker.entry("s", "t")
+    assert entry is not None and entry.count == 100 and entry.events == 4
+    # One odd event among many still shows when the sample meets it: here it is the
+    # only event of its commit.
+    (drift,) = tracker.observe([stored(200, {"a": "x"})], 2.0)
+    assert drift.changes == [{"change": "retyped", "path": "data.a", "from": ["integer"],
+                              "to": ["string"]}]
+
+
+def test_the_bus_own_events_are_not_catalogued():
+    event = {"specversion": "1.0", "id": "1", "source": "opsbus/catalog",
+             "type": "opsbus.catalog.changed", "data": {}}
+    tracker = Tracker(CatalogSettings())
+    assert tracker.observe([StoredEvent(1, T0, canonical(event), (), event)], 1.0) == []
+    assert len(tracker) == 0
+
+
+def test_max_entries_bounds_the_catalog():
+    tracker = Tracker(CatalogSettings(max_entries=2))
+    tracker.observe([stored(n, {}, type_=f"t{n}") for n in range(5)], 1.0)
+    assert len(tracker) == 2 and tracker.untracked == 3
+
+
+def test_flushes_add_up():
+    a = CatalogEntry("s", "t", T0, T0, 2, 1, None, 0.0, False, 2,
+                     {"data.x": FieldStat(("integer",), 2)})
+    b = CatalogEntry("s", "t", T0, T0, 3, 1, 5.0, 0.1, False, 3,
+                     {"data.x": FieldStat(("string",), 1), "data.y": FieldStat(("null",), 3)})
+    both = combine(a, b, max_fields=10)
+    assert both.count == 5 and both.events == 5 and both.gap_s == 5.0
+    assert both.fields == {"data.x": FieldStat(("integer", "string"), 3),
+                           "data.y": FieldStat(("null",), 3)}
