@@ -38,6 +38,12 @@ def machine() -> str:
             f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
 
 
+def load_average() -> str:
+    """The 1/5/15-minute load averages: on a shared machine, how busy it was."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f}"
+
+
 BENCH_DIR = Path(os.environ.get("OPSBUS_BENCH_DIR", "/tmp/opsbus-bench"))
 """Where pre-filled stores live (large: about 0.6 GiB per million events)."""
 

@@ -2,6 +2,8 @@
 latency, each beside a reference measured in the same run with the same load generator.
 
     .venv/bin/python bench/ingest.py [--seconds 10] [--repeat 3] [--prefill 10M]
+    .venv/bin/python bench/ingest.py --todos [--repeat 3]   # every event updates an item
+    .venv/bin/python bench/ingest.py --latency [--repeat 3]  # publish-to-SSE only
 
 References: an aiohttp server whose handler only reads the body and answers (the HTTP
 ceiling; for latency it also fans the body out to SSE readers without storing it), and
@@ -30,6 +32,7 @@ from _common import (
     SINGLE_LUA,
     WRK,
     free_port,
+    load_average,
     machine,
     parse_count,
     start_broker,
@@ -404,6 +407,65 @@ def tracker_cost_us(data: object, sample: int | None = None, batches: int = 100)
     return (time.perf_counter() - start) / (batches * len(batch)) * 1e6
 
 
+# -- every event updates a todo item ------------------------------------------------------
+
+
+def todo_ingest(args: argparse.Namespace, prefill: int) -> None:
+    """Ingest where one route sends every event to a queue (50 groups, so each event
+    attaches to an item: the item update, its history and its audit event), beside the
+    same broker with no route, the two alternating within each repeat."""
+    from routes import queue_only
+
+    config = queue_only()
+    runs: dict[str, tuple[list[float], list[float]]] = {"no route": ([], []),
+                                                        "every event to a queue": ([], [])}
+    for _ in range(args.repeat):
+        for name, cfg in (("no route", None), ("every event to a queue", config)):
+            broker = start_broker(["--durability", args.durability, "--log-level",
+                                   "warning"], cfg, prefill=prefill)
+            try:
+                runs[name][1].append(load(broker.url, batch=100, seconds=args.seconds)[0]
+                                     * 100)
+                runs[name][0].append(load(broker.url, batch=1, seconds=args.seconds)[0])
+            finally:
+                broker.stop()
+            print(f"  ({name}: done, {load_average()})", flush=True)
+    med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+    plain_single, plain_batched = runs["no route"]
+    single, batched = runs["every event to a queue"]
+    print("every event updates a todo item (1 route to a queue, 50 groups), 32 connections")
+    print(f"  batched (100/request)  {spread(batched):>26} events/s"
+          f"   no route: {spread(plain_batched)}"
+          f"  ratio {med(batched) / med(plain_batched):.2f}  (goal >= 20,000 ev/s)")
+    print(f"  single-event POST      {spread(single):>26} events/s"
+          f"   no route: {spread(plain_single)}"
+          f"  ratio {med(single) / med(plain_single):.2f}")
+
+
+def latency_only(args: argparse.Namespace, prefill: int) -> None:
+    """Publish-to-SSE latency at `--rate` with `--readers` streams: the broker and the
+    no-store reference, alternating within each repeat."""
+    print(f"publish-to-SSE latency, {args.rate} events/s, {args.readers} SSE readers,"
+          f" {args.seconds}s")
+    for _ in range(args.repeat):
+        ref, ref_url = start_reference()
+        try:
+            ref_lat = latency(ref_url, args.readers, args.rate, args.seconds)
+        finally:
+            ref.terminate()
+            ref.wait()
+        broker = start_broker(["--durability", args.durability, "--log-level", "warning"],
+                              prefill=prefill)
+        try:
+            lat = latency(broker.url, args.readers, args.rate, args.seconds)
+        finally:
+            broker.stop()
+        print(f"  opsbus p50 {lat['p50_ms']:.2f} ms  p99 {lat['p99_ms']:.2f} ms"
+              f"  ({lat['samples']:,}/{lat.get('expected', 0):,} deliveries)"
+              f"   reference p50 {ref_lat['p50_ms']:.2f} ms  p99 {ref_lat['p99_ms']:.2f} ms"
+              f"   {load_average()}", flush=True)
+
+
 # -- main -------------------------------------------------------------------------------
 
 
@@ -420,15 +482,25 @@ def main() -> None:
     parser.add_argument("--no-latency", action="store_true")
     parser.add_argument("--catalog-compare", action="store_true",
                         help="only measure ingest with the event catalog on and off")
+    parser.add_argument("--latency", action="store_true",
+                        help="only publish-to-SSE latency, beside the no-store reference")
+    parser.add_argument("--todos", action="store_true",
+                        help="only ingest where every event updates a todo item")
     args = parser.parse_args()
     prefill = parse_count(args.prefill)
 
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}, {load_average()}")
     print(f"load generator: {'wrk ' + WRK if WRK else 'python aiohttp client (wrk missing)'}")
     print(f"durability: {args.durability}, stored before the run: {prefill:,} events,"
           f" random UUID ids, {args.seconds}s per figure, {args.repeat} repeat(s)\n")
     if args.catalog_compare:
         catalog_compare(args, prefill)
+        return
+    if args.todos:
+        todo_ingest(args, prefill)
+        return
+    if args.latency:
+        latency_only(args, prefill)
         return
 
     http_single: list[float] = []

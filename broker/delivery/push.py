@@ -183,6 +183,7 @@ class PushDispatcher(StoreDispatcher):
         return out
 
     async def _deliver(self, sub: Subscription, item: LeasedDelivery) -> None:
+        holding = True
         try:
             assert self._session is not None
             try:
@@ -193,14 +194,25 @@ class PushDispatcher(StoreDispatcher):
             else:
                 result = await send(self._session, request, timeout=sub.timeout,
                                     now=self.clock.epoch)
+            if not sub.ordered:
+                # The call is over: its slot is free now, so the next claim joins this
+                # settlement's group commit instead of waiting for it (the delivery stays
+                # leased until settled, so nothing claims it twice). An ordered
+                # subscription sends its next event only once this one is settled.
+                holding = False
+                self._release(sub)
             await self._settle(sub, item, result)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("delivery %s to %s failed unexpectedly", item.delivery.id, sub.name)
         finally:
-            self._in_flight[sub.name] -= 1
-            self._wake.set()
+            if holding:
+                self._release(sub)
+
+    def _release(self, sub: Subscription) -> None:
+        self._in_flight[sub.name] -= 1
+        self._wake.set()
 
     async def _settle(self, sub: Subscription, item: LeasedDelivery,
                       result: OutboundResult) -> None:
