@@ -261,7 +261,7 @@ class PushDispatcher(StoreDispatcher):
         while True:
             try:
                 await self.bus.run(write)
-                return
+                break
             except OpsbusError as exc:
                 if self._stopping or self.clock.stamp() >= delivery.next_at:
                     # Shutting down, or too late: the lease expires, it is sent again.
@@ -270,6 +270,8 @@ class PushDispatcher(StoreDispatcher):
                 log.warning("delivery %s not recorded yet, trying again: %s", delivery.id,
                             exc.detail)
             await self.clock.sleep(RECORD_RETRY_S)
+        if outcome is Outcome.RETRY:
+            self._wake.set()  # a pass may have run before this commit: it is due at next_at
 
     async def _record_health(self, ctx: WriteContext, sub: Subscription,
                              result: OutboundResult, now: str) -> None:
