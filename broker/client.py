@@ -22,6 +22,7 @@ from broker.errors import (
     Unauthorized,
     Unavailable,
 )
+from broker.numbers import NumberError, whole_number
 
 log = logging.getLogger(__name__)
 
@@ -432,7 +433,11 @@ async def _parse_sse(resp: aiohttp.ClientResponse
             field, _, value = line.partition(b":")
             value = value[1:] if value.startswith(b" ") else value
             if field == b"id":
-                seq, seq_set = int(value), True
+                try:
+                    seq, seq_set = whole_number(value.decode("ascii", "replace")), True
+                except NumberError:
+                    raise OpsbusError(f"the stream sent id {value[:40]!r}, which is not an"
+                                      " event seq: is this an opsbus broker?") from None
             elif field == b"data":
                 data.append(value)
             elif field == b"event":

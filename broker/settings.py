@@ -174,7 +174,9 @@ class Settings:
 SETTING_NAMES = tuple(f.name for f in fields(Settings))
 
 
-def _coerce(name: str, raw: Any, where: str) -> Any:
+def coerce_setting(name: str, raw: Any, where: str) -> Any:
+    """A setting's value from a file, the environment or a flag, as the field's type;
+    InvalidConfig naming `where` and the setting otherwise."""
     kind = {f.name: f.type for f in fields(Settings)}[name]
     try:
         if kind == "int":
@@ -240,17 +242,17 @@ def resolve_settings(
         for key, raw in server.items():
             if key not in SETTING_NAMES:
                 raise InvalidConfig(f"config file {config_path}: unknown setting server.{key}")
-            values[key] = _coerce(key, raw, f"config file {config_path}")
+            values[key] = coerce_setting(key, raw, f"config file {config_path}")
             origins[key] = f"config file {config_path}"
         values["config"] = str(config_path)
     for name in SETTING_NAMES:
         env_name = f"OPSBUS_{name.upper()}"
         if env_name in environ:
-            values[name] = _coerce(name, environ[env_name], f"environment {env_name}")
+            values[name] = coerce_setting(name, environ[env_name], f"environment {env_name}")
             origins[name] = f"environment {env_name}"
     for name, raw in flags.items():
         if name in SETTING_NAMES:
-            values[name] = _coerce(name, raw, f"--{name.replace('_', '-')}")
+            values[name] = coerce_setting(name, raw, f"--{name.replace('_', '-')}")
             origins[name] = f"--{name.replace('_', '-')}"
     settings = Settings(**values)
     try:
@@ -318,4 +320,5 @@ def replace(settings: Settings, **changes: Any) -> Settings:
     return dataclasses.replace(settings, **changes)
 
 
-__all__ = ["SETTING_NAMES", "Settings", "load_config_file", "replace", "resolve_settings"]
+__all__ = ["SETTING_NAMES", "Settings", "coerce_setting", "load_config_file", "replace",
+           "resolve_settings"]

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from broker.plugin_host.api import ActionContext, Event, Registry, seconds
+from broker.plugin_host.api import ActionContext, Event, Registry, seconds, whole_number
 
 __version__ = "1.0.0"
 PLUGIN_API_VERSION = 1
@@ -36,6 +36,15 @@ STDERR_KEEP = 2048
 
 def register(registry: Registry) -> None:
     registry.action("shell", run)
+
+
+def _max_output(value: Any) -> int:
+    """`max_output` as a byte count: an integer, or its ASCII digits (a TOML string)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2**31:
+        return value
+    if isinstance(value, str):
+        return whole_number(value, maximum=2**31)
+    raise ValueError(f"max_output must be a number of bytes, got {value!r}")
 
 
 def _command(spec: Mapping[str, Any]) -> list[str]:
@@ -71,7 +80,7 @@ async def _read_capped(stream: asyncio.StreamReader, limit: int, tail: bool = Fa
 async def run(spec: Mapping[str, Any], event: Event, ctx: ActionContext) -> dict[str, Any]:
     command = _command(spec)
     timeout = seconds(spec.get("timeout", 30))
-    max_output = int(spec.get("max_output", 65536))
+    max_output = _max_output(spec.get("max_output", 65536))
     request = {"command": command, "timeout": timeout}
     try:
         proc = await asyncio.create_subprocess_exec(

@@ -219,11 +219,13 @@ def _local(config: Path, events: list[Any], draft: dict[str, Any] | None) -> dic
     """Compile the file's routes here and evaluate: no broker, nothing stored."""
     from broker.dryrun import evaluate_events, with_draft
     from broker.routing import compile_route
-    from broker.settings import Settings, load_config_file
+    from broker.settings import Settings, coerce_setting, load_config_file
 
     doc = load_config_file(config)
     specs = validated(config, doc.get("routes", []))
-    hop_limit = int(doc.get("server", {}).get("hop_limit", Settings.hop_limit))
+    server = doc.get("server", {})
+    raw = server.get("hop_limit", Settings.hop_limit) if isinstance(server, dict) else None
+    hop_limit = coerce_setting("hop_limit", raw, f"config file {config}")
     live = [compile_route(s) for s in specs if s["enabled"]]
     compiled = compile_route(draft) if draft is not None else None
     return evaluate_events(with_draft(live, compiled), hop_limit, events, compiled)
