@@ -228,6 +228,23 @@ class OpsbusClient:
         return await self._object("PUT", f"/v1/{kind}/{quote(spec['name'], safe='')}",
                                   json=spec)
 
+    async def whoami(self) -> dict[str, Any]:
+        """The caller's token: name (the operator it records), scopes, source patterns."""
+        return await self._object("GET", "/v1/whoami")
+
+    async def tokens(self) -> list[dict[str, Any]]:
+        """Named tokens (admin)."""
+        return cast(list[dict[str, Any]], (await self._object("GET", "/v1/tokens"))["tokens"])
+
+    async def create_token(self, name: str, scopes: list[str], sources: list[str]
+                           ) -> dict[str, Any]:
+        """A new named token (admin); `secret` is in this answer only."""
+        return await self._object("POST", "/v1/tokens", json={
+            "name": name, "scopes": scopes, "sources": sources})
+
+    async def revoke_token(self, name: str) -> None:
+        await self.request("DELETE", f"/v1/tokens/{quote(name, safe='')}")
+
     async def delete_object(self, kind: str, name: str) -> None:
         await self.request("DELETE", f"/v1/{kind}/{quote(name, safe='')}")
 

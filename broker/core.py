@@ -11,6 +11,8 @@ from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from broker.actions import ActionKinds, Actions
+from broker.auth.local import ensure_admin_token
+from broker.auth.tokens import Tokens
 from broker.bus import Bus
 from broker.catalog import Catalog, CatalogSettings
 from broker.clock import Clock, ManualClock, SystemClock
@@ -36,6 +38,11 @@ from broker.todos import Todos
 from broker.wiring import Service, Wiring
 
 log = logging.getLogger(__name__)
+
+NO_AUTH_WARNING = (
+    "AUTHENTICATION IS OFF (--no-auth): the API is open to every local process and to any"
+    " web page the operator's browser visits; anyone who can reach it can change routes"
+    " and actions and act as any operator. Use it for tests only.")
 
 
 class Broker:
@@ -71,6 +78,8 @@ class Broker:
                                     identity=f"{socket.gethostname()}/{settings.listen}")
         self.config.register_kind(Kind("routes", "route", validate_route))
         self.config.on_change(self.router.load)
+        self.tokens = Tokens(self.store.tokens, self.bus, self.clock)
+        """Who may call the API: the admin secrets and the named tokens in the store."""
         self.metrics = Metrics()
         """Typed Prometheus metrics; each feature registers its own when wired."""
         register_core_metrics(self.metrics, self.bus, self.hub, self.router)
@@ -138,6 +147,11 @@ class Broker:
             raise
 
     async def _start(self) -> None:
+        if self.settings.auth:
+            self.tokens.add_admin_secrets([ensure_admin_token(self.settings.data_dir),
+                                           self.settings.token or ""])
+        else:
+            log.warning(NO_AUTH_WARNING)
         self.hub.head = await self.store.events.last_seq()
         self.bus.fanout = self.store.start_live(self.hub.publish, self.hub.head,
                                                 self._config_changed_elsewhere,

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = "opsbus/proxy"
 FIELDS = ("name", "upstream", "emit", "capture_bodies", "max_body_capture", "event_type",
-          "timeout", "description")
+          "timeout", "description", "public")
 EMIT_FIELDS = ("methods", "paths", "statuses")
 DEFAULT_CAPTURE = 4096
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
@@ -134,7 +134,10 @@ def validate_proxy(spec: Any, allow_private: bool = False) -> dict[str, Any]:
     if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
         raise InvalidConfig(f"proxy {name}: timeout must be a positive number of seconds",
                             field="timeout")
-    return {"name": name, "upstream": str(url).rstrip("/"), "emit": rules,
+    public = spec.get("public", False)
+    if not isinstance(public, bool):
+        raise InvalidConfig(f"proxy {name}: public must be true or false", field="public")
+    return {"name": name, "upstream": str(url).rstrip("/"), "emit": rules, "public": public,
             "capture_bodies": capture, "max_body_capture": limit, "event_type": event_type,
             "timeout": timeout, "description": str(spec.get("description", ""))}
 
@@ -301,6 +304,11 @@ class Proxy:
     def on_config(self, objects: list[ConfigObject]) -> None:
         """Config listener: the `proxy` objects as configured now."""
         self._configured = {o.name: o for o in objects if o.kind == "proxy"}
+
+    def is_public(self, name: str) -> bool:
+        """Whether the mount is configured `public = true`: callable without an API token."""
+        obj = self._configured.get(name)
+        return obj is not None and obj.spec.get("public") is True
 
     def mount(self, name: str) -> Mount:
         """The mount named `name` as configured now (the file or the API changed it)."""

@@ -71,8 +71,17 @@ class Settings:
     pull leases (commits wake the dispatchers at once; this bounds timer-driven work)."""
     delivery_concurrency: int = 64
     """Most webhook calls, and separately most action calls, in flight at once."""
+    auth: bool = True
+    """Authenticate API requests (the default): the broker writes an admin token to
+    `<data_dir>/admin.token` and every request needs a token with the right scope.
+    `--no-auth` (or `OPSBUS_NO_AUTH=1`, `[server] auth = false`) opens the API to any
+    local process and any web page the operator visits: for tests only."""
     token: str | None = None
-    """Bearer token required by the API when set."""
+    """A further admin token, accepted besides `<data_dir>/admin.token`."""
+    allowed_origins: str | None = None
+    """Browser origins (`https://console.example`, comma-separated; a list in TOML) that
+    may call the API besides the broker's own. A request with any other `Origin` header
+    is refused."""
     todo_sweep_s: float = 1.0
     """Seconds between checks for expired claim leases and ended snoozes (shortened to a
     quarter of the shortest queue lease)."""
@@ -167,6 +176,12 @@ class Settings:
         return whole_number(self.listen.rsplit(":", 1)[1], maximum=65535)
 
     @property
+    def origins(self) -> tuple[str, ...]:
+        """allowed_origins as a tuple, without trailing slashes."""
+        return tuple(o.strip().rstrip("/") for o in (self.allowed_origins or "").split(",")
+                     if o.strip())
+
+    @property
     def db_path(self) -> Path:
         return Path(self.data_dir) / "opsbus.db"
 
@@ -200,6 +215,8 @@ def coerce_setting(name: str, raw: Any, where: str) -> Any:
             raise ValueError
         if isinstance(raw, dict) and name == "retention_types":
             return ", ".join(f"{k}={v}" for k, v in raw.items())
+        if isinstance(raw, list) and name == "allowed_origins":
+            return ",".join(str(item) for item in raw)
         return None if raw is None else str(raw)
     except NumberError as exc:
         raise InvalidConfig(f"{where}: {name} {exc}", field=name) from None
@@ -245,6 +262,10 @@ def resolve_settings(
             values[key] = coerce_setting(key, raw, f"config file {config_path}")
             origins[key] = f"config file {config_path}"
         values["config"] = str(config_path)
+    if "OPSBUS_NO_AUTH" in environ and "OPSBUS_AUTH" not in environ:
+        values["auth"] = not _coerce("auth", environ["OPSBUS_NO_AUTH"],
+                                     "environment OPSBUS_NO_AUTH")
+        origins["auth"] = "environment OPSBUS_NO_AUTH"
     for name in SETTING_NAMES:
         env_name = f"OPSBUS_{name.upper()}"
         if env_name in environ:

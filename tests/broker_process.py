@@ -16,6 +16,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
+ADMIN_TOKEN = "opsbus_tests-admin-token"
+"""Every test broker runs authenticated (as shipped) and also accepts this admin token
+(`--token`), which the suite's HTTP sessions and CLI runs send (tests/conftest.py)."""
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -47,6 +52,15 @@ class BrokerProcess:
         self.log_path = data_dir.parent / f"{data_dir.name}-broker.log"
 
     @property
+    def token(self) -> str | None:
+        """The admin token requests to this broker carry (None with --no-auth)."""
+        if "--no-auth" in self.args:
+            return None
+        if "--token" in self.args:
+            return self.args[self.args.index("--token") + 1]
+        return ADMIN_TOKEN
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -59,6 +73,8 @@ class BrokerProcess:
             self.args = [*self.args, "--store", schema_for_process()]
         cmd = [sys.executable, "-m", "broker", "serve", "--listen", f"127.0.0.1:{self.port}",
                "--data-dir", str(self.data_dir), *self.args]
+        if "--no-auth" not in self.args and "--token" not in self.args:
+            cmd += ["--token", ADMIN_TOKEN]
         if self.config is not None:
             cmd += ["--config", str(self.config)]
         env = {**os.environ, "PYTHONPATH": str(ROOT), **self.extra_env}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -10,7 +11,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.broker_process import BrokerProcess
+from tests.broker_process import ADMIN_TOKEN, AUTH, BrokerProcess
+
+# The CLI runs of the suite (subprocesses inheriting this environment) use the test
+# brokers' admin token, as a user with OPSBUS_TOKEN set would.
+os.environ.setdefault("OPSBUS_TOKEN", ADMIN_TOKEN)
 
 
 @pytest.fixture
@@ -25,7 +30,8 @@ def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                     headers=AUTH) as session:
         yield session
 
 

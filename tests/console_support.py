@@ -12,7 +12,7 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from tests.broker_process import ROOT
+from tests.broker_process import ADMIN_TOKEN, AUTH, ROOT
 
 QUEUE_CONFIG = """
 [[queues]]
@@ -50,7 +50,7 @@ def http(url: str, method: str = "GET", body: Any = None,
     """A blocking JSON call (tests drive the broker beside the app, not through it)."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": content_type})
+                                     headers={"Content-Type": content_type, **AUTH})
     with urllib.request.urlopen(request, timeout=10) as resp:
         raw = resp.read()
     return json.loads(raw) if raw else None
@@ -144,7 +144,8 @@ while sent < count:
                "data": {"severity": "warning", "alertname": "Paced", "n": sent + n}}
               for n in range(batch)]
     req = urllib.request.Request(url + "/v1/events", data=json.dumps(events).encode(),
-                                 headers={"Content-Type": "application/cloudevents-batch+json"})
+                                 headers={"Content-Type": "application/cloudevents-batch+json",
+                                          "Authorization": "Bearer " + sys.argv[4]})
     urllib.request.urlopen(req).read()
     sent += batch
     ahead = start + sent / rate - time.monotonic()
@@ -158,4 +159,5 @@ def paced_publisher(url: str, rate: int, count: int) -> Any:
     import subprocess
     import sys
 
-    return subprocess.Popen([sys.executable, "-c", PACED, url, str(rate), str(count)])
+    return subprocess.Popen([sys.executable, "-c", PACED, url, str(rate), str(count),
+                             ADMIN_TOKEN])

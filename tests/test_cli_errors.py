@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.broker_process import ROOT, BrokerProcess, free_port
+from tests.broker_process import AUTH, ROOT, BrokerProcess, free_port
 
 DOWN = "http://127.0.0.1:1"
 
@@ -42,7 +42,8 @@ def opsbus(*args: str, cwd: Path | None = None, timeout: float = 30
 
 
 def get(broker: BrokerProcess, path: str) -> dict[str, Any]:
-    with urllib.request.urlopen(broker.url + path) as resp:
+    with urllib.request.urlopen(urllib.request.Request(broker.url + path, headers=AUTH)
+                                ) as resp:
         answer: dict[str, Any] = json.loads(resp.read())
     return answer
 

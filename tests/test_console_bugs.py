@@ -24,7 +24,7 @@ from console.widgets.editor import EditorModal
 from console.widgets.event_table import layout
 from console.widgets.filter_bar import FilterBar
 from console.widgets.key_hints import KeyHints
-from tests.broker_process import ROOT, BrokerProcess
+from tests.broker_process import ADMIN_TOKEN, ROOT, BrokerProcess
 from tests.console_support import (
     ONCALL_CONFIG,
     alert,
@@ -69,7 +69,7 @@ async def stream(app: OpsbusConsole, pilot: Any) -> StreamScreen:
 async def test_1_vim_keys_home_and_end_move_in_the_items_table(broker: BrokerProcess
                                                               ) -> None:
     await in_thread(publish, broker.url, [alert(n, "warning", f"keys-{n}") for n in range(4)])
-    app = OpsbusConsole(broker.url, operator="ana")
+    app = OpsbusConsole(broker.url, token=ADMIN_TOKEN, operator="ana")
     async with app.run_test(size=(140, 40)) as pilot:
         screen = await home(app, pilot)
         table = screen.item_table
@@ -91,7 +91,7 @@ async def test_1_vim_keys_home_and_end_move_in_the_items_table(broker: BrokerPro
 
 async def test_2_a_filter_that_cannot_match_warns_and_bare_words_search_text(
         broker: BrokerProcess) -> None:
-    app = OpsbusConsole(broker.url, operator="ana", screen="stream")
+    app = OpsbusConsole(broker.url, token=ADMIN_TOKEN, operator="ana", screen="stream")
     async with app.run_test(size=(140, 40)) as pilot:
         screen = await stream(app, pilot)
         bar = screen.query_one(FilterBar)
@@ -127,7 +127,7 @@ async def test_3_escape_closes_the_reemit_editor_from_inside_the_text(
         broker: BrokerProcess) -> None:
     await in_thread(publish, broker.url, [alert(1, "warning", "esc-1")])
     ident = await in_thread(item_id, broker.url, "esc-1")
-    app = OpsbusConsole(broker.url, operator="ana")
+    app = OpsbusConsole(broker.url, token=ADMIN_TOKEN, operator="ana")
     async with app.run_test(size=(140, 40)) as pilot:
         await home(app, pilot)
         app.open_item(ident)
@@ -144,7 +144,7 @@ async def test_3_escape_closes_the_reemit_editor_from_inside_the_text(
 
 async def test_4_queue_command_moves_the_queue_highlight(broker: BrokerProcess) -> None:
     await in_thread(publish, broker.url, [alert(1, "warning", "hl-1", type="test.db")])
-    app = OpsbusConsole(broker.url, operator="ana")
+    app = OpsbusConsole(broker.url, token=ADMIN_TOKEN, operator="ana")
     async with app.run_test(size=(140, 40)) as pilot:
         screen = await home(app, pilot)
         table = screen.queue_table
@@ -163,7 +163,8 @@ async def test_5_relative_times_move_on_and_the_lease_reads_like_a_time(
     item = await in_thread(http, f"{broker.url}/v1/todos/{ident}")
     clock = [datetime.fromisoformat(item["first_seen"].replace("Z", "+00:00"))
              + timedelta(minutes=15, seconds=5)]
-    app = OpsbusConsole(broker.url, operator="ana", now=lambda: clock[0], tick_s=0.1)
+    app = OpsbusConsole(broker.url, token=ADMIN_TOKEN,
+                        operator="ana", now=lambda: clock[0], tick_s=0.1)
     async with app.run_test(size=(140, 40)) as pilot:
         await home(app, pilot)
         app.open_item(ident)
@@ -191,7 +192,7 @@ async def test_5_relative_times_move_on_and_the_lease_reads_like_a_time(
 
 async def test_6_at_100_columns_nothing_important_is_cut(broker: BrokerProcess) -> None:
     await in_thread(publish, broker.url, [alert(1, "critical", "narrow-1")])
-    app = OpsbusConsole(broker.url, operator="ana")
+    app = OpsbusConsole(broker.url, token=ADMIN_TOKEN, operator="ana")
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await home(app, pilot)
         widths = screen.item_table.widths
@@ -215,7 +216,7 @@ async def test_6_at_100_columns_nothing_important_is_cut(broker: BrokerProcess) 
 
 async def test_7_screenshots_go_to_the_working_folder_or_say_why_not(
         broker: BrokerProcess, tmp_path: Path) -> None:
-    app = OpsbusConsole(broker.url, operator="ana", screenshot_dir=tmp_path)
+    app = OpsbusConsole(broker.url, token=ADMIN_TOKEN, operator="ana", screenshot_dir=tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await home(app, pilot)
         app.deliver_screenshot()  # what the palette's "Screenshot" runs
@@ -233,7 +234,7 @@ async def test_7_screenshots_go_to_the_working_folder_or_say_why_not(
 async def test_8_actions_key_explains_missing_item_refused_tab_completes(
         broker: BrokerProcess) -> None:
     await in_thread(publish, broker.url, [alert(1, "warning", "noact-1")])
-    app = OpsbusConsole(broker.url, operator="ana")
+    app = OpsbusConsole(broker.url, token=ADMIN_TOKEN, operator="ana")
     async with app.run_test(size=(140, 40)) as pilot:
         screen = await home(app, pilot)
         await until(pilot, lambda: screen.item_table.row_count, what="items")
@@ -259,7 +260,7 @@ async def test_9_search_belongs_to_one_queue_and_escape_clears_it(
         broker: BrokerProcess) -> None:
     await in_thread(publish, broker.url, [alert(1, "warning", "crash-ops"),
                                           alert(2, "warning", "fine-db", type="test.db")])
-    app = OpsbusConsole(broker.url, operator="ana")
+    app = OpsbusConsole(broker.url, token=ADMIN_TOKEN, operator="ana")
     async with app.run_test(size=(140, 40)) as pilot:
         screen = await home(app, pilot)
         await pilot.press(":", *"queue ops", "enter")
@@ -305,7 +306,7 @@ async def test_10_a_suspended_subscription_says_so_and_counts_follow_a_retry(
                          args=["--allow-private-targets"]).start()
     try:
         url = proc.url
-        app = OpsbusConsole(url, operator="ana", screen="deliveries")
+        app = OpsbusConsole(url, token=ADMIN_TOKEN, operator="ana", screen="deliveries")
         async with app.run_test(size=(160, 40)) as pilot:
             screen = app.screen
             await until(pilot, lambda: screen.ready and app.connection == "connected",
@@ -360,7 +361,7 @@ async def test_12_own_events_hidden_by_default_related_in_event_time(
         event(1, id="rel-a", time="2026-11-25T10:00:00Z", **base),
         event(2, id="rel-b", time="2026-11-25T11:00:00Z", **base),
         alert(9, "warning", "own-1")])  # opens an item: opsbus.todo.opened follows
-    app = OpsbusConsole(broker.url, operator="ana", screen="stream")
+    app = OpsbusConsole(broker.url, token=ADMIN_TOKEN, operator="ana", screen="stream")
     async with app.run_test(size=(140, 40)) as pilot:
         screen = await stream(app, pilot)
         assert not [r for r in screen.table.rows if r.type.startswith("opsbus.")]
@@ -391,7 +392,7 @@ async def test_13_hidden_screens_rest_and_switches_stay_quick_at_2000_per_s(
         broker: BrokerProcess) -> None:
     """The figures are in bench/README.md (bench/console.py --switch); here: a hidden
     screen does no drawing however fast events come, and switching draws it once."""
-    app = OpsbusConsole(broker.url, operator="ana")
+    app = OpsbusConsole(broker.url, token=ADMIN_TOKEN, operator="ana")
     async with app.run_test(size=(160, 45)) as pilot:
         queues = await home(app, pilot)
         stream_screen = await stream(app, pilot)

@@ -12,7 +12,7 @@ from textual.widgets import DataTable
 from console.app import OpsbusConsole
 from console.screens.deliveries import DeliveriesScreen
 from console.widgets.rows import cursor_key
-from tests.broker_process import BrokerProcess
+from tests.broker_process import ADMIN_TOKEN, BrokerProcess
 from tests.console_support import event, http, in_thread, publish, until, write_config
 
 CONFIG = """
@@ -75,7 +75,7 @@ def keys(table: DataTable[Any]) -> list[str]:
 async def test_dead_letters_live_and_cursor_kept(delivery_broker: BrokerProcess) -> None:
     url = delivery_broker.url
     await in_thread(dead_letters, url, 0, 3)
-    app = OpsbusConsole(url, operator="ana", screen="deliveries")
+    app = OpsbusConsole(url, token=ADMIN_TOKEN, operator="ana", screen="deliveries")
     async with app.run_test(size=(160, 40)) as pilot:
         screen = app.screen
         assert isinstance(screen, DeliveriesScreen)

@@ -19,7 +19,7 @@ from console.app import OpsbusConsole
 from console.faults import FaultBudget
 from console.screens.stream import StreamScreen
 from console.widgets.filter_bar import FilterBar
-from tests.broker_process import ROOT, BrokerProcess, free_port
+from tests.broker_process import ADMIN_TOKEN, ROOT, BrokerProcess, free_port
 from tests.console_support import ONCALL_CONFIG, alert, in_thread, publish, until, write_config
 from tests.terminal import Terminal, children
 
@@ -40,7 +40,7 @@ def messages(app: OpsbusConsole) -> list[str]:
 
 async def test_a_bad_stream_filter_is_reported_and_the_console_goes_on(
         broker: BrokerProcess) -> None:
-    app = OpsbusConsole(broker.url, operator="ana")
+    app = OpsbusConsole(broker.url, token=ADMIN_TOKEN, operator="ana")
     async with app.run_test(size=(120, 30)) as pilot:
         await until(pilot, lambda: app.connection == "connected", what="connected")
         await pilot.press(":", *"stream type = 'x", "enter")
@@ -81,7 +81,8 @@ async def test_unexpected_errors_are_shown_and_logged(caplog: pytest.LogCaptureF
                                                       tmp_path: Path) -> None:
     runner, url = await nonsense_broker()
     try:
-        app = OpsbusConsole(url, operator="ana", log_path=tmp_path / "console.log")
+        app = OpsbusConsole(url, token=ADMIN_TOKEN,
+                            operator="ana", log_path=tmp_path / "console.log")
         with caplog.at_level(logging.ERROR, logger="console"):
             async with app.run_test(size=(120, 30)) as pilot:
                 await until(pilot, lambda: any("unexpected error: KeyError" in m
@@ -96,7 +97,7 @@ async def test_unexpected_errors_are_shown_and_logged(caplog: pytest.LogCaptureF
 
 
 async def test_a_real_crash_stops_the_console_with_status_1(broker: BrokerProcess) -> None:
-    app = OpsbusConsole(broker.url, operator="ana")
+    app = OpsbusConsole(broker.url, token=ADMIN_TOKEN, operator="ana")
 
     def broken() -> None:
         raise RuntimeError("a bug in a message handler")
@@ -208,7 +209,7 @@ async def test_a_refused_token_is_said_plainly_on_every_screen() -> None:
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        app = OpsbusConsole(f"http://127.0.0.1:{port}", operator="ana")
+        app = OpsbusConsole(f"http://127.0.0.1:{port}", token=ADMIN_TOKEN, operator="ana")
         async with app.run_test(size=(160, 30)) as pilot:
             await until(pilot, lambda: app.auth_problem is not None, what="the refusal")
             assert "--token" in app.auth_problem and "console.toml" in app.auth_problem

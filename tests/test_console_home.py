@@ -18,7 +18,7 @@ from console.screens.queues import QueuesScreen
 from console.screens.stream import StreamScreen
 from console.widgets.note import NoteModal
 from console.widgets.silence_dialog import SilenceDialog
-from tests.broker_process import BrokerProcess
+from tests.broker_process import ADMIN_TOKEN, BrokerProcess
 from tests.console_support import (
     ONCALL_CONFIG,
     alert,
@@ -64,7 +64,7 @@ async def test_opens_on_every_queue_critical_first_then_oldest(broker: BrokerPro
     await in_thread(publish, url, [alert(5, "high", "web-3")])
     ids = {key: await in_thread(item_id, url, key)
            for key in ("web-1", "db-1", "web-2", "db-2", "web-3")}
-    app = OpsbusConsole(url, operator="ana")
+    app = OpsbusConsole(url, token=ADMIN_TOKEN, operator="ana")
     async with app.run_test(size=(160, 40)) as pilot:
         screen = await home(app, pilot)
         assert app.queues.queue == ALL_QUEUES
@@ -104,7 +104,7 @@ async def test_new_critical_item_toasts_rings_and_badges_every_screen(
         broker: BrokerProcess) -> None:
     url = broker.url
     await in_thread(publish, url, [alert(1, "critical", "old-1")])  # before: no toast
-    app = OpsbusConsole(url, operator="ana", screen="stream")
+    app = OpsbusConsole(url, token=ADMIN_TOKEN, operator="ana", screen="stream")
     async with app.run_test(size=(160, 40)) as pilot:
         await until(pilot, lambda: app.oncall.loaded and app.todo_feed is not None
                     and app.connection == "connected", what="on-call watch")
@@ -139,7 +139,7 @@ async def test_new_critical_item_toasts_rings_and_badges_every_screen(
 
 
 async def test_bell_off_from_the_start(broker: BrokerProcess) -> None:
-    app = OpsbusConsole(broker.url, operator="ana", bell=False)
+    app = OpsbusConsole(broker.url, token=ADMIN_TOKEN, operator="ana", bell=False)
     async with app.run_test(size=(120, 30)) as pilot:
         await home(app, pilot)
         await until(pilot, lambda: app.oncall.loaded, what="on-call watch")
@@ -151,7 +151,7 @@ async def test_bell_off_from_the_start(broker: BrokerProcess) -> None:
 async def test_mark_with_space_and_claim_resolve_in_bulk(broker: BrokerProcess) -> None:
     url = broker.url
     await in_thread(publish, url, [alert(n, "critical", f"bulk-{n}") for n in range(4)])
-    app = OpsbusConsole(url, operator="ana")
+    app = OpsbusConsole(url, token=ADMIN_TOKEN, operator="ana")
     async with app.run_test(size=(160, 40)) as pilot:
         screen = await home(app, pilot)
         await until(pilot, lambda: len(listed(screen)) == 4, what="four items")
@@ -184,7 +184,7 @@ async def test_silence_previews_matches_and_marks_items(broker: BrokerProcess) -
     await in_thread(publish, url, [alert(1, "warning", "preview-a"),
                                    alert(2, "warning", "preview-b"),
                                    alert(3, "critical", "prod-a")])
-    app = OpsbusConsole(url, operator="ana")
+    app = OpsbusConsole(url, token=ADMIN_TOKEN, operator="ana")
     async with app.run_test(size=(160, 40)) as pilot:
         screen = await home(app, pilot)
         await until(pilot, lambda: len(listed(screen)) == 3, what="three items")
@@ -233,7 +233,7 @@ async def test_item_detail_shows_key_fields_and_notes_in_full(broker: BrokerProc
             "to 0 within four minutes and the nightly backup ran on time afterwards")
     await in_thread(http, f"{url}/v1/todos/{ident}/comment", "POST",
                     {"operator": "bob", "note": note})
-    app = OpsbusConsole(url, operator="ana")
+    app = OpsbusConsole(url, token=ADMIN_TOKEN, operator="ana")
     async with app.run_test(size=(100, 30)) as pilot:
         await home(app, pilot)
         app.open_item(ident)

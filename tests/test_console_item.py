@@ -16,7 +16,7 @@ from console.screens.help import HelpScreen
 from console.widgets.action_picker import ActionPicker
 from console.widgets.editor import EditorModal
 from console.widgets.rows import cursor_key
-from tests.broker_process import BrokerProcess
+from tests.broker_process import ADMIN_TOKEN, BrokerProcess
 from tests.console_support import event, http, in_thread, publish, until, write_config
 from tests.delivery_support import Receiver
 
@@ -72,7 +72,7 @@ async def open_item(app: OpsbusConsole, pilot: Any, item_id: int) -> ItemDetailS
 async def test_changes_by_someone_else_appear_live(item_broker: BrokerProcess) -> None:
     url = item_broker.url
     item_id = await in_thread(alerts, url, "db-live", 3)
-    app = OpsbusConsole(url, operator="ana")
+    app = OpsbusConsole(url, token=ADMIN_TOKEN, operator="ana")
     async with app.run_test(size=(160, 40)) as pilot:
         screen = await open_item(app, pilot, item_id)
         events = screen.query_one("#item-events", DataTable)
@@ -104,7 +104,7 @@ async def test_quick_action_runs_and_shows_its_result(item_broker: BrokerProcess
         "name": "restart-pod", "method": "POST",
         "url": receiver.url + "/pods/{subject}/restart", "body": {"reason": "{reason}"}})
     item_id = await in_thread(alerts, url, "web-9", 1, 10)
-    app = OpsbusConsole(url, operator="ana")
+    app = OpsbusConsole(url, token=ADMIN_TOKEN, operator="ana")
     async with app.run_test(size=(160, 40)) as pilot:
         screen = await open_item(app, pilot, item_id)
         await pilot.press("x")
@@ -146,7 +146,7 @@ def help_keys(help: HelpScreen, section: str) -> list[tuple[str, str]]:
 async def test_footer_and_help_show_the_actions_key(item_broker: BrokerProcess,
                                                     read_only: bool) -> None:
     item_id = await in_thread(alerts, item_broker.url, "keys-1", 1, 20)
-    app = OpsbusConsole(item_broker.url, operator="ana", read_only=read_only)
+    app = OpsbusConsole(item_broker.url, token=ADMIN_TOKEN, operator="ana", read_only=read_only)
     async with app.run_test(size=(160, 40)) as pilot:
         screen = await open_item(app, pilot, item_id)
         shown = {b.binding.action for b in screen.active_bindings.values()

@@ -13,7 +13,7 @@ from console.app import OpsbusConsole
 from console.screens.queues import QueuesScreen
 from console.widgets.editor import EditorModal
 from console.widgets.note import NoteModal
-from tests.broker_process import BrokerProcess
+from tests.broker_process import ADMIN_TOKEN, BrokerProcess
 from tests.console_support import event, http, in_thread, publish, until, write_config
 
 
@@ -47,7 +47,7 @@ async def select(pilot: Any, screen: QueuesScreen, item_id: int) -> None:
 
 async def test_claim_resolve_with_note_and_live_updates(queue_broker: BrokerProcess) -> None:
     url = queue_broker.url
-    app = OpsbusConsole(url, operator="ana", screen="queues")
+    app = OpsbusConsole(url, token=ADMIN_TOKEN, operator="ana", screen="queues")
     async with app.run_test(size=(160, 40)) as pilot:
         screen = await open_queues(app, pilot)
         # Items opened after the screen loaded arrive through the audit events.
@@ -85,7 +85,7 @@ async def test_reemit_with_edited_data(queue_broker: BrokerProcess) -> None:
                                          data={"severity": "warning"})])
     items = await in_thread(http, f"{url}/v1/todos?queue=ops&state=active")
     target = next(i for i in items["items"] if i["key"] == "web-7")
-    app = OpsbusConsole(url, operator="ana", screen="queues")
+    app = OpsbusConsole(url, token=ADMIN_TOKEN, operator="ana", screen="queues")
     async with app.run_test(size=(160, 40)) as pilot:
         screen = await open_queues(app, pilot)
         await select(pilot, screen, target["id"])
@@ -106,7 +106,8 @@ async def test_reemit_with_edited_data(queue_broker: BrokerProcess) -> None:
 
 
 async def test_read_only_hides_state_changing_keys(queue_broker: BrokerProcess) -> None:
-    app = OpsbusConsole(queue_broker.url, operator="ana", screen="queues", read_only=True)
+    app = OpsbusConsole(queue_broker.url, token=ADMIN_TOKEN,
+                        operator="ana", screen="queues", read_only=True)
     async with app.run_test(size=(160, 40)) as pilot:
         screen = await open_queues(app, pilot)
         shown = {b.binding.action for b in screen.active_bindings.values()

@@ -26,7 +26,7 @@ from console.screens.detail import EventDetailScreen
 from console.screens.queues import QueuesScreen
 from console.screens.stream import StreamScreen
 from console.widgets.key_hints import KeyHints
-from tests.broker_process import ROOT, BrokerProcess
+from tests.broker_process import ADMIN_TOKEN, ROOT, BrokerProcess
 from tests.console_support import http, publish, until, write_config
 
 SIZES = [pytest.param((100, 30), id="100x30"), pytest.param((200, 50), id="200x50")]
@@ -111,7 +111,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
 
 
 def console(data: Loaded, **options: Any) -> OpsbusConsole:
-    return OpsbusConsole(data.url, operator="jonas", context="snapshot",
+    return OpsbusConsole(data.url, token=ADMIN_TOKEN, operator="jonas", context="snapshot",
                          now=lambda: data.now, **options)
 
 

@@ -10,7 +10,7 @@ import pytest
 from console.app import OpsbusConsole
 from console.screens.stream import StreamScreen
 from console.widgets.filter_bar import FilterBar
-from tests.broker_process import BrokerProcess
+from tests.broker_process import ADMIN_TOKEN, BrokerProcess
 from tests.console_support import event, in_thread, publish, until, write_config
 
 
@@ -34,7 +34,7 @@ def shown_seqs(screen: StreamScreen) -> list[int]:
 
 
 async def test_published_events_appear_live(shared_broker: BrokerProcess) -> None:
-    app = OpsbusConsole(shared_broker.url, operator="tester", screen="stream")
+    app = OpsbusConsole(shared_broker.url, token=ADMIN_TOKEN, operator="tester", screen="stream")
     async with app.run_test(size=(140, 40)) as pilot:
         screen = stream_of(app)
         await until(pilot, lambda: screen.ready and app.connection == "connected",
@@ -56,7 +56,7 @@ async def test_published_events_appear_live(shared_broker: BrokerProcess) -> Non
 
 
 async def test_filter_narrows_and_reports_errors(shared_broker: BrokerProcess) -> None:
-    app = OpsbusConsole(shared_broker.url, operator="tester", screen="stream")
+    app = OpsbusConsole(shared_broker.url, token=ADMIN_TOKEN, operator="tester", screen="stream")
     async with app.run_test(size=(140, 40)) as pilot:
         screen = stream_of(app)
         await until(pilot, lambda: screen.ready, what="first page")
@@ -90,7 +90,8 @@ async def test_jump_to_seq_and_older_rows(shared_broker: BrokerProcess) -> None:
     results = await in_thread(publish, shared_broker.url,
                               [event(n, id=f"jump-{n}") for n in range(300)])
     target = results[10]["seq"]
-    app = OpsbusConsole(shared_broker.url, operator="tester", window=250, screen="stream")
+    app = OpsbusConsole(shared_broker.url, token=ADMIN_TOKEN,
+                        operator="tester", window=250, screen="stream")
     async with app.run_test(size=(140, 40)) as pilot:
         screen = stream_of(app)
         await until(pilot, lambda: screen.ready, what="first page")
@@ -107,7 +108,7 @@ async def test_jump_to_seq_and_older_rows(shared_broker: BrokerProcess) -> None:
 async def test_reconnects_after_restart_without_losing_events(tmp_path: Path) -> None:
     proc = BrokerProcess(tmp_path / "data", config=write_config(tmp_path)).start()
     try:
-        app = OpsbusConsole(proc.url, operator="tester", screen="stream")
+        app = OpsbusConsole(proc.url, token=ADMIN_TOKEN, operator="tester", screen="stream")
         async with app.run_test(size=(140, 40)) as pilot:
             screen = stream_of(app)
             await until(pilot, lambda: app.connection == "connected", what="connected")

@@ -8,7 +8,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.broker_process import BrokerProcess
+from tests.broker_process import AUTH, BrokerProcess
 from tests.conftest import BATCH, STRUCTURED, make_event
 
 
@@ -40,7 +40,8 @@ async def test_sigkill_during_concurrent_publishing_loses_no_acknowledged_event(
             except (aiohttp.ClientError, ConnectionError):
                 pass  # the kill: `stop` is set at once, so the loop ends
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                     headers=AUTH) as session:
         workers = [asyncio.create_task(publisher(session, w)) for w in range(16)]
         try:
             await asyncio.wait_for(enough.wait(), 20)

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from broker.timeutil import seconds_between
-from tests.broker_process import BrokerProcess
+from tests.broker_process import AUTH, BrokerProcess
 from tests.delivery_support import (
     Receiver,
     call,
@@ -429,7 +429,7 @@ async def test_restart_mid_retry_loses_nothing(tmp_path: Path, http, receiver):
         proc.start()
 
         async def all_delivered():
-            async with aiohttp.ClientSession() as fresh:  # no keep-alive to the old process
+            async with aiohttp.ClientSession(headers=AUTH) as fresh:  # no old keep-alive
                 status = await call(fresh, "GET",
                                     f"{proc.url}/v1/subscriptions/restart/status")
             return status["counts"]["delivered"] == 5 and status

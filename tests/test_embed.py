@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from broker.embed import ASGIMiddleware, CallEmitter, aiohttp_middleware
-from tests.broker_process import free_port
+from tests.broker_process import ADMIN_TOKEN, free_port
 from tests.plugin_helpers import events_of, eventually
 
 
@@ -58,7 +58,7 @@ async def timed_calls(url: str, count: int, method: str = "POST") -> list[float]
 
 async def test_aiohttp_middleware_publishes_calls_to_a_running_broker(broker, http,
                                                                       service_factory):
-    emitter = CallEmitter(broker.url, name="billing", flush_interval=0.05,
+    emitter = CallEmitter(broker.url, name="billing", flush_interval=0.05, token=ADMIN_TOKEN,
                           emit={"methods": ["POST", "GET"]})
     url = await service_factory(emitter)
     await timed_calls(url, 5)
@@ -136,7 +136,7 @@ async def asgi_call(app: ASGIMiddleware, method: str, path: str, query: bytes = 
 
 
 async def test_asgi_middleware_up_and_down(broker, http):
-    emitter = CallEmitter(broker.url, name="asgi", flush_interval=0.05)
+    emitter = CallEmitter(broker.url, name="asgi", flush_interval=0.05, token=ADMIN_TOKEN)
     app = ASGIMiddleware(asgi_app, emitter)
     sent = await asgi_call(app, "POST", "/v2/tickets", b"team=ops")
     assert sent[0]["status"] == 201 and sent[1]["body"] == b"ok"

@@ -9,7 +9,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.broker_process import BrokerProcess
+from tests.broker_process import AUTH, BrokerProcess
 from tests.conftest import BATCH, STRUCTURED, make_event
 
 
@@ -175,7 +175,7 @@ async def test_dedupe_holds_across_restart(broker, http):
     event = make_event()
     first = await post(http, broker, event, STRUCTURED)
     broker.restart()
-    async with aiohttp.ClientSession() as fresh:  # pooled connections died with the process
+    async with aiohttp.ClientSession(headers=AUTH) as fresh:  # pooled ones died
         again = await post(fresh, broker, event, STRUCTURED)
     assert again[1] == {"seq": first[1]["seq"], "id": event["id"], "duplicate": True}
 

@@ -213,6 +213,16 @@ async def test_real_answers_match_the_document(broker, http):
         status, _ = await api.call("PUT", f"/v1/{kind}/{spec['name']}", json=spec)
         assert status == 201
 
+    status, me = await api.call("GET", "/v1/whoami")
+    assert status == 200 and me["name"] == "admin" and "admin" in me["scopes"]
+    status, created = await api.call("POST", "/v1/tokens",
+                                     json={"name": "reader", "scopes": ["read"]})
+    assert status == 201 and created["secret"].startswith("opsbus_")
+    status, listed = await api.call("GET", "/v1/tokens")
+    assert [t["name"] for t in listed["tokens"]] == ["reader"]
+    status, _ = await api.call("DELETE", "/v1/tokens/reader")
+    assert status == 204
+
     called = {(m, template_of(doc, m, p)) for m, p, _status in api.checked}
     documented = {(m.upper(), p) for p, item in doc["paths"].items() for m in item}
     assert documented - called - NOT_CALLED == set()

@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.broker_process import BrokerProcess, free_port
+from tests.broker_process import AUTH, BrokerProcess, free_port
 from tests.plugin_helpers import events_of, eventually
 from tests.upstream import Upstream
 
@@ -195,7 +195,7 @@ async def test_queued_call_events_survive_a_clean_shutdown(tmp_path, upstream):
     proc = BrokerProcess(tmp_path / "data", config=config,
                          args=["--allow-private-targets"]).start()
     try:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=AUTH) as http:
             await asyncio.gather(*(
                 http.post(proc.url + "/proxy/erp/api/v1/orders", data=b"{}",
                           headers={"X-Request-Id": f"burst-{i}"}) for i in range(50)))

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.broker_process import BrokerProcess
+from tests.broker_process import AUTH, BrokerProcess
 from tests.delivery_support import call, events_of_type, eventually, publish, put_object
 
 
@@ -242,7 +242,7 @@ async def test_leases_survive_a_restart(tmp_path: Path, http):
             await publish(http, proc.url, type="test.jobs", data={"n": n})
         held = await receive(http, proc.url, "jobs", max=2, lease_s=60)
         proc.restart()
-        async with aiohttp.ClientSession() as fresh:  # no keep-alive to the old process
+        async with aiohttp.ClientSession(headers=AUTH) as fresh:  # no old keep-alive
             # The held leases are still held; only the third event is available.
             [free] = await receive(fresh, proc.url, "jobs", max=10)
             assert free["event"]["data"] == {"n": 2}

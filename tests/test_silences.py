@@ -123,7 +123,7 @@ async def test_silences_expire_by_themselves(tmp_path, http):
 
 
 @pytest.mark.parametrize("body", [
-    {"matcher": {"key": "x"}, "duration": "1h"},  # no operator
+    {"matcher": {"key": "x"}, "duration": "1h", "operator": ""},
     {"matcher": {"key": "x"}, "operator": "a"},  # no end
     {"matcher": {"key": "x"}, "duration": "1h", "ends_at": "2030-01-01T00:00:00Z",
      "operator": "a"},

@@ -11,6 +11,11 @@ KindRunner = Callable[[dict[str, Any], dict[str, Any]], Awaitable[dict[str, Any]
 "request"}`."""
 
 
+FILE_ONLY_KINDS = frozenset({"shell"})
+"""Action kinds that run commands on the broker's host: defined in the config file only
+(whoever edits that file already runs code there), never through the API."""
+
+
 class ActionKinds:
     """Kinds by name; a plugin reload replaces its kinds whole."""
 

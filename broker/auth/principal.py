@@ -36,6 +36,17 @@ class Principal:
         return any(fnmatchcase(source, pattern) for pattern in self.sources)
 
 
+def check_sources(principal: Principal, sources: list[str]) -> None:
+    """Forbidden naming the first source outside the token's publish patterns."""
+    from broker.errors import Forbidden
+
+    for source in sources:
+        if not principal.may_publish_source(source):
+            raise Forbidden(f"token {principal.name!r} may publish only sources matching"
+                            f" {', '.join(principal.sources)}; this names source {source!r}",
+                            source=source, token=principal.name)
+
+
 LOCAL = Principal(name="local", scopes=frozenset(SCOPES))
 """Authentication off: every caller is this one."""
 
@@ -43,3 +54,8 @@ LOCAL = Principal(name="local", scopes=frozenset(SCOPES))
 def principal_of(request: web.Request) -> Principal:
     found = request.get("principal")
     return found if isinstance(found, Principal) else LOCAL
+
+
+ANONYMOUS = Principal(name="anonymous", scopes=frozenset())
+"""Authentication on, and a route that takes no API token (health, a source's webhook,
+a public proxy mount): whatever it does, it does with no scope."""

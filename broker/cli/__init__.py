@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "broker.cli.up",
     "broker.cli.backup",
     "broker.cli.restore",
+    "broker.cli.token",
 )
 """Modules with `register(subparsers)`; each sets `func` (sync or async) on its parser."""
 
@@ -60,6 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "token", "") is None and isinstance(getattr(args, "url", None), str):
+        import os
+
+        from broker.auth.local import find_token
+
+        args.token = find_token(args.url, os.environ)
     try:
         result = args.func(args)
         if asyncio.iscoroutine(result):
@@ -100,7 +107,9 @@ def client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=os.environ.get("OPSBUS_URL", "http://127.0.0.1:8787"),
                         help="broker URL (env OPSBUS_URL; default %(default)s)")
     parser.add_argument("--token", default=os.environ.get("OPSBUS_TOKEN"),
-                        help="API bearer token (env OPSBUS_TOKEN)")
+                        help="API bearer token (env OPSBUS_TOKEN; default: the console's"
+                             " default context's token for this URL, else, for a broker"
+                             " on this machine, its <data_dir>/admin.token)")
 
 
 def json_option(parser: argparse.ArgumentParser) -> None:

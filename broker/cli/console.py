@@ -39,7 +39,9 @@ def register(sub: Any) -> None:
     parser.add_argument("--url", default=None,
                         help="broker URL (env OPSBUS_URL; default from the context, "
                              "else http://127.0.0.1:8787)")
-    parser.add_argument("--token", default=None, help="API bearer token (env OPSBUS_TOKEN)")
+    parser.add_argument("--token", default=None,
+                        help="API bearer token (env OPSBUS_TOKEN; default: the context's,"
+                             " else <data_dir>/admin.token of a broker on this machine)")
     parser.add_argument("--context", default=None, help="a named context of console.toml")
     parser.add_argument("--web", action="store_true",
                         help="serve the console to a browser instead (needs a token: the "
@@ -61,6 +63,12 @@ def console(args: argparse.Namespace) -> int:
                           token=args.token or os.environ.get("OPSBUS_TOKEN"),
                           operator=args.operator, environ=os.environ, screen=args.screen,
                           bell=args.bell)
+    if ctx.token is None:
+        from dataclasses import replace
+
+        from broker.auth.local import local_token
+
+        ctx = replace(ctx, token=local_token(ctx.url, os.environ))
     if args.web:
         from console.web import serve_web
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from broker.auth.local import ensure_admin_token
 from broker.cli.console import console_options
 from broker.cli.serve import add_settings_flags, settings_from
 from broker.errors import OpsbusError
@@ -92,12 +93,14 @@ async def up(args: argparse.Namespace) -> int:
             raise OpsbusError(f"cannot listen on {settings.listen}: {exc.strerror} "
                               "(pass --listen 127.0.0.1:PORT)") from None
         url = f"http://{settings.host}:{settings.port}"
-        loaded = await load_samples(url, settings.token, Path(args.samples))
+        # The broker wrote its admin token at start: this process and its console use it.
+        token = ensure_admin_token(settings.data_dir) if settings.auth else None
+        loaded = await load_samples(url, token, Path(args.samples))
         where = f"opsbus up on {url} (data in {settings.data_dir}, config {settings.config})"
         if loaded:
             where += f"; loaded {loaded} sample events"
         if interactive:
-            status = await run_console(args, url, settings.token,
+            status = await run_console(args, url, token,
                                        Path(settings.data_dir) / "console.log")
             print(where, file=sys.stderr)
             if status != 0:

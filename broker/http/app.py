@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hmac
 import importlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from broker.core import Broker
-from broker.errors import Unauthorized
+from broker.http.auth import authentication, browser_guard
 from broker.http.config_api import routes_for as config_routes
 from broker.http.problems import problems_middleware
 from broker.http.util import BROKER
@@ -33,36 +31,20 @@ ROUTE_MODULES = (
     "broker.http.openapi",
     "broker.http.clock",
     "broker.http.admin",
+    "broker.http.tokens",
 )
 """Modules exposing `routes` (a RouteTableDef), added in this order; the generic
 configuration endpoints (`/v1/{kind}`) come last, so they shadow none of these."""
 
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-
-
-def auth_middleware(token: str) -> Middleware:
-    expected = f"Bearer {token}".encode()
-
-    @web.middleware
-    async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in OPEN_PATHS and not request.path.startswith("/proxy/"):
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
-                raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
-        return await handler(request)
-
-    return check_token
-
-
 def create_app(settings: Settings, broker: Broker | None = None) -> web.Application:
     """Build the application; the broker starts and stops with it."""
-    middlewares: list[Any] = [problems_middleware]
-    if settings.token:
-        middlewares.append(auth_middleware(settings.token))
+    the_broker = broker or Broker(settings)
+    middlewares: list[Any] = [
+        problems_middleware, browser_guard(settings),
+        authentication(settings, lambda: the_broker.tokens, the_broker.proxy.is_public)]
     app = web.Application(middlewares=middlewares,
                           client_max_size=settings.max_request_bytes)
-    the_broker = broker or Broker(settings)
     app[BROKER] = the_broker
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

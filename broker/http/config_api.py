@@ -6,8 +6,9 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
+from broker.actions.kinds import FILE_ONLY_KINDS
 from broker.config import ConfigObject
-from broker.errors import Conflict, NotFound
+from broker.errors import Conflict, Forbidden, NotFound
 from broker.http.util import broker_of, json_response, read_json
 
 
@@ -23,6 +24,14 @@ def _kind(request: web.Request) -> str:
     return kind
 
 
+def refuse_host_actions(kind: str, spec: object) -> None:
+    """An API token, even an admin one, never gets to run commands on the broker's host."""
+    if kind == "actions" and isinstance(spec, dict) and spec.get("kind") in FILE_ONLY_KINDS:
+        raise Forbidden(f"actions of kind {spec['kind']!r} run commands on the broker's host:"
+                        " define them in the config file (opsbus.toml), not over the API",
+                        field="kind")
+
+
 async def list_objects(request: web.Request) -> web.Response:
     """List configuration objects of a kind (routes, queues, subscriptions, actions)."""
     kind = _kind(request)
@@ -35,6 +44,7 @@ async def create_object(request: web.Request) -> web.Response:
     kind = _kind(request)
     config = broker_of(request).config
     spec = await read_json(request)
+    refuse_host_actions(kind, spec)
     normalised = config.validate(kind, spec)
     try:
         config.get(kind, normalised["name"])
@@ -55,6 +65,7 @@ async def put_object(request: web.Request) -> web.Response:
     """Create or replace a configuration object."""
     kind = _kind(request)
     spec = await read_json(request)
+    refuse_host_actions(kind, spec)
     obj, created = await broker_of(request).config.put(kind, spec,
                                                        name=request.match_info["name"])
     return json_response(describe(obj), status=201 if created else 200)

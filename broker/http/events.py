@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from broker.auth.principal import principal_of
+from broker.auth.principal import check_sources, principal_of
 from broker.bus.log import EventLog, StoredEvent
 from broker.errors import Forbidden, Gone, NotFound
 from broker.events import Limits, parse_request
@@ -39,6 +39,7 @@ async def publish(request: web.Request) -> web.Response:
         raise Forbidden(f"restoring an export ({RESTORE_HEADER}: true) needs the admin scope",
                         scope="admin")
     events = admit(events, restore=restore, batch=is_batch)
+    check_sources(principal_of(request), [str(e.get("source")) for e in events])
     results = await broker.bus.publish(events)
     if is_batch:
         return json_response([r.to_dict() for r in results])

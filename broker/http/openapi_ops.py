@@ -35,6 +35,15 @@ class Op:
     """`bearer` (the API token), `none` (open) or `source` (the source's own check)."""
     summary: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    scope: str | None = None
+    """The token scope a bearer operation needs (`read` for a GET, `admin` for any other
+    method unless named here); `any` is any valid token."""
+
+    def needs(self, method: str) -> str | None:
+        """The scope this operation needs by `method`; None when it takes no API token."""
+        if self.auth != "bearer":
+            return None
+        return self.scope or ("read" if method in ("GET", "HEAD") else "admin")
 
 
 CONFIG_KINDS_DOC = "routes, queues, subscriptions, actions or proxy mounts"
@@ -72,6 +81,17 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/v1/config/status"): Op("config_status",
                                      {"200": ("Configuration load state", ref("ConfigStatus"))},
                                      tag="config"),
+    ("GET", "/v1/whoami"): Op("whoami", {"200": ("The caller's token: name, scopes, source"
+                                                 " patterns", ref("Principal"))},
+                              tag="operations", scope="any"),
+    ("GET", "/v1/tokens"): Op("list_tokens", {"200": ("Named tokens, never their secrets",
+                                                      ref("TokenList"))}, tag="operations",
+                              scope="admin"),
+    ("POST", "/v1/tokens"): Op("create_token", {"201": ("Created; `secret` is shown this once",
+                                                        ref("NewTokenAnswer"))},
+                               body={JSON: ref("NewToken")}, tag="operations"),
+    ("DELETE", "/v1/tokens/{name}"): Op("revoke_token", {"204": ("Revoked", None)},
+                                        tag="operations"),
     ("POST", "/v1/admin/backup"): Op(
         "backup", {"200": ("The backup: a consistent SQLite database file; Opsbus-Backup-*"
                            " headers give its events, first/last seq and schema version",
@@ -92,6 +112,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
                                                    "items": ref("PublishResult")}]})},
         body={CE_STRUCTURED: ref("CloudEvent"), CE_BATCH: ref("CloudEventBatch"),
               "*/*": {"description": "Binary mode: the data, with ce-* headers"}},
+        scope="publish",
     ),
     ("GET", "/v1/events"): Op(
         "list_events", {"200": ("A page of stored events", ref("EventPage"))},
@@ -120,7 +141,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("POST", "/v1/filters/evaluate"): Op(
         "evaluate_filter", {"200": ("The value, or the error, and the filter's warnings",
                                     ref("FilterEvaluation"))},
-        body={JSON: {"type": "object"}}, tag="filters"),
+        body={JSON: {"type": "object"}}, tag="filters", scope="read"),
     ("GET", "/v1/catalog"): Op("list_catalog",
                                {"200": ("Every catalogued source and type",
                                         ref("CatalogList"))}, tag="catalog"),
@@ -152,13 +173,14 @@ OPERATIONS: dict[tuple[str, str], Op] = {
                                                        ref("TodoDetail"))}, tag="todos"),
     ("POST", "/v1/todos/{id}/{op}"): Op(
         "operate_todo", {"200": ("The changed item", ref("TodoChange"))}, tag="todos",
-        body={JSON: ref("TodoOperation")}, body_required=False),
+        body={JSON: ref("TodoOperation")}, body_required=False, scope="operate"),
     ("POST", "/v1/todos/{id}/actions/{action}"): Op(
         "run_quick_action", {"200": ("Finished", ref("QuickActionResult")),
                              "202": ("Still running", ref("QuickActionResult"))},
-        body={JSON: ref("QuickAction")}, tag="todos"),
+        body={JSON: ref("QuickAction")}, tag="todos", scope="operate"),
     ("POST", "/v1/silences"): Op("create_silence", {"201": ("Created", ref("Silence"))},
-                                 body={JSON: ref("NewSilence")}, tag="todos"),
+                                 body={JSON: ref("NewSilence")}, tag="todos",
+                                 scope="operate"),
     ("GET", "/v1/silences"): Op("list_silences", {"200": ("Silences", ref("SilenceList"))},
                                 query=(("all", BOOL_QUERY, "include expired ones"),),
                                 tag="todos"),
@@ -167,7 +189,8 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("DELETE", "/v1/silences/{id}"): Op("expire_silence",
                                         {"200": ("Ended", ref("Silence"))},
                                         body={JSON: ref("Operator")}, body_required=False,
-                                        query=(("operator", STR, ""),), tag="todos"),
+                                        query=(("operator", STR, ""),), tag="todos",
+                                        scope="operate"),
     # -- delivery ------------------------------------------------------------------------
     ("GET", "/v1/subscriptions"): Op("list_subscriptions",
                                      {"200": ("Subscriptions", ref("SubscriptionList"))},
@@ -185,17 +208,18 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "get_delivery", {"200": ("One delivery with its attempts", ref("Delivery"))},
         tag="delivery"),
     ("POST", "/v1/subscriptions/{name}/deliveries/{id}/retry"): Op(
-        "retry_delivery", {"200": ("Requeued", ref("Delivery"))}, tag="delivery"),
+        "retry_delivery", {"200": ("Requeued", ref("Delivery"))}, tag="delivery",
+        scope="operate"),
     ("POST", "/v1/subscriptions/{name}/receive"): Op(
         "receive_pull", {"200": ("Leased events", ref("PullMessages"))},
-        body={JSON: ref("PullReceive")}, body_required=False, tag="delivery"),
+        body={JSON: ref("PullReceive")}, body_required=False, tag="delivery", scope="read"),
     **{("POST", f"/v1/subscriptions/{{name}}/{verb}"): Op(
         f"{verb}_subscription", {"200": ("The subscription's status", ref("SubscriptionStatus"))},
-        body={JSON: ref("Operator")}, body_required=False, tag="delivery")
+        body={JSON: ref("Operator")}, body_required=False, tag="delivery", scope="operate")
        for verb in ("pause", "resume")},
     **{("POST", f"/v1/subscriptions/{{name}}/{verb}"): Op(
         f"{verb}_pull", {"200": ("How many leases were settled", ref("PullSettled"))},
-        body={JSON: ref("PullSettle")}, tag="delivery")
+        body={JSON: ref("PullSettle")}, tag="delivery", scope="read")
        for verb in ("ack", "release", "reject", "renew")},
     ("GET", "/v1/actions/{name}/jobs"): Op(
         "list_action_jobs", {"200": ("A page of jobs", ref("ActionJobPage"))},
@@ -205,7 +229,8 @@ OPERATIONS: dict[tuple[str, str], Op] = {
                               tag="config"),
     ("POST", "/v1/routes/test"): Op("test_routes", {"200": ("What the routes would do",
                                                             ref("RouteTestResult"))},
-                                    body={JSON: ref("RouteTest")}, tag="config"),
+                                    body={JSON: ref("RouteTest")}, tag="config",
+                                    scope="read"),
     ("GET", "/v1/{kind}"): Op("list_{kind}", {"200": ("Objects of the kind",
                                                       {"type": "object"})}, tag="config"),
     ("POST", "/v1/{kind}"): Op("create_{singular}", {"201": ("Created", ref("ConfigObject"))},
@@ -226,7 +251,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         body={"*/*": {}} if method in ("POST", "PUT", "PATCH") else None,
         body_required=False, tag="proxy",
         summary="Call the upstream of a proxy mount; the call is published as an event",
-        extra={"content": "*/*"})
+        extra={"content": "*/*"}, scope="read")
        for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
        for path in ("/proxy/{name}", "/proxy/{name}/{tail}")},
 }

@@ -50,7 +50,10 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         doc = exc.problem()
         doc.setdefault("instance", request.path)
         retry = getattr(exc, "retry_after", None) if exc.status == 503 else None
-        return problem_response(doc, headers=_retry_after(exc.status, retry))
+        headers = _retry_after(exc.status, retry)
+        if exc.status == 401:
+            headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="opsbus"'}
+        return problem_response(doc, headers=headers)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app._client_max_size
         return problem_response(TooLarge(

@@ -11,6 +11,7 @@ from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
 from broker.errors import UpstreamError
+from broker.http.auth import BEARER_USED
 from broker.http.util import broker_of
 from broker.outbound import refused_reason
 from broker.proxy import HOP_BY_HOP, BodyCapture, Mount, Proxy, check_tail, request_id
@@ -28,6 +29,8 @@ def _hop_by_hop(headers: MultiMapping[str]) -> frozenset[str]:
 
 def upstream_headers(request: web.Request, rid: str) -> CIMultiDict[str]:
     drop = _hop_by_hop(request.headers) | {"host", "expect"}
+    if request.get(BEARER_USED):
+        drop |= {"authorization"}  # the opsbus token is for the broker, not the upstream
     headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in drop)
     peer = request.remote or ""
     prior = request.headers.get("X-Forwarded-For")

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from broker.delivery.service import DeliveryService
 from broker.errors import BadRequest
+from broker.http.todos import operator_of
 from broker.http.util import broker_of, id_param, int_param, json_response, read_object
 from broker.timeutil import parse_duration
 
@@ -72,9 +73,7 @@ async def retry_delivery(request: web.Request) -> web.Response:
 @routes.post("/v1/subscriptions/{name}/{verb:pause|resume}")
 async def pause_or_resume(request: web.Request) -> web.Response:
     body = await read_object(request, optional=True)
-    by = body.get("operator")
-    if by is not None and not isinstance(by, str):
-        raise BadRequest("operator must be a string", field="operator")
+    by = operator_of(request, body)
     return json_response(await service_of(request).set_paused(
         request.match_info["name"], request.match_info["verb"] == "pause", by))
 

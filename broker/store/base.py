@@ -17,6 +17,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 from broker.actions.repository import JobRepository
+from broker.auth.repository import TokenRepository
 from broker.bus.log import EventLog, StoredEvent
 from broker.catalog.repository import CatalogRepository
 from broker.config.repository import ConfigRepository
@@ -42,6 +43,7 @@ class Backend(Maintenance, ABC):
     jobs: JobRepository
     catalog: CatalogRepository
     retention: RetentionRepository
+    tokens: TokenRepository
 
     @abstractmethod
     async def open(self) -> None:

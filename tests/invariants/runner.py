@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from broker.settings import Settings
-from tests.broker_process import BrokerProcess
+from tests.broker_process import AUTH, BrokerProcess
 from tests.invariants import checks, scenario
 from tests.invariants.api import Api
 from tests.invariants.checks import QUIET, Findings
@@ -139,7 +139,8 @@ async def run_seed(seed: int, operations: int, workdir: Path, *, replicas: int =
             await asyncio.to_thread(peer.start)
         gate.up.set()
         async with aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, force_close=False)) as session:
+                connector=aiohttp.TCPConnector(limit=0, force_close=False),
+                headers=AUTH) as session:
             api = Api(session, broker, peers, store_url)
             driver = Driver(seed, broker, api, receivers, config, server, gate)
             for _ in range(3):

@@ -26,6 +26,7 @@ from broker.store.postgres.migrate import migrate
 from broker.store.postgres.retention import PgRetention
 from broker.store.postgres.tail import LogTail
 from broker.store.postgres.todos import PgSilences, PgTodos
+from broker.store.postgres.tokens import PgTokens
 from broker.store.postgres.transaction import PgTransaction
 from broker.store.transaction import Transaction
 
@@ -75,6 +76,7 @@ class PgBackend(PgMaintenance, Backend):
         self.jobs = PgJobs(self)
         self.catalog = PgCatalog(self)
         self.retention = PgRetention(self)
+        self.tokens = PgTokens(self)
 
     @property
     def pool(self) -> asyncpg.Pool:

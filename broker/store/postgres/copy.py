@@ -26,7 +26,7 @@ CHUNK = 5000
 TABLES = (
     "config_objects", "counters", "event_targets", "event_lineage", "todos", "todo_events",
     "todo_history", "silences", "deliveries", "delivery_attempts", "subscription_controls",
-    "action_jobs", "catalog",
+    "action_jobs", "catalog", "api_tokens",
 )
 """Copied after the events, in an order that satisfies the foreign keys."""
 

@@ -28,6 +28,7 @@ from broker.store.sqlite.maintenance import (
 )
 from broker.store.sqlite.retention import SqliteRetention
 from broker.store.sqlite.todos import SqliteSilences, SqliteTodos
+from broker.store.sqlite.tokens import SqliteTokens
 from broker.store.sqlite.transaction import SqliteTransaction
 from broker.store.transaction import Transaction
 from broker.store.window import DedupeWindow
@@ -56,6 +57,7 @@ class SqliteBackend(SqliteMaintenance, Backend):
         self.jobs = SqliteJobs(self._readers)
         self.catalog = SqliteCatalog(self._readers)
         self.retention = SqliteRetention(self._readers)
+        self.tokens = SqliteTokens(self._readers)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
