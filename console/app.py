@@ -152,8 +152,22 @@ class OpsbusConsole(App[None]):
         self.set_interval(SILENCES_EVERY_S, self.silences_changed)
         self.set_interval(15.0, self._oncall_changed)  # snoozes end, the badge follows
         self._probe()
+        self._learn_identity()
         self._watch_items()
         self.silences_changed()
+
+    @work(exclusive=True, group="whoami")
+    async def _learn_identity(self) -> None:
+        """The broker records the token's name as the operator: a named token's console
+        is that operator ("mine" lists its claims). An admin token (the local one) may
+        act for the person given with --operator or the login name, and keeps it."""
+        try:
+            me = await self.client.whoami()
+        except OpsbusError:
+            return  # the probe and the feeds show why the broker cannot be asked
+        if "admin" not in me.get("scopes", []) and me.get("name"):
+            self.operator = self.queues.operator = str(me["name"])
+            self.reload_items()
 
     @work(exclusive=True, group="probe")
     async def _probe(self) -> None:

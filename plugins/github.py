@@ -43,7 +43,7 @@ def register(registry: Registry) -> None:
         verify(SCHEME, request, secret)
         return [delivery_event(request)]
 
-    registry.source("github", receive)
+    registry.source("github", receive, signed=True)  # refused without a valid signature
 
 
 SCHEME = scheme_of({"scheme": "github", "secret_env": "GITHUB_WEBHOOK_SECRET"}, "github")

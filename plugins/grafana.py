@@ -38,7 +38,7 @@ STATUSES = ("firing", "resolved")
 def register(registry: Registry) -> None:
     table = registry.config.get("verify")
     scheme = scheme_of(table, "[plugins.grafana]") if table is not None else None
-    registry.source("grafana", receiver(scheme, registry.secret))
+    registry.source("grafana", receiver(scheme, registry.secret), signed=scheme is not None)
 
 
 def receiver(scheme: Any, secret: Callable[[str], str | None]

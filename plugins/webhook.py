@@ -47,7 +47,16 @@ OPTIONAL = ("subject", "time", "dedupkey")
 
 
 def register(registry: Registry) -> None:
-    registry.source("webhook", lambda request: receive(request, registry.secret))
+    registry.source("webhook", lambda request: receive(request, registry.secret),
+                    signed=verified)
+
+
+def verified(request: SourceRequest) -> bool:
+    """A mapping with `verify` checks the request's signature itself."""
+    mappings = request.config.get("mappings") or {}
+    mapping = (mappings.get(request.path.strip("/")) if isinstance(mappings, Mapping)
+               else None)
+    return isinstance(mapping, Mapping) and mapping.get("verify") is not None
 
 
 def mapping_of(request: SourceRequest) -> tuple[str, Mapping[str, Any]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 from datetime import UTC, datetime
 from typing import Any
@@ -17,9 +16,9 @@ from broker.errors import BadRequest
 
 
 def _operator_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--operator", default=os.environ.get("OPSBUS_OPERATOR")
-                        or getpass.getuser(),
-                        help="who you are (env OPSBUS_OPERATOR; default your login name)")
+    parser.add_argument("--operator", default=os.environ.get("OPSBUS_OPERATOR"),
+                        help="who the change is recorded for (env OPSBUS_OPERATOR; default"
+                             " the token's name; only an admin token may name someone else)")
 
 
 def _common(parser: argparse.ArgumentParser, *, operator: bool = False) -> None:
@@ -207,7 +206,7 @@ async def todo_show(args: argparse.Namespace) -> int:
 async def todo_op(args: argparse.Namespace) -> int:
     from broker.client import OpsbusClient
 
-    body: dict[str, Any] = {"operator": args.operator}
+    body: dict[str, Any] = {"operator": args.operator} if args.operator else {}
     note = " ".join(args.note) if isinstance(args.note, list) else args.note
     if note:
         body["note"] = note
@@ -249,8 +248,10 @@ async def silence_add(args: argparse.Namespace) -> int:
 
     body: dict[str, Any] = {
         "matcher": {"key": args.key} if args.key is not None else {"filter": args.filter},
-        "comment": args.comment, "operator": args.operator,
+        "comment": args.comment,
     }
+    if args.operator:
+        body["operator"] = args.operator
     if args.queue:
         body["queue"] = args.queue
     body.update({"duration": args.duration} if args.duration else {"ends_at": args.until})

@@ -97,6 +97,14 @@ def bearer_secret(request: web.Request) -> str:
     return secret.strip()
 
 
+async def source_caller(request: web.Request, tokens: Tokens) -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.strip().partition(" ")
+    if scheme.lower() == "bearer" and secret.strip():
+        return await tokens.authenticate(secret.strip()) or ANONYMOUS
+    return ANONYMOUS
+
+
 def missing_scope(principal: Principal, scope: str) -> str:
     held = ", ".join(sorted(principal.scopes)) or "no scopes"
     return f"this needs the {scope!r} scope; token {principal.name!r} has {held}"
@@ -119,7 +127,11 @@ def authentication(settings: Settings, tokens: Callable[[], Tokens],
                 and public_mount(request.match_info.get("name", "")):
             scope = None
         if scope is None:
+            # A source may also be posted to with an API token; any other Authorization
+            # header is the source's own business (its shared secret), not a 401.
             request["principal"] = ANONYMOUS
+            if op is not None and op.auth == "source":
+                request["principal"] = await source_caller(request, tokens())
             return await handler(request)
         principal = await tokens().authenticate(bearer_secret(request))
         if principal is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from broker.auth.principal import principal_of
 from broker.http.util import broker_of, json_response
 from broker.plugin_host.api import SourceRequest
 
@@ -19,5 +20,8 @@ async def receive(request: web.Request) -> web.Response:
         method=request.method, path=request.match_info.get("path", ""),
         headers=request.headers, query=request.query, body=await request.read(), config={},
     )
-    results = await broker_of(request).plugins.handle_source(name, source_request)
+    principal = principal_of(request)
+    publisher = principal.has("publish") and not principal.sources
+    results = await broker_of(request).plugins.handle_source(name, source_request,
+                                                             api_token=publisher)
     return json_response({"source": name, "events": results})

@@ -155,8 +155,15 @@ class Registry(Protocol):
     config: Mapping[str, Any]
     """The plugin's `[plugins.<name>]` table (empty when absent)."""
 
-    def source(self, name: str, handler: SourceHandler) -> None:
-        """Receive `POST /v1/sources/<name>[/<path>]`."""
+    def source(self, name: str, handler: SourceHandler, *,
+               signed: bool | Callable[[SourceRequest], bool] = False) -> None:
+        """Receive `POST /v1/sources/<name>[/<path>]`.
+
+        `signed`: the handler checks each request's signature itself and refuses one
+        without it (or a function of the request saying so, e.g. per webhook mapping).
+        Requests to an unsigned source need the source's shared secret (`token_env` in
+        its `[plugins.<name>]` table), an API token with the publish scope, or the
+        table's explicit `public = true`; the broker checks that before the handler."""
 
     def action(self, kind: str, handler: ActionHandler) -> None:
         """Run `[[actions]]` with `kind = "<kind>"`."""

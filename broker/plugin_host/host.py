@@ -26,6 +26,7 @@ from broker.plugin_host.errors import PluginFailed, PluginInvalidEvent, PluginRe
 from broker.plugin_host.loader import LoadFailed, ModuleCache, PluginFile, discover, last_line
 from broker.plugin_host.outbound import GuardedHttp
 from broker.plugin_host.registry import PluginRegistry, Registrations, read_secret
+from broker.plugin_host.source_auth import check_source
 from broker.reserved import refusal, reserved_attribute
 
 if TYPE_CHECKING:
@@ -253,8 +254,11 @@ class PluginHost:
         return step
 
     # -- sources -----------------------------------------------------------------------
-    async def handle_source(self, name: str, request: SourceRequest) -> list[dict[str, Any]]:
-        """Run source `name` on a request and publish what it returns."""
+    async def handle_source(self, name: str, request: SourceRequest, *,
+                            api_token: bool = True) -> list[dict[str, Any]]:
+        """Run source `name` on a request and publish what it returns. Without
+        `api_token` (a caller with the publish scope) the source's own authentication
+        is checked first (`source_auth`)."""
         await asyncio.wait_for(self.loaded.wait(), timeout=30)
         found = self._find("sources", name)
         if found is None:
@@ -267,6 +271,9 @@ class PluginHost:
         config = self.section.get(plugin, {})
         request = SourceRequest(request.method, request.path, request.headers, request.query,
                                 request.body, config if isinstance(config, dict) else {})
+        check_source(name, plugin, request,
+                     self.plugins[plugin].registered.signed.get(name, False),
+                     api_token=api_token)
         try:
             result = handler(request)
             if inspect.isawaitable(result):

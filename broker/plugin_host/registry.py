@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,7 @@ from broker.plugin_host.api import (
     ActionHandler,
     Service,
     SourceHandler,
+    SourceRequest,
     TargetHook,
     Transform,
 )
@@ -33,6 +34,8 @@ class Registrations:
     transforms: dict[str, Transform] = field(default_factory=dict)
     targets: dict[str, TargetHook] = field(default_factory=dict)
     services: dict[str, Service] = field(default_factory=dict)
+    signed: dict[str, bool | Callable[[SourceRequest], bool]] = field(default_factory=dict)
+    """Sources that check their requests' signatures themselves (see `Registry.source`)."""
 
     def provides(self) -> dict[str, list[str]]:
         """The names per kind, for `GET /v1/plugins` and the loaded event."""
@@ -66,8 +69,10 @@ class PluginRegistry:
             raise RegistrationError(f"{kind[:-1]} {name!r} is registered twice")
         table[name] = fn
 
-    def source(self, name: str, handler: SourceHandler) -> None:
+    def source(self, name: str, handler: SourceHandler, *,
+               signed: bool | Callable[[SourceRequest], bool] = False) -> None:
         self._add("sources", name, handler)
+        self.registered.signed[name] = signed
 
     def action(self, kind: str, handler: ActionHandler) -> None:
         if kind == "http":

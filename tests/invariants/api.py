@@ -54,18 +54,21 @@ class Api:
 
     @property
     def headers(self) -> dict[str, str]:
-        token = token_of(self.broker.data_dir)
+        """The admin token: the suite's `--token`, which every replica accepts (each
+        replica's own admin.token opens only that replica), else the data directory's."""
+        token = self.broker.token or token_of(self.broker.data_dir)
         return {"Authorization": f"Bearer {token}"} if token else {}
 
     async def as_operator(self, name: str) -> dict[str, str]:
         """Headers that make a change as operator `name`: a named token with the read,
-        operate and force scopes (created once), or none where the broker has no tokens
-        and takes the body's `operator`."""
+        operate and force scopes (created once, in the store every replica shares), or
+        none where the broker runs without authentication and takes the body's
+        `operator`."""
         if name not in self._operators:
             status, answer = await self.call("POST", "/v1/tokens", {
                 "name": name, "scopes": ["read", "operate", "force"]})
             if status == 201:
-                self._operators[name] = {"Authorization": f"Bearer {answer['token']}"}
+                self._operators[name] = {"Authorization": f"Bearer {answer['secret']}"}
             elif status in (404, 405):
                 self._operators[name] = {}
             else:
