@@ -292,6 +292,6 @@ async def test_quick_action_on_a_todo_item(broker, http, receiver):
 
     await call(http, "POST", f"{url}/delete-cluster", {"operator": "mallory"}, expect=403)
     await call(http, "POST", f"{url}/unconfigured-action", {"operator": "bob"}, expect=409)
-    await call(http, "POST", f"{url}/restart-pod", {}, expect=400)  # no operator
+    await call(http, "POST", f"{url}/restart-pod", {"operator": ""}, expect=400)
     await call(http, "POST", f"{broker.url}/v1/todos/999999/actions/restart-pod",
                {"operator": "alice"}, expect=404)
