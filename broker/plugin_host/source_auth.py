@@ -6,14 +6,15 @@ Grafana), so it is not behind the API token; but an unauthenticated source would
 anyone publish as that system. The broker checks, before the plugin's handler runs:
 
 - the plugin checks a signature itself (`registry.source(..., signed=...)`): its call;
-- `[plugins.<name>] token_env = "VAR"`: the request carries that variable's value as
-  `Authorization: Bearer <secret>` or `?token=<secret>`;
+- `[plugins.<name>] token_env = "VAR"`: the request carries that variable's value
+  (`offered_secret` lists where);
 - an API token with the `publish` scope and no source patterns;
 - `[plugins.<name>] public = true`: anyone who can reach the broker.
 """
 
 from __future__ import annotations
 
+import base64
 import hmac
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,12 +25,20 @@ from broker.plugin_host.registry import read_secret
 
 
 def offered_secret(request: SourceRequest) -> str | None:
+    """The shared secret a sender presents: `Authorization: Bearer <secret>`, the
+    password of Basic auth (what Alertmanager's `http_config` and Grafana contact points
+    send), `X-Opsbus-Source-Token`, or `?token=`."""
     header = str(request.headers.get("Authorization", ""))
     scheme, _, value = header.strip().partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    token = request.query.get("token")
-    return str(token) if token else None
+    if scheme.lower() == "basic" and value.strip():
+        try:
+            return base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return None
+    offered = request.headers.get("X-Opsbus-Source-Token") or request.query.get("token")
+    return str(offered) if offered else None
 
 
 def check_source(name: str, plugin: str, request: SourceRequest,
@@ -50,7 +59,8 @@ def check_source(name: str, plugin: str, request: SourceRequest,
         if offered is not None and hmac.compare_digest(offered.encode(), expected.encode()):
             return
         raise Unauthorized(f"source {name}: the request lacks the source's secret"
-                           f" (Authorization: Bearer <${env}> or ?token=)", source=name)
+                           f" ${env} (as Authorization: Bearer, a Basic auth password or"
+                           " X-Opsbus-Source-Token)", source=name)
     raise Unauthorized(
         f"source {name} has no authentication configured: set token_env (a shared secret"
         f" senders present) or, to accept anyone who can reach the broker, public = true,"
