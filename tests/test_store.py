@@ -543,3 +543,21 @@ async def test_a_store_of_the_previous_release_upgrades_to_hashed_identity(tmp_p
         await store.close()
     report = await SqliteBackend(path).check()
     assert report.ok, report.findings
+async def test_tokens_are_added_once_found_by_digest_and_revoked(store: Backend):
+    from broker.auth.model import TokenRecord
+
+    ana = TokenRecord("ana", "a" * 64, ("operate", "read"), (), T0, "admin")
+    ci = TokenRecord("ci", "c" * 64, ("publish",), ("ci/*",), T0, "admin")
+    async with store.transaction() as tx:
+        writes = store.tokens.writes(tx)
+        assert await writes.add(ana) and await writes.add(ci)
+        assert not await writes.add(TokenRecord("ana", "b" * 64, ("read",), (), T0, "x"))
+    assert await store.tokens.by_digest("a" * 64) == ana
+    assert await store.tokens.by_digest("c" * 64) == ci
+    assert await store.tokens.by_digest("b" * 64) is None
+    assert [t.name for t in await store.tokens.all()] == ["ana", "ci"]
+    async with store.transaction() as tx:
+        assert await store.tokens.writes(tx).revoke("ana")
+        assert not await store.tokens.writes(tx).revoke("nobody")
+    assert await store.tokens.by_digest("a" * 64) is None
+    assert [t.name for t in await store.tokens.all()] == ["ci"]

@@ -23,7 +23,7 @@ JSON_TYPES = frozenset({"application/json", "application/cloudevents+json",
                         "application/cloudevents-batch+json"})
 BEARER_USED = "bearer_used"
 """Request key: the Authorization header carried the opsbus token (a proxy drops it)."""
-UNKNOWN = Op("unknown", {})
+UNKNOWN = Op("unknown", {}, scope="admin")
 """A served route missing from the table: it needs `admin` (closed, not open)."""
 
 

@@ -111,6 +111,12 @@ def _operation(method: str, path: str, op: Op, handler: Any) -> dict[str, Any]:
                                  "responses": responses}
     if op.auth != "bearer":
         operation["security"] = []
+    elif op.tag == "proxy":
+        operation["description"] = ("Needs a token with the `read` scope unless the mount is"
+                                    " configured `public = true`.")
+    needed = op.needs(method)
+    if needed is not None:
+        operation["x-opsbus-scope"] = needed  # the token scope the call needs
     if op.auth == "source":
         operation["description"] = (
             "Not the API token: each source authenticates requests by its own means (a"

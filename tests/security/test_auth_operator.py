@@ -79,7 +79,7 @@ async def test_releasing_another_claim_needs_the_force_scope(secured, http, bare
 
 
 async def test_silences_are_created_and_ended_as_the_token(secured, http, bare):
-    alice, alice_secret, bob, bob_secret = await two_operators(http, secured)
+    alice, alice_secret, _bob, bob_secret = await two_operators(http, secured)
     status, silence, _ = await call(bare, "POST", f"{secured.url}/v1/silences", alice_secret,
                                     json={"matcher": {"key": f"s-{alice}"}, "duration": "1h",
                                           "comment": "maintenance"})

@@ -146,3 +146,24 @@ async def test_whoami_names_the_token(secured, http, bare):
     status, me, _ = await call(bare, "GET", secured.url + "/v1/whoami", secret)
     assert status == 200 and me == {"name": name, "scopes": ["operate", "read"],
                                     "sources": [], "auth": True}
+
+
+def test_every_operation_names_a_known_scope_and_writes_default_to_admin():
+    from broker.auth.principal import SCOPES
+    from broker.http.openapi_ops import OPERATIONS
+
+    for (method, path), op in OPERATIONS.items():
+        needed = op.needs(method)
+        if op.auth != "bearer":
+            assert needed is None, path
+            continue
+        assert needed in (*SCOPES, "any"), (method, path)
+        if method != "GET" and op.scope is None:
+            assert needed == "admin", (method, path)
+    assert OPERATIONS[("POST", "/v1/{kind}")].needs("POST") == "admin"
+    assert OPERATIONS[("POST", "/v1/tokens")].needs("POST") == "admin"
+    assert OPERATIONS[("POST", "/v1/admin/backup")].needs("POST") == "admin"
+    assert OPERATIONS[("POST", "/v1/events")].needs("POST") == "publish"
+    assert OPERATIONS[("POST", "/v1/todos/{id}/{op}")].needs("POST") == "operate"
+    assert {OPERATIONS[(m, p)].needs(m) for m, p in
+            (("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"))} == {None}

@@ -4,6 +4,7 @@ token unless it says `public = true`."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,6 +80,10 @@ async def test_a_source_secret_is_its_own_authentication(sourced, bare):
     status, answer, _ = await call(bare, "POST", url + f"?token={SECRET}", None, data=ALERTS,
                                    headers=json_type)
     assert status == 200, answer
+    basic = base64.b64encode(f"alertmanager:{SECRET}".encode()).decode()
+    for header in ({"Authorization": f"Basic {basic}"}, {"X-Opsbus-Source-Token": SECRET}):
+        async with bare.post(url, data=ALERTS, headers={**json_type, **header}) as resp:
+            assert resp.status == 200, (header, await resp.text())
 
 
 async def test_an_api_token_with_publish_may_post_to_a_source(sourced, http, bare):
