@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from broker.filters import DEFAULT_LIMITS
-from tests.broker_process import BrokerProcess
+from tests.broker_process import AUTH, BrokerProcess
 from tests.conftest import BATCH, make_event
 from tests.sse import collect
 from tests.test_filters_limits import HUGE_IN, HUGE_OR
@@ -106,7 +106,7 @@ def post_json(port: int, path: str, payload: Any) -> int:
     conn = HTTPConnection("127.0.0.1", port, timeout=60)
     try:
         conn.request("POST", path, body=orjson.dumps(payload),
-                     headers={"Content-Type": "application/json"})
+                     headers={"Content-Type": "application/json", **AUTH})
         response = conn.getresponse()
         response.read()
         return response.status

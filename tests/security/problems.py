@@ -7,7 +7,7 @@ import http.client
 import json
 from typing import Any
 
-from tests.broker_process import BrokerProcess
+from tests.broker_process import AUTH, BrokerProcess
 
 
 def call(broker: BrokerProcess, method: str, path: str, body: Any = None, *,
@@ -17,7 +17,7 @@ def call(broker: BrokerProcess, method: str, path: str, body: Any = None, *,
     conn = http.client.HTTPConnection("127.0.0.1", broker.port, timeout=30)
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     conn.request(method, path, body=data,
-                 headers={"Content-Type": "application/json", **(headers or {})})
+                 headers={"Content-Type": "application/json", **AUTH, **(headers or {})})
     resp = conn.getresponse()
     payload = resp.read()
     conn.close()

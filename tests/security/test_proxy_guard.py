@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from tests.broker_process import BrokerProcess
+from tests.broker_process import ADMIN_TOKEN, BrokerProcess
 from tests.upstream import Upstream
 
 METADATA_FORMS = [
@@ -114,8 +114,8 @@ async def raw_get(broker: BrokerProcess, path: str) -> tuple[int, bytes]:
     """GET `path` exactly as written: HTTP clients normalise dot segments before sending."""
     reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
     try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-                     .encode())
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     f"Authorization: Bearer {ADMIN_TOKEN}\r\n\r\n".encode())
         await writer.drain()
         answer = await asyncio.wait_for(reader.read(), 20)
     finally:
