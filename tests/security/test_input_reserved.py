@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.broker_process import ROOT, BrokerProcess
+from tests.broker_process import ADMIN_TOKEN, ROOT, BrokerProcess
 from tests.conftest import BATCH, STRUCTURED, make_event
 from tests.security.problems import assert_problem, call
 
@@ -191,7 +191,8 @@ def test_restore_false_is_an_ordinary_publish(broker: BrokerProcess) -> None:
 def opsbus(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPSBUS_")}
     return subprocess.run([sys.executable, "-m", "broker", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=60, env={**env, "PYTHONPATH": str(ROOT)})
+                          text=True, cwd=ROOT, timeout=60,
+                          env={**env, "PYTHONPATH": str(ROOT), "OPSBUS_TOKEN": ADMIN_TOKEN})
 
 
 def test_replay_refuses_them_by_name_and_restore_brings_them_back(
