@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.broker_process import AUTH, ROOT, BrokerProcess, free_port
+from tests.broker_process import ADMIN_TOKEN, AUTH, ROOT, BrokerProcess, free_port
 
 DOWN = "http://127.0.0.1:1"
 
@@ -37,6 +37,7 @@ def opsbus(*args: str, cwd: Path | None = None, timeout: float = 30
            ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPSBUS_")}
     env["PYTHONPATH"] = str(ROOT)
+    env["OPSBUS_TOKEN"] = ADMIN_TOKEN
     return subprocess.run([sys.executable, "-m", "broker", *args], capture_output=True,
                           text=True, timeout=timeout, env=env, cwd=cwd)
 

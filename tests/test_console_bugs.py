@@ -335,7 +335,7 @@ async def test_11_todo_list_refuses_an_unknown_queue_and_shows_priorities(
         broker: BrokerProcess) -> None:
     await in_thread(publish, broker.url, [alert(1, "critical", "cli-1")])
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("OPSBUS_")},
-           "PYTHONPATH": str(ROOT), "COLUMNS": "160"}
+           "PYTHONPATH": str(ROOT), "COLUMNS": "160", "OPSBUS_TOKEN": ADMIN_TOKEN}
 
     async def cli(*args: str) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(

@@ -17,7 +17,7 @@ from broker.errors import BadRequest
 from broker.eventfiles import read_events
 from console.contexts import resolve_context
 from console.format import emit_command
-from tests.broker_process import ROOT, free_port
+from tests.broker_process import ADMIN_TOKEN, ROOT, free_port
 from tests.console_support import http
 
 SAMPLE_KEYS = {(e.event["source"], e.event["id"])
@@ -29,7 +29,8 @@ def start_up(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "broker", "up", "--listen", f"127.0.0.1:{port}",
          "--data-dir", str(tmp_path / "data"), "--durability", "off"],
-        cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL,
+        cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT), "OPSBUS_TOKEN": ADMIN_TOKEN},
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

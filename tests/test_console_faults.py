@@ -122,6 +122,7 @@ def test_fault_budget_gives_up_on_a_storm() -> None:
 def cli_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPSBUS_")}
     return {**env, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color", "HOME": str(tmp_path),
+            "OPSBUS_TOKEN": ADMIN_TOKEN,
             "XDG_CONFIG_HOME": str(tmp_path / "config"),
             "XDG_STATE_HOME": str(tmp_path / "state")}
 

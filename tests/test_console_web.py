@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker_process import ROOT, BrokerProcess, free_port
+from tests.broker_process import ADMIN_TOKEN, ROOT, BrokerProcess, free_port
 from tests.browser import Browser, chromium, png_pixels
 from tests.console_support import ONCALL_CONFIG, alert, http, item_id, publish, write_config
 
@@ -47,7 +47,8 @@ class WebConsole:
             [sys.executable, "-m", "broker", "console", "--web", "--web-listen",
              f"127.0.0.1:{self.port}", "--url", broker_url, "--operator", "web-ana",
              "--log-file", str(tmp_path / "console.log")],
-            env={**env, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}, cwd=tmp_path,
+            env={**env, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
+                 "OPSBUS_TOKEN": ADMIN_TOKEN}, cwd=tmp_path,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.link = self._link()
         self.base = f"http://127.0.0.1:{self.port}"

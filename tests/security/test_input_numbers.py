@@ -15,7 +15,7 @@ import pytest
 
 from broker.numbers import NumberError, whole_number
 from broker.outbound import RETRY_AFTER_CAP, retry_after_seconds
-from tests.broker_process import ROOT, BrokerProcess
+from tests.broker_process import ADMIN_TOKEN, ROOT, BrokerProcess
 from tests.conftest import BATCH, STRUCTURED, make_event
 from tests.security.problems import assert_problem, call
 
@@ -236,7 +236,8 @@ def opsbus(cwd: Path, *args: str, env: dict[str, str] | None = None
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OPSBUS_")}
     return subprocess.run([sys.executable, "-m", "broker", *args], capture_output=True,
                           text=True, cwd=cwd, timeout=60,
-                          env={**clean, "PYTHONPATH": str(ROOT), **(env or {})})
+                          env={**clean, "PYTHONPATH": str(ROOT), "OPSBUS_TOKEN": ADMIN_TOKEN,
+                               **(env or {})})
 
 
 @pytest.mark.parametrize(("args", "env", "words"), [
