@@ -32,7 +32,8 @@ def unique(prefix: str) -> str:
 async def call(http: aiohttp.ClientSession, method: str, url: str, body: Any = None
                ) -> tuple[int, Any]:
     data = None if body is None else orjson.dumps(body)
-    async with http.request(method, url, data=data) as resp:
+    async with http.request(method, url, data=data,
+                            headers={"Content-Type": "application/json"}) as resp:
         text = await resp.read()
         return resp.status, orjson.loads(text) if text else None
 
