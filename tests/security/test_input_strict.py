@@ -10,7 +10,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.broker_process import BrokerProcess
+from tests.broker_process import AUTH, BrokerProcess
 from tests.conftest import BATCH, STRUCTURED
 from tests.delivery_support import events_of_type, eventually, put_object
 from tests.security.problems import assert_problem, call
@@ -82,7 +82,7 @@ def test_huge_numbers_in_data_do_not_trip_the_check(broker: BrokerProcess) -> No
 # -- booleans in binary mode ---------------------------------------------------------------------
 
 async def test_binary_replay_false_is_not_a_replay(broker: BrokerProcess, receiver) -> None:
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=AUTH) as http:
         name, etype = "flags", "strict.flags"
         await put_object(http, broker.url, "subscriptions", {
             "name": name, "type": "push", "url": receiver.url + "/hook",
