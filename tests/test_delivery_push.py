@@ -460,7 +460,7 @@ async def test_a_last_attempt_cut_short_by_a_crash_is_made_again(tmp_path: Path,
         proc.kill()
         receiver.release()
         proc.start()
-        async with aiohttp.ClientSession() as fresh:  # no keep-alive to the old process
+        async with aiohttp.ClientSession(headers=AUTH) as fresh:  # no old keep-alive
             await proc.advance(fresh, 5 + 5 + 1)  # the call's timeout and the lease margin
 
             async def settled() -> dict | None:
