@@ -263,8 +263,8 @@ def resolve_settings(
             origins[key] = f"config file {config_path}"
         values["config"] = str(config_path)
     if "OPSBUS_NO_AUTH" in environ and "OPSBUS_AUTH" not in environ:
-        values["auth"] = not _coerce("auth", environ["OPSBUS_NO_AUTH"],
-                                     "environment OPSBUS_NO_AUTH")
+        values["auth"] = not coerce_setting("auth", environ["OPSBUS_NO_AUTH"],
+                                            "environment OPSBUS_NO_AUTH")
         origins["auth"] = "environment OPSBUS_NO_AUTH"
     for name in SETTING_NAMES:
         env_name = f"OPSBUS_{name.upper()}"
