@@ -633,12 +633,13 @@ def _loads(body: bytes, what: str) -> object:
         raise InvalidEvent(f"{what} is not valid JSON: {exc}") from None
 
 
-def _repeats_possible(body: bytes, events: list[object]) -> bool:
-    """False when no event's top-level member can appear twice in `body`: each member name
-    occurs in quotes no more often than the events that hold it. A cheap prefilter (a few
-    byte searches): without `\\u` escapes a member name is written out literally, so a
-    repeated one raises its count; a name also used inside data or as a value only sends
-    the body to the exact check."""
+def _repeats_possible(body: bytes, parsed: object, events: list[object]) -> bool:
+    """False when no event's top-level member can appear twice in `body`. A cheap
+    prefilter (a few byte searches): without `\\u` escapes a member name is written out
+    literally, so a member given twice raises the count of its quoted name above the
+    number of events holding it; when the name is also used inside data or as a value,
+    the count is compared with the parsed body written out again, where each member
+    appears once. Only what is still unexplained goes to the exact check."""
     if b"\\u" in body:
         return True
     expected: dict[str, int] = {}
@@ -646,7 +647,24 @@ def _repeats_possible(body: bytes, events: list[object]) -> bool:
         if type(event) is dict:
             for name in event:
                 expected[name] = expected.get(name, 0) + 1
-    return any(body.count(b'"%b"' % name.encode()) > count for name, count in expected.items())
+    rewritten: bytes | None = None
+    for name, count in expected.items():
+        needle = _QUOTED.get(name)
+        if needle is None:
+            needle = b'"%b"' % name.encode()
+            _remember(_QUOTED, name, needle)
+        found = body.count(needle)
+        if found <= count:
+            continue
+        if rewritten is None:
+            rewritten = orjson.dumps(parsed)
+        if found > rewritten.count(needle):
+            return True
+    return False
+
+
+_QUOTED: dict[str, bytes] = {}
+"""Attribute names as the quoted bytes the prefilter counts."""
 
 
 def _repeated_members(body: bytes, batch: bool) -> tuple[int | None, str] | None:
@@ -689,7 +707,7 @@ def _refuse_repeats(body: bytes, parsed: object, batch: bool) -> None:
     which one counts (orjson keeps the last, others the first), so such an event could
     be read as another one downstream."""
     events = parsed if batch and type(parsed) is list else [parsed]
-    if not _repeats_possible(body, events):
+    if not _repeats_possible(body, parsed, events):
         return
     found = _repeated_members(body, batch)
     if found is not None:
