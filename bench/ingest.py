@@ -279,6 +279,8 @@ def sqlite_ceiling(path: Path | None, seconds: float, batch: int = 3200) -> floa
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA cache_size=-65536")
     conn.execute("PRAGMA wal_autocheckpoint=4000")
+    from broker.store.keys import identity_key
+
     recvtime = "2026-11-25T10:00:00.000000Z"
     batches = []
     for _ in range(max(1, int(seconds * 60_000 / batch))):
@@ -287,7 +289,8 @@ def sqlite_ceiling(path: Path | None, seconds: float, batch: int = 3200) -> floa
             ev = event_json(n, "sqlite")
             raw = orjson.dumps(ev)
             rows.append((ev["source"], ev["id"], ev["type"], ev["subject"], ev["time"],
-                         recvtime, None, None, raw[:16], raw))
+                         recvtime, None, None, raw[:16], raw,
+                         identity_key(str(ev["source"]), str(ev["id"]))))
         batches.append(rows)
     n = 0
     start = time.monotonic()
@@ -295,7 +298,8 @@ def sqlite_ceiling(path: Path | None, seconds: float, batch: int = 3200) -> floa
         conn.execute("BEGIN")
         conn.executemany(
             "INSERT INTO events (source, id, type, subject, time, recvtime, correlationid,"
-            " causationid, digest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            " causationid, digest, body, idhash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows)
         conn.execute("COMMIT")
         n += len(rows)
         if time.monotonic() - start > seconds:

@@ -29,6 +29,8 @@ from pathlib import Path
 from _common import PAYLOAD, ROOT, parse_count
 
 sys.path.insert(0, str(ROOT))
+from broker.store.keys import identity_key, link_key
+
 DAY = 86_400
 TYPES = [f"svc{i}.{kind}" for i in range(20)
          for kind in ("alert.firing", "deploy.done", "ticket.updated", "heartbeat")]
@@ -98,14 +100,15 @@ def event_rows(n: int, start: int, now: float, total: int, rng: random.Random): 
                 f'"data":{{"n":{seq},"severity":"warning","payload":"{PAYLOAD}"}}{lineage}}}'
                 ).encode()
         yield (seq, source, ident, kind, subject, at, at, corr, cause,
-               hashlib.blake2b(body, digest_size=16).digest(), body)
+               hashlib.blake2b(body, digest_size=16).digest(), body,
+               identity_key(source, ident), link_key(corr), link_key(cause))
 
 
 def fill_events(conn: sqlite3.Connection, start: int, total: int, now: float) -> None:
     rng = random.Random(start)
     columns = ("seq, source, id, type, subject, time, recvtime, correlationid, causationid,"
-               " digest, body")
-    sql = f"INSERT INTO events ({columns}) VALUES ({', '.join('?' * 11)})"
+               " digest, body, idhash, corrkey, causekey")
+    sql = f"INSERT INTO events ({columns}) VALUES ({', '.join('?' * 14)})"
     done = start
     while done < total:
         n = min(100_000, total - done)

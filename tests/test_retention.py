@@ -179,3 +179,52 @@ async def test_readers_resuming_below_the_retained_range_are_told(capped, http):
     assert orjson.loads(messages[0]["data"]) == gap
     assert messages[1]["event"] == "cloudevent"
     assert int(messages[1]["id"]) >= gap["retained_from"]
+
+
+async def test_age_and_per_type_rules(tmp_path: Path, http):
+    proc = BrokerProcess(tmp_path / "data", test_clock=True, args=[
+        "--durability", "normal", "--retention-max-age", "1h",
+        "--retention-types", "keep.*=3h, heartbeat.*=2m",
+        # Hours pass on the test clock: fewer periodic wake-ups to play through.
+        "--maintenance-interval-s", "60", "--todo-sweep-s", "60",
+        "--delivery-poll-s", "60"]).start()
+    try:
+        url = proc.url
+        kinds = ["keep.deploy", "heartbeat.ping", "plain.event"]
+        seqs = dict(zip(kinds, await publish_batch(http, url, [make_event(type=k)
+                                                                for k in kinds]), strict=True))
+
+        async def stored() -> set[str]:
+            return {e["event"]["type"] for e in await all_events(http, url)
+                    if not e["event"]["type"].startswith("opsbus.")}
+
+        await proc.advance(http, 60)
+        assert await stored() == set(kinds)
+        await proc.advance(http, 120)  # the heartbeat's 2 minutes are over
+        assert await stored() == {"keep.deploy", "plain.event"}
+        await proc.advance(http, 3600)  # the default hour
+        assert await stored() == {"keep.deploy"}
+        async with http.get(f"{url}/v1/events/{seqs['plain.event']}") as resp:
+            assert resp.status == 410
+        await proc.advance(http, 2 * 3600)
+        assert await stored() == set()
+    finally:
+        proc.stop()
+
+
+def test_retention_settings_are_checked_and_named():
+    from broker.errors import InvalidConfig
+    from broker.retention.policy import policy_of
+    from broker.settings import resolve_settings
+
+    policy = policy_of(resolve_settings({"retention_types": "a.*=1d, b=2h",
+                                         "dedupe_window": "forever"}, environ={}))
+    assert [(r.pattern, r.age_s) for r in policy.types] == [("a.*", 86400), ("b", 7200)]
+    assert policy.age_of("a.x") == 86400 and policy.age_of("ab") is None
+    assert policy.window.forever
+    for name, value in (("retention_types", "deploy.*"), ("retention_max_age", "soon"),
+                        ("dedupe_window", "0"), ("log_partition", "1s"),
+                        ("retention_max_events", "-1")):
+        with pytest.raises(InvalidConfig) as refused:
+            resolve_settings({name: value}, environ={})
+        assert name in refused.value.detail
