@@ -1,0 +1,67 @@
+"""The store's write path alone: `append_many` of random-id events, no HTTP, no routing.
+
+    .venv/bin/python bench/write_path.py [--durability off|normal|full] [--store FILE]
+
+60 transactions of 3,200 events (32 appends of 100, as a full group commit of batched
+publishers) into a fresh store, or into FILE (e.g. a pre-filled bench store). Prints
+events/s of wall time and per CPU-second of this process (the latter is steadier on a
+shared machine). Run it from two trees (PYTHONPATH=<tree>) to compare layouts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from _common import PAYLOAD, machine
+
+from broker.bus.log import canonical, digest_of
+from broker.store.sqlite import SqliteBackend
+
+RECVTIME = "2026-11-25T10:00:00.000000Z"
+
+
+async def run(path: Path, durability: str) -> None:
+    store = SqliteBackend(path, durability=durability)
+    await store.open()
+    batches = []
+    for _ in range(60):
+        items = []
+        for i in range(3200):
+            event = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "bench/write",
+                     "type": "bench.event", "subject": f"s{i % 50}",
+                     "time": "2026-11-25T10:00:00Z", "datacontenttype": "application/json",
+                     "data": {"n": i, "payload": PAYLOAD}}
+            raw = canonical(event)
+            items.append((event, raw, digest_of(raw)))
+        batches.append(items)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for items in batches:
+        async with store.transaction() as tx:
+            writes = store.events.writes(tx)
+            for at in range(0, len(items), 100):
+                await writes.append_many(items[at:at + 100], RECVTIME)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    n = 60 * 3200
+    print(f"{n:,} events, durability {durability}: {n / wall:,.0f} ev/s wall,"
+          f" {n / cpu:,.0f} ev/s per CPU-second; file {os.path.getsize(path) / 2**20:,.0f} MiB")
+    await store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--durability", default="off")
+    parser.add_argument("--store", type=Path, default=None)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    path = args.store or Path(tempfile.mkdtemp(prefix="opsbus-write-")) / "opsbus.db"
+    asyncio.run(run(path, args.durability))
+
+
+if __name__ == "__main__":
+    main()
