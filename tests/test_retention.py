@@ -212,10 +212,18 @@ async def test_age_and_per_type_rules(tmp_path: Path, http):
         proc.stop()
 
 
-def test_retention_settings_are_checked_and_named():
+def test_retention_settings_are_checked_and_named(tmp_path: Path):
     from broker.errors import InvalidConfig
     from broker.retention.policy import policy_of
     from broker.settings import resolve_settings
+
+    config = tmp_path / "opsbus.toml"
+    config.write_text('[server]\nretention_max_events = 100_000\n'
+                      'retention_types = { "deploy.*" = "365d", "heartbeat.*" = "1d" }\n')
+    from_file = policy_of(resolve_settings({"config": str(config)}, environ={}))
+    assert from_file.max_events == 100_000
+    assert [(r.pattern, r.age_s) for r in from_file.types] == [
+        ("deploy.*", 365 * 86400), ("heartbeat.*", 86400)]
 
     policy = policy_of(resolve_settings({"retention_types": "a.*=1d, b=2h",
                                          "dedupe_window": "forever"}, environ={}))
