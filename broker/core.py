@@ -23,6 +23,7 @@ from broker.filters import configure as configure_filter_limits
 from broker.filters import limits_of, use_shapes
 from broker.hub import Hub
 from broker.maintenance import StoreHousekeeping
+from broker.memory import sweep as memory_sweep
 from broker.metrics import Metrics
 from broker.metrics_core import register_core_metrics
 from broker.plugin_host import PluginHost
@@ -125,6 +126,7 @@ class Broker:
         if settings.catalog:
             use_shapes(self.catalog.conforms)
         self.retention.wire(self._wiring)
+        self._wiring.service("memory-sweep", lambda: memory_sweep(self.clock))
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Future[None]] = set()
         self.ready = False

@@ -129,6 +129,19 @@ class Conflict(OpsbusError):
     slug = "conflict"
 
 
+class TooManyRequests(OpsbusError):
+    """The caller holds as many of a bounded resource (streams) as it may; `retry_after`
+    seconds is when to try again (the `Retry-After` header)."""
+
+    status = 429
+    title = "Too many requests"
+    slug = "too-many-requests"
+
+    def __init__(self, detail: str, *, retry_after: int = 1, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
+
+
 class Unavailable(OpsbusError):
     """The broker cannot take the request now (starting, stopping, the store cannot
     commit); `retry_after` seconds is when to try again (the `Retry-After` header)."""

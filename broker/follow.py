@@ -19,6 +19,8 @@ async def follow(
     heartbeat: float | None = None,
     keep: Callable[[StoredEvent], bool] | None = None,
     direct: Callable[[list[StoredEvent]], bool] | None = None,
+    end_when_full: bool = False,
+    page: int = PAGE,
 ) -> AsyncIterator[list[StoredEvent]]:
     """Yield committed events with seq > after, in seq order, forever.
 
@@ -31,7 +33,9 @@ async def follow(
     With `direct`, a reader that has caught up is handed live events synchronously from
     the hub's fan-out instead of being woken for each commit (the cost that dominates a
     fan-out to many streams); `direct` writes them without awaiting and returns False
-    when its buffer is full, which sends the reader back to the store."""
+    when its buffer is full, which sends the reader back to the store — or, with
+    `end_when_full`, ends the iteration (the caller drops its client, which resumes by
+    seq). `page` events at most are read from the store at a time."""
     last = after
 
     def deliver(batch: list[StoredEvent]) -> bool:
@@ -45,15 +49,22 @@ async def follow(
 
     while True:
         sub = hub.subscribe(buffer)
+        sub.end_when_full = end_when_full
         try:
             while True:
-                page = await events.read(after=last, limit=PAGE)
-                if page:
-                    last = page[-1].seq
-                    chosen = [e for e in page if keep(e)] if keep else page
-                    if chosen:
-                        yield chosen
-                if len(page) < PAGE:
+                read = await events.read(after=last, limit=page)
+                count = len(read)
+                if read:
+                    last = read[-1].seq
+                    # Handed over without a local keeping it: while the caller waits
+                    # for a slow client to drain, this frame holds no page of events.
+                    chosen = [e for e in read if keep(e)] if keep else read
+                    del read
+                    box = [chosen] if chosen else []
+                    del chosen
+                    if box:
+                        yield box.pop()
+                if count < page:
                     break
             while not (sub.overflowed or sub.closed):
                 if direct is not None and sub.sink is None and not sub.pending:

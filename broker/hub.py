@@ -30,6 +30,9 @@ class Subscriber:
         self._waiter: asyncio.Future[None] | None = None
         self.sink: Callable[[list[StoredEvent]], bool] | None = None
         """Takes live batches synchronously (see `follow`); False means "full"."""
+        self.end_when_full = False
+        """A full sink ends this subscriber (its reader is dropped and resumes by seq)
+        instead of sending it back to the store."""
         self.idle_timeout: float | None = None
         self.waiting_since: float | None = None
         self.overflowed = False
@@ -49,7 +52,11 @@ class Subscriber:
                 log.exception("a live stream failed to take events; it catches up")
                 room = False
             if not room:
-                self._overflow()
+                if self.end_when_full:
+                    self.sink = None
+                    self.close()
+                else:
+                    self._overflow()
             return
         if self._count + len(batch) > self.maxsize:
             self._overflow()

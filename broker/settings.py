@@ -57,6 +57,28 @@ class Settings:
     """Events buffered per live subscriber before it falls back to reading from the store."""
     stream_write_timeout_s: float = 30.0
     """A stream client that accepts no bytes for this long is dropped (it resumes by seq)."""
+    stream_buffer_bytes: int = 256 * 1024
+    """Bytes queued for one stream client beyond what its socket accepted: a live reader
+    that falls further behind is dropped with a comment telling it to resume with
+    Last-Event-ID (it loses nothing: the log is the truth), so a stalled reader costs at
+    most this much memory, given back when it is dropped."""
+    stream_socket_buffer_bytes: int = 128 * 1024
+    """Kernel send buffer of a stream's socket (SO_SNDBUF; Linux doubles it, up to
+    net.core.wmem_max): without it the kernel grows each stalled reader's buffer to
+    megabytes. It caps a stream's rate at about this much per round trip (1.3 MB/s per
+    100 ms), far above any event stream's."""
+    max_streams: int = 1000
+    """Most open event streams (`/v1/stream`) and waiting pull receives (`wait_s` > 0)
+    together; past it a new one is refused with 503 and Retry-After."""
+    max_streams_per_principal: int = 1000
+    """Most open streams and waiting pull receives of one token (all callers are one,
+    `local`, with authentication off); past it a new one is refused with 429."""
+    max_connections: int = 10_000
+    """Most open HTTP connections; past it a new connection is answered 503 with
+    Retry-After and closed. Keep it below the process's open-file limit."""
+    keepalive_timeout_s: float = 30.0
+    """An HTTP connection idle this long (no request in progress, none sent yet) is
+    closed. Streams and waiting pull receives are not idle."""
     max_batch_commit: int = 2000
     """Most events the writer commits in one transaction."""
     scan_budget_events: int = 2000
@@ -306,7 +328,10 @@ def validate_settings(settings: Settings) -> None:
     for name in ("max_event_bytes", "max_request_bytes", "max_batch_events", "hop_limit",
                  "max_descendants",
                  "delivery_poll_s", "delivery_concurrency", "heartbeat_s", "stream_buffer",
-                 "stream_write_timeout_s", "max_batch_commit", "scan_budget_events",
+                 "stream_write_timeout_s", "stream_buffer_bytes",
+                 "stream_socket_buffer_bytes", "max_streams", "max_streams_per_principal",
+                 "max_connections", "keepalive_timeout_s",
+                 "max_batch_commit", "scan_budget_events",
                  "todo_sweep_s",
                  "wal_max_bytes", "maintenance_interval_s", "shutdown_grace_s",
                  "catalog_max_entries", "catalog_max_fields", "catalog_max_depth",

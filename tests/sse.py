@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -66,3 +67,64 @@ async def opening_id(messages: AsyncIterator[dict[str, Any]]) -> int:
                 f"the stream did not open with an id line: {msg}")
             return int(msg["id"])
     raise AssertionError("the stream ended before its opening id line")
+
+
+class RawStream:
+    """A stream read over a bare socket with a small receive buffer (HTTP/1.0, so the
+    body is the SSE text itself): a reader whose pace the test controls exactly, down
+    to not reading at all."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int, *, after: int | None = None, rcvbuf: int = 4096,
+                   headers: dict[str, str] | None = None) -> RawStream:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # Set before connecting, so the advertised window stays small.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+        query = f"?after={after}" if after is not None else ""
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        writer.write(f"GET /v1/stream{query} HTTP/1.0\r\nHost: 127.0.0.1\r\n{extra}\r\n"
+                     .encode())
+        await writer.drain()
+        return cls(reader, writer)
+
+    async def head(self) -> int:
+        """Read the response head; its status."""
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        return int(head.split()[1])
+
+    async def blocks(self) -> AsyncIterator[list[bytes]]:
+        """Each SSE block's lines, until the broker ends the stream."""
+        lines: list[bytes] = []
+        while line := await self.reader.readline():
+            line = line.rstrip(b"\r\n")
+            if line:
+                lines.append(line)
+            elif lines:
+                yield lines
+                lines = []
+
+    def close(self) -> None:
+        self.writer.transport.abort()
+
+
+async def stalled_stream(port: int, *, rcvbuf: int = 4096) -> socket.socket:
+    """A stream request on a socket nobody reads: not even into a client-side buffer
+    (an asyncio stream would keep reading up to its limit)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        await loop.sock_sendall(sock, b"GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -42,9 +42,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def run_server(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM; in-flight commits finish before the process exits."""
-    from aiohttp import web
-
     from broker.http.app import create_app
+    from broker.http.server import serve_forever
     from broker.tls import server_context
 
     logging.getLogger().setLevel(settings.log_level.upper())
@@ -53,15 +52,13 @@ def run_server(settings: Settings) -> None:
     app = create_app(settings)
     scheme = "https" if ssl_context else "http"
 
-    def announce(_: str) -> None:
+    def announce() -> None:
         print(f"opsbus listening on {scheme}://{settings.listen} (data in"
               f" {settings.data_dir})", file=sys.stderr, flush=True)
 
     # SIGTERM/SIGINT: stop listening, let in-flight requests finish for up to the grace
     # period, then stop the broker (deliveries get the same grace).
-    web.run_app(app, host=settings.host, port=settings.port, print=announce,
-                ssl_context=ssl_context, shutdown_timeout=settings.shutdown_grace_s,
-                access_log=None, handle_signals=True)
+    serve_forever(app, settings, ssl_context, announce)
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -65,9 +65,8 @@ async def load_samples(url: str, token: str | None, folder: Path) -> int:
 
 
 async def up(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from broker.http.app import create_app
+    from broker.http.server import runner_for, site_for
 
     settings = up_settings(args)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
@@ -82,11 +81,11 @@ async def up(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(settings.log_level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    runner = runner_for(create_app(settings), settings, handle_signals=False)
     await runner.setup()
     status = 0
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, shutdown_timeout=10)
+        site = site_for(runner, settings)
         try:
             await site.start()
         except OSError as exc:

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from broker.core import Broker
 from broker.http.auth import authentication, browser_guard
+from broker.http.bounds import BOUNDS, HttpBounds
 from broker.http.config_api import routes_for as config_routes
 from broker.http.problems import problems_middleware
 from broker.http.util import BROKER
@@ -37,6 +38,21 @@ ROUTE_MODULES = (
 configuration endpoints (`/v1/{kind}`) come last, so they shadow none of these."""
 
 
+def register_bound_metrics(broker: Broker, bounds: HttpBounds) -> None:
+    """What the HTTP edge's bounds hold and refuse, read at each scrape."""
+    streams, metrics = bounds.streams, broker.metrics
+    metrics.sampled("opsbus_streams_open", "Open streams and waiting pull receives"
+                    " (max_streams).", "gauge", lambda: streams.open)
+    metrics.sampled("opsbus_streams_refused_total", "Streams and pull receives refused at"
+                    " max_streams or max_streams_per_principal.", "counter",
+                    lambda: streams.refused)
+    metrics.sampled("opsbus_http_connections", "Open HTTP connections (max_connections).",
+                    "gauge", lambda: bounds.gate.open if bounds.gate else 0)
+    metrics.sampled("opsbus_connections_refused_total", "Connections answered 503 at"
+                    " max_connections.", "counter",
+                    lambda: bounds.gate.refused if bounds.gate else 0)
+
+
 def create_app(settings: Settings, broker: Broker | None = None) -> web.Application:
     """Build the application; the broker starts and stops with it."""
     the_broker = broker or Broker(settings)
@@ -46,6 +62,8 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
     app = web.Application(middlewares=middlewares,
                           client_max_size=settings.max_request_bytes)
     app[BROKER] = the_broker
+    app[BOUNDS] = bounds = HttpBounds(settings.max_streams, settings.max_streams_per_principal)
+    register_bound_metrics(the_broker, bounds)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await the_broker.start()

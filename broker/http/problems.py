@@ -25,8 +25,9 @@ def problem_response(doc: dict[str, Any], headers: dict[str, str] | None = None)
 
 
 def _retry_after(status: int, seconds: int | None) -> dict[str, str] | None:
-    """Every 503 says when to come back (a client without it retries at once, or never)."""
-    if status != 503:
+    """Every 503 and 429 says when to come back (a client without it retries at once, or
+    never)."""
+    if status not in (429, 503):
         return None
     return {"Retry-After": str(seconds if seconds is not None else DEFAULT_RETRY_AFTER_S)}
 
@@ -49,7 +50,7 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     except OpsbusError as exc:
         doc = exc.problem()
         doc.setdefault("instance", request.path)
-        retry = getattr(exc, "retry_after", None) if exc.status == 503 else None
+        retry = getattr(exc, "retry_after", None)
         headers = _retry_after(exc.status, retry)
         if exc.status == 401:
             headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="opsbus"'}

@@ -2,27 +2,62 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 
 import orjson
 from aiohttp import HttpVersion11, web
 
+from broker.auth.principal import principal_of
 from broker.bus.log import StoredEvent
 from broker.clock import Clock
+from broker.core import Broker
 from broker.errors import BadRequest
+from broker.filters import Filter
 from broker.follow import follow
+from broker.http.bounds import bounds_of
 from broker.http.events import retention_gap
 from broker.http.filters import request_filter, warnings_header
 from broker.http.util import broker_of
+from broker.memory import release_soon, release_when_flushed
 from broker.metrics_core import SSE_READERS, STREAM_DROPS
 from broker.numbers import NumberError, whole_number
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
 
-DIRECT_HIGH_WATER = 256 * 1024
-"""Bytes queued on a stream's socket beyond which live events stop being written from
-the fan-out and the stream catches up with awaited (back-pressured) writes instead."""
+CLOSED_CHECK_S = 1.0
+"""Longest an idle stream whose client has gone keeps its slot (max_streams)."""
+
+CATCH_UP_PAGE = 100
+"""Events read from the log at a time by a stream catching up: the most a reader
+waiting for its socket to drain holds beside the bytes queued for it."""
+
+
+class SharedFrames:
+    """The bytes of the batch being fanned out, framed once for every stream that
+    writes it whole (no filter): the hub hands all of them the same list, and 500
+    streams would otherwise each join and frame their own copy."""
+
+    def __init__(self) -> None:
+        self._batch: list[StoredEvent] | None = None
+        self._bytes: dict[bool, bytes] = {}
+
+    def framed(self, batch: list[StoredEvent], chunked: bool) -> bytes:
+        if batch is not self._batch:
+            self._batch = batch  # held, so its id cannot be reused by another list
+            self._bytes = {}
+        data = self._bytes.get(chunked)
+        if data is None:
+            data = b"".join(e.sse_frame() for e in batch)
+            if chunked:
+                data = b"%x\r\n%b\r\n" % (len(data), data)
+            self._bytes[chunked] = data
+        return data
+
+
+LIVE_FRAMES = SharedFrames()
 
 
 def resume_point(request: web.Request, head: int) -> int:
@@ -87,6 +122,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
     broker = broker_of(request)
     flt = await request_filter(request)
     after = resume_point(request, broker.hub.head)
+    with bounds_of(request).streams.hold(principal_of(request).name):
+        return await _stream(request, broker, flt, after)
+
+
+async def _stream(request: web.Request, broker: Broker, flt: Filter | None, after: int
+                  ) -> web.StreamResponse:
     settings = broker.settings
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream",
@@ -97,6 +138,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
     chunked = request.version >= HttpVersion11
     if chunked:
         response.enable_chunked_encoding()
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is not None:
+        with contextlib.suppress(OSError):  # not a TCP socket (tests, other transports)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                            settings.stream_socket_buffer_bytes)
     await response.prepare(request)
     # The opening block names the point the stream starts after as its `id`: a client
     # that reconnects before its first event (an EventSource sends Last-Event-ID from
@@ -112,43 +158,79 @@ async def stream(request: web.Request) -> web.StreamResponse:
     clock = broker.clock
     watchdog = StalledWriteWatchdog(request, settings.stream_write_timeout_s, clock)
     transport = request.transport
+    limit = settings.stream_buffer_bytes
+    behind = False
 
-    def write_now(data: bytes) -> bool:
-        """Write without awaiting (framed as the response's chunked body); False when
-        the socket buffer is full, so the caller falls back to awaited writes."""
+    def frame(data: bytes) -> bytes:
+        return b"%x\r\n%b\r\n" % (len(data), data) if chunked else data
+
+    def drop() -> None:
+        """The reader fell too far behind: what is queued is all it costs. It gets a
+        last comment and the end of the body once it reads them, and is cut off if it
+        does not within stream_write_timeout_s; it resumes by Last-Event-ID."""
+        nonlocal behind
+        behind = True
         if transport is None or transport.is_closing():
-            return False
-        transport.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
-        return transport.get_write_buffer_size() < DIRECT_HIGH_WATER
+            return
+        transport.write(frame(b": opsbus: this reader fell more than %d bytes behind"
+                              b" (stream_buffer_bytes) and is dropped; reconnect with"
+                              b" Last-Event-ID to resume\n\n" % limit)
+                        + (b"0\r\n\r\n" if chunked else b""))
+        transport.close()
+        release_when_flushed(transport)
+        clock.call_later(settings.stream_write_timeout_s, cut_off)
+
+    def cut_off() -> None:
+        if transport is not None:
+            transport.abort()  # nothing if the client read to the end and it closed
+        release_soon()
 
     def direct(batch: list[StoredEvent]) -> bool:
-        return write_now(b"".join(e.sse_frame() for e in batch))
+        """Write a live batch without awaiting (this runs inside the hub's fan-out);
+        False, and the reader dropped, once more than stream_buffer_bytes are queued."""
+        if transport is None or transport.is_closing():
+            return False
+        # Unfiltered streams are handed the hub's own batch: its bytes are shared.
+        transport.write(LIVE_FRAMES.framed(batch, chunked) if keep is None
+                        else frame(b"".join(e.sse_frame() for e in batch)))
+        if transport.get_write_buffer_size() <= limit:
+            return True
+        drop()
+        return False
 
     quiet_since = clock.monotonic()
     # Woken at least this often even when idle: to send heartbeats, and to notice a
-    # connection the watchdog closed while live events were flowing without awaits.
-    tick = min(settings.heartbeat_s, settings.stream_write_timeout_s / 2)
+    # connection the client or the watchdog closed (its stream slot is given back then).
+    tick = min(settings.heartbeat_s, settings.stream_write_timeout_s / 2, CLOSED_CHECK_S)
     readers = broker.metrics.gauge(*SSE_READERS)
     readers.inc()
     try:
         async for batch in follow(broker.store.events, broker.hub, after,
                                   buffer=settings.stream_buffer, heartbeat=tick, keep=keep,
-                                  direct=direct):
+                                  direct=direct, end_when_full=True, page=CATCH_UP_PAGE):
             if not batch:
                 if transport is None or transport.is_closing():
                     break
                 if clock.monotonic() - quiet_since < settings.heartbeat_s:
                     continue
             chunk = b"".join(e.sse_frame() for e in batch) if batch else b": heartbeat\n\n"
+            del batch  # a slow reader holds the bytes queued for it, not the events
             quiet_since = clock.monotonic()
+            if transport is None or transport.is_closing():
+                break
+            transport.write(frame(chunk))
+            del chunk
+            # Catching up from the log: the next page is read once this one has left.
             with watchdog:
-                await response.write(chunk)
+                await request.writer.drain()
     except (ConnectionResetError, ConnectionError):
         pass  # the client went away (or the watchdog closed it); it resumes by seq
     finally:
         readers.dec()
         watchdog.cancel()
-        if watchdog.fired:
-            log.info("dropped a stream client that stopped reading")
+        release_soon()  # what was queued for this reader is freed as its connection ends
+        if watchdog.fired or behind:
+            log.info("dropped a stream client that %s", "fell behind" if behind
+                     else "stopped reading")
             broker.metrics.counter(*STREAM_DROPS).inc()
     return response

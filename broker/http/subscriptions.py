@@ -3,12 +3,15 @@ Create, replace and delete go through the generic configuration endpoints."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from aiohttp import web
 
+from broker.auth.principal import principal_of
 from broker.delivery.service import DeliveryService
 from broker.errors import BadRequest
+from broker.http.bounds import bounds_of
 from broker.http.todos import operator_of
 from broker.http.util import broker_of, id_param, int_param, json_response, read_object
 from broker.timeutil import parse_duration
@@ -86,9 +89,14 @@ async def receive(request: web.Request) -> web.Response:
     count = body.get("max", 10)
     if isinstance(count, bool) or not isinstance(count, int):
         raise BadRequest("max must be an integer", field="max")
-    messages = await service.pull.receive(
-        sub, max_messages=count, wait_s=seconds(body, "wait_s", 0.0) or 0.0,
-        lease_s=seconds(body, "lease_s", None))
+    wait_s = seconds(body, "wait_s", 0.0) or 0.0
+    # A receive that waits holds its connection like a stream does, and counts as one.
+    slot: AbstractContextManager[None] = (
+        bounds_of(request).streams.hold(principal_of(request).name) if wait_s > 0
+        else nullcontext())
+    with slot:
+        messages = await service.pull.receive(
+            sub, max_messages=count, wait_s=wait_s, lease_s=seconds(body, "lease_s", None))
     return json_response(messages)
 
 
