@@ -46,6 +46,9 @@ def register_bound_metrics(broker: Broker, bounds: HttpBounds) -> None:
     metrics.sampled("opsbus_streams_refused_total", "Streams and pull receives refused at"
                     " max_streams or max_streams_per_principal.", "counter",
                     lambda: streams.refused)
+    metrics.sampled("opsbus_streams_behind", "Streams whose live events wait for the"
+                    " client to read (dropped past stream_buffer_bytes).", "gauge",
+                    lambda: streams.behind)
     metrics.sampled("opsbus_http_connections", "Open HTTP connections (max_connections).",
                     "gauge", lambda: bounds.gate.open if bounds.gate else 0)
     metrics.sampled("opsbus_connections_refused_total", "Connections answered 503 at"

@@ -34,6 +34,8 @@ class StreamSlots:
         self.total = total
         self.per_principal = per_principal
         self.refused = 0
+        self.behind = 0
+        """Streams whose live events wait for their socket to drain right now."""
         self._held: Counter[str] = Counter()
         self._count = 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -16,7 +17,7 @@ from broker.core import Broker
 from broker.errors import BadRequest
 from broker.filters import Filter
 from broker.follow import follow
-from broker.http.bounds import bounds_of
+from broker.http.bounds import StreamSlots, bounds_of
 from broker.http.events import retention_gap
 from broker.http.filters import request_filter, warnings_header
 from broker.http.util import broker_of
@@ -26,6 +27,10 @@ from broker.numbers import NumberError, whole_number
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
+
+SOCKET_HIGH_WATER = 64 * 1024
+"""Bytes queued on a stream's socket beyond which live events wait, shared, in the
+stream's pending list rather than being copied into the socket's buffer."""
 
 CLOSED_CHECK_S = 1.0
 """Longest an idle stream whose client has gone keeps its slot (max_streams)."""
@@ -122,12 +127,13 @@ async def stream(request: web.Request) -> web.StreamResponse:
     broker = broker_of(request)
     flt = await request_filter(request)
     after = resume_point(request, broker.hub.head)
-    with bounds_of(request).streams.hold(principal_of(request).name):
-        return await _stream(request, broker, flt, after)
+    slots = bounds_of(request).streams
+    with slots.hold(principal_of(request).name):
+        return await _stream(request, broker, slots, flt, after)
 
 
-async def _stream(request: web.Request, broker: Broker, flt: Filter | None, after: int
-                  ) -> web.StreamResponse:
+async def _stream(request: web.Request, broker: Broker, slots: StreamSlots,
+                  flt: Filter | None, after: int) -> web.StreamResponse:
     settings = broker.settings
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream",
@@ -160,9 +166,21 @@ async def _stream(request: web.Request, broker: Broker, flt: Filter | None, afte
     transport = request.transport
     limit = settings.stream_buffer_bytes
     behind = False
+    # Live bytes waiting for the socket to drain: the very bytes objects every stream
+    # of the fan-out shares, so a reader that falls behind holds references, not copies.
+    pending: list[bytes] = []
+    pending_bytes = 0
+    flusher: asyncio.Task[None] | None = None
 
     def frame(data: bytes) -> bytes:
         return b"%x\r\n%b\r\n" % (len(data), data) if chunked else data
+
+    def clear_pending() -> None:
+        nonlocal pending_bytes
+        if pending:
+            pending.clear()
+            slots.behind -= 1
+        pending_bytes = 0
 
     def drop() -> None:
         """The reader fell too far behind: what is queued is all it costs. It gets a
@@ -170,6 +188,9 @@ async def _stream(request: web.Request, broker: Broker, flt: Filter | None, afte
         does not within stream_write_timeout_s; it resumes by Last-Event-ID."""
         nonlocal behind
         behind = True
+        clear_pending()
+        if flusher is not None:
+            flusher.cancel()
         if transport is None or transport.is_closing():
             return
         transport.write(frame(b": opsbus: this reader fell more than %d bytes behind"
@@ -185,15 +206,40 @@ async def _stream(request: web.Request, broker: Broker, flt: Filter | None, afte
             transport.abort()  # nothing if the client read to the end and it closed
         release_soon()
 
+    async def flush() -> None:
+        """Hand pending live bytes to the socket as it drains."""
+        nonlocal flusher
+        try:
+            while pending and transport is not None and not transport.is_closing():
+                await request.writer.drain()
+                data = b"".join(pending)
+                clear_pending()
+                transport.write(data)
+        except ConnectionError:
+            pass  # the client went away; the stream ends on its next tick
+        finally:
+            flusher = None
+
     def direct(batch: list[StoredEvent]) -> bool:
         """Write a live batch without awaiting (this runs inside the hub's fan-out);
-        False, and the reader dropped, once more than stream_buffer_bytes are queued."""
+        False, and the reader dropped, once more than stream_buffer_bytes wait for it."""
+        nonlocal flusher, pending_bytes
         if transport is None or transport.is_closing():
             return False
         # Unfiltered streams are handed the hub's own batch: its bytes are shared.
-        transport.write(LIVE_FRAMES.framed(batch, chunked) if keep is None
-                        else frame(b"".join(e.sse_frame() for e in batch)))
-        if transport.get_write_buffer_size() <= limit:
+        data = (LIVE_FRAMES.framed(batch, chunked) if keep is None
+                else frame(b"".join(e.sse_frame() for e in batch)))
+        queued = transport.get_write_buffer_size()
+        if not pending and queued <= SOCKET_HIGH_WATER:
+            transport.write(data)
+            return True
+        if not pending:
+            slots.behind += 1
+        pending.append(data)
+        pending_bytes += len(data)
+        if queued + pending_bytes <= limit:
+            if flusher is None:
+                flusher = asyncio.get_running_loop().create_task(flush())
             return True
         drop()
         return False
@@ -211,7 +257,7 @@ async def _stream(request: web.Request, broker: Broker, flt: Filter | None, afte
             if not batch:
                 if transport is None or transport.is_closing():
                     break
-                if clock.monotonic() - quiet_since < settings.heartbeat_s:
+                if pending or clock.monotonic() - quiet_since < settings.heartbeat_s:
                     continue
             chunk = b"".join(e.sse_frame() for e in batch) if batch else b": heartbeat\n\n"
             del batch  # a slow reader holds the bytes queued for it, not the events
@@ -226,6 +272,9 @@ async def _stream(request: web.Request, broker: Broker, flt: Filter | None, afte
     except (ConnectionResetError, ConnectionError):
         pass  # the client went away (or the watchdog closed it); it resumes by seq
     finally:
+        if flusher is not None:
+            flusher.cancel()
+        clear_pending()
         readers.dec()
         watchdog.cancel()
         release_soon()  # what was queued for this reader is freed as its connection ends

@@ -1,12 +1,14 @@
 """500 stalled SSE readers: what they cost the broker is bounded, good readers keep their
 pace, and the memory comes back once they are gone.
 
-A stalled reader sends its request and never reads. Each costs the broker at most
-`stream_buffer_bytes` of queued bytes (plus the batch that crossed it and the
-connection's own objects) before it is dropped with a note to resume by Last-Event-ID;
-its kernel buffer is capped by `stream_socket_buffer_bytes`. Figures are measured in the
-run, against a baseline taken in the same run before and after the stalled readers
-(the larger of the two p99s), so a slow or noisy machine weighs on both alike.
+A stalled reader sends its request and never reads. Once its socket is full (the kernel
+buffer, capped by `stream_socket_buffer_bytes`, then 64 KiB queued in the process), the
+live events it misses wait as references to bytes every stream shares; past
+`stream_buffer_bytes` of them it is dropped with a note to resume by Last-Event-ID.
+
+Figures are measured in the run, against a baseline taken in the same run before and
+after the stalled readers (the larger of the two p99s), so a slow or noisy machine
+weighs on both alike.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import aiohttp
 import orjson
 import pytest
 
+from broker.http.stream import SOCKET_HIGH_WATER
 from broker.settings import Settings
 from tests.broker_process import BrokerProcess
 from tests.conftest import BATCH, make_event
@@ -37,15 +40,21 @@ busy machine spoils one round's samples, so many rounds keep p99 about the broke
 BASELINE_ROUNDS = 600
 MIB = 1024 * 1024
 
-PER_STALLED_READER = (Settings.stream_buffer_bytes  # queued bytes before the drop
+PER_STALLED_READER = (SOCKET_HIGH_WATER  # copied into its socket's buffer
                       + EVENTS_PER_ROUND * (PAD + 400)  # the batch that crossed the line
                       + 64 * 1024)  # the connection, its request and its stream objects
-"""The documented cost of one stalled reader (docs/operations.md, "Limits")."""
-CEILING_SLACK = 16 * MIB
-"""Beyond the readers' cost: what the broker itself allocates during the run."""
+"""The documented cost of one stalled reader (docs/operations.md, "Limits"); the live
+events it is behind on are shared with every other reader (one copy, at most
+stream_buffer_bytes, counted once in the ceiling)."""
+CEILING_SLACK = Settings.stream_buffer_bytes + 16 * MIB
+"""Beyond the readers' own cost: the shared pending events, and what the broker itself
+allocates during the run."""
 RETURN_MARGIN = 0.25
-"""After the stalled readers are gone, RSS is back within this share of what they
-added (at least 16 MiB): Python's small-object allocator keeps some freed arenas."""
+RETURN_FLOOR = 24 * MIB
+"""After the stalled readers are gone, RSS is back within RETURN_MARGIN of what they
+added, or RETURN_FLOOR, whichever is more: Python's small-object allocator keeps some
+freed arenas, and the store's caches grow with the events published meanwhile
+(about 13 MiB above the baseline is what this run usually ends at)."""
 
 
 def rss_bytes(pid: int) -> int:
@@ -174,16 +183,25 @@ async def test_stalled_readers_cost_a_bounded_buffer_and_give_it_back(broker, ca
             opened_rss = rss_bytes(pid)
             drops_before = await metric(http, broker.url, "opsbus_stream_drops_total")
 
+            # Until the stalled readers' sockets are full, writing to them costs what
+            # writing to any reader costs (500 sockets taking bytes): that cost is
+            # reported, not held against them.
             good.latencies.clear()
             peak = 0
+            fill_rounds = 0
+            while await metric(http, broker.url, "opsbus_streams_behind") < STALLED:
+                peak = max(peak, await rounds(http, broker.url, good, 10, pid))
+                fill_rounds += 10
+                assert fill_rounds < 2000, "the stalled readers' sockets never filled"
+            fill_p99 = p99(good.latencies)
+            # Stalled: their live events wait for them, until each is dropped.
+            good.latencies.clear()
             stalled_rounds = 0
-            # Publish until every stalled reader has fallen behind by its whole buffer
-            # and been dropped, and at least as many rounds as the baseline.
             while stalled_rounds < BASELINE_ROUNDS or await metric(
                     http, broker.url, "opsbus_stream_drops_total") < drops_before + STALLED:
                 peak = max(peak, await rounds(http, broker.url, good, 10, pid))
                 stalled_rounds += 10
-                assert stalled_rounds < 2000, "the stalled readers were never dropped"
+                assert stalled_rounds < 4000, "the stalled readers were never dropped"
             stalled_p99 = p99(good.latencies)
             samples = len(good.latencies)
 
@@ -195,7 +213,7 @@ async def test_stalled_readers_cost_a_bounded_buffer_and_give_it_back(broker, ca
                 return await metric(http, broker.url, "opsbus_streams_open") <= GOOD
             await until(all_closed, "the stalled streams to end")
             growth = max(0, peak - baseline_rss)
-            allowed_after = baseline_rss + max(16 * MIB, RETURN_MARGIN * growth)
+            allowed_after = baseline_rss + max(RETURN_FLOOR, RETURN_MARGIN * growth)
 
             async def returned() -> bool:
                 return rss_bytes(pid) <= allowed_after
@@ -215,8 +233,9 @@ async def test_stalled_readers_cost_a_bounded_buffer_and_give_it_back(broker, ca
                       f" peak {peak / MIB:.0f} MiB (ceiling {ceiling / MIB:.0f} MiB),"
                       f" after they are gone {after_rss / MIB:.0f} MiB"
                       f" (allowed {allowed_after / MIB:.0f} MiB); good readers' p99"
-                      f" {before_p99:.1f} ms before, {stalled_p99:.1f} ms with stalled"
-                      f" readers ({samples} samples, {stalled_rounds} rounds),"
+                      f" {before_p99:.1f} ms before, {fill_p99:.1f} ms while their"
+                      f" sockets filled ({fill_rounds} rounds), {stalled_p99:.1f} ms with"
+                      f" them stalled ({samples} samples, {stalled_rounds} rounds),"
                       f" {after_p99:.1f} ms after")
             assert peak <= ceiling
             assert stalled_p99 <= 2 * baseline_p99
