@@ -4,6 +4,8 @@ graceful stop on SIGTERM/SIGINT (what `web.run_app` does, with the gate in front
 from __future__ import annotations
 
 import asyncio
+import logging
+import resource
 import ssl
 from collections.abc import Callable
 from contextlib import suppress
@@ -13,6 +15,11 @@ from aiohttp.web_runner import GracefulExit
 
 from broker.http.bounds import BOUNDS, GatedSite
 from broker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FILE_RESERVE = 256
+"""Open files the broker needs beside its connections (store, logs, plugins, outbound)."""
 
 
 def runner_for(app: web.Application, settings: Settings, *, handle_signals: bool
@@ -27,6 +34,12 @@ def runner_for(app: web.Application, settings: Settings, *, handle_signals: bool
 def site_for(runner: web.AppRunner, settings: Settings,
              ssl_context: ssl.SSLContext | None = None) -> GatedSite:
     """The listening site on settings.listen, at most max_connections open."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < settings.max_connections + FILE_RESERVE:
+        # Past the open-file limit accept() fails before the gate can answer 503.
+        log.warning("max_connections is %d but the open-file limit is %d: raise it"
+                    " (ulimit -n, LimitNOFILE=) to at least %d", settings.max_connections,
+                    soft, settings.max_connections + FILE_RESERVE)
     return GatedSite(runner, settings.host, settings.port, limit=settings.max_connections,
                      bounds=runner.app[BOUNDS], ssl_context=ssl_context)
 

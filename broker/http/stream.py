@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections import deque
 
 import orjson
 from aiohttp import HttpVersion11, web
@@ -168,19 +169,26 @@ async def _stream(request: web.Request, broker: Broker, slots: StreamSlots,
     behind = False
     # Live bytes waiting for the socket to drain: the very bytes objects every stream
     # of the fan-out shares, so a reader that falls behind holds references, not copies.
-    pending: list[bytes] = []
+    pending: deque[bytes] = deque()
     pending_bytes = 0
     flusher: asyncio.Task[None] | None = None
 
     def frame(data: bytes) -> bytes:
         return b"%x\r\n%b\r\n" % (len(data), data) if chunked else data
 
+    waiting = False  # counted in opsbus_streams_behind
+
+    def set_waiting(now: bool) -> None:
+        nonlocal waiting
+        if now != waiting:
+            slots.behind += 1 if now else -1
+            waiting = now
+
     def clear_pending() -> None:
         nonlocal pending_bytes
-        if pending:
-            pending.clear()
-            slots.behind -= 1
+        pending.clear()
         pending_bytes = 0
+        set_waiting(False)
 
     def drop() -> None:
         """The reader fell too far behind: what is queued is all it costs. It gets a
@@ -207,14 +215,21 @@ async def _stream(request: web.Request, broker: Broker, slots: StreamSlots,
         release_soon()
 
     async def flush() -> None:
-        """Hand pending live bytes to the socket as it drains."""
-        nonlocal flusher
+        """Hand pending live bytes to the socket as it drains, at most
+        SOCKET_HIGH_WATER at a time (a reader that stalls now holds no more copied)."""
+        nonlocal flusher, pending_bytes
         try:
             while pending and transport is not None and not transport.is_closing():
                 await request.writer.drain()
-                data = b"".join(pending)
-                clear_pending()
-                transport.write(data)
+                parts: list[bytes] = []
+                size = 0
+                while pending and size < SOCKET_HIGH_WATER:
+                    parts.append(pending.popleft())
+                    size += len(parts[-1])
+                pending_bytes -= size
+                if not pending:
+                    clear_pending()
+                transport.write(b"".join(parts))
         except ConnectionError:
             pass  # the client went away; the stream ends on its next tick
         finally:
@@ -233,8 +248,7 @@ async def _stream(request: web.Request, broker: Broker, slots: StreamSlots,
         if not pending and queued <= SOCKET_HIGH_WATER:
             transport.write(data)
             return True
-        if not pending:
-            slots.behind += 1
+        set_waiting(True)
         pending.append(data)
         pending_bytes += len(data)
         if queued + pending_bytes <= limit:
