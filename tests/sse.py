@@ -10,6 +10,8 @@ from typing import Any
 
 import aiohttp
 
+from tests.broker_process import AUTH
+
 
 async def read_sse(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
     """Yield {"id", "event", "data", "comment"} per dispatched SSE message or comment, and
@@ -88,7 +90,7 @@ class RawStream:
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
         reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
         query = f"?after={after}" if after is not None else ""
-        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        extra = "".join(f"{k}: {v}\r\n" for k, v in {**AUTH, **(headers or {})}.items())
         writer.write(f"GET /v1/stream{query} HTTP/1.0\r\nHost: 127.0.0.1\r\n{extra}\r\n"
                      .encode())
         await writer.drain()
@@ -123,7 +125,9 @@ async def stalled_stream(port: int, *, rcvbuf: int = 4096) -> socket.socket:
     loop = asyncio.get_running_loop()
     try:
         await loop.sock_connect(sock, ("127.0.0.1", port))
-        await loop.sock_sendall(sock, b"GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        auth = "".join(f"{k}: {v}\r\n" for k, v in AUTH.items()).encode()
+        await loop.sock_sendall(sock, b"GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n"
+                                % auth)
     except BaseException:
         sock.close()
         raise

@@ -27,7 +27,7 @@ import pytest
 
 from broker.http.stream import SOCKET_HIGH_WATER
 from broker.settings import Settings
-from tests.broker_process import BrokerProcess
+from tests.broker_process import AUTH, BrokerProcess
 from tests.conftest import BATCH, make_event
 from tests.sse import opening_id, read_sse, stalled_stream
 
@@ -164,7 +164,8 @@ async def test_stalled_readers_cost_a_bounded_buffer_and_give_it_back(broker, ca
     pid = broker.proc.pid
     stalled: list[socket.socket] = []
     good = GoodReaders()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                     headers=AUTH) as http:
         try:
             await good.start(http, broker.url)
             await rounds(http, broker.url, good, BASELINE_ROUNDS // 2, pid)  # warm-up
