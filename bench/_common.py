@@ -86,7 +86,10 @@ def wrk(url: str, script: str, *, connections: int = 32, seconds: int = 10,
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(script)
     out = subprocess.run(
-        [WRK, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", fh.name, url],
+        # A long timeout: on a loaded machine a batched request can take seconds, and
+        # wrk's default (2 s) would count those as not done at all.
+        [WRK, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s",
+         "-s", fh.name, url],
         capture_output=True, text=True, check=True,
     ).stdout
     os.unlink(fh.name)
