@@ -226,3 +226,21 @@ def test_an_embedded_emitter_refuses_a_reserved_type() -> None:
         CallEmitter("http://127.0.0.1:9", name="billing", event_type="opsbus.api.x.call")
     with pytest.raises(ValueError, match="broker's own"):
         CallEmitter("http://127.0.0.1:9", name="billing", source="opsbus/proxy")
+
+
+async def test_only_an_administrator_may_restore(secured, http, bare) -> None:
+    from tests.security.support import call as call_as
+    from tests.security.support import make_token
+
+    publisher = await make_token(http, secured, "restorer-without-admin", "publish", "read")
+    forged = make_event(**FORGED)
+    status, problem, _ = await call_as(bare, "POST", secured.url + "/v1/events", publisher,
+                                       data=json.dumps(forged).encode(),
+                                       headers={**STRUCTURED, "Opsbus-Restore": "true"})
+    assert status == 403 and "admin" in problem["detail"], problem
+    assert problem.get("scope") == "admin", problem
+    admin = await make_token(http, secured, "restorer-admin", "admin")
+    status, answer, _ = await call_as(bare, "POST", secured.url + "/v1/events", admin,
+                                      data=json.dumps(forged).encode(),
+                                      headers={**STRUCTURED, "Opsbus-Restore": "true"})
+    assert status == 201, answer
