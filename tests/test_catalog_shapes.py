@@ -75,3 +75,15 @@ def test_flushes_add_up():
     assert both.count == 5 and both.events == 5 and both.gap_s == 5.0
     assert both.fields == {"data.x": FieldStat(("integer", "string"), 3),
                            "data.y": FieldStat(("null",), 3)}
+
+
+def test_entries_another_process_stored_are_adopted_not_overwritten():
+    tracker = Tracker(CatalogSettings())
+    tracker.observe([stored(1, {"a": 1})], 1.0)
+    mine = tracker.entry("s", "t")
+    theirs = CatalogEntry("other", "u", T0, T0, 7, 2, 3.0, 0.5, False, 7,
+                          {"data": FieldStat(("object",), 7)})
+    stale = CatalogEntry("s", "t", T0, T0, 99, 1, None, 0.0, False, 0, {})
+    tracker.adopt([theirs, stale])
+    assert tracker.entry("other", "u") == theirs
+    assert tracker.entry("s", "t") == mine

@@ -120,6 +120,10 @@ class Catalog:
             self._drifts.extend(silent)
             if self._drifts or self.tracker.pending():
                 await self._write_now()
+            try:  # what other processes sharing the store catalogued
+                self.tracker.adopt(await self.repo.entries())
+            except Exception:  # a store hiccup must not end the loop: next round
+                log.exception("could not read the stored catalog")
 
     async def flush(self) -> None:
         """Write what is pending (at stop, before the writer drains)."""

@@ -131,6 +131,14 @@ class Tracker:
         for entry in entries:
             self._entries[(entry.source, entry.type)] = _live_from(entry)
 
+    def adopt(self, entries: Iterable[CatalogEntry]) -> None:
+        """Take the stored entries this process has not seen itself (other processes
+        sharing the store ingested them)."""
+        for entry in entries:
+            key = (entry.source, entry.type)
+            if key not in self._entries and len(self._entries) < self.settings.max_entries:
+                self._entries[key] = _live_from(entry)
+
     def __len__(self) -> int:
         return len(self._entries)
 
