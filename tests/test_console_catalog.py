@@ -13,7 +13,7 @@ from textual.widgets import DataTable
 from console.app import OpsbusConsole
 from console.models.catalog import row_key
 from console.screens.catalog import REFRESH_S, CatalogScreen
-from tests.broker_process import BrokerProcess
+from tests.broker_process import ADMIN_TOKEN, BrokerProcess
 from tests.console_support import event, in_thread, publish, until, write_config
 
 LEARN = 2
@@ -40,7 +40,7 @@ async def test_catalog_lists_shapes_and_follows_drift(catalog_broker: BrokerProc
     await in_thread(publish, url, [event(n, type="deploy.finished") for n in range(LEARN)])
     await in_thread(publish, url, [{**event(10 + n, type="backup.done"),
                                     "data": {"ok": True, "bytes": n}} for n in range(3)])
-    app = OpsbusConsole(url, operator="ana")
+    app = OpsbusConsole(url, token=ADMIN_TOKEN, operator="ana")
     async with app.run_test(size=(160, 40)) as pilot:
         await pilot.press("6")
         screen = app.screen
