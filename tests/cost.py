@@ -4,6 +4,7 @@ wall-clock bound would flake; how fast things are is the benchmarks' business.""
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable
 from types import FrameType
@@ -19,6 +20,11 @@ def calls(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int, Any]:
         if event == "call":
             count += 1
 
+    # Garbage left by earlier code would be collected in the middle and its finalizers
+    # (sockets, transports) counted: collect it first, and hold collection meanwhile.
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
     previous = sys.getprofile()
     sys.setprofile(profile)
     try:
@@ -27,4 +33,6 @@ def calls(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int, Any]:
         result = exc
     finally:
         sys.setprofile(previous)
+        if enabled:
+            gc.enable()
     return count, result

@@ -14,6 +14,7 @@ from broker.filters import (
     compile_filter,
     compile_sql,
 )
+from broker.filters.expression import clear_cache
 from broker.filters.functions import MAX_STRING
 from broker.settings import resolve_settings
 from tests.cost import calls
@@ -67,10 +68,12 @@ def test_a_filter_at_the_limits_compiles(spec: Any) -> None:
 def test_limits_stop_the_parser_early() -> None:
     # Work is counted in Python calls (a busy machine cannot change it): a filter twice as
     # long costs the same, so the parser stopped where the limit is, not at the end.
+    # Named limits and no cached compiles: counts that do not depend on earlier tests.
+    clear_cache()
     for text, setting in ((HUGE_OR, "filter_max_length"), (HUGE_IN, "filter_max_length")):
-        cost, caught = calls(compile_filter, text)
+        cost, caught = calls(compile_filter, text, limits=DEFAULT_LIMITS)
         assert isinstance(caught, FilterTooLarge) and caught.extra["setting"] == setting
-        doubled, _ = calls(compile_filter, text + " OR " + text)
+        doubled, _ = calls(compile_filter, text + " OR " + text, limits=DEFAULT_LIMITS)
         assert cost == doubled and cost < 100, (cost, doubled)  # refused before reading it
     # With room for the text, the node and IN limits stop the parser at the first element
     # over them: the cost is that of the limit, not of the filter.
@@ -96,7 +99,8 @@ def test_a_filter_just_under_the_limits_compiles_and_evaluates_within_a_bound() 
     assert len(text) <= limits.max_length
     # Bounded work, counted in Python calls: compiling costs a few calls per node, and
     # evaluating visits each node at most a few times.
-    compiled, flt = calls(compile_filter, text)
+    clear_cache()
+    compiled, flt = calls(compile_filter, text, limits=limits)
     event = {"specversion": "1.0", "id": "1", "source": "s", "type": "t", "subject": "none"}
     evaluated, matched = calls(flt.matches, event)
     assert matched is False
