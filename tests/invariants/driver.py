@@ -432,7 +432,7 @@ class Driver:
         self.ledger.kills.append(time.monotonic())
         self.broker.kill()
         await asyncio.gather(*tasks)
-        await asyncio.to_thread(self.broker.start)
+        await asyncio.to_thread(self.broker.start, scenario.START_TIMEOUT_S)
         self.gate.up.set()
         self.ledger.notes.append(f"SIGKILL and restart at op {self.ledger.operations}")
 

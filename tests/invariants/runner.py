@@ -136,7 +136,7 @@ async def run_seed(seed: int, operations: int, workdir: Path, *, replicas: int =
     rng = random.Random(f"{seed}/clients")
     try:
         for peer in peers:
-            await asyncio.to_thread(peer.start)
+            await asyncio.to_thread(peer.start, scenario.START_TIMEOUT_S)
         gate.up.set()
         async with aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, force_close=False),

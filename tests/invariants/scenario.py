@@ -13,6 +13,9 @@ HOOK_TIMEOUT_S = 3.0
 """Webhook timeout: a `hang` receiver never answers within it, and it is ten times the
 slowest `slow` answer, so a 2xx a receiver wrote is a 2xx the broker read in time."""
 PULL_LEASE_S = 1.0
+START_TIMEOUT_S = 120.0
+"""How long a broker may take to become ready (a deadline, not a wait): start-up is not
+what a run checks, and three replicas starting on a loaded two-core machine are slow."""
 
 QUEUES = """
 [[queues]]
