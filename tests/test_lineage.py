@@ -126,8 +126,8 @@ async def get(http: Any, url: str, path: str, **params: str) -> Any:
 
 async def test_events_over_the_hop_limit_are_stored_not_routed_and_reported(served, http):
     url = served.url
-    async with http.put(url + "/v1/routes/all-loop-tests", data=orjson.dumps({
-            "filter": {"exact": {"source": "tests/loop"}}, "targets": ["plugin:none"]})) as r:
+    async with http.put(url + "/v1/routes/all-loop-tests", json={
+            "filter": {"exact": {"source": "tests/loop"}}, "targets": ["plugin:none"]}) as r:
         assert r.status in (200, 201)
     root = make_event(source="tests/loop", id="root")
     hop1 = make_event(source="tests/loop", id="hop1", causationid="root", hopcount=1)
