@@ -28,35 +28,37 @@ DEFAULT_WAL_MAX_BYTES = 64 * 1024 * 1024
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
-CONSISTENCY_CHECKS: tuple[tuple[str, str], ...] = (
+CONSISTENCY_CHECKS: tuple[tuple[str, int, str], ...] = (
     # Resolved items may outlive their events (retention keeps only what is needed).
-    ("item events exist",
+    ("item events exist", 1,
      "SELECT 'item ' || id || ' (' || state || ') points at missing event ' || s"
      " FROM (SELECT id, state, event_seq AS s FROM todos WHERE state <> 'resolved'"
      "       UNION ALL SELECT id, state, first_event_seq FROM todos"
      "       WHERE state <> 'resolved')"
      " WHERE NOT EXISTS (SELECT 1 FROM events WHERE seq = s)"),
-    ("seq counter not behind the log",
+    ("seq counter not behind the log", 1,
      "SELECT 'the seq counter is at ' || coalesce(c.seq, 0) || ' but the log holds seq '"
      " || m.seq || ': new events would reuse seqs readers have seen'"
      " FROM (SELECT max(seq) AS seq FROM events) m"
      " LEFT JOIN sqlite_sequence c ON c.name = 'events'"
      " WHERE m.seq IS NOT NULL AND coalesce(c.seq, 0) < m.seq"),
-    ("one active item per group key",
+    ("one active item per group key", 1,
      "SELECT 'queue ' || queue || ' key ' || key || ' has ' || count(*) || ' active items'"
      " FROM todos WHERE state <> 'resolved' GROUP BY queue, key HAVING count(*) > 1"),
-    ("queue counts match the items",
+    ("queue counts match the items", 8,
      "SELECT 'queue ' || queue || ' holds ' || sum(held) || ' ' || state"
      " || ' items but counts ' || sum(counted) FROM (SELECT queue, state, 1 AS held,"
      " 0 AS counted FROM todos UNION ALL SELECT queue, state, 0, n FROM queue_counts)"
      " GROUP BY queue, state HAVING sum(held) <> sum(counted)"),
-    ("leased work has a lease",
+    ("leased work has a lease", 1,
      "SELECT 'delivery ' || id || ' is leased without a lease id' FROM deliveries"
      " WHERE state = 'leased' AND lease IS NULL"),
 )
-"""(name, query): each row a query returns is a problem it describes. Cross-record
-invariants the engine's own checks do not see; references declared as foreign keys are
-checked by `PRAGMA foreign_key_check`."""
+"""(name, schema version it applies from, query): each row a query returns is a problem
+it describes. A store from an earlier release is checked by what its schema holds; the
+rest applies once opening it has migrated it. Cross-record invariants the engine's own
+checks do not see; references declared as foreign keys are checked by
+`PRAGMA foreign_key_check`."""
 
 MAX_FINDINGS_PER_CHECK = 20
 
@@ -194,7 +196,9 @@ def check_file(path: Path, quick: bool = False) -> CheckReport:
         record("foreign keys", [
             f"{table} row {rowid} points at a missing {parent} row"
             for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check")])
-        for name, sql in CONSISTENCY_CHECKS:
+        for name, since, sql in CONSISTENCY_CHECKS:
+            if version < since:
+                continue
             try:
                 record(name, [r[0] for r in conn.execute(
                     f"{sql} LIMIT {MAX_FINDINGS_PER_CHECK + 1}")])
