@@ -90,7 +90,7 @@ async def test_consume_runs_the_script_per_event(broker, http, tmp_path):
     assert stdin_events[0] == sent[stdin_events[0]["subject"]]["event"]
 
     handled = await events_of_type(http, broker.url, "test.handled")
-    mine = {e["causationid"]: e for e in handled if e["source"] == f"opsbus/consume/{name}"}
+    mine = {e["causationid"]: e for e in handled if e["source"] == f"consume/{name}"}
     for subject in ("ok1", "ok2", "retry"):
         result = mine[sent[subject]["id"]]
         assert result["subject"] == subject and result["correlationid"] == "inc-42"

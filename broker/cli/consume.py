@@ -108,7 +108,7 @@ def result_event(output: bytes, trigger: dict[str, Any], subscription: str
         return None
     doc.setdefault("specversion", "1.0")
     doc.setdefault("id", str(uuid.uuid4()))
-    doc.setdefault("source", f"opsbus/consume/{subscription}")
+    doc.setdefault("source", f"consume/{subscription}")
     doc.setdefault("time", SystemClock().stamp())
     doc["causationid"] = str(trigger["id"])
     doc["correlationid"] = str(trigger.get("correlationid") or trigger["id"])
