@@ -117,16 +117,29 @@ def console(data: Loaded, **options: Any) -> OpsbusConsole:
 
 def settled(app: OpsbusConsole) -> bool:
     """The screen on top shows its data (with the key fields and silence marks of the
-    items listed), every feed is connected, the key line names the keys that work now;
-    the Stream follows live and its table has reached the newest row."""
+    items listed), every feed is connected; the Stream follows live."""
     screen = app.screen
-    hints = screen.query(KeyHints)
     return (getattr(screen, "ready", True) and app.connection == "connected"
             and app.silences.loaded and app.oncall.loaded
-            and all(h.up_to_date for h in hints)
             and (not isinstance(screen, QueuesScreen) or not app.queues.missing_fields(60))
-            and (not isinstance(screen, StreamScreen)
-                 or (screen.live and screen.table.at_rest)))
+            and (not isinstance(screen, StreamScreen) or screen.live))
+
+
+def at_rest(app: OpsbusConsole) -> bool:
+    """The key line names the keys that work now and a followed Stream table shows its
+    newest row. Both follow their data a refresh later, so after the data has come they
+    are asked once more for what they should show: the picture is taken once the screen
+    has come to rest, whichever refresh got there last."""
+    screen = app.screen
+    hints = list(screen.query(KeyHints))
+    table = screen.table if isinstance(screen, StreamScreen) else None
+    if all(h.up_to_date for h in hints) and (table is None or table.at_rest):
+        return True
+    for hint in hints:
+        hint.refresh_line()
+    if table is not None and table.following:
+        table.scroll_end(animate=False, x_axis=False, immediate=True)
+    return False
 
 
 def steady_cursors(app: OpsbusConsole) -> None:
@@ -140,6 +153,7 @@ def steady_cursors(app: OpsbusConsole) -> None:
 async def settle(pilot: Pilot[Any]) -> None:
     """Until the screen on top has loaded its data, then one more frame."""
     await until(pilot, lambda: settled(pilot.app), what="screen data")  # type: ignore[arg-type]
+    await until(pilot, lambda: at_rest(pilot.app), what="screen at rest")  # type: ignore[arg-type]
     steady_cursors(pilot.app)  # type: ignore[arg-type]
     await pilot.pause(0.2)
 

@@ -58,6 +58,10 @@ class KeyHints(Static):
         moves)."""
         return self.is_mounted and self.shown == self._line().plain
 
+    def refresh_line(self) -> None:
+        """Draw the keys that work now, if the line does not show them yet."""
+        self._draw()
+
     def _draw(self) -> None:
         line = self._line()
         if line.plain != self.shown:
