@@ -21,11 +21,6 @@ pytestmark = pytest.mark.xdist_group("invariants")
 SEEDS = [int(s) for s in os.environ.get("OPSBUS_CHECKER_SEEDS", "1,2").split(",") if s]
 OPERATIONS = int(os.environ.get("OPSBUS_CHECKER_OPS", "80"))
 
-KNOWN_BREAKS: dict[str, str] = {}
-"""Invariants the bus breaks today, with the behaviour that breaks them (strict: the
-test fails as soon as the behaviour is fixed, so the mark cannot outlive the break)."""
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> list[RunResult]:
     results = []
@@ -35,14 +30,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> list[RunResult]:
     return results
 
 
-def _marked(invariant: str) -> object:
-    if invariant in KNOWN_BREAKS:
-        return pytest.param(invariant, marks=pytest.mark.xfail(
-            strict=True, reason=KNOWN_BREAKS[invariant]))
-    return invariant
-
-
-@pytest.mark.parametrize("invariant", [_marked(i) for i in INVARIANTS])
+@pytest.mark.parametrize("invariant", INVARIANTS)
 def test_invariant_holds(runs: list[RunResult], invariant: str,
                          record_property: Callable[[str, object], None]) -> None:
     record_property("checker", {"invariant": invariant, **summary(runs)})
