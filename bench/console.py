@@ -29,11 +29,11 @@ from _common import machine as base_machine  # noqa: E402
 
 from console.app import OpsbusConsole  # noqa: E402
 from console.screens.stream import StreamScreen  # noqa: E402
-from tests.broker_process import BrokerProcess  # noqa: E402
+from tests.broker_process import ADMIN_TOKEN, BrokerProcess  # noqa: E402
 
 PUBLISHER = r"""
 import json, sys, urllib.request
-url, count, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+url, count, tag, token = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 batch, last = 1000, 0
 for start in range(0, count, batch):
     events = [{"specversion": "1.0", "id": f"{tag}-{n}", "source": "bench/console",
@@ -41,7 +41,8 @@ for start in range(0, count, batch):
                "time": "2026-11-25T10:00:00Z", "data": {"n": n, "summary": f"event {n}"}}
               for n in range(start, min(count, start + batch))]
     req = urllib.request.Request(url + "/v1/events", data=json.dumps(events).encode(),
-                                 headers={"Content-Type": "application/cloudevents-batch+json"})
+                                 headers={"Content-Type": "application/cloudevents-batch+json",
+                                          "Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(req) as resp:
         last = json.loads(resp.read())[-1]["seq"]
 print(last)
@@ -72,7 +73,8 @@ async def follow(app: OpsbusConsole, pilot: object, url: str, count: int, tag: s
     assert isinstance(screen, StreamScreen)
     start = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", PUBLISHER, url, str(count), tag, stdout=subprocess.PIPE)
+        sys.executable, "-c", PUBLISHER, url, str(count), tag, ADMIN_TOKEN,
+        stdout=subprocess.PIPE)
     out, _ = await proc.communicate()
     published = time.perf_counter() - start
     last = int(out.decode().strip())
@@ -85,6 +87,7 @@ async def follow(app: OpsbusConsole, pilot: object, url: str, count: int, tag: s
 PACED = r"""
 import json, sys, time, urllib.request
 url, rate, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+token = sys.argv[4]
 batch = 100
 start, sent = time.monotonic(), 0
 while time.monotonic() - start < seconds:
@@ -103,9 +106,11 @@ while time.monotonic() - start < seconds:
                    "annotations": {"summary": f"bench alert {(sent + n) % 100}"}}}
               for n in range(batch)]
     req = urllib.request.Request(url + "/v1/events", data=json.dumps(events).encode(),
-                                 headers={"Content-Type": "application/cloudevents-batch+json"})
+                                 headers={"Content-Type": "application/cloudevents-batch+json",
+                                          "Authorization": f"Bearer {token}"})
     urllib.request.urlopen(req).read()
     sent += batch
+    print(sent, flush=True)
     ahead = start + sent / rate - time.monotonic()
     if ahead > 0:
         time.sleep(ahead)  # pacing: the publisher keeps to the rate
@@ -155,6 +160,7 @@ def switch(args: argparse.Namespace) -> None:
         broker = BrokerProcess(folder / "data", config=folder / "opsbus.toml").start()
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPSBUS_")}
         env.update(PYTHONPATH=str(ROOT), TERM="xterm-256color", HOME=str(folder),
+                   OPSBUS_TOKEN=broker.token or "",
                    XDG_CONFIG_HOME=str(folder / "config"), XDG_STATE_HOME=str(folder))
         try:
             subprocess.run([sys.executable, "-m", "broker", "replay", str(ROOT / "sample_events"),
@@ -165,8 +171,10 @@ def switch(args: argparse.Namespace) -> None:
             try:
                 term.wait_for("unclaimed critical")
                 report("idle", time_keys(term, args.rounds))
+                load_started = time.monotonic()
                 load = subprocess.Popen(
-                    [sys.executable, "-c", PACED, broker.url, str(args.rate), "3600"],
+                    [sys.executable, "-c", PACED, broker.url, str(args.rate), "3600",
+                     broker.token or ""],
                     stdout=subprocess.PIPE)
                 try:
                     warm = time.monotonic() + 3
@@ -175,7 +183,10 @@ def switch(args: argparse.Namespace) -> None:
                     report(f"{args.rate:,} ev/s", time_keys(term, args.rounds))
                 finally:
                     load.terminate()
-                    load.wait()
+                    out, _ = load.communicate()
+                sent = int((out.split() or [b"0"])[-1])
+                print(f"  load: {sent:,} events published at "
+                      f"{sent / (time.monotonic() - load_started):,.0f} ev/s on average")
             finally:
                 term.close()
         finally:
@@ -199,7 +210,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         broker = BrokerProcess(Path(tmp) / "data", args=["--durability", "off"]).start()
         try:
-            app = OpsbusConsole(broker.url, operator="bench", screen="stream")
+            app = OpsbusConsole(broker.url, token=broker.token, operator="bench", screen="stream")
             async with app.run_test(size=(160, 45)) as pilot:
                 screen = app.screen
                 assert isinstance(screen, StreamScreen)

@@ -22,7 +22,7 @@ import uuid
 
 import aiohttp
 import orjson
-from _common import PAYLOAD, free_port, machine, parse_count, start_broker, wait_ready
+from _common import AUTH, PAYLOAD, free_port, machine, parse_count, start_broker, wait_ready
 
 STRUCTURED = {"Content-Type": "application/cloudevents+json"}
 BATCH = {"Content-Type": "application/cloudevents-batch+json"}
@@ -159,7 +159,8 @@ async def main(events: int, seconds: float, prefill: int) -> None:
                            "--delivery-concurrency", "128"], prefill=prefill)
     receiver, receiver_url = start_receiver()
     try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        async with aiohttp.ClientSession(
+            headers=AUTH, connector=aiohttp.TCPConnector(limit=0)) as session:
             ceiling = await ingest_ceiling(session, broker.url, seconds)
             print(f"\ningest ceiling (single-event POST, 32 connections): {ceiling:8.0f} events/s")
             print(f"\nwebhook delivery, {events} event backlog drained to a local receiver:")

@@ -23,7 +23,7 @@ from http.client import HTTPConnection
 from typing import Any
 
 import orjson
-from _common import machine, start_broker
+from _common import AUTH, machine, start_broker
 
 from broker.errors import InvalidFilter
 from broker.filters import DEFAULT_LIMITS, FilterLimits, compile_filter
@@ -95,7 +95,7 @@ def post(port: int, payload: Any) -> tuple[int, float]:
     conn = HTTPConnection("127.0.0.1", port, timeout=120)
     started = time.monotonic()
     conn.request("POST", "/v1/filters/evaluate", body=orjson.dumps(payload),
-                 headers={"Content-Type": "application/json"})
+                 headers={"Content-Type": "application/json", **AUTH})
     response = conn.getresponse()
     response.read()
     conn.close()

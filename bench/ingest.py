@@ -26,6 +26,7 @@ import uuid
 from pathlib import Path
 
 from _common import (
+    AUTH,
     BATCH_LUA,
     PAYLOAD,
     ROOT,
@@ -131,7 +132,8 @@ async def python_load(url: str, batch: int, connections: int, seconds: float) ->
                 if resp.status < 300:
                     done += 1
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+    async with aiohttp.ClientSession(
+            headers=AUTH, connector=aiohttp.TCPConnector(limit=0)) as session:
         start = time.monotonic()
         await asyncio.gather(*(worker(session) for _ in range(connections)))
         return done / (time.monotonic() - start)
@@ -167,7 +169,8 @@ class _SseReader(asyncio.Protocol):
         self.connected = asyncio.Event()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.write(f"GET {self.path} HTTP/1.0\r\nHost: bench\r\n\r\n".encode())  # type: ignore[attr-defined]
+        transport.write(f"GET {self.path} HTTP/1.0\r\nHost: bench\r\n"
+            f"Authorization: {AUTH['Authorization']}\r\n\r\n".encode())  # type: ignore[attr-defined]
         self.connected.set()
 
     def data_received(self, data: bytes) -> None:
@@ -225,7 +228,8 @@ async def latency_client(url: str, readers: int, rate: int, seconds: float) -> d
     assert (await proc.stdout.readline()).strip() == b"ready"
     prefix = uuid.uuid4().hex[:8]
     pending: set[asyncio.Task[None]] = set()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+    async with aiohttp.ClientSession(
+            headers=AUTH, connector=aiohttp.TCPConnector(limit=64)) as session:
 
         async def send(n: int) -> None:
             body = orjson.dumps(event_json(n, prefix, time.time_ns()))

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import orjson
-from _common import PAYLOAD, machine, parse_count, start_broker
+from _common import AUTH, PAYLOAD, machine, parse_count, start_broker
 
 Publish = Callable[[], Awaitable[int]]
 """Publishes one message or batch, awaits its acknowledgement, returns events acked."""
@@ -58,7 +58,7 @@ async def drive(publish: Publish, in_flight: int, seconds: float) -> float:
 async def opsbus_targets(url: str) -> tuple[Publish, Publish, Callable[[], Awaitable[None]]]:
     import aiohttp
 
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    session = aiohttp.ClientSession(headers=AUTH, connector=aiohttp.TCPConnector(limit=0))
     single_headers = {"Content-Type": "application/cloudevents+json"}
     batch_headers = {"Content-Type": "application/cloudevents-batch+json"}
 

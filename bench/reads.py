@@ -20,7 +20,7 @@ import time
 from urllib.parse import quote
 
 import aiohttp
-from _common import machine, parse_count, start_broker
+from _common import AUTH, machine, parse_count, start_broker
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -43,7 +43,8 @@ async def catch_up(host: str, port: int, after: int, head: int) -> float:
     """Seconds to receive every event from after+1 to head over SSE (raw socket)."""
     reader, writer = await asyncio.open_connection(host, port)
     t0 = time.perf_counter()
-    writer.write(f"GET /v1/stream?after={after} HTTP/1.0\r\nHost: bench\r\n\r\n".encode())
+    writer.write(f"GET /v1/stream?after={after} HTTP/1.0\r\nHost: bench\r\n"
+            f"Authorization: {AUTH['Authorization']}\r\n\r\n".encode())
     target = b"id: %d\n" % head
     tail = b""
     while True:
@@ -62,7 +63,7 @@ async def run(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
     broker = start_broker(["--log-level", "warning"], prefill=args.prefill)
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=AUTH) as session:
             async with session.get(broker.url + "/v1/events?order=desc&limit=1") as resp:
                 head = (await resp.json())["events"][0]["seq"] if args.prefill else 0
             async with session.get(broker.url + "/v1/queues") as resp:

@@ -21,7 +21,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import BATCH_LUA, SINGLE_LUA, WRK, BrokerProcess, machine, wrk
+from _common import AUTH, BATCH_LUA, SINGLE_LUA, WRK, BrokerProcess, machine, wrk
 from ingest import _SseReader, event_json, python_load
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -105,7 +105,8 @@ async def latency(urls: list[str], readers: int, rate: int, seconds: float
     assert (await proc.stdout.readline()).strip() == b"ready"
     prefix = uuid.uuid4().hex[:8]
     pending: set[asyncio.Task[None]] = set()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+    async with aiohttp.ClientSession(
+            headers=AUTH, connector=aiohttp.TCPConnector(limit=64)) as session:
 
         async def send(n: int) -> None:
             body = orjson.dumps(event_json(n, prefix, time.time_ns()))

@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-from _common import PAYLOAD, machine, parse_count, start_broker
+from _common import AUTH, PAYLOAD, machine, parse_count, start_broker
 
 CONFIG = """
 [[queues]]
@@ -68,7 +68,7 @@ async def run(url: str, db: Path, total: int, batch: int) -> None:
     lock = asyncio.Lock()
     started = time.monotonic()
 
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=AUTH) as http:
         async def worker() -> None:
             nonlocal sent
             while True:
