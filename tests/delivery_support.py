@@ -168,6 +168,12 @@ async def put_object(http: aiohttp.ClientSession, base: str, kind: str,
 
 async def events_of_type(http: aiohttp.ClientSession, base: str, type: str,
                          **params: str) -> list[dict[str, Any]]:
-    page = await call(http, "GET", f"{base}/v1/events?type={type}&limit=1000"
-                      + "".join(f"&{k}={v}" for k, v in params.items()), expect=200)
-    return [item["event"] for item in page["events"]]
+    """Every stored event of a type, following `next_after` past the scan budget."""
+    found: list[dict[str, Any]] = []
+    after: int | None = 0
+    while after is not None:
+        page = await call(http, "GET", f"{base}/v1/events?type={type}&limit=1000&after={after}"
+                          + "".join(f"&{k}={v}" for k, v in params.items()), expect=200)
+        found += [item["event"] for item in page["events"]]
+        after = page["next_after"]
+    return found

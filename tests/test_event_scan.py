@@ -62,3 +62,71 @@ async def test_an_unfiltered_page_is_not_cut_by_the_budget(broker, http):
             "limit": "200", "after": str(first - 1)}) as resp:
         page = await resp.json()
     assert len(page["events"]) == 200 and page["next_after"] == page["events"][-1]["seq"]
+
+
+async def follow_pages(http, url: str, params: dict[str, str]) -> tuple[list[int], list[int]]:
+    """Every seq found by following `next_after`, and the cursors handed out."""
+    found: list[int] = []
+    cursors: list[int] = []
+    after = params.pop("after", "0")
+    while True:
+        async with http.get(url + "/v1/events", params={**params, "after": after}) as resp:
+            assert resp.status == 200, await resp.text()
+            page = await resp.json()
+        found += [e["seq"] for e in page["events"]]
+        if page["next_after"] is None:
+            return found, cursors
+        cursors.append(page["next_after"])
+        after = str(page["next_after"])
+
+
+@pytest.mark.parametrize("attribute", ["type", "subject", "id", "source"])
+async def test_an_attribute_no_index_serves_is_scanned_within_the_budget(broker, http,
+                                                                        attribute):
+    tag = f"attr-{attribute}"
+    events = [make_event(type=f"{tag}.hay", subject=f"{tag}-hay", source=f"{tag}/hay")
+              for _ in range(240)]
+    for n in (7, 130, 211):
+        # Needles share the attribute asked for; (source, id) stays unique.
+        same_id = {"id": f"{tag}-needle", "source": f"{tag}/needle-{n}"}
+        events[n] = make_event(type=f"{tag}.needle", subject=f"{tag}-needle",
+                               **(same_id if attribute == "id" else {"source": f"{tag}/needle"}))
+    async with http.post(broker.url + "/v1/events", data=orjson.dumps(events),
+                         headers=BATCH) as resp:
+        seqs = [r["seq"] for r in await resp.json()]
+    needles = [seqs[n] for n in (7, 130, 211)]
+    value = {"type": f"{tag}.needle", "subject": f"{tag}-needle", "source": f"{tag}/needle",
+             "id": f"{tag}-needle"}[attribute]
+
+    found, cursors = await follow_pages(http, broker.url, {
+        attribute: value, "after": str(seqs[0] - 1), "limit": "10"})
+    assert found == needles
+    steps = [b - a for a, b in zip([seqs[0] - 1, *cursors], cursors, strict=False)]
+    assert steps and all(0 < step <= BUDGET for step in steps)
+
+    # Newest first reaches the same events, each answer again within the budget.
+    found, cursors = await follow_pages(http, broker.url, {
+        attribute: value, "order": "desc", "after": str(seqs[-1] + 1), "limit": "10"})
+    assert found[:3] == needles[::-1]
+    steps = [a - b for a, b in zip([seqs[-1] + 1, *cursors], cursors, strict=False)]
+    assert all(0 < step <= BUDGET for step in steps)
+
+
+async def test_a_scan_starts_at_the_time_asked_for(broker, http):
+    events = [make_event(type="since.hay") for _ in range(200)]
+    async with http.post(broker.url + "/v1/events", data=orjson.dumps(events),
+                         headers=BATCH) as resp:
+        assert resp.status == 200
+    async with http.post(broker.url + "/v1/events", data=orjson.dumps(
+            [make_event(type="since.needle")]), headers=BATCH) as resp:
+        needle = (await resp.json())[0]["seq"]
+    async with http.get(broker.url + f"/v1/events/{needle}") as resp:
+        recvtime = (await resp.json())["recvtime"]
+    # From the start of the log, the time bound moves the scan to the events received
+    # since: the needle is found in the first answer although far more than the budget
+    # of events lie before it.
+    assert needle > 4 * BUDGET
+    async with http.get(broker.url + "/v1/events", params={
+            "type": "since.needle", "since": recvtime}) as resp:
+        page = await resp.json()
+    assert [e["seq"] for e in page["events"]] == [needle]

@@ -208,9 +208,12 @@ class EventLog(ABC):
         causationid: str | None = None,
         id: str | None = None,
         descending: bool = False,
+        scan_to: int | None = None,
     ) -> list[StoredEvent]:
         """A page of events with seq > after (or < after when descending and after > 0),
-        ordered by seq; `since`/`until` bound `recvtime` (stamps, until excluded)."""
+        ordered by seq; `since`/`until` bound `recvtime` (stamps, until excluded);
+        `scan_to` is the last seq the scan may reach in its direction (inclusive), so a
+        filter no index serves examines a bounded range of the log."""
 
     @abstractmethod
     async def count(self) -> int:

@@ -60,33 +60,18 @@ async def list_events(request: web.Request) -> web.Response:
     now = broker_of(request).clock.now()
     since = parse_since(q["since"], "since", now) if q.get("since") else None
     until = parse_since(q["until"], "until", now) if q.get("until") else None
-    chosen: list[StoredEvent] = []
-    cursor = after
-    scanned = 0
-    # The scan budget: a filter no index serves examines at most this many events per
-    # request, then answers what it found with the cursor to continue from.
-    budget = broker.settings.scan_budget_events
-    while len(chosen) < limit and scanned < budget:
-        step = limit if flt is None else min(SCAN_PAGE, budget - scanned)
-        page = await broker.store.events.read(
-            after=cursor, limit=step, type=q.get("type"),
-            source=q.get("source"), subject=q.get("subject"), since=since, until=until,
-            correlationid=q.get("correlationid"), causationid=q.get("causationid"),
-            id=q.get("id"), descending=descending,
-        )
-        if not page:
-            cursor = None  # type: ignore[assignment]
-            break
-        scanned += len(page)
-        for stored in page:
-            cursor = stored.seq
-            if flt is None or flt.matches(stored.event):
-                chosen.append(stored)
-                if len(chosen) == limit:
-                    break
-        if len(page) < step and len(chosen) < limit:
-            cursor = None  # type: ignore[assignment]
-            break
+    attributes = {"type": q.get("type"), "source": q.get("source"),
+                  "subject": q.get("subject"), "id": q.get("id"),
+                  "correlationid": q.get("correlationid"),
+                  "causationid": q.get("causationid")}
+    query: dict[str, Any] = {"since": since, "until": until, "descending": descending,
+                             **attributes}
+    if flt is None and indexed(attributes):
+        page = await broker.store.events.read(after=after, limit=limit, **query)
+        chosen, cursor = page, (page[-1].seq if len(page) == limit else None)
+    else:
+        chosen, cursor = await scan(broker.store.events, after, limit, flt, query,
+                                    broker.settings.scan_budget_events)
     doc = {"events": [e.to_dict() for e in chosen], "next_after": cursor,
            "warnings": warnings_json(flt)}
     gap = None if descending else await retention_gap(broker.store.events, after)
@@ -95,6 +80,48 @@ async def list_events(request: web.Request) -> web.Response:
     # The page goes on from what is retained; the field and header say what is not.
     return json_response({**doc, "gap": gap}, headers={
         "Opsbus-Retention-Gap": f"after={after}; retained_from={gap['retained_from']}"})
+
+
+def indexed(attributes: dict[str, str | None]) -> bool:
+    """Whether an index finds these events (the hashed identity or a link), or no
+    attribute narrows the log at all (a plain page by seq)."""
+    if attributes["correlationid"] or attributes["causationid"]:
+        return True
+    if attributes["source"] is not None and attributes["id"] is not None:
+        return True
+    return all(value is None for value in attributes.values())
+
+
+async def scan(log: EventLog, after: int, limit: int, flt: Any, query: dict[str, Any],
+               budget: int) -> tuple[list[StoredEvent], int | None]:
+    """Events matching what no index serves, examining at most `budget` stored events
+    per request (a window of seqs at a time, jumping over removed ones and to the time
+    range asked for), then answering
+    what it found with the seq to continue after (None once the log is exhausted)."""
+    descending = query["descending"]
+    chosen: list[StoredEvent] = []
+    cursor: int | None = after
+    scanned = 0
+    while cursor is not None and len(chosen) < limit and scanned < budget:
+        nearest = await log.read(after=cursor, limit=1, descending=descending,
+                                 since=query["since"], until=query["until"])
+        if not nearest:
+            return chosen, None
+        span = min(SCAN_PAGE, budget - scanned)
+        start = nearest[0].seq
+        scan_to = start - span + 1 if descending else start + span - 1
+        want = limit - len(chosen) if flt is None else span
+        page = await log.read(after=cursor, limit=want, scan_to=scan_to, **query)
+        scanned += span
+        for stored in page:
+            cursor = stored.seq
+            if flt is None or flt.matches(stored.event):
+                chosen.append(stored)
+                if len(chosen) == limit:
+                    return chosen, cursor
+        # The whole window was examined; below seq 1 there is nothing more to read.
+        cursor = None if descending and scan_to <= 1 else scan_to
+    return chosen, cursor
 
 
 async def retention_gap(log: EventLog, after: int) -> dict[str, Any] | None:

@@ -148,6 +148,7 @@ class PgEventLog(EventLog):
         causationid: str | None = None,
         id: str | None = None,
         descending: bool = False,
+        scan_to: int | None = None,
     ) -> list[StoredEvent]:
         clauses: list[str] = []
         params: list[Any] = []
@@ -161,6 +162,8 @@ class PgEventLog(EventLog):
                 clauses.append(f"seq < {bind(after)}")
         else:
             clauses.append(f"seq > {bind(after)}")
+        if scan_to is not None:
+            clauses.append(f"seq {'>=' if descending else '<='} {bind(scan_to)}")
         for column, value in (("type", type), ("source", source), ("subject", subject),
                               ("id", id)):
             if value is not None:

@@ -197,6 +197,7 @@ class SqliteEventLog(EventLog):
         causationid: str | None = None,
         id: str | None = None,
         descending: bool = False,
+        scan_to: int | None = None,
     ) -> list[StoredEvent]:
         clauses: list[str] = []
         params: list[Any] = []
@@ -207,6 +208,9 @@ class SqliteEventLog(EventLog):
         else:
             clauses.append("seq > ?")
             params.append(after)
+        if scan_to is not None:
+            clauses.append("seq >= ?" if descending else "seq <= ?")
+            params.append(scan_to)
         if source is not None and id is not None:
             clauses.append("idhash = ?")
             params.append(identity_key(source, id))
