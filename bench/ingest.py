@@ -3,6 +3,7 @@ latency, each beside a reference measured in the same run with the same load gen
 
     .venv/bin/python bench/ingest.py [--seconds 10] [--repeat 3] [--prefill 10M]
     .venv/bin/python bench/ingest.py --todos [--repeat 3]   # every event updates an item
+    .venv/bin/python bench/ingest.py --todos --in-process   # its CPU time per event
     .venv/bin/python bench/ingest.py --latency [--repeat 3]  # publish-to-SSE only
 
 References: an aiohttp server whose handler only reads the body and answers (the HTTP
@@ -450,6 +451,65 @@ def todo_ingest(args: argparse.Namespace, prefill: int) -> None:
           f"  ratio {med(single) / med(plain_single):.2f}")
 
 
+def todo_cpu_per_event(config: Path | None, durability: str, events: int = 64_000,
+                       publishers: int = 32, batch: int = 100) -> tuple[float, float]:
+    """In process: a `Broker` on a fresh store with `config`, `publishers` concurrent
+    callers of `bus.publish` with batches of `batch` bench events, until `events` are
+    stored (after a warm-up of one round). Returns (CPU µs of the whole process per
+    event, events/s of wall time): CPU time is steadier than wall time on a shared
+    machine."""
+    sys.path.insert(0, str(ROOT))
+    from broker.core import Broker
+    from broker.settings import Settings
+
+    async def run() -> tuple[float, float]:
+        folder = Path(tempfile.mkdtemp(prefix="opsbus-todo-cpu-"))
+        broker = Broker(Settings(data_dir=str(folder / "data"), durability=durability,
+                                 config=str(config) if config else None, auth=False))
+        await broker.start()
+        try:
+            prefix = uuid.uuid4().hex[:8]
+            counter = 0
+
+            async def publisher(rounds: int) -> None:
+                nonlocal counter
+                for _ in range(rounds):
+                    sent = [event_json(counter + n, prefix) for n in range(batch)]
+                    counter += batch
+                    await broker.bus.publish(sent)
+
+            await asyncio.gather(*(publisher(1) for _ in range(publishers)))  # warm-up
+            rounds = max(1, events // (publishers * batch))
+            wall, cpu = time.perf_counter(), time.process_time()
+            await asyncio.gather(*(publisher(rounds) for _ in range(publishers)))
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            n = rounds * publishers * batch
+            return cpu / n * 1e6, n / wall
+        finally:
+            await broker.stop()
+
+    return asyncio.run(run())
+
+
+def todo_in_process(args: argparse.Namespace) -> None:
+    """CPU per event in process, with and without the route to a queue, interleaved."""
+    from routes import queue_only
+
+    config = queue_only()
+    runs: dict[str, list[tuple[float, float]]] = {"no route": [], "every event to a queue": []}
+    for round_ in range(args.repeat):
+        order = (("no route", None), ("every event to a queue", config))
+        for name, cfg in order if round_ % 2 == 0 else tuple(reversed(order)):
+            runs[name].append(todo_cpu_per_event(cfg, args.durability))
+            print(f"  ({name}: {runs[name][-1][0]:,.0f} µs CPU/event, {load_average()})",
+                  flush=True)
+    print(f"in process: Broker + bus.publish, 32 publishers x batches of 100,"
+          f" 64,000 events, durability {args.durability}")
+    for name, figures in runs.items():
+        print(f"  {name:<24} {spread([f[0] for f in figures]):>22} µs CPU per event"
+              f"   {spread([f[1] for f in figures]):>22} events/s wall")
+
+
 def latency_only(args: argparse.Namespace, prefill: int) -> None:
     """Publish-to-SSE latency at `--rate` with `--readers` streams: the broker and the
     no-store reference, alternating within each repeat."""
@@ -494,6 +554,8 @@ def main() -> None:
                         help="only publish-to-SSE latency, beside the no-store reference")
     parser.add_argument("--todos", action="store_true",
                         help="only ingest where every event updates a todo item")
+    parser.add_argument("--in-process", action="store_true",
+                        help="with --todos: CPU time per event of an in-process broker")
     args = parser.parse_args()
     prefill = parse_count(args.prefill)
 
@@ -503,6 +565,9 @@ def main() -> None:
           f" random UUID ids, {args.seconds}s per figure, {args.repeat} repeat(s)\n")
     if args.catalog_compare:
         catalog_compare(args, prefill)
+        return
+    if args.todos and args.in_process:
+        todo_in_process(args)
         return
     if args.todos:
         todo_ingest(args, prefill)

@@ -85,12 +85,22 @@ class Template:
     def render_optional(self, event: dict[str, Any]) -> str | None:
         """The rendering, or None when every placeholder is missing (and there is no
         literal text): lets `priority = "{data.severity}"` mean "no priority"."""
-        text = self.render(event)
-        if self.fields and all(text_of(lookup(event, f)) is None for f in self.fields):
+        out: list[str] = []
+        placeholders = found = False
+        for part in self.parts:  # one pass: group keys render for every queued event
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            placeholders = True
+            text = text_of(lookup(event, part[0]))
+            if text is not None:
+                found = True
+                out.append(text)
+        if placeholders and not found:
             literal = "".join(p for p in self.parts if isinstance(p, str))
             if not literal.strip():
                 return None
-        return text or None
+        return "".join(out) or None
 
 
 def compile_template(text: Any, what: str = "template") -> Template:

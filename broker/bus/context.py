@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from broker.bus.lineage import (
     LOOP_SOURCE,
@@ -55,6 +55,31 @@ class Routing(Protocol):
         ...
 
 
+class Gathered(Protocol):
+    """Work a feature gathers over a transaction's units and finishes once before its
+    COMMIT (e.g. one announcement for many changes of one record). A unit or step that
+    fails undoes what was gathered inside it, as its savepoint undoes its writes."""
+
+    def mark(self) -> Any:
+        """A point to undo to."""
+        ...
+
+    def undo(self, mark: Any) -> None:
+        """Forget what was gathered since `mark` (None: since the start)."""
+        ...
+
+    async def finish(self, ctx: WriteContext) -> bool:
+        """Publish and write what was gathered (it may gather more: called again until
+        it returns False)."""
+        ...
+
+
+G = TypeVar("G", bound=Gathered)
+FINISH_PASSES = 16
+"""Finishing may route events that gather again; the hop limit bounds that chain, this
+bounds the passes whatever happens."""
+
+
 @dataclass(frozen=True, slots=True)
 class Publication:
     """What publishing one event did."""
@@ -89,6 +114,7 @@ class WriteContext:
         self._hits: list[TargetRecord] = []
         self._budget = DescendantBudget(max_descendants, self._writes.root_use)
         self._max_event_bytes = max_event_bytes
+        self._gathered: dict[str, Gathered] = {}
 
     # -- the public write API ---------------------------------------------------------
     async def publish(self, event: dict[str, Any], *, cause: StoredEvent | None = None,
@@ -145,6 +171,14 @@ class WriteContext:
         """Run `callback` once this transaction has committed (e.g. wake a dispatcher).
         It runs on the event loop, after the commit is durable."""
         self._after_commit.append(callback)
+
+    def gathered(self, key: str, make: Callable[[], G]) -> G:
+        """The feature's gathered work in this transaction (made on first use), finished
+        before COMMIT."""
+        found = self._gathered.get(key)
+        if found is None:
+            found = self._gathered[key] = make()
+        return found  # type: ignore[return-value]
 
     @asynccontextmanager
     async def attempt(self, *, savepoint: bool = True) -> AsyncIterator[None]:
@@ -242,19 +276,42 @@ class WriteContext:
             self._hits.extend(routed.hits)
         return stored
 
-    def _mark(self) -> tuple[int, int, int, int, int]:
+    def _mark(self) -> tuple[int, int, int, int, int, dict[str, Any] | None]:
         return (len(self._committed), len(self._after_commit), len(self._routes),
-                len(self._hits), self._budget.mark())
+                len(self._hits), self._budget.mark(),
+                {key: g.mark() for key, g in self._gathered.items()} if self._gathered
+                else None)
 
-    def _undo(self, mark: tuple[int, int, int, int, int]) -> None:
+    def _undo(self, mark: tuple[int, int, int, int, int, dict[str, Any] | None]) -> None:
         del self._committed[mark[0]:]
         del self._after_commit[mark[1]:]
         del self._routes[mark[2]:]
         del self._hits[mark[3]:]
         self._budget.undo(mark[4])
+        marks = mark[5] or {}
+        for key, gathered in self._gathered.items():
+            gathered.undo(marks.get(key))
+
+    async def _finish(self) -> None:
+        """Finish the features' gathered work; a failure is logged and undone (what it
+        would have published is lost, the units' own work commits)."""
+        for _ in range(FINISH_PASSES):
+            busy = False
+            for gathered in list(self._gathered.values()):
+                try:
+                    async with self.attempt():
+                        busy = await gathered.finish(self) or busy
+                except Exception:
+                    log.exception("gathered work could not be finished")
+                    return
+            if not busy:
+                return
+        log.error("gathered work still pending after %d passes", FINISH_PASSES)
 
     async def _flush(self) -> None:
         """Write what routing gathered during the transaction (once, before COMMIT)."""
+        if self._gathered:
+            await self._finish()
         if self._routes:
             await self._writes.set_routes(self._routes)
             self._routes.clear()

@@ -49,7 +49,8 @@ class Todos:
     def wire(self, wiring: Wiring) -> None:
         wiring.kind(Kind("queues", "queue", validate_queue))
         wiring.on_config(self.queues.load)
-        wiring.target("queue", self.intake.take)
+        # The intake takes its savepoints itself, only where it runs statements.
+        wiring.target("queue", self.intake.take, writes=False)
         wiring.service("todo-sweeper", self.sweeper.run)
         wiring.metrics.sampled(
             "opsbus_todo_changes_total", "Todo item changes by kind (opened, claimed, ...).",

@@ -3,7 +3,7 @@ the audit event + history entry that record each change in the same transaction.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -93,8 +93,13 @@ def wake(item: TodoItem, at: str) -> TodoItem:
 
 def attach(item: TodoItem, seq: int, at: str, title: str, priority: str | None) -> TodoItem:
     """Another event of the group: count it; title and priority follow the latest event."""
-    return replace(item, count=item.count + 1, last_seen=at, updated_at=at, event_seq=seq,
-                   title=title, priority=priority if priority is not None else item.priority)
+    # Built directly: `replace` inspects the fields on every call, and this runs for
+    # every event a queue takes.
+    return TodoItem(item.id, item.queue, item.key, title, item.state,
+                    priority if priority is not None else item.priority, item.owner,
+                    item.lease_expires, item.snoozed_until, item.count + 1, item.first_seen,
+                    at, item.created_at, at, item.resolved_at, item.resolution, seq,
+                    item.first_event_seq)
 
 
 async def record(
@@ -105,7 +110,20 @@ async def record(
 ) -> int | None:
     """Publish `opsbus.todo.<action>` for the item as it now is and append the history
     entry, in the caller's transaction; returns the audit event's seq (None when the
-    event's root had used its descendant budget, so no audit event was stored)."""
+    event's root had used its descendant budget, so no audit event was stored).
+
+    Events attached to the item earlier in the transaction and not announced yet are
+    announced first, so the trail keeps the order in which things happened."""
+    await ctx.gathered(Repeats.KEY, Repeats).announce(ctx, item.id)
+    return await _announce(ctx, writes, item, action, at, operator=operator, note=note,
+                           cause=cause, event_seq=event_seq, detail=detail)
+
+
+async def _announce(
+    ctx: WriteContext, writes: TodoWrites, item: TodoItem, action: str, at: str, *,
+    operator: str | None, note: str | None, cause: StoredEvent | None,
+    event_seq: int | None, detail: dict[str, Any] | None,
+) -> int | None:
     data: dict[str, Any] = {"item": item.to_dict(), "operator": operator, "note": note}
     if detail:
         data["detail"] = detail
@@ -117,3 +135,83 @@ async def record(
     await writes.add_history(item.id, TodoHistoryEntry(
         at, action, operator, note, event_seq, audit_seq, detail or {}))
     return audit_seq
+
+
+def repeated(ctx: WriteContext, writes: TodoWrites, item: TodoItem, cause: StoredEvent
+             ) -> None:
+    """Another event attached to the item (already saved): announced with the item's
+    other repeats of this transaction as one `opsbus.todo.updated` before COMMIT."""
+    ctx.gathered(Repeats.KEY, Repeats).add(writes, item, cause)
+
+
+@dataclass(slots=True)
+class _Pending:
+    item: TodoItem
+    """The item as the latest attached event left it."""
+    cause: StoredEvent
+    """The latest attached event: the cause of the announcement."""
+    seqs: list[int]
+    writes: TodoWrites
+
+
+class Repeats:
+    """Events attached to items in this transaction and not yet announced: one
+    `opsbus.todo.updated` and one history entry per item per transaction (`detail.events`
+    lists the seqs it covers, the item's event list still holds each), published when
+    the transaction's units are done, or earlier when the item changes otherwise.
+    Every event of a group costing its own audit event was most of the cost of ingest
+    into a queue."""
+
+    KEY = "todos.repeats"
+
+    def __init__(self) -> None:
+        self._pending: dict[int, _Pending] = {}
+        self._journal: list[tuple[int, tuple[_Pending, TodoItem, StoredEvent, int] | None]] = []
+        """(item id, its pending entry as it was: None when there was none)."""
+
+    def _note(self, todo_id: int) -> None:
+        found = self._pending.get(todo_id)
+        self._journal.append((todo_id, None if found is None else
+                              (found, found.item, found.cause, len(found.seqs))))
+
+    def add(self, writes: TodoWrites, item: TodoItem, cause: StoredEvent) -> None:
+        self._note(item.id)
+        found = self._pending.get(item.id)
+        if found is None:
+            self._pending[item.id] = _Pending(item, cause, [cause.seq], writes)
+        else:
+            found.item, found.cause = item, cause
+            found.seqs.append(cause.seq)
+
+    async def announce(self, ctx: WriteContext, todo_id: int) -> None:
+        """Publish the item's pending announcement now (if it has one)."""
+        found = self._pending.get(todo_id)
+        if found is None:
+            return
+        self._note(todo_id)
+        del self._pending[todo_id]
+        await _announce(ctx, found.writes, found.item, "updated", found.item.updated_at,
+                        operator=None, note=None, cause=found.cause,
+                        event_seq=found.cause.seq, detail={"events": list(found.seqs)})
+
+    async def finish(self, ctx: WriteContext) -> bool:
+        if not self._pending:
+            return False
+        for todo_id in list(self._pending):
+            await self.announce(ctx, todo_id)
+        return True
+
+    def mark(self) -> int:
+        return len(self._journal)
+
+    def undo(self, mark: int | None) -> None:
+        at = mark or 0
+        for todo_id, before in reversed(self._journal[at:]):
+            if before is None:
+                self._pending.pop(todo_id, None)
+            else:
+                found, item, cause, count = before
+                found.item, found.cause = item, cause
+                del found.seqs[count:]
+                self._pending[todo_id] = found
+        del self._journal[at:]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from broker.todos import changes
 from broker.todos.changes import SYSTEM
-from broker.todos.queues import Placement, QueueRegistry, place
-from broker.todos.repository import TodoRepository
+from broker.todos.model import TodoItem
+from broker.todos.queues import Placement, Queue, QueueRegistry, place
+from broker.todos.repository import TodoRepository, TodoWrites
 from broker.todos.silences import Silences
 
 if TYPE_CHECKING:
@@ -28,9 +30,18 @@ class TodoIntake:
     async def take(self, ctx: WriteContext, stored: StoredEvent, route: str,
                    queue_name: str) -> dict[str, Any]:
         """The router's handler for `queue:<name>` targets; the returned detail is
-        recorded with the target hit."""
-        queue = self.queues.queue(queue_name)
+        recorded with the target hit. Registered as not writing: it takes the savepoint
+        a failure must be undone with itself, around what runs statements, so that an
+        event attached to a known item (most events of a busy group) takes none."""
         writes = self.repo.writes(ctx.transaction)
+        if writes.gathers:
+            return await self._take(ctx, writes, stored, queue_name)
+        async with ctx.attempt():
+            return await self._take(ctx, writes, stored, queue_name)
+
+    async def _take(self, ctx: WriteContext, writes: TodoWrites, stored: StoredEvent,
+                    queue_name: str) -> dict[str, Any]:
+        queue = self.queues.queue(queue_name)
         event = stored.event
         key = queue.key_of(event)
         at = stored.recvtime
@@ -42,6 +53,31 @@ class TodoIntake:
         placement = place(queue, event, active=item is not None)
         if placement is Placement.IGNORE:
             return {"key": key, "resolved": None}  # a resolving event never opens an item
+        if placement is Placement.ATTACH:
+            assert item is not None
+            # Decided before the first write: from here on nothing raises, so with
+            # gathered writes there is nothing a savepoint would have to undo.
+            item = changes.attach(item, stored.seq, at, queue.title_of(event),
+                                  queue.priority_of(event))
+            await writes.add_event(item.id, stored.seq)
+            await writes.save(item)
+            changes.repeated(ctx, writes, item, stored)
+            self.counters["attached"] += 1
+            return {"todo": item.id, "key": key, "attached": True}
+        async with self._savepoint(ctx, writes):
+            return await self._change(ctx, writes, stored, queue, key, item, placement)
+
+    def _savepoint(self, ctx: WriteContext, writes: TodoWrites
+                   ) -> AbstractAsyncContextManager[None]:
+        # Without gathered writes `take` already holds one.
+        return ctx.attempt() if writes.gathers else nullcontext()
+
+    async def _change(self, ctx: WriteContext, writes: TodoWrites, stored: StoredEvent,
+                      queue: Queue, key: str, item: TodoItem | None, placement: Placement
+                      ) -> dict[str, Any]:
+        """Resolve the group's item, or open one: state changes, written at once."""
+        event = stored.event
+        at = stored.recvtime
         if placement is Placement.RESOLVE:
             assert item is not None
             await writes.add_event(item.id, stored.seq)
@@ -54,16 +90,6 @@ class TodoIntake:
             return {"todo": item.id, "key": key, "resolved": True}
 
         title, priority = queue.title_of(event), queue.priority_of(event)
-        if placement is Placement.ATTACH:
-            assert item is not None
-            await writes.add_event(item.id, stored.seq)
-            item = changes.attach(item, stored.seq, at, title, priority)
-            await writes.save(item)
-            await changes.record(ctx, writes, item, "updated", at, operator=None, cause=stored,
-                                 event_seq=stored.seq)
-            self.counters["attached"] += 1
-            return {"todo": item.id, "key": key, "attached": True}
-
         silence = await self.silences.matching(ctx, queue.name, key, event, at)
         if silence is not None:
             self.counters["silenced"] += 1

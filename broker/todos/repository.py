@@ -19,6 +19,12 @@ class TodoWrites(ABC):
     locked (no other writer, in this process or another, can change it) until the
     transaction ends, so read-decide-save in one unit of work is atomic."""
 
+    gathers: bool = False
+    """True when `add_event` and a `save` that keeps the item's state only gather in
+    memory until the end of the transaction (run no statement, cannot fail): a caller
+    that decided everything before them needs no savepoint of its own around them. A
+    savepoint around them still undoes them."""
+
     @abstractmethod
     async def find_active(self, queue: str, key: str) -> TodoItem | None:
         """The open or claimed item of `queue` with group key `key`, locked."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -172,8 +172,9 @@ def check_acked(findings: Findings, ledger: Ledger, snap: Snapshot) -> None:
 
 
 # -- derived records ----------------------------------------------------------------------
-AUDIT_OF = {"opened": "opsbus.todo.opened", "attached": "opsbus.todo.updated",
-            "resolved": "opsbus.todo.resolved"}
+AUDIT_OF = {"opened": "opsbus.todo.opened", "resolved": "opsbus.todo.resolved"}
+"""Changes announced by an audit event the routed event caused. An attached event is
+announced with the item's other repeats of its transaction: see `check_repeat`."""
 
 
 def check_derived(findings: Findings, snap: Snapshot, bound: int) -> None:
@@ -208,6 +209,8 @@ def check_derived(findings: Findings, snap: Snapshot, bound: int) -> None:
                                seq in snap.item_seqs[item["id"]],
                                f"{where}: item {item['id']} ({item['queue']}) does not list"
                                " the event")
+                if detail.get("attached"):
+                    check_repeat(findings, snap, where, seq, item, at_bound)
                 for change, audit in AUDIT_OF.items():
                     if detail.get(change):
                         audits = [s for s in snap.caused(seq, audit)
@@ -231,6 +234,33 @@ def check_derived(findings: Findings, snap: Snapshot, bound: int) -> None:
             findings.check(DERIVED, (seq, f"queue:{item['queue']}") in hits,
                            f"item {item['id']} lists seq {seq}, which has no"
                            f" queue:{item['queue']} target hit")
+
+
+def check_repeat(findings: Findings, snap: Snapshot, where: str, seq: int,
+                 item: dict[str, Any], at_bound: Callable[[int], bool]) -> None:
+    """An attached event is listed by exactly one `updated` history entry of its item,
+    whose `opsbus.todo.updated` event (caused by the entry's latest event) lists it too,
+    unless that cause's root had used its descendant budget."""
+    entries = [h for h in item.get("history", []) if h["action"] == "updated"
+               and seq in (h.get("detail") or {}).get("events", ())]
+    if not findings.check(DERIVED, len(entries) == 1,
+                          f"{where}: {len(entries)} updated history entries of item"
+                          f" {item['id']} list it, expected one"):
+        return
+    entry = entries[0]
+    audit = snap.by_seq.get(entry["audit_seq"]) if entry["audit_seq"] else None
+    if audit is None:
+        findings.check(DERIVED, entry["audit_seq"] is None and at_bound(entry["event_seq"]),
+                       f"{where}: the updated entry of item {item['id']} has no audit event"
+                       f" (audit seq {entry['audit_seq']})")
+        return
+    event = audit["event"]
+    findings.check(DERIVED, event["type"] == "opsbus.todo.updated"
+                   and event["data"]["item"]["id"] == item["id"]
+                   and seq in event["data"]["detail"]["events"]
+                   and audit in snap.caused(entry["event_seq"], "opsbus.todo.updated"),
+                   f"{where}: audit seq {entry['audit_seq']} of item {item['id']} does not"
+                   " announce it")
 
 
 # -- descendants --------------------------------------------------------------------------

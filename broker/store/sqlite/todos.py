@@ -151,6 +151,8 @@ class SqliteTodoWrites(TodoWrites):
     """Todo writes on the writer connection. SQLite has one writer, so a row read inside
     the transaction is already locked."""
 
+    gathers = True
+
     def __init__(self, gathered: _GatheredTodoWrites) -> None:
         self.conn = gathered.conn
         self._tx = gathered
