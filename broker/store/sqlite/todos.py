@@ -92,6 +92,8 @@ class _GatheredTodoWrites:
         self.events: list[tuple[int, int]] = []
         self.history: list[tuple[Any, ...]] = []
         self._journal: list[tuple[dict[Any, Any], Any, Any]] = []
+        self.writes: SqliteTodoWrites | None = None
+        """The write half on this transaction (one per transaction, not per event)."""
 
     def put(self, mapping: dict[Any, Any], key: Any, value: Any) -> None:
         self._journal.append((mapping, key, mapping.get(key, _MISSING)))
@@ -101,8 +103,10 @@ class _GatheredTodoWrites:
             mapping[key] = value
 
     def remember(self, item: TodoItem) -> None:
-        self.put(self.active, (item.queue, item.key),
-                 None if item.state is TodoState.RESOLVED else item.id)
+        where = (item.queue, item.key)
+        active = None if item.state is TodoState.RESOLVED else item.id
+        if self.active.get(where, _MISSING) != active:  # most saves keep it
+            self.put(self.active, where, active)
         self.put(self.items, item.id, _MISSING if item.state is TodoState.RESOLVED else item)
 
     def mark(self) -> tuple[int, int, int]:
@@ -240,7 +244,10 @@ class SqliteTodos(TodoRepository):
         self._readers = readers
 
     def writes(self, tx: Transaction) -> SqliteTodoWrites:
-        return SqliteTodoWrites(sqlite_transaction(tx).deferred("todos", _GatheredTodoWrites))
+        gathered = sqlite_transaction(tx).deferred("todos", _GatheredTodoWrites)
+        if gathered.writes is None:
+            gathered.writes = SqliteTodoWrites(gathered)
+        return gathered.writes
 
     async def get(self, todo_id: int) -> TodoItem | None:
         row = await self._readers.fetchone(
