@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
+import orjson
 import pytest
 
 from tests.broker_process import BrokerProcess
+from tests.conftest import BATCH
 from tests.sse import collect
 from tests.todos_support import (
     get_json,
@@ -242,6 +244,46 @@ async def test_audit_events_arrive_on_the_stream_in_order(broker, http):
     assert updated["causationid"] == attached_event["event"]["id"]
     assert opened["data"]["item"]["event_seq"] == seq
     assert got[-1]["data"]["data"]["note"] == "done"
+
+
+async def publish_batch(http, url: str, events: list[dict]) -> list[int]:
+    """One request, so one unit of work: its events share one transaction."""
+    async with http.post(url + "/v1/events", data=orjson.dumps(events), headers=BATCH) as resp:
+        assert resp.status == 200, await resp.text()
+        return [int(r["seq"]) for r in await resp.json()]
+
+
+async def test_repeats_in_one_commit_are_announced_once_before_the_next_change(broker, http):
+    """Events attached in one transaction make one `updated` (history entry and audit
+    event) listing them; a resolve in the same transaction comes after it."""
+    first, second, third, done, again = await publish_batch(http, broker.url, [
+        work_event("batch-1"), work_event("batch-1"), work_event("batch-1"),
+        work_event("batch-1", status="resolved"), work_event("batch-1")])
+    item_id = await item_of(http, broker.url, first)
+    item = await todo(http, broker.url, item_id)
+    assert item["count"] == 3 and item["state"] == "resolved"
+    assert [e["seq"] for e in item["events"]] == [first, second, third, done]
+    assert [h["action"] for h in item["history"]] == ["opened", "updated", "resolved"]
+    updated = item["history"][1]
+    assert updated["detail"] == {"events": [second, third]}
+    assert updated["event_seq"] == third
+    for seq in (second, third):
+        assert (await targets(http, broker.url, seq))["queue:work"]["attached"] is True
+
+    audits = await collect(http, broker.url, 3,
+                           params={"after": str(first - 1), "filter": f"todoid = {item_id}"})
+    assert [m["data"]["type"] for m in audits] == [
+        "opsbus.todo.opened", "opsbus.todo.updated", "opsbus.todo.resolved"]
+    announced = audits[1]["data"]
+    assert announced["data"]["item"]["count"] == 3
+    assert announced["data"]["item"]["event_seq"] == third
+    assert announced["data"]["detail"] == {"events": [second, third]}
+    caused_by = await get_json(http, broker.url, f"/v1/events/{third}")
+    assert announced["causationid"] == caused_by["event"]["id"]
+
+    reopened = await todo(http, broker.url, await item_of(http, broker.url, again))
+    assert reopened["id"] != item_id and reopened["count"] == 1
+    assert [h["action"] for h in reopened["history"]] == ["opened"]
 
 
 async def test_list_filters_and_pages_newest_activity_first(broker, http):
