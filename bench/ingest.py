@@ -269,7 +269,9 @@ def latency(url: str, readers: int, rate: int, seconds: int) -> dict[str, float]
 def sqlite_ceiling(path: Path | None, seconds: float, batch: int = 3200) -> float:
     """Events/s inserting the broker's rows (random ids) with executemany into the
     broker's own store file and layout, one fsynced commit per `batch` rows (a full
-    group commit of 32 publishers x 100 events). Rows are made before the clock runs."""
+    group commit of 32 publishers x 100 events): the event rows, and their identity keys
+    into the current period's key table (the store's own `KeyPeriods` picks or opens
+    it). No dedupe probe. Rows are made before the clock runs."""
     sys.path.insert(0, str(ROOT))
     import orjson
 
@@ -285,7 +287,10 @@ def sqlite_ceiling(path: Path | None, seconds: float, batch: int = 3200) -> floa
     conn.execute("PRAGMA cache_size=-65536")
     conn.execute("PRAGMA wal_autocheckpoint=4000")
     from broker.store.keys import identity_key
+    from broker.store.sqlite.periods import KeyPeriods
+    from broker.store.window import DEFAULT_PERIOD_S
 
+    periods = KeyPeriods(DEFAULT_PERIOD_S)
     recvtime = "2026-11-25T10:00:00.000000Z"
     batches = []
     for _ in range(max(1, int(seconds * 60_000 / batch))):
@@ -301,10 +306,16 @@ def sqlite_ceiling(path: Path | None, seconds: float, batch: int = 3200) -> floa
     start = time.monotonic()
     for rows in batches:
         conn.execute("BEGIN")
+        (high,) = conn.execute("SELECT coalesce((SELECT seq FROM sqlite_sequence"
+                               " WHERE name = 'events'), 0)").fetchone()
+        table = (periods.current(conn, recvtime)
+                 or periods.open(conn, recvtime, high + 1).name)
         conn.executemany(
             "INSERT INTO events (source, id, type, subject, time, recvtime, correlationid,"
             " causationid, digest, body, idhash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows)
+        conn.executemany(f"INSERT INTO {table} (key, kind, seq) VALUES (?, 0, ?)",
+                         [(row[-1], high + i) for i, row in enumerate(rows, 1)])
         conn.execute("COMMIT")
         n += len(rows)
         if time.monotonic() - start > seconds:

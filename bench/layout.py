@@ -521,6 +521,110 @@ class Partitioned(Layout):
         return removed
 
 
+class KeysByPeriod(Layout):
+    """What the broker runs (broker/store/sqlite/periods.py): one `events` table by seq,
+    no index on it; the random keys (identity, correlation, causation hashes) in one
+    WITHOUT ROWID `(key, kind, seq)` table per day; dedupe probes the current and
+    previous day's tables; retention deletes events by seq and drops a passed day's key
+    table whole."""
+
+    name = "keys-by-period"
+    describe = ("events by seq; hashed identity and links in one (key, kind, seq) table"
+                " per day; window = current + previous day (the landed layout)")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__(conn)
+        self.parts: list[tuple[int, int]] = []  # (day, first seq)
+
+    def create(self) -> None:
+        self.conn.executescript(f"""
+            CREATE TABLE events ({LEAN_COLUMNS});
+            CREATE TABLE key_periods (day INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL);
+        """)
+
+    def _load(self) -> None:
+        if not self.parts:
+            self.parts = [(int(d), int(s)) for d, s in self.conn.execute(
+                "SELECT day, first_seq FROM key_periods ORDER BY day")]
+
+    def _ensure(self, day: int, seq: int) -> None:
+        self._load()
+        if self.parts and self.parts[-1][0] >= day:
+            return
+        self.conn.execute(f"CREATE TABLE keys_{day} (key INTEGER NOT NULL, kind INTEGER"
+                          " NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (key, kind, seq))"
+                          " WITHOUT ROWID")
+        self.conn.execute("INSERT INTO key_periods (day, first_seq) VALUES (?, ?)", (day, seq))
+        self.parts.append((day, seq))
+
+    def insert(self, rows: Sequence[Row], seq0: int) -> None:
+        self._load()
+        day = int(rows[-1].epoch // DAY)
+        self._ensure(day, seq0 + 1)
+        window = [d for d, _ in self.parts[-2:]]
+        for start in range(0, len(rows), 500):
+            part = rows[start:start + 500]
+            marks = ", ".join(f"?{n}" for n in range(1, len(part) + 1))
+            probes = " UNION ALL ".join(
+                f"SELECT seq FROM keys_{d} WHERE key IN ({marks}) AND kind = 0"
+                for d in window)
+            hits = self.conn.execute(f"SELECT count(*) FROM events WHERE seq IN ({probes})",
+                                     [r.idhash for r in part]).fetchone()[0]
+            assert hits == 0
+        values = lean_rows(rows, seq0)
+        self.conn.executemany(LEAN_INSERT.format(table="events"), values)
+        keys = [(v[11], 0, v[0]) for v in values]
+        keys += [(v[12], 1, v[0]) for v in values if v[12] is not None]
+        keys += [(v[13], 2, v[0]) for v in values if v[13] is not None]
+        self.conn.executemany(f"INSERT INTO keys_{day} (key, kind, seq) VALUES (?, ?, ?)",
+                              keys)
+
+    def copy_from(self, n: int) -> None:
+        super().copy_from(n)
+        first = self.conn.execute("SELECT recvtime FROM events WHERE seq = 1").fetchone()[0]
+        day = int(datetime.fromisoformat(first.replace("Z", "+00:00")).timestamp() // DAY)
+        low = 1
+        while low <= n:
+            high = seq_before(self.conn, "events", rfc3339((day + 1) * DAY))
+            self.conn.execute("BEGIN")
+            self._ensure(day, low)
+            self.conn.execute(
+                "WITH r AS MATERIALIZED (SELECT seq, idhash, corrkey, causekey FROM events"
+                f" WHERE seq BETWEEN ? AND ?) INSERT INTO keys_{day} SELECT * FROM ("
+                " SELECT idhash, 0, seq FROM r UNION ALL SELECT corrkey, 1, seq FROM r"
+                " WHERE corrkey IS NOT NULL UNION ALL SELECT causekey, 2, seq FROM r"
+                " WHERE causekey IS NOT NULL) ORDER BY 1, 2, 3", (low, high))
+            self.conn.execute("COMMIT")
+            low = high + 1
+            day += 1
+
+    def identity_lookup(self, row: Row) -> int | None:
+        self._load()
+        probes = " UNION ALL ".join(f"SELECT seq FROM keys_{d} WHERE key = ?1 AND kind = 0"
+                                    for d, _ in reversed(self.parts[-2:]))
+        found = self.conn.execute(f"SELECT seq FROM events WHERE seq IN ({probes})"
+                                  " AND source = ?2 AND id = ?3", (row.idhash, row.source,
+                                                                   row.id)).fetchone()
+        return int(found[0]) if found else None
+
+    def correlation_lookup(self, corr: str) -> list[int]:
+        self._load()
+        probes = " UNION ALL ".join(
+            f"SELECT seq FROM keys_{d} WHERE key = ?1 AND kind IN (1, 2)" for d, _ in self.parts)
+        return [r[0] for r in self.conn.execute(
+            f"SELECT seq FROM events WHERE seq IN ({probes}) AND (correlationid = ?2"
+            " OR causationid = ?2)", (hash64(corr), corr))]
+
+    def after_delete(self, low: int, high: int) -> None:
+        self._load()
+        # A day whose seqs all lie at or below the deleted range goes whole (the next
+        # day's first seq bounds it).
+        while len(self.parts) > 1 and self.parts[1][1] - 1 <= high:
+            day, _ = self.parts.pop(0)
+            self.conn.execute(f"DROP TABLE keys_{day}")
+            self.conn.execute("DELETE FROM key_periods WHERE day = ?", (day,))
+
+
 class Bare(Layout):
     name = "bare"
     describe = "events by seq only, no dedupe, no links (the floor)"
@@ -540,7 +644,7 @@ class Bare(Layout):
 
 LAYOUTS: dict[str, type[Layout]] = {
     cls.name: cls for cls in (Today, Lean, Window, WindowListing, WindowNoLinks, Partitioned,
-                              Bare)}
+                              KeysByPeriod, Bare)}
 
 
 # -- the run -----------------------------------------------------------------------------

@@ -4,7 +4,9 @@
 
 The store's own code creates (or migrates) the schema; rows are then written with a
 bulk path: indexes of the filled tables are dropped, rows inserted in large unsynced
-transactions, and the indexes rebuilt (a sort, much faster than 10 M random inserts).
+transactions, and the indexes rebuilt (a sort, much faster than 10 M random inserts);
+the events' keys are then filed into one key table per day by the store's own code
+(`periods.file_existing`, what the migration to this layout runs), each written sorted.
 Events have random UUID ids, realistic attributes (20 % carry correlation and causation
 ids) and recvtimes spread evenly over the past 30 days, so time-windowed structures see
 a month-old bus. Items (default: one per 10 events) are spread over the queues: 20 %
@@ -30,6 +32,8 @@ from _common import PAYLOAD, ROOT, parse_count
 
 sys.path.insert(0, str(ROOT))
 from broker.store.keys import identity_key, link_key
+from broker.store.sqlite.periods import file_existing
+from broker.store.window import DEFAULT_PERIOD_S
 
 DAY = 86_400
 TYPES = [f"svc{i}.{kind}" for i in range(20)
@@ -176,6 +180,10 @@ def prefill(data_dir: Path, events: int, items: int | None = None, queues: int =
     print("  rebuilding indexes", file=sys.stderr, flush=True)
     for sql in rebuild:
         conn.execute(sql)
+    print("  filing keys by day", file=sys.stderr, flush=True)
+    conn.execute("BEGIN")
+    file_existing(conn, DEFAULT_PERIOD_S)
+    conn.execute("COMMIT")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.close()
     print(f"  filled {events:,} events, {items:,} items in {time.monotonic() - started:.0f}s"

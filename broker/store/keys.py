@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
+IDENTITY, CORRELATION, CAUSATION = 0, 1, 2
+"""The kinds of key a key table row holds (SQLite files keys by period, `kind` apart)."""
+
 
 def key64(*parts: str) -> int:
     """A signed 64-bit blake2b hash of the parts joined by NUL (a PostgreSQL bigint)."""

@@ -34,15 +34,29 @@ class DedupeWindow:
         `recvtime` is not a stamp."""
         if self.forever:
             return ""
-        try:
-            moment = datetime.fromisoformat(recvtime.replace("Z", "+00:00"))
-        except ValueError:
+        start = period_start(recvtime, self.period_s)
+        if start is None:
             return ""
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        epoch = int(moment.timestamp())
-        start = epoch - epoch % self.period_s - (self.periods - 1) * self.period_s
+        start -= (self.periods - 1) * self.period_s
         return to_rfc3339(datetime.fromtimestamp(max(start, 0), UTC))
+
+
+def epoch_of(recvtime: str) -> int | None:
+    """Whole epoch seconds of a stamp (naive ones read as UTC); None when it is not one."""
+    try:
+        moment = datetime.fromisoformat(recvtime.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def period_start(recvtime: str, period_s: int) -> int | None:
+    """The start (epoch seconds) of the period of `period_s` seconds that `recvtime`
+    falls in; None when `recvtime` is not a stamp."""
+    epoch = epoch_of(recvtime)
+    return None if epoch is None else epoch - epoch % period_s
 
 
 def parse_window(text: str | int) -> int:

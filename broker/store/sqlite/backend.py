@@ -26,6 +26,7 @@ from broker.store.sqlite.maintenance import (
     WalGuard,
     refuse_newer_schema,
 )
+from broker.store.sqlite.periods import FILING_MIGRATIONS, file_existing
 from broker.store.sqlite.retention import SqliteRetention
 from broker.store.sqlite.todos import SqliteSilences, SqliteTodos
 from broker.store.sqlite.tokens import SqliteTokens
@@ -49,6 +50,7 @@ class SqliteBackend(SqliteMaintenance, Backend):
         self._writer: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._readers = ReaderPool(self.path)
+        self._period_s = (window or DedupeWindow()).period_s
         self.events = SqliteEventLog(self._readers, window)
         self.config = SqliteConfig(self._readers)
         self.todos = SqliteTodos(self._readers)
@@ -91,6 +93,8 @@ class SqliteBackend(SqliteMaintenance, Backend):
                 try:
                     for statement in _split_sql(sql):
                         conn.execute(statement)
+                    if version in FILING_MIGRATIONS:  # keys of the stored log, by period
+                        file_existing(conn, self._period_s)
                     broken = conn.execute("PRAGMA foreign_key_check").fetchall()
                     if broken:
                         raise RuntimeError(f"migration {name} breaks foreign keys: {broken[:5]}")

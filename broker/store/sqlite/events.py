@@ -17,13 +17,16 @@ from broker.bus.log import (
     StoredEvent,
     TargetRecord,
 )
-from broker.store.keys import identity_key, link_key
+from broker.store.keys import CAUSATION, CORRELATION, IDENTITY, identity_key, link_key
 from broker.store.sqlite.connections import ReaderPool
+from broker.store.sqlite.periods import VIEW, KeyPeriods, union_all
 from broker.store.sqlite.transaction import connection_of
 from broker.store.transaction import Transaction
 from broker.store.window import DedupeWindow
 
 EVENT_COLUMNS = "seq, recvtime, body, routes, root"
+KEY_SEQS = f"SELECT seq FROM {VIEW} WHERE key = ? AND kind = ?"
+"""Seqs of one key in every period's table and the kept keys (one index probe each)."""
 
 
 def row_to_event(row: Sequence[Any]) -> StoredEvent:
@@ -36,6 +39,7 @@ INSERT_EVENT = (
     " causationid, digest, body, root, idhash, corrkey, causekey)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+INSERT_KEY = "INSERT INTO {table} (key, kind, seq) VALUES (?, ?, ?)"
 PROBE_CHUNK = 500
 """Identities probed per statement (well under SQLite's bound-parameter limit)."""
 
@@ -48,31 +52,64 @@ def _row(event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes, root: 
             link_key(corr), link_key(cause))
 
 
+def _keys(row: tuple[Any, ...], seq: int) -> list[tuple[int, int, int]]:
+    """The key-table rows of one event row (`_row`'s layout)."""
+    keys = [(row[11], IDENTITY, seq)]
+    if row[12] is not None:
+        keys.append((row[12], CORRELATION, seq))
+    if row[13] is not None:
+        keys.append((row[13], CAUSATION, seq))
+    return keys
+
+
 class SqliteEventWrites(EventWrites):
     """Event-log writes on the writer connection. Dedupe is decided here, by the single
-    writer: a probe of the hashed identity index limited to the dedupe window, then a
-    plain insert (the index is not unique, so a repeat outside the window is stored)."""
+    writer: a probe of the key tables of the periods the dedupe window reaches (and the
+    kept keys), then a plain insert of the event and of its keys into the current
+    period's table (a repeat outside the window is stored)."""
 
-    def __init__(self, conn: sqlite3.Connection, window: DedupeWindow) -> None:
+    def __init__(self, conn: sqlite3.Connection, window: DedupeWindow,
+                 periods: KeyPeriods) -> None:
         self.conn = conn
         self.window = window
+        self.periods = periods
 
     def _probe(self, keys: Sequence[int], recvtime: str
                ) -> dict[tuple[str, str], tuple[int, bytes]]:
         """(source, id) -> (seq, digest) of the newest stored event in the window."""
         since = self.window.start(recvtime)
+        tables = self.periods.window(self.conn, since)
         found: dict[tuple[str, str], tuple[int, bytes]] = {}
         unique = list(dict.fromkeys(keys))
         for at in range(0, len(unique), PROBE_CHUNK):
             chunk = unique[at:at + PROBE_CHUNK]
-            # `+recvtime`: the window only narrows the hits of the identity index, it
-            # must never make the planner walk the recvtime index instead.
+            marks = ", ".join(f"?{n}" for n in range(1, len(chunk) + 1))
+            probes = union_all([f"SELECT seq FROM {t} WHERE key IN ({marks}) AND kind = 0"
+                                for t in tables])
+            # The key tables hold every identity of their period; the window's edge and
+            # the stored (source, id) (a 64-bit key may collide) are checked on the row.
+            # `+recvtime`: the window only narrows the hits, it must never make the
+            # planner walk the recvtime index instead.
             rows = self.conn.execute(
-                "SELECT seq, source, id, digest FROM events WHERE idhash IN"
-                f" ({', '.join('?' * len(chunk))}) AND +recvtime >= ? ORDER BY seq",
-                (*chunk, since)).fetchall()
+                f"SELECT seq, source, id, digest FROM events WHERE seq IN ({probes})"
+                f" AND +recvtime >= ?{len(chunk) + 1} ORDER BY seq", (*chunk, since)).fetchall()
             for seq, source, id, digest in rows:
                 found[(source, id)] = (seq, bytes(digest))
+        return found
+
+    def _next_seq(self) -> int:
+        (high,) = self.conn.execute(
+            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
+        ).fetchone()
+        return int(high) + 1
+
+    def _table(self, recvtime: str, next_seq: int | None = None) -> str:
+        """The current period's key table, opened here (from `next_seq`, by default the
+        next seq AUTOINCREMENT gives) if `recvtime` is past its end."""
+        found = self.periods.current(self.conn, recvtime)
+        if found is None:
+            first = self._next_seq() if next_seq is None else next_seq
+            found = self.periods.open(self.conn, recvtime, first).name
         return found
 
     async def append(
@@ -82,9 +119,10 @@ class SqliteEventWrites(EventWrites):
         stored = self._probe([idhash], recvtime).get((event["source"], event["id"]))
         if stored is not None:
             return AppendResult(stored[0], True, conflict=stored[1] != digest)
-        (seq,) = self.conn.execute(
-            INSERT_EVENT + " RETURNING seq", _row(event, raw, recvtime, digest, root, idhash)
-        ).fetchone()
+        table = self._table(recvtime)
+        row = _row(event, raw, recvtime, digest, root, idhash)
+        (seq,) = self.conn.execute(INSERT_EVENT + " RETURNING seq", row).fetchone()
+        self.conn.executemany(INSERT_KEY.format(table=table), _keys(row, seq))
         return AppendResult(seq, False)
 
     async def append_many(self, items: Sequence[EventItem], recvtime: str
@@ -94,11 +132,10 @@ class SqliteEventWrites(EventWrites):
             return [await self.append(event, raw, recvtime, digest)]
         keys = [identity_key(str(e["source"]), str(e["id"])) for e, _, _ in items]
         stored = self._probe(keys, recvtime)
-        (high,) = self.conn.execute(
-            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
-        ).fetchone()
+        first = self._next_seq()
         results: list[AppendResult] = []
         rows: list[tuple[Any, ...]] = []
+        key_rows: list[tuple[int, int, int]] = []
         for (event, raw, digest), idhash in zip(items, keys, strict=True):
             key = (event["source"], event["id"])
             earlier = stored.get(key)
@@ -106,11 +143,16 @@ class SqliteEventWrites(EventWrites):
                 results.append(AppendResult(earlier[0], True, conflict=earlier[1] != digest))
                 continue
             # Seqs of one batch are consecutive: AUTOINCREMENT under the single writer.
-            seq = high + 1 + len(rows)
+            seq = first + len(rows)
             stored[key] = (seq, digest)
-            rows.append(_row(event, raw, recvtime, digest, 0, idhash))
+            row = _row(event, raw, recvtime, digest, 0, idhash)
+            rows.append(row)
+            key_rows.extend(_keys(row, seq))
             results.append(AppendResult(seq, False))
-        self.conn.executemany(INSERT_EVENT, rows)
+        if rows:  # a period is opened only by an event that goes into it
+            table = self._table(recvtime, first)
+            self.conn.executemany(INSERT_EVENT, rows)
+            self.conn.executemany(INSERT_KEY.format(table=table), key_rows)
         return results
 
     async def set_routes(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:
@@ -143,14 +185,16 @@ class SqliteEventWrites(EventWrites):
 
 
 class SqliteEventLog(EventLog):
-    """The event log in the `events` table; reads on the reader pool."""
+    """The event log in the `events` table, its keys in the period tables
+    (`periods.py`); reads on the reader pool, keys through the `event_keys` view."""
 
     def __init__(self, readers: ReaderPool, window: DedupeWindow | None = None) -> None:
         self._readers = readers
         self.window = window or DedupeWindow()
+        self.periods = KeyPeriods(self.window.period_s)
 
     def writes(self, tx: Transaction) -> SqliteEventWrites:
-        return SqliteEventWrites(connection_of(tx), self.window)
+        return SqliteEventWrites(connection_of(tx), self.window, self.periods)
 
     async def last_seq(self) -> int:
         row = await self._readers.fetchone("SELECT max(seq) FROM events")
@@ -172,8 +216,9 @@ class SqliteEventLog(EventLog):
 
     async def find(self, source: str, id: str) -> StoredEvent | None:
         row = await self._readers.fetchone(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE idhash = ? AND source = ? AND id = ?"
-            " ORDER BY seq DESC LIMIT 1", (identity_key(source, id), source, id)
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE seq IN ({KEY_SEQS})"
+            " AND source = ? AND id = ? ORDER BY seq DESC LIMIT 1",
+            (identity_key(source, id), IDENTITY, source, id)
         )
         return row_to_event(row) if row else None
 
@@ -212,18 +257,18 @@ class SqliteEventLog(EventLog):
             clauses.append("seq >= ?" if descending else "seq <= ?")
             params.append(scan_to)
         if source is not None and id is not None:
-            clauses.append("idhash = ?")
-            params.append(identity_key(source, id))
+            clauses.append(f"seq IN ({KEY_SEQS})")
+            params.extend((identity_key(source, id), IDENTITY))
         for column, value in (("type", type), ("source", source), ("subject", subject),
                               ("id", id)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
-        for column, key, value in (("correlationid", "corrkey", correlationid),
-                                   ("causationid", "causekey", causationid)):
+        for column, kind, value in (("correlationid", CORRELATION, correlationid),
+                                    ("causationid", CAUSATION, causationid)):
             if value is not None:
-                clauses.extend((f"{key} = ?", f"{column} = ?"))
-                params.extend((link_key(value), value))
+                clauses.extend((f"seq IN ({KEY_SEQS})", f"{column} = ?"))
+                params.extend((link_key(value), kind, value))
         if since is not None:
             clauses.append("recvtime >= ?")
             params.append(since)

@@ -50,6 +50,10 @@ CONSISTENCY_CHECKS: tuple[tuple[str, int, str], ...] = (
      " || ' items but counts ' || sum(counted) FROM (SELECT queue, state, 1 AS held,"
      " 0 AS counted FROM todos UNION ALL SELECT queue, state, 0, n FROM queue_counts)"
      " GROUP BY queue, state HAVING sum(held) <> sum(counted)"),
+    ("every period has its key table", 13,
+     "SELECT 'period ' || name || ' (seqs from ' || first_seq || ') has no key table:"
+     " lookups and dedupe miss its events' FROM event_key_periods"
+     " WHERE name NOT IN (SELECT name FROM sqlite_master WHERE type = 'table')"),
     ("leased work has a lease", 1,
      "SELECT 'delivery ' || id || ' is leased without a lease id' FROM deliveries"
      " WHERE state = 'leased' AND lease IS NULL"),

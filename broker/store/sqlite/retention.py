@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from broker.retention.policy import Candidate
 from broker.retention.repository import LogUsage, Removal, RetentionRepository, RetentionWrites
 from broker.store.sqlite.connections import ReaderPool
+from broker.store.sqlite.periods import KEPT, drop_passed
 from broker.store.sqlite.transaction import connection_of
 from broker.store.transaction import Transaction
 
@@ -50,9 +51,14 @@ class SqliteRetentionWrites(RetentionWrites):
                     f"DELETE FROM events WHERE seq IN ({marks})", chunk).rowcount
                 self.conn.execute(f"DELETE FROM event_targets WHERE seq IN ({marks})", chunk)
                 self.conn.execute(f"DELETE FROM event_lineage WHERE root IN ({marks})", chunk)
+                # Keys in a period's table stay until the table goes (a key whose event
+                # is gone finds nothing); kept keys are few and go with their event.
+                self.conn.execute(f"DELETE FROM {KEPT} WHERE seq IN ({marks})", chunk)
         self.conn.execute(
             "UPDATE log_retention SET removed = removed + ?, cut = max(cut, ?) WHERE id = 1",
             (removed, cut or 0))
+        if cut:
+            drop_passed(self.conn, cut)
         return Removal(removed, needed)
 
     async def reclaim(self, pages: int) -> int:

@@ -1,0 +1,222 @@
+"""SQLite's key tables by period (docs/storage.md): each period's keys in a table of its
+own, catalogued with its seq range; lookups across periods; retention dropping a passed
+period whole while the events it kept stay findable; the migration that files an
+existing log's keys by recvtime."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from broker.bus import canonical, digest_of
+from broker.bus.log import EventItem
+from broker.store.keys import identity_key, link_key
+from broker.store.migrations import migrations
+from broker.store.sqlite import SqliteBackend
+from broker.store.window import DedupeWindow
+from tests.conftest import make_event
+
+DAYS = ["2026-11-20", "2026-11-21", "2026-11-22", "2026-11-23"]
+
+
+def at(day: str, time: str = "10:00:00") -> str:
+    return f"{day}T{time}.000000Z"
+
+
+def item(event: dict) -> EventItem:
+    raw = canonical(event)
+    return event, raw, digest_of(raw)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteBackend]:
+    backend = SqliteBackend(tmp_path / "store.db", durability="normal")
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+async def append(store: SqliteBackend, recvtime: str, *events: dict) -> list[int]:
+    async with store.transaction() as tx:
+        results = await store.events.writes(tx).append_many([item(e) for e in events],
+                                                             recvtime)
+    return [r.seq for r in results]
+
+
+def catalogue(path: Path) -> list[tuple[str, int, int | None]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT name, first_seq, last_seq FROM event_key_periods"
+                            " ORDER BY first_seq").fetchall()
+    finally:
+        conn.close()
+
+
+def key_tables(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            " AND name LIKE 'event_keys_2%' ORDER BY name")]
+    finally:
+        conn.close()
+
+
+async def test_each_period_files_its_keys_in_its_own_table(store: SqliteBackend):
+    seqs = []
+    for n, day in enumerate(DAYS[:3]):
+        seqs += await append(store, at(day), *[
+            make_event(id=f"d{n}-{i}", correlationid="incident-1") for i in range(3)])
+    assert catalogue(store.path) == [("event_keys_20261120", 1, 3),
+                                     ("event_keys_20261121", 4, 6),
+                                     ("event_keys_20261122", 7, None)]
+    conn = sqlite3.connect(store.path)
+    (rows,) = conn.execute("SELECT count(*) FROM event_keys_20261121").fetchone()
+    assert rows == 6  # identity and correlation of three events
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'events_idhash'"
+                        ).fetchone() is None
+    conn.close()
+    linked = await store.events.read(correlationid="incident-1", limit=100)
+    assert [e.seq for e in linked] == seqs
+    newest = await store.events.read(correlationid="incident-1", descending=True, limit=2)
+    assert [e.seq for e in newest] == seqs[:-3:-1]
+    found = await store.events.find("tests/suite", "d0-1")
+    assert found is not None and found.seq == 2
+
+
+async def test_a_period_opened_by_a_rolled_back_unit_is_opened_again(store: SqliteBackend):
+    await append(store, at(DAYS[0]), make_event(id="first"))
+    async with store.transaction() as tx:
+        writes = store.events.writes(tx)
+        with pytest.raises(RuntimeError):
+            async with tx.savepoint():
+                await writes.append_many([item(make_event(id="undone"))], at(DAYS[1]))
+                raise RuntimeError("the unit fails")
+        [kept] = await writes.append_many([item(make_event(id="kept"))], at(DAYS[1]))
+    assert catalogue(store.path) == [("event_keys_20261120", 1, 1),
+                                     ("event_keys_20261121", kept.seq, None)]
+    assert (await store.events.find("tests/suite", "kept")) is not None
+    assert (await store.events.find("tests/suite", "undone")) is None
+
+
+async def test_the_window_reaches_back_one_period_and_forever_reaches_all(tmp_path: Path):
+    for window, repeat_is_duplicate in ((DedupeWindow(), False),
+                                        (DedupeWindow(periods=0), True)):
+        path = tmp_path / f"{window.periods}.db"
+        store = SqliteBackend(path, durability="normal", window=window)
+        await store.open()
+        try:
+            (first,) = await append(store, at(DAYS[0]), make_event(id="again"))
+            await append(store, at(DAYS[1]), make_event(id="between"))
+            async with store.transaction() as tx:
+                [repeat] = await store.events.writes(tx).append_many(
+                    [item(make_event(id="again"))], at(DAYS[3]))
+            assert repeat.duplicate is repeat_is_duplicate
+            assert (repeat.seq == first) is repeat_is_duplicate
+        finally:
+            await store.close()
+
+
+async def test_retention_drops_a_passed_period_and_keeps_the_keys_it_still_needs(
+    store: SqliteBackend,
+):
+    old = await append(store, at(DAYS[0]), *[
+        make_event(id=f"old-{i}", correlationid="incident-2") for i in range(4)])
+    young = await append(store, at(DAYS[1]), make_event(id="young",
+                                                         correlationid="incident-2"))
+    async with store.transaction() as tx:
+        await store.deliveries.writes(tx).add("hook", old[1], at(DAYS[1]))
+    async with store.transaction() as tx:
+        removal = await store.retention.writes(tx).remove(old, cut=old[-1])
+    assert (removal.removed, removal.needed) == (3, 1)
+    # The first day's table is gone whole; the current one stays.
+    assert key_tables(store.path) == ["event_keys_20261121"]
+    assert catalogue(store.path) == [("event_keys_20261121", young[0], None)]
+    # The event retention kept is still found by identity, by link and by dedupe.
+    linked = await store.events.read(correlationid="incident-2", limit=10)
+    assert [e.seq for e in linked] == [old[1], young[0]]
+    found = await store.events.find("tests/suite", "old-1")
+    assert found is not None and found.seq == old[1]
+    async with store.transaction() as tx:
+        [repeat] = await store.events.writes(tx).append_many(
+            [item(make_event(id="old-1", correlationid="incident-2"))], at(DAYS[1]))
+    assert repeat.duplicate and repeat.seq == old[1]
+    # Once nothing needs it, the kept event goes and its keys with it.
+    conn = sqlite3.connect(store.path)
+    conn.execute("UPDATE deliveries SET state = 'delivered'")
+    conn.commit()
+    conn.close()
+    async with store.transaction() as tx:
+        removal = await store.retention.writes(tx).remove([old[1]])
+    assert removal.removed == 1
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("SELECT count(*) FROM event_keys_kept").fetchone() == (0,)
+    conn.close()
+    assert (await store.events.find("tests/suite", "old-1")) is None
+
+
+async def test_a_store_of_the_previous_release_files_its_keys_by_recvtime(tmp_path: Path):
+    """Built by the previous release's migrations (one `events` table with hashed key
+    indexes), then opened: each event's keys land in its recvtime's period, the old
+    indexes are gone, and lookups, dedupe and the checks all hold."""
+    path = tmp_path / "previous.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for version, name, sql in migrations("sqlite"):
+        if name.endswith("_key_periods.sql"):  # the first of this release
+            break
+        conn.create_function("opsbus_key64", -1, lambda *p: None)  # no rows yet
+        conn.executescript(sql)
+        conn.execute(f"PRAGMA user_version={version}")
+    stored = []
+    for n, day in enumerate(DAYS):
+        for i in range(50):
+            event = make_event(id=f"e{n}-{i}", correlationid=f"inc-{i % 5}",
+                               causationid=f"cause-{n}")
+            raw = orjson.dumps(event)
+            stored.append((event, at(day, f"{i // 10:02d}:00:00")))
+            conn.execute(
+                "INSERT INTO events (source, id, type, recvtime, correlationid, causationid,"
+                " digest, body, idhash, corrkey, causekey) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (event["source"], event["id"], event["type"], stored[-1][1],
+                 event["correlationid"], event["causationid"], digest_of(raw), raw,
+                 identity_key(event["source"], event["id"]),
+                 link_key(event["correlationid"]), link_key(event["causationid"])))
+    conn.close()
+    store = SqliteBackend(path, durability="normal")
+    await store.open()
+    try:
+        assert catalogue(path) == [("event_keys_20261120", 1, 50),
+                                   ("event_keys_20261121", 51, 100),
+                                   ("event_keys_20261122", 101, 150),
+                                   ("event_keys_20261123", 151, None)]
+        conn = sqlite3.connect(path)
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        assert not names & {"events_idhash", "events_corrkey", "events_causekey"}
+        (keys,) = conn.execute("SELECT count(*) FROM event_keys").fetchone()
+        assert keys == 3 * len(stored)
+        conn.close()
+        linked = await store.events.read(correlationid="inc-3", limit=1000)
+        assert [e.seq for e in linked] == [s for s in range(1, 201) if (s - 1) % 5 == 3]
+        caused = await store.events.read(causationid="cause-2", limit=1000)
+        assert [e.seq for e in caused] == list(range(101, 151))
+        found = await store.events.find("tests/suite", "e1-7")
+        assert found is not None and found.seq == 58
+        async with store.transaction() as tx:
+            [again, fresh] = await store.events.writes(tx).append_many(
+                [item(stored[-1][0]), item(make_event(id="new"))], at(DAYS[3], "12:00:00"))
+        assert again.duplicate and again.seq == 200 and fresh.seq == 201
+        async with store.transaction() as tx:
+            [later] = await store.events.writes(tx).append_many(
+                [item(make_event(id="next day"))], at("2026-11-24"))
+        assert catalogue(path)[-2:] == [("event_keys_20261123", 151, 201),
+                                        ("event_keys_20261124", later.seq, None)]
+    finally:
+        await store.close()
+    report = await SqliteBackend(path).check()
+    assert report.ok, report.findings
