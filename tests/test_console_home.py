@@ -52,7 +52,7 @@ async def home(app: OpsbusConsole, pilot: Any) -> QueuesScreen:
 
 
 def listed(screen: QueuesScreen) -> list[int]:
-    return [int(str(key.value)) for key in screen.item_table.rows]
+    return [int(key) for key in screen.item_table.rows]
 
 
 async def test_opens_on_every_queue_critical_first_then_oldest(broker: BrokerProcess

@@ -13,7 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 
 from broker.errors import OpsbusError
 from console.format import age, age_since
@@ -21,7 +21,7 @@ from console.models.items import Item, is_snoozed
 from console.models.queues import ALL_QUEUES, VIEWS, QueuesModel
 from console.screens.item_actions import ITEM_BINDINGS, ItemActionsScreen
 from console.widgets.columns import Column
-from console.widgets.nav_table import NavTable
+from console.widgets.line_table import LineTable
 
 STATE_STYLE = {"open": "bold yellow", "claimed": "bold cyan", "resolved": "green",
                "snoozed": "dim"}
@@ -87,8 +87,6 @@ class QueuesScreen(ItemActionsScreen):
         self._stale = True
         self._last_redraw = 0.0
         self._redraw_timer: Timer | None = None
-        self._drawn: dict[str, list[Any]] = {}
-        """The cells last drawn per item row (to update only what changed)."""
 
     @property
     def model(self) -> QueuesModel:
@@ -102,20 +100,20 @@ class QueuesScreen(ItemActionsScreen):
         with Horizontal():
             with Vertical(id="queues-pane"):
                 yield Static("QUEUES", classes="pane-title")
-                yield NavTable(id="queues", columns=QUEUE_COLUMNS)
+                yield LineTable(id="queues", columns=QUEUE_COLUMNS)
             with Vertical(id="items-pane"):
                 yield Static("", id="items-title", classes="pane-title")
                 yield Input(placeholder="search items (key, title, owner, summary)",
                             id="search")
-                yield NavTable(id="items")
+                yield LineTable(id="items")
 
     @property
-    def queue_table(self) -> NavTable:
-        return self.query_one("#queues", NavTable)
+    def queue_table(self) -> LineTable:
+        return self.query_one("#queues", LineTable)
 
     @property
-    def item_table(self) -> NavTable:
-        return self.query_one("#items", NavTable)
+    def item_table(self) -> LineTable:
+        return self.query_one("#items", LineTable)
 
     def on_mount(self) -> None:
         self.query_one("#search").display = False
@@ -186,46 +184,21 @@ class QueuesScreen(ItemActionsScreen):
                 str(q.get("claimed", 0)), age(model.oldest_age_s(name)))))
         if narrow:
             rows = [(key, cells[:2]) for key, cells in rows]
-        rebuilt = table.fit(NARROW_QUEUE_COLUMNS if narrow else QUEUE_COLUMNS)
-        keys = [key.value for key in table.rows]
-        if not rebuilt and keys == [key for key, _ in rows]:
-            for key, cells in rows:  # same queues: counts in place, the cursor stays
-                for column, value in zip(table.columns, cells, strict=True):
-                    table.update_cell(key, column, value)
-        else:
-            table.clear()
-            for key, cells in rows:
-                table.add_row(*cells, key=key)
+        table.fit(NARROW_QUEUE_COLUMNS if narrow else QUEUE_COLUMNS)
+        table.set_rows(rows)
         if model.queue in table.rows:
-            index = table.get_row_index(model.queue)
-            if table.cursor_row != index:
-                table.move_cursor(row=index, animate=False)
+            table.move_cursor(row=table.get_row_index(model.queue))
 
     def _render_items(self) -> None:
         table, model = self.item_table, self.model
         width = table.scrollable_content_region.width or table.size.width
         wide = width >= WIDE
-        rebuilt = table.fit(item_columns(model.queue == ALL_QUEUES, width))
-        keep = self._cursor_key()
+        table.fit(item_columns(model.queue == ALL_QUEUES, width))
         now_text = self.console.now().strftime("%Y-%m-%dT%H:%M:%S")
-        rows = [(str(item["id"]), self._cells(item, now_text, width))
-                for item in model.visible()]
-        if not rebuilt and [k.value for k in table.rows] == [key for key, _ in rows]:
-            # The same items in the same order: only the cells that changed are updated
-            # (ages, states, key fields), which is far cheaper than a rebuild.
-            columns = list(table.columns)
-            for key, cells in rows:
-                before = self._drawn.get(key, [])
-                for n, (column, value) in enumerate(zip(columns, cells, strict=True)):
-                    if n >= len(before) or str(before[n]) != str(value):
-                        table.update_cell(key, column, value)
-        else:
-            table.clear()
-            for key, cells in rows:
-                table.add_row(*cells, key=key, height=1 if wide else 2)
-            if keep is not None and keep in table.rows:
-                table.move_cursor(row=table.get_row_index(keep), animate=False)
-        self._drawn = dict(rows)
+        # Rows whose cells did not change keep what they drew (ages, states and key
+        # fields change a few rows at a time).
+        table.set_rows([(str(item["id"]), self._cells(item, now_text, width))
+                        for item in model.visible()], height=1 if wide else 2)
         self._title()
         self._fetch_fields()
 
@@ -281,13 +254,6 @@ class QueuesScreen(ItemActionsScreen):
                 text.append(f"   {len(model.marked)} marked", style="bold green")
         self.query_one("#items-title", Static).update(text)
 
-    def _cursor_key(self) -> str | None:
-        table = self.item_table
-        if not table.row_count:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return None if key is None else str(key)
-
     @work(exclusive=True, group="queues-fields")
     async def _fetch_fields(self) -> None:
         wanted = self.model.missing_fields(FIELDS_PER_PASS)
@@ -306,7 +272,7 @@ class QueuesScreen(ItemActionsScreen):
 
     # -- selection and keys -------------------------------------------------------------
     def current_item(self) -> Item | None:
-        key = self._cursor_key()
+        key = self.item_table.cursor_key
         return self.model.items.get(int(key)) if key is not None else None
 
     def targets(self) -> list[Item]:
@@ -317,24 +283,23 @@ class QueuesScreen(ItemActionsScreen):
     def operations_done(self) -> None:
         self.model.clear_marks()
 
-    @on(DataTable.RowHighlighted, "#queues")
-    def _queue_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.cursor_row != self.queue_table.cursor_row:
-            return  # a highlight from before the table was rebuilt
-        name = event.row_key.value
-        if name is not None and name != self.model.queue:
+    @on(LineTable.Highlighted, "#queues")
+    def _queue_highlighted(self, event: LineTable.Highlighted) -> None:
+        if event.key != self.queue_table.cursor_key:
+            return  # a highlight from before the rows changed
+        name = event.key
+        if name != self.model.queue:
             self.model.select_queue(name)
             self._hide_search()
             self.reload(queues=False)
 
-    @on(DataTable.RowSelected, "#queues")
+    @on(LineTable.Selected, "#queues")
     def _queue_selected(self) -> None:
         self.item_table.focus()
 
-    @on(DataTable.RowSelected, "#items")
-    def _item_selected(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value is not None:
-            self.console.open_item(int(event.row_key.value))
+    @on(LineTable.Selected, "#items")
+    def _item_selected(self, event: LineTable.Selected) -> None:
+        self.console.open_item(int(event.key))
 
     def action_mark(self) -> None:
         item = self.current_item()
@@ -342,8 +307,7 @@ class QueuesScreen(ItemActionsScreen):
             self.model.toggle_mark(int(item["id"]))
             self._redraw()
             table = self.item_table
-            if table.cursor_row < table.row_count - 1:
-                table.move_cursor(row=table.cursor_row + 1, animate=False)
+            table.move_cursor(row=table.cursor_row + 1)
 
     def action_view(self, view: str) -> None:
         self.model.set_view(view)
