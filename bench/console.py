@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 import tempfile
@@ -127,29 +128,46 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def time_keys(term: object, rounds: int) -> dict[str, list[float]]:
-    """Milliseconds from each key written to its screen painted, per step."""
+def cpu_ms(pid: int) -> float:
+    """CPU time a process (all its threads) has used, in ms (Linux schedstat, ns)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that just ended
+    return total / 1e6
+
+
+def time_keys(term: object, rounds: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Milliseconds from each key written to its screen painted, per step; and the CPU
+    time the console used meanwhile (what a busy machine does not inflate, live events
+    handled in the same interval included)."""
     found: dict[str, list[float]] = {what: [] for what, _, _ in STEPS}
+    cpu: dict[str, list[float]] = {what: [] for what, _, _ in STEPS}
+    pid = term.proc.pid  # type: ignore[attr-defined]
     for _ in range(rounds):
         for what, key, marker in STEPS:
             term.read(0.05)  # type: ignore[attr-defined]
             term.output = b""  # type: ignore[attr-defined]
+            used = cpu_ms(pid)
             started = time.perf_counter()
             term.type(key)  # type: ignore[attr-defined]
             term.wait_for(marker, timeout=30)  # type: ignore[attr-defined]
             found[what].append((time.perf_counter() - started) * 1000)
-    return found
+            cpu[what].append(cpu_ms(pid) - used)
+    return found, cpu
 
 
-def report(label: str, found: dict[str, list[float]]) -> None:
+def report(label: str, timed: tuple[dict[str, list[float]], dict[str, list[float]]]) -> None:
+    found, cpu = timed
     for what, values in found.items():
         print(f"  {label:<14} {what:<20} p50 {percentile(values, 0.5):6.0f} ms   "
-              f"p90 {percentile(values, 0.9):6.0f} ms   max {max(values):6.0f} ms")
+              f"p90 {percentile(values, 0.9):6.0f} ms   max {max(values):6.0f} ms   "
+              f"console CPU p50 {percentile(cpu[what], 0.5):4.0f} ms")
 
 
 def switch(args: argparse.Namespace) -> None:
-    import os
-
     from tests.terminal import Terminal
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -186,7 +204,8 @@ def switch(args: argparse.Namespace) -> None:
                     out, _ = load.communicate()
                 sent = int((out.split() or [b"0"])[-1])
                 print(f"  load: {sent:,} events published at "
-                      f"{sent / (time.monotonic() - load_started):,.0f} ev/s on average")
+                      f"{sent / (time.monotonic() - load_started):,.0f} ev/s on average; "
+                      f"machine load average {os.getloadavg()[0]:.1f} at the end")
             finally:
                 term.close()
         finally:
@@ -204,7 +223,8 @@ async def main() -> None:
     args = parser.parse_args()
     print(machine())
     if args.switch:
-        print("console on a pty, 160x45; key written → new screen's text received")
+        print("console on a pty, 160x45; key written → new screen's text received "
+              f"(load average {os.getloadavg()[0]:.1f})")
         await asyncio.to_thread(switch, args)
         return
     with tempfile.TemporaryDirectory() as tmp:

@@ -275,12 +275,16 @@ class OpsbusConsole(App[None]):
             if message.feed != "todos":
                 return
             message.stop()
-            changed = False
+            # Each model tells its observers once per batch, not once per item.
+            changed = urgent = False
             for _, event in message.events:
                 data = event.get("data")
                 item = data.get("item") if isinstance(data, dict) else None
                 if isinstance(item, dict) and "id" in item:
+                    urgent |= self.oncall.apply(item, notify=False)
                     changed |= self._item_changed(item)
+            if urgent:
+                self.oncall.changed()
             if changed:
                 self.queues.changed()
             self._schedule_counts()
@@ -288,13 +292,13 @@ class OpsbusConsole(App[None]):
             message.handled.set()
 
     def _item_changed(self, item: Item) -> bool:
-        self.oncall.apply(item)
         for listener in list(self._item_listeners):
             listener(item)
         return self.queues.apply(item)
 
     def item_changed(self, item: Item) -> None:
         """The broker answered an operation with this item: show it everywhere now."""
+        self.oncall.apply(item)
         if self._item_changed(item):
             self.queues.changed()
         self._schedule_counts()

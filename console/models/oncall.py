@@ -61,11 +61,13 @@ class OnCall(Observable):
         self._trim()
         self.changed()
 
-    def apply(self, item: Item) -> None:
-        """An item changed (from an audit event or an operation's answer)."""
+    def apply(self, item: Item, notify: bool = True) -> bool:
+        """An item changed (from an audit event or an operation's answer); True when the
+        urgent items changed. With `notify=False` the caller tells the observers once
+        for a whole batch."""
         known = self.urgent.get(item["id"])
         if known is not None and known["updated_at"] > item["updated_at"]:
-            return
+            return False
         if self._keep(item):
             self.urgent[item["id"]] = item
             self._trim()
@@ -75,8 +77,10 @@ class OnCall(Observable):
                 if self.announce is not None:
                     self.announce(item)
         elif self.urgent.pop(item["id"], None) is None:
-            return
-        self.changed()
+            return False
+        if notify:
+            self.changed()
+        return True
 
     def _trim(self) -> None:
         while len(self.urgent) > MAX_TRACKED:

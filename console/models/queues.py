@@ -80,6 +80,7 @@ class QueuesModel(Observable):
         """loading, ready, or error (then `problem` says why)."""
         self.problem: str | None = None
         self.fields: OrderedDict[int, KeyFields] = OrderedDict()
+        self._shown_fields: dict[int, KeyFields] = {}
         self._visible: list[Item] | None = None
 
     # -- what the screen shows ----------------------------------------------------------
@@ -93,7 +94,17 @@ class QueuesModel(Observable):
         return self._visible
 
     def fields_of(self, item: Item) -> KeyFields | None:
-        return self.fields.get(int(item["event_seq"]))
+        """The key fields of the item's latest event; until those are fetched, the ones
+        last shown for the item (an alert that fires again says the same, and the row
+        does not blink to "…" and back with each event)."""
+        found = self.fields.get(int(item["event_seq"]))
+        if found is None:
+            return self._shown_fields.get(item["id"])
+        if len(self._shown_fields) > FIELDS_CACHE:
+            self._shown_fields = {i: f for i, f in self._shown_fields.items()
+                                  if i in self.items}
+        self._shown_fields[item["id"]] = found
+        return found
 
     def missing_fields(self, limit: int) -> list[int]:
         """Event seqs of the first `limit` listed items whose key fields are not known."""

@@ -1,15 +1,17 @@
-"""A keyed table drawn with the line API: each row is rendered once into segments and
-kept until its cells change, and only the visible lines are drawn.
+"""A keyed table drawn with the line API: each cell is rendered once into segments and
+kept until it changes, and only the visible lines are drawn.
 
 DataTable drops every rendered cell whenever one cell changes and whenever the styles
 are refreshed (each time its screen comes back), so a list that changes several times a
 second, or is shown again after another view, re-renders all of its visible cells. Here
-a screen hands over the whole list with `set_rows`; rows whose cells are unchanged keep
-their rendered lines, and styles (zebra stripes, cursor, focus) are laid over those lines
-when they are drawn. It looks and moves like the console's DataTables."""
+a screen hands over the whole list with `set_rows`; cells that are unchanged keep their
+rendered segments, styles (zebra stripes, cursor, focus) are laid over them when a line
+is drawn, and drawn lines are kept until their row, place or styles change. It looks and
+moves like the console's DataTables."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -20,7 +22,8 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.cache import LRUCache
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -29,17 +32,48 @@ from console.widgets.columns import Column, fit_columns
 
 CELL_PADDING = 1
 """Blank cells either side of each cell's content (as DataTable)."""
+LINES_CACHED = 1000
+"""Drawn lines kept (a few screens' worth)."""
 
 Cells = Sequence[Any]
 """A row's cells in column order: `str` (plain text, not markup) or rich `Text`."""
 
 
-@dataclass
+CellLines = list[list[Segment]]
+"""One cell rendered without row styles: a list of segments per line."""
+
+
 class _Row:
-    cells: Cells
-    lines: list[list[list[Segment]]] | None = None
-    """The row rendered without row styles: per line, each cell's segments; None until
-    it is first drawn (or after its cells or the columns changed)."""
+    """A row's cells and what is rendered of them (None: not rendered yet)."""
+
+    __slots__ = ("cells", "rendered", "version")
+    _versions = itertools.count()
+
+    def __init__(self, cells: Cells) -> None:
+        self.cells = cells
+        self.rendered: list[CellLines | None] = [None] * len(cells)
+        self.version = next(self._versions)
+        """Changes with the cells: part of the key of the row's drawn lines."""
+
+    def update(self, cells: Cells) -> bool:
+        """Take new cells; only those that changed are rendered again. True if any did."""
+        if len(cells) != len(self.cells):
+            self.cells, self.rendered = cells, [None] * len(cells)
+        else:
+            same = [_signature(a) == _signature(b) for a, b in zip(self.cells, cells,
+                                                                   strict=True)]
+            if all(same):
+                return False
+            self.cells = cells
+            self.rendered = [r if keep else None
+                             for r, keep in zip(self.rendered, same, strict=True)]
+        self.version = next(self._versions)
+        return True
+
+    def forget(self) -> None:
+        """The columns or the row height changed: render every cell again."""
+        self.rendered = [None] * len(self.cells)
+        self.version = next(self._versions)
 
 
 class RowView(Mapping[str, Cells]):
@@ -155,8 +189,13 @@ class LineTable(ScrollView, can_focus=True):
         self._keys: list[str] = []
         self._index: dict[str, int] = {}
         self._rows: dict[str, _Row] = {}
-        self._header: list[list[list[Segment]]] | None = None
+        self._header: list[CellLines] | None = None
         self._highlighted: str | None = None
+        self._styles: dict[str, Style] = {}
+        self._base = Style()
+        self._styles_key: tuple[Style, ...] = ()
+        self._lines: LRUCache[tuple[Any, ...], Strip] = LRUCache(LINES_CACHED)
+        self._cell_styles: LRUCache[tuple[Any, ...], Style] = LRUCache(LINES_CACHED * 4)
         self.rows = RowView(self)
         """The rows by key, in order: `key in table.rows`, `table.rows[key]`."""
 
@@ -174,7 +213,7 @@ class LineTable(ScrollView, can_focus=True):
         self.spec, self.widths = spec, widths
         self._header = None
         for row in self._rows.values():
-            row.lines = None
+            row.forget()
         self.refresh()
         return True
 
@@ -194,22 +233,28 @@ class LineTable(ScrollView, can_focus=True):
         return self._index[key]
 
     def set_rows(self, rows: Sequence[tuple[str, Cells]], height: int = 1) -> None:
-        """Show `rows` (key, cells) in this order. A row whose cells are equal to what it
-        showed keeps its rendered lines; the cursor stays on its key (else at its index),
-        and a row that stays on screen stays where it was."""
+        """Show `rows` (key, cells) in this order. Cells equal to what they showed keep
+        their rendered segments, and a row that neither changed nor moved is not drawn
+        again; the cursor stays on its key (else at its index), and a row that stays on
+        screen stays where it was."""
         keep, scroll_y = self.cursor_key, self.scroll_y
-        old_row = self.cursor_row
-        if height != self.row_height:
+        old_keys, old_row = self._keys, self.cursor_row
+        redraw = height != self.row_height
+        if redraw:
             self.row_height = height
-            for row in self._rows.values():
-                row.lines = None
         fresh: dict[str, _Row] = {}
-        for key, cells in rows:
+        changed: list[int] = []
+        for n, (key, cells) in enumerate(rows):
             known = self._rows.get(key)
-            if known is not None and known.lines is not None and _same(known.cells, cells):
-                fresh[key] = known
-            else:
+            if known is None:
                 fresh[key] = _Row(cells)
+                changed.append(n)
+                continue
+            if redraw:
+                known.forget()
+            if known.update(cells):
+                changed.append(n)
+            fresh[key] = known
         self._rows = fresh
         self._keys = [key for key, _ in rows]
         self._index = {key: n for n, key in enumerate(self._keys)}
@@ -223,8 +268,26 @@ class LineTable(ScrollView, can_focus=True):
             self.scroll_to(y=max(0, scroll_y + (self.cursor_row - old_row) * self.row_height),
                            animate=False, immediate=True)
         self._show_cursor()
-        self.refresh()
+        if redraw or self.scroll_y != scroll_y:
+            self.refresh()
+        else:
+            # Only the lines that look different: changed rows, rows that moved (from
+            # the first key out of place on), and the cursor's old and new row.
+            moved = next((n for n, (old, new) in enumerate(zip(old_keys, self._keys, strict=False))
+                          if old != new), min(len(old_keys), len(self._keys)))
+            end = max(len(old_keys), len(self._keys))
+            if moved < end:
+                self._refresh_rows(moved, end - moved)
+            for n in changed:
+                if n < moved:
+                    self._refresh_rows(n)
+            if self.cursor_row != old_row or keep != self.cursor_key:
+                self._refresh_rows(old_row)
+                self._refresh_rows(self.cursor_row)
         self._announce()
+
+    def _refresh_rows(self, index: int, count: int = 1) -> None:
+        self.refresh_lines(1 + index * self.row_height, count * self.row_height)
 
     def clear(self) -> None:
         self.set_rows([])
@@ -235,8 +298,9 @@ class LineTable(ScrollView, can_focus=True):
             return
         row = max(0, min(row, len(self._keys) - 1))
         if row != self.cursor_row:
+            self._refresh_rows(self.cursor_row)
             self.cursor_row = row
-            self.refresh()
+            self._refresh_rows(row)
         self._show_cursor()
         self._announce()
 
@@ -266,49 +330,70 @@ class LineTable(ScrollView, can_focus=True):
         self._show_cursor()
 
     # -- rendering --------------------------------------------------------------------------
-    def _render_cells(self, cells: Cells, height: int) -> list[list[list[Segment]]]:
-        """Each cell's segments (no row style yet), line by line: `height` lines."""
-        console = self.app.console
-        lines: list[list[list[Segment]]] = [[] for _ in range(height)]
-        for column, cell in zip(self.spec, cells, strict=False):
-            width = self.widths.get(column.key, 0) + 2 * CELL_PADDING
-            text = cell if isinstance(cell, Text) else Text(str(cell), end="")
-            options = self.app.console_options.update_dimensions(width, height)
-            if height == 1:
-                options = options.update(no_wrap=True)
-            rendered = console.render_lines(Padding(text, (0, CELL_PADDING)), options)
-            for n in range(height):
-                lines[n].append(rendered[n])
-        return lines
+    def _render_cell(self, column: int, cell: Any, height: int) -> CellLines:
+        """One cell's segments (no row style yet), `height` lines, as DataTable renders
+        it: padded, cut to its column (plain strings are not markup)."""
+        width = self.widths.get(self.spec[column].key, 0) + 2 * CELL_PADDING
+        text = cell if isinstance(cell, Text) else Text(str(cell), end="")
+        options = self.app.console_options.update_dimensions(width, height)
+        if height == 1:
+            options = options.update(no_wrap=True)
+        return self.app.console.render_lines(Padding(text, (0, CELL_PADDING)), options)
 
-    def _row_lines(self, key: str) -> list[list[list[Segment]]]:
-        row = self._rows[key]
-        if row.lines is None:
-            row.lines = self._render_cells(row.cells, self.row_height)
-        return row.lines
+    def _row_line(self, row: _Row, line: int) -> list[list[Segment]]:
+        """Line `line` of a row: each cell's segments (rendering the cells not yet done)."""
+        segments: list[list[Segment]] = []
+        for n, cell in enumerate(row.cells[: len(self.spec)]):
+            cell_lines = row.rendered[n]
+            if cell_lines is None:
+                cell_lines = row.rendered[n] = self._render_cell(n, cell, self.row_height)
+            segments.append(cell_lines[line])
+        return segments
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Styles are looked up once per pass, not once per line (each lookup walks the
+        # widget's ancestors).
+        self._take_styles()
+        return super().render_lines(crop)
+
+    def _take_styles(self) -> None:
+        self._styles = {name: self.get_component_rich_style(name)
+                        for name in sorted(self.COMPONENT_CLASSES)}
+        self._base = self.rich_style
+        self._styles_key = (self._base, *self._styles.values())
 
     def render_line(self, y: int) -> Strip:
+        if not self._styles:
+            self._take_styles()
         width = self.size.width
-        base = self.rich_style
+        base = self._base
         if y == 0:
-            header = self.get_component_rich_style("line-table--header")
+            header = self._styles["line-table--header"]
             if self._header is None:
-                self._header = self._render_cells([Text(c.label, end="") for c in self.spec],
-                                                  1)
-            return self._strip(self._header[0], -1, header, None, width, base)
+                self._header = [self._render_cell(n, Text(c.label, end=""), 1)
+                                for n, c in enumerate(self.spec)]
+            return self._strip([cell[0] for cell in self._header], -1, header, None, width,
+                               base)
         offset = int(self.scroll_y) + y - 1
         index, line = divmod(offset, self.row_height)
         if index >= len(self._keys):
             return Strip.blank(width, base)
-        if self.zebra_stripes:
-            row_style = self.get_component_rich_style(
-                "line-table--odd-row" if index % 2 else "line-table--even-row")
-        else:
-            row_style = base
-        cursor = (self.get_component_rich_style("line-table--cursor")
-                  if index == self.cursor_row else None)
-        return self._strip(self._row_lines(self._keys[index])[line], index, row_style, cursor,
-                           width, base)
+        key = self._keys[index]
+        row = self._rows[key]
+        cursor = index == self.cursor_row
+        cache_key = (key, line, index, row.version, cursor, width, self._styles_key)
+        strip = self._lines.get(cache_key)
+        if strip is None:
+            if self.zebra_stripes:
+                row_style = self._styles[
+                    "line-table--odd-row" if index % 2 else "line-table--even-row"]
+            else:
+                row_style = base
+            strip = self._strip(self._row_line(row, line), index, row_style,
+                                self._styles["line-table--cursor"] if cursor else None,
+                                width, base)
+            self._lines[cache_key] = strip
+        return strip
 
     def _strip(self, cells: list[list[Segment]], index: int, row_style: Style,
                cursor: Style | None, width: int, base: Style) -> Strip:
@@ -320,13 +405,23 @@ class LineTable(ScrollView, can_focus=True):
         post = Style.from_color(cursor.color) if cursor else Style()
         extra = cursor or Style()
         for column, cell in enumerate(cells):
-            pre = row_style + Style.from_meta({"row": index, "column": column}) + extra
-            segments.extend(Segment.apply_style(cell, pre, post))
+            segments.extend(Segment.apply_style(
+                cell, self._cell_style(row_style, extra, index, column), post))
         used = sum(segment.cell_length for segment in segments)
         if used < width:
             segments.append(Segment(" " * (width - used), row_style + extra + Style.from_meta(
                 {"row": index, "column": 0, "out_of_bounds": True})))
         return Strip(segments).crop(0, width).adjust_cell_length(width, base).simplify()
+
+    def _cell_style(self, row_style: Style, extra: Style, index: int, column: int) -> Style:
+        """The style under a cell's own: the row's, the cursor's, and the cell's place as
+        meta (kept: building a meta style is slow)."""
+        key = (row_style, extra, index, column)
+        style = self._cell_styles.get(key)
+        if style is None:
+            style = row_style + Style.from_meta({"row": index, "column": column}) + extra
+            self._cell_styles[key] = style
+        return style
 
     # -- keys and mouse ---------------------------------------------------------------------
     def action_cursor(self, delta: int) -> None:
@@ -366,7 +461,3 @@ def _signature(cell: Any) -> Any:
                 cell.overflow, cell.justify, cell.end)
     return str(cell)
 
-
-def _same(before: Cells, after: Cells) -> bool:
-    return len(before) == len(after) and all(
-        _signature(a) == _signature(b) for a, b in zip(before, after, strict=True))

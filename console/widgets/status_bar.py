@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.screen import Screen
 from textual.widgets import Static
 
 
@@ -15,12 +16,25 @@ class StatusBar(Static):
     """
 
     def on_mount(self) -> None:
+        self._stale = False
         self.watch(self.app, "connection", self._refresh_state)
         self.watch(self.app, "connection_detail", self._refresh_state)
         self.watch(self.app, "unclaimed_critical", self._refresh_state)
         self.watch(self.app, "auth_problem", self._refresh_state)
+        self.app.screen_change_signal.subscribe(self, self._screen_changed)
+
+    def on_unmount(self) -> None:
+        self.app.screen_change_signal.unsubscribe(self)
+
+    def _screen_changed(self, screen: Screen[object]) -> None:
+        if screen is self.screen and self._stale:
+            self._refresh_state()
 
     def _refresh_state(self, _: object = None) -> None:
+        # The bar of a hidden screen is drawn once, when its screen is shown again.
+        self._stale = not self.screen.is_current
+        if self._stale:
+            return
         app = self.app
         state: str = app.connection  # type: ignore[attr-defined]
         detail: str | None = app.connection_detail  # type: ignore[attr-defined]
