@@ -252,7 +252,8 @@ class QueuesScreen(ItemActionsScreen):
             text.append(f"   sort: {model.sort} {arrow}", style="dim")
             if model.marked:
                 text.append(f"   {len(model.marked)} marked", style="bold green")
-        self.query_one("#items-title", Static).update(text)
+        # One line high whatever it says: no layout pass.
+        self.query_one("#items-title", Static).update(text, layout=False)
 
     @work(exclusive=True, group="queues-fields")
     async def _fetch_fields(self) -> None:

@@ -46,7 +46,7 @@ class StreamCounter(Static):
         line.append(model.query.describe(), style="dim")
         if model.warning:
             line.append(f"   ⚠ {model.warning}", style="bold yellow")
-        self.update(line)
+        self.update(line, layout=False)  # one line high whatever it says
 
 
 class StreamScreen(ConsoleScreen):

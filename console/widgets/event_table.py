@@ -12,7 +12,8 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.cache import LRUCache
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -22,6 +23,8 @@ from console.format import short_time
 
 WINDOW = 5_000
 """Rows kept in memory; older ones are dropped and reloaded from the broker on demand."""
+LINES_CACHED = 500
+"""Drawn lines kept (a few screens' worth)."""
 
 
 class EventRow(NamedTuple):
@@ -130,6 +133,10 @@ class EventTable(ScrollView, can_focus=True):
         self.following = True
         self._empty_text = ""
         self._widths: tuple[int, tuple[int, ...]] = (0, ())
+        self._styles: dict[str, Style] = {}
+        self._base = Style()
+        self._styles_key: tuple[Style, ...] = ()
+        self._lines: LRUCache[tuple[Any, ...], Strip] = LRUCache(LINES_CACHED)
 
     # -- data ---------------------------------------------------------------------------
     @property
@@ -238,23 +245,47 @@ class EventTable(ScrollView, can_focus=True):
         elif self.cursor >= top + visible:
             self.scroll_to(y=self.cursor - visible + 1, animate=False, immediate=True)
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Styles are looked up once per pass, not for each line (a lookup walks the
+        # widget's ancestors).
+        self._take_styles()
+        return super().render_lines(crop)
+
+    def _take_styles(self) -> None:
+        self._styles = {name: self.get_component_rich_style(name)
+                        for name in sorted(self.COMPONENT_CLASSES)}
+        self._base = self.rich_style
+        self._styles_key = (self._base, *self._styles.values())
+
     def render_line(self, y: int) -> Strip:
+        if not self._styles:
+            self._take_styles()
         width = self.scrollable_content_region.width
         if y == 0:  # the header stays put while rows scroll under it
-            header = self.get_component_rich_style("event-table--header")
+            header = self._styles["event-table--header"]
             return self._strip([title for title, _ in COLUMNS], width, header, header)
         index = int(self.scroll_y) + y - 1
-        base = self.rich_style
+        base = self._base
         if index >= len(self.rows):
             if not self.rows and y == 2 and self.empty_text:
-                muted = self.get_component_rich_style("event-table--meta")
+                muted = self._styles["event-table--meta"]
                 return Strip([Segment(fit("  " + self.empty_text, width), base + muted)])
             return Strip.blank(width, base)
         row = self.rows[index]
-        if index == self.cursor:
-            cursor = self.get_component_rich_style("event-table--cursor")
-            return self._strip(list(map(str, row)), width, base + cursor, base + cursor)
-        return self._strip(list(map(str, row)), width, base, self._type_style(row.type, base))
+        cursor = index == self.cursor
+        # A row looks the same wherever it is: while following, each batch scrolls the
+        # table and only the new rows are drawn.
+        key = (row, cursor, width, self._styles_key)
+        strip = self._lines.get(key)
+        if strip is None:
+            if cursor:
+                style = base + self._styles["event-table--cursor"]
+                strip = self._strip(list(map(str, row)), width, style, style)
+            else:
+                strip = self._strip(list(map(str, row)), width, base,
+                                    self._type_style(row.type, base))
+            self._lines[key] = strip
+        return strip
 
     def _type_style(self, kind: str, base: Style) -> Style:
         lowered = kind.lower()
@@ -266,13 +297,13 @@ class EventTable(ScrollView, can_focus=True):
             name = "event-table--good"
         else:
             return base
-        return base + self.get_component_rich_style(name)
+        return base + self._styles[name]
 
     def _strip(self, cells: list[str], width: int, style: Style, type_style: Style) -> Strip:
         widths = self._layout(width)
         segments: list[Segment] = []
         seq_style = style if type_style is style else (
-            style + self.get_component_rich_style("event-table--seq"))
+            style + self._styles["event-table--seq"])
         last = len(widths) - 1
         for n, (w, text) in enumerate(zip(widths, cells, strict=True)):
             cell_style = seq_style if n == 0 else type_style if n == 2 else style

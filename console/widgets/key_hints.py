@@ -66,4 +66,4 @@ class KeyHints(Static):
         line = self._line()
         if line.plain != self.shown:
             self.shown = line.plain
-            self.update(line)
+            self.update(line, layout=False)  # one line high whatever it says

@@ -55,4 +55,4 @@ class StatusBar(Static):
         if problem:
             line.append(f"  ✗ {problem}", style="bold red")
         line.append("   :command  /filter  ?help", style="dim")
-        self.update(line)
+        self.update(line, layout=False)  # one line high whatever it says
