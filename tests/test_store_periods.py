@@ -161,6 +161,62 @@ async def test_retention_drops_a_passed_period_and_keeps_the_keys_it_still_needs
     assert (await store.events.find("tests/suite", "old-1")) is None
 
 
+def previous_release(path: Path, recvtimes: list[str]) -> list[dict]:
+    """A store built by the previous release's migrations (one `events` table with
+    hashed key indexes) holding one event per recvtime, in that order."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for version, name, sql in migrations("sqlite"):
+        if name.endswith("_key_periods.sql"):  # the first of this release
+            break
+        conn.create_function("opsbus_key64", -1, lambda *p: None)  # no rows yet
+        conn.executescript(sql)
+        conn.execute(f"PRAGMA user_version={version}")
+    events = []
+    for n, recvtime in enumerate(recvtimes):
+        event = make_event(id=f"e{n}", correlationid=f"inc-{n % 5}")
+        raw = orjson.dumps(event)
+        conn.execute(
+            "INSERT INTO events (source, id, type, recvtime, correlationid, digest, body,"
+            " idhash, corrkey) VALUES (?,?,?,?,?,?,?,?,?)",
+            (event["source"], event["id"], event["type"], recvtime, event["correlationid"],
+             digest_of(raw), raw, identity_key(event["source"], event["id"]),
+             link_key(event["correlationid"])))
+        events.append(event)
+    conn.close()
+    return events
+
+
+async def test_keys_filed_where_recvtime_fell_back_stay_before_their_tables_end(
+    tmp_path: Path,
+):
+    """A log whose recvtimes once went back (a clock step, a bulk load with a fixed
+    stamp) is filed so that every key of a table was received before its end: the dedupe
+    window finds each of them from any later moment."""
+    times = [at(DAYS[n // 10 % 3], f"{n % 10:02d}:00:00") for n in range(30)]
+    times[12], times[25] = at(DAYS[3]), at(DAYS[0])  # one ahead, one behind
+    path = tmp_path / "previous.db"
+    events = previous_release(path, times)
+    store = SqliteBackend(path, durability="normal")
+    await store.open()
+    try:
+        conn = sqlite3.connect(path)
+        for name, ends_at in conn.execute("SELECT name, ends_at FROM event_key_periods"):
+            (latest,) = conn.execute(f"SELECT max(e.recvtime) FROM {name} k JOIN events e"
+                                     " ON e.seq = k.seq").fetchone()
+            assert latest < ends_at, name
+        (keys,) = conn.execute("SELECT count(*) FROM event_keys").fetchone()
+        conn.close()
+        assert keys == 2 * len(events)
+        async with store.transaction() as tx:
+            results = await store.events.writes(tx).append_many(
+                [item(e) for e in events], at(DAYS[3], "12:00:00"))
+        # The window (the 23rd and the 22nd) reaches exactly the events received then.
+        assert [r.seq for r in results if r.duplicate] == [n + 1 for n, t in enumerate(times)
+                                                           if t >= at(DAYS[2], "00:00:00")]
+    finally:
+        await store.close()
+
+
 async def test_a_store_of_the_previous_release_files_its_keys_by_recvtime(tmp_path: Path):
     """Built by the previous release's migrations (one `events` table with hashed key
     indexes), then opened: each event's keys land in its recvtime's period, the old

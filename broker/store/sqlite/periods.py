@@ -219,14 +219,23 @@ def file_existing(conn: sqlite3.Connection, period_s: int, progress: bool = Fals
         # Not a stamp (a store from the first schema): the rest goes to this period.
         high = (head if epoch_of(recvtime) is None
                 else _last_before(conn, first, head, ends_at))
+        conn.execute("CREATE TEMP TABLE filing AS SELECT seq, recvtime, idhash, corrkey,"
+                     " causekey FROM events WHERE seq BETWEEN ? AND ?", (first, high))
         conn.execute(
-            f"WITH r AS MATERIALIZED (SELECT seq, idhash, corrkey, causekey FROM events"
-            f" WHERE seq BETWEEN ? AND ?)"
-            f" INSERT INTO {name} (key, kind, seq)"
-            " SELECT key, kind, seq FROM (SELECT idhash AS key, 0 AS kind, seq FROM r"
-            " WHERE idhash IS NOT NULL UNION ALL SELECT corrkey, 1, seq FROM r"
-            " WHERE corrkey IS NOT NULL UNION ALL SELECT causekey, 2, seq FROM r"
-            " WHERE causekey IS NOT NULL) ORDER BY key, kind, seq", (first, high))
+            f"INSERT INTO {name} (key, kind, seq)"
+            " SELECT key, kind, seq FROM (SELECT idhash AS key, 0 AS kind, seq FROM filing"
+            " WHERE idhash IS NOT NULL UNION ALL SELECT corrkey, 1, seq FROM filing"
+            " WHERE corrkey IS NOT NULL UNION ALL SELECT causekey, 2, seq FROM filing"
+            " WHERE causekey IS NOT NULL) ORDER BY key, kind, seq")
+        # Where recvtime once fell back (a clock step, a bulk load), the range may hold
+        # keys received after the period's end: it then ends with the period of the
+        # latest, so that every key of a table is received before its `ends_at`.
+        (latest,) = conn.execute("SELECT max(recvtime) FROM filing").fetchone()
+        conn.execute("DROP TABLE temp.filing")
+        start = period_start(latest or "", period_s)
+        if start is not None and latest >= ends_at:
+            conn.execute("UPDATE event_key_periods SET ends_at = ? WHERE name = ?",
+                         (_stamp(start + period_s), name))
         if progress:
             print(f"\r  keys filed up to seq {high:>12,} of {head:,} ({name})", end="",
                   flush=True)
