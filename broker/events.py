@@ -73,6 +73,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -92,6 +93,7 @@ __all__ = [
     "parse_batch",
     "parse_binary",
     "parse_request",
+    "parse_request_encoded",
     "parse_structured",
     "to_binary",
     "validate_event",
@@ -283,45 +285,33 @@ def _check_time(name: str, value: object) -> None:
         )
 
 
+_RFC3339: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)"
+    r"(?:\.[0-9]+)?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])")
+"""RFC 3339 `date-time` but for the date's ranges, which `_date_ok` checks. ASCII digits
+only (a Unicode digit class would take any script's digits)."""
+_DATES_OK: dict[str, bool] = {}
+
+
+def _date_ok(date: str) -> bool:
+    """`YYYY-MM-DD` names a day that exists (leap years; no year 0000). Cached: the
+    dates of a stream of events are few."""
+    found = _DATES_OK.get(date)
+    if found is None:
+        try:
+            datetime(int(date[0:4]), int(date[5:7]), int(date[8:10]))
+            found = True
+        except ValueError:
+            found = False
+        _remember(_DATES_OK, date, found)
+    return found
+
+
 def _is_rfc3339(v: str) -> bool:
-    # Hand-rolled rather than datetime.fromisoformat, which accepts ISO 8601 forms that
-    # RFC 3339 does not (date only, no offset, basic format, week dates).
-    n = len(v)
-    if n < 20 or not v.isascii():
-        return False
-    if v[4] != "-" or v[7] != "-" or v[13] != ":" or v[16] != ":" or v[10] not in "Tt ":
-        return False
-    if not (v[0:4] + v[5:7] + v[8:10] + v[11:13] + v[14:16] + v[17:19]).isdigit():
-        return False
-    second = int(v[17:19])
-    if second > 60:
-        return False
-    try:
-        # Validates month, day-of-month (leap years), hour and minute ranges. A leap
-        # second (60) is legal in RFC 3339 but not in datetime: check it as 59.
-        year, month, day = int(v[0:4]), int(v[5:7]), int(v[8:10])
-        datetime(year, month, day, int(v[11:13]), int(v[14:16]), min(second, 59))
-    except ValueError:
-        return False
-    i = 19
-    if v[i] == ".":
-        i += 1
-        start = i
-        while i < n and "0" <= v[i] <= "9":
-            i += 1
-        if i == start:
-            return False
-    zone = v[i:]
-    if zone in ("Z", "z"):
-        return True
-    return (
-        len(zone) == 6
-        and zone[0] in "+-"
-        and zone[3] == ":"
-        and (zone[1:3] + zone[4:6]).isdigit()
-        and int(zone[1:3]) <= 23
-        and int(zone[4:6]) <= 59
-    )
+    # A pattern and a calendar check rather than datetime.fromisoformat, which accepts
+    # ISO 8601 forms that RFC 3339 does not (date only, no offset, basic format, week
+    # dates). A leap second (60) is legal in RFC 3339.
+    return _RFC3339.fullmatch(v) is not None and _date_ok(v[:10])
 
 
 _TOKEN: Final = frozenset(
@@ -431,6 +421,8 @@ def _check_specversion(value: object) -> None:
 def _noop(name: str, value: object) -> None:
     pass  # specversion: checked before the loop
 
+
+_CORE_RANK: Final = {name: rank for rank, name in enumerate(_CORE_ORDER)}
 
 # A check raises InvalidEvent; what it returns (if anything) is ignored.
 _CORE_CHECKS: Final[dict[str, Callable[[str, object], object]]] = {
@@ -546,19 +538,33 @@ def validate_event(obj: object) -> dict[str, Any]:
     data: object = None
     data_b64: object = None
     core_checks = _CORE_CHECKS
+    # Whether the members are already in normalized order, none null: then the
+    # normalized event is a plain copy (most producers write the core attributes in the
+    # specification's order).
+    in_order = True
+    rank = -1
     for name, value in obj.items():
         check = core_checks.get(name)
         if check is not None:
             if value is not None:
                 check(name, value)
+                if in_order:
+                    next_rank = _CORE_RANK[name]
+                    in_order = next_rank > rank
+                    rank = next_rank
+            else:
+                in_order = False
         elif name == "data":
+            rank = len(_CORE_ORDER)
             has_data = True
             data = value
         elif name == "data_base64":
+            in_order = False
             if value is not None:
                 _check_base64(value)
                 data_b64 = value
         else:
+            in_order = False
             _check_name(name)
             if value is not None:
                 _check_extension_value(name, value)
@@ -594,6 +600,8 @@ def validate_event(obj: object) -> dict[str, Any]:
                 attribute="data",
             )
 
+    if in_order and data_b64 is None:
+        return dict(obj)
     out: dict[str, object] = {}
     for name in _CORE_ORDER:
         value = get(name)
@@ -889,6 +897,15 @@ def parse_request(
     ``content_type`` is the raw ``Content-Type`` header value (with parameters) or None;
     it alone chooses the content mode. In binary mode it becomes ``datacontenttype``.
     """
+    events, _, batch = parse_request_encoded(content_type, headers, body, limits)
+    return events, batch
+
+
+def parse_request_encoded(
+    content_type: str | None, headers: Mapping[str, str], body: bytes, limits: Limits
+) -> tuple[list[dict[str, Any]], list[bytes], bool]:
+    """:func:`parse_request`, also returning each event's :func:`dumps` (made anyway to
+    check its size), so that the store need not encode it again."""
     if len(body) > limits.max_request_bytes:
         raise TooLarge(
             f"the request body is {len(body)} bytes, more than the limit of "
@@ -911,11 +928,14 @@ def parse_request(
         events, batch = [_parse_binary(headers, body, content_type)], False
 
     limit = limits.max_event_bytes
+    encoded: list[bytes] = []
     for i, event in enumerate(events):
         try:
-            size = encoded_size(event)
+            raw = _encoded(event)
         except InvalidEvent as err:
             raise (err.at_index(i) if batch else err) from None
+        encoded.append(raw)
+        size = len(raw)
         if size > limit:
             raise TooLarge(
                 (f"batch entry {i}: " if batch else "")
@@ -924,7 +944,7 @@ def parse_request(
                 size=size,
                 index=i if batch else None,
             )
-    return events, batch
+    return events, encoded, batch
 
 
 # --------------------------------------------------------------------------------------
@@ -945,11 +965,17 @@ MAX_DATA_DEPTH: Final = 254 - _HEADROOM - 1
 def encoded_size(event: dict[str, Any]) -> int:
     """The size of the event's JSON; InvalidEvent when it could not be stored and served
     (data nested deeper than MAX_DATA_DEPTH parses, but does not encode inside answers)."""
-    wrapped: object = event
-    for _ in range(_HEADROOM):
+    return len(_encoded(event))
+
+
+def _encoded(event: dict[str, Any]) -> bytes:
+    """`dumps(event)`, encoded inside `_HEADROOM` levels of nesting (one encoding both
+    checks the depth and makes the bytes); InvalidEvent as `encoded_size`."""
+    wrapped: list[Any] = [event]
+    for _ in range(_HEADROOM - 1):
         wrapped = [wrapped]
     try:
-        return len(orjson.dumps(wrapped)) - 2 * _HEADROOM
+        return orjson.dumps(wrapped)[_HEADROOM:-_HEADROOM]
     except orjson.JSONEncodeError as exc:
         raise InvalidEvent(f"'data' cannot be stored as JSON: {exc} (data may be nested at"
                            f" most {MAX_DATA_DEPTH} levels deep)", attribute="data") from None

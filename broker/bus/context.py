@@ -21,6 +21,7 @@ from broker.bus.lineage import (
 )
 from broker.bus.log import (
     AppendResult,
+    EventItem,
     EventLog,
     StoredEvent,
     TargetRecord,
@@ -28,10 +29,19 @@ from broker.bus.log import (
     digest_of,
 )
 from broker.bus.sizing import elided, too_large
+from broker.errors import OpsbusError
 from broker.events import new_event
 from broker.store.transaction import Transaction
 
 log = logging.getLogger(__name__)
+
+
+RootBatch = tuple[list[dict[str, Any]], bool, list[bytes] | None]
+"""A publisher's batch for the writer: (events, elide, their canonical bytes if made)."""
+
+
+class Regroup(Exception):
+    """The writer's fast path cannot answer this group: roll back, run unit by unit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,15 +151,14 @@ class WriteContext:
                 return Publication(0, dropped=True)
         return await self._append(event, root, raw)
 
-    async def publish_batch(self, events: list[dict[str, Any]], *, elide: bool = False
-                            ) -> list[Publication]:
+    async def publish_batch(self, events: list[dict[str, Any]], *, elide: bool = False,
+                            encoded: list[bytes] | None = None) -> list[Publication]:
         """Append and route a publisher's batch (roots, already validated), in order.
         One event over `max_event_bytes` refuses the batch (TooLarge naming its index),
-        unless `elide` (the broker's own records: elided to fit)."""
-        items = []
-        for index, event in enumerate(events):
-            fitted, raw = self._fitted(event, elide, index if len(events) > 1 else None)
-            items.append((fitted, raw, digest_of(raw)))
+        unless `elide` (the broker's own records: elided to fit). `encoded`: the events'
+        `canonical` bytes, when the caller has them."""
+        items = [(fitted, raw, digest_of(raw))
+                 for fitted, raw in self._fitted_batch(events, elide, encoded)]
         results = await self._writes.append_many(items, self.recvtime)
         answers = []
         for (event, raw, _), result in zip(items, results, strict=True):
@@ -157,6 +166,47 @@ class WriteContext:
             if not result.duplicate:
                 stored = await self._stored(result.seq, raw, event, 0)
             answers.append(_publication(result, stored))
+        return answers
+
+    async def _publish_roots(self, batches: list[RootBatch]
+                             ) -> list[list[Publication] | OpsbusError]:
+        """`publish_batch` for several publishers' batches at once (the writer's fast
+        path): one identity probe and one insert statement for all of them, then each
+        event routed. A batch that does not fit `max_event_bytes` gets its error and adds
+        nothing. Raises `Regroup` when a batch would have to be undone alone (a conflict
+        with a stored event, an unexpected error while routing): the writer then rolls
+        the transaction back and runs the units one by one, each in its own savepoint."""
+        answers: list[list[Publication] | OpsbusError] = []
+        items: list[EventItem] = []
+        kept: list[int] = []
+        for events, elide, encoded in batches:
+            try:
+                fitted = self._fitted_batch(events, elide, encoded)
+            except OpsbusError as exc:
+                answers.append(exc)
+                continue
+            kept.append(len(answers))
+            answers.append([])
+            items.extend((event, raw, digest_of(raw)) for event, raw in fitted)
+        if not items:
+            return answers
+        results = await self._writes.append_many(items, self.recvtime)
+        if any(result.conflict for result in results):
+            raise Regroup("a conflicting duplicate")
+        at = 0
+        try:
+            for slot in kept:
+                publications = answers[slot]
+                assert isinstance(publications, list)
+                for _ in range(len(batches[slot][0])):
+                    (event, raw, _), result = items[at], results[at]
+                    at += 1
+                    stored = None
+                    if not result.duplicate:
+                        stored = await self._stored(result.seq, raw, event, 0)
+                    publications.append(_publication(result, stored))
+        except Exception as exc:
+            raise Regroup(f"routing failed: {exc!r}") from exc
         return answers
 
     async def hand_over(self, stored: StoredEvent, target: str, *, via: str
@@ -244,10 +294,21 @@ class WriteContext:
                  "routes": list(e.routes)} for e in reversed(chain)]
 
     # -- for the writer ----------------------------------------------------------------
-    def _fitted(self, event: dict[str, Any], elide: bool, index: int | None = None
-                ) -> tuple[dict[str, Any], bytes]:
-        """The event as it will be stored, and its bytes: within `max_event_bytes`."""
-        raw = canonical(event)
+    def _fitted_batch(self, events: list[dict[str, Any]], elide: bool,
+                      encoded: list[bytes] | None) -> list[tuple[dict[str, Any], bytes]]:
+        many = len(events) > 1
+        if encoded is None:
+            return [self._fitted(event, elide, index if many else None)
+                    for index, event in enumerate(events)]
+        return [self._fitted(event, elide, index if many else None, raw)
+                for index, (event, raw) in enumerate(zip(events, encoded, strict=True))]
+
+    def _fitted(self, event: dict[str, Any], elide: bool, index: int | None = None,
+                raw: bytes | None = None) -> tuple[dict[str, Any], bytes]:
+        """The event as it will be stored, and its bytes (`raw` when the caller made
+        them): within `max_event_bytes`."""
+        if raw is None:
+            raw = canonical(event)
         limit = self._max_event_bytes
         if len(raw) <= limit:
             return event, raw

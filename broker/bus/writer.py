@@ -12,7 +12,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from broker.bus.commit_health import CommitHealth
-from broker.bus.context import Routing, WriteContext
+from broker.bus.context import Publication, Regroup, RootBatch, Routing, WriteContext
 from broker.bus.log import EventLog
 from broker.errors import Conflict, OpsbusError, Unavailable
 
@@ -78,6 +78,9 @@ class _Work(Generic[T]):
     future: asyncio.Future[T] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    publish: RootBatch | None = None
+    """A publisher's batch: `fn` appends it, and the writer may append
+    it together with the group's other batches instead (`WriteContext._publish_roots`)."""
 
 
 class Bus:
@@ -137,40 +140,38 @@ class Bus:
         self._queue.put_nowait(work)
         return await work.future
 
-    async def publish(self, events: list[dict[str, Any]], *, elide: bool = False
-                      ) -> list[Published]:
+    async def publish(self, events: list[dict[str, Any]], *, elide: bool = False,
+                      encoded: list[bytes] | None = None) -> list[Published]:
         """Append and route validated events as one all-or-nothing unit. Plugin transforms
         run first, here and not in the writer, so a slow or failing one only costs its
         own publisher (an OpsbusError naming the plugin fails just this publish).
         An event over `max_event_bytes` refuses the unit (TooLarge), or with `elide` (the
-        broker's own records) has its data elided to fit."""
+        broker's own records) has its data elided to fit. `encoded`: each event's
+        `canonical` bytes when the caller made them already (parsing did)."""
         started = perf_counter()
         if not self.transforms.chain:
-            answers = await self._append(events, elide)
+            answers = await self._append(events, elide, encoded)
             self.observe_ingest(perf_counter() - started)
             return answers
         shaped = [self.transforms.apply(event) for event in events]
         kept = [event for event in shaped if event is not None]
-        appended = iter(await self._append(kept, elide) if kept else [])
+        appended = iter(await self._append(kept, elide, None) if kept else [])
         self.observe_ingest(perf_counter() - started)
         return [Published(0, str(original["id"]), False, dropped=True) if event is None
                 else next(appended) for event, original in zip(shaped, events, strict=True)]
 
-    async def _append(self, events: list[dict[str, Any]], elide: bool) -> list[Published]:
+    async def _append(self, events: list[dict[str, Any]], elide: bool,
+                      encoded: list[bytes] | None) -> list[Published]:
         async def append_all(ctx: WriteContext) -> list[Published]:
-            answers = []
-            results = await ctx.publish_batch(events, elide=elide)
-            for index, (event, result) in enumerate(zip(events, results, strict=True)):
-                if result.conflict:
-                    raise Conflict(
-                        f"an event with source {event['source']!r} and id {event['id']!r}"
-                        f" is already stored (seq {result.seq}) with different content",
-                        seq=result.seq, index=index if len(events) > 1 else None,
-                    )
-                answers.append(Published(result.seq, str(event["id"]), result.duplicate))
-            return answers
+            return _answers(events, await ctx.publish_batch(events, elide=elide,
+                                                            encoded=encoded))
 
-        return await self.run(append_all, size=len(events))
+        if self._stopping or self._task is None:
+            raise Unavailable("the broker is shutting down")
+        work: _Work[list[Published]] = _Work(append_all, len(events),
+                                             publish=(events, elide, encoded))
+        self._queue.put_nowait(work)
+        return await work.future
 
     async def _writer(self) -> None:
         while True:
@@ -187,23 +188,48 @@ class Bus:
             if stop and self._queue.empty():
                 return
 
+    async def _transact(self, group: list[_Work[Any]], together: bool
+                        ) -> tuple[WriteContext, list[_Outcome]]:
+        """One transaction for the group. `together`: the publishers' batches are
+        appended in one go (one probe, one insert) before the other units run; a batch
+        that would have to be undone alone raises Regroup (nothing is committed)."""
+        outcomes: list[_Outcome] = []
+        async with self._transaction() as tx:
+            ctx = WriteContext(tx, self._events, self._routing, self._clock.stamp(),
+                               self.max_descendants, self.max_event_bytes)
+            rest = group
+            if together:
+                batches = [w for w in group if w.publish is not None]
+                rest = [w for w in group if w.publish is None]
+                if batches:
+                    answers = await ctx._publish_roots(
+                        [w.publish for w in batches if w.publish is not None])
+                    for work, answer in zip(batches, answers, strict=True):
+                        if isinstance(answer, OpsbusError):
+                            outcomes.append((work, None, answer))
+                        else:
+                            assert work.publish is not None
+                            outcomes.append((work, _answers(work.publish[0], answer), None))
+            for work in rest:
+                try:
+                    async with ctx.attempt():
+                        result = await work.fn(ctx)
+                    outcomes.append((work, result, None))
+                except Exception as exc:  # one caller's failure is not the group's
+                    if not isinstance(exc, OpsbusError):
+                        log.exception("unexpected error in a write")
+                    outcomes.append((work, None, exc))
+            await ctx._flush()
+        return ctx, outcomes
+
     async def _commit_group(self, group: list[_Work[Any]]) -> None:
-        outcomes: list[tuple[_Work[Any], Any, BaseException | None]] = []
         started = perf_counter()
         try:
-            async with self._transaction() as tx:
-                ctx = WriteContext(tx, self._events, self._routing, self._clock.stamp(),
-                                   self.max_descendants, self.max_event_bytes)
-                for work in group:
-                    try:
-                        async with ctx.attempt():
-                            result = await work.fn(ctx)
-                        outcomes.append((work, result, None))
-                    except Exception as exc:  # one caller's failure is not the group's
-                        if not isinstance(exc, OpsbusError):
-                            log.exception("unexpected error in a write")
-                        outcomes.append((work, None, exc))
-                await ctx._flush()
+            try:
+                ctx, outcomes = await self._transact(group, together=True)
+            except Regroup as why:
+                log.debug("group of %d units committed one by one: %s", len(group), why)
+                ctx, outcomes = await self._transact(group, together=False)
         except Exception as exc:
             self.health.failed(exc)
             for work in group:
@@ -235,6 +261,25 @@ class Bus:
                 callback()
             except Exception:
                 log.exception("after-commit callback failed")
+
+
+_Outcome = tuple[_Work[Any], Any, BaseException | None]
+"""A unit's result or error, handed to its caller once the group has committed."""
+
+
+def _answers(events: list[dict[str, Any]], results: list[Publication]) -> list[Published]:
+    """The publisher's answers, or Conflict naming the first event stored before with
+    other content (the unit is then undone: nothing of its batch is stored)."""
+    answers = []
+    for index, (event, result) in enumerate(zip(events, results, strict=True)):
+        if result.conflict:
+            raise Conflict(
+                f"an event with source {event['source']!r} and id {event['id']!r}"
+                f" is already stored (seq {result.seq}) with different content",
+                seq=result.seq, index=index if len(events) > 1 else None,
+            )
+        answers.append(Published(result.seq, str(event["id"]), result.duplicate))
+    return answers
 
 
 async def _stop_marker(ctx: WriteContext) -> None:

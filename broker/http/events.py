@@ -9,7 +9,7 @@ from aiohttp import web
 from broker.auth.principal import check_sources, principal_of
 from broker.bus.log import EventLog, StoredEvent
 from broker.errors import Forbidden, Gone, NotFound
-from broker.events import Limits, parse_request
+from broker.events import Limits, parse_request_encoded
 from broker.http.filters import request_filter, warnings_json
 from broker.http.util import broker_of, id_param, int_param, json_response
 from broker.reserved import RESTORE_HEADER, admit, restore_requested
@@ -31,16 +31,17 @@ async def publish(request: web.Request) -> web.Response:
     """Publish events (binary, structured or batched CloudEvents); durable on 2xx."""
     broker = broker_of(request)
     body = await request.read()
-    events, is_batch = parse_request(
+    parsed, encoded, is_batch = parse_request_encoded(
         request.headers.get("Content-Type"), request.headers, body, limits_of(request)
     )
     restore = restore_requested(request.headers)
     if restore and not principal_of(request).has("admin"):
         raise Forbidden(f"restoring an export ({RESTORE_HEADER}: true) needs the admin scope",
                         scope="admin")
-    events = admit(events, restore=restore, batch=is_batch)
+    events = admit(parsed, restore=restore, batch=is_batch)
     check_sources(principal_of(request), [str(e.get("source")) for e in events])
-    results = await broker.bus.publish(events)
+    # The bytes made while parsing are the stored ones unless admitting changed an event.
+    results = await broker.bus.publish(events, encoded=encoded if events is parsed else None)
     if is_batch:
         return json_response([r.to_dict() for r in results])
     result = results[0]
