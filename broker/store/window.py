@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from broker.timeutil import to_rfc3339
 
@@ -34,11 +35,19 @@ class DedupeWindow:
         `recvtime` is not a stamp."""
         if self.forever:
             return ""
-        start = period_start(recvtime, self.period_s)
-        if start is None:
-            return ""
-        start -= (self.periods - 1) * self.period_s
-        return to_rfc3339(datetime.fromtimestamp(max(start, 0), UTC))
+        # Asked once per append with the transaction's stamp: the answer changes once a
+        # period, so it is computed once per stamp.
+        return _start(self.period_s, self.periods, recvtime)
+
+
+@lru_cache(maxsize=16)
+def _start(period_s: int, periods: int, recvtime: str) -> str:
+    """`DedupeWindow.start` for a window of `periods` periods of `period_s` seconds."""
+    start = period_start(recvtime, period_s)
+    if start is None:
+        return ""
+    start -= (periods - 1) * period_s
+    return to_rfc3339(datetime.fromtimestamp(max(start, 0), UTC))
 
 
 def epoch_of(recvtime: str) -> int | None:

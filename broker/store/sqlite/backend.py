@@ -16,7 +16,7 @@ from broker.store.migrations import migrations
 from broker.store.sqlite import lock
 from broker.store.sqlite.catalog import SqliteCatalog
 from broker.store.sqlite.config import SqliteConfig
-from broker.store.sqlite.connections import ReaderPool, open_writer
+from broker.store.sqlite.connections import ReaderPool, WriterConnection, open_writer
 from broker.store.sqlite.delivery import SqliteDeliveries
 from broker.store.sqlite.events import SqliteEventLog
 from broker.store.sqlite.jobs import SqliteJobs
@@ -47,7 +47,7 @@ class SqliteBackend(SqliteMaintenance, Backend):
         self.path = Path(path)
         self.durability = durability
         self._wal = WalGuard(self.path, wal_max_bytes)
-        self._writer: sqlite3.Connection | None = None
+        self._writer: WriterConnection | None = None
         self._write_lock = asyncio.Lock()
         self._readers = ReaderPool(self.path)
         self._period_s = (window or DedupeWindow()).period_s
@@ -125,24 +125,33 @@ class SqliteBackend(SqliteMaintenance, Backend):
             tx = SqliteTransaction(conn)
             try:
                 yield tx
-                tx.flush()  # the writes repositories gathered, before COMMIT
             except BaseException:
+                conn.drop_held()
                 conn.execute("ROLLBACK")
                 raise
-            # fsync happens here; run it off the loop so requests keep arriving and the
-            # next group forms while this one hits the disk. A cancellation must not
-            # release the writer while COMMIT is still running on the connection.
-            commit = asyncio.ensure_future(asyncio.to_thread(conn.execute, "COMMIT"))
+            # The writes repositories gathered, the inserts held back and COMMIT (which
+            # fsyncs) run off the loop, so requests keep arriving and the next group forms
+            # meanwhile. A cancellation must not release the writer while they still run
+            # on the connection.
+            commit = asyncio.ensure_future(asyncio.to_thread(_finish, tx, conn))
             try:
                 await asyncio.shield(commit)
             except asyncio.CancelledError:
                 await asyncio.wait([commit])
                 raise
-            except sqlite3.Error:
+            except Exception:
+                conn.drop_held()
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
             await self._wal.after_commit()
+
+
+def _finish(tx: SqliteTransaction, conn: WriterConnection) -> None:
+    """The end of a write transaction, on a worker thread while the writer is held."""
+    tx.flush()  # the writes repositories gathered, before COMMIT
+    conn.run_held()
+    conn.execute("COMMIT")
 
 
 def _sql_key64(*parts: object) -> int | None:

@@ -7,16 +7,80 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
 SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
 
 
-def open_writer(path: Path, durability: str) -> sqlite3.Connection:
+class WriterConnection(sqlite3.Connection):
+    """The writer connection, able to hold inserts back (`later`) until its next
+    statement or COMMIT. A batch of appends that nothing else in the transaction reads
+    is then inserted on the thread that commits, overlapping the parsing of the next
+    requests on the event loop (sqlite3 lets go of the GIL while it steps). Any other
+    statement runs the held ones first, so every statement sees what came before it:
+    the held rows are an ordering detail, never visible as missing."""
+
+    held: list[tuple[str, list[tuple[Any, ...]]]]
+    failed: BaseException | None
+    """A held statement failed: whoever ran the statement that ran it saw the error,
+    but the transaction lost writes, so every statement fails until it is rolled back
+    (a caller that swallowed the error cannot commit the transaction without them)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.held = []
+        self.failed = None
+
+    def later(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """`executemany(sql, rows)`, run before the next statement on this connection."""
+        self.held.append((sql, rows))
+
+    def run_held(self) -> None:
+        """Run the held statements now (before anything that may read what they write)."""
+        if self.failed is not None:
+            raise sqlite3.OperationalError(f"held writes failed: {self.failed}")
+        while self.held:
+            sql, rows = self.held.pop(0)
+            try:
+                super().executemany(sql, rows)
+            except BaseException as exc:
+                self.held.clear()
+                self.failed = exc
+                raise
+
+    def drop_held(self) -> None:
+        """Forget the held statements and their failure (before ROLLBACK)."""
+        self.held.clear()
+        self.failed = None
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        if self.held or self.failed is not None:
+            self.run_held()
+        return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        if self.held or self.failed is not None:
+            self.run_held()
+        return super().executemany(sql, parameters)
+
+
+def insert_later(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert `rows` before the connection's next statement or COMMIT: held on the
+    writer connection, at once on any other."""
+    if isinstance(conn, WriterConnection):
+        conn.later(sql, rows)
+    else:
+        conn.executemany(sql, rows)
+
+
+def open_writer(path: Path, durability: str) -> WriterConnection:
     """The one writing connection. Statements run on the event loop thread (they only
-    touch the page cache); COMMIT, which fsyncs, runs in a worker thread."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    touch the page cache); COMMIT, which fsyncs, runs in a worker thread, with the
+    inserts held back for it (`WriterConnection.later`)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                           factory=WriterConnection)
     # Takes effect only on a new file (before its first table): retention then hands
     # freed pages back to the file system in small steps (`incremental_vacuum`). A
     # store created by an older release reuses its free pages instead.

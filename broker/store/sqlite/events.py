@@ -18,7 +18,7 @@ from broker.bus.log import (
     TargetRecord,
 )
 from broker.store.keys import CAUSATION, CORRELATION, IDENTITY, identity_key, link_key
-from broker.store.sqlite.connections import ReaderPool
+from broker.store.sqlite.connections import ReaderPool, insert_later
 from broker.store.sqlite.periods import VIEW, KeyPeriods, union_all
 from broker.store.sqlite.transaction import connection_of
 from broker.store.transaction import Transaction
@@ -151,8 +151,10 @@ class SqliteEventWrites(EventWrites):
             results.append(AppendResult(seq, False))
         if rows:  # a period is opened only by an event that goes into it
             table = self._table(recvtime, first)
-            self.conn.executemany(INSERT_EVENT, rows)
-            self.conn.executemany(INSERT_KEY.format(table=table), key_rows)
+            # Held back to the transaction's next statement or its COMMIT: a batch
+            # nothing else reads is then inserted off the event loop.
+            insert_later(self.conn, INSERT_EVENT, rows)
+            insert_later(self.conn, INSERT_KEY.format(table=table), key_rows)
         return results
 
     async def set_routes(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:

@@ -52,6 +52,9 @@ class SqliteTransaction(Transaction):
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
+        # Named by depth, not by count: a name applies to the innermost open savepoint
+        # so nested ones stay distinct, and the few statements repeat, so the
+        # connection's statement cache prepares each once instead of per unit of work.
         self._savepoints += 1
         name = f"sp{self._savepoints}"
         marks = {key: d.mark() for key, d in self._deferred.items()}
@@ -66,6 +69,8 @@ class SqliteTransaction(Transaction):
             raise
         else:
             self.conn.execute(f"RELEASE {name}")
+        finally:
+            self._savepoints -= 1
 
 
 def connection_of(tx: Transaction) -> sqlite3.Connection:
