@@ -31,6 +31,8 @@ SECRET_PREFIX = "opsbus_"
 ADMIN = "admin"
 """The name of the admin token's principal (the data directory's and `--token`)."""
 CACHE_MAX = 4096
+ADMIN_PRINCIPAL = Principal(ADMIN, frozenset(SCOPES))
+"""Who an admin secret stands for (one object: it is asked for on every request)."""
 
 
 def digest_of(secret: str) -> str:
@@ -85,7 +87,7 @@ class Tokens:
         digest = digest_of(secret)
         for admin in self._admin:
             if hmac.compare_digest(admin, digest):
-                return Principal(ADMIN, frozenset(SCOPES))
+                return ADMIN_PRINCIPAL
         # A monotonic reading, not the broker's clock: a cached token must expire even
         # when a test holds the broker's clock still.
         now = time.monotonic()

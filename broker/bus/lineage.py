@@ -23,7 +23,8 @@ def hop_count(value: Any) -> int:
 
 def over_hop_limit(event: dict[str, Any], limit: int) -> bool:
     """An event this many hops from its root is stored but not routed."""
-    return hop_count(event.get("hopcount")) > limit
+    hops = event.get("hopcount")
+    return hops is not None and hop_count(hops) > limit
 
 
 def with_lineage(event: dict[str, Any], cause: dict[str, Any]) -> dict[str, Any]:

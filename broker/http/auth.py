@@ -27,9 +27,21 @@ UNKNOWN = Op("unknown", {}, scope="admin")
 """A served route missing from the table: it needs `admin` (closed, not open)."""
 
 
+OPERATION = "operation"
+"""Request key: the operation found for it (both middlewares ask)."""
+
+
 def operation_of(request: web.Request) -> Op | None:
     """The table entry of the route this request matched; None when none matched
     (the router answers 404 or 405)."""
+    if OPERATION in request:
+        found: Op | None = request[OPERATION]
+        return found
+    request[OPERATION] = found = _operation_of(request)
+    return found
+
+
+def _operation_of(request: web.Request) -> Op | None:
     info = request.match_info.route.resource.get_info() \
         if request.match_info.route.resource is not None else {}
     path = info.get("path") or info.get("formatter")

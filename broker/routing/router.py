@@ -89,7 +89,7 @@ class Router:
         if self.looping(event):
             await ctx.loop_notice(stored, "hop_limit", self.hop_limit)
             return NOT_ROUTED
-        matched = self.match(event)
+        matched = self.match(event) if self.routes else None
         if not matched:
             return NOT_ROUTED
         # Set before acting, so a loop notice raised below shows where this event went.
