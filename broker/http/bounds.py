@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiohttp import web
@@ -94,8 +94,8 @@ class _Refuse(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's does not derive from asyncio.Transport).
+        self.transport = transport = cast(asyncio.Transport, transport)
         transport.write(self.answer)
         if transport.can_write_eof():
             transport.write_eof()  # the answer is complete; the client closes its end

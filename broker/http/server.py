@@ -4,6 +4,7 @@ graceful stop on SIGTERM/SIGINT (what `web.run_app` does, with the gate in front
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import resource
 import ssl
@@ -56,11 +57,23 @@ async def _serve(app: web.Application, settings: Settings, ssl_context: ssl.SSLC
         await runner.cleanup()
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when it is installed (`pip install 'opsbus[fast]'`): the same
+    asyncio API with less work per request; asyncio's own otherwise."""
+    try:
+        # By name: an optional dependency, absent where type checks run.
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
 def serve_forever(app: web.Application, settings: Settings,
                   ssl_context: ssl.SSLContext | None, started: Callable[[], None]) -> None:
     """Serve until SIGINT/SIGTERM, then stop gracefully (listening ends, in-flight
     requests finish within the grace period, the broker stops)."""
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop()
     main = loop.create_task(_serve(app, settings, ssl_context, started))
     try:
         asyncio.set_event_loop(loop)
