@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
@@ -27,21 +27,32 @@ LINES_CACHED = 500
 """Drawn lines kept (a few screens' worth)."""
 
 
-class EventRow(NamedTuple):
-    """The cells of one event, computed once when it arrives (the event is not kept)."""
+class EventRow:
+    """One event as the table shows it. Its cells are worked out the first time the row
+    is drawn (at thousands of events a second most rows never are) and the event is let
+    go then; until that, the window holds the event itself."""
 
-    seq: int
-    time: str
-    type: str
-    source: str
-    subject: str
-    summary: str
+    __slots__ = ("_cells", "_event", "seq", "type")
+
+    def __init__(self, seq: int, event: dict[str, Any]) -> None:
+        self.seq = seq
+        self.type = str(event.get("type", ""))
+        self._event: dict[str, Any] | None = event
+        self._cells: tuple[str, ...] | None = None
 
     @classmethod
     def of(cls, seq: int, event: dict[str, Any]) -> EventRow:
-        return cls(seq, short_time(event.get("time")), str(event.get("type", "")),
-                   str(event.get("source", "")), str(event.get("subject") or ""),
-                   data_summary(event, 120))
+        return cls(seq, event)
+
+    def cells(self) -> tuple[str, ...]:
+        """SEQ, TIME, TYPE, SOURCE, SUBJECT, SUMMARY."""
+        if self._cells is None:
+            event = self._event or {}
+            self._cells = (str(self.seq), short_time(event.get("time")), self.type,
+                           str(event.get("source", "")), str(event.get("subject") or ""),
+                           data_summary(event, 120))
+            self._event = None
+        return self._cells
 
 
 COLUMNS: tuple[tuple[str, int], ...] = (
@@ -280,9 +291,9 @@ class EventTable(ScrollView, can_focus=True):
         if strip is None:
             if cursor:
                 style = base + self._styles["event-table--cursor"]
-                strip = self._strip(list(map(str, row)), width, style, style)
+                strip = self._strip(list(row.cells()), width, style, style)
             else:
-                strip = self._strip(list(map(str, row)), width, base,
+                strip = self._strip(list(row.cells()), width, base,
                                     self._type_style(row.type, base))
             self._lines[key] = strip
         return strip
