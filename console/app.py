@@ -15,7 +15,7 @@ from textual import events, on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.dom import DOMNode
-from textual.reactive import reactive
+from textual.reactive import var
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import WorkerFailed
@@ -91,11 +91,14 @@ class OpsbusConsole(App[None]):
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
     ]
 
-    connection: reactive[str] = reactive("connecting")
-    connection_detail: reactive[str | None] = reactive(None)
-    unclaimed_critical: reactive[int] = reactive(0)
+    # `var`: the status bars watch these and redraw their one line; a `reactive` on the
+    # app would repaint the whole screen at each change (the badge changes with every
+    # critical item that opens, flips or is claimed).
+    connection: var[str] = var("connecting")
+    connection_detail: var[str | None] = var(None)
+    unclaimed_critical: var[int] = var(0)
     """Open, unsnoozed critical items in every queue (the status bar's badge)."""
-    auth_problem: reactive[str | None] = reactive(None)
+    auth_problem: var[str | None] = var(None)
     """The broker refused our token (401) or a permission (403): said on every screen."""
 
     def __init__(self, url: str, *, token: str | None = None, operator: str | None = None,
