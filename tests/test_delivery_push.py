@@ -473,3 +473,33 @@ async def test_a_last_attempt_cut_short_by_a_crash_is_made_again(tmp_path: Path,
         assert [r.headers["ce-id"] for r in receiver.requests] == [sent["id"]] * 2
     finally:
         proc.stop()
+
+
+async def test_a_call_still_out_when_its_lease_lapses_is_not_sent_twice(clocked, http,
+                                                                          receiver):
+    """The receiver is slow past the lease (timeout + margin on the broker's clock): the
+    lapsed delivery is claimed again, but this process is still waiting for its answer,
+    so the call in flight settles it; the receiver sees the event once."""
+    name = unique("stalled")
+    await put_object(http, clocked.url, "subscriptions", {
+        "name": name, "url": receiver.url,
+        "filter": {"exact": {"type": f"test.{name}"}}, "timeout": "60s"})
+    receiver.hold()
+    sent = await publish(http, clocked.url, type=f"test.{name}")
+    await receiver.wait_held(1)
+    await clocked.advance(http, 60 + 5 + 1)  # the call's timeout and the lease margin
+    # A new event wakes the dispatcher: its pass claims the lapsed delivery with it.
+    second = await publish(http, clocked.url, type=f"test.{name}")
+    await receiver.wait_held(2)
+    receiver.release()
+
+    async def settled() -> dict | None:
+        status = await call(http, "GET", f"{clocked.url}/v1/subscriptions/{name}/status")
+        counts = status["counts"]
+        return counts if counts["pending"] == counts["leased"] == 0 else None
+
+    counts = await eventually(settled)
+    assert counts["delivered"] == 2, counts
+    assert sorted(r.headers["ce-id"] for r in receiver.requests
+                  if r.headers.get("ce-type") == f"test.{name}") == sorted(
+        [sent["id"], second["id"]])

@@ -88,6 +88,11 @@ class PushDispatcher(StoreDispatcher):
         self.counts = counts
         self._paused = paused
         self._in_flight: Counter[str] = Counter()
+        self._sending: dict[int, LeasedDelivery] = {}
+        """Deliveries this process is sending, by id, under their newest lease: a lease
+        that lapses while the call is still out (a stalled receiver, a clock moved on)
+        is claimed again here, and the call in flight settles under the new lease
+        instead of the event being sent a second time."""
         self.health: dict[str, SubscriptionHealth] = {}
         """The breakers as last read (each pass); the store has the truth."""
 
@@ -139,6 +144,10 @@ class PushDispatcher(StoreDispatcher):
         for sub, leased, room in claimed:
             full = full or len(leased) == room
             for item in leased:
+                if item.delivery.id in self._sending:
+                    self._sending[item.delivery.id] = item
+                    continue
+                self._sending[item.delivery.id] = item
                 self._in_flight[sub.name] += 1
                 self._spawn(self._deliver(sub, item),
                             f"deliver-{sub.name}-{item.delivery.id}")
@@ -207,6 +216,7 @@ class PushDispatcher(StoreDispatcher):
         except Exception:
             log.exception("delivery %s to %s failed unexpectedly", item.delivery.id, sub.name)
         finally:
+            self._sending.pop(item.delivery.id, None)
             if holding:
                 self._release(sub)
 
@@ -245,8 +255,9 @@ class PushDispatcher(StoreDispatcher):
 
         async def write(ctx: WriteContext) -> None:
             writes = self.repo.writes(ctx.transaction)
+            lease = self._sending.get(delivery.id, item).lease  # renewed by a re-claim
             settled = await writes.settle(
-                delivery.id, item.lease, outcome, now, next_at=next_at,
+                delivery.id, lease, outcome, now, next_at=next_at,
                 status=result.status, latency_ms=result.latency_ms, error=error)
             if settled is not None and outcome is Outcome.DEADLETTERED:
                 await dead_letter(ctx, subscription=sub.name, queue=sub.dead_letter_queue,
