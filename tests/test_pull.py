@@ -44,21 +44,6 @@ async def clock_state(http, proc: BrokerProcess) -> dict:
     return await call(http, "GET", proc.url + "/v1/test/clock", expect=200)
 
 
-async def settled_timers(http, proc: BrokerProcess) -> int:
-    """How many waits are parked on the manual clock, once that number holds still."""
-    previous = -1
-    while True:
-        now = (await clock_state(http, proc))["pending_timers"]
-        if now == previous:
-            return int(now)
-        previous = now
-
-
-async def parked(http, proc: BrokerProcess, count: int) -> bool:
-    """True once `count` waits are parked on the manual clock."""
-    return bool((await clock_state(http, proc))["pending_timers"] == count)
-
-
 async def waiting_receives(http, proc: BrokerProcess) -> int:
     """Pull receives holding a stream slot: a receive takes its slot, then fixes its
     deadline on the broker's clock, with nothing in between that could let time move."""
@@ -185,11 +170,14 @@ async def test_max_deliveries_dead_letters_unacked_events(broker, http):
 async def test_long_poll_is_woken_by_a_commit(clocked, http):
     url = clocked.url
     name, etype = await pull_sub(http, url)
-    idle = await settled_timers(http, clocked)
     waiting = asyncio.create_task(receive(http, url, name, wait_s=30))
-    # Parked: one more wait on the clock. Time stands still from here, so only the
-    # commit can end the wait.
-    await eventually(lambda: parked(http, clocked, idle + 1))
+    # The receive holds its slot, its deadline fixed on the broker's clock. Time stands
+    # still from here (a count of parked timers is not the signal: the broker's other
+    # loops park and wake too), so only the commit can end the wait.
+
+    async def begun() -> bool:
+        return await waiting_receives(http, clocked) == 1
+    await eventually(begun)
     before = await clock_state(http, clocked)
     await publish(http, url, type=etype)
     [msg] = await asyncio.wait_for(waiting, 10)
