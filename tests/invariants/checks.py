@@ -441,8 +441,11 @@ def check_webhooks(findings: Findings, ledger: Ledger, snap: Snapshot,
         first = acked.get(key)
         if first is not None and first.acked_at is not None:
             # The at-least-once window: a broker killed while the call was in flight may
-            # never have read the answer, and sends it again once its lease expires.
-            findings.check(WEBHOOKS, ledger.killed_between(first.arrived, request.arrived),
+            # never have read the answer, and sends it again once its lease expires. The
+            # call may have left the broker just before the kill and reached the receiver
+            # just after it, so the window opens one call timeout before the arrival.
+            findings.check(WEBHOOKS, ledger.killed_between(
+                               first.arrived - scenario.HOOK_TIMEOUT_S, request.arrived),
                            f"{request.hook} got {request.source}/{request.id} again"
                            f" {request.arrived - first.acked_at:.3f}s after acknowledging it")
         if request.acked_at is not None and key not in acked:
