@@ -85,6 +85,11 @@ class Settings:
     """Most stored events one filtered `GET /v1/events` examines; past it the page found so
     far is answered with `next_after` (the last seq examined) to continue from, so a filter
     that matches little costs the same bounded time whatever the log's size."""
+    scan_budget_ms: float = 5.0
+    """Most milliseconds one filtered `GET /v1/events` spends examining stored events
+    (checked after each window of them); past it the page found so far is answered with
+    `next_after`, as with `scan_budget_events`, so a listing's latency stays bounded
+    whatever the filter costs to evaluate."""
     allow_private_targets: bool = False
     """Let webhooks, actions, plugins and proxy mounts call loopback and private addresses
     (never link-local/metadata)."""
@@ -331,7 +336,7 @@ def validate_settings(settings: Settings) -> None:
                  "stream_write_timeout_s", "stream_buffer_bytes",
                  "stream_socket_buffer_bytes", "max_streams", "max_streams_per_principal",
                  "max_connections", "keepalive_timeout_s",
-                 "max_batch_commit", "scan_budget_events",
+                 "max_batch_commit", "scan_budget_events", "scan_budget_ms",
                  "todo_sweep_s",
                  "wal_max_bytes", "maintenance_interval_s", "shutdown_grace_s",
                  "catalog_max_entries", "catalog_max_fields", "catalog_max_depth",

@@ -130,3 +130,26 @@ async def test_a_scan_starts_at_the_time_asked_for(broker, http):
             "type": "since.needle", "since": recvtime}) as resp:
         page = await resp.json()
     assert [e["seq"] for e in page["events"]] == [needle]
+
+
+async def test_the_time_budget_ends_an_answer_after_one_window(tmp_path, http):
+    """With a time budget already spent after the first window, each answer examines one
+    window of events, however many the event budget allows, and paging still reaches
+    every match."""
+    proc = BrokerProcess(tmp_path / "data", args=[
+        "--durability", "normal", "--scan-budget-events", "100000",
+        "--scan-budget-ms", "0.000001"]).start()
+    try:
+        events = [make_event(type="slow.needle" if i % 97 == 3 else "slow.hay")
+                  for i in range(1000)]
+        async with http.post(proc.url + "/v1/events", data=orjson.dumps(events),
+                             headers=BATCH) as resp:
+            seqs = [r["seq"] for r in await resp.json()]
+        needles = [s for s, e in zip(seqs, events, strict=True) if e["type"] == "slow.needle"]
+        found, cursors = await follow_pages(http, proc.url, {
+            "filter": "type = 'slow.needle'", "limit": "100"})
+        assert found == needles
+        steps = [b - a for a, b in zip([0, *cursors], cursors, strict=False)]
+        assert len(cursors) >= 4 and max(steps) <= 200, steps
+    finally:
+        proc.stop()

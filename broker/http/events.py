@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
@@ -17,7 +18,7 @@ from broker.timeutil import parse_since
 
 routes = web.RouteTableDef()
 
-SCAN_PAGE = 500
+SCAN_PAGE = 200
 """Events read from the store per step of a filtered query."""
 
 
@@ -72,7 +73,8 @@ async def list_events(request: web.Request) -> web.Response:
         chosen, cursor = page, (page[-1].seq if len(page) == limit else None)
     else:
         chosen, cursor = await scan(broker.store.events, after, limit, flt, query,
-                                    broker.settings.scan_budget_events)
+                                    broker.settings.scan_budget_events,
+                                    broker.settings.scan_budget_ms / 1000)
     doc = {"events": [e.to_dict() for e in chosen], "next_after": cursor,
            "warnings": warnings_json(flt)}
     gap = None if descending else await retention_gap(broker.store.events, after)
@@ -94,22 +96,27 @@ def indexed(attributes: dict[str, str | None]) -> bool:
 
 
 async def scan(log: EventLog, after: int, limit: int, flt: Any, query: dict[str, Any],
-               budget: int) -> tuple[list[StoredEvent], int | None]:
+               budget: int, budget_s: float) -> tuple[list[StoredEvent], int | None]:
     """Events matching what no index serves, examining at most `budget` stored events
-    per request (a window of seqs at a time, jumping over removed ones and to the time
-    range asked for), then answering
-    what it found with the seq to continue after (None once the log is exhausted)."""
+    and `budget_s` seconds per request (a window of seqs at a time, jumping over removed
+    ones and to the time range asked for), then answering what it found with the seq to
+    continue after (None once the log is exhausted). At least one window is examined,
+    so a client following `next_after` always gets further."""
     descending = query["descending"]
     chosen: list[StoredEvent] = []
     cursor: int | None = after
     scanned = 0
+    # A cost bound, not a schedule: the real elapsed time, not the broker's clock.
+    deadline = time.perf_counter() + budget_s
+    start: int | None = None
     while cursor is not None and len(chosen) < limit and scanned < budget:
-        nearest = await log.read(after=cursor, limit=1, descending=descending,
-                                 since=query["since"], until=query["until"])
-        if not nearest:
-            return chosen, None
+        if start is None:
+            nearest = await log.read(after=cursor, limit=1, descending=descending,
+                                     since=query["since"], until=query["until"])
+            if not nearest:
+                return chosen, None
+            start = nearest[0].seq
         span = min(SCAN_PAGE, budget - scanned)
-        start = nearest[0].seq
         scan_to = start - span + 1 if descending else start + span - 1
         want = limit - len(chosen) if flt is None else span
         page = await log.read(after=cursor, limit=want, scan_to=scan_to, **query)
@@ -122,6 +129,10 @@ async def scan(log: EventLog, after: int, limit: int, flt: Any, query: dict[str,
                     return chosen, cursor
         # The whole window was examined; below seq 1 there is nothing more to read.
         cursor = None if descending and scan_to <= 1 else scan_to
+        # An empty window may sit in a removed range: find the next stored event again.
+        start = None if not page else (scan_to - 1 if descending else scan_to + 1)
+        if time.perf_counter() >= deadline:
+            break
     return chosen, cursor
 
 
