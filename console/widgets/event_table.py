@@ -13,13 +13,13 @@ from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
-from textual.geometry import Region, Size
+from textual.geometry import Size
 from textual.message import Message
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from broker.summary import data_summary
 from console.format import short_time
+from console.widgets.pass_styled import PassStyledView
 
 WINDOW = 5_000
 """Rows kept in memory; older ones are dropped and reloaded from the broker on demand."""
@@ -91,7 +91,7 @@ def fit(text: str, width: int) -> str:
     return set_cell_size(text, width - 1) + "…"
 
 
-class EventTable(ScrollView, can_focus=True):
+class EventTable(PassStyledView, can_focus=True):
     """Events in seq order, newest last, with a cursor row and follow mode."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -144,9 +144,6 @@ class EventTable(ScrollView, can_focus=True):
         self.following = True
         self._empty_text = ""
         self._widths: tuple[int, tuple[int, ...]] = (0, ())
-        self._styles: dict[str, Style] = {}
-        self._base = Style()
-        self._styles_key: tuple[Style, ...] = ()
         self._lines: LRUCache[tuple[Any, ...], Strip] = LRUCache(LINES_CACHED)
 
     # -- data ---------------------------------------------------------------------------
@@ -255,18 +252,6 @@ class EventTable(ScrollView, can_focus=True):
             self.scroll_to(y=self.cursor, animate=False, immediate=True)
         elif self.cursor >= top + visible:
             self.scroll_to(y=self.cursor - visible + 1, animate=False, immediate=True)
-
-    def render_lines(self, crop: Region) -> list[Strip]:
-        # Styles are looked up once per pass, not for each line (a lookup walks the
-        # widget's ancestors).
-        self._take_styles()
-        return super().render_lines(crop)
-
-    def _take_styles(self) -> None:
-        self._styles = {name: self.get_component_rich_style(name)
-                        for name in sorted(self.COMPONENT_CLASSES)}
-        self._base = self.rich_style
-        self._styles_key = (self._base, *self._styles.values())
 
     def render_line(self, y: int) -> Strip:
         if not self._styles:

@@ -23,12 +23,12 @@ from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
-from textual.geometry import Region, Size
+from textual.geometry import Size
 from textual.message import Message
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from console.widgets.columns import Column, fit_columns
+from console.widgets.pass_styled import PassStyledView
 
 CELL_PADDING = 1
 """Blank cells either side of each cell's content (as DataTable)."""
@@ -92,7 +92,7 @@ class RowView(Mapping[str, Cells]):
         return len(self._table._keys)
 
 
-class LineTable(ScrollView, can_focus=True):
+class LineTable(PassStyledView, can_focus=True):
     """Rows with a key each, a header, a row cursor and zebra stripes; j/k, g/G,
     Home/End, page keys; enter or a click on the cursor row selects it."""
 
@@ -154,28 +154,22 @@ class LineTable(ScrollView, can_focus=True):
     ]
 
     @dataclass
-    class Highlighted(Message):
+    class RowMessage(Message):
+        """About the row under the cursor."""
+
+        table: LineTable
+        cursor_row: int
+        key: str
+
+        @property
+        def control(self) -> LineTable:
+            return self.table
+
+    class Highlighted(RowMessage):
         """The cursor is on another row (moved, or the rows under it changed)."""
 
-        table: LineTable
-        cursor_row: int
-        key: str
-
-        @property
-        def control(self) -> LineTable:
-            return self.table
-
-    @dataclass
-    class Selected(Message):
+    class Selected(RowMessage):
         """Enter, or a click on the cursor row."""
-
-        table: LineTable
-        cursor_row: int
-        key: str
-
-        @property
-        def control(self) -> LineTable:
-            return self.table
 
     def __init__(self, *, columns: tuple[Column, ...] = (), id: str | None = None,
                  zebra_stripes: bool = True) -> None:
@@ -191,9 +185,6 @@ class LineTable(ScrollView, can_focus=True):
         self._rows: dict[str, _Row] = {}
         self._header: list[CellLines] | None = None
         self._highlighted: str | None = None
-        self._styles: dict[str, Style] = {}
-        self._base = Style()
-        self._styles_key: tuple[Style, ...] = ()
         self._lines: LRUCache[tuple[Any, ...], Strip] = LRUCache(LINES_CACHED)
         self._cell_styles: LRUCache[tuple[Any, ...], Style] = LRUCache(LINES_CACHED * 4)
         self.rows = RowView(self)
@@ -349,18 +340,6 @@ class LineTable(ScrollView, can_focus=True):
                 cell_lines = row.rendered[n] = self._render_cell(n, cell, self.row_height)
             segments.append(cell_lines[line])
         return segments
-
-    def render_lines(self, crop: Region) -> list[Strip]:
-        # Styles are looked up once per pass, not once per line (each lookup walks the
-        # widget's ancestors).
-        self._take_styles()
-        return super().render_lines(crop)
-
-    def _take_styles(self) -> None:
-        self._styles = {name: self.get_component_rich_style(name)
-                        for name in sorted(self.COMPONENT_CLASSES)}
-        self._base = self.rich_style
-        self._styles_key = (self._base, *self._styles.values())
 
     def render_line(self, y: int) -> Strip:
         if not self._styles:
