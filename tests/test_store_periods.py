@@ -161,9 +161,9 @@ async def test_retention_drops_a_passed_period_and_keeps_the_keys_it_still_needs
     assert (await store.events.find("tests/suite", "old-1")) is None
 
 
-def previous_release(path: Path, recvtimes: list[str]) -> list[dict]:
-    """A store built by the previous release's migrations (one `events` table with
-    hashed key indexes) holding one event per recvtime, in that order."""
+def previous_schema(path: Path) -> sqlite3.Connection:
+    """A connection to a new store with the previous release's schema (one `events`
+    table with hashed key indexes), before this release's migrations."""
     conn = sqlite3.connect(path, isolation_level=None)
     for version, name, sql in migrations("sqlite"):
         if name.endswith("_key_periods.sql"):  # the first of this release
@@ -171,6 +171,13 @@ def previous_release(path: Path, recvtimes: list[str]) -> list[dict]:
         conn.create_function("opsbus_key64", -1, lambda *p: None)  # no rows yet
         conn.executescript(sql)
         conn.execute(f"PRAGMA user_version={version}")
+    return conn
+
+
+def previous_release(path: Path, recvtimes: list[str]) -> list[dict]:
+    """A store built by the previous release's migrations (one `events` table with
+    hashed key indexes) holding one event per recvtime, in that order."""
+    conn = previous_schema(path)
     events = []
     for n, recvtime in enumerate(recvtimes):
         event = make_event(id=f"e{n}", correlationid=f"inc-{n % 5}")
@@ -222,13 +229,7 @@ async def test_a_store_of_the_previous_release_files_its_keys_by_recvtime(tmp_pa
     indexes), then opened: each event's keys land in its recvtime's period, the old
     indexes are gone, and lookups, dedupe and the checks all hold."""
     path = tmp_path / "previous.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for version, name, sql in migrations("sqlite"):
-        if name.endswith("_key_periods.sql"):  # the first of this release
-            break
-        conn.create_function("opsbus_key64", -1, lambda *p: None)  # no rows yet
-        conn.executescript(sql)
-        conn.execute(f"PRAGMA user_version={version}")
+    conn = previous_schema(path)
     stored = []
     for n, day in enumerate(DAYS):
         for i in range(50):
