@@ -151,6 +151,23 @@ async def test_events_over_the_hop_limit_are_stored_not_routed_and_reported(serv
     assert not [n for n in notices if n["data"]["id"] == "at-limit"]
 
 
+async def test_a_chain_across_sources_is_followed_through_its_correlation(served, http):
+    # A loop through other systems: each hop republished under its own source, all
+    # carrying the root's correlation id.
+    url = served.url
+    root = make_event(source="tests/loop-a", id="x-root", correlationid="corr-x")
+    hop1 = make_event(source="tests/loop-b", id="x-hop1", causationid="x-root",
+                      correlationid="corr-x", hopcount=1)
+    over = make_event(source="tests/loop-c", id="x-over", causationid="x-hop1",
+                      correlationid="corr-x", hopcount=HOP_LIMIT + 1)
+    for event in (root, hop1, over):
+        await post(http, url, event)
+
+    found = await get(http, url, "/v1/events", type="opsbus.loop.detected")
+    (notice,) = [e["event"] for e in found["events"] if e["event"]["data"]["id"] == "x-over"]
+    assert [link["id"] for link in notice["data"]["chain"]] == ["x-root", "x-hop1", "x-over"]
+
+
 async def test_a_hop_count_sent_as_a_header_string_still_counts(served, http):
     # A webhook receiver that copies ce- headers back republishes hopcount as a string.
     headers = {"ce-specversion": "1.0", "ce-id": "binary-over", "ce-source": "tests/loop",

@@ -282,16 +282,33 @@ class WriteContext:
             cause_id = current.event.get("causationid")
             if not cause_id:
                 break
-            parent = pending.get(cause_id)
-            if parent is None:
-                found = await self._log.find_by_id(str(cause_id))
-                parent = found[-1] if found else None
+            parent = pending.get(cause_id) or await self._stored_cause(
+                current, str(cause_id), stored.lineage_root)
             if parent is None:
                 break
             chain.append(parent)
             current = parent
         return [{"seq": e.seq, "id": e.event["id"], "type": e.event["type"],
                  "routes": list(e.routes)} for e in reversed(chain)]
+
+    async def _stored_cause(self, effect: StoredEvent, cause_id: str, root: int
+                            ) -> StoredEvent | None:
+        """The stored event `effect` names as its cause, found through an index only: no
+        index serves an id alone, and this runs in the writer's transaction. A cause is
+        looked for under the effect's source (a publisher re-emitting its own events),
+        then within the effect's correlation (every derived event shares its root's),
+        then as the root itself; the chain stops where none of these finds it."""
+        found = await self._log.find(str(effect.event["source"]), cause_id)
+        if found is not None and found.seq < effect.seq:
+            return found
+        correlation = effect.event.get("correlationid")
+        if correlation:
+            earlier = await self._log.read(effect.seq, 1, correlationid=str(correlation),
+                                           id=cause_id, descending=True)
+            if earlier:
+                return earlier[0]
+        first = await self._log.get(root) if root < effect.seq else None
+        return first if first is not None and first.event["id"] == cause_id else None
 
     # -- for the writer ----------------------------------------------------------------
     def _fitted_batch(self, events: list[dict[str, Any]], elide: bool,

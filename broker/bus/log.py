@@ -190,10 +190,6 @@ class EventLog(ABC):
         """One event by its CloudEvents identity."""
 
     @abstractmethod
-    async def find_by_id(self, id: str) -> list[StoredEvent]:
-        """Events whose `id` is this (any source), oldest first; used to walk causation."""
-
-    @abstractmethod
     async def read(
         self,
         after: int = 0,

@@ -129,11 +129,6 @@ class PgEventLog(EventLog):
             " AND id = $3 ORDER BY seq DESC LIMIT 1", identity_key(source, id), source, id)
         return pglog.row_to_event(row) if row else None
 
-    async def find_by_id(self, id: str) -> list[StoredEvent]:
-        rows = await self.pool.fetch(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE id = $1 ORDER BY seq", id)
-        return [pglog.row_to_event(r) for r in rows]
-
     async def read(
         self,
         after: int = 0,

@@ -224,12 +224,6 @@ class SqliteEventLog(EventLog):
         )
         return row_to_event(row) if row else None
 
-    async def find_by_id(self, id: str) -> list[StoredEvent]:
-        rows = await self._readers.fetchall(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ? ORDER BY seq", (id,)
-        )
-        return [row_to_event(r) for r in rows]
-
     async def read(
         self,
         after: int = 0,
