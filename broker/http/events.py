@@ -8,18 +8,27 @@ from typing import Any
 from aiohttp import web
 
 from broker.auth.principal import check_sources, principal_of
-from broker.bus.log import EventLog, StoredEvent
+from broker.bus.log import NARROW_ATTRIBUTES, EventLog, Narrow, StoredEvent
 from broker.errors import Forbidden, Gone, NotFound
 from broker.events import Limits, parse_request_encoded
+from broker.filters import Filter
 from broker.http.filters import request_filter, warnings_json
 from broker.http.util import broker_of, id_param, int_param, json_response
 from broker.reserved import RESTORE_HEADER, admit, restore_requested
+from broker.routing.index import guard_of
 from broker.timeutil import parse_since
 
 routes = web.RouteTableDef()
 
 SCAN_PAGE = 200
 """Events read from the store per step of a filtered query."""
+
+SCAN_SPAN = 2000
+"""Seqs one read of a scan may cover: the store skips in SQL what the attributes (and
+a filter's required type, source or subject) rule out, returning at most a page."""
+
+CLOCK_EVERY = 8
+"""Events tested between two looks at the time budget (testing one costs ~10 µs)."""
 
 
 def limits_of(request: web.Request) -> Limits:
@@ -95,19 +104,26 @@ def indexed(attributes: dict[str, str | None]) -> bool:
     return all(value is None for value in attributes.values())
 
 
-async def scan(log: EventLog, after: int, limit: int, flt: Any, query: dict[str, Any],
-               budget: int, budget_s: float) -> tuple[list[StoredEvent], int | None]:
+async def scan(log: EventLog, after: int, limit: int, flt: Filter | None,
+               query: dict[str, Any], budget: int, budget_s: float
+               ) -> tuple[list[StoredEvent], int | None]:
     """Events matching what no index serves, examining at most `budget` stored events
-    and `budget_s` seconds per request (a window of seqs at a time, jumping over removed
-    ones and to the time range asked for), then answering what it found with the seq to
-    continue after (None once the log is exhausted). At least one window is examined,
-    so a client following `next_after` always gets further."""
+    (seqs) and about `budget_s` seconds per request (a range of seqs at a time, jumping
+    over removed ones and to the time range asked for), then answering what it found
+    with the seq to continue after (None once the log is exhausted). The clock is read
+    every few events tested, so one slow range cannot overrun the time budget; at least
+    CLOCK_EVERY events are examined, so a client following `next_after` always gets
+    further. What a filter requires of `type`, `source` or `subject` is tested in SQL
+    first, so the events that cannot match are never decoded."""
     descending = query["descending"]
+    narrow = narrow_of(flt)
     chosen: list[StoredEvent] = []
     cursor: int | None = after
     scanned = 0
+    examined = 0
     # A cost bound, not a schedule: the real elapsed time, not the broker's clock.
-    deadline = time.perf_counter() + budget_s
+    clock = time.perf_counter
+    deadline = clock() + budget_s
     start: int | None = None
     while cursor is not None and len(chosen) < limit and scanned < budget:
         if start is None:
@@ -116,24 +132,47 @@ async def scan(log: EventLog, after: int, limit: int, flt: Any, query: dict[str,
             if not nearest:
                 return chosen, None
             start = nearest[0].seq
-        span = min(SCAN_PAGE, budget - scanned)
+        span = min(SCAN_SPAN, budget - scanned)
         scan_to = start - span + 1 if descending else start + span - 1
-        want = limit - len(chosen) if flt is None else span
-        page = await log.read(after=cursor, limit=want, scan_to=scan_to, **query)
-        scanned += span
+        want = limit - len(chosen) if flt is None else SCAN_PAGE
+        page = await log.read(after=cursor, limit=want, scan_to=scan_to, narrow=narrow,
+                              **query)
         for stored in page:
             cursor = stored.seq
             if flt is None or flt.matches(stored.event):
                 chosen.append(stored)
                 if len(chosen) == limit:
                     return chosen, cursor
-        # The whole window was examined; below seq 1 there is nothing more to read.
-        cursor = None if descending and scan_to <= 1 else scan_to
-        # An empty window may sit in a removed range: find the next stored event again.
-        start = None if not page else (scan_to - 1 if descending else scan_to + 1)
-        if time.perf_counter() >= deadline:
+            examined += 1
+            if examined % CLOCK_EVERY == 0 and clock() >= deadline:
+                return chosen, cursor
+        if len(page) == want:
+            # The page ended inside the range: go on after its last event.
+            assert cursor is not None
+            scanned += abs(cursor - start) + 1
+            start = cursor - 1 if descending else cursor + 1
+            if descending and start < 1:
+                return chosen, None
+        else:
+            # The whole range was examined; below seq 1 there is nothing more to read.
+            scanned += span
+            cursor = None if descending and scan_to <= 1 else scan_to
+            # An empty range may sit in a removed stretch: find the next stored event.
+            start = None if not page else (scan_to - 1 if descending else scan_to + 1)
+        if clock() >= deadline:
             break
     return chosen, cursor
+
+
+def narrow_of(flt: Filter | None) -> Narrow | None:
+    """The condition on a string attribute every event `flt` matches meets (the route
+    index's guard), for the store to test in SQL; None when the filter implies none."""
+    if flt is None:
+        return None
+    guard = guard_of(flt.spec, NARROW_ATTRIBUTES)
+    if guard is None:
+        return None
+    return Narrow(guard.attribute, guard.exact, guard.prefixes)
 
 
 async def retention_gap(log: EventLog, after: int) -> dict[str, Any] | None:

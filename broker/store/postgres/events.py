@@ -10,10 +10,12 @@ import orjson
 
 from broker.bus.lineage import RootUse
 from broker.bus.log import (
+    NARROW_ATTRIBUTES,
     AppendResult,
     EventItem,
     EventLog,
     EventWrites,
+    Narrow,
     StoredEvent,
     TargetRecord,
 )
@@ -144,6 +146,7 @@ class PgEventLog(EventLog):
         id: str | None = None,
         descending: bool = False,
         scan_to: int | None = None,
+        narrow: Narrow | None = None,
     ) -> list[StoredEvent]:
         clauses: list[str] = []
         params: list[Any] = []
@@ -168,6 +171,15 @@ class PgEventLog(EventLog):
             if value is not None:
                 clauses.append(f"{key} = {bind(link_key(value))}")
                 clauses.append(f"{column} = {bind(value)}")
+        if narrow is not None:
+            if narrow.attribute not in NARROW_ATTRIBUTES:
+                raise ValueError(f"no column to narrow by {narrow.attribute!r}")
+            terms = []
+            if narrow.exact:
+                terms.append(f"{narrow.attribute} = ANY({bind(sorted(narrow.exact))}::text[])")
+            for prefix in sorted(narrow.prefixes):
+                terms.append(f"starts_with({narrow.attribute}, {bind(prefix)})")
+            clauses.append("(" + " OR ".join(terms or ["false"]) + ")")
         if since is not None:
             clauses.append(f"recvtime >= {bind(since)}")
         if until is not None:

@@ -10,10 +10,12 @@ import orjson
 
 from broker.bus.lineage import RootUse
 from broker.bus.log import (
+    NARROW_ATTRIBUTES,
     AppendResult,
     EventItem,
     EventLog,
     EventWrites,
+    Narrow,
     StoredEvent,
     TargetRecord,
 )
@@ -239,6 +241,7 @@ class SqliteEventLog(EventLog):
         id: str | None = None,
         descending: bool = False,
         scan_to: int | None = None,
+        narrow: Narrow | None = None,
     ) -> list[StoredEvent]:
         clauses: list[str] = []
         params: list[Any] = []
@@ -265,6 +268,8 @@ class SqliteEventLog(EventLog):
             if value is not None:
                 clauses.extend((f"seq IN ({KEY_SEQS})", f"{column} = ?"))
                 params.extend((link_key(value), kind, value))
+        if narrow is not None:
+            clauses.append(narrow_clause(narrow, params))
         if since is not None:
             clauses.append("recvtime >= ?")
             params.append(since)
@@ -290,6 +295,23 @@ class SqliteEventLog(EventLog):
         )
         return [TargetRecord(r[0], r[1], r[2], orjson.loads(r[3]) if r[3] else {})
                 for r in rows]
+
+
+def narrow_clause(narrow: Narrow, params: list[Any]) -> str:
+    """`narrow` as SQL with `?` placeholders (its values appended to `params`)."""
+    column = narrow.attribute
+    if column not in NARROW_ATTRIBUTES:
+        raise ValueError(f"no column to narrow by {column!r}")
+    terms = []
+    if narrow.exact:
+        terms.append(f"{column} IN ({', '.join('?' * len(narrow.exact))})")
+        params.extend(sorted(narrow.exact))
+    for prefix in sorted(narrow.prefixes):
+        # substr counts characters, as Python's len does (not LIKE: its wildcards and
+        # ASCII case folding would need escaping).
+        terms.append(f"substr({column}, 1, ?) = ?")
+        params.extend((len(prefix), prefix))
+    return "(" + " OR ".join(terms or ["0"]) + ")"
 
 
 def _text(value: Any) -> str | None:
