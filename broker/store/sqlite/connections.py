@@ -126,12 +126,16 @@ class ReaderPool:
         finally:
             self._idle.put_nowait(conn)
 
+    # One trip to the connection's thread per query (execute_fetchall): execute, fetch
+    # and closing the cursor were three, each a wake-up of the event loop.
     async def fetchall(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         async with self.connection() as conn:
-            async with conn.execute(sql, params) as cursor:
-                return list(await cursor.fetchall())
+            return list(await conn.execute_fetchall(sql, params))
 
     async def fetchone(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Row | None:
+        """The first row of a query that returns at most a few."""
         async with self.connection() as conn:
-            async with conn.execute(sql, params) as cursor:
-                return await cursor.fetchone()
+            rows = await conn.execute_fetchall(sql, params)
+        for row in rows:
+            return row
+        return None
