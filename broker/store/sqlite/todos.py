@@ -8,7 +8,6 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-import aiosqlite
 import orjson
 
 from broker.store.sqlite.connections import ReaderPool
@@ -68,6 +67,20 @@ def _json(value: Any) -> str | None:
 
 
 _MISSING = object()
+
+
+
+QUEUE_COUNTS = (
+    "SELECT 'k', queue, state, n, NULL FROM queue_counts WHERE n > 0"
+    " UNION ALL SELECT 'a', queue, state, count(*), NULL FROM todos INDEXED BY todos_snoozes"
+    " WHERE snoozed_until > ?1 AND state <> 'resolved' GROUP BY queue, state"
+    " UNION ALL SELECT 'o', q.queue, NULL, NULL, (SELECT first_seen FROM todos"
+    " INDEXED BY todos_oldest_open WHERE queue = q.queue AND state = 'open'"
+    " AND (snoozed_until IS NULL OR snoozed_until <= ?2) ORDER BY first_seen LIMIT 1)"
+    " FROM queue_counts q WHERE q.state = 'open' AND q.n > 0"
+)
+"""Kept counts by queue and state ('k'), items snoozed now by queue and state ('a'),
+and the oldest open item not snoozed of each queue with open items ('o')."""
 
 
 class _GatheredTodoWrites:
@@ -317,43 +330,27 @@ class SqliteTodos(TodoRepository):
     async def queue_counts(self, now: str) -> list[QueueCounts]:
         # Kept counts per state (queue_counts), minus the few items snoozed at `now`
         # (the partial snooze index), and the oldest open item of each queue from its
-        # partial index: no statement here visits every item.
-        async with self._readers.connection() as conn:
-            await conn.execute("BEGIN")  # one snapshot for the three reads
-            try:
-                return await self._counts(conn, now)
-            finally:
-                await conn.execute("COMMIT")
-
-    async def _counts(self, conn: aiosqlite.Connection, now: str) -> list[QueueCounts]:
-        async with conn.execute(
-                "SELECT queue, state, n FROM queue_counts WHERE n > 0") as cursor:
-            kept = list(await cursor.fetchall())
-        async with conn.execute(
-                "SELECT queue, state, count(*) FROM todos INDEXED BY todos_snoozes"
-                " WHERE snoozed_until > ?"
-                " AND state <> 'resolved' GROUP BY queue, state", (now,)) as cursor:
-            asleep = {(r[0], r[1]): int(r[2]) for r in await cursor.fetchall()}
+        # partial index: no statement here visits every item. One statement, so one
+        # snapshot and one trip to the reader thread however many queues there are.
+        rows = await self._readers.fetchall(QUEUE_COUNTS, (now, now))
         by_queue: dict[str, dict[str, int]] = {}
-        for queue, state, n in kept:
-            by_queue.setdefault(queue, {})[state] = int(n)
+        asleep: dict[tuple[str, str], int] = {}
+        oldest_of: dict[str, str | None] = {}
+        for part, queue, state, n, oldest in rows:
+            if part == "k":
+                by_queue.setdefault(queue, {})[state] = int(n)
+            elif part == "a":
+                asleep[(queue, state)] = int(n)
+            else:
+                oldest_of[queue] = oldest
         out = []
         for queue in sorted(by_queue):
             states = by_queue[queue]
             open_ = states.get("open", 0) - asleep.get((queue, "open"), 0)
-            oldest = None
-            if open_ > 0:
-                async with conn.execute(
-                        "SELECT first_seen FROM todos INDEXED BY todos_oldest_open"
-                        " WHERE queue = ? AND state = 'open' AND (snoozed_until IS NULL"
-                        " OR snoozed_until <= ?) ORDER BY first_seen LIMIT 1",
-                        (queue, now)) as cursor:
-                    row = await cursor.fetchone()
-                oldest = row[0] if row else None
             out.append(QueueCounts(
                 queue, open_, states.get("claimed", 0) - asleep.get((queue, "claimed"), 0),
                 sum(n for (q, _), n in asleep.items() if q == queue),
-                states.get("resolved", 0), oldest))
+                states.get("resolved", 0), oldest_of.get(queue) if open_ > 0 else None))
         return out
 
     async def due(self, now: str) -> bool:
