@@ -9,7 +9,9 @@ figure is the server's latency, p50 and p99 of: `GET /v1/todos?queue=&state=open
 attribute), `GET /v1/events?filter=` with a CESQL filter matching ~1 % and one matching
 nothing; then an SSE catch-up: `GET /v1/stream?after=<head - N>` read until the head
 arrives, repeated. Reference in the same run: `GET /healthz` (the HTTP floor).
-Prints figures; asserts nothing about speed.
+Beside each latency, the broker's CPU time per request (all its threads, from
+/proc/<pid>/task/*/schedstat): on a shared machine the wall figures follow the load,
+the CPU per request much less. Prints figures; asserts nothing about speed.
 """
 
 from __future__ import annotations
@@ -17,10 +19,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
 from _common import AUTH, machine, parse_count, start_broker
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time a process has run so far, all its threads (ns; 0 off Linux)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that just ended
+    return total
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -87,10 +101,14 @@ async def run(args: argparse.Namespace) -> None:
                 ("GET /v1/events?filter= none",
                  "/v1/events?order=desc&limit=100&filter=" + quote("type = 'never.sent'")),
             ]
-            print(f"{'request':<36} {'p50 ms':>9} {'p99 ms':>9}")
+            print(f"{'request':<36} {'p50 ms':>9} {'p99 ms':>9} {'CPU ms/req':>11}")
+            pid = broker.proc.pid if broker.proc is not None else 0
             for name, path in cases:
+                cpu0 = cpu_ns(pid)
                 took = await timed_get(session, broker.url + path, args.requests)
-                print(f"{name:<36} {pct(took, .5):>9.2f} {pct(took, .99):>9.2f}", flush=True)
+                cpu = (cpu_ns(pid) - cpu0) / args.requests / 1e6
+                print(f"{name:<36} {pct(took, .5):>9.2f} {pct(took, .99):>9.2f}"
+                      f" {cpu:>11.3f}", flush=True)
         if head >= args.catchup:
             runs = [await catch_up("127.0.0.1", broker.port, head - args.catchup, head)
                     for _ in range(args.catchup_runs)]
