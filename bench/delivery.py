@@ -2,11 +2,14 @@
 receive+ack throughput, each beside the ingest ceiling (single-event POSTs) measured in
 the same run with the same Python client against the same broker (durability full).
 
-    .venv/bin/python bench/delivery.py [--events 5000] [--seconds 8]
+    .venv/bin/python bench/delivery.py [--events 5000] [--seconds 8] [--in-flight 4,32]
+        [--push-only] [--default-settings]
 
 The backlog for each delivery figure is published while the subscription is paused (or
 before any consumer runs) and timed from resume to the last delivery, so the figure is
-the dispatcher's drain rate, not ingest. Prints figures; asserts nothing about speed.
+the dispatcher's drain rate, not ingest. Beside each push figure, the broker process's
+CPU time (all threads) per delivery while draining: steadier than the rate on a shared
+machine. Prints figures; asserts nothing about speed.
 """
 
 from __future__ import annotations
@@ -22,7 +25,16 @@ import uuid
 
 import aiohttp
 import orjson
-from _common import AUTH, PAYLOAD, free_port, machine, parse_count, start_broker, wait_ready
+from _common import (
+    AUTH,
+    PAYLOAD,
+    free_port,
+    load_average,
+    machine,
+    parse_count,
+    start_broker,
+    wait_ready,
+)
 
 STRUCTURED = {"Content-Type": "application/cloudevents+json"}
 BATCH = {"Content-Type": "application/cloudevents-batch+json"}
@@ -102,18 +114,31 @@ async def api(session: aiohttp.ClientSession, method: str, url: str, body: objec
         return orjson.loads(data) if data else None
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def webhook_throughput(session: aiohttp.ClientSession, url: str, receiver: str,
-                             total: int, in_flight: int) -> float:
-    name = f"bench-push-{in_flight}"
+                             total: int, in_flight: int | None, pid: int
+                             ) -> tuple[float, float]:
+    """(deliveries/s, broker CPU µs per delivery); `in_flight` None: the default."""
+    name = f"bench-push-{in_flight or 'default'}-{uuid.uuid4().hex[:6]}"
     kind = f"bench.{name}"
-    await api(session, "PUT", f"{url}/v1/subscriptions/{name}", {
-        "name": name, "url": receiver + "/hook", "filter": {"exact": {"type": kind}},
-        "max_in_flight": in_flight})
+    spec: dict[str, object] = {
+        "name": name, "url": receiver + "/hook", "filter": {"exact": {"type": kind}}}
+    if in_flight is not None:
+        spec["max_in_flight"] = in_flight
+    await api(session, "PUT", f"{url}/v1/subscriptions/{name}", spec)
     await api(session, "POST", f"{url}/v1/subscriptions/{name}/pause")
     await backlog(session, url, kind, total)
     async with session.get(receiver + "/count") as resp:
         before = (await resp.json())["count"]
+    if os.environ.get("BENCH_MARK_DRAIN"):  # for a profiler started on this line
+        print(f"draining {name}", file=sys.stderr, flush=True)
     started = time.monotonic()
+    cpu = cpu_seconds(pid)
     await api(session, "POST", f"{url}/v1/subscriptions/{name}/resume")
     while True:
         async with session.get(receiver + "/count") as resp:
@@ -125,7 +150,7 @@ async def webhook_throughput(session: aiohttp.ClientSession, url: str, receiver:
     while (await api(session, "GET", f"{url}/v1/subscriptions/{name}/status")
            )["counts"]["delivered"] < total:  # type: ignore[index]
         await asyncio.sleep(0.02)
-    return total / elapsed
+    return total / elapsed, (cpu_seconds(pid) - cpu) / total * 1e6
 
 
 async def pull_throughput(session: aiohttp.ClientSession, url: str, total: int,
@@ -152,11 +177,15 @@ async def pull_throughput(session: aiohttp.ClientSession, url: str, total: int,
     return total / (time.monotonic() - started)
 
 
-async def main(events: int, seconds: float, prefill: int) -> None:
+async def main(events: int, seconds: float, prefill: int, in_flights: list[int | None],
+               push_only: bool, default_settings: bool) -> None:
     print(f"machine: {machine()}")
-    print(f"platform: {platform.platform()}, cpu count: {os.cpu_count()}")
-    broker = start_broker(["--durability", "full", "--allow-private-targets",
-                           "--delivery-concurrency", "128"], prefill=prefill)
+    print(f"platform: {platform.platform()}, cpu count: {os.cpu_count()}, {load_average()}")
+    args = ["--durability", "full", "--allow-private-targets"]
+    if not default_settings:
+        args += ["--delivery-concurrency", "128"]
+    broker = start_broker(args, prefill=prefill)
+    assert broker.proc is not None
     receiver, receiver_url = start_receiver()
     try:
         async with aiohttp.ClientSession(
@@ -164,11 +193,15 @@ async def main(events: int, seconds: float, prefill: int) -> None:
             ceiling = await ingest_ceiling(session, broker.url, seconds)
             print(f"\ningest ceiling (single-event POST, 32 connections): {ceiling:8.0f} events/s")
             print(f"\nwebhook delivery, {events} event backlog drained to a local receiver:")
-            for in_flight in (4, 32):
-                rate = await webhook_throughput(session, broker.url, receiver_url, events,
-                                                in_flight)
-                print(f"  max_in_flight {in_flight:>3}: {rate:8.0f} deliveries/s"
-                      f"  ({rate / ceiling:5.2f}x the ingest ceiling)")
+            for in_flight in in_flights:
+                rate, cpu = await webhook_throughput(session, broker.url, receiver_url,
+                                                     events, in_flight, broker.proc.pid)
+                label = "default" if in_flight is None else str(in_flight)
+                print(f"  max_in_flight {label:>7}: {rate:8.0f} deliveries/s"
+                      f"  ({rate / ceiling:5.2f}x the ingest ceiling),"
+                      f" broker CPU {cpu:6.0f} µs per delivery")
+            if push_only:
+                return
             print(f"\npull receive+ack, {events} event backlog:")
             for batch, consumers in ((1, 8), (10, 4), (100, 4)):
                 rate = await pull_throughput(session, broker.url, events, batch, consumers)
@@ -189,5 +222,13 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--prefill", type=parse_count, default=0,
                         help="events already stored, e.g. 1M (see prefill.py)")
+    parser.add_argument("--in-flight", default="4,32",
+                        help="max_in_flight values, comma-separated ('default': unset)")
+    parser.add_argument("--push-only", action="store_true", help="skip the pull figures")
+    parser.add_argument("--default-settings", action="store_true",
+                        help="the broker's default delivery_concurrency (not 128)")
     options = parser.parse_args()
-    asyncio.run(main(options.events, options.seconds, options.prefill))
+    asyncio.run(main(options.events, options.seconds, options.prefill,
+                     [None if v == "default" else int(v)
+                      for v in options.in_flight.split(",")],
+                     options.push_only, options.default_settings))
