@@ -503,3 +503,33 @@ async def test_a_call_still_out_when_its_lease_lapses_is_not_sent_twice(clocked,
     assert sorted(r.headers["ce-id"] for r in receiver.requests
                   if r.headers.get("ce-type") == f"test.{name}") == sorted(
         [sent["id"], second["id"]])
+
+
+async def test_a_call_still_out_past_its_last_attempt_is_not_dead_lettered(clocked, http,
+                                                                             receiver):
+    """A single permitted attempt whose receiver stalls past the lease twice: this
+    process still waits for the answer, so its lease is kept (no attempt is used up by
+    claiming it again) and the late success delivers it instead of a dead letter."""
+    name = unique("stalled-last")
+    etype = f"test.{name}"
+    await put_object(http, clocked.url, "subscriptions", {
+        "name": name, "url": receiver.url, "filter": {"exact": {"type": etype}},
+        "timeout": "60s", "retry": {"max_attempts": 1}})
+    receiver.hold()
+    sent = await publish(http, clocked.url, type=etype)
+    await receiver.wait_held(1)
+    for held in (2, 3):
+        await clocked.advance(http, 60 + 5 + 1)  # past the lease
+        await publish(http, clocked.url, type=etype)  # wakes a pass that sees it lapsed
+        await receiver.wait_held(held)
+    receiver.release()
+
+    async def settled() -> dict | None:
+        status = await call(http, "GET", f"{clocked.url}/v1/subscriptions/{name}/status")
+        counts = status["counts"]
+        return counts if counts["pending"] == counts["leased"] == 0 else None
+
+    counts = await eventually(settled)
+    assert counts == {**counts, "delivered": 3, "deadlettered": 0}, counts
+    ids = [r.headers["ce-id"] for r in receiver.requests if r.headers.get("ce-type") == etype]
+    assert ids.count(sent["id"]) == 1

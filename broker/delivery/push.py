@@ -2,9 +2,12 @@
 bounded concurrency, and records each attempt (retry, dead letter, circuit breaker).
 
 Network I/O never happens inside a write transaction: a pass claims deliveries in one
-short write, the calls run as tasks, and each result is settled in its own write (which
-group commit batches). A slow or dead receiver only ever holds its own subscription's
-slots, never the writer or another subscription.
+short write, the calls run as tasks, and their results are settled together in one
+write per batch (whatever answered while the previous batch was committing). A
+subscription claims one round of deliveries ahead of its free slots, so a slot that
+frees starts the next call at once instead of waiting for a claim's commit. A slow or
+dead receiver only ever holds its own subscription's slots, never the writer or another
+subscription.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import yarl
@@ -21,7 +25,7 @@ import yarl
 from broker.delivery import breaker
 from broker.delivery.breaker import BreakerState, SubscriptionHealth
 from broker.delivery.dead_letters import DELIVERY_SOURCE, dead_letter
-from broker.delivery.model import LeasedDelivery, Outcome
+from broker.delivery.model import Delivery, LeasedDelivery, Outcome
 from broker.delivery.repository import DeliveryRepository
 from broker.delivery.signing import signature_headers
 from broker.delivery.subscriptions import Subscription, SubscriptionRegistry
@@ -71,6 +75,21 @@ def build_request(sub: Subscription, stored: StoredEvent, msg_id: str,
                            secret_headers(headers))
 
 
+@dataclass(slots=True)
+class _Settlement:
+    """An attempt's result waiting to be recorded (with others, in one write)."""
+
+    sub: Subscription
+    item: LeasedDelivery
+    result: OutboundResult
+    outcome: Outcome
+    now: str
+    next_at: str | None
+    error: str | None
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
 class PushDispatcher(StoreDispatcher):
     """One per broker; `wake()` after a commit that created deliveries.
 
@@ -88,35 +107,51 @@ class PushDispatcher(StoreDispatcher):
         self.counts = counts
         self._paused = paused
         self._in_flight: Counter[str] = Counter()
-        self._sending: dict[int, LeasedDelivery] = {}
-        """Deliveries this process is sending, by id, under their newest lease: a lease
-        that lapses while the call is still out (a stalled receiver, a clock moved on)
-        is claimed again here, and the call in flight settles under the new lease
-        instead of the event being sent a second time."""
+        """Calls out per subscription (its slots in use)."""
+        self._queued: dict[str, deque[LeasedDelivery]] = {}
+        """Claimed ahead, waiting for a free slot of their subscription."""
+        self._held: dict[int, LeasedDelivery] = {}
+        """Every delivery this process holds a lease on (queued, being sent, or waiting
+        for its result to be recorded), by id, under its newest lease. Each pass renews
+        the leases about to lapse (a stalled receiver, a clock moved on): a call still
+        out must not be claimed again, which would count an attempt that was never
+        made and, on the last one, dead-letter a delivery whose call may yet succeed."""
+        self._to_settle: list[_Settlement] = []
+        self._settling = False
         self.health: dict[str, SubscriptionHealth] = {}
         """The breakers as last read (each pass); the store has the truth."""
 
     def in_flight(self, name: str) -> int:
         return self._in_flight[name]
 
+    def _may_send(self, sub: Subscription) -> bool:
+        health = self.health.get(sub.name)
+        return not (self._stopping or self._paused(sub.name) or sub.problem
+                    or (health is not None and health.state is not BreakerState.CLOSED))
+
     def capacity(self, sub: Subscription, budget: int, now: str) -> int:
-        """New attempts `sub` may start now: while its breaker is not closed, one probe
-        once the cool-down ended (and only if this process has none in flight)."""
+        """New deliveries `sub` may claim now: its free slots and one round ahead of
+        them (an ordered subscription: one at a time); while its breaker is not closed,
+        one probe once the cool-down ended (and only if this process holds none)."""
         if self._stopping or self._paused(sub.name) or sub.problem:
             return 0
-        busy = self._in_flight[sub.name]
-        free = (0 if busy else 1) if sub.ordered else sub.max_in_flight - busy
+        busy = self._in_flight[sub.name] + len(self._queued.get(sub.name, ()))
+        free = (0 if busy else 1) if sub.ordered else 2 * sub.max_in_flight - busy
         health = self.health.get(sub.name)
         if health is not None and health.state is not BreakerState.CLOSED:
             free = min(free, 0 if busy or not breaker.probe_due(health, now) else 1)
         return max(0, min(free, budget))
 
     async def _pass(self) -> float:
-        """Claim what is due and start sending it; seconds until the next pass."""
+        """Renew the leases about to lapse, claim what is due and start sending it;
+        seconds until the next pass."""
         wait = self.settings.poll_s
-        budget = self.settings.concurrency - sum(self._in_flight.values())
+        budget = 2 * self.settings.concurrency - len(self._held)
         self.health = await self.repo.breakers()
         now = self.clock.stamp()
+        renew, renew_in = self._renewals(now)
+        if renew_in is not None:
+            wait = min(wait, renew_in)
         due: list[tuple[Subscription, int]] = []
         for sub in self.registry.push():
             cooldown = breaker.wait_s(self.health.get(sub.name), now)
@@ -133,31 +168,71 @@ class PushDispatcher(StoreDispatcher):
                 budget -= room
             else:
                 wait = min(wait, seconds_between(now, next_due))
-        if not due:
+        if not due and not renew:
             return wait
         try:
-            claimed = await self.bus.run(lambda ctx: self._claim(ctx, due))
+            claimed = await self.bus.run(lambda ctx: self._claim(ctx, due, renew))
         except OpsbusError as exc:
             log.warning("could not claim deliveries: %s", exc.detail)
-            return wait
+            return min(wait, RECORD_RETRY_S) if renew else wait
         full = False
         for sub, leased, room in claimed:
             full = full or len(leased) == room
+            queue = self._queued.setdefault(sub.name, deque())
             for item in leased:
-                if item.delivery.id in self._sending:
-                    self._sending[item.delivery.id] = item
+                if item.delivery.id in self._held:  # taken back after another's claim
+                    self._held[item.delivery.id] = item
                     continue
-                self._sending[item.delivery.id] = item
-                self._in_flight[sub.name] += 1
-                self._spawn(self._deliver(sub, item),
-                            f"deliver-{sub.name}-{item.delivery.id}")
+                self._held[item.delivery.id] = item
+                queue.append(item)
+            self._start(sub)
         return 0 if full else wait
 
-    async def _claim(self, ctx: WriteContext, due: list[tuple[Subscription, int]]
+    def _renewals(self, now: str) -> tuple[list[LeasedDelivery], float | None]:
+        """The held leases that lapse within the margin, and seconds until the next
+        one does (None when nothing is held)."""
+        soon = later(now, LEASE_MARGIN_S)
+        renew = [item for item in self._held.values() if item.delivery.next_at <= soon]
+        kept = [item.delivery.next_at for item in self._held.values()
+                if item.delivery.next_at > soon]
+        if not kept:
+            return renew, None
+        return renew, max(0.0, seconds_between(now, min(kept)) - LEASE_MARGIN_S)
+
+    async def _renew(self, ctx: WriteContext, items: list[LeasedDelivery], now: str
+                     ) -> None:
+        """Extend the leases of deliveries this process still holds. One another
+        process claimed meanwhile (it lapsed) is theirs now: dropped here, so it is
+        not sent from here and its call in flight records nothing."""
+        writes = self.repo.writes(ctx.transaction)
+        for item in items:
+            sub = self.registry.get(item.delivery.subscription)
+            lease_s = (sub.timeout if sub is not None else 0.0) + LEASE_MARGIN_S
+            renewed = await writes.settle(item.delivery.id, item.lease, Outcome.RENEWED,
+                                          now, next_at=later(now, lease_s))
+
+            def apply(item: LeasedDelivery = item, renewed: Delivery | None = renewed
+                      ) -> None:
+                if self._held.get(item.delivery.id) is not item:
+                    return  # settled meanwhile
+                if renewed is None:
+                    del self._held[item.delivery.id]
+                    queue = self._queued.get(item.delivery.subscription)
+                    if queue is not None and item in queue:
+                        queue.remove(item)
+                else:
+                    self._held[item.delivery.id] = LeasedDelivery(renewed, item.event)
+
+            ctx.on_commit(apply)
+
+    async def _claim(self, ctx: WriteContext, due: list[tuple[Subscription, int]],
+                     renew: list[LeasedDelivery]
                      ) -> list[tuple[Subscription, list[LeasedDelivery], int]]:
         out = []
         writes = self.repo.writes(ctx.transaction)
         now = self.clock.stamp()
+        if renew:
+            await self._renew(ctx, renew, now)
         lease_s_of = {sub.name: sub.timeout + LEASE_MARGIN_S for sub, _ in due}
         for sub, room in due:
             probing = None
@@ -191,41 +266,71 @@ class PushDispatcher(StoreDispatcher):
             out.append((sub, batch.leased, room))
         return out
 
-    async def _deliver(self, sub: Subscription, item: LeasedDelivery) -> None:
-        holding = True
+    def _start(self, sub: Subscription) -> None:
+        """Start senders for `sub`'s queued deliveries while it has free slots."""
+        queue = self._queued.get(sub.name)
+        limit = 1 if sub.ordered else sub.max_in_flight
+        while queue and self._in_flight[sub.name] < limit:
+            item = queue.popleft()
+            self._in_flight[sub.name] += 1
+            self._spawn(self._sender(sub, item), f"deliver-{sub.name}-{item.delivery.id}")
+
+    def _next(self, sub: Subscription) -> LeasedDelivery | None:
+        """The next queued delivery for a sender whose call is over (its slot passes on
+        without a claim in between); None frees the slot. A queue the subscription may
+        no longer send from (paused, breaker open, stopping) is given back."""
+        queue = self._queued.get(sub.name)
+        if not queue:
+            return None
+        if not self._may_send(sub):
+            self._give_back(sub)
+            return None
+        item = queue.popleft()
+        if len(queue) < sub.max_in_flight:
+            self._wake.set()  # claim the next round while this one is sent
+        return item
+
+    def _give_back(self, sub: Subscription) -> None:
+        """Release the deliveries claimed ahead that were never sent: due again now."""
+        queue = self._queued.pop(sub.name, deque())
+        now = self.clock.stamp()
+        for item in queue:
+            self._enqueue(_Settlement(sub, item, OutboundResult(None, 0.0), Outcome.RELEASED,
+                                      now, now, None))
+
+    async def _sender(self, sub: Subscription, item: LeasedDelivery | None) -> None:
+        """Send `item`, then the subscription's next queued deliveries, on one slot."""
         try:
-            assert self._session is not None
-            try:
-                request = build_request(sub, item.event, f"dlv_{item.delivery.id}",
-                                        int(self.clock.epoch()))
-            except OpsbusError as exc:  # data that cannot be rendered in binary mode
-                result = OutboundResult(None, 0.0, error=exc.detail, refused=True)
-            else:
-                result = await send(self._session, request, timeout=sub.timeout,
-                                    now=self.clock.epoch)
-            if not sub.ordered:
-                # The call is over: its slot is free now, so the next claim joins this
-                # settlement's group commit instead of waiting for it (the delivery stays
-                # leased until settled, so nothing claims it twice). An ordered
-                # subscription sends its next event only once this one is settled.
-                holding = False
-                self._release(sub)
-            await self._settle(sub, item, result)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("delivery %s to %s failed unexpectedly", item.delivery.id, sub.name)
+            while item is not None:
+                try:
+                    result = await self._call(sub, item)
+                    settled = self._settle(sub, item, result)
+                    if sub.ordered:  # its next event is sent once this one is recorded
+                        await settled
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("delivery %s to %s failed unexpectedly", item.delivery.id,
+                                  sub.name)
+                    self._held.pop(item.delivery.id, None)
+                item = self._next(sub)
         finally:
-            self._sending.pop(item.delivery.id, None)
-            if holding:
-                self._release(sub)
+            self._in_flight[sub.name] -= 1
+            self._wake.set()
 
-    def _release(self, sub: Subscription) -> None:
-        self._in_flight[sub.name] -= 1
-        self._wake.set()
+    async def _call(self, sub: Subscription, item: LeasedDelivery) -> OutboundResult:
+        assert self._session is not None
+        try:
+            request = build_request(sub, item.event, f"dlv_{item.delivery.id}",
+                                    int(self.clock.epoch()))
+        except OpsbusError as exc:  # data that cannot be rendered in binary mode
+            return OutboundResult(None, 0.0, error=exc.detail, refused=True)
+        return await send(self._session, request, timeout=sub.timeout, now=self.clock.epoch)
 
-    async def _settle(self, sub: Subscription, item: LeasedDelivery,
-                      result: OutboundResult) -> None:
+    def _settle(self, sub: Subscription, item: LeasedDelivery, result: OutboundResult
+                ) -> asyncio.Future[None]:
+        """Decide the attempt's outcome and queue it to be recorded; the future is done
+        once it is (or could not be)."""
         now = self.clock.stamp()
         delivery = item.delivery
         next_at = None
@@ -252,37 +357,109 @@ class PushDispatcher(StoreDispatcher):
             self.counts.failures[sub.name] += 1
         if outcome is Outcome.DEADLETTERED:
             self.counts.dead_letters[sub.name] += 1
+        settlement = _Settlement(sub, item, result, outcome, now, next_at, error)
+        self._enqueue(settlement)
+        return settlement.done
 
-        async def write(ctx: WriteContext) -> None:
-            writes = self.repo.writes(ctx.transaction)
-            lease = self._sending.get(delivery.id, item).lease  # renewed by a re-claim
-            settled = await writes.settle(
-                delivery.id, lease, outcome, now, next_at=next_at,
-                status=result.status, latency_ms=result.latency_ms, error=error)
-            if settled is not None and outcome is Outcome.DEADLETTERED:
-                await dead_letter(ctx, subscription=sub.name, queue=sub.dead_letter_queue,
-                                  delivery=settled, event=item.event, error=error)
-            await self._record_health(ctx, sub, result, now)
+    def _enqueue(self, settlement: _Settlement) -> None:
+        self._to_settle.append(settlement)
+        if not self._settling:
+            self._settling = True
+            self._spawn(self._settler(), "settle-deliveries")
 
+    async def _settler(self) -> None:
+        """Record the queued results, all that arrived meanwhile in one write each time:
+        while one batch commits, the next one gathers."""
+        try:
+            while self._to_settle:
+                batch, self._to_settle = self._to_settle, []
+                await self._record(batch)
+        finally:
+            self._settling = False
+            if self._to_settle:  # cancelled with results still queued: not recorded
+                for settlement in self._to_settle:
+                    self._finish(settlement)
+                self._to_settle = []
+
+    async def _record(self, batch: list[_Settlement]) -> None:
         # The receiver has answered: losing that answer to a passing store error (a
         # lock wait timing out on a loaded database) would let the lease expire and,
         # on the last attempt, dead-letter a delivery its receiver acknowledged. So the
         # write is tried again while the lease still holds; the lease token makes a
         # repeat of a write that did commit change nothing.
-        while True:
-            try:
-                await self.bus.run(write)
-                break
-            except OpsbusError as exc:
-                if self._stopping or self.clock.stamp() >= delivery.next_at:
-                    # Shutting down, or too late: the lease expires, it is sent again.
-                    log.warning("delivery %s not recorded: %s", delivery.id, exc.detail)
+        pending = batch
+        try:
+            while pending:
+                try:
+                    await self.bus.run(functools.partial(self._write, pending))
+                    break
+                except OpsbusError as exc:
+                    now = self.clock.stamp()
+                    kept = []
+                    for s in pending:
+                        if self._stopping or now >= self._lease_of(s.item).delivery.next_at:
+                            # Shutting down, or too late: the lease expires, it is sent again.
+                            log.warning("delivery %s not recorded: %s", s.item.delivery.id,
+                                        exc.detail)
+                        else:
+                            kept.append(s)
+                    if kept:
+                        log.warning("%d deliveries not recorded yet, trying again: %s",
+                                    len(kept), exc.detail)
+                    pending = kept
+                except Exception:
+                    if len(pending) == 1:
+                        raise
+                    # One result the store refuses must not lose the others' answers.
+                    log.exception("recording %d deliveries together failed; one by one",
+                                  len(pending))
+                    for settlement in pending:
+                        try:
+                            await self._record([settlement])
+                        except Exception:
+                            log.exception("delivery %s could not be recorded",
+                                          settlement.item.delivery.id)
                     return
-                log.warning("delivery %s not recorded yet, trying again: %s", delivery.id,
-                            exc.detail)
-            await self.clock.sleep(RECORD_RETRY_S)
-        if outcome is Outcome.RETRY:
-            self._wake.set()  # a pass may have run before this commit: it is due at next_at
+                if pending:
+                    await self.clock.sleep(RECORD_RETRY_S)
+        finally:
+            for settlement in batch:
+                self._finish(settlement)
+        if any(s.outcome in (Outcome.RETRY, Outcome.RELEASED) for s in batch):
+            self._wake.set()  # a pass may have run before this commit: due at next_at
+
+    def _lease_of(self, item: LeasedDelivery) -> LeasedDelivery:
+        """The delivery under its newest lease (a renewal may have replaced `item`'s)."""
+        return self._held.get(item.delivery.id, item)
+
+    def _finish(self, settlement: _Settlement) -> None:
+        self._held.pop(settlement.item.delivery.id, None)
+        if not settlement.done.done():
+            settlement.done.set_result(None)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Give back what was claimed ahead and never sent (due again at once, for
+        whichever process runs next), then stop as every dispatcher does."""
+        self._stopping = True
+        for name in list(self._queued):
+            sub = self.registry.get(name)
+            if sub is not None:
+                self._give_back(sub)
+        await super().stop(grace)
+
+    async def _write(self, batch: list[_Settlement], ctx: WriteContext) -> None:
+        writes = self.repo.writes(ctx.transaction)
+        for s in batch:
+            settled = await writes.settle(
+                s.item.delivery.id, self._lease_of(s.item).lease, s.outcome, s.now,
+                next_at=s.next_at, status=s.result.status,
+                latency_ms=None if s.outcome is Outcome.RELEASED else s.result.latency_ms,
+                error=s.error)
+            if settled is not None and s.outcome is Outcome.DEADLETTERED:
+                await dead_letter(ctx, subscription=s.sub.name, queue=s.sub.dead_letter_queue,
+                                  delivery=settled, event=s.item.event, error=s.error)
+            if s.outcome is not Outcome.RELEASED:
+                await self._record_health(ctx, s.sub, s.result, s.now)
 
     async def _record_health(self, ctx: WriteContext, sub: Subscription,
                              result: OutboundResult, now: str) -> None:
