@@ -127,6 +127,20 @@ class LeaseBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class Settlement:
+    """How one attempt ended, for `DeliveryWrites.settle_many` (never `RENEWED`)."""
+
+    delivery_id: int
+    lease: str
+    outcome: Outcome
+    now: str
+    next_at: str | None = None
+    status: int | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriptionControl:
     """An operator's pause of a subscription (kept across restarts)."""
 

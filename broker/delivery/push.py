@@ -4,7 +4,7 @@ bounded concurrency, and records each attempt (retry, dead letter, circuit break
 Network I/O never happens inside a write transaction: a pass claims deliveries in one
 short write, the calls run as tasks, and their results are settled together in one
 write per batch (whatever answered while the previous batch was committing). A
-subscription claims one round of deliveries ahead of its free slots, so a slot that
+subscription claims deliveries ahead of its free slots (`claim_ahead`), so a slot that
 frees starts the next call at once instead of waiting for a claim's commit. A slow or
 dead receiver only ever holds its own subscription's slots, never the writer or another
 subscription.
@@ -25,7 +25,7 @@ import yarl
 from broker.delivery import breaker
 from broker.delivery.breaker import BreakerState, SubscriptionHealth
 from broker.delivery.dead_letters import DELIVERY_SOURCE, dead_letter
-from broker.delivery.model import Delivery, LeasedDelivery, Outcome
+from broker.delivery.model import Delivery, LeasedDelivery, Outcome, Settlement
 from broker.delivery.repository import DeliveryRepository
 from broker.delivery.signing import signature_headers
 from broker.delivery.subscriptions import Subscription, SubscriptionRegistry
@@ -51,6 +51,11 @@ log = logging.getLogger(__name__)
 RECORD_RETRY_S = 0.2
 """Pause before writing an attempt's result again after the store refused it."""
 
+CLAIM_AHEAD = 16
+"""Deliveries a subscription claims beyond its free slots: at least this many, or one
+round of its slots if that is more. A claim (a write and its commit) then serves many
+calls, and a call that ends starts the next without waiting for one."""
+
 LEASE_MARGIN_S = 5.0
 """A claim outlives the call's timeout by this much; after a crash the lease expires and
 the delivery is due again."""
@@ -73,6 +78,11 @@ def build_request(sub: Subscription, stored: StoredEvent, msg_id: str,
         headers.update(signature_headers(sub.secret, msg_id, timestamp, body))
     return OutboundRequest("POST", str(yarl.URL(sub.url)), headers, body,
                            secret_headers(headers))
+
+
+def claim_ahead(sub: Subscription) -> int:
+    """How many deliveries `sub` keeps claimed beyond its free slots."""
+    return 0 if sub.ordered else max(CLAIM_AHEAD, sub.max_in_flight)
 
 
 @dataclass(slots=True)
@@ -130,13 +140,14 @@ class PushDispatcher(StoreDispatcher):
                     or (health is not None and health.state is not BreakerState.CLOSED))
 
     def capacity(self, sub: Subscription, budget: int, now: str) -> int:
-        """New deliveries `sub` may claim now: its free slots and one round ahead of
-        them (an ordered subscription: one at a time); while its breaker is not closed,
+        """New deliveries `sub` may claim now: its free slots and `claim_ahead` more
+        (an ordered subscription: one at a time); while its breaker is not closed,
         one probe once the cool-down ended (and only if this process holds none)."""
         if self._stopping or self._paused(sub.name) or sub.problem:
             return 0
         busy = self._in_flight[sub.name] + len(self._queued.get(sub.name, ()))
-        free = (0 if busy else 1) if sub.ordered else 2 * sub.max_in_flight - busy
+        free = (0 if busy else 1) if sub.ordered else \
+            sub.max_in_flight + claim_ahead(sub) - busy
         health = self.health.get(sub.name)
         if health is not None and health.state is not BreakerState.CLOSED:
             free = min(free, 0 if busy or not breaker.probe_due(health, now) else 1)
@@ -286,8 +297,8 @@ class PushDispatcher(StoreDispatcher):
             self._give_back(sub)
             return None
         item = queue.popleft()
-        if len(queue) < sub.max_in_flight:
-            self._wake.set()  # claim the next round while this one is sent
+        if len(queue) <= claim_ahead(sub) // 2:
+            self._wake.set()  # claim more while these are sent
         return item
 
     def _give_back(self, sub: Subscription) -> None:
@@ -449,15 +460,24 @@ class PushDispatcher(StoreDispatcher):
 
     async def _write(self, batch: list[_Settlement], ctx: WriteContext) -> None:
         writes = self.repo.writes(ctx.transaction)
+        plain = []
         for s in batch:
+            lease = self._lease_of(s.item).lease
+            if s.outcome is not Outcome.DEADLETTERED:
+                plain.append(Settlement(
+                    s.item.delivery.id, lease, s.outcome, s.now, next_at=s.next_at,
+                    status=s.result.status, error=s.error,
+                    latency_ms=None if s.outcome is Outcome.RELEASED else s.result.latency_ms))
+                continue
             settled = await writes.settle(
-                s.item.delivery.id, self._lease_of(s.item).lease, s.outcome, s.now,
-                next_at=s.next_at, status=s.result.status,
-                latency_ms=None if s.outcome is Outcome.RELEASED else s.result.latency_ms,
-                error=s.error)
-            if settled is not None and s.outcome is Outcome.DEADLETTERED:
+                s.item.delivery.id, lease, s.outcome, s.now, next_at=s.next_at,
+                status=s.result.status, latency_ms=s.result.latency_ms, error=s.error)
+            if settled is not None:
                 await dead_letter(ctx, subscription=s.sub.name, queue=s.sub.dead_letter_queue,
                                   delivery=settled, event=s.item.event, error=s.error)
+        if plain:
+            await writes.settle_many(plain)
+        for s in batch:
             if s.outcome is not Outcome.RELEASED:
                 await self._record_health(ctx, s.sub, s.result, s.now)
 

@@ -12,7 +12,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from broker.delivery.breaker import SubscriptionHealth
-from broker.delivery.model import Attempt, Delivery, LeaseBatch, Outcome, SubscriptionControl
+from broker.delivery.model import (
+    Attempt,
+    Delivery,
+    LeaseBatch,
+    Outcome,
+    Settlement,
+    SubscriptionControl,
+)
 from broker.store.transaction import Transaction
 
 
@@ -51,6 +58,13 @@ class DeliveryWrites(ABC):
         nothing, when `lease` is not the delivery's current lease, or (with
         `require_live`) when it has expired, or (with `subscription`) when the delivery
         belongs to another subscription."""
+
+    async def settle_many(self, settlements: Sequence[Settlement]) -> None:
+        """`settle` each of them, when the caller needs nothing back (a backend may do
+        it in fewer statements). Each changes nothing unless its lease is current."""
+        for s in settlements:
+            await self.settle(s.delivery_id, s.lease, s.outcome, s.now, next_at=s.next_at,
+                              status=s.status, latency_ms=s.latency_ms, error=s.error)
 
     @abstractmethod
     async def requeue(self, delivery_id: int, now: str) -> Delivery | None:

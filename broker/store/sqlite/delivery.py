@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from broker.bus.log import StoredEvent
@@ -17,6 +18,7 @@ from broker.delivery.model import (
     LeaseBatch,
     LeasedDelivery,
     Outcome,
+    Settlement,
     SubscriptionControl,
 )
 from broker.delivery.repository import DeliveryRepository, DeliveryWrites
@@ -42,9 +44,10 @@ def row_to_delivery(row: Sequence[Any]) -> Delivery:
                     row[7], row[8], row[9], row[10], row[11], row[12])
 
 
-def new_lease(row_id: int, attempt: int) -> str:
-    """`<id>.<attempt>.<random>`: one token per attempt, unguessable, readable in logs."""
-    return f"{row_id}.{attempt}.{secrets.token_urlsafe(9)}"
+def new_lease(row_id: int, attempt: int, secret: str | None = None) -> str:
+    """`<id>.<attempt>.<random>`: one token per attempt, unguessable, readable in logs.
+    One claim may share `secret` among its leases: `<id>.<attempt>` keeps them unique."""
+    return f"{row_id}.{attempt}.{secret or secrets.token_urlsafe(9)}"
 
 
 class SqliteDeliveryWrites(DeliveryWrites):
@@ -79,32 +82,41 @@ class SqliteDeliveryWrites(DeliveryWrites):
                 " AND next_at <= ? ORDER BY seq LIMIT ?", (subscription, now, limit)).fetchall()
         stamp = now
         expires = later(now, lease_s)
+        secret = secrets.token_urlsafe(9)
         leased: list[Delivery] = []
         exhausted: list[Delivery] = []
+        expired: list[tuple[Any, ...]] = []
         for row in rows:
             current = row_to_delivery(row)
             if only_exhausted and current.round_attempts < max_attempts:
                 continue
             if current.state is DeliveryState.LEASED:
-                self._end_attempt(current.id, current.attempts, Outcome.EXPIRED,
-                                  error="lease expired")
+                expired.append((Outcome.EXPIRED.value, None, None, "lease expired",
+                                current.id, current.attempts))
             if current.round_attempts >= max_attempts:
-                self.conn.execute(
-                    "UPDATE deliveries SET state = 'deadlettered', lease = NULL,"
-                    " last_error = coalesce(last_error, 'lease expired'), updated_at = ?"
-                    " WHERE id = ?", (stamp, current.id))
                 exhausted.append(current)
                 continue
             attempt = current.attempts + 1
-            lease = new_lease(current.id, attempt)
-            updated = self.conn.execute(
-                f"UPDATE deliveries SET state = 'leased', attempts = ?, lease = ?, next_at = ?,"
-                f" updated_at = ? WHERE id = ? RETURNING {DELIVERY_COLUMNS}",
-                (attempt, lease, expires, stamp, current.id)).fetchone()
-            self.conn.execute(
+            leased.append(replace(current, state=DeliveryState.LEASED, attempts=attempt,
+                                  lease=new_lease(current.id, attempt, secret),
+                                  next_at=expires, updated_at=stamp))
+        # One statement per kind for the whole claim (a claim takes a round of them).
+        if expired:
+            self.conn.executemany(END_ATTEMPT, expired)
+        if exhausted:
+            self.conn.executemany(
+                "UPDATE deliveries SET state = 'deadlettered', lease = NULL,"
+                " last_error = coalesce(last_error, 'lease expired'), updated_at = ?"
+                " WHERE id = ?", [(stamp, d.id) for d in exhausted])
+        if leased:
+            self.conn.executemany(
+                "UPDATE deliveries SET state = 'leased', attempts = ?, lease = ?, next_at = ?,"
+                " updated_at = ? WHERE id = ?",
+                [(d.attempts, d.lease, expires, stamp, d.id) for d in leased])
+            self.conn.executemany(
                 "INSERT INTO delivery_attempts (delivery_id, n, lease, started_at, outcome)"
-                " VALUES (?, ?, ?, ?, 'leased')", (current.id, attempt, lease, stamp))
-            leased.append(row_to_delivery(updated))
+                " VALUES (?, ?, ?, ?, 'leased')",
+                [(d.id, d.attempts, d.lease, stamp) for d in leased])
         events = events_by_seq(self.conn, [d.seq for d in (*leased, *exhausted)])
         return LeaseBatch([LeasedDelivery(d, events[d.seq]) for d in leased],
                           [LeasedDelivery(d, events[d.seq]) for d in exhausted])
@@ -165,13 +177,31 @@ class SqliteDeliveryWrites(DeliveryWrites):
             (health.subscription, health.state.value, health.consecutive_failures,
              health.reopen_at, health.last_error, health.updated_at))
 
+    async def settle_many(self, settlements: Sequence[Settlement]) -> None:
+        # Each row changes only under its current lease; the attempt first, while the
+        # delivery still names that lease.
+        self.conn.executemany(
+            "UPDATE delivery_attempts SET outcome = ?, status = ?, latency_ms = ?, error = ?"
+            " WHERE delivery_id = ? AND n = (SELECT attempts FROM deliveries WHERE id = ?"
+            " AND state = 'leased' AND lease = ?) AND outcome = 'leased'",
+            [(s.outcome.value, s.status, s.latency_ms, s.error, s.delivery_id,
+              s.delivery_id, s.lease) for s in settlements])
+        self.conn.executemany(
+            "UPDATE deliveries SET state = ?, lease = NULL, next_at = ?,"
+            " last_status = coalesce(?, last_status), last_error = ?, updated_at = ?"
+            " WHERE id = ? AND state = 'leased' AND lease = ?",
+            [(NEXT_STATE[s.outcome].value, s.next_at if s.next_at is not None else s.now,
+              s.status, s.error, s.now, s.delivery_id, s.lease) for s in settlements])
+
     def _end_attempt(self, delivery_id: int, n: int, outcome: Outcome,
                      status: int | None = None, latency_ms: float | None = None,
                      error: str | None = None) -> None:
-        self.conn.execute(
-            "UPDATE delivery_attempts SET outcome = ?, status = ?, latency_ms = ?, error = ?"
-            " WHERE delivery_id = ? AND n = ? AND outcome = 'leased'",
-            (outcome.value, status, latency_ms, error, delivery_id, n))
+        self.conn.execute(END_ATTEMPT, (outcome.value, status, latency_ms, error,
+                                        delivery_id, n))
+
+
+END_ATTEMPT = ("UPDATE delivery_attempts SET outcome = ?, status = ?, latency_ms = ?, error = ?"
+               " WHERE delivery_id = ? AND n = ? AND outcome = 'leased'")
 
 
 def events_by_seq(conn: sqlite3.Connection, seqs: list[int]) -> dict[int, StoredEvent]:
