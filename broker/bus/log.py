@@ -18,27 +18,13 @@ from typing import Any
 import orjson
 
 from broker.bus.lineage import RootUse
+from broker.filters.narrow import Narrowing
 from broker.store.transaction import Transaction
 
 
 def canonical(event: dict[str, Any]) -> bytes:
     """The bytes stored and streamed for an event (compact JSON, attribute order kept)."""
     return orjson.dumps(event)
-
-
-@dataclass(frozen=True, slots=True)
-class Narrow:
-    """A necessary condition a scan hands the store to skip events in SQL: the string
-    attribute `attribute` (`type`, `source` or `subject`) equals one of `exact` or
-    starts with one of `prefixes`. The caller still tests every event it gets back, so
-    a backend may apply it or ignore it."""
-
-    attribute: str
-    exact: frozenset[str] = frozenset()
-    prefixes: frozenset[str] = frozenset()
-
-
-NARROW_ATTRIBUTES = ("type", "source", "subject")
 
 
 def digest_of(raw: bytes) -> bytes:
@@ -220,13 +206,13 @@ class EventLog(ABC):
         id: str | None = None,
         descending: bool = False,
         scan_to: int | None = None,
-        narrow: Narrow | None = None,
+        narrow: Narrowing = (),
     ) -> list[StoredEvent]:
         """A page of events with seq > after (or < after when descending and after > 0),
         ordered by seq; `since`/`until` bound `recvtime` (stamps, until excluded);
         `scan_to` is the last seq the scan may reach in its direction (inclusive), so a
         filter no index serves examines a bounded range of the log; `narrow` may leave
-        out events that cannot match the caller's filter (see `Narrow`)."""
+        out events that cannot match the caller's filter (a store may ignore it)."""
 
     @abstractmethod
     async def count(self) -> int:

@@ -8,14 +8,14 @@ from typing import Any
 from aiohttp import web
 
 from broker.auth.principal import check_sources, principal_of
-from broker.bus.log import NARROW_ATTRIBUTES, EventLog, Narrow, StoredEvent
+from broker.bus.log import EventLog, StoredEvent
 from broker.errors import Forbidden, Gone, NotFound
 from broker.events import Limits, parse_request_encoded
 from broker.filters import Filter
+from broker.filters.narrow import narrowing_of
 from broker.http.filters import request_filter, warnings_json
 from broker.http.util import broker_of, id_param, int_param, json_response
 from broker.reserved import RESTORE_HEADER, admit, restore_requested
-from broker.routing.index import guard_of
 from broker.timeutil import parse_since
 
 routes = web.RouteTableDef()
@@ -114,9 +114,9 @@ async def scan(log: EventLog, after: int, limit: int, flt: Filter | None,
     every few events tested, so one slow range cannot overrun the time budget; at least
     CLOCK_EVERY events are examined, so a client following `next_after` always gets
     further. What a filter requires of `type`, `source` or `subject` is tested in SQL
-    first, so the events that cannot match are never decoded."""
+    first (`broker.filters.narrow`), so the events that cannot match are never decoded."""
     descending = query["descending"]
-    narrow = narrow_of(flt)
+    narrow = narrowing_of(flt.spec) if flt is not None else ()
     chosen: list[StoredEvent] = []
     cursor: int | None = after
     scanned = 0
@@ -162,17 +162,6 @@ async def scan(log: EventLog, after: int, limit: int, flt: Filter | None,
         if clock() >= deadline:
             break
     return chosen, cursor
-
-
-def narrow_of(flt: Filter | None) -> Narrow | None:
-    """The condition on a string attribute every event `flt` matches meets (the route
-    index's guard), for the store to test in SQL; None when the filter implies none."""
-    if flt is None:
-        return None
-    guard = guard_of(flt.spec, NARROW_ATTRIBUTES)
-    if guard is None:
-        return None
-    return Narrow(guard.attribute, guard.exact, guard.prefixes)
 
 
 async def retention_gap(log: EventLog, after: int) -> dict[str, Any] | None:

@@ -10,15 +10,14 @@ import orjson
 
 from broker.bus.lineage import RootUse
 from broker.bus.log import (
-    NARROW_ATTRIBUTES,
     AppendResult,
     EventItem,
     EventLog,
     EventWrites,
-    Narrow,
     StoredEvent,
     TargetRecord,
 )
+from broker.filters.narrow import NARROW_ATTRIBUTES, Narrowing
 from broker.store.keys import link_key
 from broker.store.postgres import log as pglog
 from broker.store.postgres.transaction import PoolSource, transaction_of
@@ -146,7 +145,7 @@ class PgEventLog(EventLog):
         id: str | None = None,
         descending: bool = False,
         scan_to: int | None = None,
-        narrow: Narrow | None = None,
+        narrow: Narrowing = (),
     ) -> list[StoredEvent]:
         clauses: list[str] = []
         params: list[Any] = []
@@ -171,14 +170,15 @@ class PgEventLog(EventLog):
             if value is not None:
                 clauses.append(f"{key} = {bind(link_key(value))}")
                 clauses.append(f"{column} = {bind(value)}")
-        if narrow is not None:
-            if narrow.attribute not in NARROW_ATTRIBUTES:
-                raise ValueError(f"no column to narrow by {narrow.attribute!r}")
+        for n in narrow:
+            if n.attribute not in NARROW_ATTRIBUTES:
+                raise ValueError(f"no column to narrow by {n.attribute!r}")
             terms = []
-            if narrow.exact:
-                terms.append(f"{narrow.attribute} = ANY({bind(sorted(narrow.exact))}::text[])")
-            for prefix in sorted(narrow.prefixes):
-                terms.append(f"starts_with({narrow.attribute}, {bind(prefix)})")
+            if n.exact:
+                terms.append(f"{n.attribute} = ANY({bind(sorted(n.exact))}::text[])")
+            for pattern in sorted(n.patterns):
+                # Backslash is LIKE's default escape character in PostgreSQL.
+                terms.append(f"{n.attribute} LIKE {bind(pattern)}")
             clauses.append("(" + " OR ".join(terms or ["false"]) + ")")
         if since is not None:
             clauses.append(f"recvtime >= {bind(since)}")

@@ -10,15 +10,14 @@ import orjson
 
 from broker.bus.lineage import RootUse
 from broker.bus.log import (
-    NARROW_ATTRIBUTES,
     AppendResult,
     EventItem,
     EventLog,
     EventWrites,
-    Narrow,
     StoredEvent,
     TargetRecord,
 )
+from broker.filters.narrow import NARROW_ATTRIBUTES, Narrowing
 from broker.store.keys import CAUSATION, CORRELATION, IDENTITY, identity_key, link_key
 from broker.store.sqlite.connections import ReaderPool, insert_later
 from broker.store.sqlite.periods import VIEW, KeyPeriods, union_all
@@ -241,7 +240,7 @@ class SqliteEventLog(EventLog):
         id: str | None = None,
         descending: bool = False,
         scan_to: int | None = None,
-        narrow: Narrow | None = None,
+        narrow: Narrowing = (),
     ) -> list[StoredEvent]:
         clauses: list[str] = []
         params: list[Any] = []
@@ -268,8 +267,8 @@ class SqliteEventLog(EventLog):
             if value is not None:
                 clauses.extend((f"seq IN ({KEY_SEQS})", f"{column} = ?"))
                 params.extend((link_key(value), kind, value))
-        if narrow is not None:
-            clauses.append(narrow_clause(narrow, params))
+        if narrow:
+            clauses.extend(narrow_clauses(narrow, params))
         if since is not None:
             clauses.append("recvtime >= ?")
             params.append(since)
@@ -297,21 +296,22 @@ class SqliteEventLog(EventLog):
                 for r in rows]
 
 
-def narrow_clause(narrow: Narrow, params: list[Any]) -> str:
-    """`narrow` as SQL with `?` placeholders (its values appended to `params`)."""
-    column = narrow.attribute
-    if column not in NARROW_ATTRIBUTES:
-        raise ValueError(f"no column to narrow by {column!r}")
-    terms = []
-    if narrow.exact:
-        terms.append(f"{column} IN ({', '.join('?' * len(narrow.exact))})")
-        params.extend(sorted(narrow.exact))
-    for prefix in sorted(narrow.prefixes):
-        # substr counts characters, as Python's len does (not LIKE: its wildcards and
-        # ASCII case folding would need escaping).
-        terms.append(f"substr({column}, 1, ?) = ?")
-        params.extend((len(prefix), prefix))
-    return "(" + " OR ".join(terms or ["0"]) + ")"
+def narrow_clauses(narrow: Narrowing, params: list[Any]) -> list[str]:
+    """`narrow` as SQL conditions with `?` placeholders (values appended to `params`).
+    SQLite's LIKE folds ASCII case: a looser test, which a narrowing may be."""
+    clauses = []
+    for n in narrow:
+        if n.attribute not in NARROW_ATTRIBUTES:
+            raise ValueError(f"no column to narrow by {n.attribute!r}")
+        terms = []
+        if n.exact:
+            terms.append(f"{n.attribute} IN ({', '.join('?' * len(n.exact))})")
+            params.extend(sorted(n.exact))
+        for pattern in sorted(n.patterns):
+            terms.append(f"{n.attribute} LIKE ? ESCAPE '\\'")
+            params.append(pattern)
+        clauses.append("(" + " OR ".join(terms or ["0"]) + ")")
+    return clauses
 
 
 def _text(value: Any) -> str | None:
