@@ -7,9 +7,10 @@ in the same transaction; routing, target hits and lineage stay behind this API."
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from broker.bus.lineage import (
@@ -85,6 +86,8 @@ class Gathered(Protocol):
 
 
 G = TypeVar("G", bound=Gathered)
+Mark = tuple[int, int, int, int, int, list[Any] | None]
+"""What `WriteContext._mark` records to undo a step to."""
 FINISH_PASSES = 16
 """Finishing may route events that gather again; the hop limit bounds that chain, this
 bounds the passes whatever happens."""
@@ -230,21 +233,11 @@ class WriteContext:
             found = self._gathered[key] = make()
         return found  # type: ignore[return-value]
 
-    @asynccontextmanager
-    async def attempt(self, *, savepoint: bool = True) -> AsyncIterator[None]:
+    def attempt(self, *, savepoint: bool = True) -> Attempt:
         """A step that is undone as a whole if it raises: its writes (in a savepoint)
         and what it published, recorded or scheduled in this context. `savepoint=False`
         for steps that write nothing (two statements saved per step)."""
-        mark = self._mark()
-        try:
-            if savepoint:
-                async with self.transaction.savepoint():
-                    yield
-            else:
-                yield
-        except BaseException:
-            self._undo(mark)
-            raise
+        return Attempt(self, self.transaction.savepoint() if savepoint else None)
 
     async def loop_notice(self, at: StoredEvent, reason: str, limit: int, *,
                           event: dict[str, Any] | None = None) -> None:
@@ -354,21 +347,22 @@ class WriteContext:
             self._hits.extend(routed.hits)
         return stored
 
-    def _mark(self) -> tuple[int, int, int, int, int, dict[str, Any] | None]:
+    def _mark(self) -> Mark:
+        # Taken once per target hit: plain lengths, and the gathered work's own marks
+        # in the order it was made (work made after the mark is undone from its start).
         return (len(self._committed), len(self._after_commit), len(self._routes),
                 len(self._hits), self._budget.mark(),
-                {key: g.mark() for key, g in self._gathered.items()} if self._gathered
-                else None)
+                [g.mark() for g in self._gathered.values()] if self._gathered else None)
 
-    def _undo(self, mark: tuple[int, int, int, int, int, dict[str, Any] | None]) -> None:
+    def _undo(self, mark: Mark) -> None:
         del self._committed[mark[0]:]
         del self._after_commit[mark[1]:]
         del self._routes[mark[2]:]
         del self._hits[mark[3]:]
         self._budget.undo(mark[4])
-        marks = mark[5] or {}
-        for key, gathered in self._gathered.items():
-            gathered.undo(marks.get(key))
+        marks = mark[5] or []
+        for index, gathered in enumerate(self._gathered.values()):
+            gathered.undo(marks[index] if index < len(marks) else None)
 
     async def _finish(self) -> None:
         """Finish the features' gathered work; a failure is logged and undone (what it
@@ -407,6 +401,42 @@ class WriteContext:
     @property
     def _callbacks(self) -> list[Callable[[], None]]:
         return self._after_commit
+
+
+class Attempt:
+    """`WriteContext.attempt`. A plain class rather than an `asynccontextmanager`: it
+    runs for every target hit, and an async generator per hit (made, registered with the
+    loop, finalised) cost more than the router's own work."""
+
+    __slots__ = ("_ctx", "_mark", "_savepoint")
+
+    def __init__(self, ctx: WriteContext,
+                 savepoint: AbstractAsyncContextManager[None] | None) -> None:
+        self._ctx = ctx
+        self._savepoint = savepoint
+        self._mark: Mark | None = None
+
+    async def __aenter__(self) -> None:
+        self._mark = self._ctx._mark()
+        if self._savepoint is not None:
+            try:
+                await self._savepoint.__aenter__()
+            except BaseException:
+                self._ctx._undo(self._mark)
+                raise
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        try:
+            if self._savepoint is not None:
+                await self._savepoint.__aexit__(kind, exc, tb)  # rolls back on `exc`
+        except BaseException:
+            assert self._mark is not None
+            self._ctx._undo(self._mark)
+            raise
+        if kind is not None:
+            assert self._mark is not None
+            self._ctx._undo(self._mark)
 
 
 def _publication(result: AppendResult, stored: StoredEvent | None) -> Publication:
