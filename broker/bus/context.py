@@ -239,6 +239,15 @@ class WriteContext:
         for steps that write nothing (two statements saved per step)."""
         return Attempt(self, self.transaction.savepoint() if savepoint else None)
 
+    def step_mark(self) -> Mark:
+        """`attempt(savepoint=False)` spelled out, for a caller that runs it per event
+        (the router, per target hit): a point `undo_step` returns this context to."""
+        return self._mark()
+
+    def undo_step(self, mark: Mark) -> None:
+        """Forget what was published, recorded, scheduled or gathered since `mark`."""
+        self._undo(mark)
+
     async def loop_notice(self, at: StoredEvent, reason: str, limit: int, *,
                           event: dict[str, Any] | None = None) -> None:
         """Publish the root's one `opsbus.loop.detected`, the first time its chain is

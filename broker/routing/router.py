@@ -93,13 +93,15 @@ class Router:
         if not matched:
             return NOT_ROUTED
         # Set before acting, so a loop notice raised below shows where this event went.
-        stored.routes = tuple(dict.fromkeys(r.name for r in matched))
+        names = stored.routes = (tuple(dict.fromkeys(r.name for r in matched))
+                                 if len(matched) > 1 else (matched[0].name,))
+        seq = stored.seq
         hits = []
         for route in matched:
             for kind, name in route.targets:
                 detail = await self._act(ctx, stored, route.name, kind, name)
-                hits.append(TargetRecord(stored.seq, route.name, f"{kind}:{name}", detail))
-        return Routed(stored.routes, hits)
+                hits.append(TargetRecord(seq, route.name, f"{kind}:{name}", detail))
+        return Routed(names, hits)
 
     async def hand_over(self, ctx: WriteContext, stored: StoredEvent, target: str,
                         via: str) -> TargetRecord:
@@ -116,14 +118,25 @@ class Router:
             # Recorded, so that `GET /v1/events/{seq}` shows why nothing happened.
             return {"skipped": f"no handler for {kind} targets is loaded"}
         try:
-            async with ctx.attempt(savepoint=kind in self._writers):
-                return await handler(ctx, stored, route, name) or {}
+            if kind in self._writers:
+                async with ctx.attempt():
+                    detail = await handler(ctx, stored, route, name)
+            else:
+                # `ctx.attempt(savepoint=False)` without its context manager: this runs
+                # for every target hit, and the handlers that write nothing are the
+                # common ones (queues that gather, subscriptions, actions).
+                mark = ctx.step_mark()
+                try:
+                    detail = await handler(ctx, stored, route, name)
+                except BaseException:
+                    ctx.undo_step(mark)
+                    raise
         except Exception as exc:
             # A failing target must not lose the event: record the failure with it (what
             # the handler wrote or published was undone with its attempt).
             if not isinstance(exc, OpsbusError):
                 log.exception("target %s:%s failed for seq %s", kind, name, stored.seq)
             return {"error": str(exc) or type(exc).__name__}
-
+        return detail or {}
 
 NOT_ROUTED = Routed((), [])
