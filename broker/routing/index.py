@@ -184,15 +184,42 @@ class RouteIndex:
                 by_length = self.prefix.setdefault(guard.attribute, {})
                 by_length.setdefault(len(prefix), {}).setdefault(prefix, []).append(position)
         self.attributes = tuple(a for a in GUARD_ATTRIBUTES if a in self.exact or a in self.prefix)
+        self._decided = frozenset(i for i, route in enumerate(routes)
+                                  if _guard_is_filter(route.filter.spec))
+        """Positions of the routes whose filter is its guard: selected means matched."""
+        self._memo: dict[tuple[Any, ...], list[tuple[CompiledRoute, bool]]] = {}
+        """Guard-attribute values -> the candidates and whether each is decided."""
 
     def match(self, event: dict[str, Any]) -> list[CompiledRoute]:
         """The routes `event` matches, in table order: the one routing decision, used by
         the engine and by every dry run."""
-        return [r for r in self.candidates(event) if r.filter.matches(event)]
+        if is_bus_event(event):
+            return [r for r in self.candidates(event) if r.filter.matches(event)]
+        # The candidates depend on the guard attributes' values alone, and most events
+        # repeat a few types and sources: remembered per value, so that an event whose
+        # routes are all decided by their guards runs no filter and no lookup beyond one.
+        key = tuple([event.get(attribute) for attribute in self.attributes])
+        try:
+            found = self._memo.get(key)
+        except TypeError:  # an unhashable value (not a validated event): no memo
+            return [r for r in self.candidates(event) if r.filter.matches(event)]
+        if found is None:
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            found = self._memo[key] = self._decide(event)
+        return [route for route, decided in found if decided or route.filter.matches(event)]
+
+    def _decide(self, event: dict[str, Any]) -> list[tuple[CompiledRoute, bool]]:
+        positions = self._positions(event)
+        return [(self.routes[i], i in self._decided) for i in positions]
 
     def candidates(self, event: dict[str, Any]) -> list[CompiledRoute]:
         if is_bus_event(event):
             return [self.routes[i] for i in self._bus_order]  # few; their filters decide
+        return [self.routes[i] for i in self._positions(event)]
+
+    def _positions(self, event: dict[str, Any]) -> list[int]:
+        """Table positions of the routes whose guard `event` meets, and the unguarded."""
         picked: list[int] = []
         for attribute in self.attributes:
             value = event.get(attribute)
@@ -204,6 +231,22 @@ class RouteIndex:
             for length, table in self.prefix.get(attribute, {}).items():
                 picked.extend(table.get(value[:length], ()))
         if not picked:
-            return [self.routes[i] for i in self.always]
+            return self.always
         # A route listed under several values (an IN list) must still come once.
-        return [self.routes[i] for i in sorted({*picked, *self.always})]
+        return sorted({*picked, *self.always})
+
+
+MEMO_SIZE = 4096
+"""Distinct guard-attribute values remembered per route table (then forgotten at once):
+bounded whatever the events' subjects or sources."""
+
+
+def _guard_is_filter(spec: Any) -> bool:
+    """True when a filter is a single exact or prefix test of a guard attribute: an
+    event its guard selects matches it."""
+    if not isinstance(spec, dict) or len(spec) != 1:
+        return False
+    ((dialect, body),) = spec.items()
+    return (dialect in ("exact", "prefix") and isinstance(body, dict) and len(body) == 1
+            and all(name in GUARD_ATTRIBUTES and isinstance(value, str) and value
+                    for name, value in body.items()))
