@@ -23,7 +23,9 @@ class TodoWrites(ABC):
     """True when `add_event` and a `save` that keeps the item's state only gather in
     memory until the end of the transaction (run no statement, cannot fail): a caller
     that decided everything before them needs no savepoint of its own around them. A
-    savepoint around them still undoes them."""
+    savepoint around them still undoes them. Reads that do run a statement
+    (`find_active`, `lock`) then leave the transaction usable when they fail (on
+    PostgreSQL, where a failed statement aborts it, inside a savepoint of their own)."""
 
     @abstractmethod
     async def find_active(self, queue: str, key: str) -> TodoItem | None:

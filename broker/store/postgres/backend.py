@@ -112,8 +112,10 @@ class PgBackend(PgMaintenance, Backend):
         async with self._write_lock:
             async with self.pool.acquire() as conn:
                 await conn.execute(BEGIN_ORDERED)
+                tx = PgTransaction(conn, self.period_s, self.window)
                 try:
-                    yield PgTransaction(conn, self.period_s, self.window)
+                    yield tx
+                    await tx.flush()  # the writes repositories gathered, before COMMIT
                 except BaseException:
                     await _rollback(conn)
                     raise

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from broker.store.postgres.transaction import PoolSource, transaction_of
+from broker.store.postgres.transaction import PgTransaction, PoolSource, transaction_of
 from broker.store.transaction import Transaction
 from broker.todos.model import (
     QueueCounts,
@@ -69,24 +69,135 @@ def _json(value: Any) -> str | None:
     return orjson.dumps(value).decode() if value else None
 
 
-class PgTodoWrites(TodoWrites):
-    """Todo writes inside the transaction; items read for a decision are locked."""
+_MISSING = object()
+
+_SAVE = ("UPDATE todos SET title = $1, state = $2, priority = $3, owner = $4,"
+         " lease_expires = $5, snoozed_until = $6, count = $7, last_seen = $8,"
+         " updated_at = $9, resolved_at = $10, resolution = $11, event_seq = $12"
+         " WHERE id = $13")
+
+
+def _save_args(item: TodoItem) -> tuple[Any, ...]:
+    return (item.title, item.state.value, item.priority, item.owner, item.lease_expires,
+            item.snoozed_until, item.count, item.last_seen, item.updated_at,
+            item.resolved_at, _json(item.resolution), item.event_seq, item.id)
+
+
+class _GatheredTodoWrites:
+    """The todo writes of one transaction that wait for its end (a `Deferred`): history
+    and item-event rows (one `executemany` each), and saves that leave an item's state
+    as it was (an attached event: count, last seen, title) — one UPDATE per item however
+    many events attached, instead of a lock, an UPDATE and an INSERT per event, each a
+    round trip made while the transaction holds the log's lock. It remembers the items
+    locked in the transaction (they stay locked until it ends, so what it remembers
+    cannot change under it), so the next event of a group finds its item without a
+    statement. That a key has no active item is not remembered: nothing locks it.
+
+    A save that changes an item's state is written at once: the one-active-item-per-key
+    index and the queue counts follow state changes in statement order. Statements
+    that select items by other columns (`expired_claims`, `ended_snoozes`) first write
+    the gathered saves."""
 
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
+        self.active: dict[tuple[str, str], int] = {}
+        """(queue, key) -> the id of its open or claimed item, locked."""
+        self.items: dict[int, TodoItem] = {}
+        """Unresolved items as they now are (written or gathered), locked."""
+        self.saves: dict[int, TodoItem] = {}
+        self.events: list[tuple[int, int]] = []
+        self.history: list[tuple[Any, ...]] = []
+        self._journal: list[tuple[dict[Any, Any], Any, Any]] = []
+        self.writes: PgTodoWrites | None = None
+        """The write half on this transaction (one per transaction, not per event)."""
+
+    def put(self, mapping: dict[Any, Any], key: Any, value: Any) -> None:
+        self._journal.append((mapping, key, mapping.get(key, _MISSING)))
+        if value is _MISSING:
+            mapping.pop(key, None)
+        else:
+            mapping[key] = value
+
+    def remember(self, item: TodoItem) -> None:
+        where = (item.queue, item.key)
+        if item.state is TodoState.RESOLVED:
+            if self.active.get(where) == item.id:
+                self.put(self.active, where, _MISSING)
+            self.put(self.items, item.id, _MISSING)
+            return
+        if self.active.get(where) != item.id:  # most saves keep it
+            self.put(self.active, where, item.id)
+        self.put(self.items, item.id, item)
+
+    def mark(self) -> tuple[int, int, int]:
+        return len(self._journal), len(self.events), len(self.history)
+
+    def undo(self, mark: tuple[int, int, int] | None) -> None:
+        journal, events, history = mark or (0, 0, 0)
+        for mapping, key, previous in reversed(self._journal[journal:]):
+            if previous is _MISSING:
+                mapping.pop(key, None)
+            else:
+                mapping[key] = previous
+        del self._journal[journal:], self.events[events:], self.history[history:]
+
+    async def write_saves(self) -> None:
+        if self.saves:
+            await self.conn.executemany(_SAVE, [_save_args(i) for i in self.saves.values()])
+            for todo_id in list(self.saves):
+                self.put(self.saves, todo_id, _MISSING)
+
+    async def flush(self) -> None:
+        await self.write_saves()
+        if self.events:
+            await self.conn.executemany(
+                "INSERT INTO todo_events (todo_id, seq) VALUES ($1, $2)"
+                " ON CONFLICT DO NOTHING", self.events)
+            self.events.clear()
+        if self.history:
+            await self.conn.executemany(
+                "INSERT INTO todo_history (todo_id, at, action, operator, note, event_seq,"
+                " audit_seq, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", self.history)
+            self.history.clear()
+
+
+class PgTodoWrites(TodoWrites):
+    """Todo writes inside the transaction; items read for a decision are locked."""
+
+    gathers = True
+
+    def __init__(self, gathered: _GatheredTodoWrites, tx: PgTransaction) -> None:
+        self.conn = gathered.conn
+        self._tx = gathered
+        self._pg = tx
 
     async def _one(self, sql: str, *args: Any) -> TodoItem | None:
         row = await self.conn.fetchrow(sql, *args)
         return row_to_todo(row) if row else None
 
+    async def _locked(self, sql: str, *args: Any) -> TodoItem | None:
+        # In its own savepoint: a failed statement aborts a PostgreSQL transaction, and
+        # a caller relying on `gathers` takes none around an event it attaches.
+        async with self._pg.savepoint():
+            item = await self._one(sql, *args)
+        if item is not None:
+            self._tx.remember(item)
+        return item
+
     async def find_active(self, queue: str, key: str) -> TodoItem | None:
-        return await self._one(
+        known = self._tx.active.get((queue, key))
+        if known is not None:
+            return self._tx.items[known]
+        return await self._locked(
             f"SELECT {TODO_COLUMNS} FROM todos WHERE queue = $1 AND key = $2"
             " AND state <> 'resolved' FOR UPDATE", queue, key)
 
     async def lock(self, todo_id: int) -> TodoItem | None:
-        return await self._one(f"SELECT {TODO_COLUMNS} FROM todos WHERE id = $1 FOR UPDATE",
-                               todo_id)
+        known = self._tx.items.get(todo_id)
+        if known is not None:
+            return known
+        return await self._locked(
+            f"SELECT {TODO_COLUMNS} FROM todos WHERE id = $1 FOR UPDATE", todo_id)
 
     async def insert(
         self, *, queue: str, key: str, title: str, priority: str | None, seq: int, at: str
@@ -99,41 +210,45 @@ class PgTodoWrites(TodoWrites):
             " attached AS (INSERT INTO todo_events (todo_id, seq) SELECT id, $6 FROM item)"
             " SELECT * FROM item", queue, key, title, priority, at, seq)
         assert item is not None
+        self._tx.remember(item)
         return item
 
     async def save(self, item: TodoItem) -> None:
-        await self.conn.execute(
-            "UPDATE todos SET title = $1, state = $2, priority = $3, owner = $4,"
-            " lease_expires = $5, snoozed_until = $6, count = $7, last_seen = $8,"
-            " updated_at = $9, resolved_at = $10, resolution = $11, event_seq = $12"
-            " WHERE id = $13",
-            item.title, item.state.value, item.priority, item.owner, item.lease_expires,
-            item.snoozed_until, item.count, item.last_seen, item.updated_at,
-            item.resolved_at, _json(item.resolution), item.event_seq, item.id)
+        before = self._tx.items.get(item.id)
+        if before is not None and before.state is item.state:
+            self._tx.put(self._tx.saves, item.id, item)  # written once, at the end
+        else:
+            if item.id in self._tx.saves:
+                self._tx.put(self._tx.saves, item.id, _MISSING)
+            await self.conn.execute(_SAVE, *_save_args(item))
+        self._tx.remember(item)
 
     async def add_event(self, todo_id: int, seq: int) -> None:
-        await self.conn.execute(
-            "INSERT INTO todo_events (todo_id, seq) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            todo_id, seq)
+        self._tx.events.append((todo_id, seq))
 
     async def add_history(self, todo_id: int, entry: TodoHistoryEntry) -> None:
-        await self.conn.execute(
-            "INSERT INTO todo_history (todo_id, at, action, operator, note, event_seq,"
-            " audit_seq, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            todo_id, entry.at, entry.action, entry.operator, entry.note, entry.event_seq,
-            entry.audit_seq, _json(entry.detail))
+        self._tx.history.append(
+            (todo_id, entry.at, entry.action, entry.operator, entry.note, entry.event_seq,
+             entry.audit_seq, _json(entry.detail)))
 
     async def expired_claims(self, now: str) -> list[TodoItem]:
+        await self._tx.write_saves()
         rows = await self.conn.fetch(
             f"SELECT {TODO_COLUMNS} FROM todos WHERE state = 'claimed'"
             " AND lease_expires <= $1 ORDER BY lease_expires, id FOR UPDATE", now)
-        return [row_to_todo(r) for r in rows]
+        return self._remembered([row_to_todo(r) for r in rows])
 
     async def ended_snoozes(self, now: str) -> list[TodoItem]:
+        await self._tx.write_saves()
         rows = await self.conn.fetch(
             f"SELECT {TODO_COLUMNS} FROM todos WHERE snoozed_until <= $1"
             " AND state <> 'resolved' ORDER BY snoozed_until, id FOR UPDATE", now)
-        return [row_to_todo(r) for r in rows]
+        return self._remembered([row_to_todo(r) for r in rows])
+
+    def _remembered(self, items: list[TodoItem]) -> list[TodoItem]:
+        for item in items:
+            self._tx.remember(item)
+        return items
 
 
 class PgTodos(TodoRepository):
@@ -147,7 +262,11 @@ class PgTodos(TodoRepository):
         return self._source.pool
 
     def writes(self, tx: Transaction) -> PgTodoWrites:
-        return PgTodoWrites(transaction_of(tx).conn)
+        pg = transaction_of(tx)
+        gathered = pg.deferred("todos", _GatheredTodoWrites)
+        if gathered.writes is None:
+            gathered.writes = PgTodoWrites(gathered, pg)
+        return gathered.writes
 
     async def get(self, todo_id: int) -> TodoItem | None:
         row = await self.pool.fetchrow(f"SELECT {TODO_COLUMNS} FROM todos WHERE id = $1",

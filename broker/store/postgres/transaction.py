@@ -3,9 +3,9 @@ holds the log's lock (`log_head`), and what repositories read their pool from.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from broker.store.transaction import Transaction
 
@@ -22,6 +22,25 @@ class PoolSource(Protocol):
     def pool(self) -> asyncpg.Pool: ...
 
 
+class Deferred(Protocol):
+    """Writes a repository gathers during the transaction and writes at its end (one
+    `executemany` for many rows, one UPDATE for many changes of one row): the round
+    trips a row costs are paid while the transaction holds the log's lock. A savepoint
+    that rolls back undoes what was gathered inside it, as it undoes its statements."""
+
+    def mark(self) -> Any:
+        """A point to undo to."""
+
+    def undo(self, mark: Any) -> None:
+        """Forget what was gathered since `mark` (None: since the start)."""
+
+    async def flush(self) -> None:
+        """Write everything gathered, on the transaction's connection."""
+
+
+D = TypeVar("D", bound=Deferred)
+
+
 class PgTransaction(Transaction):
     """A write transaction on one pooled connection, holding the log's lock."""
 
@@ -30,16 +49,32 @@ class PgTransaction(Transaction):
         self.period_s = period_s
         self.window = window
         self._savepoints = 0
+        self._deferred: dict[str, Deferred] = {}
+
+    def deferred(self, key: str, make: Callable[[Conn], D]) -> D:
+        """The repository's gathered writes in this transaction (made on first use)."""
+        found = self._deferred.get(key)
+        if found is None:
+            found = self._deferred[key] = make(self.conn)
+        return found  # type: ignore[return-value]
+
+    async def flush(self) -> None:
+        """Write every repository's gathered writes (before COMMIT)."""
+        for deferred in self._deferred.values():
+            await deferred.flush()
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         self._savepoints += 1
         name = f"sp{self._savepoints}"
+        marks = {key: d.mark() for key, d in self._deferred.items()}
         await self.conn.execute(f"SAVEPOINT {name}")
         try:
             yield
         except BaseException:
             await self.conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            for key, deferred in self._deferred.items():
+                deferred.undo(marks.get(key))
             raise
         # No RELEASE: COMMIT releases every savepoint, and each round trip here is paid
         # while the transaction holds the log's lock.
