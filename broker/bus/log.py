@@ -13,7 +13,7 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -95,9 +95,9 @@ class StoredEvent:
         return f"StoredEvent(seq={self.seq}, type={self.type!r}, id={self.id!r})"
 
 
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    """What appending an event did: its seq, and whether it was already stored."""
+class AppendResult(NamedTuple):
+    """What appending an event did: its seq, and whether it was already stored (a named
+    tuple: one is made per event appended)."""
 
     seq: int
     duplicate: bool

@@ -7,9 +7,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from broker.bus.commit_health import CommitHealth
 from broker.bus.context import Publication, Regroup, RootBatch, Routing, WriteContext
@@ -33,9 +32,9 @@ RETRY_AFTER_S = 5
 """Seconds a publisher is told to wait when the store cannot commit (a full disk)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Published:
-    """The answer to a publisher for one event."""
+class Published(NamedTuple):
+    """The answer to a publisher for one event (a named tuple: one is made per event
+    published, and a tuple is the cheapest immutable record to make)."""
 
     seq: int
     id: str
@@ -71,16 +70,17 @@ class Transforms:
         return result
 
 
-@dataclass(eq=False)
 class _Work(Generic[T]):
-    fn: UnitOfWork[T]
-    size: int
-    future: asyncio.Future[T] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-    publish: RootBatch | None = None
-    """A publisher's batch: `fn` appends it, and the writer may append
-    it together with the group's other batches instead (`WriteContext._publish_roots`)."""
+    __slots__ = ("fn", "future", "publish", "size")
+
+    def __init__(self, fn: UnitOfWork[T], size: int, publish: RootBatch | None = None
+                 ) -> None:
+        self.fn = fn
+        self.size = size
+        self.future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.publish = publish
+        """A publisher's batch: `fn` appends it, and the writer may append it together
+        with the group's other batches instead (`WriteContext._publish_roots`)."""
 
 
 class Bus:
