@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from broker.core import Broker
-from broker.http.auth import authentication, browser_guard
+from broker.http.auth import access
 from broker.http.bounds import BOUNDS, HttpBounds
 from broker.http.config_api import routes_for as config_routes
 from broker.http.problems import problems_middleware
@@ -60,8 +60,8 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
     """Build the application; the broker starts and stops with it."""
     the_broker = broker or Broker(settings)
     middlewares: list[Any] = [
-        problems_middleware, browser_guard(settings),
-        authentication(settings, lambda: the_broker.tokens, the_broker.proxy.is_public)]
+        problems_middleware,
+        access(settings, lambda: the_broker.tokens, the_broker.proxy.is_public)]
     app = web.Application(middlewares=middlewares,
                           client_max_size=settings.max_request_bytes)
     app[BROKER] = the_broker

@@ -1,5 +1,6 @@
 """Who may call what: the browser guard (Origin, JSON-only writes) and the bearer-token
-check that sets `request["principal"]` and enforces each operation's scope.
+check that sets `request["principal"]` and enforces each operation's scope, in one
+middleware.
 
 The scope an operation needs is in its entry of the OpenAPI table
 (`broker.http.openapi_ops.OPERATIONS`), so the document and the check cannot drift."""
@@ -10,6 +11,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_urldispatcher import AbstractResource
 
 from broker.auth.principal import ANONYMOUS, LOCAL, Principal
 from broker.auth.tokens import Tokens
@@ -27,32 +29,38 @@ UNKNOWN = Op("unknown", {}, scope="admin")
 """A served route missing from the table: it needs `admin` (closed, not open)."""
 
 
-OPERATION = "operation"
-"""Request key: the operation found for it (both middlewares ask)."""
+class Operations:
+    """The table entry of the route a request matched, remembered per (resource,
+    method) when the entry does not depend on the request's path values (one per app:
+    the resources are its own)."""
 
+    def __init__(self) -> None:
+        self._fixed: dict[tuple[AbstractResource, str], Op] = {}
 
-def operation_of(request: web.Request) -> Op | None:
-    """The table entry of the route this request matched; None when none matched
-    (the router answers 404 or 405)."""
-    if OPERATION in request:
-        found: Op | None = request[OPERATION]
-        return found
-    request[OPERATION] = found = _operation_of(request)
-    return found
-
-
-def _operation_of(request: web.Request) -> Op | None:
-    info = request.match_info.route.resource.get_info() \
-        if request.match_info.route.resource is not None else {}
-    path = info.get("path") or info.get("formatter")
-    if not path or request.match_info.http_exception is not None:
-        return None
-    pattern = info.get("pattern")
-    for name, _ in GROUP.findall(pattern.pattern if pattern is not None else ""):
-        if name != "kind":  # the configuration kinds share one entry, `/v1/{kind}`
-            path = path.replace("{" + name + "}", request.match_info.get(name, ""))
-    method = "GET" if request.method == "HEAD" else request.method
-    return OPERATIONS.get((method, path), UNKNOWN)
+    def of(self, request: web.Request) -> Op | None:
+        """None when no route matched (the router answers 404 or 405)."""
+        match_info = request.match_info
+        resource = match_info.route.resource
+        if resource is None or match_info.http_exception is not None:
+            return None
+        method = "GET" if request.method == "HEAD" else request.method
+        found = self._fixed.get((resource, method))
+        if found is not None:
+            return found
+        info = resource.get_info()
+        path = info.get("path") or info.get("formatter")
+        if not path:
+            return None
+        pattern = info.get("pattern")
+        fixed = True
+        for name, _ in GROUP.findall(pattern.pattern if pattern is not None else ""):
+            if name != "kind":  # the configuration kinds share one entry, `/v1/{kind}`
+                path = path.replace("{" + name + "}", match_info.get(name, ""))
+                fixed = False
+        op = OPERATIONS.get((method, path), UNKNOWN)
+        if fixed:
+            self._fixed[(resource, method)] = op
+        return op
 
 
 def is_json(content_type: str) -> bool:
@@ -71,20 +79,18 @@ def own_origins(settings: Settings) -> frozenset[str]:
     return frozenset(f"{scheme}://{h}:{port}" for h in hosts) | frozenset(settings.origins)
 
 
-def browser_guard(settings: Settings) -> Middleware:
+def browser_check(settings: Settings) -> Callable[[web.Request, Op | None], None]:
     """Web pages cannot drive the API: a request carrying another site's `Origin` is
     refused, and writes must be JSON (a cross-site form or `text/plain` fetch cannot
     send that without a CORS preflight, which this broker never grants)."""
     allowed = own_origins(settings)
 
-    @web.middleware
-    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def check(request: web.Request, op: Op | None) -> None:
         origin = request.headers.get("Origin")
         if origin is not None and origin.rstrip("/") not in allowed:
             raise Forbidden(f"requests from the web origin {origin!r} are refused: the API"
                             " takes calls from its own origin only (setting"
                             " allowed_origins)", origin=origin)
-        op = operation_of(request)
         if (request.method in WRITES and op is not None and op.tag not in ("sources", "proxy")
                 and request.body_exists):
             binary_event = op.id == "publish_events" and "ce-specversion" in request.headers
@@ -93,9 +99,8 @@ def browser_guard(settings: Settings) -> Middleware:
                     f"{request.method} {request.path} takes application/json, not"
                     f" {request.headers.get('Content-Type', 'a body without Content-Type')!r}",
                     content_type=request.headers.get("Content-Type"))
-        return await handler(request)
 
-    return guard
+    return check
 
 
 def bearer_secret(request: web.Request) -> str:
@@ -122,18 +127,22 @@ def missing_scope(principal: Principal, scope: str) -> str:
     return f"this needs the {scope!r} scope; token {principal.name!r} has {held}"
 
 
-def authentication(settings: Settings, tokens: Callable[[], Tokens],
-                   public_mount: Callable[[str], bool]) -> Middleware:
-    """Sets `request["principal"]`: LOCAL with authentication off; else the token's,
-    checked against the scope the operation needs (401 no or unknown token, 403 a
-    token without the scope)."""
+def access(settings: Settings, tokens: Callable[[], Tokens],
+           public_mount: Callable[[str], bool]) -> Middleware:
+    """The browser check, then `request["principal"]`: LOCAL with authentication off;
+    else the token's, checked against the scope the operation needs (401 no or unknown
+    token, 403 a token without the scope). One middleware for both: each layer is a
+    coroutine more per request."""
+    operations = Operations()
+    browser = browser_check(settings)
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        op = operations.of(request)
+        browser(request, op)
         if not settings.auth:
             request["principal"] = LOCAL
             return await handler(request)
-        op = operation_of(request)
         scope = op.needs(request.method) if op is not None else "any"
         if scope is not None and op is not None and op.tag == "proxy" \
                 and public_mount(request.match_info.get("name", "")):
