@@ -78,13 +78,21 @@ class Tokens:
         self.cache_s = cache_s
         self._admin: list[str] = []
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._digests: dict[str, str] = {}
+        """Secrets presented lately and their digests: a client sends the same one on
+        every request, and hashing it is the larger part of checking it."""
 
     def add_admin_secrets(self, found: Iterable[str]) -> None:
         self._admin.extend(digest_of(s) for s in found if s)
 
     async def authenticate(self, secret: str) -> Principal | None:
         """The principal a presented secret stands for; None when it is no token."""
-        digest = digest_of(secret)
+        digest = self._digests.get(secret)
+        if digest is None:
+            digest = digest_of(secret)
+            if len(self._digests) >= CACHE_MAX:
+                self._digests.clear()  # unknown secrets must not grow it without bound
+            self._digests[secret] = digest
         for admin in self._admin:
             if hmac.compare_digest(admin, digest):
                 return ADMIN_PRINCIPAL
