@@ -969,12 +969,20 @@ def encoded_size(event: dict[str, Any]) -> int:
 
 
 def _encoded(event: dict[str, Any]) -> bytes:
-    """`dumps(event)`, encoded inside `_HEADROOM` levels of nesting (one encoding both
-    checks the depth and makes the bytes); InvalidEvent as `encoded_size`."""
-    wrapped: list[Any] = [event]
-    for _ in range(_HEADROOM - 1):
-        wrapped = [wrapped]
+    """`dumps(event)`, checked to be nested at most MAX_DATA_DEPTH levels deep;
+    InvalidEvent as `encoded_size`. A JSON text nested d levels deep holds at least d
+    brackets (and 2d bytes), so most events are plainly shallow enough; the others are
+    encoded again inside `_HEADROOM` levels of nesting, which fails past the bound."""
     try:
+        raw = orjson.dumps(event)
+        if len(raw) < 2 * MAX_DATA_DEPTH or raw.count(b"{") + raw.count(b"[") < MAX_DATA_DEPTH:
+            return raw
+    except orjson.JSONEncodeError:
+        pass  # the nested encoding below names the problem
+    try:
+        wrapped: list[Any] = [event]
+        for _ in range(_HEADROOM - 1):
+            wrapped = [wrapped]
         return orjson.dumps(wrapped)[_HEADROOM:-_HEADROOM]
     except orjson.JSONEncodeError as exc:
         raise InvalidEvent(f"'data' cannot be stored as JSON: {exc} (data may be nested at"
