@@ -133,7 +133,7 @@ async def test_a_scan_starts_at_the_time_asked_for(broker, http):
 
 
 async def test_the_time_budget_ends_an_answer_within_a_window(tmp_path, http):
-    """With a time budget already spent, each answer examines only a few events, however
+    """With a time budget already spent, each answer examines one page of events, however
     many the event budget allows, and paging still reaches every match; a filter that
     requires a type is tested in SQL first, so its answers cover far more of the log."""
     proc = BrokerProcess(tmp_path / "data", args=[
@@ -151,7 +151,7 @@ async def test_the_time_budget_ends_an_answer_within_a_window(tmp_path, http):
             "filter": "NOT (type = 'slow.hay')", "limit": "100"})
         assert found == needles
         steps = [b - a for a, b in zip([0, *cursors], cursors, strict=False)]
-        assert len(cursors) >= 20 and max(steps) <= 200, steps
+        assert len(cursors) >= 4 and max(steps) <= 200, steps
         for filter_ in ("type = 'slow.needle'", "type LIKE 'slow.n%' OR type = 'x'",
                         "type LIKE '%.needle'", "type LIKE 'slow._eedle'",
                         "type LIKE 'slow.n%' AND NOT (type = 'x')"):

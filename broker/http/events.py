@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from broker.auth.principal import check_sources, principal_of
@@ -86,7 +87,7 @@ async def list_events(request: web.Request) -> web.Response:
         chosen, cursor = await scan(broker.store.events, after, limit, flt, query,
                                     broker.settings.scan_budget_events,
                                     broker.settings.scan_budget_ms / 1000)
-    doc = {"events": [e.to_dict() for e in chosen], "next_after": cursor,
+    doc = {"events": [listed(e) for e in chosen], "next_after": cursor,
            "warnings": warnings_json(flt)}
     gap = None if descending else await retention_gap(broker.store.events, after)
     if gap is None:
@@ -94,6 +95,13 @@ async def list_events(request: web.Request) -> web.Response:
     # The page goes on from what is retained; the field and header say what is not.
     return json_response({**doc, "gap": gap}, headers={
         "Opsbus-Retention-Gap": f"after={after}; retained_from={gap['retained_from']}"})
+
+
+def listed(stored: StoredEvent) -> dict[str, Any]:
+    """`StoredEvent.to_dict`, with the event as its stored JSON bytes: a listing neither
+    decodes nor re-encodes the events it returns."""
+    return {"seq": stored.seq, "recvtime": stored.recvtime, "routes": list(stored.routes),
+            "event": orjson.Fragment(stored.raw)}
 
 
 def indexed(attributes: dict[str, str | None]) -> bool:
@@ -112,10 +120,10 @@ async def scan(log: EventLog, after: int, limit: int, flt: Filter | None,
     """Events matching what no index serves, examining at most `budget` stored events
     (seqs) and about `budget_s` seconds per request (a range of seqs at a time, jumping
     over removed ones and to the time range asked for), then answering what it found
-    with the seq to continue after (None once the log is exhausted). The clock is read
-    every few events tested, so one slow range cannot overrun the time budget; at least
-    CLOCK_EVERY events are examined, so a client following `next_after` always gets
-    further. What a filter requires of `type`, `source` or `subject` is tested in SQL
+    with the seq to continue after (None once the log is exhausted). At least a page
+    (SCAN_PAGE events) is examined, so a client following `next_after` always gets
+    further; past it the clock is read every few events tested, so no page runs far
+    over the time budget. What a filter requires of `type`, `source` or `subject` is tested in SQL
     first (`broker.filters.narrow`), so the events that cannot match are never decoded."""
     descending = query["descending"]
     narrow = narrowing_of(flt.spec) if flt is not None else ()
@@ -146,7 +154,7 @@ async def scan(log: EventLog, after: int, limit: int, flt: Filter | None,
                 if len(chosen) == limit:
                     return chosen, cursor
             examined += 1
-            if examined % CLOCK_EVERY == 0 and clock() >= deadline:
+            if examined >= SCAN_PAGE and examined % CLOCK_EVERY == 0 and clock() >= deadline:
                 return chosen, cursor
         if len(page) == want:
             # The page ended inside the range: go on after its last event.
