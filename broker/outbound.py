@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import ipaddress
 import socket
 import time
@@ -256,7 +257,7 @@ async def send(session: aiohttp.ClientSession, request: OutboundRequest, *,
         return round((time.perf_counter() - started) * 1000, 2)
 
     try:
-        url = yarl.URL(request.url, encoded=True)
+        url = _parsed(request.url)
         if url.host is None or url.scheme not in ("http", "https"):
             return OutboundResult(None, elapsed(), error=f"not an http(s) URL: {request.url}",
                                   refused=True)
@@ -283,6 +284,13 @@ async def send(session: aiohttp.ClientSession, request: OutboundRequest, *,
         return OutboundResult(None, elapsed(), error=f"timed out after {timeout:g}s")
     except ValueError as exc:  # a URL yarl cannot parse
         return OutboundResult(None, elapsed(), error=f"bad request: {exc}", refused=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(url: str) -> yarl.URL:
+    """An encoded URL parsed once: a webhook's URL is the same on every call, and yarl
+    URLs are immutable."""
+    return yarl.URL(url, encoded=True)
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:

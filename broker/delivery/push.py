@@ -76,8 +76,14 @@ def build_request(sub: Subscription, stored: StoredEvent, msg_id: str,
         headers.update(ce_headers)
     if sub.secret is not None:
         headers.update(signature_headers(sub.secret, msg_id, timestamp, body))
-    return OutboundRequest("POST", str(yarl.URL(sub.url)), headers, body,
+    return OutboundRequest("POST", request_url(sub.url), headers, body,
                            secret_headers(headers))
+
+
+@functools.lru_cache(maxsize=256)
+def request_url(url: str) -> str:
+    """A subscription's URL percent-encoded, as sent (the same for every delivery)."""
+    return str(yarl.URL(url))
 
 
 def claim_ahead(sub: Subscription) -> int:
