@@ -69,7 +69,6 @@ def _json(value: Any) -> str | None:
 _MISSING = object()
 
 
-
 QUEUE_COUNTS = (
     "SELECT 'k', queue, state, n, NULL FROM queue_counts WHERE n > 0"
     " UNION ALL SELECT 'a', queue, state, count(*), NULL FROM todos INDEXED BY todos_snoozes"
