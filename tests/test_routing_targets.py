@@ -1,0 +1,57 @@
+"""A target that fails is undone alone: what it published or scheduled is gone, the
+event and the other targets' work stay, and the failure is recorded with the event.
+A target kind registered as not writing runs without a savepoint: only what it
+scheduled in the write context is undone (publishing is writing)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.bus import StoredEvent, WriteContext
+from broker.core import Broker
+from broker.events import new_event
+from broker.settings import Settings
+from tests.conftest import make_event
+
+
+@pytest.fixture
+async def core(tmp_path: Path) -> AsyncIterator[Broker]:
+    broker = Broker(Settings(data_dir=str(tmp_path / "data")))
+    await broker.start()
+    try:
+        yield broker
+    finally:
+        await broker.stop()
+
+
+@pytest.mark.parametrize("writes", [True, False])
+async def test_a_failing_target_is_undone_alone_and_recorded(core: Broker, writes: bool):
+    ran: list[str] = []
+
+    async def handler(ctx: WriteContext, stored: StoredEvent, route: str, target: str
+                      ) -> dict[str, Any]:
+        derived = new_event(type=f"reply.{target}", source="tests/replier")
+        if writes:
+            await ctx.publish(derived, cause=stored)
+        ctx.on_commit(lambda: ran.append(target))
+        if target == "bad":
+            raise RuntimeError("the target broke")
+        return {"replied": derived["id"]}
+
+    core.router.register_target("plugin", handler, writes=writes)
+    await core.config.put("routes", {"name": "both", "filter": {"exact": {
+        "type": "order.placed"}}, "targets": ["plugin:bad", "plugin:good"]})
+
+    event = make_event(type="order.placed")
+    (answer,) = await core.bus.publish([event])
+    types = [e.type for e in await core.store.events.read(limit=1000)]
+    if writes:
+        assert "reply.good" in types and "reply.bad" not in types
+    assert ran == ["good"]
+    targets = {t.target: t.detail for t in await core.store.events.targets_of(answer.seq)}
+    assert targets["plugin:bad"] == {"error": "the target broke"}
+    assert "replied" in targets["plugin:good"]
