@@ -463,7 +463,8 @@ def todo_ingest(args: argparse.Namespace, prefill: int) -> None:
 
 
 def todo_cpu_per_event(config: Path | None, durability: str, events: int = 64_000,
-                       publishers: int = 32, batch: int = 100) -> tuple[float, float]:
+                       publishers: int = 32, batch: int = 100, store: str = "sqlite"
+                       ) -> tuple[float, float]:
     """In process: a `Broker` on a fresh store with `config`, `publishers` concurrent
     callers of `bus.publish` with batches of `batch` bench events, until `events` are
     stored (after a warm-up of one round). Returns (CPU µs of the whole process per
@@ -475,8 +476,10 @@ def todo_cpu_per_event(config: Path | None, durability: str, events: int = 64_00
 
     async def run() -> tuple[float, float]:
         folder = Path(tempfile.mkdtemp(prefix="opsbus-todo-cpu-"))
+        schema = await pg_schema(store, create=True)
         broker = Broker(Settings(data_dir=str(folder / "data"), durability=durability,
-                                 config=str(config) if config else None, auth=False))
+                                 config=str(config) if config else None, auth=False,
+                                 store=pg_url(store, schema) if schema else store))
         await broker.start()
         try:
             prefix = uuid.uuid4().hex[:8]
@@ -498,8 +501,38 @@ def todo_cpu_per_event(config: Path | None, durability: str, events: int = 64_00
             return cpu / n * 1e6, n / wall
         finally:
             await broker.stop()
+            if schema:
+                await pg_schema(store, drop=schema)
 
     return asyncio.run(run())
+
+
+def pg_url(url: str, schema: str) -> str:
+    """`url` whose sessions work in `schema`."""
+    from urllib.parse import urlencode, urlsplit
+
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, urlencode({"search_path": schema})) if q)
+    return parts._replace(query=query).geturl()
+
+
+async def pg_schema(store: str, *, create: bool = False, drop: str = "") -> str:
+    """A fresh schema on a PostgreSQL `store` (each run starts empty), or drop one;
+    "" for SQLite."""
+    if not store.startswith(("postgresql:", "postgres:")):
+        return ""
+    import asyncpg
+
+    conn = await asyncpg.connect(store)
+    try:
+        if drop:
+            await conn.execute(f'DROP SCHEMA "{drop}" CASCADE')
+            return drop
+        schema = f"opsbus_bench_{uuid.uuid4().hex[:12]}"
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        return schema
+    finally:
+        await conn.close()
 
 
 def todo_in_process(args: argparse.Namespace) -> None:
@@ -511,11 +544,11 @@ def todo_in_process(args: argparse.Namespace) -> None:
     for round_ in range(args.repeat):
         order = (("no route", None), ("every event to a queue", config))
         for name, cfg in order if round_ % 2 == 0 else tuple(reversed(order)):
-            runs[name].append(todo_cpu_per_event(cfg, args.durability))
+            runs[name].append(todo_cpu_per_event(cfg, args.durability, store=args.store))
             print(f"  ({name}: {runs[name][-1][0]:,.0f} µs CPU/event, {load_average()})",
                   flush=True)
     print(f"in process: Broker + bus.publish, 32 publishers x batches of 100,"
-          f" 64,000 events, durability {args.durability}")
+          f" 64,000 events, durability {args.durability}, store {args.store.split('@')[-1]}")
     for name, figures in runs.items():
         print(f"  {name:<24} {spread([f[0] for f in figures]):>22} µs CPU per event"
               f"   {spread([f[1] for f in figures]):>22} events/s wall")
@@ -567,6 +600,9 @@ def main() -> None:
                         help="only ingest where every event updates a todo item")
     parser.add_argument("--in-process", action="store_true",
                         help="with --todos: CPU time per event of an in-process broker")
+    parser.add_argument("--store", default="sqlite",
+                        help="with --todos --in-process: a PostgreSQL URL (each run in a"
+                             " schema of its own) instead of SQLite")
     args = parser.parse_args()
     prefill = parse_count(args.prefill)
 
