@@ -19,6 +19,7 @@ from broker.delivery import breaker
 from broker.delivery.breaker import BreakerState
 from broker.delivery.model import DeliveryState, Outcome
 from broker.errors import Conflict
+from broker.filters.narrow import Narrow, like_pattern
 from broker.store.base import Backend
 from broker.store.migrations import migrations
 from broker.store.sqlite import SqliteBackend
@@ -159,6 +160,32 @@ async def test_reads_page_and_filter(store: Backend):
     assert len(await store.events.read(correlationid="c1")) == 6
     newest = await store.events.read(limit=2, descending=True)
     assert [e.id for e in newest] == ["e5", "e4"]
+
+
+async def test_reads_narrowed_by_what_a_filter_requires(store: Backend):
+    subjects = ["db-1", "db_1", "dbx1", "db%1", "DB-1", "web\\1", "web-1", "é-1"]
+    events = [make_event(id=f"n{i}", type=f"t{i % 2}", subject=subject)
+              for i, subject in enumerate(subjects)]
+    await append(store, *events)
+
+    async def subjects_of(*narrow: Narrow) -> set[str]:
+        return {e.event["subject"] for e in await store.events.read(narrow=narrow)}
+
+    # A narrowing may let more through (SQLite's LIKE folds ASCII case), never less.
+    assert await subjects_of(Narrow("subject", exact=frozenset(["db-1", "web-1"]))) \
+        == {"db-1", "web-1"}
+    assert {"db-1", "db_1", "dbx1", "db%1"} <= await subjects_of(
+        Narrow("subject", patterns=frozenset([like_pattern("db_1")]))) \
+        <= {"db-1", "db_1", "dbx1", "db%1", "DB-1"}
+    assert {"db_1"} <= await subjects_of(
+        Narrow("subject", patterns=frozenset([like_pattern("db\\_1")]))) <= {"db_1"}
+    assert {"db%1"} <= await subjects_of(
+        Narrow("subject", patterns=frozenset([like_pattern("db\\%%")]))) <= {"db%1"}
+    assert await subjects_of(
+        Narrow("subject", patterns=frozenset([like_pattern("web\\1")]))) == {"web\\1"}
+    assert await subjects_of(Narrow("subject", patterns=frozenset(["%-1"])),
+                             Narrow("type", exact=frozenset(["t0"]))) == {"db-1", "DB-1", "web-1"}
+    assert await subjects_of(Narrow("subject", patterns=frozenset(["é%"]))) == {"é-1"}
 
 
 async def test_routes_and_targets_are_recorded(store: Backend):
