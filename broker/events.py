@@ -651,10 +651,15 @@ def _repeats_possible(body: bytes, parsed: object, events: list[object]) -> bool
     if b"\\u" in body:
         return True
     expected: dict[str, int] = {}
-    for event in events:
-        if type(event) is dict:
-            for name in event:
-                expected[name] = expected.get(name, 0) + 1
+    if len(events) == 1:  # each name once: the event itself is the tally
+        only = events[0]
+        if type(only) is dict:
+            expected = dict.fromkeys(only, 1)
+    else:
+        for event in events:
+            if type(event) is dict:
+                for name in event:
+                    expected[name] = expected.get(name, 0) + 1
     rewritten: bytes | None = None
     for name, count in expected.items():
         needle = _QUOTED.get(name)

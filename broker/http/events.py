@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -34,7 +35,13 @@ CLOCK_EVERY = 8
 
 def limits_of(request: web.Request) -> Limits:
     s = broker_of(request).settings
-    return Limits(s.max_event_bytes, s.max_request_bytes, s.max_batch_events)
+    return _limits(s.max_event_bytes, s.max_request_bytes, s.max_batch_events)
+
+
+@functools.lru_cache(maxsize=8)
+def _limits(event_bytes: int, request_bytes: int, batch_events: int) -> Limits:
+    """One object per set of limits, not one per request (a reload may change them)."""
+    return Limits(event_bytes, request_bytes, batch_events)
 
 
 @routes.post("/v1/events")
