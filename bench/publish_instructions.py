@@ -1,0 +1,109 @@
+"""Instructions per published event of the broker process (valgrind's callgrind), over
+HTTP with 32 publishes in flight: a count that, unlike CPU time, barely moves with the
+load of a shared machine, so two trees can be compared in the same minutes.
+
+    .venv/bin/python bench/publish_instructions.py [single|batch] [--requests N]
+
+The broker is `opsbus serve` of the tree in the current directory (authentication on,
+`durability = "full"`, a fresh store), run under `valgrind --tool=callgrind`; the count
+covers all its threads from after a warm-up to the last answer. Needs valgrind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import aiohttp
+import orjson
+from _common import ADMIN_TOKEN, AUTH, PAYLOAD, free_port
+
+
+def body(n: int, size: int) -> bytes:
+    def event(i: int) -> dict[str, object]:
+        return {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "bench/callgrind",
+                "type": "bench.event", "subject": f"s{i % 50}",
+                "time": "2026-11-25T10:00:00Z", "datacontenttype": "application/json",
+                "data": {"n": i, "severity": "warning", "payload": PAYLOAD}}
+    if size == 1:
+        return orjson.dumps(event(n))
+    return orjson.dumps([event(n * size + k) for k in range(size)])
+
+
+async def publish(url: str, requests: int, size: int) -> None:
+    ctype = ("application/cloudevents+json" if size == 1
+             else "application/cloudevents-batch+json")
+    pending = iter(range(requests))
+    async with aiohttp.ClientSession(headers=AUTH) as session:
+        async def publisher() -> None:
+            for n in pending:
+                async with session.post(url + "/v1/events", data=body(n, size),
+                                        headers={"Content-Type": ctype}) as answer:
+                    await answer.read()
+                    assert answer.status in (200, 201), answer.status
+
+        await asyncio.gather(*(publisher() for _ in range(32)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=("single", "batch"))
+    parser.add_argument("--requests", type=int, default=None,
+                        help="requests counted (default 400 single, 60 batched)")
+    args = parser.parse_args()
+    assert shutil.which("valgrind"), "valgrind is not installed"
+    size = 100 if args.mode == "batch" else 1
+    requests = args.requests or (400 if size == 1 else 60)
+    work = Path(tempfile.mkdtemp(prefix="opsbus-callgrind-"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    out = work / "callgrind.out"
+    broker = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+         "-m", "broker", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir",
+         str(work / "data"), "--token", ADMIN_TOKEN],
+        cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                urllib.request.urlopen(url + "/readyz", timeout=5)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        asyncio.run(publish(url, max(requests // 4, 8), size))  # warm-up, not counted
+        subprocess.run(["callgrind_control", "-z", str(broker.pid)], check=True,
+                       capture_output=True)
+        started = time.perf_counter()
+        asyncio.run(publish(url, requests, size))
+        took = time.perf_counter() - started
+        subprocess.run(["callgrind_control", "-d", str(broker.pid)], check=True,
+                       capture_output=True)
+        dumps = sorted(work.glob("callgrind.out*"), key=lambda p: p.stat().st_mtime)
+        text = dumps[-1].read_text(errors="replace")
+        found = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+        assert found, "no totals in the callgrind dump"
+        events = requests * size
+        print(f"{args.mode}: {int(found.group(1)) / events:,.0f} instructions per event"
+              f" ({events:,} events, {took:.0f} s under valgrind)")
+    finally:
+        broker.terminate()
+        broker.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
