@@ -340,6 +340,31 @@ async def test_pause_holds_deliveries_until_resume(broker, http, receiver):
     await receiver.wait_for(1, timeout=3)
 
 
+async def test_deliveries_claimed_ahead_are_given_back_on_pause(broker, http, receiver):
+    """One slot and a stalled receiver: the rest of the backlog waits claimed ahead of
+    it. A pause gives those back unsent (pending again, for any process) when the call
+    out ends, and a resume sends them."""
+    name, etype = await subscribe(http, broker.url, receiver, max_in_flight=1)
+    status_url = f"{broker.url}/v1/subscriptions/{name}/status"
+    receiver.hold()
+    for n in range(5):
+        await publish(http, broker.url, type=etype, data={"n": n})
+    await receiver.wait_held(1)
+
+    async def counts_are(**expected: int) -> dict | None:
+        counts = (await call(http, "GET", status_url))["counts"]
+        return counts if all(counts[k] == v for k, v in expected.items()) else None
+
+    await eventually(lambda: counts_are(leased=5))  # one sent, four claimed ahead
+    await call(http, "POST", f"{broker.url}/v1/subscriptions/{name}/pause", expect=200)
+    receiver.release()
+    await eventually(lambda: counts_are(delivered=1, pending=4, leased=0))
+    assert len(receiver.requests) == 1
+    await call(http, "POST", f"{broker.url}/v1/subscriptions/{name}/resume", expect=200)
+    await receiver.wait_for(5, timeout=3)
+    assert sorted(r.json["n"] for r in receiver.requests) == [0, 1, 2, 3, 4]
+
+
 async def test_metadata_address_is_refused_and_dead_lettered(broker, http):
     name = unique("meta")
     etype = f"test.{name}"
