@@ -134,6 +134,9 @@ class PushDispatcher(StoreDispatcher):
         made and, on the last one, dead-letter a delivery whose call may yet succeed."""
         self._to_settle: list[_Settlement] = []
         self._settling = False
+        self._more: set[str] = set()
+        """Subscriptions whose last claim took all it asked for: while draining a
+        backlog, the next pass claims without first reading when one is due."""
         self.health: dict[str, SubscriptionHealth] = {}
         """The breakers as last read (each pass); the store has the truth."""
 
@@ -177,6 +180,10 @@ class PushDispatcher(StoreDispatcher):
             room = self.capacity(sub, budget, now)
             if room <= 0:
                 continue
+            if sub.name in self._more:  # its last claim was full: more were due then
+                due.append((sub, room))
+                budget -= room
+                continue
             next_due = await self.repo.next_due(sub.name, sub.ordered)
             if next_due is None:
                 continue
@@ -195,6 +202,10 @@ class PushDispatcher(StoreDispatcher):
         full = False
         for sub, leased, room in claimed:
             full = full or len(leased) == room
+            if len(leased) == room:
+                self._more.add(sub.name)
+            else:
+                self._more.discard(sub.name)
             queue = self._queued.setdefault(sub.name, deque())
             for item in leased:
                 if item.delivery.id in self._held:  # taken back after another's claim
