@@ -189,3 +189,24 @@ async def test_heartbeat_comments_keep_idle_streams_alive(tmp_path, http):
         assert comments == 2
     finally:
         proc.stop()
+
+
+async def test_live_events_keep_a_stream_from_sending_heartbeats(tmp_path, http):
+    """A stream written from the fan-out is not idle: no heartbeat while events arrive
+    closer together than heartbeat_s (15 s), one once they stop for that long."""
+    proc = BrokerProcess(tmp_path / "data", test_clock=True).start()
+    try:
+        async with http.get(proc.url + "/v1/stream") as resp:
+            messages = read_sse(resp)
+            sent: list[int] = []
+            for _ in range(3):
+                sent += await publish_batch(http, proc.url, [make_event()])
+                await proc.advance(http, 10)
+            seen: list[dict] = []
+            while len([m for m in seen if m.get("event") == "cloudevent"]) < len(sent):
+                seen.append(await anext(messages))
+            assert [m for m in seen if m.get("comment") == "heartbeat"] == [], seen
+            await proc.advance(http, 16)
+            assert await anext(messages) == {"comment": "heartbeat"}
+    finally:
+        proc.stop()

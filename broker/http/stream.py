@@ -235,12 +235,15 @@ async def _stream(request: web.Request, broker: Broker, slots: StreamSlots,
         finally:
             flusher = None
 
+    live = False  # live events went out since the stream last looked (no heartbeat due)
+
     def direct(batch: list[StoredEvent]) -> bool:
         """Write a live batch without awaiting (this runs inside the hub's fan-out);
         False, and the reader dropped, once more than stream_buffer_bytes wait for it."""
-        nonlocal flusher, pending_bytes
+        nonlocal flusher, pending_bytes, live
         if transport is None or transport.is_closing():
             return False
+        live = True
         # Unfiltered streams are handed the hub's own batch: its bytes are shared.
         data = (LIVE_FRAMES.framed(batch, chunked) if keep is None
                 else frame(b"".join(e.sse_frame() for e in batch)))
@@ -271,6 +274,9 @@ async def _stream(request: web.Request, broker: Broker, slots: StreamSlots,
             if not batch:
                 if transport is None or transport.is_closing():
                     break
+                if live:  # written from the fan-out: the stream was not quiet
+                    live = False
+                    quiet_since = clock.monotonic()
                 if pending or clock.monotonic() - quiet_since < settings.heartbeat_s:
                     continue
             chunk = b"".join(e.sse_frame() for e in batch) if batch else b": heartbeat\n\n"
