@@ -144,6 +144,8 @@ class PushDispatcher(StoreDispatcher):
         return self._in_flight[name]
 
     def _may_send(self, sub: Subscription) -> bool:
+        """Whether `sub` may still send what it claimed ahead: not stopping, paused,
+        misconfigured or suspended."""
         health = self.health.get(sub.name)
         return not (self._stopping or self._paused(sub.name) or sub.problem
                     or (health is not None and health.state is not BreakerState.CLOSED))
@@ -235,7 +237,8 @@ class PushDispatcher(StoreDispatcher):
         writes = self.repo.writes(ctx.transaction)
         for item in items:
             sub = self.registry.get(item.delivery.subscription)
-            lease_s = (sub.timeout if sub is not None else 0.0) + LEASE_MARGIN_S
+            lease_s = (sub.timeout if sub is not None else Subscription.timeout) \
+                + LEASE_MARGIN_S
             renewed = await writes.settle(item.delivery.id, item.lease, Outcome.RENEWED,
                                           now, next_at=later(now, lease_s))
 
@@ -341,7 +344,13 @@ class PushDispatcher(StoreDispatcher):
                     log.exception("delivery %s to %s failed unexpectedly", item.delivery.id,
                                   sub.name)
                     self._held.pop(item.delivery.id, None)
-                item = self._next(sub)
+                current = self.registry.get(sub.name)
+                if current is None or not current.is_push or not current.enabled:
+                    self._give_back(sub)  # removed or disabled since it was claimed
+                    item = None
+                else:
+                    sub = current  # a changed URL, secret or timeout applies from now
+                    item = self._next(sub)
         finally:
             self._in_flight[sub.name] -= 1
             self._wake.set()
