@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from broker.store.gathered_todos import MISSING, GatheredTodos
 from broker.store.postgres.transaction import PgTransaction, PoolSource, transaction_of
 from broker.store.transaction import Transaction
 from broker.todos.model import (
@@ -69,8 +70,6 @@ def _json(value: Any) -> str | None:
     return orjson.dumps(value).decode() if value else None
 
 
-_MISSING = object()
-
 _SAVE = ("UPDATE todos SET title = $1, state = $2, priority = $3, owner = $4,"
          " lease_expires = $5, snoozed_until = $6, count = $7, last_seen = $8,"
          " updated_at = $9, resolved_at = $10, resolution = $11, event_seq = $12"
@@ -83,7 +82,7 @@ def _save_args(item: TodoItem) -> tuple[Any, ...]:
             item.resolved_at, _json(item.resolution), item.event_seq, item.id)
 
 
-class _GatheredTodoWrites:
+class _GatheredTodoWrites(GatheredTodos):
     """The todo writes of one transaction that wait for its end (a `Deferred`): history
     and item-event rows (one `executemany` each), and saves that leave an item's state
     as it was (an attached event: count, last seen, title) — one UPDATE per item however
@@ -99,53 +98,28 @@ class _GatheredTodoWrites:
     the gathered saves."""
 
     def __init__(self, conn: Conn) -> None:
+        super().__init__()
         self.conn = conn
         self.active: dict[tuple[str, str], int] = {}
-        """(queue, key) -> the id of its open or claimed item, locked."""
-        self.items: dict[int, TodoItem] = {}
-        """Unresolved items as they now are (written or gathered), locked."""
-        self.saves: dict[int, TodoItem] = {}
-        self.events: list[tuple[int, int]] = []
-        self.history: list[tuple[Any, ...]] = []
-        self._journal: list[tuple[dict[Any, Any], Any, Any]] = []
+        """(queue, key) -> the id of its open or claimed item, locked (its items too)."""
         self.writes: PgTodoWrites | None = None
         """The write half on this transaction (one per transaction, not per event)."""
-
-    def put(self, mapping: dict[Any, Any], key: Any, value: Any) -> None:
-        self._journal.append((mapping, key, mapping.get(key, _MISSING)))
-        if value is _MISSING:
-            mapping.pop(key, None)
-        else:
-            mapping[key] = value
 
     def remember(self, item: TodoItem) -> None:
         where = (item.queue, item.key)
         if item.state is TodoState.RESOLVED:
             if self.active.get(where) == item.id:
-                self.put(self.active, where, _MISSING)
-            self.put(self.items, item.id, _MISSING)
+                self.put(self.active, where, MISSING)
+            self.put(self.items, item.id, MISSING)
             return
         if self.active.get(where) != item.id:  # most saves keep it
             self.put(self.active, where, item.id)
         self.put(self.items, item.id, item)
 
-    def mark(self) -> tuple[int, int, int]:
-        return len(self._journal), len(self.events), len(self.history)
-
-    def undo(self, mark: tuple[int, int, int] | None) -> None:
-        journal, events, history = mark or (0, 0, 0)
-        for mapping, key, previous in reversed(self._journal[journal:]):
-            if previous is _MISSING:
-                mapping.pop(key, None)
-            else:
-                mapping[key] = previous
-        del self._journal[journal:], self.events[events:], self.history[history:]
-
     async def write_saves(self) -> None:
         if self.saves:
             await self.conn.executemany(_SAVE, [_save_args(i) for i in self.saves.values()])
-            for todo_id in list(self.saves):
-                self.put(self.saves, todo_id, _MISSING)
+            self.forget_saves()
 
     async def flush(self) -> None:
         await self.write_saves()
@@ -219,7 +193,7 @@ class PgTodoWrites(TodoWrites):
             self._tx.put(self._tx.saves, item.id, item)  # written once, at the end
         else:
             if item.id in self._tx.saves:
-                self._tx.put(self._tx.saves, item.id, _MISSING)
+                self._tx.put(self._tx.saves, item.id, MISSING)
             await self.conn.execute(_SAVE, *_save_args(item))
         self._tx.remember(item)
 

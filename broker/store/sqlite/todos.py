@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from broker.store.gathered_todos import MISSING, GatheredTodos
 from broker.store.sqlite.connections import ReaderPool
 from broker.store.sqlite.transaction import connection_of, sqlite_transaction
 from broker.store.transaction import Transaction
@@ -66,9 +67,6 @@ def _json(value: Any) -> str | None:
     return orjson.dumps(value).decode() if value else None
 
 
-_MISSING = object()
-
-
 QUEUE_COUNTS = (
     "SELECT 'k', queue, state, n, NULL FROM queue_counts WHERE n > 0"
     " UNION ALL SELECT 'a', queue, state, count(*), NULL FROM todos INDEXED BY todos_snoozes"
@@ -82,7 +80,7 @@ QUEUE_COUNTS = (
 and the oldest open item not snoozed of each queue with open items ('o')."""
 
 
-class _GatheredTodoWrites:
+class _GatheredTodoWrites(GatheredTodos):
     """The todo writes of one transaction that wait for its end (a `Deferred`): history
     and item-event rows (one `executemany` each), and saves that leave an item's state
     as it was (an attached event: count, last seen, title) — one UPDATE per item however
@@ -95,49 +93,24 @@ class _GatheredTodoWrites:
     the gathered saves."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__()
         self.conn = conn
         self.active: dict[tuple[str, str], int | None] = {}
         """(queue, key) -> the id of its open or claimed item; None: there is none."""
-        self.items: dict[int, TodoItem] = {}
-        """Unresolved items as they now are (written or gathered)."""
-        self.saves: dict[int, TodoItem] = {}
-        self.events: list[tuple[int, int]] = []
-        self.history: list[tuple[Any, ...]] = []
-        self._journal: list[tuple[dict[Any, Any], Any, Any]] = []
         self.writes: SqliteTodoWrites | None = None
         """The write half on this transaction (one per transaction, not per event)."""
-
-    def put(self, mapping: dict[Any, Any], key: Any, value: Any) -> None:
-        self._journal.append((mapping, key, mapping.get(key, _MISSING)))
-        if value is _MISSING:
-            mapping.pop(key, None)
-        else:
-            mapping[key] = value
 
     def remember(self, item: TodoItem) -> None:
         where = (item.queue, item.key)
         active = None if item.state is TodoState.RESOLVED else item.id
-        if self.active.get(where, _MISSING) != active:  # most saves keep it
+        if self.active.get(where, MISSING) != active:  # most saves keep it
             self.put(self.active, where, active)
-        self.put(self.items, item.id, _MISSING if item.state is TodoState.RESOLVED else item)
-
-    def mark(self) -> tuple[int, int, int]:
-        return len(self._journal), len(self.events), len(self.history)
-
-    def undo(self, mark: tuple[int, int, int] | None) -> None:
-        journal, events, history = mark or (0, 0, 0)
-        for mapping, key, previous in reversed(self._journal[journal:]):
-            if previous is _MISSING:
-                mapping.pop(key, None)
-            else:
-                mapping[key] = previous
-        del self._journal[journal:], self.events[events:], self.history[history:]
+        self.put(self.items, item.id, MISSING if item.state is TodoState.RESOLVED else item)
 
     def write_saves(self) -> None:
         if self.saves:
             self.conn.executemany(_SAVE, [_save_params(i) for i in self.saves.values()])
-            for todo_id in list(self.saves):
-                self.put(self.saves, todo_id, _MISSING)
+            self.forget_saves()
 
     def flush(self) -> None:
         self.write_saves()
@@ -178,8 +151,8 @@ class SqliteTodoWrites(TodoWrites):
         return row_to_todo(row) if row else None
 
     async def find_active(self, queue: str, key: str) -> TodoItem | None:
-        known = self._tx.active.get((queue, key), _MISSING)
-        if known is not _MISSING:
+        known = self._tx.active.get((queue, key), MISSING)
+        if known is not MISSING:
             return None if known is None else self._tx.items[known]  # type: ignore[index]
         item = self._one(
             f"SELECT {TODO_COLUMNS} FROM todos WHERE queue = ? AND key = ?"
@@ -217,7 +190,7 @@ class SqliteTodoWrites(TodoWrites):
         if before is not None and before.state is item.state:
             self._tx.put(self._tx.saves, item.id, item)  # written once, at the end
         else:
-            self._tx.put(self._tx.saves, item.id, _MISSING)
+            self._tx.put(self._tx.saves, item.id, MISSING)
             self.conn.execute(_SAVE, _save_params(item))
         self._tx.remember(item)
 
