@@ -64,7 +64,12 @@ class StoreDispatcher(ABC):
         try:
             while not self._stopping:
                 self._wake.clear()
-                wait = await self._pass()
+                started = self.clock.monotonic()
+                # A wait is reckoned from the pass's own reading of the clock: time that
+                # passed during the pass (its reads and writes; a test moving the clock
+                # meanwhile) is taken off, or work due by then would wait a full extra
+                # interval.
+                wait = await self._pass() - (self.clock.monotonic() - started)
                 if wait > 0:
                     await self.clock.wait(self._wake, wait)
         finally:

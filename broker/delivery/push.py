@@ -267,18 +267,18 @@ class PushDispatcher(StoreDispatcher):
         lease_s_of = {sub.name: sub.timeout + LEASE_MARGIN_S for sub, _ in due}
         for sub, room in due:
             probing = None
-            seen = self.health.get(sub.name)
-            if seen is not None and seen.state is not BreakerState.CLOSED:
-                # The probe: only if the stored breaker still lets one through (another
-                # process may have taken it since this pass read it).
-                current = await writes.breaker(sub.name)
-                if current is not None and current.state is not BreakerState.CLOSED:
-                    if not breaker.probe_due(current, now):
-                        continue
-                    probing = current
-                    await writes.save_breaker(
-                        breaker.start_probe(current, now, lease_s_of[sub.name]))
-                    room = 1
+            # The breaker as stored now, not as the pass read it: a failure recorded
+            # since (here or by another process) may have opened it, and another
+            # process may have taken the probe.
+            current = await writes.breaker(sub.name)
+            if current is not None and current.state is not BreakerState.CLOSED:
+                held = self._in_flight[sub.name] + len(self._queued.get(sub.name, ()))
+                if held or not breaker.probe_due(current, now):
+                    continue
+                probing = current
+                await writes.save_breaker(
+                    breaker.start_probe(current, now, lease_s_of[sub.name]))
+                room = 1
             # A final attempt whose lease lapsed has no known outcome (its process died,
             # or could not record the answer in time): it is made once more rather than
             # dead-lettered, since its receiver may well have acknowledged it. A failed
