@@ -80,6 +80,12 @@ async def subscribe(http, base: str, receiver: Receiver, **fields) -> tuple[str,
     return name, etype
 
 
+async def settled_counts(http, base: str, name: str) -> dict | None:
+    """A subscription's delivery counts once nothing is pending or leased, else None."""
+    counts = (await call(http, "GET", f"{base}/v1/subscriptions/{name}/status"))["counts"]
+    return counts if counts["pending"] == counts["leased"] == 0 else None
+
+
 def standard_webhooks_signature(key: bytes, headers: dict[str, str], body: bytes) -> str:
     """The Standard Webhooks algorithm, written independently of the broker's code."""
     signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
@@ -343,8 +349,9 @@ async def test_pause_holds_deliveries_until_resume(broker, http, receiver):
 async def test_deliveries_claimed_ahead_are_given_back_on_pause(broker, http, receiver):
     """One slot and a stalled receiver: the rest of the backlog waits claimed ahead of
     it. A pause gives those back unsent (pending again, for any process) when the call
-    out ends, and a resume sends them."""
-    name, etype = await subscribe(http, broker.url, receiver, max_in_flight=1)
+    out ends, and a resume sends them: giving back uses up none of their attempts."""
+    name, etype = await subscribe(http, broker.url, receiver, max_in_flight=1,
+                                  retry={**FAST_RETRY, "max_attempts": 1})
     status_url = f"{broker.url}/v1/subscriptions/{name}/status"
     receiver.hold()
     for n in range(5):
@@ -363,6 +370,9 @@ async def test_deliveries_claimed_ahead_are_given_back_on_pause(broker, http, re
     await call(http, "POST", f"{broker.url}/v1/subscriptions/{name}/resume", expect=200)
     await receiver.wait_for(5, timeout=3)
     assert sorted(r.json["n"] for r in receiver.requests) == [0, 1, 2, 3, 4]
+    await eventually(lambda: counts_are(delivered=5))
+    listed = await call(http, "GET", f"{broker.url}/v1/subscriptions/{name}/deliveries")
+    assert [d["attempts"] for d in listed["deliveries"]] == [1] * 5, listed
 
 
 async def test_metadata_address_is_refused_and_dead_lettered(broker, http):
@@ -487,13 +497,7 @@ async def test_a_last_attempt_cut_short_by_a_crash_is_made_again(tmp_path: Path,
         proc.start()
         async with aiohttp.ClientSession(headers=AUTH) as fresh:  # no old keep-alive
             await proc.advance(fresh, 5 + 5 + 1)  # the call's timeout and the lease margin
-
-            async def settled() -> dict | None:
-                status = await call(fresh, "GET", f"{proc.url}/v1/subscriptions/last/status")
-                counts = status["counts"]
-                return counts if counts["pending"] == counts["leased"] == 0 else None
-
-            counts = await eventually(settled)
+            counts = await eventually(lambda: settled_counts(fresh, proc.url, "last"))
         assert counts["delivered"] == 1 and counts["deadlettered"] == 0, counts
         assert [r.headers["ce-id"] for r in receiver.requests] == [sent["id"]] * 2
     finally:
@@ -518,12 +522,7 @@ async def test_a_call_still_out_when_its_lease_lapses_is_not_sent_twice(clocked,
     await receiver.wait_held(2)
     receiver.release()
 
-    async def settled() -> dict | None:
-        status = await call(http, "GET", f"{clocked.url}/v1/subscriptions/{name}/status")
-        counts = status["counts"]
-        return counts if counts["pending"] == counts["leased"] == 0 else None
-
-    counts = await eventually(settled)
+    counts = await eventually(lambda: settled_counts(http, clocked.url, name))
     assert counts["delivered"] == 2, counts
     assert sorted(r.headers["ce-id"] for r in receiver.requests
                   if r.headers.get("ce-type") == f"test.{name}") == sorted(
@@ -549,12 +548,7 @@ async def test_a_call_still_out_past_its_last_attempt_is_not_dead_lettered(clock
         await receiver.wait_held(held)
     receiver.release()
 
-    async def settled() -> dict | None:
-        status = await call(http, "GET", f"{clocked.url}/v1/subscriptions/{name}/status")
-        counts = status["counts"]
-        return counts if counts["pending"] == counts["leased"] == 0 else None
-
-    counts = await eventually(settled)
+    counts = await eventually(lambda: settled_counts(http, clocked.url, name))
     assert counts == {**counts, "delivered": 3, "deadlettered": 0}, counts
     ids = [r.headers["ce-id"] for r in receiver.requests if r.headers.get("ce-type") == etype]
     assert ids.count(sent["id"]) == 1

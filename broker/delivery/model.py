@@ -34,6 +34,8 @@ class Outcome(StrEnum):
     ACKED = "acked"
     RETRY = "retry"
     RELEASED = "released"
+    UNSENT = "unsent"
+    """Claimed ahead and given back without a call: the claim's attempt is taken back."""
     DEADLETTERED = "deadlettered"
     REJECTED = "rejected"
     EXPIRED = "expired"
@@ -45,6 +47,7 @@ NEXT_STATE: dict[Outcome, DeliveryState] = {
     Outcome.ACKED: DeliveryState.DELIVERED,
     Outcome.RETRY: DeliveryState.PENDING,
     Outcome.RELEASED: DeliveryState.PENDING,
+    Outcome.UNSENT: DeliveryState.PENDING,
     Outcome.DEADLETTERED: DeliveryState.DEADLETTERED,
     Outcome.REJECTED: DeliveryState.DEADLETTERED,
     Outcome.RENEWED: DeliveryState.LEASED,

@@ -326,7 +326,7 @@ class PushDispatcher(StoreDispatcher):
         queue = self._queued.pop(sub.name, deque())
         now = self.clock.stamp()
         for item in queue:
-            self._enqueue(_Settlement(sub, item, OutboundResult(None, 0.0), Outcome.RELEASED,
+            self._enqueue(_Settlement(sub, item, OutboundResult(None, 0.0), Outcome.UNSENT,
                                       now, now, None))
 
     async def _sender(self, sub: Subscription, item: LeasedDelivery | None) -> None:
@@ -462,7 +462,7 @@ class PushDispatcher(StoreDispatcher):
         finally:
             for settlement in batch:
                 self._finish(settlement)
-        if any(s.outcome in (Outcome.RETRY, Outcome.RELEASED) for s in batch):
+        if any(s.outcome in (Outcome.RETRY, Outcome.UNSENT) for s in batch):
             self._wake.set()  # a pass may have run before this commit: due at next_at
 
     def _lease_of(self, item: LeasedDelivery) -> LeasedDelivery:
@@ -489,22 +489,21 @@ class PushDispatcher(StoreDispatcher):
         plain = []
         for s in batch:
             lease = self._lease_of(s.item).lease
-            if s.outcome is not Outcome.DEADLETTERED:
+            if s.outcome not in (Outcome.DEADLETTERED, Outcome.UNSENT):
                 plain.append(Settlement(
                     s.item.delivery.id, lease, s.outcome, s.now, next_at=s.next_at,
-                    status=s.result.status, error=s.error,
-                    latency_ms=None if s.outcome is Outcome.RELEASED else s.result.latency_ms))
+                    status=s.result.status, error=s.error, latency_ms=s.result.latency_ms))
                 continue
             settled = await writes.settle(
                 s.item.delivery.id, lease, s.outcome, s.now, next_at=s.next_at,
                 status=s.result.status, latency_ms=s.result.latency_ms, error=s.error)
-            if settled is not None:
+            if settled is not None and s.outcome is Outcome.DEADLETTERED:
                 await dead_letter(ctx, subscription=s.sub.name, queue=s.sub.dead_letter_queue,
                                   delivery=settled, event=s.item.event, error=s.error)
         if plain:
             await writes.settle_many(plain)
         for s in batch:
-            if s.outcome is not Outcome.RELEASED:
+            if s.outcome is not Outcome.UNSENT:
                 await self._record_health(ctx, s.sub, s.result, s.now)
 
     async def _record_health(self, ctx: WriteContext, sub: Subscription,

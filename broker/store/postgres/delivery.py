@@ -164,14 +164,19 @@ class PgDeliveryWrites(_PgWrites, DeliveryWrites):
             return None
         state = NEXT_STATE[outcome]
         keep_lease = state is DeliveryState.LEASED
+        unsent = outcome is Outcome.UNSENT
         updated = await self.conn.fetchrow(
-            "UPDATE deliveries SET state = $1, lease = $2, next_at = $3,"
+            "UPDATE deliveries SET state = $1, lease = $2, next_at = $3, attempts = attempts - $8,"
             " last_status = coalesce($4, last_status), last_error = $5, updated_at = $6"
             f" WHERE id = $7 RETURNING {DELIVERY_COLUMNS}",
             state.value, lease if keep_lease else None,
             next_at if next_at is not None else now, status,
-            error if outcome is not Outcome.RENEWED else None, now, delivery_id)
-        if outcome is not Outcome.RENEWED:
+            error if outcome is not Outcome.RENEWED else None, now, delivery_id, int(unsent))
+        if unsent:
+            await self.conn.execute(
+                "DELETE FROM delivery_attempts WHERE delivery_id = $1 AND n = $2"
+                " AND outcome = 'leased'", delivery_id, row[0])
+        elif outcome is not Outcome.RENEWED:
             await self._end_attempt(delivery_id, row[0], outcome, status, latency_ms, error)
         assert updated is not None  # locked above
         return row_to_delivery(updated)

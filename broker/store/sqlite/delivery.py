@@ -138,15 +138,18 @@ class SqliteDeliveryWrites(DeliveryWrites):
             return None
         state = NEXT_STATE[outcome]
         keep_lease = state is DeliveryState.LEASED
+        unsent = outcome is Outcome.UNSENT
         updated = self.conn.execute(
-            f"UPDATE deliveries SET state = ?, lease = ?, next_at = ?,"
+            f"UPDATE deliveries SET state = ?, lease = ?, next_at = ?, attempts = attempts - ?,"
             f" last_status = coalesce(?, last_status), last_error = ?, updated_at = ?"
             f" WHERE id = ? RETURNING {DELIVERY_COLUMNS}",
             (state.value, lease if keep_lease else None,
-             next_at if next_at is not None else now, status,
+             next_at if next_at is not None else now, int(unsent), status,
              error if outcome is not Outcome.RENEWED else None, now, delivery_id),
         ).fetchone()
-        if outcome is not Outcome.RENEWED:
+        if unsent:
+            self.conn.execute(DROP_ATTEMPT, (delivery_id, row[0]))
+        elif outcome is not Outcome.RENEWED:
             self._end_attempt(delivery_id, row[0], outcome, status, latency_ms, error)
         return row_to_delivery(updated)
 
@@ -203,6 +206,8 @@ class SqliteDeliveryWrites(DeliveryWrites):
                                         delivery_id, n))
 
 
+DROP_ATTEMPT = ("DELETE FROM delivery_attempts WHERE delivery_id = ? AND n = ?"
+                " AND outcome = 'leased'")
 END_ATTEMPT = ("UPDATE delivery_attempts SET outcome = ?, status = ?, latency_ms = ?, error = ?"
                " WHERE delivery_id = ? AND n = ? AND outcome = 'leased'")
 
