@@ -473,13 +473,16 @@ def todo_cpu_per_event(config: Path | None, durability: str, events: int = 64_00
     sys.path.insert(0, str(ROOT))
     from broker.core import Broker
     from broker.settings import Settings
+    from tests.pg_support import create_schema_async, drop_schema_async, with_schema
+
+    on_pg = store.startswith(("postgresql:", "postgres:"))
 
     async def run() -> tuple[float, float]:
         folder = Path(tempfile.mkdtemp(prefix="opsbus-todo-cpu-"))
-        schema = await pg_schema(store, create=True)
+        schema = await create_schema_async(store) if on_pg else None  # each run starts empty
         broker = Broker(Settings(data_dir=str(folder / "data"), durability=durability,
                                  config=str(config) if config else None, auth=False,
-                                 store=pg_url(store, schema) if schema else store))
+                                 store=with_schema(store, schema) if schema else store))
         await broker.start()
         try:
             prefix = uuid.uuid4().hex[:8]
@@ -502,37 +505,9 @@ def todo_cpu_per_event(config: Path | None, durability: str, events: int = 64_00
         finally:
             await broker.stop()
             if schema:
-                await pg_schema(store, drop=schema)
+                await drop_schema_async(schema, store)
 
     return asyncio.run(run())
-
-
-def pg_url(url: str, schema: str) -> str:
-    """`url` whose sessions work in `schema`."""
-    from urllib.parse import urlencode, urlsplit
-
-    parts = urlsplit(url)
-    query = "&".join(q for q in (parts.query, urlencode({"search_path": schema})) if q)
-    return parts._replace(query=query).geturl()
-
-
-async def pg_schema(store: str, *, create: bool = False, drop: str = "") -> str:
-    """A fresh schema on a PostgreSQL `store` (each run starts empty), or drop one;
-    "" for SQLite."""
-    if not store.startswith(("postgresql:", "postgres:")):
-        return ""
-    import asyncpg
-
-    conn = await asyncpg.connect(store)
-    try:
-        if drop:
-            await conn.execute(f'DROP SCHEMA "{drop}" CASCADE')
-            return drop
-        schema = f"opsbus_bench_{uuid.uuid4().hex[:12]}"
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        return schema
-    finally:
-        await conn.close()
 
 
 def todo_in_process(args: argparse.Namespace) -> None:

@@ -87,9 +87,9 @@ class Settings:
     that matches little costs the same bounded time whatever the log's size."""
     scan_budget_ms: float = 5.0
     """Most milliseconds one filtered `GET /v1/events` spends examining stored events
-    (checked after each window of them); past it the page found so far is answered with
-    `next_after`, as with `scan_budget_events`, so a listing's latency stays bounded
-    whatever the filter costs to evaluate."""
+    (checked every few events once a first page of them was examined); past it the
+    page found so far is answered with `next_after`, as with `scan_budget_events`, so a
+    listing's latency stays bounded whatever the filter costs to evaluate."""
     allow_private_targets: bool = False
     """Let webhooks, actions, plugins and proxy mounts call loopback and private addresses
     (never link-local/metadata)."""

@@ -22,22 +22,22 @@ def with_schema(url: str, schema: str) -> str:
     return parts._replace(query=query).geturl()
 
 
-async def admin_connection() -> object:
+async def admin_connection(url: str = PG_URL) -> object:
     import asyncpg
 
     try:
-        return await asyncpg.connect(PG_URL)
+        return await asyncpg.connect(url)
     except (OSError, asyncpg.PostgresError) as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {PG_URL} ({exc}): start it"
+        pytest.fail(f"PostgreSQL is not reachable at {url} ({exc}): start it"
                     " (.ci/run does) or point OPSBUS_TEST_PG at one")
 
 
-async def create_schema_async() -> str:
-    """A fresh, empty schema of its own for one test."""
+async def create_schema_async(url: str = PG_URL) -> str:
+    """A fresh, empty schema of its own for one test (or benchmark run) on `url`."""
     import asyncpg
 
     schema = f"opsbus_t_{uuid.uuid4().hex[:12]}"
-    admin = await admin_connection()
+    admin = await admin_connection(url)
     assert isinstance(admin, asyncpg.Connection)
     try:
         await admin.execute(f'CREATE SCHEMA "{schema}"')
@@ -46,10 +46,10 @@ async def create_schema_async() -> str:
     return schema
 
 
-async def drop_schema_async(schema: str) -> None:
+async def drop_schema_async(schema: str, url: str = PG_URL) -> None:
     import asyncpg
 
-    admin = await admin_connection()
+    admin = await admin_connection(url)
     assert isinstance(admin, asyncpg.Connection)
     try:
         await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')

@@ -11,6 +11,7 @@ ASCII case) is fine.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,15 +96,11 @@ def _either(children: list[Narrowing]) -> Narrowing:
     if not children:
         return ()
     for attribute in NARROW_ATTRIBUTES:
-        picked = [next((n for n in child if n.attribute == attribute), None)
-                  for child in children]
-        if all(n is not None for n in picked):
-            merged = picked[0]
-            assert merged is not None
-            for n in picked[1:]:
-                assert n is not None
-                merged = merged.union(n)
-            return (merged,)
+        firsts = (next((n for n in child if n.attribute == attribute), None)
+                  for child in children)
+        picked = [n for n in firsts if n is not None]
+        if len(picked) == len(children):
+            return (functools.reduce(Narrow.union, picked),)
     return ()
 
 

@@ -139,4 +139,5 @@ class Router:
             return {"error": str(exc) or type(exc).__name__}
         return detail or {}
 
+
 NOT_ROUTED = Routed((), [])
