@@ -83,7 +83,7 @@ from urllib.parse import quote
 
 import orjson
 
-from broker.errors import InvalidEvent, TooLarge, UnsupportedMediaType
+from broker.errors import InvalidEvent, OpsbusError, TooLarge, UnsupportedMediaType
 from broker.numbers import NumberError, whole_number
 
 __all__ = [
@@ -520,11 +520,77 @@ def _check_base64(value: object) -> None:
 # Validation of one structured (JSON-decoded) event.
 
 
+def _shapes() -> dict[tuple[str, ...], tuple[bool, bool, bool, bool, bool]]:
+    """Member lists `_plain` takes: the required attributes, any of the optional core
+    ones, then maybe `data`, in normalized order; each with which optional ones it has."""
+    shapes: dict[tuple[str, ...], tuple[bool, bool, bool, bool, bool]] = {}
+    optional = _CORE_ORDER[len(_REQUIRED):]
+    for bits in range(2 ** (len(optional) + 1)):
+        has = tuple(bool(bits >> at & 1) for at in range(len(optional) + 1))
+        names = [*_REQUIRED, *(n for n, on in zip(optional, has, strict=False) if on)]
+        if has[-1]:
+            names.append("data")
+        shapes[tuple(names)] = has  # type: ignore[assignment]
+    return shapes
+
+
+_PLAIN_SHAPES: Final = _shapes()
+
+
+def _plain(obj: dict[str, Any]) -> bool:
+    """Whether `obj` is proven a valid event in normalized form by the cheap tests that
+    cover what nearly every producer sends: core attributes and `data` only, in the
+    normalized order, none null, each value accepted by a cache of values proven valid
+    or by the same tests the full validation makes. False means "not proven", not
+    "invalid": `validate_event` then decides, and names what is wrong."""
+    shape = _PLAIN_SHAPES.get(tuple(obj))
+    if shape is None:
+        return False
+    subject, time, dct, schema, data = shape
+    spec, id_, source, kind = obj["specversion"], obj["id"], obj["source"], obj["type"]
+    if (type(spec) is not str or spec != SPECVERSION or type(id_) is not str or not id_
+            or type(kind) is not str or not kind or type(source) is not str
+            or source not in _URIREF_OK or not id_.isprintable() or not kind.isprintable()):
+        return False
+    if subject:
+        value = obj["subject"]
+        if type(value) is not str or not value or not value.isprintable():
+            return False
+    if time:
+        value = obj["time"]
+        if type(value) is not str or not _is_rfc3339(value):
+            return False
+    if schema:
+        value = obj["dataschema"]
+        if type(value) is not str or value not in _URI_OK:
+            return False
+    if dct:
+        value = obj["datacontenttype"]
+        media = _MEDIA.get(value) if type(value) is str else None
+        if media is None:
+            return False
+        if data:
+            # What the full path would change or refuse: a string in a non-text type
+            # (carried as data_base64), a JSON value in a type that is not JSON.
+            payload = obj["data"]
+            if type(payload) is str:
+                return media[0] != _KIND_OTHER
+            return payload is None or media[0] == _KIND_JSON
+    return True
+
+
 def validate_event(obj: object) -> dict[str, Any]:
     """Validate a JSON-decoded structured-mode event; return its normalized form.
 
     The input is not modified. Raises :class:`InvalidEvent` naming the attribute.
     """
+    if type(obj) is dict and _plain(obj):
+        return dict(obj)
+    return _validate_full(obj)
+
+
+def _validate_full(obj: object) -> dict[str, Any]:
+    """`validate_event` for every event, the ones `_plain` proves valid included."""
     if not isinstance(obj, dict):
         raise InvalidEvent(f"an event must be a JSON object, got {_json_type(obj)}")
     get = obj.get
@@ -736,7 +802,8 @@ def parse_structured(body: bytes) -> dict[str, Any]:
     return validate_event(parsed)
 
 
-def _parse_batch(body: bytes, max_events: int | None) -> list[dict[str, Any]]:
+def _batch_items(body: bytes, max_events: int | None) -> list[Any]:
+    """The entries of a batched-mode body, before validation."""
     items = _loads(body, "the batch body")
     if type(items) is not list:
         raise InvalidEvent(f"a batch must be a JSON array of events, got {_json_type(items)}")
@@ -748,6 +815,11 @@ def _parse_batch(body: bytes, max_events: int | None) -> list[dict[str, Any]]:
             limit=max_events,
             size=len(items),
         )
+    return items
+
+
+def _parse_batch(body: bytes, max_events: int | None) -> list[dict[str, Any]]:
+    items = _batch_items(body, max_events)
     _refuse_repeats(body, items, batch=True)
     events: list[dict[str, Any]] = []
     for i, item in enumerate(items):
@@ -920,36 +992,100 @@ def parse_request_encoded(
         )
     essence = content_type.partition(";")[0].strip(" \t").lower() if content_type else ""
     if essence == STRUCTURED_TYPE:
-        events, batch = [parse_structured(body)], False
-    elif essence == BATCH_TYPE:
-        events, batch = _parse_batch(body, limits.max_batch_events), True
-    elif essence.startswith(_CE_PREFIX):
+        events, encoded = _parse_json_mode(body, _loads(body, "the structured-mode body"),
+                                           False, limits)
+        return events, encoded, False
+    if essence == BATCH_TYPE:
+        items = _batch_items(body, limits.max_batch_events)
+        events, encoded = _parse_json_mode(body, items, True, limits)
+        return events, encoded, True
+    if essence.startswith(_CE_PREFIX):
         raise UnsupportedMediaType(
             f"unsupported CloudEvents format {essence!r}: use {STRUCTURED_TYPE}, "
             f"{BATCH_TYPE} or binary mode",
             supported=[STRUCTURED_TYPE, BATCH_TYPE],
         )
-    else:
-        events, batch = [_parse_binary(headers, body, content_type)], False
+    events = [_parse_binary(headers, body, content_type)]
+    raws: list[bytes] = []
+    failure = _encode_all(events, False, limits.max_event_bytes, raws)
+    if failure is not None:
+        raise failure
+    return events, raws, False
 
-    limit = limits.max_event_bytes
+
+def _parse_json_mode(body: bytes, parsed: Any, batch: bool, limits: Limits
+                     ) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """Validate and encode a structured or batched body's events. The first thing wrong
+    is reported, in this order: a member given twice (in any event), an invalid event,
+    an event that cannot be stored or is over the size limit (the first by index).
+    The repeat check costs a few byte searches per attribute name over the whole body,
+    so it runs last, and not at all when the body is exactly the events' own encoding
+    (compact JSON in normalized order: an object written out by the encoder holds each
+    member once)."""
+    items = parsed if batch else [parsed]
+    events: list[dict[str, Any]] = []
+    try:
+        for i, item in enumerate(items):
+            try:
+                events.append(validate_event(item))
+            except InvalidEvent as err:
+                raise (err.at_index(i) if batch else err) from None
+    except InvalidEvent:
+        _refuse_repeats(body, parsed, batch)
+        raise
     encoded: list[bytes] = []
+    failure = _encode_all(events, batch, limits.max_event_bytes, encoded)
+    if not _written_as(body, len(events), encoded, batch):
+        _refuse_repeats(body, parsed, batch)
+    if failure is not None:
+        raise failure
+    return events, encoded
+
+
+def _written_as(body: bytes, events: int, encoded: list[bytes], batch: bool) -> bool:
+    """Whether `body` is the `encoded` bytes of all its `events` written out (a batch as
+    a compact JSON array), whitespace around it aside."""
+    if len(encoded) != events:
+        return False
+    text = b"[" + b",".join(encoded) + b"]" if batch else encoded[0]
+    if body == text:
+        return True
+    return (body[:1].isspace() or body[-1:].isspace()) and body.strip() == text
+
+
+def _encode_all(events: list[dict[str, Any]], batch: bool, limit: int, out: list[bytes]
+                ) -> OpsbusError | None:
+    """Append each event's `_encoded` bytes to `out`; the error for the first event that
+    cannot be stored or is over `limit` bytes (None when all fit).
+
+    Each event is encoded inside `_HEADROOM` levels of lists, one set made for the whole
+    batch and reused: the encoder then proves the nesting bound in the same pass that
+    makes the bytes, where `_encoded` counts the brackets of every long event again."""
+    inner: list[Any] = [None]
+    nest: list[Any] = inner
+    for _ in range(_HEADROOM - 1):
+        nest = [nest]
+    dumps = orjson.dumps
     for i, event in enumerate(events):
+        inner[0] = event
         try:
-            raw = _encoded(event)
-        except InvalidEvent as err:
-            raise (err.at_index(i) if batch else err) from None
-        encoded.append(raw)
+            raw = dumps(nest)[_HEADROOM:-_HEADROOM]
+        except orjson.JSONEncodeError:
+            try:
+                raw = _encoded(event)  # names the problem, or (not too deep) encodes
+            except InvalidEvent as err:
+                return err.at_index(i) if batch else err
+        out.append(raw)
         size = len(raw)
         if size > limit:
-            raise TooLarge(
+            return TooLarge(
                 (f"batch entry {i}: " if batch else "")
                 + f"the event is {size} bytes serialized, more than the limit of {limit}",
                 limit=limit,
                 size=size,
                 index=i if batch else None,
             )
-    return events, encoded, batch
+    return None
 
 
 # --------------------------------------------------------------------------------------

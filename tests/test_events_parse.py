@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 from typing import Any
 
 import orjson
@@ -875,3 +876,93 @@ def test_json_event_is_the_normalized_event_new_event_builds():
                       id=fast["id"])
     assert fast == built and list(fast) == list(built)
     assert validate_event(fast) == fast
+
+
+# -- the fast path for plain events agrees with the full validation ------------------------
+
+_VALUES: dict[str, list[object]] = {
+    "specversion": ["1.0", "1.0 ", "0.3", 1.0, "", None],
+    "id": ["evt-1", "", " ", "a\u0085b", "tab\there", "\u2028", 7, None, "\ufdd0"],
+    "source": ["//alertmanager/prod", "10.0.0.1:9090", "a b", "%zz", "%41", "", 3, None],
+    "type": ["io.example.x", "", "\x00", "\u00a0nbsp", ["x"], None],
+    "subject": ["db-1", "", "\x7f", "\u200bzero-width", {}, None],
+    "time": ["2026-11-25T10:00:00Z", "2026-02-30T10:00:00Z", "2026-11-25 10:00:00+01:00",
+             "2026-11-25T10:00:00", "0000-01-01T00:00:00Z", "", 5, None],
+    "datacontenttype": ["application/json", "text/plain", "application/octet-stream",
+                        "application/cloudevents+json; charset=utf-8", "not a type", "", 1,
+                        None],
+    "dataschema": ["https://example.com/s.json", "relative/path", "", True, None],
+    "data": [{"a": 1}, "text", None, [1, 2], 3, True],
+}
+
+
+def _agree(obj: dict[str, Any]) -> None:
+    from broker.events import _validate_full
+
+    try:
+        expected: object = _validate_full(dict(obj))
+    except InvalidEvent as err:
+        expected = ("error", str(err))
+    try:
+        got: object = validate_event(dict(obj))
+    except InvalidEvent as err:
+        got = ("error", str(err))
+    assert got == expected
+    if isinstance(got, dict):
+        assert list(got) == list(expected)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(("name", "value"), [(n, v) for n, vs in _VALUES.items() for v in vs])
+def test_plain_event_fast_path_checks_each_attribute(name: str, value: object) -> None:
+    """Each value in an otherwise plain event (every member present, in normalized
+    order, the values cached as valid by an earlier event)."""
+    plain = {n: vs[0] for n, vs in _VALUES.items()}
+    validate_event(dict(plain))  # the caches now hold its source, schema and type
+    _agree({**plain, name: value})
+    _agree({n: v for n, v in {**plain, name: value}.items() if n != "datacontenttype"})
+
+
+@pytest.mark.parametrize("media", _VALUES["datacontenttype"])
+@pytest.mark.parametrize("data", _VALUES["data"])
+def test_plain_event_fast_path_checks_data_against_its_type(media: object, data: object
+                                                            ) -> None:
+    plain = {n: vs[0] for n, vs in _VALUES.items()}
+    with contextlib.suppress(InvalidEvent):  # caches a valid type
+        validate_event({**plain, "datacontenttype": media, "data": "x"})
+    _agree({**plain, "datacontenttype": media, "data": data})
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_plain_event_fast_path_agrees_with_full_validation(data: st.DataObject) -> None:
+    """Whatever the fast path accepts, the full validation accepts the same way; what it
+    refuses goes to the full validation (same answer or same error either way)."""
+    obj: dict[str, Any] = {}
+    for name, values in _VALUES.items():
+        if name in ("specversion", "id", "source", "type") or data.draw(st.booleans()):
+            obj[name] = data.draw(st.sampled_from(values))
+    if data.draw(st.booleans()):  # out of normalized order
+        obj = dict(reversed(list(obj.items())))
+    _agree(obj)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"specversion":"1.0","id":"a","source":"s","type":"t","id":"b"}',
+    b'[{"specversion":"1.0","id":"a","source":"s","type":"t"},'
+    b'{"specversion":"1.0","id":"b","source":"s","type":"t","type":"u"}]',
+    b' {"specversion":"1.0","id":"a","source":"s","type":"t","type":"t"}\n',
+])
+def test_repeated_member_in_compact_body_refused(body: bytes) -> None:
+    """A compact body is compared with the events' own encoding to skip the repeat
+    check; a member given twice never matches it."""
+    ctype = BATCH if body.startswith(b"[") else STRUCTURED
+    with pytest.raises(InvalidEvent, match="more than once"):
+        parse_request(ctype, {}, body, LIMITS)
+
+
+def test_repeated_member_reported_before_an_invalid_event() -> None:
+    body = (b'[{"specversion":"1.0","id":"a","source":"s","type":""},'
+            b'{"specversion":"1.0","id":"b","source":"s","type":"t","id":"c"}]')
+    with pytest.raises(InvalidEvent, match="more than once") as caught:
+        parse_request(BATCH, {}, body, LIMITS)
+    assert caught.value.index == 1
