@@ -41,50 +41,10 @@ from _common import (
     wait_ready,
     wrk,
 )
+from latency import describe, measure, run_reference_server
+from latency import run as run_latency
 
 # -- the reference server --------------------------------------------------------------
-
-
-def run_reference_server(port: int) -> None:
-    """HTTP ceiling: read the body, answer like the broker; fan bodies out to SSE."""
-    from aiohttp import web
-
-    readers: set[asyncio.Queue[bytes]] = set()
-    seq = 0
-
-    async def publish(request: web.Request) -> web.Response:
-        nonlocal seq
-        body = await request.read()
-        seq += 1
-        frame = b"id: %d\nevent: cloudevent\ndata: %s\n\n" % (seq, body)
-        for queue in readers:
-            queue.put_nowait(frame)
-        return web.json_response({"seq": seq, "id": "x", "duplicate": False}, status=201)
-
-    async def stream(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        queue: asyncio.Queue[bytes] = asyncio.Queue()
-        readers.add(queue)
-        try:
-            while True:
-                frames = [await queue.get()]
-                while not queue.empty():
-                    frames.append(queue.get_nowait())
-                await resp.write(b"".join(frames))
-        except ConnectionResetError:  # the reader left: the end of a measurement
-            return resp
-        finally:
-            readers.discard(queue)
-
-    async def ready(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ready"})
-
-    app = web.Application(client_max_size=16 * 1024 * 1024)
-    app.router.add_post("/v1/events", publish)
-    app.router.add_get("/v1/stream", stream)
-    app.router.add_get("/readyz", ready)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
 def start_reference() -> tuple[subprocess.Popen[bytes], str]:
@@ -192,75 +152,11 @@ class _SseReader(asyncio.Protocol):
             self.done.set()
 
 
-async def sse_readers(url: str, readers: int, expected: int, seconds: float) -> None:
-    """Reader process: open the streams, say so on stdout, then print the samples."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    loop = asyncio.get_running_loop()
-    samples: list[int] = []
-    events = []
-    for _ in range(readers):
-        done = asyncio.Event()
-        events.append(done)
-        await loop.create_connection(
-            lambda d=done: _SseReader("/v1/stream", samples, d, expected),
-            parts.hostname, parts.port)
-    await asyncio.sleep(0.5)
-    print("ready", flush=True)
-    try:
-        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), seconds + 30)
-    except TimeoutError:
-        pass
-    print(json.dumps(samples), flush=True)
-
-
-async def latency_client(url: str, readers: int, rate: int, seconds: float) -> dict[str, float]:
-    """Readers in their own process; publish at `rate`/s from this one; measure
-    publish-to-delivery for every event at every reader."""
-    import aiohttp
-    import orjson
-
-    expected = int(rate * seconds)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--sse-readers", url, str(readers), str(expected),
-        str(seconds), stdout=asyncio.subprocess.PIPE, limit=1 << 30)
-    assert proc.stdout is not None
-    assert (await proc.stdout.readline()).strip() == b"ready"
-    prefix = uuid.uuid4().hex[:8]
-    pending: set[asyncio.Task[None]] = set()
-    async with aiohttp.ClientSession(
-            headers=AUTH, connector=aiohttp.TCPConnector(limit=64)) as session:
-
-        async def send(n: int) -> None:
-            body = orjson.dumps(event_json(n, prefix, time.time_ns()))
-            async with session.post(url + "/v1/events", data=body, headers={
-                    "Content-Type": "application/cloudevents+json"}) as resp:
-                await resp.read()
-
-        start = time.monotonic()
-        for n in range(expected):
-            delay = start + n / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            task = asyncio.create_task(send(n))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-        await asyncio.gather(*pending)
-    samples = sorted(json.loads(await proc.stdout.readline()))
-    await proc.wait()
-    if not samples:
-        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "samples": 0}
-    pick = lambda q: samples[min(len(samples) - 1, int(q * len(samples)))] / 1e6  # noqa: E731
-    return {"p50_ms": pick(0.50), "p99_ms": pick(0.99), "max_ms": samples[-1] / 1e6,
-            "samples": len(samples), "expected": expected * readers}
-
-
-def latency(url: str, readers: int, rate: int, seconds: int) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--latency-client", url, str(readers), str(rate),
-         str(seconds)], capture_output=True, text=True, check=True).stdout
-    return json.loads(out)
+def latency(url: str, pid: int | None, args: argparse.Namespace) -> dict[str, float]:
+    """Publish-to-SSE latency with `latency.py`'s harness (open-loop publisher, readers
+    in `--reader-procs` processes)."""
+    return measure(url, pid, readers=args.readers, rate=args.rate, seconds=args.seconds,
+                   procs=args.reader_procs)
 
 
 # -- raw SQLite ceiling -------------------------------------------------------------------
@@ -530,27 +426,9 @@ def todo_in_process(args: argparse.Namespace) -> None:
 
 
 def latency_only(args: argparse.Namespace, prefill: int) -> None:
-    """Publish-to-SSE latency at `--rate` with `--readers` streams: the broker and the
-    no-store reference, alternating within each repeat."""
-    print(f"publish-to-SSE latency, {args.rate} events/s, {args.readers} SSE readers,"
-          f" {args.seconds}s")
-    for _ in range(args.repeat):
-        ref, ref_url = start_reference()
-        try:
-            ref_lat = latency(ref_url, args.readers, args.rate, args.seconds)
-        finally:
-            ref.terminate()
-            ref.wait()
-        broker = start_broker(["--durability", args.durability, "--log-level", "warning"],
-                              prefill=prefill)
-        try:
-            lat = latency(broker.url, args.readers, args.rate, args.seconds)
-        finally:
-            broker.stop()
-        print(f"  opsbus p50 {lat['p50_ms']:.2f} ms  p99 {lat['p99_ms']:.2f} ms"
-              f"  ({lat['samples']:,}/{lat.get('expected', 0):,} deliveries)"
-              f"   reference p50 {ref_lat['p50_ms']:.2f} ms  p99 {ref_lat['p99_ms']:.2f} ms"
-              f"   {load_average()}", flush=True)
+    """Publish-to-SSE latency: the broker and the no-store reference alternating within
+    each repeat (`latency.py`, which this runs)."""
+    run_latency(args, prefill)
 
 
 # -- main -------------------------------------------------------------------------------
@@ -563,6 +441,8 @@ def main() -> None:
                         help="alternate reference and broker runs this many times")
     parser.add_argument("--readers", type=int, default=100)
     parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--reader-procs", type=int, default=2,
+                        help="processes the SSE readers of the latency run are spread over")
     parser.add_argument("--durability", default="full")
     parser.add_argument("--prefill", default="0",
                         help="events already stored, e.g. 1M or 10M (see prefill.py)")
@@ -614,7 +494,7 @@ def main() -> None:
             http_single.append(load(ref_url, batch=1, seconds=args.seconds)[0])
             http_batch.append(load(ref_url, batch=100, seconds=args.seconds)[0] * 100)
             if ref_latency is None and not args.no_latency:
-                ref_latency = latency(ref_url, args.readers, args.rate, args.seconds)
+                ref_latency = latency(ref_url, ref.pid, args)
         finally:
             ref.terminate()
             ref.wait()
@@ -623,7 +503,8 @@ def main() -> None:
             single.append(load(broker.url, batch=1, seconds=args.seconds)[0])
             batched.append(load(broker.url, batch=100, seconds=args.seconds)[0] * 100)
             if lat is None and not args.no_latency:
-                lat = latency(broker.url, args.readers, args.rate, args.seconds)
+                assert broker.proc is not None
+                lat = latency(broker.url, broker.proc.pid, args)
         finally:
             broker.stop()
         ceiling.append(sqlite_ceiling(store_file, args.seconds))
@@ -641,12 +522,10 @@ def main() -> None:
     print(f"  vs SQLite ceiling     {med(batched) / med(ceiling):>28.2f}   (goal >= 0.8;"
           " goal >= 100,000 ev/s fresh)")
     if lat and ref_latency:
-        print(f"publish-to-SSE latency, {args.rate} events/s, {args.readers} SSE readers")
-        print(f"  opsbus                p50 {lat['p50_ms']:.2f} ms  p99 {lat['p99_ms']:.2f} ms"
-              f"  max {lat.get('max_ms', 0):.1f} ms  ({lat['samples']:,}/"
-              f"{lat.get('expected', 0):,} deliveries)")
-        print(f"  reference (no store)  p50 {ref_latency['p50_ms']:.2f} ms  "
-              f"p99 {ref_latency['p99_ms']:.2f} ms  (goal p99 <= 10 ms)")
+        print(f"publish-to-SSE latency, {args.rate} events/s, {args.readers} SSE readers"
+              " (ms from each publish's write to each reader's receipt; goal p99 <= 10 ms)")
+        print(describe("opsbus", lat))
+        print(describe("reference", ref_latency))
 
 
 if __name__ == "__main__":
@@ -654,12 +533,5 @@ if __name__ == "__main__":
         run_reference_server(int(sys.argv[2]))
     elif len(sys.argv) > 2 and sys.argv[1] == "--python-load":
         print(asyncio.run(python_load(sys.argv[2], int(sys.argv[3]), 32, float(sys.argv[4]))))
-    elif len(sys.argv) > 2 and sys.argv[1] == "--sse-readers":
-        asyncio.run(sse_readers(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
-                                float(sys.argv[5])))
-    elif len(sys.argv) > 2 and sys.argv[1] == "--latency-client":
-        result = asyncio.run(latency_client(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
-                                            float(sys.argv[5])))
-        print(json.dumps(result))
     else:
         main()

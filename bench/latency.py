@@ -1,0 +1,423 @@
+"""Publish-to-SSE latency: events published at a fixed rate, each timed from the moment
+its request was written to the moment each SSE reader received it, beside a no-store
+reference server measured the same way in the same run.
+
+    .venv/bin/python bench/latency.py [--rate 1000] [--readers 100] [--seconds 8]
+        [--repeat 3] [--prefill 10M] [--durability full] [--reader-procs 2]
+
+The harness is built to cost little next to the server it measures, since all of it
+shares the machine's cores with that server:
+
+- The publisher is open-loop: event n is due at start + n / rate whatever the server
+  answers, and is written on an idle keep-alive connection (a new one is opened when
+  none is idle), so a slow answer never delays the next publish. Its body carries the
+  CLOCK_MONOTONIC time it was written at (system-wide on Linux, so the readers'
+  clock is the same clock). How late each send was against its schedule is reported.
+- Readers are real SSE clients over HTTP/1.1 (chunked, as browsers read them), spread
+  over a few processes, each a bare epoll loop over raw sockets: one clock read per
+  wake-up, then only the `"t":` of each frame is looked at.
+- The reference server answers publishes like the broker and writes each one's frame
+  straight to every reader's socket from the publish handler (bytes framed once,
+  shared), the way the broker's live fan-out does, without storing anything.
+
+CPU seconds of the server, the publisher and the readers during the run are printed
+beside the figures: on a shared two-core machine they say whether the harness or the
+server was short of CPU. Prints figures; asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import select
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from array import array
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import orjson
+from _common import (
+    AUTH,
+    PAYLOAD,
+    free_port,
+    load_average,
+    machine,
+    parse_count,
+    start_broker,
+    wait_ready,
+)
+
+SENT = re.compile(rb'"t":(\d+)')
+"""Every published event's data carries the time its request was written."""
+
+# -- the reference server --------------------------------------------------------------
+
+
+def run_reference_server(port: int) -> None:
+    """Answers publishes like the broker and fans each body out to the SSE readers as it
+    arrives: framed once, written to every reader's socket without awaiting (the broker's
+    live path, minus storing)."""
+    from aiohttp import HttpVersion11, web
+
+    readers: dict[asyncio.Transport, bool] = {}  # transport -> chunked
+    seq = 0
+
+    async def publish(request: web.Request) -> web.Response:
+        nonlocal seq
+        body = await request.read()
+        seq += 1
+        frame = b"id: %d\nevent: cloudevent\ndata: %s\n\n" % (seq, body)
+        chunk = b"%x\r\n%b\r\n" % (len(frame), frame)
+        for transport, chunked in readers.items():
+            transport.write(chunk if chunked else frame)
+        return web.json_response({"seq": seq, "id": "x", "duplicate": False}, status=201)
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        chunked = request.version >= HttpVersion11
+        if chunked:
+            resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        await resp.write(b": reference stream\n\n")
+        transport = request.transport
+        assert transport is not None
+        readers[transport] = chunked
+        try:
+            while not transport.is_closing():
+                # Frames are written by `publish`; this only notices the reader leaving.
+                await asyncio.sleep(0.5)
+        finally:
+            readers.pop(transport, None)
+        return resp
+
+    async def ready(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ready"})
+
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app.router.add_post("/v1/events", publish)
+    app.router.add_get("/v1/stream", stream)
+    app.router.add_get("/readyz", ready)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+class Reference:
+    def __init__(self) -> None:
+        port = free_port()
+        self.proc = subprocess.Popen([sys.executable, __file__, "--reference-server",
+                                      str(port)])
+        self.url = f"http://127.0.0.1:{port}"
+        self.pid = self.proc.pid
+        wait_ready(self.url)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+# -- SSE readers -----------------------------------------------------------------------
+
+
+def run_readers(url: str, count: int, expected: int, seconds: float, out: str) -> None:
+    """`count` SSE readers on one epoll loop; writes one latency sample (ns) per event
+    per reader to `out`. Prints "ready" once every stream has opened."""
+    parts = urlsplit(url)
+    request = (f"GET /v1/stream HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n"
+               f"Authorization: {AUTH['Authorization']}\r\n\r\n").encode()
+    socks: dict[int, socket.socket] = {}
+    tails: dict[int, bytes] = {}
+    got: dict[int, int] = {}
+    poller = select.epoll()
+    for _ in range(count):
+        sock = socket.create_connection((parts.hostname, parts.port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(request)
+        head = b""
+        while b"\r\n\r\n" not in head or b"\n\n" not in head.split(b"\r\n\r\n", 1)[1]:
+            data = sock.recv(65536)
+            if not data:
+                raise SystemExit(f"stream closed while opening: {head!r}")
+            head += data
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise SystemExit(f"stream refused: {head[:200]!r}")
+        sock.setblocking(False)
+        fd = sock.fileno()
+        socks[fd] = sock
+        tails[fd] = b""
+        got[fd] = 0
+        poller.register(fd, select.EPOLLIN)
+    print("ready", flush=True)
+    samples = array("q")
+    add = samples.append
+    clock = time.monotonic_ns
+    deadline = time.monotonic() + seconds + 30
+    open_ = len(socks)
+    while open_ and time.monotonic() < deadline:
+        ready = poller.poll(1.0)
+        now = clock()  # every byte handed over by this wake-up had arrived by now
+        for fd, _ in ready:
+            try:
+                data = socks[fd].recv(262144)
+            except BlockingIOError:
+                continue
+            if not data:
+                poller.unregister(fd)
+                open_ -= 1
+                continue
+            buf = tails[fd] + data
+            end = buf.rfind(b"\n\n")
+            if end < 0:
+                tails[fd] = buf
+                continue
+            tails[fd] = buf[end + 2:]
+            sent = SENT.findall(buf, 0, end)
+            for t in sent:
+                add(now - int(t))
+            got[fd] += len(sent)
+            if got[fd] >= expected:
+                poller.unregister(fd)
+                open_ -= 1
+    samples.tofile(open(out, "wb"))
+    print(f"done {sum(got.values())}", flush=True)
+
+
+# -- the publisher ---------------------------------------------------------------------
+
+
+class _Conn:
+    __slots__ = ("buf", "sent", "sock")
+
+    def __init__(self, host: str, port: int) -> None:
+        self.sock = socket.create_connection((host, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.setblocking(False)
+        self.buf = b""
+        self.sent = 0
+
+
+def publish(url: str, rate: int, total: int, start_ns: int) -> dict[str, object]:
+    """Open-loop publisher: event n is written at start + n / rate (or at once when
+    late). Returns how late sends were and how long answers took (from the send)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    head = (f"POST /v1/events HTTP/1.1\r\nHost: bench\r\n"
+            f"Content-Type: application/cloudevents+json\r\n"
+            f"Authorization: {AUTH['Authorization']}\r\nContent-Length: ").encode()
+    prefix = uuid.uuid4().hex[:8]
+    idle: list[_Conn] = [_Conn(host, port) for _ in range(64)]
+    busy: dict[int, _Conn] = {}
+    poller = select.epoll()
+    opened = len(idle)
+    lateness = array("q")
+    answers = array("q")
+    failures = 0
+    period = 1_000_000_000 // rate
+    clock = time.monotonic_ns
+
+    def answered(now: int) -> None:
+        nonlocal failures
+        for fd, _ in poller.poll(0):
+            conn = busy[fd]
+            data = conn.sock.recv(65536)
+            if not data:
+                raise SystemExit("the server closed a publishing connection")
+            conn.buf += data
+            end = conn.buf.find(b"\r\n\r\n")
+            if end < 0:
+                continue
+            headers = conn.buf[:end].lower()
+            at = headers.find(b"content-length:")
+            length = int(headers[at + 15:headers.find(b"\r\n", at)]) if at >= 0 else 0
+            if len(conn.buf) < end + 4 + length:
+                continue
+            if not conn.buf.startswith(b"HTTP/1.1 2"):
+                failures += 1
+                if failures <= 3:
+                    print(conn.buf[:300], file=sys.stderr)
+            conn.buf = b""
+            answers.append(now - conn.sent)
+            poller.unregister(fd)
+            del busy[fd]
+            idle.append(conn)
+
+    for n in range(total):
+        due = start_ns + n * period
+        while True:
+            now = clock()
+            if busy:
+                answered(now)
+            wait = due - now
+            if wait <= 0:
+                break
+            if wait > 2_000_000 and busy:
+                poller.poll((wait - 1_000_000) / 1e9)  # answers arriving meanwhile
+            else:
+                time.sleep(wait / 1e9)  # nanosleep: finer than epoll's milliseconds
+        if not idle:
+            idle.append(_Conn(host, port))
+            opened += 1
+        conn = idle.pop()
+        sent = clock()
+        body = orjson.dumps({
+            "specversion": "1.0", "id": str(uuid.uuid4()), "source": f"bench/{prefix}",
+            "type": "bench.event", "subject": f"s{n % 50}", "time": "2026-11-25T10:00:00Z",
+            "datacontenttype": "application/json",
+            "data": {"t": sent, "n": n, "severity": "warning", "payload": PAYLOAD}})
+        conn.sent = sent
+        conn.sock.send(head + b"%d\r\n\r\n%b" % (len(body), body))
+        lateness.append(sent - due)
+        busy[conn.sock.fileno()] = conn
+        poller.register(conn.sock.fileno(), select.EPOLLIN)
+    limit = clock() + 30_000_000_000
+    while busy and clock() < limit:
+        poller.poll(0.01)
+        answered(clock())
+    return {"lateness": lateness, "answers": answers, "failures": failures,
+            "connections": opened, "unanswered": len(busy)}
+
+
+# -- one measurement -------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its threads so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pct(values: array[int] | list[int], q: float) -> float:
+    """Quantile q of nanosecond samples, in ms."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6
+
+
+def measure(url: str, server_pid: int | None, *, readers: int, rate: int, seconds: float,
+            procs: int) -> dict[str, float]:
+    """One run: reader processes open their streams, then this process publishes."""
+    total = int(rate * seconds)
+    tmp = tempfile.mkdtemp(prefix="opsbus-latency-")
+    groups = [readers // procs + (1 if i < readers % procs else 0) for i in range(procs)]
+    children = []
+    for i, count in enumerate(g for g in groups if g):
+        children.append((subprocess.Popen(
+            [sys.executable, __file__, "--readers-proc", url, str(count), str(total),
+             str(seconds), f"{tmp}/r{i}"], stdout=subprocess.PIPE, text=True), f"{tmp}/r{i}"))
+    for child, _ in children:
+        assert child.stdout is not None
+        line = child.stdout.readline().strip()
+        if line != "ready":
+            raise SystemExit(f"a reader process did not start: {line!r}")
+    before = {pid: cpu_seconds(pid) for pid in [os.getpid(), server_pid or 0,
+                                                 *(c.pid for c, _ in children)]}
+    started = time.monotonic()
+    result = publish(url, rate, total, time.monotonic_ns() + 200_000_000)
+    wall = time.monotonic() - started
+    server_cpu = cpu_seconds(server_pid) - before[server_pid] if server_pid else 0.0
+    publisher_cpu = cpu_seconds(os.getpid()) - before[os.getpid()]
+    readers_cpu = 0.0
+    samples = array("q")
+    for child, out in children:
+        readers_cpu += cpu_seconds(child.pid) - before[child.pid]
+        assert child.stdout is not None
+        child.stdout.read()
+        child.wait()
+        with open(out, "rb") as f:
+            samples.frombytes(f.read())
+        os.unlink(out)
+    os.rmdir(tmp)
+    ordered = sorted(samples)
+    lateness = result["lateness"]
+    answers = result["answers"]
+    assert isinstance(lateness, array) and isinstance(answers, array)
+    return {
+        "p50_ms": pct(ordered, 0.50), "p90_ms": pct(ordered, 0.90),
+        "p99_ms": pct(ordered, 0.99), "p999_ms": pct(ordered, 0.999),
+        "max_ms": ordered[-1] / 1e6 if ordered else float("nan"),
+        "samples": len(ordered), "expected": total * readers,
+        "answer_p50_ms": pct(answers, 0.5), "answer_p99_ms": pct(answers, 0.99),
+        "late_p99_ms": pct(lateness, 0.99), "late_max_ms": pct(lateness, 1.0),
+        "failures": float(result["failures"]),  # type: ignore[arg-type]
+        "connections": float(result["connections"]),  # type: ignore[arg-type]
+        "cpu_server": server_cpu / wall, "cpu_publisher": publisher_cpu / wall,
+        "cpu_readers": readers_cpu / wall,
+    }
+
+
+def describe(name: str, r: dict[str, float]) -> str:
+    return (f"  {name:<9} p50 {r['p50_ms']:6.2f}  p90 {r['p90_ms']:6.2f}  p99 {r['p99_ms']:6.2f}"
+            f"  p99.9 {r['p999_ms']:6.2f}  max {r['max_ms']:7.1f} ms"
+            f"   answer p50/p99 {r['answer_p50_ms']:.2f}/{r['answer_p99_ms']:.2f} ms"
+            f"   send late p99/max {r['late_p99_ms']:.2f}/{r['late_max_ms']:.2f} ms"
+            f"   CPU server {r['cpu_server']:.2f} publisher {r['cpu_publisher']:.2f}"
+            f" readers {r['cpu_readers']:.2f}"
+            f"   ({r['samples']:,.0f}/{r['expected']:,.0f} deliveries"
+            + (f", {r['failures']:.0f} non-2xx" if r["failures"] else "") + ")")
+
+
+def run(args: argparse.Namespace, prefill: int) -> None:
+    print(f"publish-to-SSE latency: {args.rate} events/s for {args.seconds}s, {args.readers}"
+          f" SSE readers in {args.reader_procs} process(es), durability {args.durability},"
+          f" {prefill:,} events stored before")
+    print("  (ms from the publish request's write to each reader's receipt; 'answer' is"
+          " the publisher's 2xx, 'CPU' cores busy during the run)")
+    for _ in range(args.repeat):
+        print(f"  {load_average()} before the pair", flush=True)
+        ref = Reference()
+        try:
+            r = measure(ref.url, ref.pid, readers=args.readers, rate=args.rate,
+                        seconds=args.seconds, procs=args.reader_procs)
+        finally:
+            ref.stop()
+        print(describe("reference", r), flush=True)
+        broker = start_broker(["--durability", args.durability, "--log-level", "warning"],
+                              prefill=prefill)
+        try:
+            assert broker.proc is not None
+            b = measure(broker.url, broker.proc.pid, readers=args.readers, rate=args.rate,
+                        seconds=args.seconds, procs=args.reader_procs)
+        finally:
+            broker.stop()
+        print(describe("opsbus", b), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="reference and broker runs, alternating, this many times")
+    parser.add_argument("--readers", type=int, default=100)
+    parser.add_argument("--reader-procs", type=int, default=2)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--durability", default="full")
+    parser.add_argument("--prefill", default="0",
+                        help="events already stored, e.g. 1M or 10M (see prefill.py)")
+    parser.add_argument("--url", help="measure this running server only (no reference)")
+    parser.add_argument("--pid", type=int, help="with --url: the server's pid (its CPU)")
+    args = parser.parse_args()
+    print(f"machine: {machine()}, {load_average()}")
+    if args.url:
+        print(describe("server", measure(args.url, args.pid, readers=args.readers, rate=args.rate,
+                                         seconds=args.seconds, procs=args.reader_procs)))
+        return
+    run(args, parse_count(args.prefill))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--reference-server":
+        run_reference_server(int(sys.argv[2]))
+    elif len(sys.argv) > 2 and sys.argv[1] == "--readers-proc":
+        run_readers(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]),
+                    sys.argv[6])
+    else:
+        main()
