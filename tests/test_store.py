@@ -135,6 +135,25 @@ async def test_a_failed_transaction_leaves_nothing(store: Backend):
     assert await store.events.last_seq() == 0
 
 
+async def test_the_committed_hook_runs_once_commit_returned_before_the_block_is_left(
+        store: Backend):
+    # The writer hands the live fan-out to it: readers must hear of a commit only once
+    # it is durable, and as soon as the loop can run it, not after the writer resumes.
+    calls: list[str] = []
+    async with store.transaction() as tx:
+        await store.events.writes(tx).append_many([item(make_event(id="c"))], T0)
+        tx.committed = lambda: calls.append("committed")
+    assert calls == ["committed"]
+
+    with pytest.raises(Conflict):
+        async with store.transaction() as tx:
+            tx.committed = lambda: calls.append("failed")
+            await store.events.writes(tx).append_many([item(make_event(id="d"))], T0)
+            raise Conflict("abandon")
+    assert calls == ["committed"]
+    assert await store.events.count() == 1
+
+
 async def test_savepoint_undoes_only_its_own_work(store: Backend):
     keep, drop = make_event(id="keep"), make_event(id="drop")
     async with store.transaction() as tx:

@@ -189,7 +189,7 @@ class Bus:
                 return
 
     async def _transact(self, group: list[_Work[Any]], together: bool
-                        ) -> tuple[WriteContext, list[_Outcome]]:
+                        ) -> tuple[WriteContext, list[_Outcome], _LiveFanOut]:
         """One transaction for the group. `together`: the publishers' batches are
         appended in one go (one probe, one insert) before the other units run; a batch
         that would have to be undone alone raises Regroup (nothing is committed)."""
@@ -220,16 +220,20 @@ class Bus:
                         log.exception("unexpected error in a write")
                     outcomes.append((work, None, exc))
             await ctx._flush()
-        return ctx, outcomes
+            # Live readers get the batch the moment COMMIT returns (before this
+            # coroutine resumes): the durable promise holds, and the fan-out does not
+            # wait for the commit's result to come back through the awaits below.
+            live = tx.committed = _LiveFanOut(self.fanout, ctx._committed_events)
+        return ctx, outcomes, live
 
     async def _commit_group(self, group: list[_Work[Any]]) -> None:
         started = perf_counter()
         try:
             try:
-                ctx, outcomes = await self._transact(group, together=True)
+                ctx, outcomes, live = await self._transact(group, together=True)
             except Regroup as why:
                 log.debug("group of %d units committed one by one: %s", len(group), why)
-                ctx, outcomes = await self._transact(group, together=False)
+                ctx, outcomes, live = await self._transact(group, together=False)
         except Exception as exc:
             self.health.failed(exc)
             for work in group:
@@ -243,7 +247,7 @@ class Bus:
         committed = ctx._committed_events
         self.commits += 1
         self.events_committed += len(committed)
-        self.fanout(committed)
+        live()  # done already, unless the backend did not call it
         for observe in self.observers:
             try:
                 observe(committed)
@@ -261,6 +265,28 @@ class Bus:
                 callback()
             except Exception:
                 log.exception("after-commit callback failed")
+
+
+class _LiveFanOut:
+    """A committed batch's hand-over to the live fan-out, run once: by the backend as
+    soon as COMMIT has returned (`Transaction.committed`), else by the writer."""
+
+    __slots__ = ("_done", "_events", "_fanout")
+
+    def __init__(self, fanout: Callable[[list[StoredEvent]], None],
+                 events: list[StoredEvent]) -> None:
+        self._fanout = fanout
+        self._events = events
+        self._done = False
+
+    def __call__(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._fanout(self._events)
+        except Exception:  # the commit stands; its callers still hear of it
+            log.exception("the live fan-out of a commit failed")
 
 
 _Outcome = tuple[_Work[Any], Any, BaseException | None]

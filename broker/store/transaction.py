@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 
@@ -17,6 +18,13 @@ class Transaction(ABC):
     claims and leases inside the transaction (row locks, `FOR UPDATE SKIP LOCKED`), so
     a row a write method returned stays decided until the transaction ends.
     """
+
+    committed: Callable[[], None] | None = None
+    """Set by the writer before the transaction ends: run on the event loop once COMMIT
+    has returned, ahead of whatever the loop does next. A backend that commits on
+    another thread schedules it from there, so what it does (the live fan-out) waits
+    for one turn of the loop rather than for the commit's result to travel back
+    through the awaits that end the transaction."""
 
     @abstractmethod
     def savepoint(self) -> AbstractAsyncContextManager[None]:

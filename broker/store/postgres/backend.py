@@ -129,6 +129,8 @@ class PgBackend(PgMaintenance, Backend):
                 except Exception:
                     await _rollback(conn)
                     raise
+                if tx.committed is not None:
+                    tx.committed()
 
     def start_live(self, publish: Publish, head: int, on_config: Callable[[], None],
                    on_remote: Callable[[], None]) -> Publish:

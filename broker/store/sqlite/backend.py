@@ -132,8 +132,10 @@ class SqliteBackend(SqliteMaintenance, Backend):
             # The writes repositories gathered, the inserts held back and COMMIT (which
             # fsyncs) run off the loop, so requests keep arriving and the next group forms
             # meanwhile. A cancellation must not release the writer while they still run
-            # on the connection.
-            commit = asyncio.ensure_future(asyncio.to_thread(_finish, tx, conn))
+            # on the connection. The executor's future itself is awaited (no task around
+            # it): its result reaches this frame one turn of the loop sooner.
+            loop = asyncio.get_running_loop()
+            commit = loop.run_in_executor(None, _finish, tx, conn, loop)
             try:
                 await asyncio.shield(commit)
             except asyncio.CancelledError:
@@ -147,11 +149,16 @@ class SqliteBackend(SqliteMaintenance, Backend):
             await self._wal.after_commit()
 
 
-def _finish(tx: SqliteTransaction, conn: WriterConnection) -> None:
+def _finish(tx: SqliteTransaction, conn: WriterConnection,
+            loop: asyncio.AbstractEventLoop) -> None:
     """The end of a write transaction, on a worker thread while the writer is held."""
     tx.flush()  # the writes repositories gathered, before COMMIT
     conn.run_held()
     conn.execute("COMMIT")
+    if tx.committed is not None:
+        # Queued before this function returns, so it runs on the loop before the
+        # awaiting writer hears that the commit is done.
+        loop.call_soon_threadsafe(tx.committed)
 
 
 def _sql_key64(*parts: object) -> int | None:
