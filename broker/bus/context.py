@@ -210,6 +210,10 @@ class WriteContext:
                     publications.append(_publication(result, stored))
         except Exception as exc:
             raise Regroup(f"routing failed: {exc!r}") from exc
+        # Now, not at the end: a backend that still holds the batch's rows back writes
+        # the routes into them (each row written once) instead of updating them later.
+        # No step is open here, so nothing recorded so far can be undone any more.
+        await self._write_routes()
         return answers
 
     async def hand_over(self, stored: StoredEvent, target: str, *, via: str
@@ -393,15 +397,18 @@ class WriteContext:
         """Write what routing gathered during the transaction (once, before COMMIT)."""
         if self._gathered:
             await self._finish()
-        if self._routes:
-            await self._writes.set_routes(self._routes)
-            self._routes.clear()
+        await self._write_routes()
         if self._hits:
             await self._writes.add_targets(self._hits)
             self._hits.clear()
         changes = self._budget.changes()
         if changes:
             await self._writes.add_root_use(changes)
+
+    async def _write_routes(self) -> None:
+        if self._routes:
+            await self._writes.set_routes(self._routes)
+            self._routes.clear()
 
     @property
     def _committed_events(self) -> list[StoredEvent]:

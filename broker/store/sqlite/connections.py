@@ -59,6 +59,19 @@ class WriterConnection(sqlite3.Connection):
                 self.failed = exc
                 raise
 
+    def holds(self, rows: list[tuple[Any, ...]]) -> bool:
+        """True while `rows` (a list handed to `later`) wait to be inserted: until then
+        the caller may still change them."""
+        return any(held is rows for _, held in self.held)
+
+    def beside(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        """`execute(sql)` leaving the held statements held: only for a statement that
+        neither reads nor writes a table they write (an item of a todo queue, while the
+        routed events' rows wait for the commit thread)."""
+        if self.failed is not None:
+            self.run_held()  # raises: the transaction has lost writes
+        return super().execute(sql, parameters)
+
     def drop_held(self) -> None:
         """Forget the held statements and their failure (before ROLLBACK)."""
         self.held.clear()
@@ -82,6 +95,18 @@ def insert_later(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]
         conn.later(sql, rows)
     else:
         conn.executemany(sql, rows)
+
+
+def held_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> bool:
+    """True while `rows`, handed to `insert_later`, wait to be inserted."""
+    return isinstance(conn, WriterConnection) and conn.holds(rows)
+
+
+def beside_held(conn: sqlite3.Connection, sql: str, parameters: Any = ()) -> sqlite3.Cursor:
+    """`conn.execute`, leaving held inserts held (`WriterConnection.beside`)."""
+    if isinstance(conn, WriterConnection):
+        return conn.beside(sql, parameters)
+    return conn.execute(sql, parameters)
 
 
 def open_writer(path: Path, durability: str) -> WriterConnection:

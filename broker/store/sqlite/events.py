@@ -19,7 +19,7 @@ from broker.bus.log import (
 )
 from broker.filters.narrow import NARROW_ATTRIBUTES, Narrowing
 from broker.store.keys import CAUSATION, CORRELATION, IDENTITY, identity_key, link_key
-from broker.store.sqlite.connections import ReaderPool, insert_later
+from broker.store.sqlite.connections import ReaderPool, held_rows, insert_later
 from broker.store.sqlite.periods import VIEW, KeyPeriods, union_all
 from broker.store.sqlite.transaction import connection_of
 from broker.store.transaction import Transaction
@@ -37,9 +37,11 @@ def row_to_event(row: Sequence[Any]) -> StoredEvent:
 
 INSERT_EVENT = (
     "INSERT INTO events (source, id, type, subject, time, recvtime, correlationid,"
-    " causationid, digest, body, root, idhash, corrkey, causekey)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " causationid, digest, body, root, idhash, corrkey, causekey, routes)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+"""The last value, `routes`, is NULL when the row is made: routing decides it later,
+and `set_routes` writes it into the row while the row is still held back."""
 INSERT_KEY = "INSERT INTO {table} (key, kind, seq) VALUES (?, ?, ?)"
 PROBE_CHUNK = 500
 """Identities probed per statement (well under SQLite's bound-parameter limit)."""
@@ -50,7 +52,7 @@ def _row(event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes, root: 
     corr, cause = _text(event.get("correlationid")), _text(event.get("causationid"))
     return (event["source"], event["id"], event["type"], event.get("subject"),
             event.get("time"), recvtime, corr, cause, digest, raw, root or None, idhash,
-            link_key(corr), link_key(cause))
+            link_key(corr), link_key(cause), None)
 
 
 def _keys(row: tuple[Any, ...], seq: int) -> list[tuple[int, int, int]]:
@@ -74,6 +76,8 @@ class SqliteEventWrites(EventWrites):
         self.conn = conn
         self.window = window
         self.periods = periods
+        self._held: tuple[int, list[tuple[Any, ...]]] | None = None
+        """(first seq, rows) of the last batch of event rows held back."""
 
     def _probe(self, keys: Sequence[int], recvtime: str
                ) -> dict[tuple[str, str], tuple[int, bytes]]:
@@ -156,13 +160,24 @@ class SqliteEventWrites(EventWrites):
             # nothing else reads is then inserted off the event loop.
             insert_later(self.conn, INSERT_EVENT, rows)
             insert_later(self.conn, INSERT_KEY.format(table=table), key_rows)
+            self._held = (first, rows)
         return results
 
     async def set_routes(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:
-        self.conn.executemany(
-            "UPDATE events SET routes = ? WHERE seq = ?",
-            [(orjson.dumps(list(routes)), seq) for seq, routes in items],
-        )
+        # An event whose row is still held back gets its routes in that row: it is
+        # written once. Any other is updated (after the held rows, before COMMIT).
+        held = self._held
+        first, rows = held if held is not None and held_rows(self.conn, held[1]) else (0, [])
+        updates = []
+        for seq, routes in items:
+            encoded = orjson.dumps(list(routes))
+            at = seq - first
+            if 0 <= at < len(rows):
+                rows[at] = (*rows[at][:-1], encoded)
+            else:
+                updates.append((encoded, seq))
+        if updates:
+            insert_later(self.conn, "UPDATE events SET routes = ? WHERE seq = ?", updates)
 
     async def root_use(self, root: int) -> RootUse:
         row = self.conn.execute(
@@ -171,7 +186,10 @@ class SqliteEventWrites(EventWrites):
         return RootUse(row[0], bool(row[1])) if row else RootUse()
 
     async def add_root_use(self, changes: Sequence[tuple[int, int, bool]]) -> None:
-        self.conn.executemany(
+        # Held back like the inserts: nothing reads it before COMMIT but `root_use`,
+        # and any other statement runs the held ones first.
+        insert_later(
+            self.conn,
             "INSERT INTO event_lineage (root, descendants, noticed) VALUES (?, ?, ?)"
             " ON CONFLICT (root) DO UPDATE SET descendants = descendants"
             " + excluded.descendants, noticed = max(noticed, excluded.noticed)",
@@ -179,7 +197,8 @@ class SqliteEventWrites(EventWrites):
         )
 
     async def add_targets(self, records: Sequence[TargetRecord]) -> None:
-        self.conn.executemany(
+        insert_later(
+            self.conn,
             "INSERT OR IGNORE INTO event_targets (seq, route, target, detail)"
             " VALUES (?, ?, ?, ?)",
             [(r.seq, r.route, r.target, orjson.dumps(r.detail) if r.detail else None)

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from broker.store.gathered_todos import MISSING, GatheredTodos
-from broker.store.sqlite.connections import ReaderPool
+from broker.store.sqlite.connections import ReaderPool, beside_held
 from broker.store.sqlite.transaction import connection_of, sqlite_transaction
 from broker.store.transaction import Transaction
 from broker.todos.model import (
@@ -147,7 +147,9 @@ class SqliteTodoWrites(TodoWrites):
         self._tx = gathered
 
     def _one(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> TodoItem | None:
-        row = self.conn.execute(sql, params).fetchone()
+        # Items are no table the held event inserts write: they stay held back, so a
+        # routed batch is still inserted by the commit thread, with its routes.
+        row = beside_held(self.conn, sql, params).fetchone()
         return row_to_todo(row) if row else None
 
     async def find_active(self, queue: str, key: str) -> TodoItem | None:
@@ -191,7 +193,7 @@ class SqliteTodoWrites(TodoWrites):
             self._tx.put(self._tx.saves, item.id, item)  # written once, at the end
         else:
             self._tx.put(self._tx.saves, item.id, MISSING)
-            self.conn.execute(_SAVE, _save_params(item))
+            beside_held(self.conn, _SAVE, _save_params(item))
         self._tx.remember(item)
 
     async def add_event(self, todo_id: int, seq: int) -> None:
