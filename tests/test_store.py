@@ -219,6 +219,40 @@ async def test_routes_and_targets_are_recorded(store: Backend):
     assert (target.target, target.detail) == ("queue:db", {"item": 1})
 
 
+async def test_appends_after_a_batch_in_one_transaction(store: Backend):
+    """Single appends after a batch in the same transaction (on SQLite they join the
+    batch's rows while those wait for COMMIT): seqs ascend, a repeat of a batch event is
+    its duplicate, every row gets its routes, and a savepoint rolled back drops what was
+    appended inside it and nothing before it."""
+    first = [make_event(subject=f"b{n}") for n in range(3)]
+    async with store.transaction() as tx:
+        log = store.events.writes(tx)
+        batch = await log.append_many([item(e) for e in first], T0)
+        again = await log.append(*item(first[1])[:2], T0, item(first[1])[2])
+        one = await log.append(*item(make_event(subject="one"))[:2], T0,
+                               item(make_event(subject="one"))[2])
+        with pytest.raises(RuntimeError):
+            async with tx.savepoint():
+                lost = make_event(subject="lost")
+                await log.append(*item(lost)[:2], T0, item(lost)[2])
+                await log.append_many([item(make_event(subject="lost")) for _ in range(2)], T0)
+                raise RuntimeError("undo the step")
+        retry = await log.append(*item(lost)[:2], T0, item(lost)[2])
+        repeat = await log.append_many([item(first[0]), item(make_event(subject="last"))], T0)
+        seqs = [r.seq for r in batch] + [one.seq, retry.seq, repeat[1].seq]
+        await log.set_routes([(seq, [f"r{n}"]) for n, seq in enumerate(seqs)])
+    assert again.duplicate and again.seq == batch[1].seq and not again.conflict
+    assert not retry.duplicate, "an append rolled back leaves no trace to be a duplicate of"
+    assert repeat[0].duplicate and repeat[0].seq == batch[0].seq
+    assert seqs == sorted(seqs) and len(set(seqs)) == 6
+    stored = await store.events.read(limit=100)
+    assert [(e.seq, e.event["subject"], e.routes) for e in stored] == [
+        (seq, subject, (f"r{n}",)) for n, (seq, subject) in
+        enumerate(zip(seqs, ["b0", "b1", "b2", "one", "lost", "last"], strict=True))]
+    following = await append(store, make_event())
+    assert following[0] > seqs[-1]
+
+
 # -- configuration ------------------------------------------------------------------------
 async def test_config_objects_round_trip_and_version_grows(store: Backend):
     v0 = await store.config.version()

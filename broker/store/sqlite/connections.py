@@ -29,7 +29,9 @@ class WriterConnection(sqlite3.Connection):
     is then inserted on the thread that commits, overlapping the parsing of the next
     requests on the event loop (sqlite3 lets go of the GIL while it steps). Any other
     statement runs the held ones first, so every statement sees what came before it:
-    the held rows are an ordering detail, never visible as missing."""
+    the held rows are an ordering detail, never visible as missing. The exceptions are
+    spelled out: `beside` for a statement on tables no held statement writes, and
+    savepoints, which keep what is held in its place (`savepoint`)."""
 
     held: list[tuple[str, list[tuple[Any, ...]]]]
     failed: BaseException | None
@@ -41,6 +43,8 @@ class WriterConnection(sqlite3.Connection):
         super().__init__(*args, **kwargs)
         self.held = []
         self.failed = None
+        self._saved: list[list[tuple[str, list[tuple[Any, ...]], int]]] = []
+        """Per open savepoint, what was held when it was taken (statement, rows, count)."""
 
     def later(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         """`executemany(sql, rows)`, run before the next statement on this connection."""
@@ -76,6 +80,34 @@ class WriterConnection(sqlite3.Connection):
         """Forget the held statements and their failure (before ROLLBACK)."""
         self.held.clear()
         self.failed = None
+        self._saved.clear()
+
+    # Savepoints leave held statements held: a step that only gathers (the todo
+    # announcements before COMMIT) then does not force a batch's inserts onto the loop.
+    # What was held when a savepoint was taken belongs before it; rolling back to it
+    # holds exactly that again: statements held since are dropped (rows added since to
+    # a held list included), and ones that ran since are held again, since the
+    # rollback undid them.
+    def savepoint(self, name: str) -> None:
+        """SAVEPOINT `name`, with the held statements left held."""
+        if self.failed is not None:
+            self.run_held()  # raises: the transaction has lost writes
+        super().execute(f"SAVEPOINT {name}")
+        self._saved.append([(sql, rows, len(rows)) for sql, rows in self.held])
+
+    def rollback_to(self, name: str) -> None:
+        """ROLLBACK TO `name`: what ran or was held since the savepoint is undone."""
+        super().execute(f"ROLLBACK TO {name}")
+        saved = self._saved[-1]
+        for _, rows, count in saved:
+            del rows[count:]
+        self.held = [(sql, rows) for sql, rows, _ in saved]
+        self.failed = None
+
+    def release(self, name: str) -> None:
+        """RELEASE `name`: what is held now belongs to the enclosing scope."""
+        super().execute(f"RELEASE {name}")
+        self._saved.pop()
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         if self.held or self.failed is not None:

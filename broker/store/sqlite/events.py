@@ -19,7 +19,7 @@ from broker.bus.log import (
 )
 from broker.filters.narrow import NARROW_ATTRIBUTES, Narrowing
 from broker.store.keys import CAUSATION, CORRELATION, IDENTITY, identity_key, link_key
-from broker.store.sqlite.connections import ReaderPool, held_rows, insert_later
+from broker.store.sqlite.connections import ReaderPool, beside_held, held_rows, insert_later
 from broker.store.sqlite.periods import VIEW, KeyPeriods, union_all
 from broker.store.sqlite.transaction import connection_of
 from broker.store.transaction import Transaction
@@ -65,6 +65,46 @@ def _keys(row: tuple[Any, ...], seq: int) -> list[tuple[int, int, int]]:
     return keys
 
 
+class _HeldBatch:
+    """Event rows held back (`insert_later`) with their key rows, while they wait: an
+    append of the same transaction joins them instead of running them first."""
+
+    __slots__ = ("first", "keys", "rows", "seqs", "table")
+
+    def __init__(self, first: int, rows: list[tuple[Any, ...]],
+                 keys: list[tuple[int, int, int]], table: str) -> None:
+        self.first = first
+        self.rows = rows
+        self.keys = keys
+        self.table = table
+        self.seqs: dict[int, list[int]] = {}
+        """Identity key -> seqs of the held rows with it."""
+
+    @property
+    def next_seq(self) -> int:
+        """The seq the next row gets: AUTOINCREMENT's, once the held rows have run."""
+        return self.first + len(self.rows)
+
+    def add(self, row: tuple[Any, ...], keys: list[tuple[int, int, int]]) -> int:
+        seq = self.next_seq
+        self.rows.append(row)
+        self.keys.extend(keys)
+        self.seqs.setdefault(row[11], []).append(seq)
+        return seq
+
+    def find(self, source: str, id: str, idhash: int) -> tuple[int, bytes] | None:
+        """(seq, digest) of the newest held row with this identity. A savepoint rolled
+        back drops the rows held since it: seqs past the rows, or of another row now,
+        are stale."""
+        for seq in reversed(self.seqs.get(idhash, ())):
+            at = seq - self.first
+            if at < len(self.rows):
+                row = self.rows[at]
+                if row[0] == source and row[1] == id:
+                    return seq, row[8]
+        return None
+
+
 class SqliteEventWrites(EventWrites):
     """Event-log writes on the writer connection. Dedupe is decided here, by the single
     writer: a probe of the key tables of the periods the dedupe window reaches (and the
@@ -76,12 +116,25 @@ class SqliteEventWrites(EventWrites):
         self.conn = conn
         self.window = window
         self.periods = periods
-        self._held: tuple[int, list[tuple[Any, ...]]] | None = None
-        """(first seq, rows) of the last batch of event rows held back."""
+        self._held: _HeldBatch | None = None
+        """The last batch of event rows held back."""
 
-    def _probe(self, keys: Sequence[int], recvtime: str
+    def _live(self) -> _HeldBatch | None:
+        """The held batch while its rows still wait and no other event rows do: appends
+        may join it, and statements that read the log may run beside it (what it
+        holds is looked up in it)."""
+        batch = self._held
+        if batch is None or not held_rows(self.conn, batch.rows):
+            return None
+        if any(sql == INSERT_EVENT and rows is not batch.rows
+               for sql, rows in getattr(self.conn, "held", ())):
+            return None
+        return batch
+
+    def _probe(self, keys: Sequence[int], recvtime: str, batch: _HeldBatch | None = None
                ) -> dict[tuple[str, str], tuple[int, bytes]]:
-        """(source, id) -> (seq, digest) of the newest stored event in the window."""
+        """(source, id) -> (seq, digest) of the newest stored event in the window (the
+        rows of `batch` not included: the caller looks there first)."""
         since = self.window.start(recvtime)
         tables = self.periods.window(self.conn, since)
         found: dict[tuple[str, str], tuple[int, bytes]] = {}
@@ -95,9 +148,13 @@ class SqliteEventWrites(EventWrites):
             # the stored (source, id) (a 64-bit key may collide) are checked on the row.
             # `+recvtime`: the window only narrows the hits, it must never make the
             # planner walk the recvtime index instead.
-            rows = self.conn.execute(
-                f"SELECT seq, source, id, digest FROM events WHERE seq IN ({probes})"
-                f" AND +recvtime >= ?{len(chunk) + 1} ORDER BY seq", (*chunk, since)).fetchall()
+            sql = (f"SELECT seq, source, id, digest FROM events WHERE seq IN ({probes})"
+                   f" AND +recvtime >= ?{len(chunk) + 1} ORDER BY seq")
+            params = (*chunk, since)
+            # Beside a live batch: its rows are looked up in it, and nothing else held
+            # changes what this reads.
+            rows = (beside_held(self.conn, sql, params) if batch is not None
+                    else self.conn.execute(sql, params)).fetchall()
             for seq, source, id, digest in rows:
                 found[(source, id)] = (seq, bytes(digest))
         return found
@@ -120,12 +177,23 @@ class SqliteEventWrites(EventWrites):
     async def append(
         self, event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes, root: int = 0
     ) -> AppendResult:
-        idhash = identity_key(str(event["source"]), str(event["id"]))
-        stored = self._probe([idhash], recvtime).get((event["source"], event["id"]))
+        source, id = event["source"], event["id"]
+        idhash = identity_key(str(source), str(id))
+        batch = self._live()
+        stored = batch.find(source, id, idhash) if batch is not None else None
+        if stored is None:
+            stored = self._probe([idhash], recvtime, batch).get((source, id))
         if stored is not None:
             return AppendResult(stored[0], True, conflict=stored[1] != digest)
-        table = self._table(recvtime)
         row = _row(event, raw, recvtime, digest, root, idhash)
+        if batch is not None:
+            # A derived event (an item's announcement) while the routed batch waits:
+            # it joins the batch, so the whole commit is still inserted off the loop.
+            table = self._table(recvtime, batch.next_seq)
+            if table == batch.table and self._live() is batch:
+                seq = batch.next_seq
+                return AppendResult(batch.add(row, _keys(row, seq)), False)
+        table = self._table(recvtime)
         (seq,) = self.conn.execute(INSERT_EVENT + " RETURNING seq", row).fetchone()
         self.conn.executemany(INSERT_KEY.format(table=table), _keys(row, seq))
         return AppendResult(seq, False)
@@ -136,8 +204,14 @@ class SqliteEventWrites(EventWrites):
             event, raw, digest = items[0]
             return [await self.append(event, raw, recvtime, digest)]
         keys = [identity_key(str(e["source"]), str(e["id"])) for e, _, _ in items]
-        stored = self._probe(keys, recvtime)
-        first = self._next_seq()
+        batch = self._live()
+        stored = self._probe(keys, recvtime, batch)
+        if batch is not None:  # its rows are newer than any stored one
+            for (event, _, _), idhash in zip(items, keys, strict=True):
+                held = batch.find(event["source"], event["id"], idhash)
+                if held is not None:
+                    stored[(event["source"], event["id"])] = held
+        first = batch.next_seq if batch is not None else self._next_seq()
         results: list[AppendResult] = []
         rows: list[tuple[Any, ...]] = []
         key_rows: list[tuple[int, int, int]] = []
@@ -156,18 +230,26 @@ class SqliteEventWrites(EventWrites):
             results.append(AppendResult(seq, False))
         if rows:  # a period is opened only by an event that goes into it
             table = self._table(recvtime, first)
+            if batch is not None and table == batch.table and self._live() is batch:
+                for row in rows:
+                    batch.add(row, [])
+                batch.keys.extend(key_rows)
+                return results
             # Held back to the transaction's next statement or its COMMIT: a batch
             # nothing else reads is then inserted off the event loop.
             insert_later(self.conn, INSERT_EVENT, rows)
             insert_later(self.conn, INSERT_KEY.format(table=table), key_rows)
-            self._held = (first, rows)
+            self._held = _HeldBatch(first, rows, key_rows, table)
+            for at, row in enumerate(rows):
+                self._held.seqs.setdefault(row[11], []).append(first + at)
         return results
 
     async def set_routes(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:
         # An event whose row is still held back gets its routes in that row: it is
         # written once. Any other is updated (after the held rows, before COMMIT).
-        held = self._held
-        first, rows = held if held is not None and held_rows(self.conn, held[1]) else (0, [])
+        batch = self._held
+        first, rows = (batch.first, batch.rows) if (
+            batch is not None and held_rows(self.conn, batch.rows)) else (0, [])
         updates = []
         for seq, routes in items:
             encoded = orjson.dumps(list(routes))

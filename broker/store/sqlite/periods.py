@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from broker.store.sqlite.connections import beside_held
 from broker.store.window import epoch_of, period_start
 from broker.timeutil import to_rfc3339
 
@@ -83,8 +84,9 @@ class KeyPeriods:
 
     def newest(self, conn: sqlite3.Connection) -> Period | None:
         """The current period (None before the first event)."""
-        row = conn.execute(f"SELECT {self.COLUMNS} FROM event_key_periods"
-                           f" {self.NEWEST_FIRST} LIMIT 1").fetchone()
+        # Beside held inserts (here and in `window`): they never write the catalogue.
+        row = beside_held(conn, f"SELECT {self.COLUMNS} FROM event_key_periods"
+                          f" {self.NEWEST_FIRST} LIMIT 1").fetchone()
         return Period(*row) if row else None
 
     def current(self, conn: sqlite3.Connection, recvtime: str) -> str | None:
@@ -126,8 +128,8 @@ class KeyPeriods:
     def window(self, conn: sqlite3.Connection, since: str) -> list[str]:
         """Key tables that may hold a key received at or after `since` (every key of a
         table was received before its `ends_at`), newest first, and the kept keys."""
-        return [row[0] for row in conn.execute(
-            f"SELECT name FROM event_key_periods WHERE ends_at > ? {self.NEWEST_FIRST}",
+        return [row[0] for row in beside_held(
+            conn, f"SELECT name FROM event_key_periods WHERE ends_at > ? {self.NEWEST_FIRST}",
             (since,))] + [KEPT]
 
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
+from broker.store.sqlite.connections import WriterConnection
 from broker.store.transaction import Transaction
 
 
@@ -58,17 +59,30 @@ class SqliteTransaction(Transaction):
         self._savepoints += 1
         name = f"sp{self._savepoints}"
         marks = {key: d.mark() for key, d in self._deferred.items()}
-        self.conn.execute(f"SAVEPOINT {name}")
+        conn = self.conn
+        # On the writer connection held inserts stay held across it.
+        held = conn if isinstance(conn, WriterConnection) else None
+        if held is not None:
+            held.savepoint(name)
+        else:
+            conn.execute(f"SAVEPOINT {name}")
         try:
             yield
         except BaseException:
-            self.conn.execute(f"ROLLBACK TO {name}")
-            self.conn.execute(f"RELEASE {name}")
+            if held is not None:
+                held.rollback_to(name)
+                held.release(name)
+            else:
+                conn.execute(f"ROLLBACK TO {name}")
+                conn.execute(f"RELEASE {name}")
             for key, deferred in self._deferred.items():
                 deferred.undo(marks.get(key))
             raise
         else:
-            self.conn.execute(f"RELEASE {name}")
+            if held is not None:
+                held.release(name)
+            else:
+                conn.execute(f"RELEASE {name}")
         finally:
             self._savepoints -= 1
 
