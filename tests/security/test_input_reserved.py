@@ -98,6 +98,20 @@ def test_a_batch_holding_a_reserved_event_names_it_and_stores_nothing(
     assert batch[1]["id"] not in forged_ids(broker)
 
 
+@pytest.mark.parametrize("spelled", ["\\u006fpsbus.todo.resolved", "ops\\u0062us"])
+def test_a_batch_spelling_a_reserved_type_with_escapes_is_refused(
+        broker: BrokerProcess, spelled: str) -> None:
+    """The batch path looks for the reserved prefix in the body's bytes first; an
+    escape may spell it without those bytes."""
+    forged = make_event(source="tests/reserved/escaped")
+    raw = json.dumps([make_event(source="tests/reserved/escaped"), {**forged, "type": "T"}])
+    raw = raw.replace('"T"', f'"{spelled}"')
+    assert "opsbus" not in raw
+    status, doc, _ = call(broker, "POST", "/v1/events", headers=BATCH, raw=raw.encode())
+    assert_problem(status, doc, 403, "batch entry 1", attribute="type", index=1)
+    assert events(broker, source="tests/reserved/escaped") == []
+
+
 def test_a_binary_publish_of_a_reserved_event_is_refused(broker: BrokerProcess) -> None:
     headers = {"ce-specversion": "1.0", "ce-id": "forged-binary", "ce-source": "opsbus/todos",
                "ce-type": "opsbus.todo.resolved", "ce-subject": "1"}
