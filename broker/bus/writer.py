@@ -297,6 +297,9 @@ def _answers(events: list[dict[str, Any]], results: list[Publication]) -> list[P
     """The publisher's answers, or Conflict naming the first event stored before with
     other content (the unit is then undone: nothing of its batch is stored)."""
     answers = []
+    # `tuple.__new__` is the named tuple's own constructor without its Python frame
+    # (one answer per event published).
+    new = tuple.__new__
     for index, (event, result) in enumerate(zip(events, results, strict=True)):
         if result.conflict:
             raise Conflict(
@@ -304,7 +307,8 @@ def _answers(events: list[dict[str, Any]], results: list[Publication]) -> list[P
                 f" is already stored (seq {result.seq}) with different content",
                 seq=result.seq, index=index if len(events) > 1 else None,
             )
-        answers.append(Published(result.seq, str(event["id"]), result.duplicate))
+        answers.append(new(Published, (result.seq, str(event["id"]), result.duplicate,
+                                       False)))
     return answers
 
 

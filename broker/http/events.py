@@ -65,7 +65,9 @@ async def publish(request: web.Request) -> web.Response:
     # The bytes made while parsing are the stored ones unless admitting changed an event.
     results = await broker.bus.publish(events, encoded=encoded if events is parsed else None)
     if is_batch:
-        return json_response([r.to_dict() for r in results])
+        # `Published.to_dict` spelled out for the common answer, once per event.
+        return json_response([{"seq": r.seq, "id": r.id, "duplicate": r.duplicate}
+                              if not r.dropped else r.to_dict() for r in results])
     result = results[0]
     created = not (result.duplicate or result.dropped)
     return json_response(result.to_dict(), status=201 if created else 200)
