@@ -156,7 +156,7 @@ def latency(url: str, pid: int | None, args: argparse.Namespace) -> dict[str, fl
     """Publish-to-SSE latency with `latency.py`'s harness (open-loop publisher, readers
     in `--reader-procs` processes)."""
     return measure(url, pid, readers=args.readers, rate=args.rate, seconds=args.seconds,
-                   procs=args.reader_procs)
+                   procs=args.reader_procs, pinned=args.pin)
 
 
 # -- raw SQLite ceiling -------------------------------------------------------------------
@@ -443,6 +443,8 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--reader-procs", type=int, default=2,
                         help="processes the SSE readers of the latency run are spread over")
+    parser.add_argument("--pin", action="store_true",
+                        help="latency: the server on the first CPU, the harness on the others")
     parser.add_argument("--durability", default="full")
     parser.add_argument("--prefill", default="0",
                         help="events already stored, e.g. 1M or 10M (see prefill.py)")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import select
@@ -296,13 +297,24 @@ def publish(url: str, rate: int, total: int, start_ns: int) -> dict[str, object]
 # -- one measurement -------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its threads so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def scheduled(pid: int) -> tuple[float, float]:
+    """Seconds a process's threads have run on a CPU, and waited runnable for one."""
+    run = wait = 0
+    for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            on_cpu, queued, _ = task.read_text().split()
+        except (OSError, ValueError):
+            continue  # a thread that ended meanwhile
+        run += int(on_cpu)
+        wait += int(queued)
+    return run / 1e9, wait / 1e9
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` (and threads it starts later) on `cpus` only."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(task.name), cpus)
 
 
 def pct(values: array[int] | list[int], q: float) -> float:
@@ -314,32 +326,43 @@ def pct(values: array[int] | list[int], q: float) -> float:
 
 
 def measure(url: str, server_pid: int | None, *, readers: int, rate: int, seconds: float,
-            procs: int) -> dict[str, float]:
-    """One run: reader processes open their streams, then this process publishes."""
+            procs: int, pinned: bool = False) -> dict[str, float]:
+    """One run: reader processes open their streams, then this process publishes.
+    `pinned`: the server on the first CPU, the publisher and readers on the others."""
     total = int(rate * seconds)
     tmp = tempfile.mkdtemp(prefix="opsbus-latency-")
     groups = [readers // procs + (1 if i < readers % procs else 0) for i in range(procs)]
+    everywhere = os.sched_getaffinity(0)
+    if pinned and server_pid:
+        first = min(everywhere)
+        pin(server_pid, {first})
+        os.sched_setaffinity(0, everywhere - {first} or everywhere)  # readers inherit it
     children = []
-    for i, count in enumerate(g for g in groups if g):
-        children.append((subprocess.Popen(
-            [sys.executable, __file__, "--readers-proc", url, str(count), str(total),
-             str(seconds), f"{tmp}/r{i}"], stdout=subprocess.PIPE, text=True), f"{tmp}/r{i}"))
-    for child, _ in children:
-        assert child.stdout is not None
-        line = child.stdout.readline().strip()
-        if line != "ready":
-            raise SystemExit(f"a reader process did not start: {line!r}")
-    before = {pid: cpu_seconds(pid) for pid in [os.getpid(), server_pid or 0,
-                                                 *(c.pid for c, _ in children)]}
-    started = time.monotonic()
-    result = publish(url, rate, total, time.monotonic_ns() + 200_000_000)
-    wall = time.monotonic() - started
-    server_cpu = cpu_seconds(server_pid) - before[server_pid] if server_pid else 0.0
-    publisher_cpu = cpu_seconds(os.getpid()) - before[os.getpid()]
-    readers_cpu = 0.0
+    try:
+        for i, count in enumerate(g for g in groups if g):
+            children.append((subprocess.Popen(
+                [sys.executable, __file__, "--readers-proc", url, str(count), str(total),
+                 str(seconds), f"{tmp}/r{i}"], stdout=subprocess.PIPE, text=True),
+                f"{tmp}/r{i}"))
+        for child, _ in children:
+            assert child.stdout is not None
+            line = child.stdout.readline().strip()
+            if line != "ready":
+                raise SystemExit(f"a reader process did not start: {line!r}")
+        harness = [os.getpid(), *(c.pid for c, _ in children)]
+        before = {pid: scheduled(pid) for pid in [*harness, server_pid or 0]}
+        started = time.monotonic()
+        result = publish(url, rate, total, time.monotonic_ns() + 200_000_000)
+        wall = time.monotonic() - started
+        after = {pid: scheduled(pid) for pid in [*harness, server_pid or 0]}
+    finally:
+        os.sched_setaffinity(0, everywhere)
+
+    def used(pids: list[int], index: int) -> float:
+        return sum(after[p][index] - before[p][index] for p in pids) / wall
+
     samples = array("q")
     for child, out in children:
-        readers_cpu += cpu_seconds(child.pid) - before[child.pid]
         assert child.stdout is not None
         child.stdout.read()
         child.wait()
@@ -360,8 +383,9 @@ def measure(url: str, server_pid: int | None, *, readers: int, rate: int, second
         "late_p99_ms": pct(lateness, 0.99), "late_max_ms": pct(lateness, 1.0),
         "failures": float(result["failures"]),  # type: ignore[arg-type]
         "connections": float(result["connections"]),  # type: ignore[arg-type]
-        "cpu_server": server_cpu / wall, "cpu_publisher": publisher_cpu / wall,
-        "cpu_readers": readers_cpu / wall,
+        "cpu_server": used([server_pid], 0) if server_pid else float("nan"),
+        "wait_server": used([server_pid], 1) if server_pid else float("nan"),
+        "cpu_harness": used(harness, 0), "wait_harness": used(harness, 1),
     }
 
 
@@ -370,8 +394,8 @@ def describe(name: str, r: dict[str, float]) -> str:
             f"  p99.9 {r['p999_ms']:6.2f}  max {r['max_ms']:7.1f} ms"
             f"   answer p50/p99 {r['answer_p50_ms']:.2f}/{r['answer_p99_ms']:.2f} ms"
             f"   send late p99/max {r['late_p99_ms']:.2f}/{r['late_max_ms']:.2f} ms"
-            f"   CPU server {r['cpu_server']:.2f} publisher {r['cpu_publisher']:.2f}"
-            f" readers {r['cpu_readers']:.2f}"
+            f"   CPU server {r['cpu_server']:.2f} (waited {r['wait_server']:.2f})"
+            f" harness {r['cpu_harness']:.2f} (waited {r['wait_harness']:.2f})"
             f"   ({r['samples']:,.0f}/{r['expected']:,.0f} deliveries"
             + (f", {r['failures']:.0f} non-2xx" if r["failures"] else "") + ")")
 
@@ -380,14 +404,16 @@ def run(args: argparse.Namespace, prefill: int) -> None:
     print(f"publish-to-SSE latency: {args.rate} events/s for {args.seconds}s, {args.readers}"
           f" SSE readers in {args.reader_procs} process(es), durability {args.durability},"
           f" {prefill:,} events stored before")
-    print("  (ms from the publish request's write to each reader's receipt; 'answer' is"
-          " the publisher's 2xx, 'CPU' cores busy during the run)")
+    print("  (ms from the publish request's write to each reader's receipt; 'answer': the"
+          " publisher's 2xx; 'CPU': cores used during the run, 'waited': runnable threads"
+          " waiting for a CPU, in cores" + (", server pinned to one CPU" if args.pin else "")
+          + ")")
     for _ in range(args.repeat):
         print(f"  {load_average()} before the pair", flush=True)
         ref = Reference()
         try:
             r = measure(ref.url, ref.pid, readers=args.readers, rate=args.rate,
-                        seconds=args.seconds, procs=args.reader_procs)
+                        seconds=args.seconds, procs=args.reader_procs, pinned=args.pin)
         finally:
             ref.stop()
         print(describe("reference", r), flush=True)
@@ -396,7 +422,7 @@ def run(args: argparse.Namespace, prefill: int) -> None:
         try:
             assert broker.proc is not None
             b = measure(broker.url, broker.proc.pid, readers=args.readers, rate=args.rate,
-                        seconds=args.seconds, procs=args.reader_procs)
+                        seconds=args.seconds, procs=args.reader_procs, pinned=args.pin)
         finally:
             broker.stop()
         print(describe("opsbus", b), flush=True)
@@ -415,11 +441,14 @@ def main() -> None:
                         help="events already stored, e.g. 1M or 10M (see prefill.py)")
     parser.add_argument("--url", help="measure this running server only (no reference)")
     parser.add_argument("--pid", type=int, help="with --url: the server's pid (its CPU)")
+    parser.add_argument("--pin", action="store_true",
+                        help="the server on the first CPU, publisher and readers on the others")
     args = parser.parse_args()
     print(f"machine: {machine()}, {load_average()}")
     if args.url:
         print(describe("server", measure(args.url, args.pid, readers=args.readers, rate=args.rate,
-                                         seconds=args.seconds, procs=args.reader_procs)))
+                                         seconds=args.seconds, procs=args.reader_procs,
+                                         pinned=args.pin)))
         return
     run(args, parse_count(args.prefill))
 
