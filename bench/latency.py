@@ -9,8 +9,9 @@ The harness is built to cost little next to the server it measures, since all of
 shares the machine's cores with that server:
 
 - The publisher is open-loop: event n is due at start + n / rate whatever the server
-  answers, and is written on an idle keep-alive connection (a new one is opened when
-  none is idle), so a slow answer never delays the next publish. Its body carries the
+  answers, and is written on an idle keep-alive connection (or pipelined behind the
+  fewest unanswered requests when all 128 are busy), so a slow answer never delays
+  the next publish. Its body carries the
   CLOCK_MONOTONIC time it was written at (system-wide on Linux, so the readers'
   clock is the same clock). How late each send was against its schedule is reported.
 - Readers are real SSE clients over HTTP/1.1 (chunked, as browsers read them), spread
@@ -41,6 +42,7 @@ import tempfile
 import time
 import uuid
 from array import array
+from collections import deque
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -210,88 +212,91 @@ class _Conn:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.setblocking(False)
         self.buf = b""
-        self.sent = 0
+        self.sent: deque[int] = deque()
+        """When each request still unanswered on this connection was written."""
 
 
-def publish(url: str, rate: int, total: int, start_ns: int) -> dict[str, object]:
+def publish(url: str, rate: int, total: int, start_ns: int,
+            connections: int = 128) -> dict[str, object]:
     """Open-loop publisher: event n is written at start + n / rate (or at once when
-    late). Returns how late sends were and how long answers took (from the send)."""
+    late), on an idle keep-alive connection, else pipelined behind the fewest unanswered
+    requests (opening a connection mid-run could block on a full accept queue and stall
+    every later send). Returns how late sends were and how long answers took."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     head = (f"POST /v1/events HTTP/1.1\r\nHost: bench\r\n"
             f"Content-Type: application/cloudevents+json\r\n"
             f"Authorization: {AUTH['Authorization']}\r\nContent-Length: ").encode()
     prefix = uuid.uuid4().hex[:8]
-    idle: list[_Conn] = [_Conn(host, port) for _ in range(64)]
-    busy: dict[int, _Conn] = {}
+    conns = {c.sock.fileno(): c for c in (_Conn(host, port) for _ in range(connections))}
+    idle = list(conns.values())
     poller = select.epoll()
-    opened = len(idle)
+    for fd in conns:
+        poller.register(fd, select.EPOLLIN)
     lateness = array("q")
     answers = array("q")
-    failures = 0
+    failures = pipelined = 0
     period = 1_000_000_000 // rate
     clock = time.monotonic_ns
 
-    def answered(now: int) -> None:
+    def answered(timeout: float = 0) -> None:
         nonlocal failures
-        for fd, _ in poller.poll(0):
-            conn = busy[fd]
+        ready = poller.poll(timeout)
+        now = clock()
+        for fd, _ in ready:
+            conn = conns[fd]
             data = conn.sock.recv(65536)
             if not data:
                 raise SystemExit("the server closed a publishing connection")
             conn.buf += data
-            end = conn.buf.find(b"\r\n\r\n")
-            if end < 0:
-                continue
-            headers = conn.buf[:end].lower()
-            at = headers.find(b"content-length:")
-            length = int(headers[at + 15:headers.find(b"\r\n", at)]) if at >= 0 else 0
-            if len(conn.buf) < end + 4 + length:
-                continue
-            if not conn.buf.startswith(b"HTTP/1.1 2"):
-                failures += 1
-                if failures <= 3:
-                    print(conn.buf[:300], file=sys.stderr)
-            conn.buf = b""
-            answers.append(now - conn.sent)
-            poller.unregister(fd)
-            del busy[fd]
-            idle.append(conn)
+            while True:
+                end = conn.buf.find(b"\r\n\r\n")
+                if end < 0:
+                    break
+                headers = conn.buf[:end].lower()
+                at = headers.find(b"content-length:")
+                length = int(headers[at + 15:headers.find(b"\r\n", at)]) if at >= 0 else 0
+                if len(conn.buf) < end + 4 + length:
+                    break
+                if not conn.buf.startswith(b"HTTP/1.1 2"):
+                    failures += 1
+                    if failures <= 3:
+                        print(conn.buf[:300], file=sys.stderr)
+                conn.buf = conn.buf[end + 4 + length:]
+                answers.append(now - conn.sent.popleft())
+                if not conn.sent:
+                    idle.append(conn)
 
     for n in range(total):
         due = start_ns + n * period
         while True:
-            now = clock()
-            if busy:
-                answered(now)
-            wait = due - now
+            answered()
+            wait = due - clock()
             if wait <= 0:
                 break
-            if wait > 2_000_000 and busy:
-                poller.poll((wait - 1_000_000) / 1e9)  # answers arriving meanwhile
+            if wait > 2_000_000:
+                answered((wait - 1_000_000) / 1e9)  # answers arriving meanwhile
             else:
                 time.sleep(wait / 1e9)  # nanosleep: finer than epoll's milliseconds
-        if not idle:
-            idle.append(_Conn(host, port))
-            opened += 1
-        conn = idle.pop()
+        if idle:
+            conn = idle.pop()
+        else:
+            conn = min(conns.values(), key=lambda c: len(c.sent))
+            pipelined += 1
         sent = clock()
         body = orjson.dumps({
             "specversion": "1.0", "id": str(uuid.uuid4()), "source": f"bench/{prefix}",
             "type": "bench.event", "subject": f"s{n % 50}", "time": "2026-11-25T10:00:00Z",
             "datacontenttype": "application/json",
             "data": {"t": sent, "n": n, "severity": "warning", "payload": PAYLOAD}})
-        conn.sent = sent
-        conn.sock.send(head + b"%d\r\n\r\n%b" % (len(body), body))
+        conn.sent.append(sent)
+        conn.sock.sendall(head + b"%d\r\n\r\n%b" % (len(body), body))
         lateness.append(sent - due)
-        busy[conn.sock.fileno()] = conn
-        poller.register(conn.sock.fileno(), select.EPOLLIN)
     limit = clock() + 30_000_000_000
-    while busy and clock() < limit:
-        poller.poll(0.01)
-        answered(clock())
+    while len(idle) < len(conns) and clock() < limit:
+        answered(0.01)
     return {"lateness": lateness, "answers": answers, "failures": failures,
-            "connections": opened, "unanswered": len(busy)}
+            "pipelined": pipelined, "unanswered": len(conns) - len(idle)}
 
 
 # -- one measurement -------------------------------------------------------------------
@@ -382,7 +387,7 @@ def measure(url: str, server_pid: int | None, *, readers: int, rate: int, second
         "answer_p50_ms": pct(answers, 0.5), "answer_p99_ms": pct(answers, 0.99),
         "late_p99_ms": pct(lateness, 0.99), "late_max_ms": pct(lateness, 1.0),
         "failures": float(result["failures"]),  # type: ignore[arg-type]
-        "connections": float(result["connections"]),  # type: ignore[arg-type]
+        "pipelined": float(result["pipelined"]),  # type: ignore[arg-type]
         "cpu_server": used([server_pid], 0) if server_pid else float("nan"),
         "wait_server": used([server_pid], 1) if server_pid else float("nan"),
         "cpu_harness": used(harness, 0), "wait_harness": used(harness, 1),
@@ -397,7 +402,8 @@ def describe(name: str, r: dict[str, float]) -> str:
             f"   CPU server {r['cpu_server']:.2f} (waited {r['wait_server']:.2f})"
             f" harness {r['cpu_harness']:.2f} (waited {r['wait_harness']:.2f})"
             f"   ({r['samples']:,.0f}/{r['expected']:,.0f} deliveries"
-            + (f", {r['failures']:.0f} non-2xx" if r["failures"] else "") + ")")
+            + (f", {r['failures']:.0f} non-2xx" if r["failures"] else "")
+            + (f", {r['pipelined']:.0f} sends pipelined" if r["pipelined"] else "") + ")")
 
 
 def run(args: argparse.Namespace, prefill: int) -> None:
