@@ -4,12 +4,19 @@ the same run with the same Python client against the same broker (durability ful
 
     .venv/bin/python bench/delivery.py [--events 5000] [--seconds 8] [--in-flight 4,32]
         [--push-only] [--default-settings]
+    .venv/bin/python bench/delivery.py --instructions [--events 1000]
 
 The backlog for each delivery figure is published while the subscription is paused (or
 before any consumer runs) and timed from resume to the last delivery, so the figure is
 the dispatcher's drain rate, not ingest. Beside each push figure, the broker process's
 CPU time (all threads) per delivery while draining: steadier than the rate on a shared
 machine. Prints figures; asserts nothing about speed.
+
+`--instructions` runs the broker under valgrind's callgrind instead and prints the
+instructions of the broker process (all threads, user space) per push delivery while
+draining the backlog (default in-flight and settings, after a warm-up drain): a count
+that barely moves with the load of a shared machine, so two trees can be compared in
+the same minutes. Needs valgrind.
 """
 
 from __future__ import annotations
@@ -18,14 +25,20 @@ import argparse
 import asyncio
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 import orjson
 from _common import (
+    ADMIN_TOKEN,
     AUTH,
     PAYLOAD,
     free_port,
@@ -77,8 +90,9 @@ def event(kind: str, n: int, prefix: str) -> dict[str, object]:
 
 
 async def ingest_ceiling(session: aiohttp.ClientSession, url: str, seconds: float,
-                         connections: int = 32) -> float:
-    """Single-event POSTs/s with `connections` concurrent clients (no route matches)."""
+                         connections: int = 32) -> tuple[float, int]:
+    """(single-event POSTs/s, events published) with `connections` concurrent clients
+    (no route matches)."""
     prefix = uuid.uuid4().hex[:8]
     counter = done = 0
     deadline = time.monotonic() + seconds
@@ -94,7 +108,7 @@ async def ingest_ceiling(session: aiohttp.ClientSession, url: str, seconds: floa
 
     started = time.monotonic()
     await asyncio.gather(*(worker() for _ in range(connections)))
-    return done / (time.monotonic() - started)
+    return done / (time.monotonic() - started), done
 
 
 async def backlog(session: aiohttp.ClientSession, url: str, kind: str, total: int) -> None:
@@ -114,16 +128,18 @@ async def api(session: aiohttp.ClientSession, method: str, url: str, body: objec
         return orjson.loads(data) if data else None
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads (Linux)."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU time of a process, all its threads (Linux)."""
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 async def webhook_throughput(session: aiohttp.ClientSession, url: str, receiver: str,
                              total: int, in_flight: int | None, pid: int
-                             ) -> tuple[float, float]:
-    """(deliveries/s, broker CPU µs per delivery); `in_flight` None: the default."""
+                             ) -> tuple[float, float, float]:
+    """(deliveries/s, broker CPU µs per delivery, the system (kernel) part of it);
+    `in_flight` None: the default."""
     name = f"bench-push-{in_flight or 'default'}-{uuid.uuid4().hex[:6]}"
     kind = f"bench.{name}"
     spec: dict[str, object] = {
@@ -150,7 +166,74 @@ async def webhook_throughput(session: aiohttp.ClientSession, url: str, receiver:
     while (await api(session, "GET", f"{url}/v1/subscriptions/{name}/status")
            )["counts"]["delivered"] < total:  # type: ignore[index]
         await asyncio.sleep(0.02)
-    return total / elapsed, (cpu_seconds(pid) - cpu) / total * 1e6
+    user, system = cpu_seconds(pid)
+    return (total / elapsed, (user + system - sum(cpu)) / total * 1e6,
+            (system - cpu[1]) / total * 1e6)
+
+
+async def drain(session: aiohttp.ClientSession, url: str, receiver: str, total: int,
+                before: Callable[[], None] = lambda: None) -> None:
+    """Publish `total` events to a paused push subscription, call `before`, resume it
+    and wait until every delivery is recorded as delivered."""
+    name = f"bench-push-{uuid.uuid4().hex[:6]}"
+    kind = f"bench.{name}"
+    await api(session, "PUT", f"{url}/v1/subscriptions/{name}", {
+        "name": name, "url": receiver + "/hook", "filter": {"exact": {"type": kind}}})
+    await api(session, "POST", f"{url}/v1/subscriptions/{name}/pause")
+    await backlog(session, url, kind, total)
+    before()
+    await api(session, "POST", f"{url}/v1/subscriptions/{name}/resume")
+    while (await api(session, "GET", f"{url}/v1/subscriptions/{name}/status")
+           )["counts"]["delivered"] < total:  # type: ignore[index]
+        await asyncio.sleep(0.2)
+
+
+def instructions(events: int) -> None:
+    """Instructions of the broker per push delivery, under callgrind."""
+    assert shutil.which("valgrind"), "valgrind is not installed"
+    work = Path(tempfile.mkdtemp(prefix="opsbus-callgrind-"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    out = work / "callgrind.out"
+    broker = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+         "-m", "broker", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir",
+         str(work / "data"), "--token", ADMIN_TOKEN, "--durability", "full",
+         "--allow-private-targets"],
+        cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    receiver, receiver_url = start_receiver()
+    try:
+        wait_ready(url, timeout=600)
+
+        def zero() -> None:
+            subprocess.run(["callgrind_control", "-z", str(broker.pid)], check=True,
+                           capture_output=True)
+
+        async def run() -> float:
+            async with aiohttp.ClientSession(headers=AUTH) as session:
+                await drain(session, url, receiver_url, max(events // 4, 50))  # warm-up
+                started = time.perf_counter()
+                await drain(session, url, receiver_url, events, zero)
+                return time.perf_counter() - started
+
+        took = asyncio.run(run())
+        subprocess.run(["callgrind_control", "-d", str(broker.pid)], check=True,
+                       capture_output=True)
+        dumps = sorted(work.glob("callgrind.out*"), key=lambda p: p.stat().st_mtime)
+        text = dumps[-1].read_text(errors="replace")
+        found = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+        assert found, "no totals in the callgrind dump"
+        print(f"push: {int(found.group(1)) / events:,.0f} instructions per delivery"
+              f" ({events:,} deliveries, {took:.0f} s under valgrind)")
+        if os.environ.get("BENCH_KEEP_CALLGRIND"):  # for callgrind_annotate
+            shutil.copy(dumps[-1], os.environ["BENCH_KEEP_CALLGRIND"])
+    finally:
+        broker.terminate()
+        broker.wait()
+        receiver.terminate()
+        receiver.wait()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 async def pull_throughput(session: aiohttp.ClientSession, url: str, total: int,
@@ -190,16 +273,19 @@ async def main(events: int, seconds: float, prefill: int, in_flights: list[int |
     try:
         async with aiohttp.ClientSession(
             headers=AUTH, connector=aiohttp.TCPConnector(limit=0)) as session:
-            ceiling = await ingest_ceiling(session, broker.url, seconds)
-            print(f"\ningest ceiling (single-event POST, 32 connections): {ceiling:8.0f} events/s")
+            cpu = cpu_seconds(broker.proc.pid)
+            ceiling, published = await ingest_ceiling(session, broker.url, seconds)
+            ingest_cpu = (sum(cpu_seconds(broker.proc.pid)) - sum(cpu)) / published * 1e6
+            print(f"\ningest ceiling (single-event POST, 32 connections): {ceiling:8.0f} events/s,"
+                  f" broker CPU {ingest_cpu:6.0f} µs per event")
             print(f"\nwebhook delivery, {events} event backlog drained to a local receiver:")
             for in_flight in in_flights:
-                rate, cpu = await webhook_throughput(session, broker.url, receiver_url,
+                rate, cpu, system = await webhook_throughput(session, broker.url, receiver_url,
                                                      events, in_flight, broker.proc.pid)
                 label = "default" if in_flight is None else str(in_flight)
                 print(f"  max_in_flight {label:>7}: {rate:8.0f} deliveries/s"
                       f"  ({rate / ceiling:5.2f}x the ingest ceiling),"
-                      f" broker CPU {cpu:6.0f} µs per delivery")
+                      f" broker CPU {cpu:6.0f} µs per delivery ({system:4.0f} in the kernel)")
             if push_only:
                 return
             print(f"\npull receive+ack, {events} event backlog:")
@@ -227,7 +313,12 @@ if __name__ == "__main__":
     parser.add_argument("--push-only", action="store_true", help="skip the pull figures")
     parser.add_argument("--default-settings", action="store_true",
                         help="the broker's default delivery_concurrency (not 128)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="instructions per push delivery under callgrind (valgrind)")
     options = parser.parse_args()
+    if options.instructions:
+        instructions(options.events if "--events" in sys.argv else 1000)
+        sys.exit(0)
     asyncio.run(main(options.events, options.seconds, options.prefill,
                      [None if v == "default" else int(v)
                       for v in options.in_flight.split(",")],
