@@ -17,10 +17,8 @@ import functools
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-import yarl
 
 from broker.delivery import breaker
 from broker.delivery.breaker import BreakerState, SubscriptionHealth
@@ -36,7 +34,6 @@ from broker.metrics_delivery import DeliveryCounts
 from broker.outbound import (
     OutboundRequest,
     OutboundResult,
-    secret_headers,
     send,
 )
 from broker.timeutil import later, seconds_between
@@ -66,24 +63,17 @@ def build_request(sub: Subscription, stored: StoredEvent, msg_id: str,
     """The webhook request for one delivery (binary or structured, signed if a secret).
     `msg_id` is the Standard Webhooks message id, the same on every retry; `timestamp`
     the Unix time it is signed at."""
-    event = stored.event
-    headers: dict[str, str] = dict(sub.headers)
+    url, static, secrets = sub.request_parts
+    headers = static.copy()
     if sub.content_mode == "structured":
         body = stored.raw
         headers["Content-Type"] = "application/cloudevents+json"
     else:
-        ce_headers, body = to_binary(event)
+        ce_headers, body = to_binary(stored.event)
         headers.update(ce_headers)
     if sub.secret is not None:
         headers.update(signature_headers(sub.secret, msg_id, timestamp, body))
-    return OutboundRequest("POST", request_url(sub.url), headers, body,
-                           secret_headers(headers))
-
-
-@functools.lru_cache(maxsize=256)
-def request_url(url: str) -> str:
-    """A subscription's URL percent-encoded, as sent (the same for every delivery)."""
-    return str(yarl.URL(url))
+    return OutboundRequest("POST", url, headers, body, secrets)
 
 
 def claim_ahead(sub: Subscription) -> int:
@@ -102,8 +92,9 @@ class _Settlement:
     now: str
     next_at: str | None
     error: str | None
-    done: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future())
+    done: asyncio.Future[None] | None = None
+    """Set once recorded (or not recordable), for a sender that waits for it (an
+    ordered subscription's); None when no one does."""
 
 
 class PushDispatcher(StoreDispatcher):
@@ -336,7 +327,7 @@ class PushDispatcher(StoreDispatcher):
                 try:
                     result = await self._call(sub, item)
                     settled = self._settle(sub, item, result)
-                    if sub.ordered:  # its next event is sent once this one is recorded
+                    if settled is not None:  # ordered: the next is sent once this is recorded
                         await settled
                 except asyncio.CancelledError:
                     raise
@@ -365,9 +356,9 @@ class PushDispatcher(StoreDispatcher):
         return await send(self._session, request, timeout=sub.timeout, now=self.clock.epoch)
 
     def _settle(self, sub: Subscription, item: LeasedDelivery, result: OutboundResult
-                ) -> asyncio.Future[None]:
-        """Decide the attempt's outcome and queue it to be recorded; the future is done
-        once it is (or could not be)."""
+                ) -> asyncio.Future[None] | None:
+        """Decide the attempt's outcome and queue it to be recorded; for an ordered
+        subscription, a future done once it is (or could not be)."""
         now = self.clock.stamp()
         delivery = item.delivery
         next_at = None
@@ -394,7 +385,9 @@ class PushDispatcher(StoreDispatcher):
             self.counts.failures[sub.name] += 1
         if outcome is Outcome.DEADLETTERED:
             self.counts.dead_letters[sub.name] += 1
-        settlement = _Settlement(sub, item, result, outcome, now, next_at, error)
+        settlement = _Settlement(sub, item, result, outcome, now, next_at, error,
+                                 asyncio.get_running_loop().create_future()
+                                 if sub.ordered else None)
         self._enqueue(settlement)
         return settlement.done
 
@@ -471,7 +464,7 @@ class PushDispatcher(StoreDispatcher):
 
     def _finish(self, settlement: _Settlement) -> None:
         self._held.pop(settlement.item.delivery.id, None)
-        if not settlement.done.done():
+        if settlement.done is not None and not settlement.done.done():
             settlement.done.set_result(None)
 
     async def stop(self, grace: float = 5.0) -> None:

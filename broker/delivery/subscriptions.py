@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import yarl
+
 from broker.backoff import backoff_delay
 from broker.config.repository import ConfigObject
 from broker.errors import InvalidConfig, OpsbusError
 from broker.filters import Filter, compile_filter
+from broker.outbound import secret_headers
 from broker.outbound_config import validate_headers, validate_http_url
 from broker.routing import CompiledRoute, check_name, parse_target
 from broker.timeutil import parse_duration
@@ -213,6 +217,18 @@ class Subscription:
     @property
     def is_push(self) -> bool:
         return self.type == "push"
+
+    @functools.cached_property
+    def request_parts(self) -> tuple[str, dict[str, str], frozenset[str]]:
+        """What every webhook request of this subscription shares, worked out once (a
+        changed configuration is a new object): the URL percent-encoded as sent, the
+        static headers, and the names of the headers to redact when a request is
+        recorded. Only the static headers and the signature can carry a credential;
+        the CloudEvents and content-type headers never do."""
+        secrets = secret_headers(self.headers)
+        if self.secret is not None:
+            secrets |= {"webhook-signature"}
+        return str(yarl.URL(self.url)), dict(self.headers), secrets
 
 
 def build(spec: dict[str, Any], environ: Mapping[str, str]) -> Subscription:
