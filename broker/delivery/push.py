@@ -48,10 +48,14 @@ log = logging.getLogger(__name__)
 RECORD_RETRY_S = 0.2
 """Pause before writing an attempt's result again after the store refused it."""
 
-CLAIM_AHEAD = 16
+CLAIM_AHEAD = 64
 """Deliveries a subscription claims beyond its free slots: at least this many, or one
 round of its slots if that is more. A claim (a write and its commit) then serves many
-calls, and a call that ends starts the next without waiting for one."""
+calls, and a call that ends starts the next without waiting for one. The queue is
+topped up once half of it is sent, so a busy subscription claims about this many at a
+time: at 16 a draining backlog cost a pass (breakers read, claim, commit) every 8-16
+deliveries and ~10 % more broker instructions per delivery than at 64. A slow
+receiver's queued deliveries have their leases renewed while they wait."""
 
 LEASE_MARGIN_S = 5.0
 """A claim outlives the call's timeout by this much; after a crash the lease expires and
