@@ -17,7 +17,7 @@ from broker.bus.log import EventItem
 from broker.catalog.model import CatalogEntry, FieldStat
 from broker.delivery import breaker
 from broker.delivery.breaker import BreakerState
-from broker.delivery.model import DeliveryState, Outcome
+from broker.delivery.model import DeliveryState, Outcome, Settlement
 from broker.errors import Conflict
 from broker.filters.narrow import Narrow, like_pattern
 from broker.store.base import Backend
@@ -385,6 +385,52 @@ async def test_a_lease_token_settles_once(store: Backend):
     assert (await store.deliveries.counts("hook"))["delivered"] == 1
     attempts = await store.deliveries.attempts([delivery_id])
     assert [a.outcome for a in attempts[delivery_id]] == [Outcome.DELIVERED]
+
+
+async def test_a_claim_and_its_settlements_are_recorded_together(store: Backend):
+    """A claim of several deliveries and the batch settling them: each returned lease is
+    the one stored, and a settlement under a lease that is no longer current (settled
+    before, or never the delivery's) changes nothing, its attempt row included."""
+    seqs = await append(store, *(make_event() for _ in range(4)))
+    async with store.transaction() as tx:
+        deliveries = store.deliveries.writes(tx)
+        ids = [await deliveries.add("hook", seq, T0) for seq in seqs]
+        batch = await deliveries.lease("hook", 3, T0, 30.0, max_attempts=3)
+    assert [d.delivery.id for d in batch.leased] == ids[:3]  # in seq order, up to the limit
+    for leased in batch.leased:
+        stored = await store.deliveries.get(leased.delivery.id)
+        assert stored == leased.delivery and stored.attempts == 1
+        assert leased.event.seq == stored.seq
+    first, second, third = batch.leased
+    async with store.transaction() as tx:
+        deliveries = store.deliveries.writes(tx)
+        await deliveries.settle(first.delivery.id, first.lease, Outcome.DELIVERED, T0)
+        await deliveries.settle_many([
+            Settlement(first.delivery.id, first.lease, Outcome.RETRY, T1, next_at=T2,
+                       status=503, error="late"),  # already settled: a stale token
+            Settlement(second.delivery.id, second.lease, Outcome.DELIVERED, T1, status=204,
+                       latency_ms=1.5),
+            Settlement(third.delivery.id, second.lease, Outcome.DELIVERED, T1),  # not its
+            Settlement(ids[3], "none", Outcome.DELIVERED, T1),  # never leased
+        ])
+    states = {i: (await store.deliveries.get(i)) for i in ids}
+    assert [(d.state, d.last_status, d.last_error) for d in states.values()] == [
+        (DeliveryState.DELIVERED, None, None), (DeliveryState.DELIVERED, 204, None),
+        (DeliveryState.LEASED, None, None), (DeliveryState.PENDING, None, None)]
+    attempts = await store.deliveries.attempts(ids)
+    assert [(a.outcome, a.status, a.latency_ms) for a in attempts[ids[1]]] == [
+        (Outcome.DELIVERED, 204, 1.5)]
+    assert [a.outcome for a in attempts[ids[0]]] == [Outcome.DELIVERED]
+    assert [a.outcome for a in attempts[ids[2]]] == [Outcome.LEASED]
+    assert attempts[ids[3]] == []
+    async with store.transaction() as tx:
+        await store.deliveries.writes(tx).settle_many([
+            Settlement(third.delivery.id, third.lease, Outcome.RETRY, T1, next_at=T2,
+                       status=503, error="HTTP 503")])
+    retried = await store.deliveries.get(third.delivery.id)
+    assert retried is not None and (retried.state, retried.next_at, retried.lease,
+                                     retried.last_error) == (DeliveryState.PENDING, T2,
+                                                             None, "HTTP 503")
 
 
 async def test_a_breaker_is_stored_and_read_back_by_every_reader(store: Backend):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import secrets
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from broker.bus.log import StoredEvent
@@ -90,19 +89,21 @@ class SqliteDeliveryWrites(DeliveryWrites):
         exhausted: list[Delivery] = []
         expired: list[tuple[Any, ...]] = []
         for row in rows:
-            current = row_to_delivery(row)
-            if only_exhausted and current.round_attempts < max_attempts:
+            # Columns: id, subscription, seq, state, attempts, attempts_before, ...
+            round_attempts = row[4] - row[5]
+            if only_exhausted and round_attempts < max_attempts:
                 continue
-            if current.state is DeliveryState.LEASED:
+            if row[3] == "leased":
                 expired.append((Outcome.EXPIRED.value, None, None, "lease expired",
-                                current.id, current.attempts))
-            if current.round_attempts >= max_attempts:
-                exhausted.append(current)
+                                row[0], row[4]))
+            if round_attempts >= max_attempts:
+                exhausted.append(row_to_delivery(row))
                 continue
-            attempt = current.attempts + 1
-            leased.append(replace(current, state=DeliveryState.LEASED, attempts=attempt,
-                                  lease=new_lease(current.id, attempt, secret),
-                                  next_at=expires, updated_at=stamp))
+            attempt = row[4] + 1
+            # Built directly rather than read and `replace`d: a claim takes a round.
+            leased.append(Delivery(row[0], row[1], row[2], DeliveryState.LEASED, attempt,
+                                   row[5], expires, new_lease(row[0], attempt, secret),
+                                   row[8], row[9], row[10], row[11], stamp))
         # One statement per kind for the whole claim (a claim takes a round of them).
         if expired:
             self.conn.executemany(END_ATTEMPT, expired)
