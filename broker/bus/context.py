@@ -93,9 +93,11 @@ FINISH_PASSES = 16
 bounds the passes whatever happens."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Publication:
-    """What publishing one event did."""
+    """What publishing one event did. Not frozen: one is made per event published, and
+    a frozen dataclass's __init__ sets each field through object.__setattr__ (about
+    three times the cost of the whole object otherwise)."""
 
     seq: int
     """The stored seq (the original one for a duplicate; 0 when dropped)."""
