@@ -267,11 +267,14 @@ async def send(session: aiohttp.ClientSession, request: OutboundRequest, *,
             allow_redirects=False, timeout=_timeout(timeout),
         ) as resp:
             raw = await _read_capped(resp, body_limit)
+            retry_after = resp.headers.get("Retry-After")
             return OutboundResult(
                 resp.status, elapsed(), raw[:body_limit].decode(errors="replace"),
                 len(raw) > body_limit, resp.headers.get("Content-Type"),
                 None if resp.status < 400 else f"HTTP {resp.status} {resp.reason or ''}".strip(),
-                retry_after=retry_after_seconds(resp.headers.get("Retry-After"), now()),
+                # The clock is read only when there is a date to measure against.
+                retry_after=None if retry_after is None
+                else retry_after_seconds(retry_after, now()),
             )
     except OutboundRefused as exc:
         return OutboundResult(None, elapsed(), error=str(exc), refused=True)

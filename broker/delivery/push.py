@@ -66,7 +66,7 @@ def build_request(sub: Subscription, stored: StoredEvent, msg_id: str,
                   timestamp: int) -> OutboundRequest:
     """The webhook request for one delivery (binary or structured, signed if a secret).
     `msg_id` is the Standard Webhooks message id, the same on every retry; `timestamp`
-    the Unix time it is signed at."""
+    the Unix time it is signed at (unused without a secret)."""
     url, static, secrets = sub.request_parts
     headers = static.copy()
     if sub.content_mode == "structured":
@@ -353,8 +353,9 @@ class PushDispatcher(StoreDispatcher):
     async def _call(self, sub: Subscription, item: LeasedDelivery) -> OutboundResult:
         assert self._session is not None
         try:
+            # The signing time, read only when there is a signature to make.
             request = build_request(sub, item.event, f"dlv_{item.delivery.id}",
-                                    int(self.clock.epoch()))
+                                    int(self.clock.epoch()) if sub.secret is not None else 0)
         except OpsbusError as exc:  # data that cannot be rendered in binary mode
             return OutboundResult(None, 0.0, error=exc.detail, refused=True)
         return await send(self._session, request, timeout=sub.timeout, now=self.clock.epoch)
