@@ -48,3 +48,25 @@ def test_queue_keys_titles_and_priorities():
     assert queue.title_of(EVENT) == "- db-1"
     assert queue.priority_of(EVENT) == "P2"
     assert Queue.unconfigured("x").title_of(EVENT) == "alert.firing on db-1"
+
+
+def test_remembered_keys_and_titles_render_as_each_event_would():
+    """A queue remembers renderings by the values of their attributes: every answer is
+    still the template's own, whatever came before (values that are equal keys but
+    render apart, a key that falls back to the default, data paths)."""
+    queue = Queue.from_spec(validate_queue({
+        "name": "q", "group_key": "{team}", "title": "{count} on {subject}"}))
+    by_data = Queue.from_spec(validate_queue({"name": "d", "title": "{data.n} {subject}"}))
+    events = [{**EVENT, "count": count, "team": team, "subject": subject, "data": {"n": n}}
+              for count in (1, True, "1", None) for team in ("a", None, 1)
+              for subject in ("s1", "s2") for n in (1, 2)]
+    for _ in range(2):  # the second pass answers from what the first remembered
+        for event in events:
+            plain = {k: v for k, v in event.items() if k != "dedupkey"}
+            key = compile_template("{team}").render_optional(plain)
+            assert queue.key_of(plain) == (key if key is not None else
+                                           compile_template("{source}/{subject}").render(plain))
+            assert queue.title_of(plain) == compile_template(
+                "{count} on {subject}").render(plain, "-")
+            assert by_data.title_of(plain) == compile_template(
+                "{data.n} {subject}").render(plain, "-")

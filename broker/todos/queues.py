@@ -4,7 +4,7 @@ uses, the live registry of queues, and the one grouping decision (`place`)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -103,6 +103,44 @@ def _validate_actions(queue: str, actions: Any) -> list[dict[str, Any]]:
     return out
 
 
+MEMO_SIZE = 4096
+"""Renderings a queue remembers per template (then forgets at once): bounded whatever
+the events' sources and subjects."""
+
+
+class Rendered:
+    """A template's renderings remembered by the values of its placeholders, when these
+    are all context attributes (`{source}/{subject}`: most events of a busy queue repeat
+    a few groups, and rendering is a loop over parts). A data path, or a value that is
+    not text, renders every time."""
+
+    __slots__ = ("_memo", "_names", "_render")
+
+    def __init__(self, template: Template, render: Callable[[dict[str, Any]], str | None]
+                 ) -> None:
+        names = template.fields
+        attributes = names and not any(n == "data" or n.startswith("data.") for n in names)
+        self._names = names if attributes else None
+        self._render = render
+        self._memo: dict[tuple[Any, ...], str | None] = {}
+
+    def __call__(self, event: dict[str, Any]) -> str | None:
+        if self._names is None:
+            return self._render(event)
+        values = tuple([event.get(name) for name in self._names])
+        try:
+            return self._memo[values]
+        except KeyError:
+            pass
+        rendered = self._render(event)
+        # Only text or missing values: 1 and True are equal keys but render apart.
+        if all(value is None or type(value) is str for value in values):
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            self._memo[values] = rendered
+        return rendered
+
+
 @dataclass(frozen=True)
 class Queue:
     """A queue ready for routing: templates and the resolving filter compiled."""
@@ -116,6 +154,15 @@ class Queue:
     priority_map: dict[str, str] = field(default_factory=dict)
     lease_s: float | None = None
     resolve_filter: Filter | None = None
+    _key: Rendered = field(init=False, repr=False, compare=False)
+    _title: Rendered = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Every event a queue takes renders its group key and title.
+        object.__setattr__(self, "_key", Rendered(self.group_key,
+                                                  self.group_key.render_optional))
+        object.__setattr__(self, "_title", Rendered(
+            self.title, lambda event: self.title.render(event, missing="-")))
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], configured: bool = True) -> Queue:
@@ -142,13 +189,15 @@ class Queue:
         dedupkey = event.get("dedupkey")
         if dedupkey not in (None, ""):
             return str(dedupkey)
-        key = self.group_key.render_optional(event)
-        if key is None:
+        key = self._key(event)
+        if key is None:  # rendered apart: other attributes than the template's
             key = compile_template(DEFAULT_GROUP_KEY).render(event)
         return key
 
     def title_of(self, event: dict[str, Any]) -> str:
-        return self.title.render(event, missing="-")
+        title = self._title(event)
+        assert title is not None
+        return title
 
     def priority_of(self, event: dict[str, Any]) -> str | None:
         if self.priority is None:

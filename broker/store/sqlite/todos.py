@@ -191,9 +191,11 @@ class SqliteTodoWrites(TodoWrites):
         before = self._tx.items.get(item.id)
         if before is not None and before.state is item.state:
             self._tx.put(self._tx.saves, item.id, item)  # written once, at the end
-        else:
-            self._tx.put(self._tx.saves, item.id, MISSING)
-            beside_held(self.conn, _SAVE, _save_params(item))
+            # Same queue, key and state: which item is active for its key is unchanged.
+            self._tx.put(self._tx.items, item.id, item)
+            return
+        self._tx.put(self._tx.saves, item.id, MISSING)
+        beside_held(self.conn, _SAVE, _save_params(item))
         self._tx.remember(item)
 
     async def add_event(self, todo_id: int, seq: int) -> None:
