@@ -5,6 +5,7 @@ scheduled in the write context is undone (publishing is writing)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -55,3 +56,33 @@ async def test_a_failing_target_is_undone_alone_and_recorded(core: Broker, write
     targets = {t.target: t.detail for t in await core.store.events.targets_of(answer.seq)}
     assert targets["plugin:bad"] == {"error": "the target broke"}
     assert "replied" in targets["plugin:good"]
+
+
+async def test_a_failing_unit_undoes_what_its_events_gathered_for_an_item(core: Broker):
+    """Two units in one transaction attach events to the same item; the second fails:
+    the item, its events and its one announcement are as the first left them."""
+    await core.config.put("routes", {"name": "disks", "filter": {"exact": {
+        "type": "disk.full"}}, "targets": ["queue:ops"]})
+    await core.bus.publish([make_event(type="disk.full", subject="db1")])  # opens it
+    stored: list[int] = []
+
+    async def attach(ctx: WriteContext) -> None:
+        published = await ctx.publish(make_event(type="disk.full", subject="db1"))
+        stored.append(published.seq)
+
+    async def attach_then_fail(ctx: WriteContext) -> None:
+        await attach(ctx)
+        raise RuntimeError("the unit broke")
+
+    commits = core.bus.commits
+    done = await asyncio.gather(core.bus.run(attach), core.bus.run(attach_then_fail),
+                                return_exceptions=True)
+    assert done[0] is None and isinstance(done[1], RuntimeError)
+    assert core.bus.commits == commits + 1, "both units ran in one transaction"
+    (item,) = await core.store.todos.page(now="2100-01-01T00:00:00.000000Z", queue="ops")
+    assert item.count == 2 and item.event_seq == stored[0]
+    assert len(await core.store.todos.event_seqs(item.id)) == 2
+    updates = [h for h in await core.store.todos.history(item.id) if h.action == "updated"]
+    assert [h.detail["events"] for h in updates] == [[stored[0]]]
+    kept = await core.store.events.get(stored[1])  # its seq is free again
+    assert kept is None or kept.type != "disk.full"

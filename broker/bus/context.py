@@ -79,6 +79,9 @@ class Gathered(Protocol):
         """Forget what was gathered since `mark` (None: since the start)."""
         ...
 
+    # Optional: `settle()`, called when no step is open any more (nothing can be undone
+    # to a mark taken before): what was kept to undo may go.
+
     async def finish(self, ctx: WriteContext) -> bool:
         """Publish and write what was gathered (it may gather more: called again until
         it returns False)."""
@@ -130,6 +133,8 @@ class WriteContext:
         self._budget = DescendantBudget(max_descendants, self._writes.root_use)
         self._max_event_bytes = max_event_bytes
         self._gathered: dict[str, Gathered] = {}
+        self._steps = 0
+        """Steps open now (marks taken and not yet done or undone)."""
 
     # -- the public write API ---------------------------------------------------------
     async def publish(self, event: dict[str, Any], *, cause: StoredEvent | None = None,
@@ -237,6 +242,8 @@ class WriteContext:
         found = self._gathered.get(key)
         if found is None:
             found = self._gathered[key] = make()
+            if self._steps:  # made inside a step: undone from its start
+                found.mark()
         return found  # type: ignore[return-value]
 
     def attempt(self, *, savepoint: bool = True) -> Attempt:
@@ -253,6 +260,10 @@ class WriteContext:
     def undo_step(self, mark: Mark) -> None:
         """Forget what was published, recorded, scheduled or gathered since `mark`."""
         self._undo(mark)
+
+    def step_done(self) -> None:
+        """The step `step_mark` began succeeded: it will not be undone alone."""
+        self._step_ended()
 
     async def loop_notice(self, at: StoredEvent, reason: str, limit: int, *,
                           event: dict[str, Any] | None = None) -> None:
@@ -365,6 +376,7 @@ class WriteContext:
     def _mark(self) -> Mark:
         # Taken once per target hit: plain lengths, and the gathered work's own marks
         # in the order it was made (work made after the mark is undone from its start).
+        self._steps += 1
         return (len(self._committed), len(self._after_commit), len(self._routes),
                 len(self._hits), self._budget.mark(),
                 [g.mark() for g in self._gathered.values()] if self._gathered else None)
@@ -378,6 +390,17 @@ class WriteContext:
         marks = mark[5] or []
         for index, gathered in enumerate(self._gathered.values()):
             gathered.undo(marks[index] if index < len(marks) else None)
+        self._step_ended()
+
+    def _step_ended(self) -> None:
+        # With no step open nothing gathered can be undone but with the transaction:
+        # the gathered work may drop what it kept to undo (`Gathered.settle`).
+        self._steps -= 1
+        if not self._steps:
+            for gathered in self._gathered.values():
+                settle = getattr(gathered, "settle", None)
+                if settle is not None:
+                    settle()
 
     async def _finish(self) -> None:
         """Finish the features' gathered work; a failure is logged and undone (what it
@@ -455,6 +478,8 @@ class Attempt:
         if kind is not None:
             assert self._mark is not None
             self._ctx._undo(self._mark)
+        else:
+            self._ctx._step_ended()
 
 
 def _publication(result: AppendResult, stored: StoredEvent | None) -> Publication:

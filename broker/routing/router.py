@@ -131,6 +131,7 @@ class Router:
                 except BaseException:
                     ctx.undo_step(mark)
                     raise
+                ctx.step_done()
         except Exception as exc:
             # A failing target must not lose the event: record the failure with it (what
             # the handler wrote or published was undone with its attempt).

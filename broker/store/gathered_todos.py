@@ -20,10 +20,16 @@ class GatheredTodos:
         self.events: list[tuple[int, int]] = []
         self.history: list[tuple[Any, ...]] = []
         self._journal: list[tuple[dict[Any, Any], Any, Any]] = []
+        self._marked = False
+        """A savepoint is open (a mark was taken and not settled): changes are journaled.
+        Outside savepoints nothing can be undone but the whole transaction, so no
+        journal is kept: each entry kept an item's previous version alive until COMMIT,
+        and the collector walked them all (a third of its time on routed ingest)."""
 
     def put(self, mapping: dict[Any, Any], key: Any, value: Any) -> None:
         """Set (or with MISSING, remove) a key of one of this object's mappings, undoably."""
-        self._journal.append((mapping, key, mapping.get(key, MISSING)))
+        if self._marked:
+            self._journal.append((mapping, key, mapping.get(key, MISSING)))
         if value is MISSING:
             mapping.pop(key, None)
         else:
@@ -34,7 +40,14 @@ class GatheredTodos:
             self.put(self.saves, todo_id, MISSING)
 
     def mark(self) -> tuple[int, int, int]:
+        self._marked = True
         return len(self._journal), len(self.events), len(self.history)
+
+    def settle(self) -> None:
+        """No savepoint is open any more: no mark can be undone to (its transaction
+        calls this when its outermost savepoint ends)."""
+        self._marked = False
+        self._journal.clear()
 
     def undo(self, mark: tuple[int, int, int] | None) -> None:
         journal, events, history = mark or (0, 0, 0)

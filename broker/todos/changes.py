@@ -168,8 +168,12 @@ class Repeats:
         self._pending: dict[int, _Pending] = {}
         self._journal: list[tuple[int, tuple[_Pending, TodoItem, StoredEvent, int] | None]] = []
         """(item id, its pending entry as it was: None when there was none)."""
+        self._marked = False
+        """A step is open: changes are journaled (`WriteContext.gathered`)."""
 
     def _note(self, todo_id: int) -> None:
+        if not self._marked:  # no step open: nothing will be undone but everything
+            return
         found = self._pending.get(todo_id)
         self._journal.append((todo_id, None if found is None else
                               (found, found.item, found.cause, len(found.seqs))))
@@ -202,7 +206,14 @@ class Repeats:
         return True
 
     def mark(self) -> int:
+        self._marked = True
         return len(self._journal)
+
+    def settle(self) -> None:
+        """No step is open any more: the journal (which kept each replaced item and
+        cause alive until COMMIT) goes."""
+        self._marked = False
+        self._journal.clear()
 
     def undo(self, mark: int | None) -> None:
         at = mark or 0

@@ -49,6 +49,8 @@ class PgTransaction(Transaction):
         self.period_s = period_s
         self.window = window
         self._savepoints = 0
+        self._open = 0
+        """Savepoints open now (`_savepoints` counts every one, for unique names)."""
         self._deferred: dict[str, Deferred] = {}
 
     def deferred(self, key: str, make: Callable[[Conn], D]) -> D:
@@ -56,6 +58,8 @@ class PgTransaction(Transaction):
         found = self._deferred.get(key)
         if found is None:
             found = self._deferred[key] = make(self.conn)
+            if self._open:  # made inside a savepoint: undone from its start
+                found.mark()
         return found  # type: ignore[return-value]
 
     async def flush(self) -> None:
@@ -68,16 +72,30 @@ class PgTransaction(Transaction):
         self._savepoints += 1
         name = f"sp{self._savepoints}"
         marks = {key: d.mark() for key, d in self._deferred.items()}
-        await self.conn.execute(f"SAVEPOINT {name}")
+        self._open += 1
         try:
-            yield
-        except BaseException:
-            await self.conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
-            for key, deferred in self._deferred.items():
-                deferred.undo(marks.get(key))
-            raise
-        # No RELEASE: COMMIT releases every savepoint, and each round trip here is paid
-        # while the transaction holds the log's lock.
+            await self.conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield
+            except BaseException:
+                await self.conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                for key, deferred in self._deferred.items():
+                    deferred.undo(marks.get(key))
+                raise
+            # No RELEASE: COMMIT releases every savepoint, and each round trip here is
+            # paid while the transaction holds the log's lock.
+        finally:
+            self._open -= 1
+            if not self._open:
+                self._settle()
+
+    def _settle(self) -> None:
+        """The outermost savepoint has ended: what was gathered can no longer be undone
+        but with the whole transaction."""
+        for deferred in self._deferred.values():
+            settle = getattr(deferred, "settle", None)
+            if settle is not None:
+                settle()
 
 
 def transaction_of(tx: Transaction) -> PgTransaction:

@@ -44,6 +44,8 @@ class SqliteTransaction(Transaction):
         found = self._deferred.get(key)
         if found is None:
             found = self._deferred[key] = make(self.conn)
+            if self._savepoints:  # made inside a savepoint: undone from its start
+                found.mark()
         return found  # type: ignore[return-value]
 
     def flush(self) -> None:
@@ -85,6 +87,16 @@ class SqliteTransaction(Transaction):
                 conn.execute(f"RELEASE {name}")
         finally:
             self._savepoints -= 1
+            if not self._savepoints:
+                self._settle()
+
+    def _settle(self) -> None:
+        """The outermost savepoint has ended: what was gathered can no longer be undone
+        but with the whole transaction."""
+        for deferred in self._deferred.values():
+            settle = getattr(deferred, "settle", None)
+            if settle is not None:
+                settle()
 
 
 def connection_of(tx: Transaction) -> sqlite3.Connection:
