@@ -28,7 +28,8 @@ def canonical(event: dict[str, Any]) -> bytes:
 
 
 def digest_of(raw: bytes) -> bytes:
-    """The digest that tells a repeated (source, id) with other content from a duplicate."""
+    """The digest that tells a repeated (source, id) with other content from a duplicate
+    (spelled out in `WriteContext._publish_roots`, which makes one per event)."""
     return hashlib.blake2b(raw, digest_size=16).digest()
 
 
