@@ -2,11 +2,14 @@
 HTTP with 32 publishes in flight: a count that, unlike CPU time, barely moves with the
 load of a shared machine, so two trees can be compared in the same minutes.
 
-    .venv/bin/python bench/publish_instructions.py [single|batch] [--requests N]
+    .venv/bin/python bench/publish_instructions.py [single|batch|reference] [--requests N]
+        [--keep callgrind.out]
 
 The broker is `opsbus serve` of the tree in the current directory (authentication on,
 `durability = "full"`, a fresh store), run under `valgrind --tool=callgrind`; the count
 covers all its threads from after a warm-up to the last answer. Needs valgrind.
+`reference` counts, the same way, single-event POSTs to the do-nothing aiohttp handler of
+`bench/ingest.py` (the HTTP ceiling); `--keep` saves the dump for `callgrind_annotate`.
 """
 
 from __future__ import annotations
@@ -55,11 +58,24 @@ async def publish(url: str, requests: int, size: int) -> None:
         await asyncio.gather(*(publisher() for _ in range(32)))
 
 
+def commits(url: str) -> int | None:
+    """The broker's commits so far (None for the reference): read outside the count."""
+    request = urllib.request.Request(url + "/metrics", headers=AUTH)
+    try:
+        text = urllib.request.urlopen(request, timeout=60).read().decode()
+    except OSError:
+        return None
+    found = re.search(r"^opsbus_commits_total (\S+)", text, re.M)
+    return int(float(found.group(1))) if found else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("single", "batch"))
+    parser.add_argument("mode", choices=("single", "batch", "reference"))
     parser.add_argument("--requests", type=int, default=None,
                         help="requests counted (default 400 single, 60 batched)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="copy the counted dump here (for callgrind_annotate)")
     args = parser.parse_args()
     assert shutil.which("valgrind"), "valgrind is not installed"
     size = 100 if args.mode == "batch" else 1
@@ -68,10 +84,13 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     out = work / "callgrind.out"
+    served = (["-m", "broker", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir",
+               str(work / "data"), "--token", ADMIN_TOKEN] if args.mode != "reference"
+              else [str(Path(__file__).with_name("ingest.py")), "--reference-server",
+                    str(port)])
     broker = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-         "-m", "broker", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir",
-         str(work / "data"), "--token", ADMIN_TOKEN],
+         *served],
         cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -85,6 +104,7 @@ def main() -> None:
                     raise
                 time.sleep(1)
         asyncio.run(publish(url, max(requests // 4, 8), size))  # warm-up, not counted
+        before = commits(url)
         subprocess.run(["callgrind_control", "-z", str(broker.pid)], check=True,
                        capture_output=True)
         started = time.perf_counter()
@@ -93,12 +113,17 @@ def main() -> None:
         subprocess.run(["callgrind_control", "-d", str(broker.pid)], check=True,
                        capture_output=True)
         dumps = sorted(work.glob("callgrind.out*"), key=lambda p: p.stat().st_mtime)
+        after = commits(url)
         text = dumps[-1].read_text(errors="replace")
+        if args.keep is not None:
+            shutil.copyfile(dumps[-1], args.keep)
         found = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
         assert found, "no totals in the callgrind dump"
         events = requests * size
+        groups = ("" if before is None or after is None
+                  else f", {events / max(after - before, 1):.1f} events per commit")
         print(f"{args.mode}: {int(found.group(1)) / events:,.0f} instructions per event"
-              f" ({events:,} events, {took:.0f} s under valgrind)")
+              f" ({events:,} events, {took:.0f} s under valgrind{groups})")
     finally:
         broker.terminate()
         broker.wait()
