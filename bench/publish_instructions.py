@@ -3,11 +3,13 @@ HTTP with 32 publishes in flight: a count that, unlike CPU time, barely moves wi
 load of a shared machine, so two trees can be compared in the same minutes.
 
     .venv/bin/python bench/publish_instructions.py [single|batch|reference] [--requests N]
-        [--keep callgrind.out]
+        [--idle-seconds 5] [--keep callgrind.out]
 
 The broker is `opsbus serve` of the tree in the current directory (authentication on,
 `durability = "full"`, a fresh store), run under `valgrind --tool=callgrind`; the count
-covers all its threads from after a warm-up to the last answer. Needs valgrind.
+covers all its threads from after a warm-up to the last answer, less what its timers
+(sweeps, polls, maintenance) spend per second idle, measured just before over
+`--idle-seconds`: otherwise a slower run counts more of them. Needs valgrind.
 `reference` counts, the same way, single-event POSTs to the do-nothing aiohttp handler of
 `bench/ingest.py` (the HTTP ceiling); `--keep` saves the dump for `callgrind_annotate`.
 """
@@ -25,6 +27,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -69,11 +72,29 @@ def commits(url: str) -> int | None:
     return int(float(found.group(1))) if found else None
 
 
+def counted(pid: int, work: Path, run: Callable[[], object], keep: Path | None = None
+            ) -> tuple[int, float]:
+    """Instructions of the broker (all threads) while `run` runs, and its seconds."""
+    subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
+    started = time.perf_counter()
+    run()
+    took = time.perf_counter() - started
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+    dump = max(work.glob("callgrind.out*"), key=lambda p: p.stat().st_mtime)
+    if keep is not None:
+        shutil.copyfile(dump, keep)
+    found = re.search(r"^(?:summary|totals): (\d+)", dump.read_text(errors="replace"), re.M)
+    assert found, "no totals in the callgrind dump"
+    return int(found.group(1)), took
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=("single", "batch", "reference"))
     parser.add_argument("--requests", type=int, default=None,
                         help="requests counted (default 400 single, 60 batched)")
+    parser.add_argument("--idle-seconds", type=float, default=5.0,
+                        help="seconds the idle rate is measured over (0: not taken off)")
     parser.add_argument("--keep", type=Path, default=None,
                         help="copy the counted dump here (for callgrind_annotate)")
     args = parser.parse_args()
@@ -104,26 +125,23 @@ def main() -> None:
                     raise
                 time.sleep(1)
         asyncio.run(publish(url, max(requests // 4, 8), size))  # warm-up, not counted
+        # The broker's timers (sweeps, polls, maintenance) run under load too, for as
+        # long as the count lasts, which valgrind and a busy machine stretch: their rate,
+        # measured idle just before, is taken off so trees compare by their requests.
+        idle_rate = 0.0
+        if args.idle_seconds > 0:
+            idle, idle_took = counted(broker.pid, work, lambda: time.sleep(args.idle_seconds))
+            idle_rate = idle / idle_took
         before = commits(url)
-        subprocess.run(["callgrind_control", "-z", str(broker.pid)], check=True,
-                       capture_output=True)
-        started = time.perf_counter()
-        asyncio.run(publish(url, requests, size))
-        took = time.perf_counter() - started
-        subprocess.run(["callgrind_control", "-d", str(broker.pid)], check=True,
-                       capture_output=True)
-        dumps = sorted(work.glob("callgrind.out*"), key=lambda p: p.stat().st_mtime)
+        total, took = counted(broker.pid, work, lambda: asyncio.run(publish(url, requests, size)),
+                              keep=args.keep)
         after = commits(url)
-        text = dumps[-1].read_text(errors="replace")
-        if args.keep is not None:
-            shutil.copyfile(dumps[-1], args.keep)
-        found = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
-        assert found, "no totals in the callgrind dump"
         events = requests * size
         groups = ("" if before is None or after is None
                   else f", {events / max(after - before, 1):.1f} events per commit")
-        print(f"{args.mode}: {int(found.group(1)) / events:,.0f} instructions per event"
-              f" ({events:,} events, {took:.0f} s under valgrind{groups})")
+        print(f"{args.mode}: {(total - idle_rate * took) / events:,.0f} instructions per event"
+              f" less the idle timers' ({total / events:,.0f} with them, {idle_rate:,.0f}"
+              f" per second idle; {events:,} events, {took:.0f} s under valgrind{groups})")
     finally:
         broker.terminate()
         broker.wait()
