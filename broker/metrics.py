@@ -11,7 +11,10 @@ before rendering.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -19,6 +22,7 @@ from typing import Any, Literal
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.utils import floatToGoString
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,51 @@ class _Sampled:
             yield GaugeMetricFamily(self.name, self.doc, labels=self.labels)
 
 
+class LoopHistogram:
+    """A histogram observed from the event loop's thread only, exposed with the samples
+    of prometheus_client's `Histogram` (`_bucket`, `_count`, `_sum`, `_created`). That
+    one takes a lock for its sum and for a bucket, ~9,000 instructions an observation,
+    paid once per publish; this one adds to a list."""
+
+    __slots__ = ("_bounds", "_counts", "_created", "_le", "_sum", "doc", "name")
+
+    def __init__(self, name: str, doc: str, buckets: Sequence[float]) -> None:
+        self.name, self.doc = name, doc
+        bounds = sorted(float(b) for b in buckets)
+        if not bounds or bounds[-1] != math.inf:
+            bounds.append(math.inf)
+        self._bounds = tuple(bounds)
+        # Each bound as prometheus_client writes it (`le="0.005"`, `le="+Inf"`).
+        self._le = tuple(floatToGoString(b) for b in bounds)  # type: ignore[no-untyped-call]
+        self._counts = [0] * len(bounds)
+        self._sum = 0.0
+        # As prometheus_client decides whether to show when the series began.
+        self._created = None if os.environ.get(
+            "PROMETHEUS_DISABLE_CREATED_SERIES", "False").lower() in ("true", "1", "t") \
+            else time.time()
+
+    def observe(self, amount: float) -> None:
+        # The first bucket whose upper bound is at least `amount` (`le`, inclusive).
+        self._counts[bisect_left(self._bounds, amount)] += 1
+        self._sum += amount
+
+    def collect(self) -> Iterator[Metric]:
+        family = Metric(self.name, self.doc, "histogram")
+        total = 0.0
+        for le, count in zip(self._le, self._counts, strict=True):
+            total += count
+            family.add_sample(self.name + "_bucket", {"le": le}, total)
+        family.add_sample(self.name + "_count", {}, total)
+        if self._bounds[0] >= 0:
+            family.add_sample(self.name + "_sum", {}, self._sum)
+        if self._created is not None:
+            family.add_sample(self.name + "_created", {}, self._created)
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        yield Metric(self.name, self.doc, "histogram")
+
+
 class Metrics:
     """Typed metrics of one broker. Names start with `opsbus_`; counters are given
     without `_total` (prometheus_client adds it). Registering a name twice with the same
@@ -103,6 +152,20 @@ class Metrics:
         """A histogram of seconds (or another unit named in `name`)."""
         metric: Histogram = self._own(Histogram, name, doc, labels, buckets=tuple(buckets))
         return metric
+
+    def loop_histogram(self, name: str, doc: str,
+                       buckets: Sequence[float] = LATENCY_BUCKETS) -> LoopHistogram:
+        """A histogram without labels observed on the event loop only (a hot path: the
+        writer's and publishers' latencies), cheaper than `histogram`."""
+        found = self._owned.get(name)
+        if found is not None:
+            if not isinstance(found, LoopHistogram):
+                raise ValueError(f"metric {name} is already registered as another kind")
+            return found
+        histogram = LoopHistogram(name, doc, buckets)
+        self._owned[name] = histogram
+        self.registry.register(histogram)
+        return histogram
 
     def sampled(self, name: str, doc: str, kind: Literal["counter", "gauge"],
                 read: Callable[[], Reading], labels: Sequence[str] = ()) -> None:

@@ -29,10 +29,10 @@ def register_core_metrics(metrics: Metrics, bus: Bus, hub: Hub, router: Router) 
                     lambda: len(router.routes))
     metrics.counter(*STREAM_DROPS)  # present from the start, at 0
     metrics.gauge(*SSE_READERS)
-    bus.observe_ingest = metrics.histogram(
+    bus.observe_ingest = metrics.loop_histogram(
         "opsbus_ingest_seconds",
         "Seconds from a publish (HTTP, source, proxy) to its durable commit.").observe
-    bus.observe_commit = metrics.histogram(
+    bus.observe_commit = metrics.loop_histogram(
         "opsbus_commit_seconds",
         "Seconds one group transaction took from begin to commit (fsync included).").observe
 

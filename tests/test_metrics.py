@@ -117,3 +117,25 @@ async def test_sse_readers_are_counted(broker, http):
             return values[("opsbus_sse_readers", ())] == 1
 
         assert await eventually(one_reader)
+
+
+def test_loop_histograms_expose_what_prometheus_client_histograms_do():
+    from prometheus_client.exposition import generate_latest
+
+    from broker.metrics import Metrics
+
+    theirs, ours = Metrics(), Metrics()
+    histogram = theirs.histogram("opsbus_x_seconds", "Seconds of x.")
+    loop = ours.loop_histogram("opsbus_x_seconds", "Seconds of x.")
+    assert ours.loop_histogram("opsbus_x_seconds", "Seconds of x.") is loop
+    for seconds in (0.0, 1e-9, 0.0005, 0.0006, 0.003, 0.5, 2.0, 99.0):
+        histogram.observe(seconds)
+        loop.observe(seconds)
+
+    def shown(metrics: Metrics) -> dict:
+        found = samples(generate_latest(metrics.registry).decode())
+        return {key: value for key, value in found.items() if key[0] != "opsbus_x_seconds_created"}
+
+    assert shown(ours) == shown(theirs)
+    assert shown(ours)[("opsbus_x_seconds_bucket", (("le", "0.0005"),))] == 3
+    assert ("opsbus_x_seconds_created", ()) in samples(generate_latest(ours.registry).decode())
