@@ -3,6 +3,8 @@ sample per commit, and how flushes add up."""
 
 from __future__ import annotations
 
+import random
+
 from broker.bus.log import StoredEvent, canonical
 from broker.catalog.model import CatalogEntry, FieldStat, combine
 from broker.catalog.shape import paths_of, topmost
@@ -50,6 +52,41 @@ def test_the_shape_learns_from_a_bounded_sample_of_each_commit():
     (drift,) = tracker.observe([stored(200, {"a": "x"})], 2.0)
     assert drift.changes == [{"change": "retyped", "path": "data.a", "from": ["integer"],
                               "to": ["string"]}]
+
+
+class Unremembering(Tracker):
+    """A tracker that learns every event the long way: no last shape to compare with."""
+
+    def _learn(self, live, event):  # type: ignore[no-untyped-def]
+        live.shape = None
+        return super()._learn(live, event)
+
+
+def test_an_event_shaped_like_the_last_learns_what_the_long_way_learns():
+    kinds = [{"a": 1}, {"a": 1, "b": "x"}, {"a": "x"}, {"a": 1, "c": [1, "y", None]},
+              {"c": {"d": 1}}, {}, None, {"a": 1, "b": "x", "c": [2], "d": {"e": 1.5}}]
+    for seed in range(40):
+        draw = random.Random(seed)
+        shapes = list(kinds)
+        settings = CatalogSettings(learn_events=draw.choice((1, 3, 20)),
+                                   max_fields=draw.choice((2, 4, 200)),
+                                   sample_per_commit=draw.choice((2, 10)))
+        fast, slow = Tracker(settings), Unremembering(settings)
+        n = 0
+        for commit in range(30):
+            # Runs of one shape, as producers send, and now and then another.
+            batch = []
+            for _ in range(draw.randint(1, 12)):
+                n += 1
+                shape = shapes[0] if draw.random() < 0.6 else draw.choice(shapes)
+                batch.append(stored(n, shape))
+            drifts = fast.observe(batch, float(commit))
+            assert [(d.changes, d.cause.seq if d.cause else None) for d in drifts] == \
+                [(d.changes, d.cause.seq if d.cause else None)
+                 for d in slow.observe(batch, float(commit))], seed
+            if draw.random() < 0.1:  # the usual shape changes
+                shapes.append(shapes.pop(0))
+        assert fast.entries() == slow.entries(), seed
 
 
 def test_the_bus_own_events_are_not_catalogued():

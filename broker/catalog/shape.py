@@ -41,14 +41,28 @@ def _walk(value: Any, path: str, depth: int, out: dict[str, str], room: int) -> 
         if len(out) >= room:
             return True
         out[path] = kind
-    elif kind not in known.split("|"):
+    elif known != kind and kind not in known.split("|"):
         out[path] = "|".join(sorted({*known.split("|"), kind}))
     if depth <= 0:
         return False
     if kind == "object":
         for key, item in value.items():
-            if _walk(item, f"{path}.{key}", depth - 1, out, room):
-                return True
+            child = f"{path}.{key}"
+            member = type(item)
+            if member is dict or member is list:
+                if _walk(item, child, depth - 1, out, room):
+                    return True
+                continue
+            # A scalar is recorded here, as the call above would: most members are
+            # scalars, and a call per field was a good part of the walk.
+            kind = _TYPES.get(member, "string")
+            known = out.get(child)
+            if known is None:
+                if len(out) >= room:
+                    return True
+                out[child] = kind
+            elif known != kind and kind not in known.split("|"):
+                out[child] = "|".join(sorted({*known.split("|"), kind}))
     elif kind == "array":
         inner = path + "[]"
         for item in value[:ARRAY_SAMPLE]:

@@ -16,6 +16,8 @@ from broker.timeutil import parse_rfc3339
 if TYPE_CHECKING:
     from broker.bus import StoredEvent
 
+_NO_CHANGES: list[dict[str, Any]] = []
+"""What `_learn` answers for an event that changed nothing (never added to)."""
 GAP_WEIGHT = 0.25
 """Weight of the newest gap in the moving average of gaps."""
 MIN_ARRIVALS = 3
@@ -80,6 +82,10 @@ class _Live:
     truncated: bool = False
     flushed: CatalogEntry | None = None
     """The totals as last written (or loaded): a flush writes what was added since."""
+    shape: dict[str, str] | None = None
+    """The paths of the last event learned from, and below the fields they count in:
+    an event of the same shape next changes nothing but those counts (`_learn`)."""
+    shape_fields: list[_Field] = field(default_factory=list)
 
     def entry(self) -> CatalogEntry:
         return CatalogEntry(
@@ -161,10 +167,7 @@ class Tracker:
         batches: dict[tuple[str, str], list[StoredEvent]] = {}
         for stored in committed:
             event = stored.event
-            source = event["source"]
-            if source.startswith(BUS_SOURCES):
-                continue
-            key = (source, event["type"])
+            key = (event["source"], event["type"])
             found = batches.get(key)
             if found is None:
                 batches[key] = [stored]
@@ -174,6 +177,8 @@ class Tracker:
         drifts: dict[tuple[str, str], Drift] = {}
         limit = settings.sample_per_commit
         for key, events in batches.items():
+            if key[0].startswith(BUS_SOURCES):
+                continue
             live = self._entries.get(key)
             if live is None:
                 if len(self._entries) >= settings.max_entries:
@@ -225,6 +230,16 @@ class Tracker:
         learned (`learn_events` sampled)."""
         settings = self.settings
         paths, full = paths_of(event, settings.max_fields, settings.max_depth)
+        if full:
+            live.truncated = True
+        if paths == live.shape:
+            # The shape of the last event: every path is known with its types, and the
+            # fields every event had are those they were (all of them had these), so
+            # nothing changes but the counts.
+            for known in live.shape_fields:
+                known.seen += 1
+            live.events += 1
+            return _NO_CHANGES
         events = live.events
         learned = events >= settings.learn_events
         fields = live.fields
@@ -256,11 +271,14 @@ class Tracker:
         if present_required < live.required:
             removed = [p for p, f in fields.items() if f.seen == events and p not in paths]
         live.events = events + 1
-        live.truncated = live.truncated or full
         # Required now: those that were and are here; on the first event, all of them.
         live.required = len(fields) if events == 0 else present_required
-        if not learned:
-            return []
+        # (Not after the first event: every field then counts as required, those the
+        # event lacked included.)
+        live.shape = paths if events else None
+        live.shape_fields = [f for path in paths if (f := fields.get(path)) is not None]
+        if not learned or not (added or removed or retyped):
+            return _NO_CHANGES
         changes: list[dict[str, Any]] = [
             {"change": "added", "path": p, "types": list(fields[p].types)}
             for p in topmost(added)]
