@@ -33,6 +33,8 @@ ADMIN = "admin"
 CACHE_MAX = 4096
 ADMIN_PRINCIPAL = Principal(ADMIN, frozenset(SCOPES))
 """Who an admin secret stands for (one object: it is asked for on every request)."""
+UNCACHED = Principal("(not cached)", frozenset())
+"""`Tokens.cached`: the store has to be asked (never a request's principal)."""
 
 
 def digest_of(secret: str) -> str:
@@ -78,30 +80,44 @@ class Tokens:
         self.cache_s = cache_s
         self._admin: list[str] = []
         self._cache: dict[str, tuple[float, Principal | None]] = {}
-        self._digests: dict[str, str] = {}
-        """Secrets presented lately and their digests: a client sends the same one on
-        every request, and hashing it is the larger part of checking it."""
+        self._digests: dict[str, tuple[str, bool]] = {}
+        """Secrets presented lately, their digests and whether they are an admin secret: a
+        client sends the same one on every request, and hashing it and comparing the
+        digest with the admin ones is the larger part of checking it."""
 
     def add_admin_secrets(self, found: Iterable[str]) -> None:
         self._admin.extend(digest_of(s) for s in found if s)
+        self._digests.clear()  # what was not an admin secret may be one now
+
+    def cached(self, secret: str) -> Principal | None:
+        """The principal a presented secret stands for when that is known without the
+        store (an admin secret, or a token looked up within `cache_s`): None when it is
+        no token, UNCACHED when `authenticate` has to ask the store."""
+        seen = self._digests.get(secret)
+        if seen is None:
+            digest = digest_of(secret)
+            admin = False
+            for known in self._admin:
+                admin = hmac.compare_digest(known, digest) or admin
+            if len(self._digests) >= CACHE_MAX:
+                self._digests.clear()  # unknown secrets must not grow it without bound
+            seen = self._digests[secret] = (digest, admin)
+        if seen[1]:
+            return ADMIN_PRINCIPAL
+        # A monotonic reading, not the broker's clock: a cached token must expire even
+        # when a test holds the broker's clock still.
+        cached = self._cache.get(seen[0])
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        return UNCACHED
 
     async def authenticate(self, secret: str) -> Principal | None:
         """The principal a presented secret stands for; None when it is no token."""
-        digest = self._digests.get(secret)
-        if digest is None:
-            digest = digest_of(secret)
-            if len(self._digests) >= CACHE_MAX:
-                self._digests.clear()  # unknown secrets must not grow it without bound
-            self._digests[secret] = digest
-        for admin in self._admin:
-            if hmac.compare_digest(admin, digest):
-                return ADMIN_PRINCIPAL
-        # A monotonic reading, not the broker's clock: a cached token must expire even
-        # when a test holds the broker's clock still.
+        found = self.cached(secret)
+        if found is not UNCACHED:
+            return found
         now = time.monotonic()
-        cached = self._cache.get(digest)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        digest = digest_of(secret)
         record = await self.repo.by_digest(digest)
         found = (record.principal() if record is not None
                  and hmac.compare_digest(record.digest, digest) else None)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 
 from broker.core import Broker
-from broker.http.auth import access
+from broker.http.auth import Guard
 from broker.http.bounds import BOUNDS, HttpBounds
 from broker.http.config_api import routes_for as config_routes
-from broker.http.problems import problems_middleware
 from broker.http.util import BROKER
 from broker.settings import Settings
 
@@ -59,11 +57,7 @@ def register_bound_metrics(broker: Broker, bounds: HttpBounds) -> None:
 def create_app(settings: Settings, broker: Broker | None = None) -> web.Application:
     """Build the application; the broker starts and stops with it."""
     the_broker = broker or Broker(settings)
-    middlewares: list[Any] = [
-        problems_middleware,
-        access(settings, lambda: the_broker.tokens, the_broker.proxy.is_public)]
-    app = web.Application(middlewares=middlewares,
-                          client_max_size=settings.max_request_bytes)
+    app = web.Application(client_max_size=settings.max_request_bytes)
     app[BROKER] = the_broker
     app[BOUNDS] = bounds = HttpBounds(settings.max_streams, settings.max_streams_per_principal)
     register_bound_metrics(the_broker, bounds)
@@ -79,7 +73,22 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(end_streams)
+    # No middlewares: every handler is wrapped in the guard instead (see Guard), and
+    # what no route matches lands on its resource for unmatched requests, added last.
+    guard = Guard(settings, lambda: the_broker.tokens, the_broker.proxy.is_public)
     for name in ROUTE_MODULES:
-        app.router.add_routes(importlib.import_module(name).routes)
-    app.router.add_routes(config_routes(the_broker.config.kinds))
+        app.router.add_routes(guarded(importlib.import_module(name).routes, guard))
+    app.router.add_routes(guarded(config_routes(the_broker.config.kinds), guard))
+    app.router.register_resource(guard.unmatched())
     return app
+
+
+def guarded(routes: Iterable[web.AbstractRouteDef], guard: Guard) -> list[web.RouteDef]:
+    """The routes with their handlers wrapped in the guard."""
+    wrapped = []
+    for route in routes:
+        if not isinstance(route, web.RouteDef):
+            raise TypeError(f"{route!r}: only handler routes are served")
+        wrapped.append(web.RouteDef(route.method, route.path, guard.wrap(route.handler),
+                                    route.kwargs))
+    return wrapped

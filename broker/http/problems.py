@@ -1,4 +1,5 @@
-"""RFC 9457 problem+json for every error, from one middleware; never a traceback."""
+"""RFC 9457 problem+json for every error (`problem_for`, called by the guard every
+handler is wrapped in); never a traceback."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from broker.errors import OpsbusError, TooLarge
 
@@ -43,11 +43,11 @@ def _http_problem(exc: web.HTTPException, request: web.Request) -> dict[str, Any
     }
 
 
-@web.middleware
-async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except OpsbusError as exc:
+def problem_for(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The problem document answering what a handler raised (an unexpected error is
+    logged and answered 500); raises `exc` again when it is not answered here (a client
+    gone, a timeout, an HTTP redirect)."""
+    if isinstance(exc, OpsbusError):
         doc = exc.problem()
         doc.setdefault("instance", request.path)
         retry = getattr(exc, "retry_after", None)
@@ -55,23 +55,22 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         if exc.status == 401:
             headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="opsbus"'}
         return problem_response(doc, headers=headers)
-    except web.HTTPRequestEntityTooLarge:
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
         limit = request.app._client_max_size
         return problem_response(TooLarge(
             f"request body over the limit of {limit} bytes (max_request_bytes)", limit=limit
         ).problem())
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         headers = {k: v for k, v in exc.headers.items() if k.lower() != "content-type"}
         if "Retry-After" not in exc.headers:
             headers.update(_retry_after(exc.status, None) or {})
         return problem_response(_http_problem(exc, request), headers=headers)
-    except (ConnectionResetError, TimeoutError):
-        raise
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return problem_response({
-            "type": "about:blank", "title": "Internal Server Error", "status": 500,
-            "detail": "the broker hit an unexpected error; it is logged",
-        })
+    if isinstance(exc, ConnectionResetError | TimeoutError):
+        raise exc
+    log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return problem_response({
+        "type": "about:blank", "title": "Internal Server Error", "status": 500,
+        "detail": "the broker hit an unexpected error; it is logged",
+    })
