@@ -158,7 +158,9 @@ class QueuesScreen(ItemActionsScreen):
             self._redraw()
 
     def _redraw(self) -> None:
-        if not self._stale:
+        # A redraw queued or timed while shown may come due after a switch away: a
+        # hidden screen stays stale and is drawn when it resumes.
+        if not self._stale or not self.is_current:
             return
         self._stale = False
         self._last_redraw = monotonic()
