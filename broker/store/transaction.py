@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 
 
@@ -29,3 +29,13 @@ class Transaction(ABC):
     @abstractmethod
     def savepoint(self) -> AbstractAsyncContextManager[None]:
         """A nested savepoint: what is written inside it is undone if the block raises."""
+
+
+def settle_gathered(gathered: Iterable[object]) -> None:
+    """The outermost savepoint of a transaction has ended: what its repositories gathered
+    can no longer be undone but with the whole transaction (each that keeps an undo
+    journal drops it)."""
+    for deferred in gathered:
+        settle = getattr(deferred, "settle", None)
+        if settle is not None:
+            settle()

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from broker.store.transaction import Transaction
+from broker.store.transaction import Transaction, settle_gathered
 
 if TYPE_CHECKING:
     import asyncpg
@@ -87,15 +87,8 @@ class PgTransaction(Transaction):
         finally:
             self._open -= 1
             if not self._open:
-                self._settle()
+                settle_gathered(self._deferred.values())
 
-    def _settle(self) -> None:
-        """The outermost savepoint has ended: what was gathered can no longer be undone
-        but with the whole transaction."""
-        for deferred in self._deferred.values():
-            settle = getattr(deferred, "settle", None)
-            if settle is not None:
-                settle()
 
 
 def transaction_of(tx: Transaction) -> PgTransaction:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
 from broker.store.sqlite.connections import WriterConnection
-from broker.store.transaction import Transaction
+from broker.store.transaction import Transaction, settle_gathered
 
 
 class Deferred(Protocol):
@@ -88,15 +88,8 @@ class SqliteTransaction(Transaction):
         finally:
             self._savepoints -= 1
             if not self._savepoints:
-                self._settle()
+                settle_gathered(self._deferred.values())
 
-    def _settle(self) -> None:
-        """The outermost savepoint has ended: what was gathered can no longer be undone
-        but with the whole transaction."""
-        for deferred in self._deferred.values():
-            settle = getattr(deferred, "settle", None)
-            if settle is not None:
-                settle()
 
 
 def connection_of(tx: Transaction) -> sqlite3.Connection:
