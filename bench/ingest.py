@@ -41,7 +41,7 @@ from _common import (
     wait_ready,
     wrk,
 )
-from latency import describe, measure, run_reference_server
+from latency import add_load_arguments, describe, measure, run_reference_server
 from latency import run as run_latency
 
 # -- the reference server --------------------------------------------------------------
@@ -429,12 +429,6 @@ def todo_in_process(args: argparse.Namespace) -> None:
               f"   {spread([f[1] for f in figures]):>22} events/s wall")
 
 
-def latency_only(args: argparse.Namespace, prefill: int) -> None:
-    """Publish-to-SSE latency: the broker and the no-store reference alternating within
-    each repeat (`latency.py`, which this runs)."""
-    run_latency(args, prefill)
-
-
 # -- main -------------------------------------------------------------------------------
 
 
@@ -443,12 +437,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=1,
                         help="alternate reference and broker runs this many times")
-    parser.add_argument("--readers", type=int, default=100)
-    parser.add_argument("--rate", type=int, default=1000)
-    parser.add_argument("--reader-procs", type=int, default=2,
-                        help="processes the SSE readers of the latency run are spread over")
-    parser.add_argument("--pin", action="store_true",
-                        help="latency: the server on the first CPU, the harness on the others")
+    add_load_arguments(parser)
     parser.add_argument("--durability", default="full")
     parser.add_argument("--prefill", default="0",
                         help="events already stored, e.g. 1M or 10M (see prefill.py)")
@@ -481,7 +470,8 @@ def main() -> None:
         todo_ingest(args, prefill)
         return
     if args.latency:
-        latency_only(args, prefill)
+        # The broker and the no-store reference alternating within each repeat.
+        run_latency(args, prefill)
         return
 
     http_single: list[float] = []

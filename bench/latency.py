@@ -435,21 +435,27 @@ def run(args: argparse.Namespace, prefill: int) -> None:
         print(describe("opsbus", b), flush=True)
 
 
+def add_load_arguments(parser: argparse.ArgumentParser) -> None:
+    """The latency run's load and placement flags (`ingest.py --latency` takes them too)."""
+    parser.add_argument("--readers", type=int, default=100)
+    parser.add_argument("--reader-procs", type=int, default=2,
+                        help="processes the SSE readers are spread over")
+    parser.add_argument("--rate", type=int, default=1000, help="events published per second")
+    parser.add_argument("--pin", action="store_true",
+                        help="the server on the first CPU, publisher and readers on the others")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--repeat", type=int, default=1,
                         help="reference and broker runs, alternating, this many times")
-    parser.add_argument("--readers", type=int, default=100)
-    parser.add_argument("--reader-procs", type=int, default=2)
-    parser.add_argument("--rate", type=int, default=1000)
+    add_load_arguments(parser)
     parser.add_argument("--durability", default="full")
     parser.add_argument("--prefill", default="0",
                         help="events already stored, e.g. 1M or 10M (see prefill.py)")
     parser.add_argument("--url", help="measure this running server only (no reference)")
     parser.add_argument("--pid", type=int, help="with --url: the server's pid (its CPU)")
-    parser.add_argument("--pin", action="store_true",
-                        help="the server on the first CPU, publisher and readers on the others")
     args = parser.parse_args()
     print(f"machine: {machine()}, {load_average()}")
     if args.url:

@@ -33,6 +33,11 @@ def paths_of(event: dict[str, Any], max_fields: int, max_depth: int
     return out, full
 
 
+def _merged(known: str, kind: str) -> str:
+    """The types a path was seen with (`"number|string"`), with `kind` among them."""
+    return "|".join(sorted({*known.split("|"), kind}))
+
+
 def _walk(value: Any, path: str, depth: int, out: dict[str, str], room: int) -> bool:
     """Record `value` at `path` and below; True once `room` paths are used up."""
     kind = _TYPES.get(type(value), "string")
@@ -41,8 +46,8 @@ def _walk(value: Any, path: str, depth: int, out: dict[str, str], room: int) -> 
         if len(out) >= room:
             return True
         out[path] = kind
-    elif known != kind and kind not in known.split("|"):
-        out[path] = "|".join(sorted({*known.split("|"), kind}))
+    elif known != kind:
+        out[path] = _merged(known, kind)
     if depth <= 0:
         return False
     if kind == "object":
@@ -61,8 +66,8 @@ def _walk(value: Any, path: str, depth: int, out: dict[str, str], room: int) -> 
                 if len(out) >= room:
                     return True
                 out[child] = kind
-            elif known != kind and kind not in known.split("|"):
-                out[child] = "|".join(sorted({*known.split("|"), kind}))
+            elif known != kind:
+                out[child] = _merged(known, kind)
     elif kind == "array":
         inner = path + "[]"
         for item in value[:ARRAY_SAMPLE]:
