@@ -128,7 +128,12 @@ async def test_client_that_stops_reading_is_dropped_and_resumes_cleanly(tmp_path
                                                   "--stream-write-timeout-s", "1",
                                                   "--durability", "normal"]).start()
     try:
+        first = await publish_batch(http, proc.url, [make_event()])
         stalled = await http.get(proc.url + "/v1/stream", params={"after": "0"})
+        # The stream subscribes to the live fan-out before it reads the log, so once
+        # the stored event has arrived the reader is counted (the 200 alone comes first).
+        while b"id: %d\n" % first[0] not in await stalled.content.readuntil(b"\n\n"):
+            pass
         assert await metric(http, proc.url, "opsbus_stream_subscribers") == 1
         sent: list[int] = []
         blob = "q" * 4000
