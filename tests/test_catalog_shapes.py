@@ -59,12 +59,15 @@ class Unremembering(Tracker):
 
     def _learn(self, live, event):  # type: ignore[no-untyped-def]
         live.shape = None
+        live.flat = None
         return super()._learn(live, event)
 
 
 def test_an_event_shaped_like_the_last_learns_what_the_long_way_learns():
     kinds = [{"a": 1}, {"a": 1, "b": "x"}, {"a": "x"}, {"a": 1, "c": [1, "y", None]},
-              {"c": {"d": 1}}, {}, None, {"a": 1, "b": "x", "c": [2], "d": {"e": 1.5}}]
+              {"c": {"d": 1}}, {}, None, {"a": 1, "b": "x", "c": [2], "d": {"e": 1.5}},
+              # Objects of scalars: the same keys with other types, or in another order.
+              {"a": 1.5, "b": "x"}, {"b": "x", "a": 1}, {"a": True, "b": None}, {"b": 2}]
     for seed in range(40):
         draw = random.Random(seed)
         shapes = list(kinds)

@@ -22,6 +22,8 @@ GAP_WEIGHT = 0.25
 """Weight of the newest gap in the moving average of gaps."""
 MIN_ARRIVALS = 3
 """Arrivals needed before a usual gap is trusted to call a producer silent."""
+Flat = tuple[tuple[str, ...], tuple[type, ...]]
+"""An object of scalars as `_flat` spells it: its keys, and the types of their values."""
 BUS_SOURCES = "opsbus/"
 """The bus's own events are not catalogued: the broker writes them, they cannot drift
 without a release, and catalog announcements must not feed the catalog."""
@@ -86,6 +88,9 @@ class _Live:
     """The paths of the last event learned from, and below the fields they count in:
     an event of the same shape next changes nothing but those counts (`_learn`)."""
     shape_fields: list[_Field] = field(default_factory=list)
+    flat: Flat | None = None
+    """The last shape as `_flat` spells it, when its data held scalars only: an event
+    with the same keys and value types has that shape, found without a walk."""
 
     def entry(self) -> CatalogEntry:
         return CatalogEntry(
@@ -228,10 +233,18 @@ class Tracker:
     def _learn(self, live: _Live, event: dict[str, Any]) -> list[dict[str, Any]]:
         """Fold one event's shape into the entry's; the changes, once the shape is
         learned (`learn_events` sampled)."""
+        flat = _flat(event)
+        if flat is not None and flat == live.flat:
+            for known in live.shape_fields:
+                known.seen += 1
+            live.events += 1
+            return _NO_CHANGES
         settings = self.settings
         paths, full = paths_of(event, settings.max_fields, settings.max_depth)
         if full:
             live.truncated = True
+        # The walk recorded `data` and each member: the spelling stands for the paths.
+        live.flat = flat if flat is not None and len(paths) == len(flat[0]) + 1 else None
         if paths == live.shape:
             # The shape of the last event: every path is known with its types, and the
             # fields every event had are those they were (all of them had these), so
@@ -276,6 +289,8 @@ class Tracker:
         # (Not after the first event: every field then counts as required, those the
         # event lacked included.)
         live.shape = paths if events else None
+        if live.shape is None:
+            live.flat = None
         live.shape_fields = [f for path in paths if (f := fields.get(path)) is not None]
         if not learned or not (added or removed or retyped):
             return _NO_CHANGES
@@ -368,3 +383,16 @@ class Tracker:
             if stat.seen >= live.events:
                 present_required += 1
         return present_required >= live.required
+
+
+def _flat(event: dict[str, Any]) -> Flat | None:
+    """The keys of the event's data and the types of their values, when `data` is an
+    object of scalars (None otherwise): two such events with the same spelling have the
+    same `paths_of`, whose walk costs several times this."""
+    data = event.get("data")
+    if type(data) is not dict:
+        return None
+    kinds = tuple(map(type, data.values()))
+    if dict in kinds or list in kinds:
+        return None
+    return tuple(data), kinds
