@@ -66,6 +66,11 @@ class Routing(Protocol):
         """Act on one `kind:name` target for `stored`, as if route `via` had hit it."""
         ...
 
+    def passes(self, event: dict[str, Any]) -> bool:
+        """True when `route` would do nothing with this event (no route to match, no
+        hop count to check): the writer does not call it then."""
+        ...
+
 
 class Gathered(Protocol):
     """Work a feature gathers over a transaction's units and finishes once before its
@@ -180,14 +185,15 @@ class WriteContext:
         return answers
 
     async def _publish_roots(self, batches: list[RootBatch]
-                             ) -> list[list[Publication] | OpsbusError]:
+                             ) -> list[list[AppendResult] | OpsbusError]:
         """`publish_batch` for several publishers' batches at once (the writer's fast
         path): one identity probe and one insert statement for all of them, then each
-        event routed. A batch that does not fit `max_event_bytes` gets its error and adds
-        nothing. Raises `Regroup` when a batch would have to be undone alone (a conflict
-        with a stored event, an unexpected error while routing): the writer then rolls
-        the transaction back and runs the units one by one, each in its own savepoint."""
-        answers: list[list[Publication] | OpsbusError] = []
+        event routed; each batch's append results (none a conflict). A batch that does
+        not fit `max_event_bytes` gets its error and adds nothing. Raises `Regroup` when
+        a batch would have to be undone alone (a conflict with a stored event, an
+        unexpected error while routing): the writer then rolls the transaction back and
+        runs the units one by one, each in its own savepoint."""
+        answers: list[list[AppendResult] | OpsbusError] = []
         items: list[EventItem] = []
         kept: list[int] = []
         for events, elide, encoded in batches:
@@ -209,15 +215,14 @@ class WriteContext:
         at = 0
         try:
             for slot in kept:
-                publications = answers[slot]
-                assert isinstance(publications, list)
-                for _ in range(len(batches[slot][0])):
-                    (event, raw, _), result = items[at], results[at]
-                    at += 1
-                    stored = None
+                end = at + len(batches[slot][0])
+                answers[slot] = results[at:end]
+                for index in range(at, end):
+                    result = results[index]
                     if not result.duplicate:
-                        stored = await self._stored(result.seq, raw, event, 0)
-                    publications.append(_publication(result, stored))
+                        event, raw, _ = items[index]
+                        await self._stored(result.seq, raw, event, 0)
+                at = end
         except Exception as exc:
             raise Regroup(f"routing failed: {exc!r}") from exc
         # Now, not at the end: a backend that still holds the batch's rows back writes
@@ -371,6 +376,8 @@ class WriteContext:
         self._budget.appended(seq)
         stored = StoredEvent(seq, self.recvtime, raw, (), event, root=root)
         self._committed.append(stored)
+        if self._routing.passes(event):
+            return stored
         routed = await self._routing.route(self, stored)
         if routed.routes:
             stored.routes = routed.routes

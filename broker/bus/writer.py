@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from time import perf_counter
@@ -71,16 +72,18 @@ class Transforms:
 
 
 class _Work(Generic[T]):
-    __slots__ = ("fn", "future", "publish", "size")
+    __slots__ = ("fn", "future", "publish", "size", "started")
 
-    def __init__(self, fn: UnitOfWork[T], size: int, publish: RootBatch | None = None
-                 ) -> None:
+    def __init__(self, fn: UnitOfWork[T] | None, size: int, future: asyncio.Future[T],
+                 publish: RootBatch | None = None, started: float = 0.0) -> None:
         self.fn = fn
+        """The unit of work; None for a publisher's batch (`publish`), which the writer
+        appends with the group's other batches, or alone (`Bus._append_unit`)."""
         self.size = size
-        self.future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.future = future
         self.publish = publish
-        """A publisher's batch: `fn` appends it, and the writer may append it together
-        with the group's other batches instead (`WriteContext._publish_roots`)."""
+        self.started = started
+        """`perf_counter()` when a publish began (the ingest histogram's start)."""
 
 
 class Bus:
@@ -101,7 +104,11 @@ class Bus:
         self.max_event_bytes = max_event_bytes
         """Every event appended is held to it, whichever way it came in (bus.sizing)."""
         self.transforms = Transforms()
-        self._queue: asyncio.Queue[_Work[Any]] = asyncio.Queue()
+        # A deque and one waiter rather than an asyncio.Queue: a put is an append, and
+        # only the put that finds the writer waiting wakes it (one per group).
+        self._queue: deque[_Work[Any]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self.health = CommitHealth(clock)
         """Whether commits succeed (readiness), and the one log of their failures."""
@@ -120,15 +127,33 @@ class Bus:
         processes share the store (`Backend.start_live`)."""
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._writer(), name="opsbus-writer")
 
     async def stop(self) -> None:
         """Refuse new work, commit what is queued, then stop the writer."""
         self._stopping = True
         if self._task is not None:
-            await self._queue.put(_Work(_stop_marker, 0))
+            self._put(_Work(_stop_marker, 0, self._future()))
             await self._task
             self._task = None
+
+    def _future(self) -> asyncio.Future[Any]:
+        loop = self._loop
+        return (loop if loop is not None else asyncio.get_running_loop()).create_future()
+
+    def _put(self, work: _Work[Any]) -> None:
+        self._queue.append(work)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _refused(self) -> asyncio.Future[Any]:
+        refused = self._future()
+        refused.set_exception(Unavailable("the broker is shutting down"))
+        return refused
 
     async def run(self, fn: UnitOfWork[T], size: int = 1) -> T:
         """Run `fn` inside the next group transaction; returns once it has committed.
@@ -136,56 +161,65 @@ class Bus:
         the other work in the group is unaffected."""
         if self._stopping or self._task is None:
             raise Unavailable("the broker is shutting down")
-        work: _Work[T] = _Work(fn, size)
-        self._queue.put_nowait(work)
+        work: _Work[T] = _Work(fn, size, self._future())
+        self._put(work)
         return await work.future
 
-    async def publish(self, events: list[dict[str, Any]], *, elide: bool = False,
-                      encoded: list[bytes] | None = None) -> list[Published]:
-        """Append and route validated events as one all-or-nothing unit. Plugin transforms
-        run first, here and not in the writer, so a slow or failing one only costs its
-        own publisher (an OpsbusError naming the plugin fails just this publish).
+    def publish(self, events: list[dict[str, Any]], *, elide: bool = False,
+                encoded: list[bytes] | None = None) -> Awaitable[list[Published]]:
+        """Append and route validated events as one all-or-nothing unit; await it for the
+        answers, there once the unit has committed. Plugin transforms run first, here
+        and not in the writer, so a slow or failing one only costs its own publisher (an
+        OpsbusError naming the plugin fails just this publish).
         An event over `max_event_bytes` refuses the unit (TooLarge), or with `elide` (the
         broker's own records) has its data elided to fit. `encoded`: each event's
-        `canonical` bytes when the caller made them already (parsing did)."""
+        `canonical` bytes when the caller made them already (parsing did).
+
+        Without transforms the awaitable is the writer's own future for the unit: the
+        publisher waits on it directly, with no coroutine of the bus in between."""
+        if self.transforms.chain:
+            return self._transformed(events, elide)
+        return self._append(events, elide, encoded, perf_counter())
+
+    async def _transformed(self, events: list[dict[str, Any]], elide: bool
+                           ) -> list[Published]:
         started = perf_counter()
-        if not self.transforms.chain:
-            answers = await self._append(events, elide, encoded)
-            self.observe_ingest(perf_counter() - started)
-            return answers
         shaped = [self.transforms.apply(event) for event in events]
         kept = [event for event in shaped if event is not None]
-        appended = iter(await self._append(kept, elide, None) if kept else [])
-        self.observe_ingest(perf_counter() - started)
+        appended = iter(await self._append(kept, elide, None, started) if kept else [])
         return [Published(0, str(original["id"]), False, dropped=True) if event is None
                 else next(appended) for event, original in zip(shaped, events, strict=True)]
 
-    async def _append(self, events: list[dict[str, Any]], elide: bool,
-                      encoded: list[bytes] | None) -> list[Published]:
-        async def append_all(ctx: WriteContext) -> list[Published]:
-            return _answers(events, await ctx.publish_batch(events, elide=elide,
-                                                            encoded=encoded))
-
+    def _append(self, events: list[dict[str, Any]], elide: bool,
+                encoded: list[bytes] | None, started: float
+                ) -> asyncio.Future[list[Published]]:
+        """The unit's future; the writer observes the ingest time as it answers."""
         if self._stopping or self._task is None:
-            raise Unavailable("the broker is shutting down")
-        work: _Work[list[Published]] = _Work(append_all, len(events),
-                                             publish=(events, elide, encoded))
-        self._queue.put_nowait(work)
-        return await work.future
+            return self._refused()
+        work: _Work[list[Published]] = _Work(None, len(events), self._future(),
+                                             (events, elide, encoded), started)
+        self._put(work)
+        return work.future
 
     async def _writer(self) -> None:
+        queue = self._queue
         while True:
-            group = [await self._queue.get()]
-            size = group[0].size
-            while size < self.max_batch and not self._queue.empty():
-                work = self._queue.get_nowait()
+            while not queue:
+                waiter = self._waiter = self._future()
+                await waiter
+            first = queue.popleft()
+            group = [first]
+            size = first.size
+            while size < self.max_batch and queue:
+                work = queue.popleft()
                 group.append(work)
                 size += work.size
             stop = any(w.fn is _stop_marker for w in group)
-            group = [w for w in group if w.fn is not _stop_marker]
+            if stop:
+                group = [w for w in group if w.fn is not _stop_marker]
             if group:
                 await self._commit_group(group)
-            if stop and self._queue.empty():
+            if stop and not queue:
                 return
 
     async def _transact(self, group: list[_Work[Any]], together: bool
@@ -204,16 +238,26 @@ class Bus:
                 if batches:
                     answers = await ctx._publish_roots(
                         [w.publish for w in batches if w.publish is not None])
+                    new = tuple.__new__  # `Published` without its Python frame
                     for work, answer in zip(batches, answers, strict=True):
                         if isinstance(answer, OpsbusError):
                             outcomes.append((work, None, answer))
-                        else:
-                            assert work.publish is not None
-                            outcomes.append((work, _answers(work.publish[0], answer), None))
+                            continue
+                        assert work.publish is not None
+                        # No conflict among them (`_publish_roots` regroups then).
+                        outcomes.append((work, [
+                            new(Published, (result.seq, str(event["id"]), result.duplicate,
+                                            False))
+                            for event, result in zip(work.publish[0], answer, strict=True)],
+                            None))
             for work in rest:
                 try:
                     async with ctx.attempt():
-                        result = await work.fn(ctx)
+                        if work.fn is None:
+                            assert work.publish is not None
+                            result = await _append_unit(ctx, work.publish)
+                        else:
+                            result = await work.fn(ctx)
                     outcomes.append((work, result, None))
                 except Exception as exc:  # one caller's failure is not the group's
                     if not isinstance(exc, OpsbusError):
@@ -253,11 +297,15 @@ class Bus:
                 observe(committed)
             except Exception:
                 log.exception("a commit observer failed")
+        observe_ingest = self.observe_ingest
+        answered = perf_counter()
         for work, result, error in outcomes:
             if work.future.done():
                 continue
             if error is None:
                 work.future.set_result(result)
+                if work.publish is not None:
+                    observe_ingest(answered - work.started)
             else:
                 work.future.set_exception(error)
         for callback in ctx._callbacks:
@@ -310,6 +358,13 @@ def _answers(events: list[dict[str, Any]], results: list[Publication]) -> list[P
         answers.append(new(Published, (result.seq, str(event["id"]), result.duplicate,
                                        False)))
     return answers
+
+
+async def _append_unit(ctx: WriteContext, batch: RootBatch) -> list[Published]:
+    """A publisher's batch appended as a unit of its own (the group's batches could not
+    be appended together)."""
+    events, elide, encoded = batch
+    return _answers(events, await ctx.publish_batch(events, elide=elide, encoded=encoded))
 
 
 async def _stop_marker(ctx: WriteContext) -> None:

@@ -82,6 +82,10 @@ class Router:
         """True when the event's hop count is over the limit: stored, never routed."""
         return over_hop_limit(event, self.hop_limit)
 
+    def passes(self, event: dict[str, Any]) -> bool:
+        """Nothing to route and no hop count to check (`Routing.passes`)."""
+        return not self.routes and "hopcount" not in event
+
     async def route(self, ctx: WriteContext, stored: StoredEvent) -> Routed:
         """Evaluate the table for a just-appended event and act on every target hit; the
         write context records the matched routes and hits with the event."""
