@@ -48,4 +48,12 @@ class StoreHousekeeping:
                         lambda: {("truncated",): store.storage_stats().checkpoints,
                                  ("busy",): store.storage_stats().checkpoints_busy},
                         labels=("result",))
+        metrics.sampled("opsbus_store_wal_frames_copied_total",
+                        "Pages of the write-ahead log copied back into the database, by who"
+                        " copied them: the background thread beside the writer, or the"
+                        " committing thread (the last few before the log restarts, or all"
+                        " once the log reaches its bound).", "counter",
+                        lambda: {("background",): store.storage_stats().frames_copied_background,
+                                 ("commit",): store.storage_stats().frames_copied_commit},
+                        labels=("by",))
         wiring.service("store-maintenance", self.run)

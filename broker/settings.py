@@ -135,6 +135,11 @@ class Settings:
     """The SQLite write-ahead log is checkpointed and truncated once it grows past this
     size, as soon as no reader holds an older snapshot (only a backup or an outside
     reader can hold one for long: the broker's own reads are short transactions)."""
+    wal_checkpoint_bytes: int = 4 * 1024 * 1024
+    """Each time the SQLite write-ahead log holds this much not yet copied back into the
+    database, a background thread copies it while commits go on; the log restarts once
+    it holds 8 times this, and past 16 times this (or `wal_max_bytes`) the committing
+    thread finishes the copy itself, so the log stays bounded however fast events come."""
     log_partition: str = "1d"
     """The period the event log is filed by (a duration: `1d`, `6h`): the unit of the dedupe
     window and of per-period retention. A bus taking more than ~10 M events a day should use
@@ -338,7 +343,8 @@ def validate_settings(settings: Settings) -> None:
                  "max_connections", "keepalive_timeout_s",
                  "max_batch_commit", "scan_budget_events", "scan_budget_ms",
                  "todo_sweep_s",
-                 "wal_max_bytes", "maintenance_interval_s", "shutdown_grace_s",
+                 "wal_max_bytes", "wal_checkpoint_bytes", "maintenance_interval_s",
+                 "shutdown_grace_s",
                  "catalog_max_entries", "catalog_max_fields", "catalog_max_depth",
                  "catalog_learn_events", "catalog_silence_factor", "catalog_interval_s",
                  "retention_batch"):

@@ -21,7 +21,8 @@ def open_backend(settings: Settings, clock: Clock | None = None) -> Backend:
         from broker.store.sqlite import SqliteBackend
 
         return SqliteBackend(settings.db_path, settings.durability, settings.wal_max_bytes,
-                             window=policy_of(settings).window)
+                             window=policy_of(settings).window,
+                             wal_checkpoint_bytes=settings.wal_checkpoint_bytes)
     from broker.store.postgres.connection import PgOptions, is_postgres_url
 
     if is_postgres_url(settings.store):

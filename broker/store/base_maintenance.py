@@ -68,6 +68,10 @@ class StorageStats:
     """Checkpoints that emptied the write-ahead log."""
     checkpoints_busy: int = 0
     """Attempts that found a reader on an older snapshot and were retried later."""
+    frames_copied_background: int = 0
+    """Log frames copied back into the database beside the writer."""
+    frames_copied_commit: int = 0
+    """Log frames copied by the committing thread (before a restart, or at the bound)."""
 
 
 class Maintenance(ABC):

@@ -15,6 +15,7 @@ from broker.store.keys import key64
 from broker.store.migrations import migrations
 from broker.store.sqlite import lock
 from broker.store.sqlite.catalog import SqliteCatalog
+from broker.store.sqlite.checkpoint import DEFAULT_CHECKPOINT_BYTES, Checkpointer
 from broker.store.sqlite.config import SqliteConfig
 from broker.store.sqlite.connections import ReaderPool, WriterConnection, open_writer
 from broker.store.sqlite.delivery import SqliteDeliveries
@@ -43,10 +44,12 @@ class SqliteBackend(SqliteMaintenance, Backend):
 
     def __init__(self, path: str | Path, durability: str = "full",
                  wal_max_bytes: int = DEFAULT_WAL_MAX_BYTES,
-                 window: DedupeWindow | None = None) -> None:
+                 window: DedupeWindow | None = None,
+                 wal_checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES) -> None:
         self.path = Path(path)
         self.durability = durability
         self._wal = WalGuard(self.path, wal_max_bytes)
+        self._checkpoints = Checkpointer(self.path, wal_checkpoint_bytes, wal_max_bytes)
         self._writer: WriterConnection | None = None
         self._write_lock = asyncio.Lock()
         self._readers = ReaderPool(self.path)
@@ -68,8 +71,10 @@ class SqliteBackend(SqliteMaintenance, Backend):
             self._writer = open_writer(self.path, self.durability)
             self._wal.attach(self._writer)
             self._migrate(self._writer)
+            self._checkpoints.attach(self._writer)
             await self._readers.open()
         except BaseException:
+            self._checkpoints.close()
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
@@ -108,6 +113,7 @@ class SqliteBackend(SqliteMaintenance, Backend):
 
     async def close(self) -> None:
         async with self._write_lock:
+            await asyncio.to_thread(self._checkpoints.close)  # may wait for a pass to end
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
@@ -135,7 +141,7 @@ class SqliteBackend(SqliteMaintenance, Backend):
             # on the connection. The executor's future itself is awaited (no task around
             # it): its result reaches this frame one turn of the loop sooner.
             loop = asyncio.get_running_loop()
-            commit = loop.run_in_executor(None, _finish, tx, conn, loop)
+            commit = loop.run_in_executor(None, _finish, tx, conn, loop, self._checkpoints)
             try:
                 await asyncio.shield(commit)
             except asyncio.CancelledError:
@@ -150,7 +156,7 @@ class SqliteBackend(SqliteMaintenance, Backend):
 
 
 def _finish(tx: SqliteTransaction, conn: WriterConnection,
-            loop: asyncio.AbstractEventLoop) -> None:
+            loop: asyncio.AbstractEventLoop, checkpoints: Checkpointer) -> None:
     """The end of a write transaction, on a worker thread while the writer is held."""
     tx.flush()  # the writes repositories gathered, before COMMIT
     conn.run_held()
@@ -159,6 +165,7 @@ def _finish(tx: SqliteTransaction, conn: WriterConnection,
         # Queued before this function returns, so it runs on the loop before the
         # awaiting writer hears that the commit is done.
         loop.call_soon_threadsafe(tx.committed)
+    checkpoints.after_commit(conn)  # readers are told already; the next group waits
 
 
 def _sql_key64(*parts: object) -> int | None:

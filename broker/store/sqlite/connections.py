@@ -156,7 +156,8 @@ def open_writer(path: Path, durability: str) -> WriterConnection:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=10000")
     conn.execute("PRAGMA cache_size=-65536")
-    # Checkpoints in the commit path would stall ingest; a larger WAL is cheaper.
+    # SQLite's own checkpoints, in the commit, serve only the migrations at open: then
+    # `Checkpointer` copies the log beside the writer.
     conn.execute("PRAGMA wal_autocheckpoint=4000")
     return conn
 

@@ -18,6 +18,7 @@ from broker.store.base_maintenance import (
     StorageStats,
 )
 from broker.store.migrations import migrations
+from broker.store.sqlite.checkpoint import Checkpointer
 
 log = logging.getLogger(__name__)
 
@@ -298,6 +299,7 @@ class SqliteMaintenance(Maintenance):
 
     path: Path
     _wal: WalGuard
+    _checkpoints: Checkpointer
     _write_lock: asyncio.Lock
     _writer: sqlite3.Connection | None
 
@@ -320,4 +322,6 @@ class SqliteMaintenance(Maintenance):
             db_bytes = 0
         return StorageStats(db_bytes=db_bytes, wal_bytes=self._wal.wal_bytes(),
                             checkpoints=self._wal.checkpoints,
-                            checkpoints_busy=self._wal.busy)
+                            checkpoints_busy=self._wal.busy,
+                            frames_copied_background=self._checkpoints.background_frames,
+                            frames_copied_commit=self._checkpoints.writer_frames)

@@ -1,0 +1,196 @@
+"""Checkpoints off the commit: the log is copied back beside the writer, restarts, and
+stays bounded when the copy cannot keep up."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from broker.bus import digest_of
+from broker.store.sqlite import SqliteBackend
+from broker.store.sqlite.checkpoint import TAIL_FRAMES, Checkpointer, WalIndex
+from tests.conftest import make_event
+
+CHECKPOINT = 256 * 1024  # 63 frames of 4 KiB pages: restart at 504, bound at 1008
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteBackend]:
+    store = SqliteBackend(tmp_path / "store.db", durability="full",
+                          wal_checkpoint_bytes=CHECKPOINT)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def commit_events(store: SqliteBackend, count: int) -> None:
+    items = []
+    for _ in range(count):
+        raw = orjson.dumps(make_event(data={"pad": "x" * 1000}))
+        items.append((orjson.loads(raw), raw, digest_of(raw)))
+    async with store.transaction() as tx:
+        await store.events.writes(tx).append_many(items, "t")
+
+
+def checkpointer(store: SqliteBackend) -> Checkpointer:
+    return store._checkpoints
+
+
+def hold_background(ck: Checkpointer) -> tuple[threading.Event, threading.Event]:
+    """Hold the background copy before its first pass: (asked for, let go)."""
+    asked, resume = threading.Event(), threading.Event()
+    catch_up = ck._catch_up
+
+    def held() -> None:
+        asked.set()
+        resume.wait()
+        catch_up()
+
+    ck._catch_up = held  # type: ignore[method-assign]
+    return asked, resume
+
+
+async def test_the_log_is_copied_beside_the_writer_and_restarts(store: SqliteBackend):
+    ck = checkpointer(store)
+    index = WalIndex(store.path)
+    try:
+        largest, restarts, previous = 0, 0, 0
+        for _ in range(150):
+            await commit_events(store, 10)  # ~4 frames a commit
+            frames, _ = index.frames()
+            restarts += frames < previous
+            largest, previous = max(largest, frames), frames
+            ck.wait_idle()  # the copy keeps up: the committing thread only adds the tails
+    finally:
+        index.close()
+    stats = store.storage_stats()
+    copied = stats.frames_copied_background + stats.frames_copied_commit
+    print(f"\nlargest log {largest} frames (restart at {ck.restart_frames}, bound at"
+          f" {ck.bound_frames}); {restarts} restarts; copied {copied} frames,"
+          f" {stats.frames_copied_commit} of them by the committing thread")
+    assert restarts >= 2
+    assert largest < ck.bound_frames
+    # The committing thread copies only what is left once the background caught up.
+    assert stats.frames_copied_commit * 5 < stats.frames_copied_background
+    assert store.path.with_name("store.db-wal").stat().st_size <= ck.bound_frames * 4120
+
+
+async def test_no_commit_copies_the_log_itself(tmp_path: Path):
+    """With the background copy held back, commits go on past the point where SQLite's
+    own checkpoint would have run inside one of them (4,000 pages): none copies a page."""
+    store = SqliteBackend(tmp_path / "store.db", durability="full")  # default sizes
+    await store.open()
+    ck = checkpointer(store)
+    asked, resume = hold_background(ck)
+    index = WalIndex(store.path)
+    try:
+        frames, copied = index.frames()
+        while frames < 4500 and copied == 0:
+            await commit_events(store, 100)
+            frames, copied = index.frames()
+        assert copied == 0, f"a COMMIT checkpointed at {frames} frames"
+        assert frames < ck.restart_frames and asked.is_set()
+        resume.set()
+        ck.wait_idle()
+        assert index.frames() == (frames, frames)
+        assert store.storage_stats().frames_copied_background == frames
+    finally:
+        resume.set()
+        index.close()
+        await store.close()
+
+
+async def test_the_committing_thread_copies_only_the_tail_before_a_restart(
+        store: SqliteBackend):
+    ck = checkpointer(store)
+    passed, resume = threading.Event(), threading.Event()
+    copy = ck._copy
+
+    def pass_then_hold(conn: sqlite3.Connection, background: bool) -> bool:
+        done = copy(conn, background)
+        index = ck._index
+        assert index is not None
+        if background and index.frames()[0] >= ck.restart_frames and not resume.is_set():
+            passed.set()
+            resume.wait()
+        return done
+
+    ck._copy = pass_then_hold  # type: ignore[method-assign]
+    index = WalIndex(store.path)
+    try:
+        for _ in range(2000):  # commits beside the background's passes
+            await commit_events(store, 1)
+            if passed.is_set():
+                break
+        assert passed.is_set(), "the log reached its restart size"
+        await commit_events(store, 1)  # lands after the pass: part of the tail
+        resume.set()
+        ck.wait_idle()
+        frames = index.frames()[0]
+        assert ck.writer_frames == 0
+        await commit_events(store, 1)  # the tail is copied after this COMMIT ...
+        tail = ck.writer_frames
+        await commit_events(store, 1)  # ... so this transaction restarts the log
+        assert index.frames()[0] < frames
+    finally:
+        resume.set()
+        index.close()
+    print(f"\nrestart at {frames} frames after a tail of {tail} copied on commit")
+    assert 0 < tail <= 2 * TAIL_FRAMES
+
+
+async def test_a_copy_that_cannot_keep_up_leaves_the_log_bounded(store: SqliteBackend):
+    ck = checkpointer(store)
+    stalled, resume = hold_background(ck)  # a copy slower than the writer, at its extreme
+    index = WalIndex(store.path)
+    try:
+        largest, commit_frames, restarts, previous = 0, 0, 0, 0
+        for _ in range(300):
+            await commit_events(store, 10)
+            frames, _ = index.frames()
+            if frames > previous:
+                commit_frames = max(commit_frames, frames - previous)
+            restarts += frames < previous
+            largest, previous = max(largest, frames), frames
+        assert stalled.is_set(), "the background copy was asked for"
+    finally:
+        resume.set()
+        index.close()
+    stats = store.storage_stats()
+    print(f"\nbackground stalled: largest log {largest} frames (bound {ck.bound_frames}),"
+          f" {restarts} restarts, {stats.frames_copied_commit} frames copied on commit")
+    assert largest <= ck.bound_frames + commit_frames
+    assert restarts >= 2
+    assert stats.frames_copied_background == 0 and stats.frames_copied_commit > 0
+
+
+async def test_the_copy_never_reaches_past_a_readers_snapshot(store: SqliteBackend):
+    """A reader keeps its snapshot while the log is copied and restarts are held off;
+    after it ends, the log restarts again."""
+    await commit_events(store, 1)
+    reader = sqlite3.connect(store.path, isolation_level=None)
+    reader.execute("BEGIN")
+    (seen,) = reader.execute("SELECT count(*) FROM events").fetchone()
+    index = WalIndex(store.path)
+    try:
+        for _ in range(150):
+            await commit_events(store, 10)
+            checkpointer(store).wait_idle()
+        assert reader.execute("SELECT count(*) FROM events").fetchone() == (seen,)
+        pinned, _ = index.frames()
+        assert pinned > checkpointer(store).bound_frames  # no restart under the reader
+        reader.execute("COMMIT")
+        for _ in range(3):
+            await commit_events(store, 10)
+            checkpointer(store).wait_idle()
+        assert index.frames()[0] < pinned
+    finally:
+        reader.close()
+        index.close()
