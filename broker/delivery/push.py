@@ -93,7 +93,9 @@ class _Settlement:
     item: LeasedDelivery
     result: OutboundResult
     outcome: Outcome
-    now: str
+    now: str | None
+    """When the attempt ended; None for a success, stamped when its batch is recorded
+    (one reading of the clock per batch, not one per delivery)."""
     next_at: str | None
     error: str | None
     done: asyncio.Future[None] | None = None
@@ -133,7 +135,17 @@ class PushDispatcher(StoreDispatcher):
         """Subscriptions whose last claim took all it asked for: while draining a
         backlog, the next pass claims without first reading when one is due."""
         self.health: dict[str, SubscriptionHealth] = {}
-        """The breakers as last read (each pass); the store has the truth."""
+        """The breakers as last read; the store has the truth."""
+        self._look_all = True
+        self._look_by = 0.0
+        self._due_at: dict[str, str | None] = {}
+        """When each subscription's next delivery is due, as read since the last full
+        look: nothing can come due earlier without a `wake()` (new deliveries, a resume,
+        another process's commit) or a result recorded here, which forget it."""
+
+    def wake(self) -> None:
+        self._look_all = True
+        super().wake()
 
     def in_flight(self, name: str) -> int:
         return self._in_flight[name]
@@ -164,7 +176,15 @@ class PushDispatcher(StoreDispatcher):
         seconds until the next pass."""
         wait = self.settings.poll_s
         budget = 2 * self.settings.concurrency - len(self._held)
-        self.health = await self.repo.breakers()
+        if self._look_all or self.clock.monotonic() >= self._look_by:
+            # A full look: the breakers and every subscription's next due time, read
+            # again. Between looks the passes that top up a draining subscription's
+            # queue (every few dozen deliveries) read neither: each was a query per
+            # pass, per idle subscription.
+            self._look_all = False
+            self._look_by = self.clock.monotonic() + self.settings.poll_s
+            self._due_at.clear()
+            self.health = await self.repo.breakers()
         now = self.clock.stamp()
         renew, renew_in = self._renewals(now)
         if renew_in is not None:
@@ -181,12 +201,17 @@ class PushDispatcher(StoreDispatcher):
                 due.append((sub, room))
                 budget -= room
                 continue
-            next_due = await self.repo.next_due(sub.name, sub.ordered)
+            if sub.name in self._due_at:
+                next_due = self._due_at[sub.name]
+            else:
+                next_due = self._due_at[sub.name] = await self.repo.next_due(
+                    sub.name, sub.ordered)
             if next_due is None:
                 continue
             if next_due <= now:
                 due.append((sub, room))
                 budget -= room
+                del self._due_at[sub.name]  # the claim changes it
             else:
                 wait = min(wait, seconds_between(now, next_due))
         if not due and not renew:
@@ -364,13 +389,13 @@ class PushDispatcher(StoreDispatcher):
                 ) -> asyncio.Future[None] | None:
         """Decide the attempt's outcome and queue it to be recorded; for an ordered
         subscription, a future done once it is (or could not be)."""
-        now = self.clock.stamp()
         delivery = item.delivery
-        next_at = None
+        now = next_at = None
         error = result.error
         if result.ok:
             outcome = Outcome.DELIVERED
         elif result.retryable:
+            now = self.clock.stamp()
             delay = sub.retry.delay(delivery.round_attempts)
             if result.retry_after is not None:
                 delay = max(delay, result.retry_after)
@@ -383,6 +408,7 @@ class PushDispatcher(StoreDispatcher):
             else:
                 outcome = Outcome.RETRY
         else:
+            now = self.clock.stamp()
             outcome = Outcome.DEADLETTERED
         self.stats[outcome.value] += 1
         self.counts.attempts[sub.name] += 1
@@ -460,6 +486,9 @@ class PushDispatcher(StoreDispatcher):
         finally:
             for settlement in batch:
                 self._finish(settlement)
+                # A retry, a delivery given back, or (ordered) the next in line may now
+                # be due earlier than last read.
+                self._due_at.pop(settlement.sub.name, None)
         if any(s.outcome in (Outcome.RETRY, Outcome.UNSENT) for s in batch):
             self._wake.set()  # a pass may have run before this commit: due at next_at
 
@@ -485,15 +514,17 @@ class PushDispatcher(StoreDispatcher):
     async def _write(self, batch: list[_Settlement], ctx: WriteContext) -> None:
         writes = self.repo.writes(ctx.transaction)
         plain = []
+        stamp = self.clock.stamp()
         for s in batch:
+            now = s.now or stamp
             lease = self._lease_of(s.item).lease
             if s.outcome not in (Outcome.DEADLETTERED, Outcome.UNSENT):
                 plain.append(Settlement(
-                    s.item.delivery.id, lease, s.outcome, s.now, next_at=s.next_at,
-                    status=s.result.status, error=s.error, latency_ms=s.result.latency_ms))
+                    s.item.delivery.id, lease, s.outcome, now, s.next_at,
+                    s.result.status, s.result.latency_ms, s.error))
                 continue
             settled = await writes.settle(
-                s.item.delivery.id, lease, s.outcome, s.now, next_at=s.next_at,
+                s.item.delivery.id, lease, s.outcome, now, next_at=s.next_at,
                 status=s.result.status, latency_ms=s.result.latency_ms, error=s.error)
             if settled is not None and s.outcome is Outcome.DEADLETTERED:
                 await dead_letter(ctx, subscription=s.sub.name, queue=s.sub.dead_letter_queue,
@@ -502,7 +533,7 @@ class PushDispatcher(StoreDispatcher):
             await writes.settle_many(plain)
         for s in batch:
             if s.outcome is not Outcome.UNSENT:
-                await self._record_health(ctx, s.sub, s.result, s.now)
+                await self._record_health(ctx, s.sub, s.result, s.now or stamp)
 
     async def _record_health(self, ctx: WriteContext, sub: Subscription,
                              result: OutboundResult, now: str) -> None:
