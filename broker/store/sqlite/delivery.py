@@ -21,7 +21,7 @@ from broker.delivery.model import (
     SubscriptionControl,
 )
 from broker.delivery.repository import DeliveryRepository, DeliveryWrites
-from broker.store.sqlite.connections import ReaderPool
+from broker.store.sqlite.connections import ReaderPool, insert_later
 from broker.store.sqlite.events import EVENT_COLUMNS, row_to_event
 from broker.store.sqlite.transaction import connection_of
 from broker.store.transaction import Transaction
@@ -104,24 +104,26 @@ class SqliteDeliveryWrites(DeliveryWrites):
             leased.append(Delivery(row[0], row[1], row[2], DeliveryState.LEASED, attempt,
                                    row[5], expires, new_lease(row[0], attempt, secret),
                                    row[8], row[9], row[10], row[11], stamp))
-        # One statement per kind for the whole claim (a claim takes a round of them).
+        events = events_by_seq(self.conn, [d.seq for d in (*leased, *exhausted)])
+        # One statement per kind for the whole claim (a claim takes a round of them),
+        # held for the thread that commits: nothing reads them before a later statement
+        # on this connection, which runs them first.
         if expired:
-            self.conn.executemany(END_ATTEMPT, expired)
+            insert_later(self.conn, END_ATTEMPT, expired)
         if exhausted:
-            self.conn.executemany(
-                "UPDATE deliveries SET state = 'deadlettered', lease = NULL,"
+            insert_later(
+                self.conn, "UPDATE deliveries SET state = 'deadlettered', lease = NULL,"
                 " last_error = coalesce(last_error, 'lease expired'), updated_at = ?"
                 " WHERE id = ?", [(stamp, d.id) for d in exhausted])
         if leased:
-            self.conn.executemany(
-                "UPDATE deliveries SET state = 'leased', attempts = ?, lease = ?, next_at = ?,"
-                " updated_at = ? WHERE id = ?",
+            insert_later(
+                self.conn, "UPDATE deliveries SET state = 'leased', attempts = ?, lease = ?,"
+                " next_at = ?, updated_at = ? WHERE id = ?",
                 [(d.attempts, d.lease, expires, stamp, d.id) for d in leased])
-            self.conn.executemany(
-                "INSERT INTO delivery_attempts (delivery_id, n, lease, started_at, outcome)"
-                " VALUES (?, ?, ?, ?, 'leased')",
+            insert_later(
+                self.conn, "INSERT INTO delivery_attempts (delivery_id, n, lease, started_at,"
+                " outcome) VALUES (?, ?, ?, ?, 'leased')",
                 [(d.id, d.attempts, d.lease, stamp) for d in leased])
-        events = events_by_seq(self.conn, [d.seq for d in (*leased, *exhausted)])
         return LeaseBatch([LeasedDelivery(d, events[d.seq]) for d in leased],
                           [LeasedDelivery(d, events[d.seq]) for d in exhausted])
 
@@ -186,15 +188,15 @@ class SqliteDeliveryWrites(DeliveryWrites):
 
     async def settle_many(self, settlements: Sequence[Settlement]) -> None:
         # Each row changes only under its current lease; the attempt first, while the
-        # delivery still names that lease.
-        self.conn.executemany(
-            "UPDATE delivery_attempts SET outcome = ?, status = ?, latency_ms = ?, error = ?"
-            " WHERE delivery_id = ? AND n = (SELECT attempts FROM deliveries WHERE id = ?"
+        # delivery still names that lease. Held for the thread that commits, as a claim's.
+        insert_later(
+            self.conn, "UPDATE delivery_attempts SET outcome = ?, status = ?, latency_ms = ?,"
+            " error = ? WHERE delivery_id = ? AND n = (SELECT attempts FROM deliveries WHERE id = ?"
             " AND state = 'leased' AND lease = ?) AND outcome = 'leased'",
             [(s.outcome.value, s.status, s.latency_ms, s.error, s.delivery_id,
               s.delivery_id, s.lease) for s in settlements])
-        self.conn.executemany(
-            "UPDATE deliveries SET state = ?, lease = NULL, next_at = ?,"
+        insert_later(
+            self.conn, "UPDATE deliveries SET state = ?, lease = NULL, next_at = ?,"
             " last_status = coalesce(?, last_status), last_error = ?, updated_at = ?"
             " WHERE id = ? AND state = 'leased' AND lease = ?",
             [(NEXT_STATE[s.outcome].value, s.next_at if s.next_at is not None else s.now,
