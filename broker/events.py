@@ -1142,7 +1142,8 @@ _HEADER_SAFE: Final = "".join(
 
 
 def _percent_encode(value: str) -> str:
-    if value.isascii() and value.isprintable() and not any(c in value for c in ' "%'):
+    if value.isascii() and value.isprintable() and " " not in value and '"' not in value \
+            and "%" not in value:
         return value  # the common case: nothing to encode
     return quote(value, safe=_HEADER_SAFE)  # UTF-8, upper-case hex, as the binding says
 

@@ -266,7 +266,8 @@ async def send(session: aiohttp.ClientSession, request: OutboundRequest, *,
             request.method, url, headers=request.headers, data=request.body or None,
             allow_redirects=False, timeout=_timeout(timeout),
         ) as resp:
-            raw = await _read_capped(resp, body_limit)
+            # Most answers have no body (204, or a length of 0): no reader to iterate.
+            raw = b"" if resp.content.at_eof() else await _read_capped(resp, body_limit)
             retry_after = resp.headers.get("Retry-After")
             return OutboundResult(
                 resp.status, elapsed(), raw[:body_limit].decode(errors="replace"),
