@@ -254,7 +254,9 @@ async def send(session: aiohttp.ClientSession, request: OutboundRequest, *,
     started = time.perf_counter()
 
     def elapsed() -> float:
-        return round((time.perf_counter() - started) * 1000, 2)
+        # Milliseconds to two places; round() to a whole number is a few times
+        # cheaper than round(x, 2), which goes through a decimal string.
+        return round((time.perf_counter() - started) * 100_000) / 100
 
     try:
         url = _parsed(request.url)

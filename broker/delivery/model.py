@@ -129,9 +129,11 @@ class LeaseBatch:
     exhausted: list[LeasedDelivery]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Settlement:
-    """How one attempt ended, for `DeliveryWrites.settle_many` (never `RENEWED`)."""
+    """How one attempt ended, for `DeliveryWrites.settle_many` (never `RENEWED`). A
+    request to the store, not a record it hands out: not frozen, since one is made per
+    webhook answer and a frozen dataclass takes several times as long to build."""
 
     delivery_id: int
     lease: str
