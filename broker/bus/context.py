@@ -196,7 +196,16 @@ class WriteContext:
         answers: list[list[AppendResult] | OpsbusError] = []
         items: list[EventItem] = []
         kept: list[int] = []
+        limit = self._max_event_bytes
         for events, elide, encoded in batches:
+            if encoded is not None and len(events) == 1 and len(encoded[0]) <= limit:
+                # A single event that fits, as most publishes are: `_fitted_batch` and
+                # `digest_of` spelled out.
+                kept.append(len(answers))
+                answers.append([])
+                raw = encoded[0]
+                items.append((events[0], raw, blake2b(raw, digest_size=16).digest()))
+                continue
             try:
                 fitted = self._fitted_batch(events, elide, encoded)
             except OpsbusError as exc:
@@ -204,7 +213,6 @@ class WriteContext:
                 continue
             kept.append(len(answers))
             answers.append([])
-            # `digest_of` spelled out: it runs once per event.
             items.extend((event, raw, blake2b(raw, digest_size=16).digest())
                          for event, raw in fitted)
         if not items:

@@ -139,8 +139,8 @@ class Bus:
             self._task = None
 
     def _future(self) -> asyncio.Future[Any]:
-        loop = self._loop
-        return (loop if loop is not None else asyncio.get_running_loop()).create_future()
+        # The future's own constructor: `loop.create_future` is a Python frame more.
+        return asyncio.Future(loop=self._loop or asyncio.get_running_loop())
 
     def _put(self, work: _Work[Any]) -> None:
         self._queue.append(work)
@@ -196,7 +196,8 @@ class Bus:
         """The unit's future; the writer observes the ingest time as it answers."""
         if self._stopping or self._task is None:
             return self._refused()
-        work: _Work[list[Published]] = _Work(None, len(events), self._future(),
+        work: _Work[list[Published]] = _Work(None, len(events),
+                                             asyncio.Future(loop=self._loop),
                                              (events, elide, encoded), started)
         self._put(work)
         return work.future
