@@ -240,7 +240,7 @@ class Guard:
             self._browser(request, plan.op)
         if not self._settings.auth:
             return LOCAL
-        scope = self._scope(request, plan)
+        scope = self._scope(request, plan) if plan.proxy else plan.scope
         if scope is None:
             return UNCACHED if plan.source_auth else ANONYMOUS
         header = headers.get("Authorization", "")
@@ -251,8 +251,9 @@ class Guard:
                 self._secrets.clear()  # unknown headers must not grow it without bound
             self._secrets[header] = secret
         principal = self._tokens().cached(secret)
-        if principal is UNCACHED:
-            return principal
+        if principal is UNCACHED or (principal is not None and (
+                scope == "any" or "admin" in principal.scopes or scope in principal.scopes)):
+            return principal  # `_allowed` of a principal allowed, without its frame
         return _allowed(principal, scope)
 
     async def _admit_slowly(self, request: web.Request, plan: _Plan) -> Principal:
