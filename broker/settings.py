@@ -135,10 +135,10 @@ class Settings:
     """The SQLite write-ahead log is checkpointed and truncated once it grows past this
     size, as soon as no reader holds an older snapshot (only a backup or an outside
     reader can hold one for long: the broker's own reads are short transactions)."""
-    wal_checkpoint_bytes: int = 4 * 1024 * 1024
+    wal_checkpoint_bytes: int = 16 * 1024 * 1024
     """Each time the SQLite write-ahead log holds this much not yet copied back into the
     database, a background thread copies it while commits go on; the log restarts once
-    it holds 8 times this, and past 16 times this (or `wal_max_bytes`) the committing
+    it holds twice this, and past 4 times this (or `wal_max_bytes`) the committing
     thread finishes the copy itself, so the log stays bounded however fast events come."""
     log_partition: str = "1d"
     """The period the event log is filed by (a duration: `1d`, `6h`): the unit of the dedupe

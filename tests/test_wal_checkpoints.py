@@ -16,7 +16,7 @@ from broker.store.sqlite import SqliteBackend
 from broker.store.sqlite.checkpoint import TAIL_FRAMES, Checkpointer, WalIndex
 from tests.conftest import make_event
 
-CHECKPOINT = 256 * 1024  # 63 frames of 4 KiB pages: restart at 504, bound at 1008
+CHECKPOINT = 256 * 1024  # 63 frames of 4 KiB pages: restart at 126, bound at 252
 
 
 @pytest.fixture

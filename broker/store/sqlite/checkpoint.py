@@ -16,8 +16,8 @@ the committing thread finishes it once the log reaches `BOUND_FACTOR` times the
 checkpoint size, so the log stays bounded whatever the ingest rate.
 
 Durability is unchanged: the log is fsynced at each COMMIT as before, and a checkpoint
-syncs the log before it writes a page of the database and the database before it
-records the pages as copied, whichever connection runs it."""
+syncs the log before it writes a page of the database, and the database before the log
+may restart, whichever connection runs it."""
 
 from __future__ import annotations
 
@@ -31,13 +31,13 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHECKPOINT_BYTES = 4 * 1024 * 1024
+DEFAULT_CHECKPOINT_BYTES = 16 * 1024 * 1024
 
-RESTART_FACTOR = 8
+RESTART_FACTOR = 2
 """Once the log holds this many times the checkpoint size, the committing thread copies
 the little the background left, so that the log restarts."""
 
-BOUND_FACTOR = 16
+BOUND_FACTOR = 4
 """The log is bounded at this many times the checkpoint size (and at `wal_max_bytes`):
 there the committing thread completes the copy itself, waiting for a pass under way."""
 
@@ -100,6 +100,7 @@ class Checkpointer:
         self._stopping = False
         self._tail_due = False
         self._thread: threading.Thread | None = None
+        self._db_fd = -1
 
     def attach(self, writer: sqlite3.Connection) -> None:
         """Take the writer's checkpoints off its COMMIT and start the copying thread."""
@@ -119,6 +120,7 @@ class Checkpointer:
         conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout=0")
         self._conn = conn
+        self._db_fd = os.open(self.db_path, os.O_RDONLY)
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="opsbus-checkpoint",
                                         daemon=True)
@@ -158,6 +160,7 @@ class Checkpointer:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+            os.close(self._db_fd)
         if self._index is not None:
             self._index.close()
             self._index = None
@@ -182,7 +185,13 @@ class Checkpointer:
         """Passes until the log is nearly all copied, then the tail to the writer."""
         assert self._conn is not None and self._index is not None
         while not self._stopping:
-            if not self._copy(self._conn, background=True):
+            copied_all = self._copy(self._conn, background=True)
+            # SQLite syncs the database only in the pass that copies the whole log (the
+            # one that lets it restart): that sync would write back every page the
+            # background copied since the last restart, on the committing thread.
+            # Written back here, the tail's sync has only the tail's pages to write.
+            os.fdatasync(self._db_fd)
+            if not copied_all:
                 return  # a reader holds an older snapshot: the next commit retries
             frames, copied = self._index.frames()
             if frames - copied <= TAIL_FRAMES:
