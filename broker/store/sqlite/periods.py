@@ -127,10 +127,14 @@ class KeyPeriods:
 
     def window(self, conn: sqlite3.Connection, since: str) -> list[str]:
         """Key tables that may hold a key received at or after `since` (every key of a
-        table was received before its `ends_at`), newest first, and the kept keys."""
-        return [row[0] for row in beside_held(
+        table was received before its `ends_at`), newest first, and the kept keys
+        unless there are none (until retention drops a period): a probe looks each
+        key up in every table named."""
+        tables = [row[0] for row in beside_held(
             conn, f"SELECT name FROM event_key_periods WHERE ends_at > ? {self.NEWEST_FIRST}",
-            (since,))] + [KEPT]
+            (since,))]
+        (kept,) = beside_held(conn, f"SELECT EXISTS (SELECT 1 FROM {KEPT})").fetchone()
+        return [*tables, KEPT] if kept else tables
 
 
 def names(conn: sqlite3.Connection) -> list[str]:
