@@ -253,6 +253,44 @@ async def test_appends_after_a_batch_in_one_transaction(store: Backend):
     assert following[0] > seqs[-1]
 
 
+
+async def test_a_large_batch_is_stored_as_its_events_one_by_one(store: Backend):
+    """A batch of many events (on SQLite its roots go in many rows to a statement, their
+    identity keys read back from the rows) stores what single appends would: seqs in
+    order, each event found by identity and by link, repeats inside it, after it in the
+    same transaction and in the next one told as duplicates, routes written into any
+    of its rows, and no routes where none were set."""
+    events = [make_event(subject=f"s{n}") for n in range(150)]
+    events[140] = make_event(subject="s140", correlationid="corr-1")
+    later = [make_event(subject="after"), events[70], make_event(subject="after"), events[3]]
+    later[2]["id"] = later[0]["id"]
+    async with store.transaction() as tx:
+        log = store.events.writes(tx)
+        results = await log.append_many([item(e) for e in events], T0)
+        again = await log.append_many([item(e) for e in later], T0)
+        one = await log.append(*item(events[5])[:2], T0, item(events[5])[2])
+        routed = [results[0].seq, results[100].seq, results[140].seq, again[0].seq]
+        await log.set_routes([(seq, [f"r{seq}"]) for seq in routed])
+    seqs = [r.seq for r in results]
+    assert seqs == list(range(seqs[0], seqs[0] + 150)) and not any(r.duplicate for r in results)
+    assert [(r.duplicate, r.seq) for r in again] == [
+        (False, seqs[-1] + 1), (True, seqs[70]), (True, seqs[-1] + 1), (True, seqs[3])]
+    assert one.duplicate and one.seq == seqs[5]
+    stored = await store.events.read(limit=1000)
+    assert [e.event for e in stored] == [*events, later[0]]
+    assert {e.seq: e.routes for e in stored if e.routes} == {
+        seq: (f"r{seq}",) for seq in routed}
+    for n in (0, 63, 64, 127, 128, 140, 149):
+        found = await store.events.find(events[n]["source"], events[n]["id"])
+        assert found is not None and found.seq == seqs[n]
+    (linked,) = await store.events.read(limit=10, correlationid="corr-1")
+    assert linked.seq == seqs[140]
+    async with store.transaction() as tx:
+        repeats = await store.events.writes(tx).append_many(
+            [item(events[n]) for n in (1, 100, 149)], T1)
+    assert [(r.duplicate, r.seq) for r in repeats] == [
+        (True, seqs[1]), (True, seqs[100]), (True, seqs[149])]
+
 # -- configuration ------------------------------------------------------------------------
 async def test_config_objects_round_trip_and_version_grows(store: Backend):
     v0 = await store.config.version()

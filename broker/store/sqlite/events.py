@@ -63,8 +63,11 @@ WIDTH = 10
 """Values per root row (`ROOT_COLUMNS`); the link, lineage and key columns left out are
 NULL for a root a client published: sqlite3 adapts every None it binds (~1,300
 instructions each), an absent column costs nothing."""
+NO_ROUTES = 0
+"""A chunked row's routes until routing sets them: stored as NULL (`nullif`), bound
+as an int, which sqlite3 binds without adapting it as it does None."""
 INSERT_ROOTS = (f"INSERT INTO events ({ROOT_COLUMNS}) VALUES "
-                + ", ".join(["(" + ", ".join("?" * WIDTH) + ")"] * CHUNK))
+                + ", ".join(["(" + "?, " * (WIDTH - 1) + f"nullif(?, {NO_ROUTES}))"] * CHUNK))
 ROOT_KEYS = ("INSERT INTO {table} (key, kind, seq)"
              " SELECT idhash, 0, seq FROM events WHERE seq BETWEEN ? AND ?")
 """The identity keys of the chunked rows, read back from them: one statement, where
@@ -331,7 +334,7 @@ class SqliteEventWrites(EventWrites):
             if get("correlationid") is not None or get("causationid") is not None:
                 break
             extend((event["source"], event["id"], event["type"], get("subject"), get("time"),
-                    recvtime, digest, raw, idhash, None))
+                    recvtime, digest, raw, idhash, NO_ROUTES))
         chunked = len(flat) // WIDTH // CHUNK * CHUNK
         del flat[chunked * WIDTH:]
         span = CHUNK * WIDTH
