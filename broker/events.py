@@ -307,30 +307,10 @@ def _date_ok(date: str) -> bool:
     return found
 
 
-def _time_shapes() -> frozenset[bytes]:
-    """`YYYY-MM-DDTHH:MM:SS[.f]Z` and its variants as `_ZERO_DIGITS` leaves them (every
-    digit a 0): separators `T`, `t`, space; up to nine fraction digits; `Z`, `z` or a
-    numeric offset."""
-    return frozenset(
-        f"0000-00-00{sep}00:00:00{fraction}{offset}".encode()
-        for sep in "Tt " for fraction in ["", *("." + "0" * n for n in range(1, 10))]
-        for offset in ("Z", "z", "+00:00", "-00:00"))
-
-
-_TIME_SHAPES: Final = _time_shapes()
-_ZERO_DIGITS: Final = bytes.maketrans(b"123456789", b"000000000")
-
-
 def _is_rfc3339(v: str) -> bool:
     # A pattern and a calendar check rather than datetime.fromisoformat, which accepts
     # ISO 8601 forms that RFC 3339 does not (date only, no offset, basic format, week
-    # dates). A leap second (60) is legal in RFC 3339. The common shapes are told by
-    # their digits zeroed and the two-digit fields' ranges (what the pattern checks of
-    # them), at a third of the pattern's cost; anything else goes to the pattern.
-    if v.isascii() and v.encode().translate(_ZERO_DIGITS) in _TIME_SHAPES:
-        return (v[11:13] <= "23" and v[14:16] <= "59" and v[17:19] <= "60"
-                and (v[-1] in "Zz" or (v[-5:-3] <= "23" and v[-2:] <= "59"))
-                and _date_ok(v[:10]))
+    # dates). A leap second (60) is legal in RFC 3339.
     return _RFC3339.fullmatch(v) is not None and _date_ok(v[:10])
 
 
