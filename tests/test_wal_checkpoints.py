@@ -3,18 +3,21 @@ stays bounded when the copy cannot keep up."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 
 from broker.bus import digest_of
 from broker.store.sqlite import SqliteBackend
 from broker.store.sqlite.checkpoint import TAIL_FRAMES, Checkpointer, WalIndex
-from tests.conftest import make_event
+from tests.broker_process import BrokerProcess
+from tests.conftest import BATCH, make_event
 
 CHECKPOINT = 256 * 1024  # 63 frames of 4 KiB pages: restart at 126, bound at 252
 
@@ -43,6 +46,14 @@ def checkpointer(store: SqliteBackend) -> Checkpointer:
     return store._checkpoints
 
 
+def index_of(store: SqliteBackend) -> WalIndex:
+    """The store's own view of the log's index (another would have to stay open as
+    long as the store: closing a descriptor drops the process's locks on the file)."""
+    index = store._checkpoints._index
+    assert index is not None
+    return index
+
+
 def hold_background(ck: Checkpointer) -> tuple[threading.Event, threading.Event]:
     """Hold the background copy before its first pass: (asked for, let go)."""
     asked, resume = threading.Event(), threading.Event()
@@ -59,17 +70,15 @@ def hold_background(ck: Checkpointer) -> tuple[threading.Event, threading.Event]
 
 async def test_the_log_is_copied_beside_the_writer_and_restarts(store: SqliteBackend):
     ck = checkpointer(store)
-    index = WalIndex(store.path)
-    try:
-        largest, restarts, previous = 0, 0, 0
-        for _ in range(150):
-            await commit_events(store, 10)  # ~4 frames a commit
-            frames, _ = index.frames()
-            restarts += frames < previous
-            largest, previous = max(largest, frames), frames
-            ck.wait_idle()  # the copy keeps up: the committing thread only adds the tails
-    finally:
-        index.close()
+    index = ck._index
+    assert index is not None
+    largest, restarts, previous = 0, 0, 0
+    for _ in range(150):
+        await commit_events(store, 10)  # ~4 frames a commit
+        frames, _ = index.frames()
+        restarts += frames < previous
+        largest, previous = max(largest, frames), frames
+        ck.wait_idle()  # the copy keeps up: the committing thread only adds the tails
     stats = store.storage_stats()
     copied = stats.frames_copied_background + stats.frames_copied_commit
     print(f"\nlargest log {largest} frames (restart at {ck.restart_frames}, bound at"
@@ -89,7 +98,7 @@ async def test_no_commit_copies_the_log_itself(tmp_path: Path):
     await store.open()
     ck = checkpointer(store)
     asked, resume = hold_background(ck)
-    index = WalIndex(store.path)
+    index = index_of(store)
     try:
         frames, copied = index.frames()
         while frames < 4500 and copied == 0:
@@ -103,7 +112,6 @@ async def test_no_commit_copies_the_log_itself(tmp_path: Path):
         assert store.storage_stats().frames_copied_background == frames
     finally:
         resume.set()
-        index.close()
         await store.close()
 
 
@@ -123,7 +131,7 @@ async def test_the_committing_thread_copies_only_the_tail_before_a_restart(
         return done
 
     ck._copy = pass_then_hold  # type: ignore[method-assign]
-    index = WalIndex(store.path)
+    index = index_of(store)
     try:
         for _ in range(2000):  # commits beside the background's passes
             await commit_events(store, 1)
@@ -141,7 +149,6 @@ async def test_the_committing_thread_copies_only_the_tail_before_a_restart(
         assert index.frames()[0] < frames
     finally:
         resume.set()
-        index.close()
     print(f"\nrestart at {frames} frames after a tail of {tail} copied on commit")
     assert 0 < tail <= 2 * TAIL_FRAMES
 
@@ -149,7 +156,7 @@ async def test_the_committing_thread_copies_only_the_tail_before_a_restart(
 async def test_a_copy_that_cannot_keep_up_leaves_the_log_bounded(store: SqliteBackend):
     ck = checkpointer(store)
     stalled, resume = hold_background(ck)  # a copy slower than the writer, at its extreme
-    index = WalIndex(store.path)
+    index = index_of(store)
     try:
         largest, commit_frames, restarts, previous = 0, 0, 0, 0
         for _ in range(300):
@@ -162,7 +169,6 @@ async def test_a_copy_that_cannot_keep_up_leaves_the_log_bounded(store: SqliteBa
         assert stalled.is_set(), "the background copy was asked for"
     finally:
         resume.set()
-        index.close()
     stats = store.storage_stats()
     print(f"\nbackground stalled: largest log {largest} frames (bound {ck.bound_frames}),"
           f" {restarts} restarts, {stats.frames_copied_commit} frames copied on commit")
@@ -178,7 +184,7 @@ async def test_the_copy_never_reaches_past_a_readers_snapshot(store: SqliteBacke
     reader = sqlite3.connect(store.path, isolation_level=None)
     reader.execute("BEGIN")
     (seen,) = reader.execute("SELECT count(*) FROM events").fetchone()
-    index = WalIndex(store.path)
+    index = index_of(store)
     try:
         for _ in range(150):
             await commit_events(store, 10)
@@ -193,4 +199,46 @@ async def test_the_copy_never_reaches_past_a_readers_snapshot(store: SqliteBacke
         assert index.frames()[0] < pinned
     finally:
         reader.close()
-        index.close()
+
+
+async def test_another_process_opening_the_database_leaves_the_broker_undisturbed(
+        tmp_path: Path, http: aiohttp.ClientSession):
+    """An operator's `sqlite3` shell or a script reading the file while the broker
+    writes: the broker keeps its locks on the log's index while it reads the index
+    itself, so the other process does not take itself for the only user and rebuild
+    the index under the broker's commits (the broker died of SIGBUS when it did)."""
+    proc = BrokerProcess(tmp_path / "data").start()
+    db = proc.data_dir / "opsbus.db"
+    published = 0
+    stop = asyncio.Event()
+
+    async def publish() -> None:
+        nonlocal published
+        while not stop.is_set():
+            batch = [make_event(data={"pad": "x" * 1000}) for _ in range(50)]
+            async with http.post(proc.url + "/v1/events", data=orjson.dumps(batch),
+                                 headers=BATCH) as resp:
+                assert resp.status == 200, await resp.text()
+            published += len(batch)
+
+    def read_only_pages() -> int:
+        conn = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True)
+        try:
+            return int(conn.execute("PRAGMA page_count").fetchone()[0])
+        finally:
+            conn.close()
+
+    try:
+        publisher = asyncio.create_task(publish())
+        for _ in range(20):
+            assert await asyncio.to_thread(read_only_pages) > 0
+            await asyncio.sleep(0)  # let the publisher commit between the opens
+        stop.set()
+        await publisher
+    finally:
+        proc.stop()
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == published
+    finally:
+        conn.close()

@@ -78,6 +78,8 @@ class SqliteBackend(SqliteMaintenance, Backend):
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
+            await self._readers.close()
+            self._checkpoints.release()
             lock.release(self.path)
             raise
 
@@ -120,6 +122,7 @@ class SqliteBackend(SqliteMaintenance, Backend):
                 lock.release(self.path)
             self._wal.close()
         await self._readers.close()
+        self._checkpoints.release()  # after every connection to the file is closed
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:

@@ -59,11 +59,17 @@ class WalIndex:
     which only moves a decision to the next commit."""
 
     def __init__(self, db_path: Path) -> None:
-        fd = os.open(db_path.with_name(db_path.name + "-shm"), os.O_RDONLY)
+        # The descriptor stays open until every SQLite connection of this process to the
+        # file is closed (`release`): closing any descriptor of a file drops all the
+        # process's POSIX locks on it, SQLite's included, and without its lock on the
+        # index another process that opens the database would take itself for the only
+        # user and truncate the index under this process's connections.
+        self._fd = os.open(db_path.with_name(db_path.name + "-shm"), os.O_RDONLY)
         try:
-            self._map = mmap.mmap(fd, _INDEX_BYTES, prot=mmap.PROT_READ)
-        finally:
-            os.close(fd)
+            self._map = mmap.mmap(self._fd, _INDEX_BYTES, prot=mmap.PROT_READ)
+        except BaseException:
+            os.close(self._fd)
+            raise
 
     def frames(self) -> tuple[int, int]:
         """(frames in the log, frames of them copied into the database)."""
@@ -71,7 +77,9 @@ class WalIndex:
                 _HEADER.unpack_from(self._map, _BACKFILL_AT)[0])
 
     def close(self) -> None:
+        """Once no SQLite connection of this process has the database open (see above)."""
         self._map.close()
+        os.close(self._fd)
 
 
 class Checkpointer:
@@ -160,7 +168,14 @@ class Checkpointer:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def release(self) -> None:
+        """Close the database's and its index's descriptors: only once every SQLite
+        connection of this process to the database is closed (closing a descriptor
+        drops the process's locks on the file, SQLite's too)."""
+        if self._db_fd >= 0:
             os.close(self._db_fd)
+            self._db_fd = -1
         if self._index is not None:
             self._index.close()
             self._index = None
