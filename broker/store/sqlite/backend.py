@@ -49,7 +49,8 @@ class SqliteBackend(SqliteMaintenance, Backend):
         self.path = Path(path)
         self.durability = durability
         self._wal = WalGuard(self.path, wal_max_bytes)
-        self._checkpoints = Checkpointer(self.path, wal_checkpoint_bytes, wal_max_bytes)
+        self._checkpoints = Checkpointer(self.path, wal_checkpoint_bytes, wal_max_bytes,
+                                        durability)
         self._writer: WriterConnection | None = None
         self._write_lock = asyncio.Lock()
         self._readers = ReaderPool(self.path)

@@ -29,6 +29,8 @@ import struct
 import threading
 from pathlib import Path
 
+from broker.store.sqlite.connections import SYNCHRONOUS
+
 log = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINT_BYTES = 16 * 1024 * 1024
@@ -86,8 +88,10 @@ class Checkpointer:
     """Copies the log back into the database beside the writer (see the module)."""
 
     def __init__(self, db_path: Path, checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
-                 max_bytes: int | None = None) -> None:
+                 max_bytes: int | None = None, durability: str = "full") -> None:
         self.db_path = db_path
+        self.durability = durability
+        """As the writer's: with "off" the copies sync nothing, as SQLite's would not."""
         self.checkpoint_bytes = checkpoint_bytes
         self.max_bytes = max_bytes
         self.start_frames = 0
@@ -127,6 +131,7 @@ class Checkpointer:
         writer.execute("PRAGMA wal_autocheckpoint=0")
         conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout=0")
+        conn.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.durability]}")
         self._conn = conn
         self._db_fd = os.open(self.db_path, os.O_RDONLY)
         self._stopping = False
@@ -205,7 +210,8 @@ class Checkpointer:
             # one that lets it restart): that sync would write back every page the
             # background copied since the last restart, on the committing thread.
             # Written back here, the tail's sync has only the tail's pages to write.
-            os.fdatasync(self._db_fd)
+            if self.durability != "off":
+                os.fdatasync(self._db_fd)
             if not copied_all:
                 return  # a reader holds an older snapshot: the next commit retries
             frames, copied = self._index.frames()
