@@ -13,20 +13,28 @@ random UUID id. opsbus runs with `durability = "full"` (fsync before the answer)
 JetStream gets a temporary file-storage stream (deleted afterwards) with the event id
 as `Nats-Msg-Id`, so it deduplicates like opsbus; Redis gets `XADD` to a temporary key.
 What each acknowledgement means differs and is printed beside the figure. Targets that
-are not running are reported and skipped. Prints figures; asserts nothing about speed.
+are not running are reported and skipped. Each repeat also measures the storage ceiling:
+raw SQLite `executemany` of the broker's rows into a fresh store in its own layout, 3,200
+rows per fsynced commit (`ingest.py`'s reference), so a goal stated against a peer can be
+read against what the disk and SQLite allow in the same minutes. Prints figures; asserts
+nothing about speed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import orjson
 from _common import AUTH, PAYLOAD, machine, parse_count, start_broker
+from ingest import sqlite_ceiling
 
+RAW = "raw SQLite (3,200/commit)"
 Publish = Callable[[], Awaitable[int]]
 """Publishes one message or batch, awaits its acknowledgement, returns events acked."""
 
@@ -118,6 +126,15 @@ async def redis_target(url: str, in_flight: int) -> tuple[Publish, Callable[[], 
     return publish, close
 
 
+def raw_sqlite(seconds: float) -> float:
+    """The storage ceiling's events/s into a fresh store of its own, removed after."""
+    from prefill import create_schema, store_path
+
+    with tempfile.TemporaryDirectory(prefix="opsbus-peers-raw-") as folder:
+        create_schema(Path(folder))
+        return sqlite_ceiling(store_path(Path(folder)), seconds)
+
+
 def spread(values: list[float]) -> str:
     values = sorted(values)
     mid = values[len(values) // 2]
@@ -138,6 +155,7 @@ async def main(args: argparse.Namespace) -> None:
         "NATS JetStream (file)": "PubAck after the write to the stream file (not fsynced per"
                                  " message), deduplicated by Nats-Msg-Id within 2 min",
         "Redis streams": "XADD reply from memory (this server keeps nothing on disk)",
+        RAW: "storage ceiling: no HTTP, no validation, no dedupe probe; in process",
     }
     closers = []
     try:
@@ -162,6 +180,7 @@ async def main(args: argparse.Namespace) -> None:
             for name, publish in targets.items():
                 results.setdefault(name, []).append(
                     await drive(publish, args.in_flight, args.seconds))
+            results.setdefault(RAW, []).append(await asyncio.to_thread(raw_sqlite, args.seconds))
     finally:
         for close in closers:
             await close()
