@@ -130,6 +130,14 @@ async def api(session: aiohttp.ClientSession, method: str, url: str, body: objec
         return orjson.loads(data) if data else None
 
 
+async def commits(session: aiohttp.ClientSession, url: str) -> int:
+    """The broker's write transactions committed since start (its metrics)."""
+    async with session.get(url + "/metrics") as resp:
+        text = await resp.text()
+    found = re.search(r"^opsbus_commits_total (\S+)$", text, re.M)
+    return int(float(found.group(1))) if found else 0
+
+
 def cpu_seconds(pid: int, thread: int | None = None) -> tuple[float, float]:
     """(user, system) CPU time of a process, all its threads, or of one of its threads
     (Linux)."""
@@ -141,10 +149,11 @@ def cpu_seconds(pid: int, thread: int | None = None) -> tuple[float, float]:
 
 async def webhook_throughput(session: aiohttp.ClientSession, url: str, receiver: str,
                              total: int, in_flight: int | None, pid: int
-                             ) -> tuple[float, float, float, float]:
+                             ) -> tuple[float, float, float, float, float]:
     """(deliveries/s, broker CPU µs per delivery, the system (kernel) part of it, the
-    part on its event loop's thread); `in_flight` None: the default. The loop's part
-    bounds the rate: the writer's commits run on other threads."""
+    part on its event loop's thread, commits per delivery); `in_flight` None: the
+    default. The loop's part bounds the rate: the writer's commits run on other
+    threads."""
     name = f"bench-push-{in_flight or 'default'}-{uuid.uuid4().hex[:6]}"
     kind = f"bench.{name}"
     spec: dict[str, object] = {
@@ -158,6 +167,7 @@ async def webhook_throughput(session: aiohttp.ClientSession, url: str, receiver:
         before = (await resp.json())["count"]
     if os.environ.get("BENCH_MARK_DRAIN"):  # for a profiler started on this line
         print(f"draining {name}", file=sys.stderr, flush=True)
+    committed = await commits(session, url)
     started = time.monotonic()
     cpu = cpu_seconds(pid)
     loop = cpu_seconds(pid, pid)
@@ -175,7 +185,8 @@ async def webhook_throughput(session: aiohttp.ClientSession, url: str, receiver:
     user, system = cpu_seconds(pid)
     return (total / elapsed, (user + system - sum(cpu)) / total * 1e6,
             (system - cpu[1]) / total * 1e6,
-            (sum(cpu_seconds(pid, pid)) - sum(loop)) / total * 1e6)
+            (sum(cpu_seconds(pid, pid)) - sum(loop)) / total * 1e6,
+            (await commits(session, url) - committed) / total)
 
 
 async def drain(session: aiohttp.ClientSession, url: str, receiver: str, total: int,
@@ -310,13 +321,13 @@ async def main(events: int, seconds: float, prefill: int, in_flights: list[int |
                   f" broker CPU {ingest_cpu:6.0f} µs per event")
             print(f"\nwebhook delivery, {events} event backlog drained to a local receiver:")
             for in_flight in in_flights:
-                rate, cpu, system, loop = await webhook_throughput(
+                rate, cpu, system, loop, per = await webhook_throughput(
                     session, broker.url, receiver_url, events, in_flight, broker.proc.pid)
                 label = "default" if in_flight is None else str(in_flight)
                 print(f"  max_in_flight {label:>7}: {rate:8.0f} deliveries/s"
                       f"  ({rate / ceiling:5.2f}x the ingest ceiling),"
                       f" broker CPU {cpu:6.0f} µs per delivery ({system:4.0f} in the kernel,"
-                      f" {loop:4.0f} on the loop's thread)")
+                      f" {loop:4.0f} on the loop's thread), {per:4.2f} commits per delivery")
             if push_only:
                 return
             print(f"\npull receive+ack, {events} event backlog:")
