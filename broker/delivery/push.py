@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 from broker.delivery import breaker
 from broker.delivery.breaker import BreakerState, SubscriptionHealth
 from broker.delivery.dead_letters import DELIVERY_SOURCE, dead_letter
-from broker.delivery.http1 import WebhookClient
 from broker.delivery.model import Delivery, LeasedDelivery, Outcome, Settlement
 from broker.delivery.repository import DeliveryRepository
 from broker.delivery.signing import signature_headers
@@ -144,20 +143,9 @@ class PushDispatcher(StoreDispatcher):
         look: nothing can come due earlier without a `wake()` (new deliveries, a resume,
         another process's commit) or a result recorded here, which forget it."""
 
-        self._webhooks: WebhookClient | None = None
-        """Calls to plain-http receivers; the others go through the general session."""
-
     def wake(self) -> None:
         self._look_all = True
         super().wake()
-
-    async def run(self) -> None:
-        self._webhooks = WebhookClient(self.settings.allow_private_targets,
-                                       self.settings.concurrency)
-        try:
-            await super().run()
-        finally:
-            await self._webhooks.close()
 
     def in_flight(self, name: str) -> int:
         return self._in_flight[name]
@@ -395,9 +383,6 @@ class PushDispatcher(StoreDispatcher):
                                     int(self.clock.epoch()) if sub.secret is not None else 0)
         except OpsbusError as exc:  # data that cannot be rendered in binary mode
             return OutboundResult(None, 0.0, error=exc.detail, refused=True)
-        if self._webhooks is not None and self._webhooks.handles(request):
-            return await self._webhooks.send(request, timeout=sub.timeout,
-                                             now=self.clock.epoch)
         return await send(self._session, request, timeout=sub.timeout, now=self.clock.epoch)
 
     def _settle(self, sub: Subscription, item: LeasedDelivery, result: OutboundResult
