@@ -10,7 +10,6 @@ import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from hashlib import blake2b
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -28,7 +27,6 @@ from broker.bus.log import (
     StoredEvent,
     TargetRecord,
     canonical,
-    digest_of,
 )
 from broker.bus.sizing import elided, too_large
 from broker.errors import OpsbusError
@@ -173,8 +171,9 @@ class WriteContext:
         One event over `max_event_bytes` refuses the batch (TooLarge naming its index),
         unless `elide` (the broker's own records: elided to fit). `encoded`: the events'
         `canonical` bytes, when the caller has them."""
-        items = [(fitted, raw, digest_of(raw))
-                 for fitted, raw in self._fitted_batch(events, elide, encoded)]
+        # No digest: a store that wants one makes it (SQLite compares the bytes).
+        items: list[EventItem] = [(fitted, raw, None)
+                                  for fitted, raw in self._fitted_batch(events, elide, encoded)]
         results = await self._writes.append_many(items, self.recvtime)
         answers = []
         for (event, raw, _), result in zip(items, results, strict=True):
@@ -199,12 +198,11 @@ class WriteContext:
         limit = self._max_event_bytes
         for events, elide, encoded in batches:
             if encoded is not None and len(events) == 1 and len(encoded[0]) <= limit:
-                # A single event that fits, as most publishes are: `_fitted_batch` and
-                # `digest_of` spelled out.
+                # A single event that fits, as most publishes are: `_fitted_batch`
+                # spelled out.
                 kept.append(len(answers))
                 answers.append([])
-                raw = encoded[0]
-                items.append((events[0], raw, blake2b(raw, digest_size=16).digest()))
+                items.append((events[0], encoded[0], None))
                 continue
             try:
                 fitted = self._fitted_batch(events, elide, encoded)
@@ -213,8 +211,7 @@ class WriteContext:
                 continue
             kept.append(len(answers))
             answers.append([])
-            items.extend((event, raw, blake2b(raw, digest_size=16).digest())
-                         for event, raw in fitted)
+            items.extend((event, raw, None) for event, raw in fitted)
         if not items:
             return answers
         results = await self._writes.append_many(items, self.recvtime)
@@ -374,7 +371,7 @@ class WriteContext:
         return event, canonical(event)
 
     async def _append(self, event: dict[str, Any], root: int, raw: bytes) -> Publication:
-        result = await self._writes.append(event, raw, self.recvtime, digest_of(raw), root)
+        result = await self._writes.append(event, raw, self.recvtime, None, root)
         stored = None if result.duplicate else await self._stored(result.seq, raw, event,
                                                                     root)
         return _publication(result, stored)

@@ -28,8 +28,8 @@ def canonical(event: dict[str, Any]) -> bytes:
 
 
 def digest_of(raw: bytes) -> bytes:
-    """The digest that tells a repeated (source, id) with other content from a duplicate
-    (spelled out in `WriteContext._publish_roots`, which makes one per event)."""
+    """The digest that tells a repeated (source, id) with other content from a duplicate,
+    for a store that compares digests rather than the stored bytes."""
     return hashlib.blake2b(raw, digest_size=16).digest()
 
 
@@ -118,21 +118,23 @@ class TargetRecord:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-EventItem = tuple[dict[str, Any], bytes, bytes]
-"""(event, canonical bytes, digest) for an append."""
+EventItem = tuple[dict[str, Any], bytes, bytes | None]
+"""(event, canonical bytes, digest) for an append; digest None: the store makes it from
+the bytes if it needs one (`digest_of`)."""
 
 
 class EventWrites(ABC):
     """Event-log writes inside the writer's transaction."""
 
     @abstractmethod
-    async def append(self, event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes,
-                     root: int = 0) -> AppendResult:
+    async def append(self, event: dict[str, Any], raw: bytes, recvtime: str,
+                     digest: bytes | None, root: int = 0) -> AppendResult:
         """Append an event unless (source, id) is already stored; `root` is the seq of
         the root event it derives from (0: it is a root itself).
 
         Returns the new seq, or the original seq with `duplicate=True` (and
-        `conflict=True` when the stored content's digest differs)."""
+        `conflict=True` when the stored content differs: its bytes, or their digest;
+        `digest` None: made from `raw` if the store needs it)."""
 
     @abstractmethod
     async def append_many(self, items: Sequence[EventItem], recvtime: str

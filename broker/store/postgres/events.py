@@ -16,6 +16,7 @@ from broker.bus.log import (
     EventWrites,
     StoredEvent,
     TargetRecord,
+    digest_of,
 )
 from broker.filters.narrow import NARROW_ATTRIBUTES, Narrowing
 from broker.store.keys import link_key
@@ -44,9 +45,11 @@ class PgEventWrites(EventWrites):
         self.window = window
 
     async def append(
-        self, event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes, root: int = 0
+        self, event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes | None,
+        root: int = 0
     ) -> AppendResult:
-        [result] = await pglog.append(self.conn, [pglog.NewEvent(event, raw, digest, root)],
+        new = pglog.NewEvent(event, raw, digest_of(raw) if digest is None else digest, root)
+        [result] = await pglog.append(self.conn, [new],
                                       recvtime, self.period_s, self.window)
         return result
 
@@ -67,7 +70,8 @@ class PgEventWrites(EventWrites):
     async def append_many(self, items: Sequence[EventItem], recvtime: str
                           ) -> list[AppendResult]:
         return await pglog.append(
-            self.conn, [pglog.NewEvent(e, raw, digest) for e, raw, digest in items],
+            self.conn, [pglog.NewEvent(e, raw, digest_of(raw) if digest is None else digest)
+                        for e, raw, digest in items],
             recvtime, self.period_s, self.window)
 
     async def set_routes(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:

@@ -43,10 +43,16 @@ def row_to_event(row: Sequence[Any]) -> StoredEvent:
     return StoredEvent(row[0], row[1], bytes(row[2]), routes, root=row[4] or 0)
 
 
+# The `digest` column of every row this backend writes is empty (x''): a repeated
+# (source, id) is told from a duplicate by comparing its bytes with the stored body,
+# which the probe reads only for the few identities it finds. A digest per event
+# appended (~9,000 instructions) would only be compared where the body is at hand
+# anyway. Rows written before carry a digest, which nothing here reads; a copy to
+# PostgreSQL, which compares digests, makes them from the bodies.
 INSERT_EVENT = (
     "INSERT INTO events (source, id, type, subject, time, recvtime, correlationid,"
     " causationid, digest, body, root, idhash, corrkey, causekey, routes)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, x'', ?, ?, ?, ?, ?, ?)"
 )
 """The last value, `routes`, is NULL when the row is made: routing decides it later,
 and `set_routes` writes it into the row while the row is still held back."""
@@ -58,27 +64,27 @@ CHUNK = 64
 """Rows per `INSERT_ROOTS` statement. A statement run per row (`executemany`) opens its
 cursors and reads and writes the AUTOINCREMENT counter once per row; one run for many
 rows does that once (~6,000 instructions per row less; 64 gets nearly all of it)."""
-ROOT_COLUMNS = "source, id, type, subject, time, recvtime, digest, body, idhash, routes"
-WIDTH = 10
-"""Values per root row (`ROOT_COLUMNS`); the link, lineage and key columns left out are
-NULL for a root a client published: sqlite3 adapts every None it binds (~1,300
-instructions each), an absent column costs nothing."""
+ROOT_COLUMNS = "source, id, type, subject, time, recvtime, body, idhash, digest, routes"
+WIDTH = 9
+"""Values bound per root row (`ROOT_COLUMNS` but the empty digest); the link, lineage
+and key columns left out are NULL for a root a client published: sqlite3 adapts every
+None it binds (~1,300 instructions each), an absent column costs nothing."""
 NO_ROUTES = 0
 """A chunked row's routes until routing sets them: stored as NULL (`nullif`), bound
 as an int, which sqlite3 binds without adapting it as it does None."""
-INSERT_ROOTS = (f"INSERT INTO events ({ROOT_COLUMNS}) VALUES "
-                + ", ".join(["(" + "?, " * (WIDTH - 1) + f"nullif(?, {NO_ROUTES}))"] * CHUNK))
+INSERT_ROOTS = (f"INSERT INTO events ({ROOT_COLUMNS}) VALUES " + ", ".join(
+    ["(" + "?, " * (WIDTH - 1) + f"x'', nullif(?, {NO_ROUTES}))"] * CHUNK))
 ROOT_KEYS = ("INSERT INTO {table} (key, kind, seq)"
              " SELECT idhash, 0, seq FROM events WHERE seq BETWEEN ? AND ?")
 """The identity keys of the chunked rows, read back from them: one statement, where
 binding a key row per event cost as much again as inserting it."""
 
 
-def _row(event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes, root: int,
-         idhash: int) -> tuple[Any, ...]:
+def _row(event: dict[str, Any], raw: bytes, recvtime: str, root: int, idhash: int
+         ) -> tuple[Any, ...]:
     corr, cause = _text(event.get("correlationid")), _text(event.get("causationid"))
     return (event["source"], event["id"], event["type"], event.get("subject"),
-            event.get("time"), recvtime, corr, cause, digest, raw, root or None, idhash,
+            event.get("time"), recvtime, corr, cause, raw, root or None, idhash,
             link_key(corr), link_key(cause), None)
 
 
@@ -95,11 +101,11 @@ def identity_keys(items: Sequence[EventItem]) -> list[int]:
 
 def _keys(row: tuple[Any, ...], seq: int) -> list[tuple[int, int, int]]:
     """The key-table rows of one event row (`_row`'s layout)."""
-    keys = [(row[11], IDENTITY, seq)]
+    keys = [(row[10], IDENTITY, seq)]
+    if row[11] is not None:
+        keys.append((row[11], CORRELATION, seq))
     if row[12] is not None:
-        keys.append((row[12], CORRELATION, seq))
-    if row[13] is not None:
-        keys.append((row[13], CAUSATION, seq))
+        keys.append((row[12], CAUSATION, seq))
     return keys
 
 
@@ -152,24 +158,24 @@ class _HeldBatch:
         self.rows.append(row)
         self.keys.extend(keys)
         if self._seqs is not None:
-            self._seqs.setdefault(row[11], []).append(seq)
+            self._seqs.setdefault(row[10], []).append(seq)
         return seq
 
     def _index(self) -> dict[int, list[int]]:
         seqs: dict[int, list[int]] = {}
         seq = self.first
         for chunk in self.chunks:
-            for at in range(8, len(chunk), WIDTH):
+            for at in range(7, len(chunk), WIDTH):
                 seqs.setdefault(chunk[at], []).append(seq)
                 seq += 1
         for row in self.rows:
-            seqs.setdefault(row[11], []).append(seq)
+            seqs.setdefault(row[10], []).append(seq)
             seq += 1
         self._seqs = seqs
         return seqs
 
     def find(self, source: str, id: str, idhash: int) -> tuple[int, bytes] | None:
-        """(seq, digest) of the newest held row with this identity. A savepoint rolled
+        """(seq, body) of the newest held row with this identity. A savepoint rolled
         back drops the rows held since it: seqs past the rows, or of another row now,
         are stale."""
         seqs = self._seqs if self._seqs is not None else self._index()
@@ -191,7 +197,7 @@ class _HeldBatch:
         """Write `routes` into the held row of `seq`; False when none holds it."""
         at = seq - self.first
         if 0 <= at < self.chunked:
-            self.chunks[at // CHUNK][at % CHUNK * WIDTH + 9] = routes
+            self.chunks[at // CHUNK][at % CHUNK * WIDTH + 8] = routes
             return True
         at -= self.chunked
         if 0 <= at < len(self.rows):
@@ -228,7 +234,7 @@ class SqliteEventWrites(EventWrites):
 
     def _probe(self, keys: Sequence[int], recvtime: str, batch: _HeldBatch | None = None
                ) -> dict[tuple[str, str], tuple[int, bytes]]:
-        """(source, id) -> (seq, digest) of the newest stored event in the window (the
+        """(source, id) -> (seq, body) of the newest stored event in the window (the
         rows of `batch` not included: the caller looks there first)."""
         since = self.window.start(recvtime)
         tables = self.periods.window(self.conn, since)
@@ -243,15 +249,15 @@ class SqliteEventWrites(EventWrites):
             # the stored (source, id) (a 64-bit key may collide) are checked on the row.
             # `+recvtime`: the window only narrows the hits, it must never make the
             # planner walk the recvtime index instead.
-            sql = (f"SELECT seq, source, id, digest FROM events WHERE seq IN ({probes})"
+            sql = (f"SELECT seq, source, id, body FROM events WHERE seq IN ({probes})"
                    f" AND +recvtime >= ?{len(chunk) + 1} ORDER BY seq")
             params = (*chunk, since)
             # Beside a live batch: its rows are looked up in it, and nothing else held
             # changes what this reads.
             rows = (beside_held(self.conn, sql, params) if batch is not None
                     else self.conn.execute(sql, params)).fetchall()
-            for seq, source, id, digest in rows:
-                found[(source, id)] = (seq, bytes(digest))
+            for seq, source, id, body in rows:
+                found[(source, id)] = (seq, bytes(body))
         return found
 
     def _next_seq(self) -> int:
@@ -270,7 +276,8 @@ class SqliteEventWrites(EventWrites):
         return found
 
     async def append(
-        self, event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes, root: int = 0
+        self, event: dict[str, Any], raw: bytes, recvtime: str, digest: bytes | None,
+        root: int = 0
     ) -> AppendResult:
         source, id = event["source"], event["id"]
         idhash = identity_key(str(source), str(id))
@@ -279,8 +286,8 @@ class SqliteEventWrites(EventWrites):
         if stored is None:
             stored = self._probe([idhash], recvtime, batch).get((source, id))
         if stored is not None:
-            return AppendResult(stored[0], True, conflict=stored[1] != digest)
-        row = _row(event, raw, recvtime, digest, root, idhash)
+            return AppendResult(stored[0], True, conflict=stored[1] != raw)
+        row = _row(event, raw, recvtime, root, idhash)
         if batch is not None:
             # A derived event (an item's announcement) while the routed batch waits:
             # it joins the batch, so the whole commit is still inserted off the loop.
@@ -320,8 +327,8 @@ class SqliteEventWrites(EventWrites):
         # A period is opened only by an event that goes into it.
         table = self._table(recvtime, first)
         if batch is not None and table == batch.table and self._live() is batch:
-            for (event, raw, digest), idhash in zip(fresh, fresh_keys, strict=True):
-                row = _row(event, raw, recvtime, digest, 0, idhash)
+            for (event, raw, _), idhash in zip(fresh, fresh_keys, strict=True):
+                row = _row(event, raw, recvtime, 0, idhash)
                 batch.add(row, _keys(row, batch.next_seq))
             return results
         # Held back to the transaction's next statement or its COMMIT: a batch nothing
@@ -329,12 +336,12 @@ class SqliteEventWrites(EventWrites):
         # first, the rest (and what joins later) row by row with their keys.
         flat: list[Any] = []
         extend = flat.extend
-        for (event, raw, digest), idhash in zip(fresh, fresh_keys, strict=True):
+        for (event, raw, _), idhash in zip(fresh, fresh_keys, strict=True):
             get = event.get
             if get("correlationid") is not None or get("causationid") is not None:
                 break
             extend((event["source"], event["id"], event["type"], get("subject"), get("time"),
-                    recvtime, digest, raw, idhash, NO_ROUTES))
+                    recvtime, raw, idhash, NO_ROUTES))
         chunked = len(flat) // WIDTH // CHUNK * CHUNK
         del flat[chunked * WIDTH:]
         span = CHUNK * WIDTH
@@ -342,9 +349,9 @@ class SqliteEventWrites(EventWrites):
         rows: list[tuple[Any, ...]] = []
         key_rows: list[tuple[int, int, int]] = []
         seq = first + chunked
-        for (event, raw, digest), idhash in zip(fresh[chunked:], fresh_keys[chunked:],
-                                                strict=True):
-            row = _row(event, raw, recvtime, digest, 0, idhash)
+        for (event, raw, _), idhash in zip(fresh[chunked:], fresh_keys[chunked:],
+                                           strict=True):
+            row = _row(event, raw, recvtime, 0, idhash)
             rows.append(row)
             key_rows.extend(_keys(row, seq))
             seq += 1
@@ -369,15 +376,15 @@ class SqliteEventWrites(EventWrites):
         fresh_keys: list[int] = []
         results: list[AppendResult] = []
         for item, idhash in zip(items, keys, strict=True):
-            event, _, digest = item
+            event, raw, _ = item
             key = (event["source"], event["id"])
             earlier = stored.get(key)
             if earlier is not None:
-                results.append(AppendResult(earlier[0], True, conflict=earlier[1] != digest))
+                results.append(AppendResult(earlier[0], True, conflict=earlier[1] != raw))
                 continue
             # Seqs of one batch are consecutive: AUTOINCREMENT under the single writer.
             seq = first + len(fresh)
-            stored[key] = (seq, digest)
+            stored[key] = (seq, raw)
             fresh.append(item)
             fresh_keys.append(idhash)
             results.append(AppendResult(seq, False))
