@@ -114,6 +114,30 @@ async def test_repeat_with_other_content_is_flagged_as_conflict(store: Backend):
     assert result.duplicate and result.conflict
 
 
+async def test_a_repeat_appended_without_a_digest_is_told_by_its_content(store: Backend):
+    """The writer hands events over without a digest: the store tells a duplicate from a
+    conflict by the content, also against a row stored with a digest."""
+    with_digest, without = make_event(id="d1", data={"v": 1}), make_event(id="d2")
+    await append(store, with_digest)
+    changed = {**with_digest, "data": {"v": 2}}
+    async with store.transaction() as tx:
+        writes = store.events.writes(tx)
+        [stored] = await writes.append_many([(without, canonical(without), None)], T0)
+        assert not stored.duplicate
+        again = await writes.append(without, canonical(without), T0, None)
+        results = await writes.append_many(
+            [(with_digest, canonical(with_digest), None), (changed, canonical(changed), None),
+             (without, canonical(without), None)], T0)
+    assert (again.seq, again.duplicate, again.conflict) == (stored.seq, True, False)
+    assert [(r.duplicate, r.conflict) for r in results] == [
+        (True, False), (True, True), (True, False)]
+    async with store.transaction() as tx:
+        later = await store.events.writes(tx).append_many(
+            [item(without), (changed, canonical(changed), None)], T1)
+    assert [(r.seq, r.duplicate, r.conflict) for r in later] == [
+        (stored.seq, True, False), (results[0].seq, True, True)]
+
+
 async def test_batch_append_handles_repeats_inside_and_across_batches(store: Backend):
     old = make_event(id="old")
     (first,) = await append(store, old)

@@ -106,6 +106,6 @@ async def test_100k_events_copy_and_the_log_continues(tmp_path: Path, pg_url: st
                 new_event("copy/bench", 99_999),
             ], "2026-11-22T11:00:00Z")
         assert fresh.seq == 100_001
-        assert repeat.duplicate and repeat.seq == 100_000
+        assert repeat.duplicate and repeat.seq == 100_000 and not repeat.conflict
     finally:
         await conn.close()
