@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Sequence
 from typing import Any, cast
@@ -111,6 +112,23 @@ def _keys(row: tuple[Any, ...], seq: int) -> list[tuple[int, int, int]]:
 
 VALUES_TABLES = 8
 """Up to this many key tables probed, each joins the keys as a list of rows."""
+
+
+PROBE_STEP = 16
+"""A probe's key count is rounded up to a multiple of this (the first key repeated):
+the statements of the counts that occur stay few, so their text is made and compiled
+once (both cached), not for every commit."""
+
+
+@functools.lru_cache(maxsize=256)
+def _probe_sql(tables: tuple[str, ...], count: int) -> str:
+    """The newest stored events of `count` identity keys (`?1`...) in the key `tables`
+    and received from `?{count + 1}` on. The key tables hold every identity of their
+    period; the window's edge and the stored (source, id) (a 64-bit key may collide)
+    are checked on the row. `+recvtime`: the window only narrows the hits, it must
+    never make the planner walk the recvtime index instead."""
+    return (f"SELECT seq, source, id, body FROM events WHERE seq IN"
+            f" ({_probes(tables, count)}) AND +recvtime >= ?{count + 1} ORDER BY seq")
 
 
 def _probes(tables: Sequence[str], count: int) -> str:
@@ -242,16 +260,12 @@ class SqliteEventWrites(EventWrites):
         if not tables:  # no key stored in the window
             return found
         unique = list(dict.fromkeys(keys))
+        named = tuple(tables)
         for at in range(0, len(unique), PROBE_CHUNK):
             chunk = unique[at:at + PROBE_CHUNK]
-            probes = _probes(tables, len(chunk))
-            # The key tables hold every identity of their period; the window's edge and
-            # the stored (source, id) (a 64-bit key may collide) are checked on the row.
-            # `+recvtime`: the window only narrows the hits, it must never make the
-            # planner walk the recvtime index instead.
-            sql = (f"SELECT seq, source, id, body FROM events WHERE seq IN ({probes})"
-                   f" AND +recvtime >= ?{len(chunk) + 1} ORDER BY seq")
-            params = (*chunk, since)
+            count = -(-len(chunk) // PROBE_STEP) * PROBE_STEP
+            sql = _probe_sql(named, count)
+            params = (*chunk, *[chunk[0]] * (count - len(chunk)), since)
             # Beside a live batch: its rows are looked up in it, and nothing else held
             # changes what this reads.
             rows = (beside_held(self.conn, sql, params) if batch is not None
