@@ -218,16 +218,27 @@ class WriteContext:
         if any(result.conflict for result in results):
             raise Regroup("a conflicting duplicate")
         at = 0
+        for slot in kept:
+            end = at + len(batches[slot][0])
+            answers[slot] = results[at:end]
+            at = end
+        # `_stored` spelled out for the events nothing routes (no route, no hop count):
+        # no coroutine per event then. Seqs ascend, so the budget learns the first one.
+        passes = self._routing.passes
+        committed = self._committed
+        recvtime = self.recvtime
+        first = True
         try:
-            for slot in kept:
-                end = at + len(batches[slot][0])
-                answers[slot] = results[at:end]
-                for index in range(at, end):
-                    result = results[index]
-                    if not result.duplicate:
-                        event, raw, _ = items[index]
-                        await self._stored(result.seq, raw, event, 0)
-                at = end
+            for (event, raw, _), result in zip(items, results, strict=True):
+                if result.duplicate:
+                    continue
+                if first:
+                    self._budget.appended(result.seq)
+                    first = False
+                if passes(event):
+                    committed.append(StoredEvent(result.seq, recvtime, raw, (), event))
+                else:
+                    await self._stored(result.seq, raw, event, 0)
         except Exception as exc:
             raise Regroup(f"routing failed: {exc!r}") from exc
         # Now, not at the end: a backend that still holds the batch's rows back writes
