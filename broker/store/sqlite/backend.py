@@ -141,15 +141,21 @@ class SqliteBackend(SqliteMaintenance, Backend):
                 raise
             # The writes repositories gathered, the inserts held back and COMMIT (which
             # fsyncs) run off the loop, so requests keep arriving and the next group forms
-            # meanwhile. A cancellation must not release the writer while they still run
-            # on the connection. The executor's future itself is awaited (no task around
-            # it): its result reaches this frame one turn of the loop sooner.
+            # meanwhile. The thread wakes this frame itself, through a future of the
+            # loop's that it settles once done with the connection: the executor's own
+            # future would reach it two turns of the loop later (its state copied over,
+            # then through a shield), turns in which a busy loop parses requests while
+            # the writer, and every caller waiting on the next group, waits. A
+            # cancellation must not release the writer while the thread still runs on
+            # the connection.
             loop = asyncio.get_running_loop()
-            commit = loop.run_in_executor(None, _finish, tx, conn, loop, self._checkpoints)
+            done: asyncio.Future[None] = asyncio.Future(loop=loop)
+            thread = loop.run_in_executor(None, _finish, tx, conn, loop, self._checkpoints,
+                                          done)
             try:
-                await asyncio.shield(commit)
+                await done
             except asyncio.CancelledError:
-                await asyncio.wait([commit])
+                await asyncio.wait([thread])
                 raise
             except Exception:
                 conn.drop_held()
@@ -159,17 +165,35 @@ class SqliteBackend(SqliteMaintenance, Backend):
             await self._wal.after_commit()
 
 
-def _finish(tx: SqliteTransaction, conn: WriterConnection,
-            loop: asyncio.AbstractEventLoop, checkpoints: Checkpointer) -> None:
-    """The end of a write transaction, on a worker thread while the writer is held."""
-    tx.flush()  # the writes repositories gathered, before COMMIT
-    conn.run_held()
-    conn.execute("COMMIT")
-    if tx.committed is not None:
-        # Queued before this function returns, so it runs on the loop before the
-        # awaiting writer hears that the commit is done.
-        loop.call_soon_threadsafe(tx.committed)
-    checkpoints.after_commit(conn)  # readers are told already; the next group waits
+def _finish(tx: SqliteTransaction, conn: WriterConnection, loop: asyncio.AbstractEventLoop,
+            checkpoints: Checkpointer, done: asyncio.Future[None]) -> None:
+    """The end of a write transaction, on a worker thread while the writer is held;
+    settles `done` (on the loop) once the connection is free again."""
+    try:
+        tx.flush()  # the writes repositories gathered, before COMMIT
+        conn.run_held()
+        conn.execute("COMMIT")
+        if tx.committed is not None:
+            # Queued before `done` is, so it runs on the loop before the awaiting
+            # writer hears that the commit is done.
+            loop.call_soon_threadsafe(tx.committed)
+        checkpoints.after_commit(conn)  # readers are told already; the next group waits
+    except BaseException as exc:
+        loop.call_soon_threadsafe(_settle, done, exc)
+        if not isinstance(exc, Exception):
+            raise
+    else:
+        loop.call_soon_threadsafe(_settle, done, None)
+
+
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    """`done`'s outcome, unless its waiter was cancelled meanwhile."""
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
 
 
 def _sql_key64(*parts: object) -> int | None:
