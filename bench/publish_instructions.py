@@ -3,7 +3,7 @@ HTTP with 32 publishes in flight: a count that, unlike CPU time, barely moves wi
 load of a shared machine, so two trees can be compared in the same minutes.
 
     .venv/bin/python bench/publish_instructions.py [single|batch|reference] [--requests N]
-        [--idle-seconds 5] [--keep callgrind.out]
+        [--idle-seconds 5] [--keep callgrind.out] [--todos]
 
 The broker is `opsbus serve` of the tree in the current directory (authentication on,
 `durability = "full"`, a fresh store), run under `valgrind --tool=callgrind`; the count
@@ -12,6 +12,8 @@ covers all its threads from after a warm-up to the last answer, less what its ti
 `--idle-seconds`: otherwise a slower run counts more of them. Needs valgrind.
 `reference` counts, the same way, single-event POSTs to the do-nothing aiohttp handler of
 `bench/ingest.py` (the HTTP ceiling); `--keep` saves the dump for `callgrind_annotate`.
+`--todos`: one route sends every event to a queue (`bench/routes.py` queue_only), so each
+event updates a todo item, as in `bench/ingest.py --todos`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 from _common import ADMIN_TOKEN, AUTH, PAYLOAD, free_port
+from routes import queue_only
 
 
 def body(n: int, size: int) -> bytes:
@@ -97,6 +100,8 @@ def main() -> None:
                         help="seconds the idle rate is measured over (0: not taken off)")
     parser.add_argument("--keep", type=Path, default=None,
                         help="copy the counted dump here (for callgrind_annotate)")
+    parser.add_argument("--todos", action="store_true",
+                        help="every event routed to a todo queue (the broker only)")
     args = parser.parse_args()
     assert shutil.which("valgrind"), "valgrind is not installed"
     size = 100 if args.mode == "batch" else 1
@@ -106,7 +111,9 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     out = work / "callgrind.out"
     served = (["-m", "broker", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir",
-               str(work / "data"), "--token", ADMIN_TOKEN] if args.mode != "reference"
+               str(work / "data"), "--token", ADMIN_TOKEN,
+               *(["--config", str(queue_only())] if args.todos else [])]
+              if args.mode != "reference"
               else [str(Path(__file__).with_name("ingest.py")), "--reference-server",
                     str(port)])
     broker = subprocess.Popen(
