@@ -35,6 +35,19 @@ class GatheredTodos:
         else:
             mapping[key] = value
 
+    def attached(self, item: TodoItem, seq: int) -> bool:
+        """Event `seq` attached to `item`, which kept the state it has here (so which
+        item is active for its key is unchanged): its event row and its save gathered,
+        to be written once at the end. False, gathering nothing, when the item is not
+        known here in that state."""
+        before = self.items.get(item.id)
+        if before is None or before.state is not item.state:
+            return False
+        self.events.append((item.id, seq))
+        self.put(self.saves, item.id, item)
+        self.put(self.items, item.id, item)
+        return True
+
     def forget_saves(self) -> None:
         for todo_id in list(self.saves):
             self.put(self.saves, todo_id, MISSING)

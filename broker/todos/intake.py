@@ -59,8 +59,7 @@ class TodoIntake:
             # gathered writes there is nothing a savepoint would have to undo.
             item = changes.attach(item, stored.seq, at, queue.title_of(event),
                                   queue.priority_of(event))
-            await writes.add_event(item.id, stored.seq)
-            await writes.save(item)
+            await writes.attach(item, stored.seq)
             changes.repeated(ctx, writes, item, stored)
             self.counters["attached"] += 1
             return {"todo": item.id, "key": key, "attached": True}

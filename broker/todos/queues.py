@@ -114,20 +114,30 @@ class Rendered:
     a few groups, and rendering is a loop over parts). A data path, or a value that is
     not text, renders every time."""
 
-    __slots__ = ("_memo", "_names", "_render")
+    __slots__ = ("_first", "_memo", "_names", "_render", "_second")
 
     def __init__(self, template: Template, render: Callable[[dict[str, Any]], str | None]
                  ) -> None:
         names = template.fields
         attributes = names and not any(n == "data" or n.startswith("data.") for n in names)
         self._names = names if attributes else None
+        # The memo key of a template with one or two placeholders (the defaults have
+        # two) is spelled out: a comprehension is a function call of its own.
+        self._first = names[0] if attributes and len(names) <= 2 else None
+        self._second = names[1] if attributes and len(names) == 2 else None
         self._render = render
         self._memo: dict[tuple[Any, ...], str | None] = {}
 
     def __call__(self, event: dict[str, Any]) -> str | None:
-        if self._names is None:
+        if self._first is not None:
+            second = self._second
+            values: tuple[Any, ...] = (
+                (event.get(self._first),) if second is None
+                else (event.get(self._first), event.get(second)))
+        elif self._names is None:
             return self._render(event)
-        values = tuple([event.get(name) for name in self._names])
+        else:
+            values = tuple([event.get(name) for name in self._names])
         try:
             return self._memo[values]
         except KeyError:

@@ -50,6 +50,13 @@ class TodoWrites(ABC):
     async def add_event(self, todo_id: int, seq: int) -> None:
         """Record that event `seq` belongs to the item (idempotent)."""
 
+    async def attach(self, item: TodoItem, seq: int) -> None:
+        """Record event `seq` with `item` and save it (`add_event`, then `save`): the
+        item as `changes.attach` returned it, its state kept. With `gathers` this only
+        gathers, as those do."""
+        await self.add_event(item.id, seq)
+        await self.save(item)
+
     @abstractmethod
     async def add_history(self, todo_id: int, entry: TodoHistoryEntry) -> None:
         """Append one entry to the item's history."""

@@ -201,6 +201,12 @@ class SqliteTodoWrites(TodoWrites):
     async def add_event(self, todo_id: int, seq: int) -> None:
         self._tx.events.append((todo_id, seq))
 
+    async def attach(self, item: TodoItem, seq: int) -> None:
+        # The item was read or written in this transaction (`find_active` remembered
+        # it): both writes gathered in one step, as `add_event` and `save` would.
+        if not self._tx.attached(item, seq):
+            await super().attach(item, seq)
+
     async def add_history(self, todo_id: int, entry: TodoHistoryEntry) -> None:
         self._tx.history.append(
             (todo_id, entry.at, entry.action, entry.operator, entry.note, entry.event_seq,
