@@ -179,12 +179,17 @@ class Repeats:
                               (found, found.item, found.cause, len(found.seqs))))
 
     def add(self, writes: TodoWrites, item: TodoItem, cause: StoredEvent) -> None:
-        self._note(item.id)
-        found = self._pending.get(item.id)
+        # `_note` spelled out: this runs for every event a queue takes.
+        todo_id = item.id
+        found = self._pending.get(todo_id)
+        if self._marked:
+            self._journal.append((todo_id, None if found is None else
+                                  (found, found.item, found.cause, len(found.seqs))))
         if found is None:
-            self._pending[item.id] = _Pending(item, cause, [cause.seq], writes)
+            self._pending[todo_id] = _Pending(item, cause, [cause.seq], writes)
         else:
-            found.item, found.cause = item, cause
+            found.item = item
+            found.cause = cause
             found.seqs.append(cause.seq)
 
     async def announce(self, ctx: WriteContext, todo_id: int) -> None:

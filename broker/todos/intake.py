@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from broker.todos import changes
-from broker.todos.changes import SYSTEM
+from broker.todos.changes import SYSTEM, Repeats
 from broker.todos.model import TodoItem
 from broker.todos.queues import Placement, Queue, QueueRegistry, place
 from broker.todos.repository import TodoRepository, TodoWrites
@@ -28,19 +28,17 @@ class TodoIntake:
         self.counters = counters
 
     async def take(self, ctx: WriteContext, stored: StoredEvent, route: str,
-                   queue_name: str) -> dict[str, Any]:
+                   queue_name: str, _in_step: bool = False) -> dict[str, Any]:
         """The router's handler for `queue:<name>` targets; the returned detail is
         recorded with the target hit. Registered as not writing: it takes the savepoint
         a failure must be undone with itself, around what runs statements, so that an
-        event attached to a known item (most events of a busy group) takes none."""
+        event attached to a known item (most events of a busy group) takes none.
+        Without gathered writes it runs again inside a savepoint of its own
+        (`_in_step`); with them it runs here, one coroutine per event."""
         writes = self.repo.writes(ctx.transaction)
-        if writes.gathers:
-            return await self._take(ctx, writes, stored, queue_name)
-        async with ctx.attempt():
-            return await self._take(ctx, writes, stored, queue_name)
-
-    async def _take(self, ctx: WriteContext, writes: TodoWrites, stored: StoredEvent,
-                    queue_name: str) -> dict[str, Any]:
+        if not writes.gathers and not _in_step:
+            async with ctx.attempt():
+                return await self.take(ctx, stored, route, queue_name, True)
         queue = self.queues.queue(queue_name)
         event = stored.event
         key = queue.key_of(event)
@@ -60,7 +58,7 @@ class TodoIntake:
             item = changes.attach(item, stored.seq, at, queue.title_of(event),
                                   queue.priority_of(event))
             await writes.attach(item, stored.seq)
-            changes.repeated(ctx, writes, item, stored)
+            ctx.gathered(Repeats.KEY, Repeats).add(writes, item, stored)  # `repeated`
             self.counters["attached"] += 1
             return {"todo": item.id, "key": key, "attached": True}
         async with self._savepoint(ctx, writes):

@@ -236,16 +236,22 @@ class PgTodos(TodoRepository):
 
     def __init__(self, source: PoolSource) -> None:
         self._source = source
+        self._last: tuple[Transaction, PgTodoWrites] | None = None
+        """The latest transaction's writes: asked for once per event a queue takes."""
 
     @property
     def pool(self) -> asyncpg.Pool:
         return self._source.pool
 
     def writes(self, tx: Transaction) -> PgTodoWrites:
+        last = self._last
+        if last is not None and last[0] is tx:
+            return last[1]
         pg = transaction_of(tx)
         gathered = pg.deferred("todos", _GatheredTodoWrites)
         if gathered.writes is None:
             gathered.writes = PgTodoWrites(gathered, pg)
+        self._last = (tx, gathered.writes)
         return gathered.writes
 
     async def get(self, todo_id: int) -> TodoItem | None:

@@ -237,11 +237,17 @@ class SqliteTodos(TodoRepository):
 
     def __init__(self, readers: ReaderPool) -> None:
         self._readers = readers
+        self._last: tuple[Transaction, SqliteTodoWrites] | None = None
+        """The latest transaction's writes: asked for once per event a queue takes."""
 
     def writes(self, tx: Transaction) -> SqliteTodoWrites:
+        last = self._last
+        if last is not None and last[0] is tx:
+            return last[1]
         gathered = sqlite_transaction(tx).deferred("todos", _GatheredTodoWrites)
         if gathered.writes is None:
             gathered.writes = SqliteTodoWrites(gathered)
+        self._last = (tx, gathered.writes)
         return gathered.writes
 
     async def get(self, todo_id: int) -> TodoItem | None:
