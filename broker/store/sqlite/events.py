@@ -92,11 +92,12 @@ def _row(event: dict[str, Any], raw: bytes, recvtime: str, root: int, idhash: in
 def identity_keys(items: Sequence[EventItem]) -> list[int]:
     """`identity_key` of each item's event, in one loop: it runs for every event
     appended in a batch."""
-    keys = []
+    keys: list[int] = []
+    append, fresh, signed = keys.append, BLAKE2B_64.copy, SIGNED_64
     for event, _, _ in items:
-        state = BLAKE2B_64.copy()
+        state = fresh()
         state.update(f"{event['source']}\0{event['id']}".encode())
-        keys.append(SIGNED_64(state.digest())[0])
+        append(signed(state.digest())[0])
     return keys
 
 
