@@ -10,8 +10,9 @@ References: an aiohttp server whose handler only reads the body and answers (the
 ceiling; for latency it also fans the body out to SSE readers without storing it), and
 raw SQLite `executemany` inserts of the same rows with the same schema and fsync (the
 storage ceiling: 3,200 rows per commit for batches; 32 per commit for single events, the
-most 32 connections awaiting their answers can put in one commit). Load comes from wrk when installed, else a Python client process.
-Prints figures; asserts nothing about speed.
+most 32 connections awaiting their answers can put in one commit). Load comes from wrk
+when installed, else a Python client process. Prints figures; asserts nothing about
+speed.
 """
 
 from __future__ import annotations
