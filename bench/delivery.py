@@ -80,7 +80,7 @@ def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--receiver", str(port)])
     url = f"http://127.0.0.1:{port}"
-    wait_ready(url, "/count")
+    wait_ready(url, "/count", timeout=60)  # a loaded machine starts Python slowly
     return proc, url
 
 
@@ -230,8 +230,9 @@ def instructions(events: int) -> None:
          "--allow-private-targets"],
         cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    receiver, receiver_url = start_receiver()
+    receiver: subprocess.Popen[bytes] | None = None
     try:
+        receiver, receiver_url = start_receiver()
         wait_ready(url, timeout=600)
 
         zeroed: list[float] = []
@@ -272,8 +273,9 @@ def instructions(events: int) -> None:
     finally:
         broker.terminate()
         broker.wait()
-        receiver.terminate()
-        receiver.wait()
+        if receiver is not None:
+            receiver.terminate()
+            receiver.wait()
         shutil.rmtree(work, ignore_errors=True)
 
 
