@@ -159,6 +159,10 @@ class ManualClock(Clock):
         self._order = itertools.count()
         self._parked: set[asyncio.Task[Any]] = set()
         """Tasks waiting on this clock right now."""
+        self._settling: asyncio.Task[Any] | None = None
+        self._settled: asyncio.Future[None] | None = None
+        """While `advance` waits for a woken task: that task, and the future it resolves
+        when it parks again (so settling costs no real-time polling)."""
 
     def now(self) -> datetime:
         return self._wall
@@ -205,6 +209,8 @@ class ManualClock(Clock):
                     task: asyncio.Task[Any] | None) -> T:
         if task is not None:
             self._parked.add(task)
+            if task is self._settling and self._settled is not None:
+                _resolve(self._settled, None)
         try:
             return await future
         finally:
@@ -238,15 +244,31 @@ class ManualClock(Clock):
     async def _settle(self, woken: asyncio.Task[Any] | None) -> None:
         """Let the woken task run until it waits on this clock again or ends."""
         await asyncio.sleep(0)
-        if woken is None:
+        if woken is None or woken.done() or woken in self._parked:
             return
-        deadline = time.monotonic() + self.SETTLE_LIMIT_S
-        while not woken.done() and woken not in self._parked:
-            if time.monotonic() > deadline:
-                log.warning("test clock: %s did not come back to the clock within %gs",
-                            woken.get_name(), self.SETTLE_LIMIT_S)
-                return
-            await asyncio.sleep(0.001)
+        # Still running (it awaits I/O: a store read in a thread): wait for it to park or
+        # end, woken by that very step rather than by polling, which cost a real
+        # millisecond or more per timer and made hour-long advances take a minute.
+        loop = asyncio.get_running_loop()
+        settled: asyncio.Future[None] = loop.create_future()
+        self._settling, self._settled = woken, settled
+
+        def ended(_: object) -> None:
+            _resolve(settled, None)
+
+        woken.add_done_callback(ended)
+        # The real-time limit is the one use of the loop's clock here: a task stuck on
+        # something outside this clock must not hang `advance`.
+        limit = loop.call_later(self.SETTLE_LIMIT_S, _resolve, settled, None)
+        try:
+            await settled
+        finally:
+            limit.cancel()
+            woken.remove_done_callback(ended)
+            self._settling = self._settled = None
+        if not woken.done() and woken not in self._parked:
+            log.warning("test clock: %s did not come back to the clock within %gs",
+                        woken.get_name(), self.SETTLE_LIMIT_S)
 
     @property
     def pending_timers(self) -> int:
