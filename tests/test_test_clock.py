@@ -14,7 +14,7 @@ from tests.todos_support import item_of, op, publish, todo, work_event, write_co
 CONFIG = """
 [[queues]]
 name = "work"
-lease = "1h"
+lease = "1m"
 
 [[routes]]
 name = "work"
@@ -25,9 +25,10 @@ targets = ["queue:work"]
 
 @pytest.fixture
 def clocked(tmp_path: Path) -> Iterator[BrokerProcess]:
-    # Sweeps every 15 minutes (a quarter of the lease), never on their own.
+    # Sweeps every 15 seconds (a quarter of the lease), never on their own. A minute's
+    # lease, not an hour's: every second advanced runs the broker's periodic passes.
     proc = BrokerProcess(tmp_path / "data", config=write_config(tmp_path, CONFIG),
-                         args=["--todo-sweep-s", "3600"], test_clock=True).start()
+                         args=["--todo-sweep-s", "60"], test_clock=True).start()
     try:
         yield proc
     finally:
@@ -40,8 +41,8 @@ async def test_a_claim_whose_lease_lapsed_before_the_sweep_can_be_taken(clocked,
     await clocked.advance(http, 1)
     status, claimed = await op(http, url, item, "claim", operator="alice")
     assert status == 200 and claimed["item"]["lease_expires"] is not None
-    # Sweeps run at 15, 30, 45 and 60 minutes: all before the lease ends (60 min 1 s).
-    await clocked.advance(http, 3600.5)
+    # Sweeps run at 15, 30, 45 and 60 seconds: all before the lease ends (at 61 s).
+    await clocked.advance(http, 60.5)
     assert (await todo(http, url, item))["owner"] == "alice"
     status, taken = await op(http, url, item, "claim", operator="bob")
     assert status == 200, taken
@@ -53,9 +54,9 @@ async def test_the_sweeper_returns_a_lapsed_claim_when_its_time_comes(clocked, h
     item = await item_of(http, url, await publish(http, url, work_event()))
     await clocked.advance(http, 1)
     await op(http, url, item, "claim", operator="alice")
-    await clocked.advance(http, 3599)       # one second before the lease ends
+    await clocked.advance(http, 59)         # one second before the lease ends
     assert (await todo(http, url, item))["state"] == "claimed"
-    await clocked.advance(http, 900)        # the next sweep sees it lapsed
+    await clocked.advance(http, 15)         # the next sweep sees it lapsed
     after = await todo(http, url, item)
     assert after["state"] == "open" and after["owner"] is None
     assert after["history"][-1]["detail"]["lease_expired"] is True
