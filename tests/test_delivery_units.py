@@ -9,10 +9,14 @@ import socket
 import pytest
 
 from broker.actions.render import RenderError, compile_json, compile_url, render_json, render_url
+from broker.clock import ManualClock
 from broker.delivery import breaker
 from broker.delivery.breaker import BreakerState
+from broker.delivery.push import PushDispatcher
 from broker.delivery.signing import signature_headers, verify
-from broker.delivery.subscriptions import RetryPolicy
+from broker.delivery.subscriptions import RetryPolicy, Subscription
+from broker.dispatcher import DispatchSettings
+from broker.metrics_delivery import DeliveryCounts
 from broker.outbound import (
     GuardedResolver,
     OutboundRefused,
@@ -154,3 +158,51 @@ def test_json_body_substitutes_values_not_text():
 
 def test_header_values_lose_control_characters():
     assert clean_header_value("a\r\nX-Evil: 1\x00\tb") == "aX-Evil: 1\tb"
+
+
+class _StaleBreakerRepo:
+    """The store's side of a pass: one open breaker whose cool-down ended (another
+    process may hold the probe), nothing due."""
+
+    def __init__(self, health: breaker.SubscriptionHealth) -> None:
+        self.health = health
+        self.reads = 0
+
+    async def breakers(self) -> dict[str, breaker.SubscriptionHealth]:
+        self.reads += 1
+        return {self.health.subscription: self.health}
+
+    async def next_due(self, subscription: str, ordered: bool = False) -> str | None:
+        return None
+
+
+class _OneSubscription:
+    def __init__(self, sub: Subscription) -> None:
+        self.sub = sub
+
+    def push(self) -> list[Subscription]:
+        return [self.sub]
+
+    def get(self, name: str) -> Subscription | None:
+        return self.sub if name == self.sub.name else None
+
+
+async def test_a_pass_does_not_rearm_at_once_on_an_ended_cool_down():
+    """A cool-down over by the breaker as read is no reason to pass again in 10 ms when
+    this process may not take the probe (its own calls still out): such passes ran ~100
+    times a second until the next poll. It waits for the poll, or the wake its calls
+    bring when they end; once it may probe, the ended cool-down re-arms a pass."""
+    clock = ManualClock()
+    sub = Subscription("hook", "push", {}, None, "dead", url="http://127.0.0.1/")
+    opened = breaker.SubscriptionHealth("hook", BreakerState.OPEN, 5, clock.stamp(-1),
+                                        "HTTP 503", clock.stamp(-31))
+    repo = _StaleBreakerRepo(opened)
+    dispatcher = PushDispatcher(
+        None, repo, clock,  # type: ignore[arg-type]
+        DispatchSettings(poll_s=3600, concurrency=4, allow_private_targets=True),
+        _OneSubscription(sub), lambda name: False, DeliveryCounts())  # type: ignore[arg-type]
+    dispatcher._in_flight["hook"] = 1  # a call still out: no probe from here now
+    assert await dispatcher._pass() == 3600
+    assert await dispatcher._pass() == 3600
+    dispatcher._in_flight["hook"] = 0
+    assert await dispatcher._pass() == 0.01  # free to probe (nothing due to probe with)

@@ -192,9 +192,14 @@ class PushDispatcher(StoreDispatcher):
         due: list[tuple[Subscription, int]] = []
         for sub in self.registry.push():
             cooldown = breaker.wait_s(self.health.get(sub.name), now)
-            if cooldown is not None:
-                wait = min(wait, cooldown + 0.01)
             room = self.capacity(sub, budget, now)
+            if cooldown is not None and (cooldown > 0 or room > 0):
+                # An ended cool-down re-arms a pass only while this process may take the
+                # probe (its claim reads the breaker as stored and keeps what it read).
+                # One it may not take now (its own calls still out, nothing left of the
+                # budget) waits for the wake those bring: a timer at an ended cool-down
+                # would fire at once, again and again.
+                wait = min(wait, max(cooldown, 0.0) + 0.01)
             if room <= 0:
                 continue
             if sub.name in self._more:  # its last claim was full: more were due then
@@ -291,6 +296,8 @@ class PushDispatcher(StoreDispatcher):
             # since (here or by another process) may have opened it, and another
             # process may have taken the probe.
             current = await writes.breaker(sub.name)
+            if current is not None:
+                self.health[sub.name] = current  # fresher than the pass's read
             if current is not None and current.state is not BreakerState.CLOSED:
                 held = self._in_flight[sub.name] + len(self._queued.get(sub.name, ()))
                 if held or not breaker.probe_due(current, now):
