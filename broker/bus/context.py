@@ -222,23 +222,15 @@ class WriteContext:
             end = at + len(batches[slot][0])
             answers[slot] = results[at:end]
             at = end
-        # `_stored` spelled out for the events nothing routes (no route, no hop count):
-        # no coroutine per event then. Seqs ascend, so the budget learns the first one.
-        passes = self._routing.passes
-        committed = self._committed
-        recvtime = self.recvtime
-        first = True
+        # Events nothing routes (no route, no hop count) are only recorded: no
+        # coroutine per event then.
+        record, passes = self._record, self._routing.passes
         try:
             for (event, raw, _), result in zip(items, results, strict=True):
-                if result.duplicate:
-                    continue
-                if first:
-                    self._budget.appended(result.seq)
-                    first = False
-                if passes(event):
-                    committed.append(StoredEvent(result.seq, recvtime, raw, (), event))
-                else:
-                    await self._stored(result.seq, raw, event, 0)
+                if not result.duplicate:
+                    stored = record(result.seq, raw, event, 0)
+                    if not passes(event):
+                        await self._route(stored)
         except Exception as exc:
             raise Regroup(f"routing failed: {exc!r}") from exc
         # Now, not at the end: a backend that still holds the batch's rows back writes
@@ -389,17 +381,26 @@ class WriteContext:
 
     async def _stored(self, seq: int, raw: bytes, event: dict[str, Any], root: int
                       ) -> StoredEvent:
+        stored = self._record(seq, raw, event, root)
+        if not self._routing.passes(event):
+            await self._route(stored)
+        return stored
+
+    def _record(self, seq: int, raw: bytes, event: dict[str, Any], root: int
+                ) -> StoredEvent:
+        """A just-appended event, recorded as committed with this transaction."""
         self._budget.appended(seq)
         stored = StoredEvent(seq, self.recvtime, raw, (), event, root=root)
         self._committed.append(stored)
-        if self._routing.passes(event):
-            return stored
+        return stored
+
+    async def _route(self, stored: StoredEvent) -> None:
+        """Route a recorded event; its matched routes and hits are kept with it."""
         routed = await self._routing.route(self, stored)
         if routed.routes:
             stored.routes = routed.routes
-            self._routes.append((seq, routed.routes))
+            self._routes.append((stored.seq, routed.routes))
             self._hits.extend(routed.hits)
-        return stored
 
     def _mark(self) -> Mark:
         # Taken once per target hit: plain lengths, and the gathered work's own marks
