@@ -447,7 +447,7 @@ async def test_a_route_can_target_a_subscription_without_a_filter(broker, http, 
 async def test_restart_mid_retry_loses_nothing(tmp_path: Path, http, receiver):
     """Deliveries waiting for a retry survive a broker restart and are then delivered."""
     proc = BrokerProcess(tmp_path / "data", args=[
-        "--allow-private-targets", "--delivery-poll-s", "0.1"]).start()
+        "--allow-private-targets", "--delivery-poll-s", "3600"], test_clock=True).start()
     try:
         etype = "test.restart"
         await put_object(http, proc.url, "subscriptions", {
@@ -461,10 +461,12 @@ async def test_restart_mid_retry_loses_nothing(tmp_path: Path, http, receiver):
         proc.stop()
         receiver.reply = None
         before = len(receiver.requests)
+        assert before == 5  # the clock stood still: no retry was made before the restart
         proc.start()
 
         async def all_delivered():
             async with aiohttp.ClientSession(headers=AUTH) as fresh:  # no old keep-alive
+                await proc.advance(fresh, 0.5)  # past the retries' backoff
                 status = await call(fresh, "GET",
                                     f"{proc.url}/v1/subscriptions/restart/status")
             return status["counts"]["delivered"] == 5 and status
