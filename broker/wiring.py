@@ -44,10 +44,12 @@ class Wiring:
         """Called with every configuration object after each change (and at start)."""
         self._config.on_change(listener)
 
-    def target(self, kind: str, handler: TargetHandler, *, writes: bool = True) -> None:
+    def target(self, kind: str, handler: TargetHandler, *, writes: bool = True,
+               undoes: bool = False) -> None:
         """Act on `kind:<name>` route targets inside the event's transaction (`writes`:
-        the handler writes to the store, so it runs in a savepoint of its own)."""
-        self._router.register_target(kind, handler, writes=writes)
+        the handler writes to the store, so it runs in a savepoint of its own; `undoes`:
+        it takes its own steps, so it runs in none: see `Router.register_target`)."""
+        self._router.register_target(kind, handler, writes=writes, undoes=undoes)
 
     def implicit_routes(self, contributor: RouteContributor) -> None:
         """Routes computed from configuration (a subscription's own filter)."""

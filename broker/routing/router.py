@@ -38,18 +38,24 @@ class Router:
         self._contributors: list[RouteContributor] = []
         self._index: RouteIndex | None = None
         self._writers: set[str] = set()
+        self._undoers: set[str] = set()
 
     def register_target(self, kind: str, handler: TargetHandler, *,
-                        writes: bool = True) -> None:
+                        writes: bool = True, undoes: bool = False) -> None:
         """Act on `kind:<name>` targets inside the event's transaction. A handler that
         `writes` to the store runs in its own savepoint, so its failure undoes only its
         own work; one that only schedules after-commit work needs none (the savepoint
-        would cost two statements per target hit)."""
+        would cost two statements per target hit). One that `undoes` its own work when
+        it fails (it takes its own steps around what it writes, publishes or gathers,
+        and changes nothing before them) runs in no step of the router's: for a queue,
+        a step per event it takes cost more than attaching the event."""
         self._handlers[kind] = handler
-        if writes:
+        self._undoers.discard(kind)
+        self._writers.discard(kind)
+        if undoes:
+            self._undoers.add(kind)
+        elif writes:
             self._writers.add(kind)
-        else:
-            self._writers.discard(kind)
 
     def add_contributor(self, contributor: RouteContributor) -> None:
         """Add implicit routes computed from configuration (e.g. subscription filters)."""
@@ -122,7 +128,9 @@ class Router:
             # Recorded, so that `GET /v1/events/{seq}` shows why nothing happened.
             return {"skipped": f"no handler for {kind} targets is loaded"}
         try:
-            if kind in self._writers:
+            if kind in self._undoers:
+                detail = await handler(ctx, stored, route, name)
+            elif kind in self._writers:
                 async with ctx.attempt():
                     detail = await handler(ctx, stored, route, name)
             else:

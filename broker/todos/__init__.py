@@ -49,8 +49,8 @@ class Todos:
     def wire(self, wiring: Wiring) -> None:
         wiring.kind(Kind("queues", "queue", validate_queue))
         wiring.on_config(self.queues.load)
-        # The intake takes its savepoints itself, only where it runs statements.
-        wiring.target("queue", self.intake.take, writes=False)
+        # The intake takes its steps itself, only where it changes anything.
+        wiring.target("queue", self.intake.take, undoes=True)
         wiring.service("todo-sweeper", self.sweeper.run)
         wiring.metrics.sampled(
             "opsbus_todo_changes_total", "Todo item changes by kind (opened, claimed, ...).",

@@ -30,9 +30,10 @@ class TodoIntake:
     async def take(self, ctx: WriteContext, stored: StoredEvent, route: str,
                    queue_name: str, _in_step: bool = False) -> dict[str, Any]:
         """The router's handler for `queue:<name>` targets; the returned detail is
-        recorded with the target hit. Registered as not writing: it takes the savepoint
-        a failure must be undone with itself, around what runs statements, so that an
-        event attached to a known item (most events of a busy group) takes none.
+        recorded with the target hit. Registered as undoing its own work: it takes the
+        step a failure must be undone with itself, around what runs statements, so that
+        an event attached to a known item (most events of a busy group) takes none:
+        nothing before an attach changes anything, and nothing after it raises.
         Without gathered writes it runs again inside a savepoint of its own
         (`_in_step`); with them it runs here, one coroutine per event."""
         writes = self.repo.writes(ctx.transaction)
