@@ -44,9 +44,10 @@ class Regroup(Exception):
     """The writer's fast path cannot answer this group: roll back, run unit by unit."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Routed:
-    """What routing did with one event: the routes it matched and the target hits."""
+    """What routing did with one event: the routes it matched and the target hits. Not
+    frozen: one is made per event routed (see `Publication`)."""
 
     routes: tuple[str, ...]
     hits: list[TargetRecord]

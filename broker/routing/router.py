@@ -96,10 +96,16 @@ class Router:
         """Evaluate the table for a just-appended event and act on every target hit; the
         write context records the matched routes and hits with the event."""
         event = stored.event
-        if self.looping(event):
+        # `looping` and `match` spelled out: this runs for every event appended.
+        if "hopcount" in event and over_hop_limit(event, self.hop_limit):
             await ctx.loop_notice(stored, "hop_limit", self.hop_limit)
             return NOT_ROUTED
-        matched = self.match(event) if self.routes else None
+        if not self.routes:
+            return NOT_ROUTED
+        index = self._index
+        if index is None or index.routes is not self.routes:
+            index = self._index = RouteIndex(self.routes)
+        matched = index.match(event)
         if not matched:
             return NOT_ROUTED
         # Set before acting, so a loop notice raised below shows where this event went.
@@ -107,10 +113,18 @@ class Router:
                                  if len(matched) > 1 else (matched[0].name,))
         seq = stored.seq
         hits = []
+        undoers = self._undoers
         for route in matched:
-            for kind, name in route.targets:
-                detail = await self._act(ctx, stored, route.name, kind, name)
-                hits.append(TargetRecord(seq, route.name, f"{kind}:{name}", detail))
+            via = route.name
+            for kind, name, target in route.hits:
+                if kind in undoers:  # `_act` without a step, spelled out
+                    try:
+                        detail = await self._handlers[kind](ctx, stored, via, name)
+                    except Exception as exc:
+                        detail = _failed(exc, kind, name, stored)
+                else:
+                    detail = await self._act(ctx, stored, via, kind, name)
+                hits.append(TargetRecord(seq, via, target, detail or {}))
         return Routed(names, hits)
 
     async def hand_over(self, ctx: WriteContext, stored: StoredEvent, target: str,
@@ -129,7 +143,7 @@ class Router:
             return {"skipped": f"no handler for {kind} targets is loaded"}
         try:
             if kind in self._undoers:
-                detail = await handler(ctx, stored, route, name)
+                detail = await handler(ctx, stored, route, name)  # takes its own steps
             elif kind in self._writers:
                 async with ctx.attempt():
                     detail = await handler(ctx, stored, route, name)
@@ -145,12 +159,16 @@ class Router:
                     raise
                 ctx.step_done()
         except Exception as exc:
-            # A failing target must not lose the event: record the failure with it (what
-            # the handler wrote or published was undone with its attempt).
-            if not isinstance(exc, OpsbusError):
-                log.exception("target %s:%s failed for seq %s", kind, name, stored.seq)
-            return {"error": str(exc) or type(exc).__name__}
+            return _failed(exc, kind, name, stored)
         return detail or {}
+
+
+def _failed(exc: Exception, kind: str, name: str, stored: StoredEvent) -> dict[str, Any]:
+    """A failing target must not lose the event: the failure is recorded with it (what
+    the handler wrote or published was undone with its step)."""
+    if not isinstance(exc, OpsbusError):
+        log.exception("target %s:%s failed for seq %s", kind, name, stored.seq)
+    return {"error": str(exc) or type(exc).__name__}
 
 
 NOT_ROUTED = Routed((), [])

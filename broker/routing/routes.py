@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from broker.errors import InvalidConfig, OpsbusError
@@ -99,6 +99,12 @@ class CompiledRoute:
     description: str = ""
     implicit: bool = False
     """True for routes derived from another object (a subscription's own filter)."""
+    hits: tuple[tuple[str, str, str], ...] = field(init=False, repr=False, compare=False)
+    """(kind, name, `kind:name`) of each target: spelled once, not per event routed."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hits", tuple((kind, name, f"{kind}:{name}")
+                                               for kind, name in self.targets))
 
 
 def compile_route(spec: dict[str, Any]) -> CompiledRoute:
