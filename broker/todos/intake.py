@@ -44,7 +44,9 @@ class TodoIntake:
         event = stored.event
         key = queue.key_of(event)
         at = stored.recvtime
-        item = await writes.find_active(queue.name, key)
+        item = writes.held_active(queue.name, key)
+        if item is None:
+            item = await writes.find_active(queue.name, key)
         if item is not None and item.event_seq == stored.seq:
             # Two routes sent the same event to this queue: it counts once.
             return {"todo": item.id, "key": key, "duplicate_target": True}
@@ -58,7 +60,8 @@ class TodoIntake:
             # gathered writes there is nothing a savepoint would have to undo.
             item = changes.attach(item, stored.seq, at, queue.title_of(event),
                                   queue.priority_of(event))
-            await writes.attach(item, stored.seq)
+            if not writes.attached(item, stored.seq):
+                await writes.attach(item, stored.seq)
             ctx.gathered(Repeats.KEY, Repeats).add(writes, item, stored)  # `repeated`
             self.counters["attached"] += 1
             return {"todo": item.id, "key": key, "attached": True}

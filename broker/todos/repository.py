@@ -57,6 +57,19 @@ class TodoWrites(ABC):
         await self.add_event(item.id, seq)
         await self.save(item)
 
+    # Without an await, for the events a queue takes (most attach to an item the
+    # transaction already holds): a coroutine per call cost more than the call's work.
+    def held_active(self, queue: str, key: str) -> TodoItem | None:
+        """The item `find_active` would return, when this transaction already holds it
+        (read or written in it): no statement runs. None when it does not hold one
+        (then ask `find_active`)."""
+        return None
+
+    def attached(self, item: TodoItem, seq: int) -> bool:
+        """`attach`, when it only gathers (the transaction holds the item, in the same
+        state): True. False, doing nothing, when `attach` must run."""
+        return False
+
     @abstractmethod
     async def add_history(self, todo_id: int, entry: TodoHistoryEntry) -> None:
         """Append one entry to the item's history."""

@@ -206,6 +206,13 @@ class PgTodoWrites(TodoWrites):
         if not self._tx.attached(item, seq):
             await super().attach(item, seq)
 
+    def held_active(self, queue: str, key: str) -> TodoItem | None:
+        known = self._tx.active.get((queue, key))
+        return None if known is None else self._tx.items[known]
+
+    def attached(self, item: TodoItem, seq: int) -> bool:
+        return self._tx.attached(item, seq)
+
     async def add_history(self, todo_id: int, entry: TodoHistoryEntry) -> None:
         self._tx.history.append(
             (todo_id, entry.at, entry.action, entry.operator, entry.note, entry.event_seq,
