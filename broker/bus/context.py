@@ -224,14 +224,19 @@ class WriteContext:
             answers[slot] = results[at:end]
             at = end
         # Events nothing routes (no route, no hop count) are only recorded: no
-        # coroutine per event then.
-        record, passes = self._record, self._routing.passes
+        # coroutine per event then. `_route` spelled out: one coroutine per event less.
+        record, passes, route = self._record, self._routing.passes, self._routing.route
+        routes, hits = self._routes, self._hits
         try:
             for (event, raw, _), result in zip(items, results, strict=True):
                 if not result.duplicate:
                     stored = record(result.seq, raw, event, 0)
                     if not passes(event):
-                        await self._route(stored)
+                        routed = await route(self, stored)
+                        if routed.routes:
+                            stored.routes = routed.routes
+                            routes.append((result.seq, routed.routes))
+                            hits.extend(routed.hits)
         except Exception as exc:
             raise Regroup(f"routing failed: {exc!r}") from exc
         # Now, not at the end: a backend that still holds the batch's rows back writes

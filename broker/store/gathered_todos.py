@@ -40,12 +40,17 @@ class GatheredTodos:
         item is active for its key is unchanged): its event row and its save gathered,
         to be written once at the end. False, gathering nothing, when the item is not
         known here in that state."""
-        before = self.items.get(item.id)
+        todo_id = item.id
+        before = self.items.get(todo_id)
         if before is None or before.state is not item.state:
             return False
-        self.events.append((item.id, seq))
-        self.put(self.saves, item.id, item)
-        self.put(self.items, item.id, item)
+        self.events.append((todo_id, seq))
+        # `put` spelled out: this runs for every event a queue takes.
+        if self._marked:
+            self._journal.append((self.saves, todo_id, self.saves.get(todo_id, MISSING)))
+            self._journal.append((self.items, todo_id, before))
+        self.saves[todo_id] = item
+        self.items[todo_id] = item
         return True
 
     def forget_saves(self) -> None:
