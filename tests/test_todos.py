@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 
 import orjson
@@ -284,6 +285,36 @@ async def test_repeats_in_one_commit_are_announced_once_before_the_next_change(b
     reopened = await todo(http, broker.url, await item_of(http, broker.url, again))
     assert reopened["id"] != item_id and reopened["count"] == 1
     assert [h["action"] for h in reopened["history"]] == ["opened"]
+
+
+async def test_repeats_of_many_items_in_one_commit_are_announced_in_order(broker, http):
+    """Several items attached to in one transaction: one `updated` each, in the order the
+    items were first attached to, each after the transaction's events, caused by its
+    item's latest event and listing exactly that item's attached events."""
+    groups = [f"many-{uuid.uuid4().hex[:6]}-{n}" for n in range(4)]
+    opened = await publish_batch(http, broker.url, [work_event(g) for g in groups])
+    # Interleaved, and not in the order the items were opened.
+    order = [2, 0, 2, 3, 1, 0, 3, 2]
+    seqs = await publish_batch(http, broker.url, [work_event(groups[g]) for g in order])
+    items = [await item_of(http, broker.url, seq) for seq in opened]
+    first_attached = list(dict.fromkeys(order))
+    audits = await collect(http, broker.url, 4, params={
+        "after": str(seqs[-1]), "filter": "type = 'opsbus.todo.updated' AND todoid IN"
+        f" ({', '.join(map(str, items))})"})
+    assert [int(m["data"]["subject"]) for m in audits] == [items[g] for g in first_attached]
+    assert [int(m["id"]) for m in audits] == sorted(int(m["id"]) for m in audits)
+    for message in audits:
+        announced = message["data"]
+        group = items.index(int(announced["subject"]))
+        mine = [seq for seq, g in zip(seqs, order, strict=True) if g == group]
+        assert announced["data"]["detail"] == {"events": mine}
+        assert announced["data"]["item"]["count"] == 1 + len(mine)
+        caused_by = await get_json(http, broker.url, f"/v1/events/{mine[-1]}")
+        assert announced["causationid"] == caused_by["event"]["id"]
+        item = await todo(http, broker.url, items[group])
+        assert [h["action"] for h in item["history"]] == ["opened", "updated"]
+        assert item["history"][1]["detail"] == {"events": mine}
+        assert item["history"][1]["audit_seq"] == int(message["id"])
 
 
 async def test_list_filters_and_pages_newest_activity_first(broker, http):
