@@ -161,6 +161,12 @@ def admits(route: CompiledRoute, event: dict[str, Any]) -> bool:
     return not is_bus_event(event) or names_bus_events(route.filter.spec)
 
 
+_Decided = tuple[list[CompiledRoute] | None, list[tuple[CompiledRoute, bool]]]
+"""An index memo entry: the matched routes when their guards decide them all (shared by
+every event with those values; else None), and the candidates, each with whether its
+guard decides it."""
+
+
 class RouteIndex:
     """Selects, for an event, the routes whose guard it meets (in table order); for the
     bus's own events only the routes that name them."""
@@ -187,12 +193,14 @@ class RouteIndex:
         self._decided = frozenset(i for i, route in enumerate(routes)
                                   if _guard_is_filter(route.filter.spec))
         """Positions of the routes whose filter is its guard: selected means matched."""
-        self._memo: dict[tuple[Any, ...], list[tuple[CompiledRoute, bool]]] = {}
-        """Guard-attribute values -> the candidates and whether each is decided."""
+        self._memo: dict[tuple[Any, ...], _Decided] = {}
+        """Guard-attribute values -> the matched routes when the guards decide them all
+        (else None), and the candidates with whether each is decided."""
 
     def match(self, event: dict[str, Any]) -> list[CompiledRoute]:
         """The routes `event` matches, in table order: the one routing decision, used by
-        the engine and by every dry run."""
+        the engine and by every dry run. The list may be shared: read it, never change
+        it."""
         if is_bus_event(event):
             return [r for r in self.candidates(event) if r.filter.matches(event)]
         # The candidates depend on the guard attributes' values alone, and most events
@@ -207,11 +215,17 @@ class RouteIndex:
             if len(self._memo) >= MEMO_SIZE:
                 self._memo.clear()
             found = self._memo[key] = self._decide(event)
-        return [route for route, decided in found if decided or route.filter.matches(event)]
+        routes, candidates = found
+        if routes is not None:  # every candidate decided by its guard
+            return routes
+        return [route for route, decided in candidates
+                if decided or route.filter.matches(event)]
 
-    def _decide(self, event: dict[str, Any]) -> list[tuple[CompiledRoute, bool]]:
+    def _decide(self, event: dict[str, Any]) -> _Decided:
         positions = self._positions(event)
-        return [(self.routes[i], i in self._decided) for i in positions]
+        candidates = [(self.routes[i], i in self._decided) for i in positions]
+        every = all(decided for _, decided in candidates)
+        return ([route for route, _ in candidates] if every else None), candidates
 
     def candidates(self, event: dict[str, Any]) -> list[CompiledRoute]:
         if is_bus_event(event):
