@@ -58,6 +58,31 @@ async def test_a_failing_target_is_undone_alone_and_recorded(core: Broker, write
     assert "replied" in targets["plugin:good"]
 
 
+async def test_a_target_that_undoes_its_own_work_runs_in_no_step_of_the_routers(
+        core: Broker):
+    """Registered as undoing its own work (a queue's intake), a target's failure is
+    recorded with the event, and the router undoes nothing for it: taking steps around
+    what it changes is the handler's part."""
+    ran: list[str] = []
+
+    async def handler(ctx: WriteContext, stored: StoredEvent, route: str, target: str
+                      ) -> dict[str, Any]:
+        ctx.on_commit(lambda: ran.append(target))
+        if target == "bad":
+            raise RuntimeError("the target broke")
+        return {"done": True}
+
+    core.router.register_target("plugin", handler, undoes=True)
+    await core.config.put("routes", {"name": "both", "filter": {"exact": {
+        "type": "order.placed"}}, "targets": ["plugin:bad", "plugin:good"]})
+
+    (answer,) = await core.bus.publish([make_event(type="order.placed")])
+    assert ran == ["bad", "good"]
+    targets = {t.target: t.detail for t in await core.store.events.targets_of(answer.seq)}
+    assert targets == {"plugin:bad": {"error": "the target broke"},
+                       "plugin:good": {"done": True}}
+
+
 async def test_a_failing_unit_undoes_what_its_events_gathered_for_an_item(core: Broker):
     """Two units in one transaction attach events to the same item; the second fails:
     the item, its events and its one announcement are as the first left them."""
