@@ -1066,18 +1066,36 @@ def _encode_all(events: list[dict[str, Any]], batch: bool, limit: int, out: list
     """Append each event's `_encoded` bytes to `out`; the error for the first event that
     cannot be stored or is over `limit` bytes (None when all fit).
 
-    Each event is encoded inside `_HEADROOM` levels of lists, one set made for the whole
-    batch and reused: the encoder then proves the nesting bound in the same pass that
-    makes the bytes, where `_encoded` counts the brackets of every long event again."""
-    inner: list[Any] = [None]
-    nest: list[Any] = inner
-    for _ in range(_HEADROOM - 1):
-        nest = [nest]
+    An event whose `data` holds no object or array is two levels deep (extension values
+    are never containers), as most are: it is encoded as it is. Any other is encoded
+    inside `_HEADROOM` levels of lists, one set made for the whole batch and reused: the
+    encoder then proves the nesting bound in the same pass that makes the bytes, where
+    `_encoded` counts the brackets of every long event again. (The encoder spends about
+    as much on the fifteen lists as on a small event, and counting brackets costs more
+    than both for an event of a few kilobytes.)"""
+    inner: list[Any] | None = None
+    nest: list[Any] = []
     dumps = orjson.dumps
     for i, event in enumerate(events):
-        inner[0] = event
+        data = event.get("data")
+        if type(data) is dict:
+            flat = True
+            for value in data.values():
+                if type(value) in _CONTAINERS:
+                    flat = False
+                    break
+        else:
+            flat = type(data) is not list
         try:
-            raw = dumps(nest)[_HEADROOM:-_HEADROOM]
+            if flat:
+                raw = dumps(event)
+            else:
+                if inner is None:
+                    inner = nest = [None]
+                    for _ in range(_HEADROOM - 1):
+                        nest = [nest]
+                inner[0] = event
+                raw = dumps(nest)[_HEADROOM:-_HEADROOM]
         except orjson.JSONEncodeError:
             try:
                 raw = _encoded(event)  # names the problem, or (not too deep) encodes
@@ -1105,6 +1123,7 @@ def dumps(event: dict[str, Any]) -> bytes:
     return orjson.dumps(event)
 
 
+_CONTAINERS: Final = (dict, list)
 _HEADROOM: Final = 16
 """Nesting levels kept free above a stored event: API answers, SSE frames, dead letters
 and recorded requests wrap it, and the JSON encoder stops at 254 levels."""

@@ -64,8 +64,11 @@ async def publish(request: web.Request) -> web.Response:
     # that could spell it) holds no reserved event: no type, source or extension can
     # start so. (A lone backslash is found by memchr, a two-byte needle by a slower
     # search.) A binary-mode event's attributes are headers: it is always looked at.
+    # `find`, not `in`: `bytes.__contains__` first tries its argument as an integer and
+    # formats a TypeError it then discards, ~2,000 instructions a test.
+    find = body.find
     events = (parsed if (is_batch or content_type == STRUCTURED_TYPE)
-              and b"opsbus" not in body and (b"\\" not in body or b"\\u" not in body)
+              and find(b"opsbus") < 0 and (find(b"\\") < 0 or find(b"\\u") < 0)
               else admit(parsed, restore=restore, batch=is_batch))
     if principal.limits_sources:
         check_sources(principal, [str(e.get("source")) for e in events])
