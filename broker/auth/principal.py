@@ -27,14 +27,16 @@ class Principal:
     scopes: frozenset[str]
     sources: tuple[str, ...] = field(default=())
     """Source patterns (fnmatch) a `publish` scope is limited to; empty means any."""
+    limits_sources: bool = field(init=False, repr=False, compare=False)
+    """Whether this principal may publish only some sources (worked out once: every
+    publish asks)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "limits_sources",
+                           bool(self.sources) and "admin" not in self.scopes)
 
     def has(self, scope: str) -> bool:
         return "admin" in self.scopes or scope in self.scopes
-
-    @property
-    def limits_sources(self) -> bool:
-        """Whether this principal may publish only some sources."""
-        return bool(self.sources) and "admin" not in self.scopes
 
     def may_publish_source(self, source: str) -> bool:
         if not self.limits_sources:
