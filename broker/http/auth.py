@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from aiohttp.web_urldispatcher import (
     AbstractResource,
@@ -232,9 +232,11 @@ class Guard:
         UNCACHED when the store has to be asked (`_admit_slowly`). Most requests carry a
         JSON Content-Type and a token seen before: those take a few lookups."""
         headers = request.headers
-        origin = headers.get("Origin")
+        # Header names as aiohttp's `istr` constants: a plain `str` name is folded to
+        # its case-insensitive form on every lookup, ~500 instructions each.
+        origin = headers.get(hdrs.ORIGIN)
         if (origin is not None and origin.rstrip("/") not in self._origins) or (
-                plan.json_body and headers.get("Content-Type") not in JSON_TYPES):
+                plan.json_body and headers.get(hdrs.CONTENT_TYPE) not in JSON_TYPES):
             # The full check, which may still find nothing wrong (a body-less write, a
             # binary-mode event, a JSON type with parameters) or names the refusal.
             self._browser(request, plan.op)
@@ -243,7 +245,7 @@ class Guard:
         scope = self._scope(request, plan) if plan.proxy else plan.scope
         if scope is None:
             return UNCACHED if plan.source_auth else ANONYMOUS
-        header = headers.get("Authorization", "")
+        header = headers.get(hdrs.AUTHORIZATION, "")
         secret = self._secrets.get(header)
         if secret is None:
             secret = bearer_secret(request)
