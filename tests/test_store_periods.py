@@ -17,6 +17,7 @@ from broker.bus.log import EventItem
 from broker.store.keys import identity_key, link_key
 from broker.store.migrations import migrations
 from broker.store.sqlite import SqliteBackend
+from broker.store.sqlite.events import JOIN_TABLES
 from broker.store.window import DedupeWindow
 from tests.conftest import make_event
 
@@ -121,6 +122,33 @@ async def test_the_window_reaches_back_one_period_and_forever_reaches_all(tmp_pa
             assert (repeat.seq == first) is repeat_is_duplicate
         finally:
             await store.close()
+
+
+async def test_a_batch_probes_every_period_of_a_forever_window(tmp_path: Path):
+    """With more key tables than the probe joins one by one (each then looks the keys
+    up with `IN`), a batch of many keys finds a repeat in every period, and repeats of
+    its own, and stores the rest."""
+    store = SqliteBackend(tmp_path / "store.db", durability="normal",
+                          window=DedupeWindow(periods=0))
+    await store.open()
+    try:
+        days = [f"2026-11-{day:02d}" for day in range(10, 10 + JOIN_TABLES + 2)]
+        firsts = [(await append(store, at(day), make_event(id=f"old-{day}")))[0]
+                  for day in days]
+        assert len(catalogue(store.path)) == len(days)
+        fresh = [make_event(id=f"new-{n}") for n in range(600)]
+        batch = [*fresh[:300], *[make_event(id=f"old-{day}") for day in days],
+                 *fresh[300:], fresh[599]]
+        async with store.transaction() as tx:
+            results = await store.events.writes(tx).append_many(
+                [item(e) for e in batch], at("2026-11-30"))
+        assert [(r.duplicate, r.seq) for r in results[300:300 + len(days)]] == [
+            (True, seq) for seq in firsts]
+        assert [r.seq for r in results[:300] + results[300 + len(days):-1]] == list(
+            range(firsts[-1] + 1, firsts[-1] + 601))
+        assert (results[-1].duplicate, results[-1].seq) == (True, results[-2].seq)
+    finally:
+        await store.close()
 
 
 async def test_retention_drops_a_passed_period_and_keeps_the_keys_it_still_needs(

@@ -58,8 +58,6 @@ INSERT_EVENT = (
 """The last value, `routes`, is NULL when the row is made: routing decides it later,
 and `set_routes` writes it into the row while the row is still held back."""
 INSERT_KEY = "INSERT INTO {table} (key, kind, seq) VALUES (?, ?, ?)"
-PROBE_CHUNK = 500
-"""Identities probed per statement (well under SQLite's bound-parameter limit)."""
 
 CHUNK = 64
 """Rows per `INSERT_ROOTS` statement. A statement run per row (`executemany`) opens its
@@ -111,40 +109,34 @@ def _keys(row: tuple[Any, ...], seq: int) -> list[tuple[int, int, int]]:
     return keys
 
 
-VALUES_TABLES = 8
+JOIN_TABLES = 8
 """Up to this many key tables probed, each joins the keys as a list of rows."""
 
 
-PROBE_STEP = 16
-"""A probe's key count is rounded up to a multiple of this (the first key repeated):
-the statements of the counts that occur stay few, so their text is made and compiled
-once (both cached), not for every commit."""
-
-
-@functools.lru_cache(maxsize=256)
-def _probe_sql(tables: tuple[str, ...], count: int) -> str:
-    """The newest stored events of `count` identity keys (`?1`...) in the key `tables`
-    and received from `?{count + 1}` on. The key tables hold every identity of their
+@functools.lru_cache(maxsize=64)
+def _probe_sql(tables: tuple[str, ...]) -> str:
+    """The newest stored events of the identity keys in `?1` (a JSON array) in the key
+    `tables` and received from `?2` on. The key tables hold every identity of their
     period; the window's edge and the stored (source, id) (a 64-bit key may collide)
     are checked on the row. `+recvtime`: the window only narrows the hits, it must
     never make the planner walk the recvtime index instead."""
     return (f"SELECT seq, source, id, body FROM events WHERE seq IN"
-            f" ({_probes(tables, count)}) AND +recvtime >= ?{count + 1} ORDER BY seq")
+            f" ({_probes(tables)}) AND +recvtime >= ?2 ORDER BY seq")
 
 
-def _probes(tables: Sequence[str], count: int) -> str:
-    """The seqs of `count` identity keys (`?1`...) in the key `tables`. With a few
-    tables each looks the keys up from a VALUES list (a loop of index probes: 2,000
-    instructions a key against 3,500 for `key IN (...)`, which first sorts the list
-    into a temporary index, in every table again); with many, `IN` keeps the
-    statement's text short."""
-    if len(tables) <= VALUES_TABLES:
-        rows = ", ".join(f"(?{n})" for n in range(1, count + 1))
-        return union_all([f"SELECT {t}.seq FROM (VALUES {rows}) AS probe CROSS JOIN {t}"
-                          f" ON {t}.key = probe.column1 AND {t}.kind = 0" for t in tables])
-    marks = ", ".join(f"?{n}" for n in range(1, count + 1))
-    return union_all([f"SELECT seq FROM {t} WHERE key IN ({marks}) AND kind = 0"
-                      for t in tables])
+def _probes(tables: Sequence[str]) -> str:
+    """The seqs of the identity keys in `?1` (a JSON array) in the key `tables`. The
+    keys come as one bound text that SQLite reads (`json_each`), not as a parameter
+    each: one statement of one text for any count (compiled once, nothing padded, no
+    chunks), one value bound instead of hundreds. With a few tables each looks the
+    keys up as a list of rows (a loop of index probes: 2,000 instructions a key
+    against 3,500 for `key IN (...)`, which first sorts the list into a temporary
+    index, in every table again); with many, `IN` keeps the statement short."""
+    if len(tables) <= JOIN_TABLES:
+        return union_all([f"SELECT {t}.seq FROM json_each(?1) AS probe CROSS JOIN {t}"
+                          f" ON {t}.key = probe.value AND {t}.kind = 0" for t in tables])
+    return union_all([f"SELECT seq FROM {t} WHERE key IN (SELECT value FROM json_each(?1))"
+                      " AND kind = 0" for t in tables])
 
 
 class _HeldBatch:
@@ -260,19 +252,16 @@ class SqliteEventWrites(EventWrites):
         found: dict[tuple[str, str], tuple[int, bytes]] = {}
         if not tables:  # no key stored in the window
             return found
-        unique = list(dict.fromkeys(keys))
-        named = tuple(tables)
-        for at in range(0, len(unique), PROBE_CHUNK):
-            chunk = unique[at:at + PROBE_CHUNK]
-            count = -(-len(chunk) // PROBE_STEP) * PROBE_STEP
-            sql = _probe_sql(named, count)
-            params = (*chunk, *[chunk[0]] * (count - len(chunk)), since)
-            # Beside a live batch: its rows are looked up in it, and nothing else held
-            # changes what this reads.
-            rows = (beside_held(self.conn, sql, params) if batch is not None
-                    else self.conn.execute(sql, params)).fetchall()
-            for seq, source, id, body in rows:
-                found[(source, id)] = (seq, bytes(body))
+        sql = _probe_sql(tuple(tables))
+        # Text, not the bytes orjson makes: SQLite reads a bound blob as binary JSON
+        # (JSONB) from 3.45 on.
+        params = (orjson.dumps(keys).decode(), since)
+        # Beside a live batch: its rows are looked up in it, and nothing else held
+        # changes what this reads.
+        rows = (beside_held(self.conn, sql, params) if batch is not None
+                else self.conn.execute(sql, params)).fetchall()
+        for seq, source, id, body in rows:
+            found[(source, id)] = (seq, bytes(body))
         return found
 
     def _next_seq(self) -> int:
