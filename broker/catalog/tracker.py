@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from broker.bus.log import events_of
 from broker.catalog.model import RATE_WINDOW_S, CatalogEntry, FieldStat
 from broker.catalog.shape import paths_of, topmost, types_of
 from broker.timeutil import parse_rfc3339
@@ -28,8 +29,8 @@ Flat = tuple[tuple[str, ...], tuple[type, ...]]
 BUS_SOURCES = "opsbus/"
 """The bus's own events are not catalogued: the broker writes them, they cannot drift
 without a release, and catalog announcements must not feed the catalog."""
-_EVENT = operator.attrgetter("event")
-_PAIR = operator.itemgetter("source", "type")
+_SOURCE = operator.itemgetter("source")
+_TYPE = operator.itemgetter("type")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,14 +173,19 @@ class Tracker:
         """Count one committed batch (received at epoch `at`) and learn from the shapes
         of its events; the drifts it showed, one per (source, type) at most."""
         settings = self.settings
-        # Most commits hold one producer's events: their pairs, taken by `map` (no
-        # Python step per event), are then all the first one.
-        pairs = list(map(_PAIR, map(_EVENT, committed)))
+        # Most commits hold one producer's events: their sources and types, taken by
+        # `map` (no Python step per event, no pair made per event), are then all the
+        # first one's.
+        decoded = events_of(committed)
+        sources = list(map(_SOURCE, decoded))
+        types = list(map(_TYPE, decoded))
         batches: dict[tuple[str, str], list[StoredEvent]] = {}
-        if pairs and pairs.count(pairs[0]) == len(pairs):
-            batches[pairs[0]] = committed
+        if decoded and sources.count(sources[0]) == len(decoded) \
+                and types.count(types[0]) == len(decoded):
+            batches[(sources[0], types[0])] = committed
         else:
-            for stored, key in zip(committed, pairs, strict=True):
+            for stored, key in zip(committed, zip(sources, types, strict=True),
+                                   strict=True):
                 found = batches.get(key)
                 if found is None:
                     batches[key] = [stored]
