@@ -155,7 +155,7 @@ class SqliteBackend(SqliteMaintenance, Backend):
             try:
                 await done
             except asyncio.CancelledError:
-                await asyncio.wait([thread])
+                await _until_done(thread)
                 raise
             except Exception:
                 conn.drop_held()
@@ -184,6 +184,17 @@ def _finish(tx: SqliteTransaction, conn: WriterConnection, loop: asyncio.Abstrac
             raise
     else:
         loop.call_soon_threadsafe(_settle, done, None)
+
+
+async def _until_done(thread: asyncio.Future[None]) -> None:
+    """Wait for the commit thread to be done with the writer connection, through any
+    further cancellation: until it is, the connection is not the caller's to release
+    (the caller raises its cancellation afterwards)."""
+    while not thread.done():
+        try:
+            await asyncio.wait([thread])
+        except asyncio.CancelledError:
+            continue
 
 
 def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
