@@ -121,9 +121,11 @@ class AppendResult(NamedTuple):
     """Not stored: the root event it derives from has used its descendant budget."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TargetRecord:
-    """A route target hit, recorded with the event in its transaction."""
+    """A route target hit, recorded with the event in its transaction. Not frozen (never
+    changed either): one is made per target hit, and a frozen dataclass's __init__ sets
+    each field through object.__setattr__."""
 
     seq: int
     route: str

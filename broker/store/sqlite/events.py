@@ -401,8 +401,13 @@ class SqliteEventWrites(EventWrites):
         if batch is not None and not held_rows(self.conn, batch.rows):
             batch = None
         updates = []
+        # Encoded once per distinct list: a batch's events mostly matched the same routes.
+        encoded_of: dict[tuple[str, ...], bytes] = {}
         for seq, routes in items:
-            encoded = orjson.dumps(list(routes))
+            key = routes if type(routes) is tuple else tuple(routes)
+            encoded = encoded_of.get(key)
+            if encoded is None:
+                encoded = encoded_of[key] = orjson.dumps(list(routes))
             if batch is None or not batch.set_routes(seq, encoded):
                 updates.append((encoded, seq))
         if updates:
