@@ -1,5 +1,6 @@
-"""Checkpoints off the commit: the log is copied back beside the writer, restarts, and
-stays bounded when the copy cannot keep up."""
+"""The commit off the event loop: a cancelled writer keeps the connection until its
+commit thread is done with it. Checkpoints off the commit: the log is copied back beside
+the writer, restarts, and stays bounded when the copy cannot keep up."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ import aiohttp
 import orjson
 import pytest
 
-from broker.bus import digest_of
+from broker.bus import canonical, digest_of
 from broker.store.sqlite import SqliteBackend
 from broker.store.sqlite.checkpoint import TAIL_FRAMES, Checkpointer, WalIndex
+from broker.store.sqlite.transaction import SqliteTransaction
 from tests.broker_process import BrokerProcess
 from tests.conftest import BATCH, make_event
 
 CHECKPOINT = 256 * 1024  # 63 frames of 4 KiB pages: restart at 126, bound at 252
+T0 = "2026-11-25T10:00:00.000000Z"
 
 
 @pytest.fixture
@@ -241,3 +244,42 @@ async def test_another_process_opening_the_database_leaves_the_broker_undisturbe
         assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == published
     finally:
         conn.close()
+
+
+async def test_a_writer_cancelled_twice_during_its_commit_keeps_the_connection(
+        store: SqliteBackend, monkeypatch: pytest.MonkeyPatch):
+    """Cancelled twice while the commit thread still runs, the writer lets go of the
+    connection only once the thread has committed; the next transaction then starts
+    cleanly and sees the committed event."""
+    flushing, release = threading.Event(), threading.Event()
+    flush = SqliteTransaction.flush
+
+    def slow(self: SqliteTransaction) -> None:
+        flushing.set()
+        release.wait(30)
+        flush(self)
+
+    monkeypatch.setattr(SqliteTransaction, "flush", slow)
+    first = make_event(subject="first")
+
+    async def write() -> None:
+        async with store.transaction() as tx:
+            await store.events.writes(tx).append(first, canonical(first), T0, None)
+
+    task = asyncio.create_task(write())
+    try:
+        assert await asyncio.to_thread(flushing.wait, 30)
+        for _ in range(2):
+            task.cancel()
+            for _ in range(20):  # turns enough for a writer that did not wait to let go
+                await asyncio.sleep(0)
+            assert not task.done(), "the writer let go while the commit thread used it"
+    finally:
+        release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    monkeypatch.setattr(SqliteTransaction, "flush", flush)
+    second = make_event(subject="second")
+    async with store.transaction() as tx:
+        await store.events.writes(tx).append(second, canonical(second), T0, None)
+    assert [e.event for e in await store.events.read(limit=10)] == [first, second]
