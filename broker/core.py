@@ -39,6 +39,8 @@ from broker.todos import Todos
 from broker.wiring import Service, Wiring
 
 log = logging.getLogger(__name__)
+PLUGINS_LOAD_S = 30
+"""Seconds start-up waits for the configured plugins to load before it listens."""
 
 NO_AUTH_WARNING = (
     "AUTHENTICATION IS OFF (--no-auth): the API is open to every local process and to any"
@@ -166,6 +168,13 @@ class Broker:
             self.config.start_watching(self.settings.config)
         else:
             await self.config.refresh()
+        # Configured transforms shape every event from the first: the plugins the config
+        # names load before the broker listens (it listens once `start` returns).
+        try:
+            await asyncio.wait_for(self.plugins.settled(), PLUGINS_LOAD_S)
+        except TimeoutError:
+            log.error("plugins still loading after %ss: starting without them",
+                      PLUGINS_LOAD_S)
         tick = min(0.25, self.settings.heartbeat_s / 4)
         self._tasks.append(asyncio.create_task(self.hub.tick(tick), name="hub-ticker"))
         for name, run in self._wiring.services:

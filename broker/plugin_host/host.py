@@ -87,6 +87,7 @@ class PluginHost:
         self._lock = asyncio.Lock()
         self._rewatch = asyncio.Event()
         self._pending: set[asyncio.Task[Any]] = set()
+        self._last_sync: asyncio.Future[Any] | None = None
         self._action_kinds: set[str] = set()
 
     # -- configuration and discovery ---------------------------------------------------
@@ -111,12 +112,20 @@ class PluginHost:
         if key != self._section_key:
             self._section_key = key
             self.section = section if isinstance(section, dict) else {}
-            self.spawn(self.sync())
+            self._last_sync = self.spawn(self.sync())
 
-    def spawn(self, coro: Awaitable[Any]) -> None:
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(coro)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+        return task
+
+    async def settled(self) -> None:
+        """Once the loads every config change so far asked for have run (start-up waits
+        for it: the config's first reading may come in two, the store's then the file's).
+        Loads run one at a time, so the last one asked for is the last to end."""
+        while (last := self._last_sync) is not None and not last.done():
+            await asyncio.wait([last])
 
     # -- loading -----------------------------------------------------------------------
     async def sync(self, changed: set[Path] | None = None) -> None:
@@ -359,7 +368,11 @@ class PluginHost:
             return {"hook": None, "note": f"no loaded plugin provides target {name!r}"}
         plugin, hook = found
         event = stored.event
-        ctx.on_commit(lambda: self.spawn(self._call_hook(plugin, name, hook, event)))
+
+        def call() -> None:
+            self.spawn(self._call_hook(plugin, name, hook, event))
+
+        ctx.on_commit(call)
         return {"plugin": plugin, "hook": name}
 
     async def _call_hook(self, plugin: str, name: str, hook: Callable[[Event], Any],
