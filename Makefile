@@ -44,7 +44,7 @@ browser:
 # PostgreSQL (127.0.0.1:5432, database test, a schema per broker; .ci/run starts it).
 PG_SUITES ?= tests/test_todos.py tests/test_pull.py tests/test_delivery_push.py \
 	tests/test_stream.py tests/test_actions.py tests/test_silences.py \
-	tests/test_routes_api.py tests/test_event_scan.py
+	tests/test_routes_api.py tests/test_event_scan.py tests/test_plugins.py
 
 test: $(VENV)/.installed-test promtool browser
 	$(BIN)/ruff check broker console plugins tests bench
