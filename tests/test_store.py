@@ -90,6 +90,32 @@ async def test_a_derived_event_remembers_its_root(store: Backend):
     assert stored is not None and stored.root == root and stored.lineage_root == root
 
 
+async def test_derived_events_appended_together_each_remember_their_root(store: Backend):
+    def child(id: str, cause: str) -> dict:
+        return make_event(id=id, causationid=cause, correlationid=cause, hopcount=1)
+
+    async with store.transaction() as tx:
+        log = store.events.writes(tx)
+        roots = [r.seq for r in await log.append_many(
+            [item(make_event(id="r1")), item(make_event(id="r2"))], T0)]
+        # Beside the roots of the same transaction, a repeat inside the call included.
+        same = await log.append_many([item(child("c1", "r1")), item(child("c2", "r2")),
+                                      item(child("c1", "r1"))], T0, [roots[0], roots[1],
+                                                                     roots[0]])
+    # And in a transaction of their own.
+    async with store.transaction() as tx:
+        later = await store.events.writes(tx).append_many(
+            [item(child("c3", "r2")), item(child("c4", "r1"))], T0, [roots[1], roots[0]])
+    assert [r.duplicate for r in same] == [False, False, True] and same[2].seq == same[0].seq
+    assert not any(r.duplicate for r in later)
+    for result, root in zip([*same[:2], *later], [roots[0], roots[1], roots[1], roots[0]],
+                            strict=True):
+        stored = await store.events.get(result.seq)
+        assert stored is not None and stored.root == root and stored.lineage_root == root
+    assert [e.id for e in await store.events.read(0, correlationid="r1")] == ["c1", "c4"]
+    assert [e.id for e in await store.events.read(0, causationid="r2")] == ["c2", "c3"]
+
+
 async def test_root_use_adds_up_across_transactions(store: Backend):
     (root,) = await append(store, make_event())
     async with store.transaction() as tx:

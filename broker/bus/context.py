@@ -7,7 +7,7 @@ in the same transaction; routing, target hits and lineage stay behind this API."
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
@@ -165,6 +165,59 @@ class WriteContext:
                                        event=event)
                 return Publication(0, dropped=True)
         return await self._append(event, root, raw)
+
+    async def publish_derived(
+        self, derived: Sequence[tuple[dict[str, Any], StoredEvent]], *, elide: bool = False,
+        appended: Callable[[list[Publication]], Awaitable[None]] | None = None,
+    ) -> list[Publication]:
+        """`publish(event, cause=cause, elide=elide)` for each (event, cause), in order,
+        with one append for all of them (one identity probe, one insert path) instead of
+        one each: each keeps its own lineage and counts against its own root's budget;
+        one past that budget is dropped and the root's loop notice published where
+        `publish` would have published it (after the events before it). Then each stored
+        event is routed, in order; `appended` (if given) runs before that routing, with
+        every publication, so what the caller records with the seqs precedes what
+        routing the events does."""
+        answers: list[Publication] = []
+        run: list[EventItem] = []
+        roots: list[int] = []
+        limit = self._budget.limit
+        stored: list[StoredEvent] = []
+        for event, cause in derived:
+            event, raw = self._fitted(with_lineage(event, cause.event), elide)
+            root = cause.lineage_root
+            if not await self._budget.take(root):
+                # What came before is appended first: the notice follows it, as it
+                # would one publish at a time.
+                await self._append_run(run, roots, answers, stored)
+                run, roots = [], []
+                await self.loop_notice(cause, "descendant_limit", limit, event=event)
+                answers.append(Publication(0, dropped=True))
+                continue
+            run.append((event, raw, None))
+            roots.append(root)
+        await self._append_run(run, roots, answers, stored)
+        if appended is not None:
+            await appended(answers)
+        passes = self._routing.passes
+        for one in stored:
+            if not passes(one.event):
+                await self._route(one)
+        return answers
+
+    async def _append_run(self, run: list[EventItem], roots: list[int],
+                          answers: list[Publication], stored: list[StoredEvent]) -> None:
+        """`publish_derived`'s append of a run of derived events: each stored one is
+        recorded (and kept in `stored`, to route), its publication added to `answers`."""
+        if not run:
+            return
+        results = await self._writes.append_many(run, self.recvtime, roots)
+        for (event, raw, _), root, result in zip(run, roots, results, strict=True):
+            one = None
+            if not result.duplicate:
+                one = self._record(result.seq, raw, event, root)
+                stored.append(one)
+            answers.append(_publication(result, one))
 
     async def publish_batch(self, events: list[dict[str, Any]], *, elide: bool = False,
                             encoded: list[bytes] | None = None) -> list[Publication]:

@@ -152,10 +152,12 @@ class EventWrites(ABC):
         `digest` None: made from `raw` if the store needs it)."""
 
     @abstractmethod
-    async def append_many(self, items: Sequence[EventItem], recvtime: str
-                          ) -> list[AppendResult]:
-        """`append` for a publisher's batch of roots, in order (seqs ascending); a repeat
-        of an earlier item of the same call is a duplicate of it."""
+    async def append_many(self, items: Sequence[EventItem], recvtime: str,
+                          roots: Sequence[int] | None = None) -> list[AppendResult]:
+        """`append` for many events at once, in order (seqs ascending): a publisher's
+        batch of roots, or (`roots`, one per item, as `append`'s `root`) derived events
+        such as the announcements of a commit. A repeat of an earlier item of the same
+        call is a duplicate of it."""
 
     @abstractmethod
     async def set_routes(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:

@@ -13,7 +13,7 @@ from broker.timeutil import parse_rfc3339, to_rfc3339
 from broker.todos.model import TodoHistoryEntry, TodoItem, TodoState
 
 if TYPE_CHECKING:
-    from broker.bus import StoredEvent, WriteContext
+    from broker.bus import Publication, StoredEvent, WriteContext
     from broker.todos.repository import TodoWrites
 
 AUDIT_SOURCE = "opsbus/todos"
@@ -124,17 +124,23 @@ async def _announce(
     operator: str | None, note: str | None, cause: StoredEvent | None,
     event_seq: int | None, detail: dict[str, Any] | None,
 ) -> int | None:
-    data: dict[str, Any] = {"item": item.to_dict(), "operator": operator, "note": note}
-    if detail:
-        data["detail"] = detail
-    event = json_event(type=f"opsbus.todo.{action}", source=AUDIT_SOURCE, time=at,
-                       subject=str(item.id), data=data, todoid=item.id)
+    event = _announcement(item, action, at, operator=operator, note=note, detail=detail)
     # A title or note can be long; the audit event is kept, elided to fit.
     published = await ctx.publish(event, cause=cause, elide=True)
     audit_seq = None if published.dropped else published.seq
     await writes.add_history(item.id, TodoHistoryEntry(
         at, action, operator, note, event_seq, audit_seq, detail or {}))
     return audit_seq
+
+
+def _announcement(item: TodoItem, action: str, at: str, *, operator: str | None,
+                  note: str | None, detail: dict[str, Any] | None) -> dict[str, Any]:
+    """The `opsbus.todo.<action>` event for the item as it now is."""
+    data: dict[str, Any] = {"item": item.to_dict(), "operator": operator, "note": note}
+    if detail:
+        data["detail"] = detail
+    return json_event(type=f"opsbus.todo.{action}", source=AUDIT_SOURCE, time=at,
+                      subject=str(item.id), data=data, todoid=item.id)
 
 
 def repeated(ctx: WriteContext, writes: TodoWrites, item: TodoItem, cause: StoredEvent
@@ -204,10 +210,29 @@ class Repeats:
                         event_seq=found.cause.seq, detail={"events": list(found.seqs)})
 
     async def finish(self, ctx: WriteContext) -> bool:
+        """Publish every pending announcement, in the order the items were first
+        attached to, together (one append for all: `WriteContext.publish_derived`)."""
         if not self._pending:
             return False
-        for todo_id in list(self._pending):
-            await self.announce(ctx, todo_id)
+        for todo_id in self._pending:
+            self._note(todo_id)
+        pending = list(self._pending.values())
+        self._pending.clear()
+        details = [{"events": list(found.seqs)} for found in pending]
+        announced = [(_announcement(found.item, "updated", found.item.updated_at,
+                                    operator=None, note=None, detail=detail), found.cause)
+                     for found, detail in zip(pending, details, strict=True)]
+
+        async def history(published: list[Publication]) -> None:
+            # Once appended, before any is routed: a change routing one of them makes to
+            # another of these items (announced one at a time, that item would have been
+            # announced first) comes after the item's own entry, as its seq does.
+            for found, detail, publication in zip(pending, details, published, strict=True):
+                await found.writes.add_history(found.item.id, TodoHistoryEntry(
+                    found.item.updated_at, "updated", None, None, found.cause.seq,
+                    None if publication.dropped else publication.seq, detail))
+
+        await ctx.publish_derived(announced, elide=True, appended=history)
         return True
 
     def mark(self) -> int:

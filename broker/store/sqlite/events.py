@@ -304,11 +304,12 @@ class SqliteEventWrites(EventWrites):
         self.conn.executemany(INSERT_KEY.format(table=table), _keys(row, seq))
         return AppendResult(seq, False)
 
-    async def append_many(self, items: Sequence[EventItem], recvtime: str
-                          ) -> list[AppendResult]:
+    async def append_many(self, items: Sequence[EventItem], recvtime: str,
+                          roots: Sequence[int] | None = None) -> list[AppendResult]:
         if len(items) == 1:
             event, raw, digest = items[0]
-            return [await self.append(event, raw, recvtime, digest)]
+            return [await self.append(event, raw, recvtime, digest,
+                                      roots[0] if roots is not None else 0)]
         keys = identity_keys(items)
         batch = self._live()
         stored = self._probe(keys, recvtime, batch)
@@ -321,18 +322,22 @@ class SqliteEventWrites(EventWrites):
         new = tuple.__new__  # AppendResult without its Python frame, once per event
         if not stored and len(set(keys)) == len(keys):
             # Nothing repeats (the common case): every event is stored, in order.
-            fresh, fresh_keys = items, keys
+            fresh, fresh_keys, fresh_roots = items, keys, roots
             results = [new(AppendResult, (seq, False, False, False))
                        for seq in range(first, first + len(items))]
         else:
-            fresh, fresh_keys, results = self._sift(items, keys, stored, first)
+            fresh, fresh_keys, fresh_roots, results = self._sift(items, keys, roots, stored,
+                                                                 first)
         if not fresh:
             return results
         # A period is opened only by an event that goes into it.
         table = self._table(recvtime, first)
+        if fresh_roots is None:
+            fresh_roots = [0] * len(fresh)
         if batch is not None and table == batch.table and self._live() is batch:
-            for (event, raw, _), idhash in zip(fresh, fresh_keys, strict=True):
-                row = _row(event, raw, recvtime, 0, idhash)
+            for (event, raw, _), idhash, root in zip(fresh, fresh_keys, fresh_roots,
+                                                     strict=True):
+                row = _row(event, raw, recvtime, root, idhash)
                 batch.add(row, _keys(row, batch.next_seq))
             return results
         # Held back to the transaction's next statement or its COMMIT: a batch nothing
@@ -340,7 +345,9 @@ class SqliteEventWrites(EventWrites):
         # first, the rest (and what joins later) row by row with their keys.
         flat: list[Any] = []
         extend = flat.extend
-        for (event, raw, _), idhash in zip(fresh, fresh_keys, strict=True):
+        # Roots only: a derived event's lineage columns are not in the chunks.
+        for (event, raw, _), idhash in zip(fresh if roots is None else (), fresh_keys,
+                                           strict=False):
             get = event.get
             if get("correlationid") is not None or get("causationid") is not None:
                 break
@@ -353,9 +360,9 @@ class SqliteEventWrites(EventWrites):
         rows: list[tuple[Any, ...]] = []
         key_rows: list[tuple[int, int, int]] = []
         seq = first + chunked
-        for (event, raw, _), idhash in zip(fresh[chunked:], fresh_keys[chunked:],
-                                           strict=True):
-            row = _row(event, raw, recvtime, 0, idhash)
+        for (event, raw, _), idhash, root in zip(fresh[chunked:], fresh_keys[chunked:],
+                                                 fresh_roots[chunked:], strict=True):
+            row = _row(event, raw, recvtime, root, idhash)
             rows.append(row)
             key_rows.extend(_keys(row, seq))
             seq += 1
@@ -371,15 +378,16 @@ class SqliteEventWrites(EventWrites):
         self._held = _HeldBatch(first, chunks, rows, key_rows, table)
         return results
 
-    def _sift(self, items: Sequence[EventItem], keys: list[int],
+    def _sift(self, items: Sequence[EventItem], keys: list[int], roots: Sequence[int] | None,
               stored: dict[tuple[str, str], tuple[int, bytes]], first: int
-              ) -> tuple[list[EventItem], list[int], list[AppendResult]]:
+              ) -> tuple[list[EventItem], list[int], list[int], list[AppendResult]]:
         """The items to store (an identity stored in the window, or earlier in this
-        batch, is a duplicate), their keys, and every item's result."""
+        batch, is a duplicate), their keys and roots, and every item's result."""
         fresh: list[EventItem] = []
         fresh_keys: list[int] = []
+        fresh_roots: list[int] = []
         results: list[AppendResult] = []
-        for item, idhash in zip(items, keys, strict=True):
+        for index, (item, idhash) in enumerate(zip(items, keys, strict=True)):
             event, raw, _ = item
             key = (event["source"], event["id"])
             earlier = stored.get(key)
@@ -391,8 +399,9 @@ class SqliteEventWrites(EventWrites):
             stored[key] = (seq, raw)
             fresh.append(item)
             fresh_keys.append(idhash)
+            fresh_roots.append(roots[index] if roots is not None else 0)
             results.append(AppendResult(seq, False))
-        return fresh, fresh_keys, results
+        return fresh, fresh_keys, fresh_roots, results
 
     async def set_routes(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:
         # An event whose row is still held back gets its routes in that row: it is
