@@ -47,6 +47,22 @@ def load_average() -> str:
     return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f}"
 
 
+def thread_cpu_s(pid: int) -> tuple[float, float]:
+    """CPU seconds a process has run so far (Linux schedstat): its main thread (the event
+    loop) and all its other threads together."""
+    main = others = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            ns = int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):  # a thread that has just ended
+            continue
+        if task.name == str(pid):
+            main += ns / 1e9
+        else:
+            others += ns / 1e9
+    return main, others
+
+
 BENCH_DIR = Path(os.environ.get("OPSBUS_BENCH_DIR", "/tmp/opsbus-bench"))
 """Where pre-filled stores live (large: about 0.6 GiB per million events)."""
 

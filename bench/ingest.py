@@ -40,6 +40,7 @@ from _common import (
     machine,
     parse_count,
     start_broker,
+    thread_cpu_s,
     wait_ready,
     wrk,
 )
@@ -100,6 +101,30 @@ async def python_load(url: str, batch: int, connections: int, seconds: float) ->
         start = time.monotonic()
         await asyncio.gather(*(worker(session) for _ in range(connections)))
         return done / (time.monotonic() - start)
+
+
+class CpuShare:
+    """Appends the cores a broker process kept busy over the block: its event loop's
+    thread and its other threads (the commit thread). Both run Python under one GIL, so
+    together they stay near one core however the work is split between them."""
+
+    def __init__(self, pid: int, into: list[tuple[float, float]]) -> None:
+        self._pid, self._into = pid, into
+
+    def __enter__(self) -> None:
+        self._start = time.monotonic(), thread_cpu_s(self._pid)
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.monotonic() - self._start[0]
+        (loop0, rest0), (loop1, rest1) = self._start[1], thread_cpu_s(self._pid)
+        self._into.append(((loop1 - loop0) / wall, (rest1 - rest0) / wall))
+
+
+def cpu_shares(shares: list[tuple[float, float]], rates: list[float]) -> str:
+    """'loop 0.52 + threads 0.41 cores = 40.1 µs per event' per repeat."""
+    return ", ".join(f"loop {loop:.2f} + threads {rest:.2f} cores"
+                     f" = {(loop + rest) / rate * 1e6:.1f} µs per event"
+                     for (loop, rest), rate in zip(shares, rates, strict=True))
 
 
 def load(url: str, *, batch: int, seconds: int) -> tuple[float, str]:
@@ -164,7 +189,8 @@ def latency(url: str, pid: int | None, args: argparse.Namespace) -> dict[str, fl
 # -- raw SQLite ceiling -------------------------------------------------------------------
 
 
-def sqlite_ceiling(path: Path | None, seconds: float, batch: int = 3200) -> float:
+def sqlite_ceiling(path: Path | None, seconds: float, batch: int = 3200,
+                   cpu: list[float] | None = None) -> float:
     """Events/s inserting the broker's rows (random ids) with executemany into the
     broker's own store file and layout, one fsynced commit per `batch` rows (a full
     group commit of 32 publishers x 100 events): the event rows, and their identity keys
@@ -175,7 +201,8 @@ def sqlite_ceiling(path: Path | None, seconds: float, batch: int = 3200) -> floa
     encoding of each event, its identity key, the dedupe probe (every identity looked
     up in the key tables the dedupe window reaches, on the event loop), routing,
     the answer. What this does less well: one statement run per row, where the broker
-    inserts 64 rows per statement and reads their keys back from them in one."""
+    inserts 64 rows per statement and reads their keys back from them in one.
+    `cpu`, if given, gets the CPU µs this thread spent per row."""
     sys.path.insert(0, str(ROOT))
     import orjson
 
@@ -207,7 +234,7 @@ def sqlite_ceiling(path: Path | None, seconds: float, batch: int = 3200) -> floa
                          identity_key(str(ev["source"]), str(ev["id"]))))
         batches.append(rows)
     n = 0
-    start = time.monotonic()
+    start, started_cpu = time.monotonic(), time.thread_time()
     for rows in batches:
         conn.execute("BEGIN")
         (high,) = conn.execute("SELECT coalesce((SELECT seq FROM sqlite_sequence"
@@ -225,6 +252,8 @@ def sqlite_ceiling(path: Path | None, seconds: float, batch: int = 3200) -> floa
         if time.monotonic() - start > seconds:
             break
     rate = n / (time.monotonic() - start)
+    if cpu is not None:
+        cpu.append((time.thread_time() - started_cpu) / n * 1e6)
     conn.close()
     return rate
 
@@ -488,6 +517,8 @@ def main() -> None:
     batched: list[float] = []
     ceiling: list[float] = []
     commit_ceiling: list[float] = []
+    shares: dict[str, list[tuple[float, float]]] = {"single": [], "batched": []}
+    ceiling_cpu: list[float] = []
     ref_latency = lat = None
     broker = start_broker(["--durability", args.durability, "--log-level", "warning"],
                           prefill=prefill)
@@ -505,14 +536,17 @@ def main() -> None:
             ref.wait()
         broker.start(timeout=300)
         try:
-            single.append(load(broker.url, batch=1, seconds=args.seconds)[0])
-            batched.append(load(broker.url, batch=100, seconds=args.seconds)[0] * 100)
+            assert broker.proc is not None
+            with CpuShare(broker.proc.pid, shares["single"]):
+                single.append(load(broker.url, batch=1, seconds=args.seconds)[0])
+            with CpuShare(broker.proc.pid, shares["batched"]):
+                batched.append(load(broker.url, batch=100, seconds=args.seconds)[0] * 100)
             if lat is None and not args.no_latency:
                 assert broker.proc is not None
                 lat = latency(broker.url, broker.proc.pid, args)
         finally:
             broker.stop()
-        ceiling.append(sqlite_ceiling(store_file, args.seconds))
+        ceiling.append(sqlite_ceiling(store_file, args.seconds, cpu=ceiling_cpu))
         # 32 connections each awaiting its answer put at most 32 events in one commit,
         # and one writer's fsynced commits run one after another: this is the most any
         # single-event publisher can get from this disk, with no other work at all.
@@ -527,6 +561,7 @@ def main() -> None:
           " per fsynced commit, back to back)")
     print(f"  ceiling's own ratio   {med(commit_ceiling) / med(http_single):>28.2f}"
           f"   opsbus vs it: {med(single) / med(commit_ceiling):.2f}")
+    print(f"  opsbus CPU            {cpu_shares(shares['single'], single)}")
     print("batched ingest, 100 events per request, 32 connections")
     print(f"  opsbus (durable)      {spread(batched):>28} events/s")
     print(f"  HTTP ceiling          {spread(http_batch):>28} events/s")
@@ -534,6 +569,9 @@ def main() -> None:
           " executemany, 3,200/commit)")
     print(f"  vs SQLite ceiling     {med(batched) / med(ceiling):>28.2f}   (goal >= 0.8;"
           " goal >= 100,000 ev/s fresh)")
+    print(f"  opsbus CPU            {cpu_shares(shares['batched'], batched)}")
+    print(f"  raw SQLite CPU        {', '.join(f'{us:.1f} µs per event' for us in ceiling_cpu)}"
+          " (one thread)")
     if lat and ref_latency:
         print(f"publish-to-SSE latency, {args.rate} events/s, {args.readers} SSE readers"
               " (ms from each publish's write to each reader's receipt; goal p99 <= 10 ms)")
