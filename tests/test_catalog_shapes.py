@@ -127,3 +127,43 @@ def test_entries_another_process_stored_are_adopted_not_overwritten():
     tracker.adopt([theirs, stale])
     assert tracker.entry("other", "u") == theirs
     assert tracker.entry("s", "t") == mine
+
+
+def test_a_leading_run_of_one_pair_counts_what_event_by_event_counts(monkeypatch):
+    """A commit's first events of one (source, type), then others (a queue's bus
+    announcements, another producer, the first producer's other types): the counts,
+    shapes and drifts are those of grouping event by event."""
+    pairs = [("s", "t"), ("s", "u"), ("p", "t"), ("opsbus/todos", "opsbus.todo.updated")]
+
+    def event(n: int, pair: tuple[str, str], data: object) -> StoredEvent:
+        body = {"specversion": "1.0", "id": str(n), "source": pair[0], "type": pair[1],
+                "data": data}
+        return StoredEvent(n, T0, canonical(body), (), body)
+
+    def commits(seed: int) -> list[list[StoredEvent]]:
+        draw = random.Random(seed)
+        out, n = [], 0
+        for _ in range(20):
+            batch: list[StoredEvent] = []
+            for _ in range(draw.randint(1, 4)):  # runs of one pair
+                pair = draw.choice(pairs)
+                for _ in range(draw.randint(1, 15)):
+                    n += 1
+                    batch.append(event(n, pair, draw.choice(({"a": 1}, {"a": "x"}, {}))))
+            out.append(batch)
+        return out
+
+    settings = CatalogSettings(learn_events=2, sample_per_commit=3)
+    for seed in range(30):
+        fast = Tracker(settings)
+        fast_drifts = [[(d.source, d.type, d.changes, d.cause and d.cause.seq)
+                        for d in fast.observe(batch, float(i))]
+                       for i, batch in enumerate(commits(seed))]
+        with monkeypatch.context() as patch:
+            patch.setattr("broker.catalog.tracker._leading_run", lambda sources, types: 0)
+            slow = Tracker(settings)
+            slow_drifts = [[(d.source, d.type, d.changes, d.cause and d.cause.seq)
+                            for d in slow.observe(batch, float(i))]
+                           for i, batch in enumerate(commits(seed))]
+        assert fast_drifts == slow_drifts, seed
+        assert fast.entries() == slow.entries(), seed

@@ -173,24 +173,25 @@ class Tracker:
         """Count one committed batch (received at epoch `at`) and learn from the shapes
         of its events; the drifts it showed, one per (source, type) at most."""
         settings = self.settings
-        # Most commits hold one producer's events: their sources and types, taken by
-        # `map` (no Python step per event, no pair made per event), are then all the
-        # first one's.
+        # Most commits hold one producer's events, perhaps followed by the bus's own
+        # (a queue's announcements): their sources and types, taken by `map` (no Python
+        # step per event, no pair made per event), are then the first one's up to where
+        # that source's events end. Only what follows that run takes the loop below.
         decoded = events_of(committed)
         sources = list(map(_SOURCE, decoded))
         types = list(map(_TYPE, decoded))
         batches: dict[tuple[str, str], list[StoredEvent]] = {}
-        if decoded and sources.count(sources[0]) == len(decoded) \
-                and types.count(types[0]) == len(decoded):
-            batches[(sources[0], types[0])] = committed
-        else:
-            for stored, key in zip(committed, zip(sources, types, strict=True),
-                                   strict=True):
-                found = batches.get(key)
-                if found is None:
-                    batches[key] = [stored]
-                else:
-                    found.append(stored)
+        run = _leading_run(sources, types)
+        if run:
+            batches[(sources[0], types[0])] = committed if run == len(committed) \
+                else committed[:run]
+        for stored, key in zip(committed[run:], zip(sources[run:], types[run:],
+                                                     strict=True), strict=True):
+            found = batches.get(key)
+            if found is None:
+                batches[key] = [stored]
+            else:
+                found.append(stored)
         seen: dict[tuple[str, str], int] = {}
         drifts: dict[tuple[str, str], Drift] = {}
         limit = settings.sample_per_commit
@@ -396,6 +397,20 @@ class Tracker:
             if stat.seen >= live.events:
                 present_required += 1
         return present_required >= live.required
+
+
+def _leading_run(sources: list[str], types: list[str]) -> int:
+    """How many of the first events are of the first one's (source, type), when no later
+    event has its source (0 otherwise, or for none): those can be counted as one batch,
+    and the pairs of the rest hold no event of it. Counted in C, no step per event."""
+    if not sources:
+        return 0
+    run = sources.count(sources[0])
+    if run == len(sources):  # the common commit: no slices to make
+        return run if types.count(types[0]) == run else 0
+    if sources[:run].count(sources[0]) == run and types[:run].count(types[0]) == run:
+        return run
+    return 0
 
 
 def _flat(event: dict[str, Any]) -> Flat | None:
