@@ -69,12 +69,9 @@ class PgEventWrites(EventWrites):
 
     async def append_many(self, items: Sequence[EventItem], recvtime: str,
                           roots: Sequence[int] | None = None) -> list[AppendResult]:
-        if roots is None:
-            new = [pglog.NewEvent(e, raw, digest_of(raw) if digest is None else digest)
-                   for e, raw, digest in items]
-        else:
-            new = [pglog.NewEvent(e, raw, digest_of(raw) if digest is None else digest, root)
-                   for (e, raw, digest), root in zip(items, roots, strict=True)]
+        new = [pglog.NewEvent(e, raw, digest_of(raw) if digest is None else digest, root)
+               for (e, raw, digest), root in zip(items, roots or [0] * len(items),
+                                                 strict=True)]
         return await pglog.append(self.conn, new, recvtime, self.period_s, self.window)
 
     async def set_routes(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:

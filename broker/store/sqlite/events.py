@@ -345,9 +345,10 @@ class SqliteEventWrites(EventWrites):
         # first, the rest (and what joins later) row by row with their keys.
         flat: list[Any] = []
         extend = flat.extend
-        # Roots only: a derived event's lineage columns are not in the chunks.
-        for (event, raw, _), idhash in zip(fresh if roots is None else (), fresh_keys,
-                                           strict=False):
+        # Chunk rows have no lineage columns: only roots go in them, up to the first
+        # that names a correlation or cause.
+        chunkable = fresh if roots is None else []
+        for (event, raw, _), idhash in zip(chunkable, fresh_keys, strict=False):
             get = event.get
             if get("correlationid") is not None or get("causationid") is not None:
                 break
