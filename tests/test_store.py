@@ -261,12 +261,63 @@ async def test_routes_and_targets_are_recorded(store: Backend):
     (seq,) = await append(store, make_event())
     async with store.transaction() as tx:
         log = store.events.writes(tx)
-        await log.set_routes([(seq, ["db-alerts"])])
+        await log.set_routes([(seq, ["db-alerts"], [])])
         await log.add_targets([TargetRecord(seq, "db-alerts", "queue:db", {"item": 1})])
     stored = await store.events.get(seq)
     assert stored is not None and stored.routes == ("db-alerts",)
     (target,) = await store.events.targets_of(seq)
     assert (target.target, target.detail) == ("queue:db", {"item": 1})
+
+
+async def test_target_hits_are_kept_with_their_event(store: Backend):
+    """Hits written with the routes (into rows a batch still holds, and into rows
+    already written), then more added by a later hand-over, in this transaction and the
+    next: each event lists its own, by route then target, each (route, target) once
+    (the first hit of a pair), with an empty detail as {}."""
+    def hits(seq: int) -> list[TargetRecord]:
+        return [TargetRecord(seq, "r2", "queue:b", {"todo": seq}),
+                TargetRecord(seq, "r1", "subscription:s", {"delivery": 1}),
+                TargetRecord(seq, "r2", "queue:b", {"todo": 0}),
+                TargetRecord(seq, "r1", "queue:a")]
+
+    events = [make_event(subject=f"s{n}") for n in range(70)]
+    async with store.transaction() as tx:
+        log = store.events.writes(tx)
+        seqs = [r.seq for r in await log.append_many([item(e) for e in events], T0)]
+        # seqs[0] in a whole chunk of root rows, seqs[65] after them (on SQLite).
+        await log.set_routes([(seqs[0], ["r2", "r1"], hits(seqs[0])),
+                              (seqs[65], ["r2", "r1"], hits(seqs[65])),
+                              (seqs[1], ["r3"], [])])
+        await log.add_targets([TargetRecord(seqs[65], "r1", "queue:a", {"again": True}),
+                               TargetRecord(seqs[65], "dead", "queue:z", {"todo": 9})])
+        await log.root_use(seqs[0])  # a statement: on SQLite the held rows run first
+        late = (await log.append(*item(make_event(subject="late"))[:2], T0, None)).seq
+        await log.set_routes([(late, ["r2", "r1"], hits(late))])
+        await log.add_targets([TargetRecord(late, "dead", "queue:z", {"todo": 7})])
+    async with store.transaction() as tx:
+        await store.events.writes(tx).add_targets([
+            TargetRecord(late, "dead", "queue:z", {"todo": 8}),
+            TargetRecord(late, "dead", "later", {"todo": 8}),
+            TargetRecord(seqs[2], "dead", "queue:z")])
+
+    def listed(targets: list[TargetRecord]) -> list[tuple[int, str, str, dict]]:
+        return [(t.seq, t.route, t.target, t.detail) for t in targets]
+
+    def routed(seq: int) -> list[tuple[int, str, str, dict]]:
+        return [(seq, "r1", "queue:a", {}), (seq, "r1", "subscription:s", {"delivery": 1}),
+                (seq, "r2", "queue:b", {"todo": seq})]
+
+    assert listed(await store.events.targets_of(seqs[0])) == routed(seqs[0])
+    assert listed(await store.events.targets_of(seqs[65])) == [
+        (seqs[65], "dead", "queue:z", {"todo": 9}), *routed(seqs[65])]
+    assert listed(await store.events.targets_of(late)) == [
+        (late, "dead", "later", {"todo": 8}), (late, "dead", "queue:z", {"todo": 7}),
+        *routed(late)]
+    assert listed(await store.events.targets_of(seqs[2])) == [(seqs[2], "dead", "queue:z", {})]
+    assert await store.events.targets_of(seqs[1]) == []
+    assert await store.events.targets_of(seqs[3]) == []
+    stored = await store.events.get(seqs[1])
+    assert stored is not None and stored.routes == ("r3",)
 
 
 async def test_appends_after_a_batch_in_one_transaction(store: Backend):
@@ -290,7 +341,7 @@ async def test_appends_after_a_batch_in_one_transaction(store: Backend):
         retry = await log.append(*item(lost)[:2], T0, item(lost)[2])
         repeat = await log.append_many([item(first[0]), item(make_event(subject="last"))], T0)
         seqs = [r.seq for r in batch] + [one.seq, retry.seq, repeat[1].seq]
-        await log.set_routes([(seq, [f"r{n}"]) for n, seq in enumerate(seqs)])
+        await log.set_routes([(seq, [f"r{n}"], []) for n, seq in enumerate(seqs)])
     assert again.duplicate and again.seq == batch[1].seq and not again.conflict
     assert not retry.duplicate, "an append rolled back leaves no trace to be a duplicate of"
     assert repeat[0].duplicate and repeat[0].seq == batch[0].seq
@@ -320,7 +371,7 @@ async def test_a_large_batch_is_stored_as_its_events_one_by_one(store: Backend):
         again = await log.append_many([item(e) for e in later], T0)
         one = await log.append(*item(events[5])[:2], T0, item(events[5])[2])
         routed = [results[0].seq, results[100].seq, results[140].seq, again[0].seq]
-        await log.set_routes([(seq, [f"r{seq}"]) for seq in routed])
+        await log.set_routes([(seq, [f"r{seq}"], []) for seq in routed])
     seqs = [r.seq for r in results]
     assert seqs == list(range(seqs[0], seqs[0] + 150)) and not any(r.duplicate for r in results)
     assert [(r.duplicate, r.seq) for r in again] == [
@@ -684,6 +735,90 @@ async def test_a_data_directory_from_the_first_schema_opens_with_the_current_one
         await store.close()
     (current,) = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()
     assert current == migrations("sqlite")[-1][0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_target_hits_of_a_previous_release_move_into_their_events(
+    backend: str, tmp_path: Path
+):
+    """A store of the previous release (hits in `event_targets`), then opened: every
+    event lists the hits it had, as it listed them (by route then target, an empty
+    detail as {}), the table is gone, and a later hit is added beside them."""
+    events = [make_event(id=f"hit-{n}") for n in range(4)]
+    kept = [(1, "r2", "queue:b", b'{"todo":1,"key":"k","opened":true}'),
+            (1, "r1", "queue:a", None),
+            (1, "r1", "subscription:s", b'{"delivery":3}'),
+            (3, "subscription:s", "subscription:s", b'{"duplicate":true}')]
+    if backend == "sqlite":
+        path = tmp_path / "previous.db"
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.create_function("opsbus_key64", -1, lambda *p: None)  # no rows yet
+        for version, name, sql in migrations("sqlite"):
+            if name.endswith("_targets_in_row.sql"):  # the first of this release
+                break
+            conn.executescript(sql)
+            conn.execute(f"PRAGMA user_version={version}")
+        for event in events:
+            raw = orjson.dumps(event)
+            conn.execute("INSERT INTO events (source, id, type, recvtime, digest, body)"
+                         " VALUES (?,?,?,?,x'',?)",
+                         (event["source"], event["id"], event["type"], T0, raw))
+        conn.executemany("INSERT INTO event_targets VALUES (?, ?, ?, ?)", kept)
+        conn.close()
+        store: Backend = SqliteBackend(path, durability="normal")
+    else:
+        from broker.store.postgres import log as pglog
+        from broker.store.postgres.backend import PgBackend
+        from broker.store.postgres.connection import PgOptions, connect
+        from tests.pg_support import PG_URL, create_schema_async, drop_schema_async, with_schema
+
+        schema = await create_schema_async()
+        url = with_schema(PG_URL, schema)
+        pg = await connect(PgOptions(url))
+        try:
+            async with pg.transaction():
+                await pg.execute("CREATE TABLE opsbus_migrations (version int PRIMARY KEY,"
+                                 " name text NOT NULL, applied_at timestamptz NOT NULL"
+                                 " DEFAULT now())")
+                for version, name, sql in migrations("postgres"):
+                    if name.endswith("_targets_in_row.sql"):
+                        break
+                    await pg.execute(sql)
+                    await pg.execute("INSERT INTO opsbus_migrations (version, name)"
+                                     " VALUES ($1, $2)", version, name)
+            await pglog.ensure_partition(pg, T0)
+            async with pg.transaction():
+                await pglog.append(pg, [pglog.NewEvent(e, raw, digest_of(raw), 0) for e, raw
+                                        in ((e, orjson.dumps(e)) for e in events)], T0)
+                await pg.executemany("INSERT INTO event_targets VALUES ($1, $2, $3, $4)",
+                                     [(seq, r, t, d and d.decode()) for seq, r, t, d in kept])
+        finally:
+            await pg.close()
+        store = PgBackend(PgOptions(url, pool_size=2))
+    await store.open()
+    try:
+        listed = {seq: [(t.route, t.target, t.detail)
+                        for t in await store.events.targets_of(seq)] for seq in (1, 2, 3)}
+        assert listed == {
+            1: [("r1", "queue:a", {}), ("r1", "subscription:s", {"delivery": 3}),
+                ("r2", "queue:b", {"todo": 1, "key": "k", "opened": True})],
+            2: [],
+            3: [("subscription:s", "subscription:s", {"duplicate": True})]}
+        async with store.transaction() as tx:
+            await store.events.writes(tx).add_targets([
+                TargetRecord(1, "r1", "queue:a", {"again": True}),
+                TargetRecord(1, "dead", "queue:z", {"todo": 2})])
+        assert [(t.route, t.target, t.detail) for t in await store.events.targets_of(1)] == [
+            ("dead", "queue:z", {"todo": 2}), *listed[1]]
+    finally:
+        await store.close()
+        if backend == "postgresql":
+            await drop_schema_async(schema)
+    if backend == "sqlite":
+        conn = sqlite3.connect(path)
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'event_targets'"
+                             ).fetchall() == []
+        conn.close()
 
 
 async def test_due_times_in_epoch_seconds_become_stamps(tmp_path: Path):

@@ -51,6 +51,11 @@ async def test_the_sample_day_moves_with_items_and_configuration(
         events = lite.execute("SELECT seq, source, id, body FROM events ORDER BY seq").fetchall()
         copied = await pg.fetch("SELECT seq, source, id, body FROM events ORDER BY seq")
         assert [tuple(r) for r in copied] == [(s, src, i, bytes(b)) for s, src, i, b in events]
+        hits = {seq: orjson.loads(t) for seq, t in lite.execute(
+            "SELECT seq, targets FROM events WHERE targets IS NOT NULL")}
+        assert len(hits) > 10
+        assert {r["seq"]: orjson.loads(r["targets"]) for r in await pg.fetch(
+            "SELECT seq, targets FROM events WHERE targets IS NOT NULL")} == hits
         todos = lite.execute("SELECT id, queue, key, state, count FROM todos ORDER BY id")
         assert [tuple(r) for r in await pg.fetch(
             "SELECT id, queue, key, state, count FROM todos ORDER BY id")] == todos.fetchall()

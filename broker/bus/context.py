@@ -24,6 +24,7 @@ from broker.bus.log import (
     AppendResult,
     EventItem,
     EventLog,
+    RoutedRow,
     StoredEvent,
     TargetRecord,
     canonical,
@@ -133,8 +134,10 @@ class WriteContext:
         self._routing = routing
         self._committed: list[StoredEvent] = []
         self._after_commit: list[Callable[[], None]] = []
-        self._routes: list[tuple[int, tuple[str, ...]]] = []
+        self._routes: list[RoutedRow] = []
+        """Routed events' routes and target hits, written together into their rows."""
         self._hits: list[TargetRecord] = []
+        """Hits on events routed before (`hand_over`), added to what they hold."""
         self._budget = DescendantBudget(max_descendants, self._writes.root_use)
         self._max_event_bytes = max_event_bytes
         self._gathered: dict[str, Gathered] = {}
@@ -279,7 +282,7 @@ class WriteContext:
         # Events nothing routes (no route, no hop count) are only recorded: no
         # coroutine per event then. `_route` spelled out: one coroutine per event less.
         record, passes, route = self._record, self._routing.passes, self._routing.route
-        routes, hits = self._routes, self._hits
+        routes = self._routes
         try:
             for (event, raw, _), result in zip(items, results, strict=True):
                 if not result.duplicate:
@@ -288,12 +291,12 @@ class WriteContext:
                         routed = await route(self, stored)
                         if routed.routes:
                             stored.routes = routed.routes
-                            routes.append((result.seq, routed.routes))
-                            hits.extend(routed.hits)
+                            routes.append((result.seq, routed.routes, routed.hits))
         except Exception as exc:
             raise Regroup(f"routing failed: {exc!r}") from exc
         # Now, not at the end: a backend that still holds the batch's rows back writes
-        # the routes into them (each row written once) instead of updating them later.
+        # the routes and hits into them (each row written once) instead of updating
+        # them later.
         # No step is open here, so nothing recorded so far can be undone any more.
         await self._write_routes()
         return answers
@@ -458,8 +461,7 @@ class WriteContext:
         routed = await self._routing.route(self, stored)
         if routed.routes:
             stored.routes = routed.routes
-            self._routes.append((stored.seq, routed.routes))
-            self._hits.extend(routed.hits)
+            self._routes.append((stored.seq, routed.routes, routed.hits))
 
     def _mark(self) -> Mark:
         # Taken once per target hit: plain lengths, and the gathered work's own marks

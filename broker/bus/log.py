@@ -133,6 +133,10 @@ class TargetRecord:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+RoutedRow = tuple[int, Sequence[str], Sequence[TargetRecord]]
+"""(seq, the names of the routes an event matched, its target hits) for `set_routes`."""
+
+
 EventItem = tuple[dict[str, Any], bytes, bytes | None]
 """(event, canonical bytes, digest) for an append; digest None: the store makes it from
 the bytes if it needs one (`digest_of`)."""
@@ -160,12 +164,16 @@ class EventWrites(ABC):
         call is a duplicate of it."""
 
     @abstractmethod
-    async def set_routes(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:
-        """Record which routes each appended event matched: (seq, route names)."""
+    async def set_routes(self, items: Sequence[RoutedRow]) -> None:
+        """Record which routes each appended event matched and its target hits (the
+        derived records later stages act on), with the event: (seq, route names, hits of
+        that seq). A (route, target) hit twice is recorded once (the first hit)."""
 
     @abstractmethod
     async def add_targets(self, records: Sequence[TargetRecord]) -> None:
-        """Record route target hits (the derived records later stages act on)."""
+        """Record target hits on events whose routing is recorded already (a later
+        hand-over), beside the hits they hold: a (route, target) an event holds already
+        is not recorded again."""
 
     @abstractmethod
     async def root_use(self, root: int) -> RootUse:

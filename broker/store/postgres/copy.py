@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 CHUNK = 5000
 
 TABLES = (
-    "config_objects", "counters", "event_targets", "event_lineage", "todos", "todo_events",
+    "config_objects", "counters", "event_lineage", "todos", "todo_events",
     "todo_history", "silences", "deliveries", "delivery_attempts", "subscription_controls",
     "action_jobs", "catalog", "api_tokens",
 )
@@ -35,7 +35,7 @@ SERIAL_TABLES = ("todos", "todo_history", "silences", "deliveries", "action_jobs
 
 EVENT_COLUMNS = ("seq", "period", "recvtime", "idhash", "source", "id", "type", "subject",
                  "time", "correlationid", "causationid", "corrkey", "causekey", "digest",
-                 "routes", "root", "body")
+                 "routes", "targets", "root", "body")
 
 Progress = Callable[[str, int, int], None]
 """(table, rows copied so far, rows in total)."""
@@ -147,14 +147,16 @@ def _event_rows(lite: sqlite3.Connection, period_s: int) -> Iterator[list[tuple[
     have = set(_columns(lite, "events"))
     root = "root" if "root" in have else "0"
     cause = "causationid" if "causationid" in have else "NULL"
+    # A store this opsbus has not opened yet keeps its hits apart: opening it moves them.
+    targets = "targets" if "targets" in have else "NULL"
     cursor = lite.execute(
         "SELECT seq, recvtime, source, id, type, subject, time, correlationid,"
-        f" {cause}, digest, routes, {root}, body FROM events ORDER BY seq")
+        f" {cause}, digest, routes, {targets}, {root}, body FROM events ORDER BY seq")
     period = 0
     while chunk := cursor.fetchmany(CHUNK):
         rows = []
         for (seq, recvtime, src, eid, type_, subject, time, corr, caused, digest, routes,
-             root_seq, body) in chunk:
+             hits, root_seq, body) in chunk:
             # Periods never go backwards (as under the append lock), so each partition
             # holds one contiguous run of seqs even if the clock once stepped back.
             period = max(period, period_of(recvtime, period_s))
@@ -163,7 +165,8 @@ def _event_rows(lite: sqlite3.Connection, period_s: int) -> Iterator[list[tuple[
                 # An empty digest: written by a SQLite store that compares bodies.
                 time, corr, caused, link_key(corr), link_key(caused),
                 bytes(digest) or digest_of(bytes(body)),
-                routes.decode() if isinstance(routes, bytes) else routes, root_seq or 0,
+                routes.decode() if isinstance(routes, bytes) else routes,
+                hits.decode() if isinstance(hits, bytes) else hits, root_seq or 0,
                 bytes(body),
             ))
         yield rows

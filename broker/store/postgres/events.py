@@ -14,6 +14,7 @@ from broker.bus.log import (
     EventItem,
     EventLog,
     EventWrites,
+    RoutedRow,
     StoredEvent,
     TargetRecord,
     digest_of,
@@ -22,6 +23,7 @@ from broker.filters.narrow import NARROW_ATTRIBUTES, Narrowing
 from broker.store.keys import link_key
 from broker.store.postgres import log as pglog
 from broker.store.postgres.transaction import PoolSource, transaction_of
+from broker.store.targets import encoded, merged
 from broker.store.transaction import Transaction
 
 if TYPE_CHECKING:
@@ -30,10 +32,6 @@ if TYPE_CHECKING:
     from broker.store.postgres.connection import Conn
 
 EVENT_COLUMNS = "seq, recvtime, body, routes, root"
-
-
-def _json(value: Any) -> str | None:
-    return orjson.dumps(value).decode() if value else None
 
 
 class PgEventWrites(EventWrites):
@@ -74,27 +72,34 @@ class PgEventWrites(EventWrites):
                                                  strict=True)]
         return await pglog.append(self.conn, new, recvtime, self.period_s, self.window)
 
-    async def set_routes(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:
+    async def set_routes(self, items: Sequence[RoutedRow]) -> None:
         if not items:
             return
         # One statement; the events are the newest, so the planner meets the current
         # partition first.
         await self.conn.execute(
-            "UPDATE events e SET routes = r.routes FROM (SELECT u.seq, u.routes FROM"
-            " unnest($1::bigint[], $2::text[]) AS u(seq, routes)) AS r"
+            "UPDATE events e SET routes = r.routes, targets = r.targets::jsonb FROM"
+            " (SELECT u.seq, u.routes, u.targets FROM"
+            "  unnest($1::bigint[], $2::text[], $3::text[]) AS u(seq, routes, targets)) AS r"
             " WHERE e.seq = r.seq AND e.period >= (SELECT period FROM log_partitions"
-            "  WHERE first_seq <= $3 ORDER BY period DESC LIMIT 1)",
-            [seq for seq, _ in items],
-            [orjson.dumps(list(routes)).decode() for _, routes in items],
-            min(seq for seq, _ in items))
+            "  WHERE first_seq <= $4 ORDER BY period DESC LIMIT 1)",
+            [seq for seq, _, _ in items],
+            [orjson.dumps(list(routes)).decode() for _, routes, _ in items],
+            [encoded(hits).decode() if hits else None for _, _, hits in items],
+            min(seq for seq, _, _ in items))
 
     async def add_targets(self, records: Sequence[TargetRecord]) -> None:
-        if not records:
-            return
-        await self.conn.executemany(
-            "INSERT INTO event_targets (seq, route, target, detail) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT DO NOTHING",
-            [(r.seq, r.route, r.target, _json(r.detail)) for r in records])
+        # Rare (a hand-over after routing): each event's hits merged with what it holds.
+        by_seq: dict[int, list[TargetRecord]] = {}
+        for record in records:
+            by_seq.setdefault(record.seq, []).append(record)
+        for seq, hits in by_seq.items():
+            stored = await self.conn.fetchval(
+                "SELECT targets FROM events WHERE seq = $1 FOR UPDATE", seq)
+            value = merged(stored, hits)
+            if value is not None:
+                await self.conn.execute("UPDATE events SET targets = $2::jsonb WHERE seq = $1",
+                                        seq, value.decode())
 
 
 class PgEventLog(EventLog):
@@ -199,8 +204,10 @@ class PgEventLog(EventLog):
         return int(await self.pool.fetchval("SELECT count(*) FROM events"))
 
     async def targets_of(self, seq: int) -> list[TargetRecord]:
+        # Ordered here, not in Python: by the database's collation, as listings are.
         rows = await self.pool.fetch(
-            "SELECT seq, route, target, detail FROM event_targets WHERE seq = $1"
-            " ORDER BY route, target", seq)
-        return [TargetRecord(r["seq"], r["route"], r["target"],
+            "SELECT t.hit ->> 0 AS route, t.hit ->> 1 AS target, t.hit -> 2 AS detail"
+            " FROM events e CROSS JOIN jsonb_array_elements(e.targets) AS t(hit)"
+            " WHERE e.seq = $1 ORDER BY 1, 2", seq)
+        return [TargetRecord(seq, r["route"], r["target"],
                              orjson.loads(r["detail"]) if r["detail"] else {}) for r in rows]

@@ -46,8 +46,6 @@ class PgRetentionWrites(RetentionWrites):
                     "DELETE FROM events WHERE seq = ANY ($1::bigint[])", going)
                 removed = int(status.split()[-1])
                 await self.conn.execute(
-                    "DELETE FROM event_targets WHERE seq = ANY ($1::bigint[])", going)
-                await self.conn.execute(
                     "DELETE FROM event_lineage WHERE root = ANY ($1::bigint[])", going)
         await self.conn.execute(
             "UPDATE log_retention SET removed = removed + $1, cut = greatest(cut, $2)"

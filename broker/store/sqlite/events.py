@@ -15,6 +15,7 @@ from broker.bus.log import (
     EventItem,
     EventLog,
     EventWrites,
+    RoutedRow,
     StoredEvent,
     TargetRecord,
 )
@@ -31,6 +32,7 @@ from broker.store.keys import (
 from broker.store.sqlite.connections import ReaderPool, beside_held, held_rows, insert_later
 from broker.store.sqlite.periods import VIEW, KeyPeriods, union_all
 from broker.store.sqlite.transaction import connection_of
+from broker.store.targets import encoded, merged, records
 from broker.store.transaction import Transaction
 from broker.store.window import DedupeWindow
 
@@ -52,27 +54,30 @@ def row_to_event(row: Sequence[Any]) -> StoredEvent:
 # PostgreSQL, which compares digests, makes them from the bodies.
 INSERT_EVENT = (
     "INSERT INTO events (source, id, type, subject, time, recvtime, correlationid,"
-    " causationid, digest, body, root, idhash, corrkey, causekey, routes)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, x'', ?, ?, ?, ?, ?, ?)"
+    " causationid, digest, body, root, idhash, corrkey, causekey, routes, targets)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, x'', ?, ?, ?, ?, ?, ?, ?)"
 )
-"""The last value, `routes`, is NULL when the row is made: routing decides it later,
-and `set_routes` writes it into the row while the row is still held back."""
+"""The last two values, `routes` and `targets`, are NULL when the row is made: routing
+decides them later, and `set_routes` writes them into the row while the row is still
+held back."""
 INSERT_KEY = "INSERT INTO {table} (key, kind, seq) VALUES (?, ?, ?)"
 
 CHUNK = 64
 """Rows per `INSERT_ROOTS` statement. A statement run per row (`executemany`) opens its
 cursors and reads and writes the AUTOINCREMENT counter once per row; one run for many
 rows does that once (~6,000 instructions per row less; 64 gets nearly all of it)."""
-ROOT_COLUMNS = "source, id, type, subject, time, recvtime, body, idhash, digest, routes"
-WIDTH = 9
+ROOT_COLUMNS = ("source, id, type, subject, time, recvtime, body, idhash, digest, routes,"
+                " targets")
+WIDTH = 10
 """Values bound per root row (`ROOT_COLUMNS` but the empty digest); the link, lineage
 and key columns left out are NULL for a root a client published: sqlite3 adapts every
 None it binds (~1,300 instructions each), an absent column costs nothing."""
 NO_ROUTES = 0
-"""A chunked row's routes until routing sets them: stored as NULL (`nullif`), bound
-as an int, which sqlite3 binds without adapting it as it does None."""
+"""A chunked row's routes and targets until routing sets them: stored as NULL
+(`nullif`), bound as an int, which sqlite3 binds without adapting it as it does None."""
 INSERT_ROOTS = (f"INSERT INTO events ({ROOT_COLUMNS}) VALUES " + ", ".join(
-    ["(" + "?, " * (WIDTH - 1) + f"x'', nullif(?, {NO_ROUTES}))"] * CHUNK))
+    ["(" + "?, " * (WIDTH - 2) + f"x'', nullif(?, {NO_ROUTES}), nullif(?, {NO_ROUTES}))"]
+    * CHUNK))
 ROOT_KEYS = ("INSERT INTO {table} (key, kind, seq)"
              " SELECT idhash, 0, seq FROM events WHERE seq BETWEEN ? AND ?")
 """The identity keys of the chunked rows, read back from them: one statement, where
@@ -84,7 +89,7 @@ def _row(event: dict[str, Any], raw: bytes, recvtime: str, root: int, idhash: in
     corr, cause = _text(event.get("correlationid")), _text(event.get("causationid"))
     return (event["source"], event["id"], event["type"], event.get("subject"),
             event.get("time"), recvtime, corr, cause, raw, root or None, idhash,
-            link_key(corr), link_key(cause), None)
+            link_key(corr), link_key(cause), None, None)
 
 
 def identity_keys(items: Sequence[EventItem]) -> list[int]:
@@ -204,17 +209,41 @@ class _HeldBatch:
                     return seq, row[8]
         return None
 
-    def set_routes(self, seq: int, routes: bytes) -> bool:
-        """Write `routes` into the held row of `seq`; False when none holds it."""
+    def set_routes(self, seq: int, routes: bytes, targets: bytes | int) -> bool:
+        """Write `routes` and `targets` (`NO_ROUTES`: none) into the held row of `seq`;
+        False when none holds it."""
         at = seq - self.first
         if 0 <= at < self.chunked:
-            self.chunks[at // CHUNK][at % CHUNK * WIDTH + 8] = routes
+            chunk, base = self.chunks[at // CHUNK], at % CHUNK * WIDTH
+            chunk[base + 8] = routes
+            chunk[base + 9] = targets
             return True
         at -= self.chunked
         if 0 <= at < len(self.rows):
-            self.rows[at] = (*self.rows[at][:-1], routes)
+            self.rows[at] = (*self.rows[at][:-2], routes, targets or None)
             return True
         return False
+
+    def targets(self, seq: int) -> tuple[bool, bytes | None]:
+        """(True, the `targets` value) of the held row of `seq`; (False, None) when none
+        holds it."""
+        at = seq - self.first
+        if 0 <= at < self.chunked:
+            value = self.chunks[at // CHUNK][at % CHUNK * WIDTH + 9]
+            return True, value or None  # NO_ROUTES until set
+        at -= self.chunked
+        if 0 <= at < len(self.rows):
+            return True, self.rows[at][-1]
+        return False, None
+
+    def set_targets(self, seq: int, targets: bytes) -> None:
+        """Write `targets` into the held row of `seq` (`targets` found it held)."""
+        at = seq - self.first
+        if at < self.chunked:
+            self.chunks[at // CHUNK][at % CHUNK * WIDTH + 9] = targets
+        else:
+            at -= self.chunked
+            self.rows[at] = (*self.rows[at][:-1], targets)
 
 
 class SqliteEventWrites(EventWrites):
@@ -353,7 +382,7 @@ class SqliteEventWrites(EventWrites):
             if get("correlationid") is not None or get("causationid") is not None:
                 break
             extend((event["source"], event["id"], event["type"], get("subject"), get("time"),
-                    recvtime, raw, idhash, NO_ROUTES))
+                    recvtime, raw, idhash, NO_ROUTES, NO_ROUTES))
         chunked = len(flat) // WIDTH // CHUNK * CHUNK
         del flat[chunked * WIDTH:]
         span = CHUNK * WIDTH
@@ -404,24 +433,26 @@ class SqliteEventWrites(EventWrites):
             results.append(AppendResult(seq, False))
         return fresh, fresh_keys, fresh_roots, results
 
-    async def set_routes(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:
-        # An event whose row is still held back gets its routes in that row: it is
-        # written once. Any other is updated (after the held rows, before COMMIT).
+    async def set_routes(self, items: Sequence[RoutedRow]) -> None:
+        # An event whose row is still held back gets its routes and hits in that row:
+        # it is written once. Any other is updated (after the held rows, before COMMIT).
         batch = self._held
         if batch is not None and not held_rows(self.conn, batch.rows):
             batch = None
         updates = []
         # Encoded once per distinct list: a batch's events mostly matched the same routes.
         encoded_of: dict[tuple[str, ...], bytes] = {}
-        for seq, routes in items:
+        for seq, routes, hits in items:
             key = routes if type(routes) is tuple else tuple(routes)
-            encoded = encoded_of.get(key)
-            if encoded is None:
-                encoded = encoded_of[key] = orjson.dumps(list(routes))
-            if batch is None or not batch.set_routes(seq, encoded):
-                updates.append((encoded, seq))
+            names = encoded_of.get(key)
+            if names is None:
+                names = encoded_of[key] = orjson.dumps(list(routes))
+            targets = encoded(hits) if hits else None
+            if batch is None or not batch.set_routes(seq, names, targets or NO_ROUTES):
+                updates.append((names, targets, seq))
         if updates:
-            insert_later(self.conn, "UPDATE events SET routes = ? WHERE seq = ?", updates)
+            insert_later(self.conn, "UPDATE events SET routes = ?, targets = ? WHERE seq = ?",
+                         updates)
 
     async def root_use(self, root: int) -> RootUse:
         row = self.conn.execute(
@@ -441,13 +472,26 @@ class SqliteEventWrites(EventWrites):
         )
 
     async def add_targets(self, records: Sequence[TargetRecord]) -> None:
-        insert_later(
-            self.conn,
-            "INSERT OR IGNORE INTO event_targets (seq, route, target, detail)"
-            " VALUES (?, ?, ?, ?)",
-            [(r.seq, r.route, r.target, orjson.dumps(r.detail) if r.detail else None)
-             for r in records],
-        )
+        # Rare (a hand-over after routing): each event's hits merged with what it holds,
+        # in its held row or read and updated.
+        by_seq: dict[int, list[TargetRecord]] = {}
+        for record in records:
+            by_seq.setdefault(record.seq, []).append(record)
+        batch = self._live()
+        for seq, hits in by_seq.items():
+            held, stored = batch.targets(seq) if batch is not None else (False, None)
+            if not held:
+                row = self.conn.execute("SELECT targets FROM events WHERE seq = ?",
+                                        (seq,)).fetchone()
+                stored = row[0] if row else None
+            value = merged(stored, hits)
+            if value is None:
+                continue
+            if held:
+                assert batch is not None
+                batch.set_targets(seq, value)
+            else:
+                self.conn.execute("UPDATE events SET targets = ? WHERE seq = ?", (value, seq))
 
 
 class SqliteEventLog(EventLog):
@@ -551,12 +595,9 @@ class SqliteEventLog(EventLog):
         return int(row[0]) if row else 0
 
     async def targets_of(self, seq: int) -> list[TargetRecord]:
-        rows = await self._readers.fetchall(
-            "SELECT seq, route, target, detail FROM event_targets WHERE seq = ?"
-            " ORDER BY route, target", (seq,)
-        )
-        return [TargetRecord(r[0], r[1], r[2], orjson.loads(r[3]) if r[3] else {})
-                for r in rows]
+        row = await self._readers.fetchone("SELECT targets FROM events WHERE seq = ?",
+                                           (seq,))
+        return records(seq, row[0] if row else None)
 
 
 def narrow_clauses(narrow: Narrowing, params: list[Any]) -> list[str]:

@@ -49,7 +49,6 @@ class SqliteRetentionWrites(RetentionWrites):
                 marks = ", ".join("?" * len(chunk))
                 removed += self.conn.execute(
                     f"DELETE FROM events WHERE seq IN ({marks})", chunk).rowcount
-                self.conn.execute(f"DELETE FROM event_targets WHERE seq IN ({marks})", chunk)
                 self.conn.execute(f"DELETE FROM event_lineage WHERE root IN ({marks})", chunk)
                 # Keys in a period's table stay until the table goes (a key whose event
                 # is gone finds nothing); kept keys are few and go with their event.
