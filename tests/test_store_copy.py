@@ -13,6 +13,7 @@ import asyncpg
 import orjson
 
 from broker.cli.up import SAMPLES, load_samples
+from broker.store.migrations import migrations
 from broker.store.postgres import log as pglog
 from broker.store.postgres.connection import PgOptions, connect
 from broker.store.postgres.copy import copy_sqlite_to_postgres
@@ -114,3 +115,37 @@ async def test_100k_events_copy_and_the_log_continues(tmp_path: Path, pg_url: st
         assert repeat.duplicate and repeat.seq == 100_000 and not repeat.conflict
     finally:
         await conn.close()
+
+
+async def test_hits_of_a_store_never_opened_by_this_release_are_copied(
+    tmp_path: Path, pg_url: str  # noqa: F811
+) -> None:
+    """A store of the previous release keeps its hits in `event_targets`; the copy reads
+    the file as it is, so the hits come over in their events' rows all the same."""
+    path = tmp_path / "opsbus.db"
+    lite = sqlite3.connect(path, isolation_level=None)
+    lite.create_function("opsbus_key64", -1, lambda *p: None)  # no rows yet
+    for version, name, sql in migrations("sqlite"):
+        if name.endswith("_targets_in_row.sql"):  # the first of this release
+            break
+        lite.executescript(sql)
+        lite.execute(f"PRAGMA user_version={version}")
+    for n in range(3):
+        raw = orjson.dumps({"specversion": "1.0", "source": "s", "id": f"e{n}", "type": "t"})
+        lite.execute("INSERT INTO events (source, id, type, recvtime, digest, body)"
+                     " VALUES ('s', ?, 't', '2026-11-20T10:00:00Z', x'', ?)", (f"e{n}", raw))
+    lite.executemany("INSERT INTO event_targets VALUES (?, ?, ?, ?)", [
+        (1, "r1", "queue:a", b'{"todo":1}'), (1, "r2", "subscription:s", None),
+        (3, "r1", "queue:a", b'{"todo":2}')])
+    lite.close()
+
+    report = await copy_sqlite_to_postgres(path, PgOptions(pg_url))
+    assert report.ok
+    conn = await connect(PgOptions(pg_url))
+    try:
+        copied = {r["seq"]: r["targets"] and sorted(map(tuple, orjson.loads(r["targets"])))
+                  for r in await conn.fetch("SELECT seq, targets FROM events")}
+    finally:
+        await conn.close()
+    assert copied == {1: [("r1", "queue:a", {"todo": 1}), ("r2", "subscription:s", {})],
+                      2: None, 3: [("r1", "queue:a", {"todo": 2})]}

@@ -147,8 +147,12 @@ def _event_rows(lite: sqlite3.Connection, period_s: int) -> Iterator[list[tuple[
     have = set(_columns(lite, "events"))
     root = "root" if "root" in have else "0"
     cause = "causationid" if "causationid" in have else "NULL"
-    # A store this opsbus has not opened yet keeps its hits apart: opening it moves them.
-    targets = "targets" if "targets" in have else "NULL"
+    # A store of an earlier release keeps its hits in `event_targets` (read-only here, so
+    # gathered per event as its migration would; no hits gives no row, so NULL).
+    targets = "targets" if "targets" in have else (
+        "(SELECT json_group_array(json_array(t.route, t.target,"
+        " json(coalesce(CAST(t.detail AS TEXT), '{}')))) FROM event_targets AS t"
+        " WHERE t.seq = events.seq GROUP BY t.seq)")
     cursor = lite.execute(
         "SELECT seq, recvtime, source, id, type, subject, time, correlationid,"
         f" {cause}, digest, routes, {targets}, {root}, body FROM events ORDER BY seq")
