@@ -56,6 +56,10 @@ class WriterConnection(sqlite3.Connection):
             raise sqlite3.OperationalError(f"held writes failed: {self.failed}")
         while self.held:
             sql, rows = self.held.pop(0)
+            if not rows:
+                # Held for rows that may have joined it, and none did. Even an empty
+                # `executemany` lets go of the GIL (to prepare) and must take it back.
+                continue
             try:
                 super().executemany(sql, rows)
             except BaseException as exc:
