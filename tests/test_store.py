@@ -23,6 +23,7 @@ from broker.filters.narrow import Narrow, like_pattern
 from broker.store.base import Backend
 from broker.store.migrations import migrations
 from broker.store.sqlite import SqliteBackend
+from broker.store.sqlite.events import CHUNK, pieces
 from broker.todos.model import TodoHistoryEntry, TodoState
 from tests.conftest import make_event
 
@@ -281,10 +282,11 @@ async def test_target_hits_are_kept_with_their_event(store: Backend):
                 TargetRecord(seq, "r1", "queue:a")]
 
     events = [make_event(subject=f"s{n}") for n in range(70)]
+    events[64]["correlationid"] = "c"  # roots after it are not chunked (on SQLite)
     async with store.transaction() as tx:
         log = store.events.writes(tx)
         seqs = [r.seq for r in await log.append_many([item(e) for e in events], T0)]
-        # seqs[0] in a whole chunk of root rows, seqs[65] after them (on SQLite).
+        # seqs[0] in a chunk of root rows, seqs[65] after them (on SQLite).
         await log.set_routes([(seqs[0], ["r2", "r1"], hits(seqs[0])),
                               (seqs[65], ["r2", "r1"], hits(seqs[65])),
                               (seqs[1], ["r3"], [])])
@@ -391,6 +393,52 @@ async def test_a_large_batch_is_stored_as_its_events_one_by_one(store: Backend):
             [item(events[n]) for n in (1, 100, 149)], T1)
     assert [(r.duplicate, r.seq) for r in repeats] == [
         (True, seqs[1]), (True, seqs[100]), (True, seqs[149])]
+
+
+def test_sqlite_root_rows_go_in_whole_chunks_then_a_statement_per_power_of_two():
+    # Each statement costs the commit thread a wait for the GIL: few of them, of few
+    # distinct texts (each size is compiled and cached once).
+    assert pieces(300) == [256, 32, 8, 4]
+    assert pieces(CHUNK * 2 + 1) == [CHUNK, CHUNK, 1]
+    assert pieces(0) == []
+    for rows in range(1, 3 * CHUNK):
+        counts = pieces(rows)
+        assert sum(counts) == rows and counts == sorted(counts, reverse=True)
+        assert len(counts) <= rows // CHUNK + CHUNK.bit_length() - 1
+        assert all(c & (c - 1) == 0 and c <= CHUNK for c in counts)
+
+
+async def test_a_batch_past_a_whole_chunk_is_found_and_routed_in_every_piece(store: Backend):
+    """A batch of 300 roots (on SQLite one statement of 256 rows, then pieces of 32, 8
+    and 4 rows): while its rows wait for COMMIT, a repeat of any of them is its duplicate
+    and routes and target hits are written into any of them; the pieces' boundaries
+    included."""
+    events = [make_event(subject=f"p{n}") for n in range(300)]
+    edges = [0, 255, 256, 287, 288, 295, 296, 299]
+    async with store.transaction() as tx:
+        log = store.events.writes(tx)
+        results = await log.append_many([item(e) for e in events], T0)
+        repeats = await log.append_many([item(events[n]) for n in edges], T0)
+        one = await log.append(*item(events[290])[:2], T0, item(events[290])[2])
+        await log.set_routes([(results[n].seq, [f"r{n}"],
+                               [TargetRecord(results[n].seq, f"r{n}", "queue:a", {"n": n})])
+                              for n in edges])
+        await log.add_targets([TargetRecord(results[n].seq, "dead", "queue:z")
+                               for n in edges[1:]])
+    seqs = [r.seq for r in results]
+    assert seqs == list(range(seqs[0], seqs[0] + 300))
+    assert [(r.duplicate, r.seq) for r in repeats] == [(True, seqs[n]) for n in edges]
+    assert one.duplicate and one.seq == seqs[290]
+    stored = await store.events.read(limit=1000)
+    assert [e.event for e in stored] == events
+    assert {e.seq: e.routes for e in stored if e.routes} == {
+        seqs[n]: (f"r{n}",) for n in edges}
+    for n in edges:
+        found = await store.events.find(events[n]["source"], events[n]["id"])
+        assert found is not None and found.seq == seqs[n]
+        assert [(t.route, t.target, t.detail) for t in await store.events.targets_of(seqs[n])
+                ] == [*([("dead", "queue:z", {})] if n else []), (f"r{n}", "queue:a", {"n": n})]
+
 
 # -- configuration ------------------------------------------------------------------------
 async def test_config_objects_round_trip_and_version_grows(store: Backend):

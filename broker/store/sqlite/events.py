@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -62,10 +63,15 @@ decides them later, and `set_routes` writes them into the row while the row is s
 held back."""
 INSERT_KEY = "INSERT INTO {table} (key, kind, seq) VALUES (?, ?, ?)"
 
-CHUNK = 64
-"""Rows per `INSERT_ROOTS` statement. A statement run per row (`executemany`) opens its
-cursors and reads and writes the AUTOINCREMENT counter once per row; one run for many
-rows does that once (~6,000 instructions per row less; 64 gets nearly all of it)."""
+CHUNK = 256
+"""Rows per statement inserting root rows (`roots_sql`; a power of two). A statement
+run per row (`executemany`) opens its cursors and reads and writes the AUTOINCREMENT
+counter once per row; one run for many rows does that once (~6,000 instructions per
+row less). Few statements matter as much on the commit thread: after each one it takes
+the GIL back, waiting out the event loop's switch interval while requests are parsed
+(~0.5 ms a statement, as long as binding 64 rows). The rows past the last whole chunk
+go in statements of the powers of two their count is made of (`pieces`): a few
+statements, of few distinct texts (a compiled 128-row insert holds ~300 KB)."""
 ROOT_COLUMNS = ("source, id, type, subject, time, recvtime, body, idhash, digest, routes,"
                 " targets")
 WIDTH = 10
@@ -75,9 +81,25 @@ None it binds (~1,300 instructions each), an absent column costs nothing."""
 NO_ROUTES = 0
 """A chunked row's routes and targets until routing sets them: stored as NULL
 (`nullif`), bound as an int, which sqlite3 binds without adapting it as it does None."""
-INSERT_ROOTS = (f"INSERT INTO events ({ROOT_COLUMNS}) VALUES " + ", ".join(
-    ["(" + "?, " * (WIDTH - 2) + f"x'', nullif(?, {NO_ROUTES}), nullif(?, {NO_ROUTES}))"]
-    * CHUNK))
+ROOTS_HEAD = f"INSERT INTO events ({ROOT_COLUMNS}) VALUES "
+ROOT_VALUES = ("(" + "?, " * (WIDTH - 2)
+               + f"x'', nullif(?, {NO_ROUTES}), nullif(?, {NO_ROUTES}))")
+
+
+@functools.lru_cache(maxsize=CHUNK.bit_length())
+def roots_sql(rows: int) -> str:
+    """The insert of `rows` root rows in one statement."""
+    return ROOTS_HEAD + ", ".join([ROOT_VALUES] * rows)
+
+
+def pieces(rows: int) -> list[int]:
+    """The row counts of the statements inserting `rows` root rows: whole chunks, then
+    the powers of two the rest is made of, largest first."""
+    rest = rows % CHUNK
+    return [CHUNK] * (rows // CHUNK) + [1 << bit for bit in range(rest.bit_length() - 1,
+                                                                  -1, -1) if rest >> bit & 1]
+
+
 ROOT_KEYS = ("INSERT INTO {table} (key, kind, seq)"
              " SELECT idhash, 0, seq FROM events WHERE seq BETWEEN ? AND ?")
 """The identity keys of the chunked rows, read back from them: one statement, where
@@ -147,22 +169,37 @@ def _probes(tables: Sequence[str]) -> str:
 class _HeldBatch:
     """Event rows held back (`insert_later`) with their keys, while they wait: an append
     of the same transaction joins them instead of running them first. The rows come in
-    two runs, in seq order: whole chunks of root rows (`INSERT_ROOTS`, flat lists of
-    `WIDTH` values per row; their keys are read back from them), then `rows` in `_row`'s
+    two runs, in seq order: chunks of root rows (flat lists of `WIDTH` values per row,
+    of `pieces` rows each; their keys are read back from them), then `rows` in `_row`'s
     layout with their `keys`, which later appends join."""
 
-    __slots__ = ("_seqs", "chunked", "chunks", "first", "keys", "rows", "table")
+    __slots__ = ("_seqs", "chunked", "chunks", "first", "held", "keys", "rows", "starts",
+                 "table")
 
     def __init__(self, first: int, chunks: list[list[Any]], rows: list[tuple[Any, ...]],
-                 keys: list[tuple[int, int, int]], table: str) -> None:
+                 keys: list[tuple[int, int, int]], table: str,
+                 held: list[list[list[Any]]]) -> None:
         self.first = first
         self.chunks = chunks
-        self.chunked = len(chunks) * CHUNK
+        self.starts: list[int] = []
+        """The row (from `first`) each chunk starts at."""
+        at = 0
+        for chunk in chunks:
+            self.starts.append(at)
+            at += len(chunk) // WIDTH
+        self.chunked = at
+        self.held = held
+        """The lists of chunks handed to `insert_later`, one per statement text."""
         self.rows = rows
         self.keys = keys
         self.table = table
         self._seqs: dict[int, list[int]] | None = None
         """Identity key -> seqs of the held rows with it (made when first asked)."""
+
+    def _chunk_of(self, at: int) -> tuple[list[Any], int]:
+        """The chunk holding chunked row `at` and where its values start in it."""
+        index = bisect_right(self.starts, at) - 1
+        return self.chunks[index], (at - self.starts[index]) * WIDTH
 
     @property
     def next_seq(self) -> int:
@@ -198,7 +235,7 @@ class _HeldBatch:
         for seq in reversed(seqs.get(idhash, ())):
             at = seq - self.first
             if at < self.chunked:
-                chunk, base = self.chunks[at // CHUNK], at % CHUNK * WIDTH
+                chunk, base = self._chunk_of(at)
                 if chunk[base] == source and chunk[base + 1] == id:
                     return seq, chunk[base + 6]
                 continue
@@ -214,7 +251,7 @@ class _HeldBatch:
         False when none holds it."""
         at = seq - self.first
         if 0 <= at < self.chunked:
-            chunk, base = self.chunks[at // CHUNK], at % CHUNK * WIDTH
+            chunk, base = self._chunk_of(at)
             chunk[base + 8] = routes
             chunk[base + 9] = targets
             return True
@@ -229,8 +266,8 @@ class _HeldBatch:
         holds it."""
         at = seq - self.first
         if 0 <= at < self.chunked:
-            value = self.chunks[at // CHUNK][at % CHUNK * WIDTH + 9]
-            return True, value or None  # NO_ROUTES until set
+            chunk, base = self._chunk_of(at)
+            return True, chunk[base + 9] or None  # NO_ROUTES until set
         at -= self.chunked
         if 0 <= at < len(self.rows):
             return True, self.rows[at][-1]
@@ -240,7 +277,8 @@ class _HeldBatch:
         """Write `targets` into the held row of `seq` (`targets` found it held)."""
         at = seq - self.first
         if at < self.chunked:
-            self.chunks[at // CHUNK][at % CHUNK * WIDTH + 9] = targets
+            chunk, base = self._chunk_of(at)
+            chunk[base + 9] = targets
         else:
             at -= self.chunked
             self.rows[at] = (*self.rows[at][:-1], targets)
@@ -267,8 +305,10 @@ class SqliteEventWrites(EventWrites):
         batch = self._held
         if batch is None or not held_rows(self.conn, batch.rows):
             return None
-        if any((sql == INSERT_EVENT or sql == INSERT_ROOTS) and rows is not batch.rows
-               and rows is not batch.chunks for sql, rows in getattr(self.conn, "held", ())):
+        ours = batch.held
+        if any((sql == INSERT_EVENT or sql.startswith(ROOTS_HEAD)) and rows is not batch.rows
+               and not any(rows is chunks for chunks in ours)
+               for sql, rows in getattr(self.conn, "held", ())):
             return None
         return batch
 
@@ -370,8 +410,8 @@ class SqliteEventWrites(EventWrites):
                 batch.add(row, _keys(row, batch.next_seq))
             return results
         # Held back to the transaction's next statement or its COMMIT: a batch nothing
-        # else reads is then inserted off the event loop. Whole chunks of root rows
-        # first, the rest (and what joins later) row by row with their keys.
+        # else reads is then inserted off the event loop. The root rows in chunks
+        # first (`pieces`), the rest (and what joins later) row by row with their keys.
         flat: list[Any] = []
         extend = flat.extend
         # Chunk rows have no lineage columns: only roots go in them, up to the first
@@ -383,10 +423,12 @@ class SqliteEventWrites(EventWrites):
                 break
             extend((event["source"], event["id"], event["type"], get("subject"), get("time"),
                     recvtime, raw, idhash, NO_ROUTES, NO_ROUTES))
-        chunked = len(flat) // WIDTH // CHUNK * CHUNK
-        del flat[chunked * WIDTH:]
-        span = CHUNK * WIDTH
-        chunks = [flat[at:at + span] for at in range(0, len(flat), span)]
+        chunked = len(flat) // WIDTH
+        chunks: list[list[Any]] = []
+        at = 0
+        for count in pieces(chunked):
+            chunks.append(flat[at:at + count * WIDTH])
+            at += count * WIDTH
         rows: list[tuple[Any, ...]] = []
         key_rows: list[tuple[int, int, int]] = []
         seq = first + chunked
@@ -396,16 +438,24 @@ class SqliteEventWrites(EventWrites):
             rows.append(row)
             key_rows.extend(_keys(row, seq))
             seq += 1
-        if chunks:
-            # Lists, not tuples: `set_routes` writes into a chunk in place, and sqlite3
-            # binds a list's values as it binds a tuple's.
-            insert_later(self.conn, INSERT_ROOTS, cast("list[tuple[Any, ...]]", chunks))
+        # Lists, not tuples: `set_routes` writes into a chunk in place, and sqlite3
+        # binds a list's values as it binds a tuple's. One statement per piece but the
+        # whole chunks, which share one.
+        statements: list[list[list[Any]]] = []
+        for chunk in chunks:
+            if statements and len(statements[-1][0]) == len(chunk):
+                statements[-1].append(chunk)
+            else:
+                statements.append([chunk])
+        for same in statements:
+            insert_later(self.conn, roots_sql(len(same[0]) // WIDTH),
+                         cast("list[tuple[Any, ...]]", same))
         insert_later(self.conn, INSERT_EVENT, rows)
         if chunks:
             insert_later(self.conn, ROOT_KEYS.format(table=table),
                          [(first, first + chunked - 1)])
         insert_later(self.conn, INSERT_KEY.format(table=table), key_rows)
-        self._held = _HeldBatch(first, chunks, rows, key_rows, table)
+        self._held = _HeldBatch(first, chunks, rows, key_rows, table, statements)
         return results
 
     def _sift(self, items: Sequence[EventItem], keys: list[int], roots: Sequence[int] | None,
