@@ -281,12 +281,18 @@ class WriteContext:
             at = end
         # Events nothing routes (no route, no hop count) are only recorded: no
         # coroutine per event then. `_route` spelled out: one coroutine per event less.
-        record, passes, route = self._record, self._routing.passes, self._routing.route
+        # `_record` spelled out too: the seqs ascend, so the budget hears of the first.
+        fresh = next((result.seq for result in results if not result.duplicate), None)
+        if fresh is not None:
+            self._budget.appended(fresh)
+        passes, route = self._routing.passes, self._routing.route
         routes = self._routes
+        recvtime, committed = self.recvtime, self._committed.append
         try:
             for (event, raw, _), result in zip(items, results, strict=True):
                 if not result.duplicate:
-                    stored = record(result.seq, raw, event, 0)
+                    stored = StoredEvent(result.seq, recvtime, raw, (), event)
+                    committed(stored)
                     if not passes(event):
                         routed = await route(self, stored)
                         if routed.routes:
