@@ -440,6 +440,28 @@ async def test_a_batch_past_a_whole_chunk_is_found_and_routed_in_every_piece(sto
                 ] == [*([("dead", "queue:z", {})] if n else []), (f"r{n}", "queue:a", {"n": n})]
 
 
+async def test_a_batch_stores_each_events_bytes_exactly(store: Backend):
+    """What a batch stores is each event's own bytes, whatever characters and escapes
+    they hold: read back unchanged, and a repeat told from a conflict by them, while
+    the rows wait for COMMIT and after it."""
+    texts = ["é", "日本語", "\U0001f525 \u2028", 'quote " back \\ slash', "\u0000 \u001f tab\t"]
+    events = [make_event(subject=f"u{n}", data={"text": text, "n": n})
+              for n, text in enumerate(texts * 4)]
+    changed = {**events[3], "data": {"text": texts[3], "n": -1}}
+    async with store.transaction() as tx:
+        log = store.events.writes(tx)
+        results = await log.append_many([item(e) for e in events], T0)
+        held = await log.append_many([item(events[3]), item(changed)], T0)
+    assert [(r.duplicate, r.conflict) for r in held] == [(True, False), (True, True)]
+    for event, result in zip(events, results, strict=True):
+        stored = await store.events.get(result.seq)
+        assert stored is not None and stored.raw == canonical(event)
+    async with store.transaction() as tx:
+        later = await store.events.writes(tx).append_many([item(events[1]), item(changed)],
+                                                          T0)
+    assert [(r.duplicate, r.conflict) for r in later] == [(True, False), (True, True)]
+
+
 # -- configuration ------------------------------------------------------------------------
 async def test_config_objects_round_trip_and_version_grows(store: Backend):
     v0 = await store.config.version()
