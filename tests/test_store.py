@@ -26,6 +26,7 @@ from broker.store.sqlite import SqliteBackend
 from broker.store.sqlite.events import CHUNK, pieces
 from broker.todos.model import TodoHistoryEntry, TodoState
 from tests.conftest import make_event
+from tests.store_support import sqlite_store_before
 
 BACKENDS = ["sqlite", "postgresql"]
 T0 = "2026-11-25T10:00:00.000000Z"
@@ -821,13 +822,7 @@ async def test_target_hits_of_a_previous_release_move_into_their_events(
             (3, "subscription:s", "subscription:s", b'{"duplicate":true}')]
     if backend == "sqlite":
         path = tmp_path / "previous.db"
-        conn = sqlite3.connect(path, isolation_level=None)
-        conn.create_function("opsbus_key64", -1, lambda *p: None)  # no rows yet
-        for version, name, sql in migrations("sqlite"):
-            if name.endswith("_targets_in_row.sql"):  # the first of this release
-                break
-            conn.executescript(sql)
-            conn.execute(f"PRAGMA user_version={version}")
+        conn = sqlite_store_before(path, "_targets_in_row.sql")
         for event in events:
             raw = orjson.dumps(event)
             conn.execute("INSERT INTO events (source, id, type, recvtime, digest, body)"
@@ -893,12 +888,7 @@ async def test_target_hits_of_a_previous_release_move_into_their_events(
 
 async def test_due_times_in_epoch_seconds_become_stamps(tmp_path: Path):
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for version, _, sql in migrations("sqlite"):
-        if version > 5:
-            break
-        conn.executescript(sql)
-        conn.execute(f"PRAGMA user_version={version}")
+    conn = sqlite_store_before(path, "_stamps.sql")
     event = make_event(id="due")
     raw = orjson.dumps(event)
     conn.execute("INSERT INTO events (source, id, type, recvtime, digest, body)"
@@ -925,12 +915,7 @@ async def test_a_store_of_the_previous_release_upgrades_to_hashed_identity(tmp_p
     """Built by the previous release's migrations (text identity index, foreign keys on
     the log), then opened: every event reads back, dedupe and links use the hashes."""
     path = tmp_path / "previous.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for version, name, sql in migrations("sqlite"):
-        if name.endswith("_hashed_identity.sql"):  # the first of this release
-            break
-        conn.executescript(sql)
-        conn.execute(f"PRAGMA user_version={version}")
+    conn = sqlite_store_before(path, "_hashed_identity.sql")
     events = [make_event(id=f"old-{i}", correlationid="incident-7") for i in range(300)]
     for event in events:
         raw = orjson.dumps(event)

@@ -13,7 +13,6 @@ import asyncpg
 import orjson
 
 from broker.cli.up import SAMPLES, load_samples
-from broker.store.migrations import migrations
 from broker.store.postgres import log as pglog
 from broker.store.postgres.connection import PgOptions, connect
 from broker.store.postgres.copy import copy_sqlite_to_postgres
@@ -21,6 +20,7 @@ from broker.store.sqlite import SqliteBackend
 from tests.broker_process import ROOT, BrokerProcess
 from tests.pg_support import pg_url  # noqa: F401  (fixture)
 from tests.pg_writer import new_event
+from tests.store_support import sqlite_store_before
 
 
 def run_copy(source: Path, url: str) -> subprocess.CompletedProcess[str]:
@@ -123,13 +123,7 @@ async def test_hits_of_a_store_never_opened_by_this_release_are_copied(
     """A store of the previous release keeps its hits in `event_targets`; the copy reads
     the file as it is, so the hits come over in their events' rows all the same."""
     path = tmp_path / "opsbus.db"
-    lite = sqlite3.connect(path, isolation_level=None)
-    lite.create_function("opsbus_key64", -1, lambda *p: None)  # no rows yet
-    for version, name, sql in migrations("sqlite"):
-        if name.endswith("_targets_in_row.sql"):  # the first of this release
-            break
-        lite.executescript(sql)
-        lite.execute(f"PRAGMA user_version={version}")
+    lite = sqlite_store_before(path, "_targets_in_row.sql")
     for n in range(3):
         raw = orjson.dumps({"specversion": "1.0", "source": "s", "id": f"e{n}", "type": "t"})
         lite.execute("INSERT INTO events (source, id, type, recvtime, digest, body)"
