@@ -19,6 +19,21 @@ from tests.broker_process import ADMIN_TOKEN, BrokerProcess, free_port  # noqa: 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 """Every bench broker runs authenticated, as shipped; every load generator sends this."""
 
+
+def counter(url: str, name: str = "opsbus_commits_total") -> int | None:
+    """A counter of the broker's metrics, its commits by default (None when it has no
+    metrics: the reference servers)."""
+    import urllib.request
+
+    request = urllib.request.Request(url + "/metrics", headers=AUTH)
+    try:
+        text = urllib.request.urlopen(request, timeout=60).read().decode()
+    except OSError:
+        return None
+    found = re.search(rf"^{name} (\S+)", text, re.M)
+    return int(float(found.group(1))) if found else None
+
+
 WRK = shutil.which("wrk")
 
 

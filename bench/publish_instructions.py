@@ -34,7 +34,7 @@ from pathlib import Path
 
 import aiohttp
 import orjson
-from _common import ADMIN_TOKEN, AUTH, PAYLOAD, free_port
+from _common import ADMIN_TOKEN, AUTH, PAYLOAD, counter, free_port
 from routes import queue_only
 
 
@@ -62,17 +62,6 @@ async def publish(url: str, requests: int, size: int) -> None:
                     assert answer.status in (200, 201), answer.status
 
         await asyncio.gather(*(publisher() for _ in range(32)))
-
-
-def commits(url: str) -> int | None:
-    """The broker's commits so far (None for the reference): read outside the count."""
-    request = urllib.request.Request(url + "/metrics", headers=AUTH)
-    try:
-        text = urllib.request.urlopen(request, timeout=60).read().decode()
-    except OSError:
-        return None
-    found = re.search(r"^opsbus_commits_total (\S+)", text, re.M)
-    return int(float(found.group(1))) if found else None
 
 
 def counted(pid: int, work: Path, run: Callable[[], object], keep: Path | None = None
@@ -139,10 +128,10 @@ def main() -> None:
         if args.idle_seconds > 0:
             idle, idle_took = counted(broker.pid, work, lambda: time.sleep(args.idle_seconds))
             idle_rate = idle / idle_took
-        before = commits(url)
+        before = counter(url)
         total, took = counted(broker.pid, work, lambda: asyncio.run(publish(url, requests, size)),
                               keep=args.keep)
-        after = commits(url)
+        after = counter(url)
         events = requests * size
         groups = ("" if before is None or after is None
                   else f", {events / max(after - before, 1):.1f} events per commit")
