@@ -28,6 +28,14 @@ def merged(stored: bytes | str | None, hits: Sequence[TargetRecord]) -> bytes | 
     return orjson.dumps(held + added) if added else None
 
 
+def by_event(hits: Sequence[TargetRecord]) -> dict[int, list[TargetRecord]]:
+    """`hits` grouped by the seq of their event, in order."""
+    grouped: dict[int, list[TargetRecord]] = {}
+    for hit in hits:
+        grouped.setdefault(hit.seq, []).append(hit)
+    return grouped
+
+
 def records(seq: int, stored: bytes | str | None) -> list[TargetRecord]:
     """The hits of `stored`, ordered by route then target (as the API lists them)."""
     if not stored:

@@ -23,7 +23,7 @@ from broker.filters.narrow import NARROW_ATTRIBUTES, Narrowing
 from broker.store.keys import link_key
 from broker.store.postgres import log as pglog
 from broker.store.postgres.transaction import PoolSource, transaction_of
-from broker.store.targets import encoded, merged
+from broker.store.targets import by_event, encoded, merged
 from broker.store.transaction import Transaction
 
 if TYPE_CHECKING:
@@ -90,10 +90,7 @@ class PgEventWrites(EventWrites):
 
     async def add_targets(self, records: Sequence[TargetRecord]) -> None:
         # Rare (a hand-over after routing): each event's hits merged with what it holds.
-        by_seq: dict[int, list[TargetRecord]] = {}
-        for record in records:
-            by_seq.setdefault(record.seq, []).append(record)
-        for seq, hits in by_seq.items():
+        for seq, hits in by_event(records).items():
             stored = await self.conn.fetchval(
                 "SELECT targets FROM events WHERE seq = $1 FOR UPDATE", seq)
             value = merged(stored, hits)

@@ -33,7 +33,7 @@ from broker.store.keys import (
 from broker.store.sqlite.connections import ReaderPool, beside_held, held_rows, insert_later
 from broker.store.sqlite.periods import VIEW, KeyPeriods, union_all
 from broker.store.sqlite.transaction import connection_of
-from broker.store.targets import encoded, merged, records
+from broker.store.targets import by_event, encoded, merged, records
 from broker.store.transaction import Transaction
 from broker.store.window import DedupeWindow
 
@@ -524,11 +524,8 @@ class SqliteEventWrites(EventWrites):
     async def add_targets(self, records: Sequence[TargetRecord]) -> None:
         # Rare (a hand-over after routing): each event's hits merged with what it holds,
         # in its held row or read and updated.
-        by_seq: dict[int, list[TargetRecord]] = {}
-        for record in records:
-            by_seq.setdefault(record.seq, []).append(record)
         batch = self._live()
-        for seq, hits in by_seq.items():
+        for seq, hits in by_event(records).items():
             held, stored = batch.targets(seq) if batch is not None else (False, None)
             if not held:
                 row = self.conn.execute("SELECT targets FROM events WHERE seq = ?",
