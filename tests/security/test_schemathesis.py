@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import schemathesis
 
 from tests.broker_process import BrokerProcess
 from tests.conftest import make_event
 from tests.security.problems import call
-
-schemathesis = pytest.importorskip("schemathesis")
-hypothesis = pytest.importorskip("hypothesis")
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "5"))
 """Generated requests per operation and generation mode (valid, invalid); raise it with
