@@ -187,15 +187,17 @@ def latency(url: str, pid: int | None, args: argparse.Namespace) -> dict[str, fl
                    procs=args.reader_procs, pinned=args.pin)
 
 
-def group_size(url: str, before: tuple[int | None, int | None]) -> int:
-    """Mean events per commit since `before` (commits, events committed); 0 if unknown."""
-    commits, events = before
-    now_commits, now_events = counter(url), counter(url, "opsbus_events_committed_total")
-    if None in (commits, events, now_commits, now_events):
+def committed(url: str) -> tuple[int, int] | None:
+    """(commits, events committed) so far, from the broker's metrics; None without."""
+    commits, events = counter(url), counter(url, "opsbus_events_committed_total")
+    return None if commits is None or events is None else (commits, events)
+
+
+def group_size(before: tuple[int, int] | None, after: tuple[int, int] | None) -> int:
+    """Mean events per commit between two `committed` readings; 0 if unknown."""
+    if before is None or after is None:
         return 0
-    assert commits is not None and events is not None
-    assert now_commits is not None and now_events is not None
-    return round((now_events - events) / max(now_commits - commits, 1))
+    return round((after[1] - before[1]) / max(after[0] - before[0], 1))
 
 
 # -- raw SQLite ceiling -------------------------------------------------------------------
@@ -553,10 +555,10 @@ def main() -> None:
             assert broker.proc is not None
             with CpuShare(broker.proc.pid, shares["single"]):
                 single.append(load(broker.url, batch=1, seconds=args.seconds)[0])
-            before = (counter(broker.url), counter(broker.url, "opsbus_events_committed_total"))
+            before = committed(broker.url)
             with CpuShare(broker.proc.pid, shares["batched"]):
                 batched.append(load(broker.url, batch=100, seconds=args.seconds)[0] * 100)
-            group_sizes.append(group_size(broker.url, before))
+            group_sizes.append(group_size(before, committed(broker.url)))
             if lat is None and not args.no_latency:
                 assert broker.proc is not None
                 lat = latency(broker.url, broker.proc.pid, args)
