@@ -68,13 +68,13 @@ def build_request(sub: Subscription, stored: StoredEvent, msg_id: str,
     `msg_id` is the Standard Webhooks message id, the same on every retry; `timestamp`
     the Unix time it is signed at (unused without a secret)."""
     url, static, secrets = sub.request_parts
-    headers = static.copy()
     if sub.content_mode == "structured":
         body = stored.raw
-        headers["Content-Type"] = "application/cloudevents+json"
+        headers = {**static, "Content-Type": "application/cloudevents+json"}
     else:
         ce_headers, body = to_binary(stored.event)
-        headers.update(ce_headers)
+        # The rendering's own dict is the request's when there are no static headers.
+        headers = {**static, **ce_headers} if static else ce_headers
     if sub.secret is not None:
         headers.update(signature_headers(sub.secret, msg_id, timestamp, body))
     return OutboundRequest("POST", url, headers, body, secrets)
@@ -539,21 +539,26 @@ class PushDispatcher(StoreDispatcher):
         if plain:
             await writes.settle_many(plain)
         for s in batch:
-            if s.outcome is not Outcome.UNSENT:
+            if s.outcome is not Outcome.UNSENT and self._moves_breaker(s.sub, s.result):
                 await self._record_health(ctx, s.sub, s.result, s.now or stamp)
+
+    def _moves_breaker(self, sub: Subscription, result: OutboundResult) -> bool:
+        """Whether the attempt may change the shared breaker: not a refusal (a 4xx says
+        nothing about the receiver's health), nor a success while the breaker is clean
+        as last read. The common case is decided here, with no read and no coroutine; a
+        breaker another process opened since this pass read it closes at its next probe
+        instead."""
+        if result.ok:
+            seen = self.health.get(sub.name)
+            return seen is not None and not seen.clean
+        return result.retryable
 
     async def _record_health(self, ctx: WriteContext, sub: Subscription,
                              result: OutboundResult, now: str) -> None:
-        """The attempt's effect on the shared breaker, decided on the stored record in
-        the settling transaction; the process whose write suspends or resumes the
-        subscription announces it, in the same transaction (so exactly once)."""
-        if not (result.ok or result.retryable):
-            return  # refused outright (4xx): says nothing about the receiver's health
-        seen = self.health.get(sub.name)
-        if result.ok and (seen is None or seen.clean):
-            # The common case costs no read. A breaker another process opened since
-            # this pass read it closes at its next probe instead.
-            return
+        """The attempt's effect on the shared breaker (one `_moves_breaker` allows),
+        decided on the stored record in the settling transaction; the process whose
+        write suspends or resumes the subscription announces it, in the same
+        transaction (so exactly once)."""
         writes = self.repo.writes(ctx.transaction)
         current = await writes.breaker(sub.name) or breaker.closed(sub.name, now)
         if result.ok:
