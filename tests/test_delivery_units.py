@@ -3,8 +3,10 @@ signatures, backoff, the circuit breaker and template escaping."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import socket
+import time
 
 import pytest
 
@@ -18,14 +20,21 @@ from broker.delivery.subscriptions import RetryPolicy, Subscription
 from broker.dispatcher import DispatchSettings
 from broker.metrics_delivery import DeliveryCounts
 from broker.outbound import (
+    CallDeadlines,
     GuardedResolver,
     OutboundRefused,
+    OutboundRequest,
+    OutboundResult,
     _socket_factory,
     clean_header_value,
+    close_session,
+    open_session,
     refusal,
     retry_after_seconds,
+    send,
 )
 from broker.timeutil import later
+from tests.delivery_support import Receiver
 
 
 @pytest.mark.parametrize(("address", "private_ok", "refused"), [
@@ -206,3 +215,65 @@ async def test_a_pass_does_not_rearm_at_once_on_an_ended_cool_down():
     assert await dispatcher._pass() == 3600
     dispatcher._in_flight["hook"] = 0
     assert await dispatcher._pass() == 0.01  # free to probe (nothing due to probe with)
+
+
+async def test_calls_timed_on_one_timer_end_as_timeouts_at_their_own_deadlines():
+    """`CallDeadlines` keeps many calls' timeouts on one timer: a call with a shorter
+    timeout than the one the timer waits for still ends at its own deadline, as a
+    retryable timeout; an answer in time is untouched; the longer call ends at its
+    deadline too, from the timer armed again."""
+    receiver = await Receiver().start()
+    session = open_session(allow_private=True)
+    deadlines = CallDeadlines()
+    request = OutboundRequest("POST", receiver.url + "/hook", {}, b"{}")
+    calls: list[asyncio.Task[OutboundResult]] = []
+
+    def call(timeout: float) -> asyncio.Task[OutboundResult]:
+        calls.append(asyncio.create_task(send(session, request, timeout=timeout,
+                                              now=time.time, deadlines=deadlines)))
+        return calls[-1]
+
+    try:
+        receiver.hold()
+        slow = call(1.5)
+        await receiver.wait_held(1)
+        short = call(0.2)
+        # Waited for without being cancelled on the way: only the deadlines end them.
+        await asyncio.wait([short], timeout=1.0)
+        assert short.done() and not slow.done()
+        assert (short.result().status, short.result().error, short.result().retryable) == (
+            None, "timed out after 0.2s", True)
+        await asyncio.wait([slow], timeout=5)
+        assert slow.done()
+        assert (slow.result().status, slow.result().error) == (None, "timed out after 1.5s")
+        receiver.release()
+        answered = await send(session, request, timeout=5, now=time.time,
+                              deadlines=deadlines)
+        assert answered.status == 200 and answered.error is None
+    finally:
+        for task in calls:
+            task.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+        await close_session(session)
+        await receiver.stop()
+
+
+async def test_a_call_cancelled_from_outside_is_not_taken_for_a_timeout():
+    """A sender stopped mid-call (the broker shutting down) is cancelled, not given a
+    timed-out result to record: only the deadlines' own cancel is a timeout."""
+    receiver = await Receiver().start()
+    session = open_session(allow_private=True)
+    deadlines = CallDeadlines()
+    request = OutboundRequest("POST", receiver.url + "/hook", {}, b"{}")
+    try:
+        receiver.hold()
+        call = asyncio.create_task(send(session, request, timeout=60, now=time.time,
+                                        deadlines=deadlines))
+        await receiver.wait_held(1)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert not deadlines._due  # forgotten, not left for the timer
+    finally:
+        await close_session(session)
+        await receiver.stop()

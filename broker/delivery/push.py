@@ -32,6 +32,7 @@ from broker.errors import OpsbusError
 from broker.events import new_event, to_binary
 from broker.metrics_delivery import DeliveryCounts
 from broker.outbound import (
+    CallDeadlines,
     OutboundRequest,
     OutboundResult,
     send,
@@ -130,6 +131,8 @@ class PushDispatcher(StoreDispatcher):
         out must not be claimed again, which would count an attempt that was never
         made and, on the last one, dead-letter a delivery whose call may yet succeed."""
         self._to_settle: list[_Settlement] = []
+        self._deadlines = CallDeadlines()
+        """The calls' timeouts, on one timer."""
         self._settling = False
         self._more: set[str] = set()
         """Subscriptions whose last claim took all it asked for: while draining a
@@ -390,7 +393,8 @@ class PushDispatcher(StoreDispatcher):
                                     int(self.clock.epoch()) if sub.secret is not None else 0)
         except OpsbusError as exc:  # data that cannot be rendered in binary mode
             return OutboundResult(None, 0.0, error=exc.detail, refused=True)
-        return await send(self._session, request, timeout=sub.timeout, now=self.clock.epoch)
+        return await send(self._session, request, timeout=sub.timeout, now=self.clock.epoch,
+                          deadlines=self._deadlines)
 
     def _settle(self, sub: Subscription, item: LeasedDelivery, result: OutboundResult
                 ) -> asyncio.Future[None] | None:
