@@ -560,6 +560,41 @@ async def test_item_writes_in_one_transaction_read_back_and_undo_with_a_savepoin
     assert (counts.open, counts.resolved) == (1, 1)
 
 
+async def test_many_item_writes_in_one_transaction_keep_every_row_and_its_order(
+        store: Backend):
+    """300 events attached to 7 items in one transaction (on SQLite their event and
+    history rows go many to a statement: 256, then 32, 8 and 4; the 7 saves 4, 2 and
+    1): every row is written once, history in the order it was added, each item as its
+    last save left it."""
+    from dataclasses import replace
+
+    seqs = await append(store, *(make_event() for _ in range(300)))
+    async with store.transaction() as tx:
+        todos = store.todos.writes(tx)
+        items = [await todos.insert(queue="q", key=f"k{n}", title="t", priority=None,
+                                    seq=seqs[n], at=T0) for n in range(7)]
+        for n, seq in enumerate(seqs[7:], start=7):
+            found = await todos.find_active("q", f"k{n % 7}")
+            assert found is not None
+            changed = replace(found, count=found.count + 1, title=f"t{n}", event_seq=seq,
+                              last_seen=T1, updated_at=T2)
+            await todos.add_event(changed.id, seq)
+            await todos.save(changed)
+            await todos.add_history(changed.id, TodoHistoryEntry(T1, "updated", None,
+                                                                 note=str(n)))
+    for k, created in enumerate(items):
+        mine = [seq for n, seq in enumerate(seqs) if n % 7 == k]
+        assert await store.todos.event_seqs(created.id) == mine
+        assert [h.note for h in await store.todos.history(created.id)] == [
+            str(n) for n in range(7, 300) if n % 7 == k]
+        stored = await store.todos.get(created.id)
+        assert stored is not None
+        last = max(n for n in range(300) if n % 7 == k)
+        assert (stored.count, stored.title, stored.event_seq, stored.last_seen,
+                stored.updated_at, stored.state, stored.first_seen) == (
+            len(mine), f"t{last}", seqs[last], T1, T2, TodoState.OPEN, T0)
+
+
 async def test_silences_hold_until_they_end(store: Backend):
     async with store.transaction() as tx:
         silence = await store.silences.writes(tx).insert(
