@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from broker.bus import Bus, StoredEvent
     from broker.config import ConfigManager, ConfigObject, Kind
     from broker.metrics import Metrics
-    from broker.routing import RouteContributor, Router, TargetHandler
+    from broker.routing import QuickHandler, RouteContributor, Router, TargetHandler
 
 Service = Callable[[], Awaitable[None]]
 """A background task: started with the broker, cancelled at stop."""
@@ -45,11 +45,13 @@ class Wiring:
         self._config.on_change(listener)
 
     def target(self, kind: str, handler: TargetHandler, *, writes: bool = True,
-               undoes: bool = False) -> None:
+               undoes: bool = False, quick: QuickHandler | None = None) -> None:
         """Act on `kind:<name>` route targets inside the event's transaction (`writes`:
         the handler writes to the store, so it runs in a savepoint of its own; `undoes`:
-        it takes its own steps, so it runs in none: see `Router.register_target`)."""
-        self._router.register_target(kind, handler, writes=writes, undoes=undoes)
+        it takes its own steps, so it runs in none; `quick`: its synchronous part for
+        the common case: see `Router.register_target`)."""
+        self._router.register_target(kind, handler, writes=writes, undoes=undoes,
+                                     quick=quick)
 
     def implicit_routes(self, contributor: RouteContributor) -> None:
         """Routes computed from configuration (a subscription's own filter)."""

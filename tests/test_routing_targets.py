@@ -83,6 +83,34 @@ async def test_a_target_that_undoes_its_own_work_runs_in_no_step_of_the_routers(
                        "plugin:good": {"done": True}}
 
 
+async def test_a_quick_part_acts_first_and_leaves_the_rest_to_its_handler(core: Broker):
+    """A target's quick part (a queue attaching an event to an item its transaction
+    holds) is tried first on every hit: its detail is recorded and the handler does not
+    run; None hands the hit to the handler; its failure is recorded as the handler's."""
+    ran: list[str] = []
+
+    def quick(ctx: WriteContext, stored: StoredEvent, route: str, target: str
+              ) -> dict[str, Any] | None:
+        if target == "bad":
+            raise RuntimeError("the quick part broke")
+        return {"by": "quick"} if target == "quick" else None
+
+    async def handler(ctx: WriteContext, stored: StoredEvent, route: str, target: str
+                      ) -> dict[str, Any]:
+        ran.append(target)
+        return {"by": "handler"}
+
+    core.router.register_target("plugin", handler, undoes=True, quick=quick)
+    await core.config.put("routes", {"name": "three", "filter": {"exact": {
+        "type": "order.placed"}}, "targets": ["plugin:quick", "plugin:slow", "plugin:bad"]})
+
+    (answer,) = await core.bus.publish([make_event(type="order.placed")])
+    assert ran == ["slow"]
+    targets = {t.target: t.detail for t in await core.store.events.targets_of(answer.seq)}
+    assert targets == {"plugin:quick": {"by": "quick"}, "plugin:slow": {"by": "handler"},
+                       "plugin:bad": {"error": "the quick part broke"}}
+
+
 async def test_a_failing_unit_undoes_what_its_events_gathered_for_an_item(core: Broker):
     """Two units in one transaction attach events to the same item; the second fails:
     the item, its events and its one announcement are as the first left them."""

@@ -13,7 +13,7 @@ from broker.routing.index import (
     is_bus_event,
     names_bus_events,
 )
-from broker.routing.router import RouteContributor, Router, TargetHandler
+from broker.routing.router import QuickHandler, RouteContributor, Router, TargetHandler
 from broker.routing.routes import (
     NAME,
     ROUTE_FIELDS,
@@ -28,7 +28,8 @@ from broker.routing.routes import (
 
 __all__ = [
     "BUS_SOURCE_PREFIX", "BUS_TYPE_PREFIX", "GUARD_ATTRIBUTES", "NAME", "ROUTE_FIELDS",
-    "TARGET_KINDS", "CompiledRoute", "Guard", "RouteContributor", "RouteIndex", "Router",
-    "TargetHandler", "admits", "check_name", "check_object", "compile_route", "guard_of",
-    "is_bus_event", "names_bus_events", "parse_target", "validate_route",
+    "TARGET_KINDS", "CompiledRoute", "Guard", "QuickHandler", "RouteContributor",
+    "RouteIndex", "Router", "TargetHandler", "admits", "check_name", "check_object",
+    "compile_route", "guard_of", "is_bus_event", "names_bus_events", "parse_target",
+    "validate_route",
 ]

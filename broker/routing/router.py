@@ -24,6 +24,10 @@ TargetHandler = Callable[["WriteContext", StoredEvent, str, str],
                          Awaitable[dict[str, Any] | None]]
 """(ctx, event, route name, target name) -> detail recorded with the target hit."""
 
+QuickHandler = Callable[["WriteContext", StoredEvent, str, str], dict[str, Any] | None]
+"""A `TargetHandler`'s synchronous part: the detail when it acted, None (having changed
+nothing) when the handler must."""
+
 RouteContributor = Callable[[list[ConfigObject]], Iterable[CompiledRoute]]
 
 
@@ -38,25 +42,29 @@ class Router:
         self._contributors: list[RouteContributor] = []
         self._index: RouteIndex | None = None
         self._writers: set[str] = set()
-        self._undoers: set[str] = set()
+        self._undoers: dict[str, tuple[TargetHandler, QuickHandler | None]] = {}
+        """The handlers that take their own steps, each with its quick part (if any)."""
 
     def register_target(self, kind: str, handler: TargetHandler, *,
-                        writes: bool = True, undoes: bool = False) -> None:
+                        writes: bool = True, undoes: bool = False,
+                        quick: QuickHandler | None = None) -> None:
         """Act on `kind:<name>` targets inside the event's transaction. A handler that
         `writes` to the store runs in its own savepoint, so its failure undoes only its
         own work; one that only schedules after-commit work needs none (the savepoint
         would cost two statements per target hit). One that `undoes` its own work when
         it fails (it takes its own steps around what it writes, publishes or gathers,
         and changes nothing before them) runs in no step of the router's: for a queue,
-        a step per event it takes cost more than attaching the event."""
+        a step per event it takes cost more than attaching the event. Such a handler
+        may come with a `quick` part, tried first on every hit, without a coroutine:
+        it acts on the common case itself (returning the detail) or changes nothing
+        and returns None, and the handler runs."""
         self._handlers[kind] = handler
-        self._undoers.discard(kind)
+        self._undoers.pop(kind, None)
         self._writers.discard(kind)
         if undoes:
-            self._undoers.add(kind)
+            self._undoers[kind] = (handler, quick)
         elif writes:
             self._writers.add(kind)
-
     def add_contributor(self, contributor: RouteContributor) -> None:
         """Add implicit routes computed from configuration (e.g. subscription filters)."""
         self._contributors.append(contributor)
@@ -117,9 +125,13 @@ class Router:
         for route in matched:
             via = route.name
             for kind, name, target in route.hits:
-                if kind in undoers:  # `_act` without a step, spelled out
+                undoing = undoers.get(kind)
+                if undoing is not None:  # `_act` without a step, spelled out
+                    handler, quick = undoing
                     try:
-                        detail = await self._handlers[kind](ctx, stored, via, name)
+                        detail = None if quick is None else quick(ctx, stored, via, name)
+                        if detail is None:
+                            detail = await handler(ctx, stored, via, name)
                     except Exception as exc:
                         detail = _failed(exc, kind, name, stored)
                 else:

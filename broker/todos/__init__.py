@@ -49,8 +49,9 @@ class Todos:
     def wire(self, wiring: Wiring) -> None:
         wiring.kind(Kind("queues", "queue", validate_queue))
         wiring.on_config(self.queues.load)
-        # The intake takes its steps itself, only where it changes anything.
-        wiring.target("queue", self.intake.take, undoes=True)
+        # The intake takes its steps itself, only where it changes anything; an event
+        # of an item the transaction holds is attached without a coroutine.
+        wiring.target("queue", self.intake.take, undoes=True, quick=self.intake.take_held)
         wiring.service("todo-sweeper", self.sweeper.run)
         wiring.metrics.sampled(
             "opsbus_todo_changes_total", "Todo item changes by kind (opened, claimed, ...).",
