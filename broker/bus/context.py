@@ -10,6 +10,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -261,6 +263,13 @@ class WriteContext:
                 answers.append([])
                 items.append((events[0], encoded[0], None))
                 continue
+            if (encoded is not None and len(encoded) == len(events)
+                    and max(map(len, encoded)) <= limit):
+                # A batch that fits: its items made without a Python step per event.
+                kept.append(len(answers))
+                answers.append([])
+                items.extend(zip(events, encoded, repeat(None)))
+                continue
             try:
                 fitted = self._fitted_batch(events, elide, encoded)
             except OpsbusError as exc:
@@ -289,15 +298,23 @@ class WriteContext:
         routes = self._routes
         recvtime, committed = self.recvtime, self._committed.append
         try:
-            for (event, raw, _), result in zip(items, results, strict=True):
-                if not result.duplicate:
-                    stored = StoredEvent(result.seq, recvtime, raw, (), event)
-                    committed(stored)
-                    if not passes(event):
-                        routed = await route(self, stored)
-                        if routed.routes:
-                            stored.routes = routed.routes
-                            routes.append((result.seq, routed.routes, routed.hits))
+            if not any(map(_DUPLICATE, results)) and all(map(passes, map(_EVENT, items))):
+                # Every event new and none to route (a batch where no route applies):
+                # recorded by one C loop, with no Python step per event around each
+                # `StoredEvent` made.
+                self._committed.extend(map(StoredEvent, map(_SEQ, results),
+                                           repeat(recvtime), map(_RAW, items), repeat(()),
+                                           map(_EVENT, items)))
+            else:
+                for (event, raw, _), result in zip(items, results, strict=True):
+                    if not result.duplicate:
+                        stored = StoredEvent(result.seq, recvtime, raw, (), event)
+                        committed(stored)
+                        if not passes(event):
+                            routed = await route(self, stored)
+                            if routed.routes:
+                                stored.routes = routed.routes
+                                routes.append((result.seq, routed.routes, routed.hits))
         except Exception as exc:
             raise Regroup(f"routing failed: {exc!r}") from exc
         # Now, not at the end: a backend that still holds the batch's rows back writes
@@ -576,6 +593,12 @@ class Attempt:
             self._ctx._undo(self._mark)
         else:
             self._ctx._step_ended()
+
+
+_SEQ = _EVENT = itemgetter(0)
+"""An `AppendResult`'s seq; an `EventItem`'s event."""
+_DUPLICATE = _RAW = itemgetter(1)
+"""An `AppendResult`'s duplicate flag; an `EventItem`'s bytes."""
 
 
 def _publication(result: AppendResult, stored: StoredEvent | None) -> Publication:

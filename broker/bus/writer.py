@@ -8,6 +8,8 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from itertools import repeat
+from operator import itemgetter
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
@@ -264,11 +266,10 @@ class Bus:
                             outcomes.append((work, [new(Published, (
                                 one.seq, str(events[0]["id"]), one.duplicate, False))], None))
                             continue
-                        outcomes.append((work, [
-                            new(Published, (result.seq, str(event["id"]), result.duplicate,
-                                            False))
-                            for event, result in zip(events, answer, strict=True)],
-                            None))
+                        # One C loop: `Published((seq, str(id), duplicate, False))` each.
+                        outcomes.append((work, list(map(new, repeat(Published), zip(
+                            map(_SEQ, answer), map(str, map(_ID, events)),
+                            map(_DUPLICATE, answer), repeat(False), strict=False))), None))
             for work in rest:
                 try:
                     async with ctx.attempt():
@@ -355,6 +356,10 @@ class _LiveFanOut:
         except Exception:  # the commit stands; its callers still hear of it
             log.exception("the live fan-out of a commit failed")
 
+
+_SEQ, _DUPLICATE = itemgetter(0), itemgetter(1)
+"""An `AppendResult`'s seq and duplicate flag."""
+_ID = itemgetter("id")
 
 _Outcome = tuple[_Work[Any], Any, BaseException | None]
 """A unit's result or error, handed to its caller once the group has committed."""

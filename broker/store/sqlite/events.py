@@ -6,6 +6,8 @@ import functools
 import sqlite3
 from bisect import bisect_right
 from collections.abc import Sequence
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any, cast
 
 import orjson
@@ -112,6 +114,35 @@ def _row(event: dict[str, Any], raw: bytes, recvtime: str, root: int, idhash: in
     return (event["source"], event["id"], event["type"], event.get("subject"),
             event.get("time"), recvtime, corr, cause, raw, root or None, idhash,
             link_key(corr), link_key(cause), None, None)
+
+
+def _root_values(items: Sequence[EventItem], keys: Sequence[int], recvtime: str
+                 ) -> list[Any]:
+    """The chunk values (`ROOT_COLUMNS`' order, `WIDTH` per row) of `items`, up to the
+    first whose event names a correlation or cause."""
+    events = list(map(_EVENT, items))
+    links = (list(map(dict.get, events, repeat("correlationid")))
+             + list(map(dict.get, events, repeat("causationid"))))
+    if links.count(None) != len(links):
+        flat: list[Any] = []
+        extend = flat.extend
+        for (event, raw, _), idhash in zip(items, keys, strict=False):
+            get = event.get
+            if get("correlationid") is not None or get("causationid") is not None:
+                break
+            extend((event["source"], event["id"], event["type"], get("subject"),
+                    get("time"), recvtime, raw, idhash, NO_ROUTES, NO_ROUTES))
+        return flat
+    # None does (roots as clients publish them): made without a Python step per event.
+    return list(chain.from_iterable(zip(
+        map(_SOURCE, events), map(_ID, events), map(_TYPE, events),
+        map(dict.get, events, repeat("subject")), map(dict.get, events, repeat("time")),
+        repeat(recvtime), map(_RAW, items), keys, repeat(NO_ROUTES), repeat(NO_ROUTES))))
+
+
+_EVENT = itemgetter(0)
+_RAW = itemgetter(1)
+_SOURCE, _ID, _TYPE = itemgetter("source"), itemgetter("id"), itemgetter("type")
 
 
 def identity_keys(items: Sequence[EventItem]) -> list[int]:
@@ -392,8 +423,9 @@ class SqliteEventWrites(EventWrites):
         if not stored and len(set(keys)) == len(keys):
             # Nothing repeats (the common case): every event is stored, in order.
             fresh, fresh_keys, fresh_roots = items, keys, roots
-            results = [new(AppendResult, (seq, False, False, False))
-                       for seq in range(first, first + len(items))]
+            results = list(map(new, repeat(AppendResult), zip(
+                range(first, first + len(items)), repeat(False), repeat(False),
+                repeat(False))))
         else:
             fresh, fresh_keys, fresh_roots, results = self._sift(items, keys, roots, stored,
                                                                  first)
@@ -412,17 +444,9 @@ class SqliteEventWrites(EventWrites):
         # Held back to the transaction's next statement or its COMMIT: a batch nothing
         # else reads is then inserted off the event loop. The root rows in chunks
         # first (`pieces`), the rest (and what joins later) row by row with their keys.
-        flat: list[Any] = []
-        extend = flat.extend
         # Chunk rows have no lineage columns: only roots go in them, up to the first
         # that names a correlation or cause.
-        chunkable = fresh if roots is None else []
-        for (event, raw, _), idhash in zip(chunkable, fresh_keys, strict=False):
-            get = event.get
-            if get("correlationid") is not None or get("causationid") is not None:
-                break
-            extend((event["source"], event["id"], event["type"], get("subject"), get("time"),
-                    recvtime, raw, idhash, NO_ROUTES, NO_ROUTES))
+        flat = _root_values(fresh, fresh_keys, recvtime) if roots is None else []
         chunked = len(flat) // WIDTH
         chunks: list[list[Any]] = []
         at = 0
