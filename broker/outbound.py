@@ -368,8 +368,10 @@ async def send(session: aiohttp.ClientSession, request: OutboundRequest, *,
             raise
         return OutboundResult(None, elapsed(), error=f"timed out after {timeout:g}s")
     finally:
-        if deadlines is not None and task is not None:
-            deadlines.leave(task)
+        if deadlines is not None and task is not None and deadlines.leave(task):
+            # Cancelled for its deadline, but the cancel surfaced as another error: the
+            # task is not left counted as cancelling (asyncio.timeout, TaskGroup read it).
+            task.uncancel()
 
 
 @functools.lru_cache(maxsize=64)

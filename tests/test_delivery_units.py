@@ -8,6 +8,7 @@ import random
 import socket
 import time
 
+import aiohttp
 import pytest
 
 from broker.actions.render import RenderError, compile_json, compile_url, render_json, render_url
@@ -277,3 +278,28 @@ async def test_a_call_cancelled_from_outside_is_not_taken_for_a_timeout():
     finally:
         await close_session(session)
         await receiver.stop()
+
+
+async def test_a_deadline_cancel_that_surfaces_as_another_error_leaves_no_cancel_pending():
+    """Should the client turn the deadline's cancel into an error of its own, the call
+    ends with that error and its task is not left counted as cancelling (which would
+    cut short the sender's next asyncio.timeout)."""
+
+    class Swallowing:
+        async def request(self, *args: object, **kwargs: object) -> None:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                raise aiohttp.ClientConnectionError("connection closed") from None
+
+    async def call() -> tuple[OutboundResult, int]:
+        result = await send(Swallowing(), OutboundRequest(  # type: ignore[arg-type]
+            "POST", "http://127.0.0.1:9/hook", {}, b"{}"), timeout=0.05, now=time.time,
+            deadlines=CallDeadlines())
+        task = asyncio.current_task()
+        assert task is not None
+        return result, task.cancelling()
+
+    result, cancelling = await asyncio.wait_for(call(), 5)
+    assert result.error == "ClientConnectionError: connection closed"
+    assert cancelling == 0
