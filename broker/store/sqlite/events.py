@@ -74,18 +74,23 @@ the GIL back, waiting out the event loop's switch interval while requests are pa
 (~0.5 ms a statement, as long as binding 64 rows). The rows past the last whole chunk
 go in statements of the powers of two their count is made of (`pieces`): a few
 statements, of few distinct texts (a compiled 128-row insert holds ~300 KB)."""
-ROOT_COLUMNS = ("source, id, type, subject, time, recvtime, body, idhash, digest, routes,"
+ROOT_COLUMNS = ("recvtime, source, id, type, subject, time, body, idhash, digest, routes,"
                 " targets")
-WIDTH = 10
-"""Values bound per root row (`ROOT_COLUMNS` but the empty digest); the link, lineage
-and key columns left out are NULL for a root a client published: sqlite3 adapts every
-None it binds (~1,300 instructions each), an absent column costs nothing."""
+WIDTH = 9
+"""Values bound per root row (`ROOT_COLUMNS` but the empty digest and `recvtime`, which
+every row of a statement shares: bound once, as `?1`, at the head of each chunk); the
+link, lineage and key columns left out are NULL for a root a client published: sqlite3
+adapts every None it binds (~1,300 instructions each), an absent column costs nothing."""
+BODY, IDHASH, ROUTES, TARGETS = 5, 6, 7, 8
+"""Where a chunked row's body, identity key, routes and targets are among its values."""
 NO_ROUTES = 0
 """A chunked row's routes and targets until routing sets them: stored as NULL
 (`nullif`), bound as an int, which sqlite3 binds without adapting it as it does None."""
 ROOTS_HEAD = f"INSERT INTO events ({ROOT_COLUMNS}) VALUES "
-ROOT_VALUES = ("(" + "?, " * (WIDTH - 2)
+ROOT_VALUES = ("(?1, " + "?, " * (WIDTH - 2)
                + f"x'', nullif(?, {NO_ROUTES}), nullif(?, {NO_ROUTES}))")
+"""A row's values: `?1` is the statement's recvtime (bound first, so the unnumbered
+parameters after it take the numbers from 2 on)."""
 
 
 @functools.lru_cache(maxsize=CHUNK.bit_length())
@@ -116,10 +121,9 @@ def _row(event: dict[str, Any], raw: bytes, recvtime: str, root: int, idhash: in
             link_key(corr), link_key(cause), None, None)
 
 
-def _root_values(items: Sequence[EventItem], keys: Sequence[int], recvtime: str
-                 ) -> list[Any]:
-    """The chunk values (`ROOT_COLUMNS`' order, `WIDTH` per row) of `items`, up to the
-    first whose event names a correlation or cause."""
+def _root_values(items: Sequence[EventItem], keys: Sequence[int]) -> list[Any]:
+    """The chunked rows' values (`ROOT_COLUMNS`' order but the recvtime, `WIDTH` per
+    row) of `items`, up to the first whose event names a correlation or cause."""
     events = list(map(_EVENT, items))
     links = (list(map(dict.get, events, repeat("correlationid")))
              + list(map(dict.get, events, repeat("causationid"))))
@@ -131,13 +135,13 @@ def _root_values(items: Sequence[EventItem], keys: Sequence[int], recvtime: str
             if get("correlationid") is not None or get("causationid") is not None:
                 break
             extend((event["source"], event["id"], event["type"], get("subject"),
-                    get("time"), recvtime, raw, idhash, NO_ROUTES, NO_ROUTES))
+                    get("time"), raw, idhash, NO_ROUTES, NO_ROUTES))
         return flat
     # None does (roots as clients publish them): made without a Python step per event.
     return list(chain.from_iterable(zip(
         map(_SOURCE, events), map(_ID, events), map(_TYPE, events),
         map(dict.get, events, repeat("subject")), map(dict.get, events, repeat("time")),
-        repeat(recvtime), map(_RAW, items), keys, repeat(NO_ROUTES), repeat(NO_ROUTES))))
+        map(_RAW, items), keys, repeat(NO_ROUTES), repeat(NO_ROUTES))))
 
 
 _EVENT = itemgetter(0)
@@ -200,8 +204,9 @@ def _probes(tables: Sequence[str]) -> str:
 class _HeldBatch:
     """Event rows held back (`insert_later`) with their keys, while they wait: an append
     of the same transaction joins them instead of running them first. The rows come in
-    two runs, in seq order: chunks of root rows (flat lists of `WIDTH` values per row,
-    of `pieces` rows each; their keys are read back from them), then `rows` in `_row`'s
+    two runs, in seq order: chunks of root rows (flat lists of the recvtime, then
+    `WIDTH` values per row, of `pieces` rows each; their keys are read back from them),
+    then `rows` in `_row`'s
     layout with their `keys`, which later appends join."""
 
     __slots__ = ("_seqs", "chunked", "chunks", "first", "held", "keys", "rows", "starts",
@@ -217,7 +222,7 @@ class _HeldBatch:
         at = 0
         for chunk in chunks:
             self.starts.append(at)
-            at += len(chunk) // WIDTH
+            at += (len(chunk) - 1) // WIDTH
         self.chunked = at
         self.held = held
         """The lists of chunks handed to `insert_later`, one per statement text."""
@@ -230,7 +235,7 @@ class _HeldBatch:
     def _chunk_of(self, at: int) -> tuple[list[Any], int]:
         """The chunk holding chunked row `at` and where its values start in it."""
         index = bisect_right(self.starts, at) - 1
-        return self.chunks[index], (at - self.starts[index]) * WIDTH
+        return self.chunks[index], 1 + (at - self.starts[index]) * WIDTH
 
     @property
     def next_seq(self) -> int:
@@ -249,7 +254,7 @@ class _HeldBatch:
         seqs: dict[int, list[int]] = {}
         seq = self.first
         for chunk in self.chunks:
-            for at in range(7, len(chunk), WIDTH):
+            for at in range(1 + IDHASH, len(chunk), WIDTH):
                 seqs.setdefault(chunk[at], []).append(seq)
                 seq += 1
         for row in self.rows:
@@ -268,7 +273,7 @@ class _HeldBatch:
             if at < self.chunked:
                 chunk, base = self._chunk_of(at)
                 if chunk[base] == source and chunk[base + 1] == id:
-                    return seq, chunk[base + 6]
+                    return seq, chunk[base + BODY]
                 continue
             at -= self.chunked
             if at < len(self.rows):
@@ -283,8 +288,8 @@ class _HeldBatch:
         at = seq - self.first
         if 0 <= at < self.chunked:
             chunk, base = self._chunk_of(at)
-            chunk[base + 8] = routes
-            chunk[base + 9] = targets
+            chunk[base + ROUTES] = routes
+            chunk[base + TARGETS] = targets
             return True
         at -= self.chunked
         if 0 <= at < len(self.rows):
@@ -298,7 +303,7 @@ class _HeldBatch:
         at = seq - self.first
         if 0 <= at < self.chunked:
             chunk, base = self._chunk_of(at)
-            return True, chunk[base + 9] or None  # NO_ROUTES until set
+            return True, chunk[base + TARGETS] or None  # NO_ROUTES until set
         at -= self.chunked
         if 0 <= at < len(self.rows):
             return True, self.rows[at][-1]
@@ -309,7 +314,7 @@ class _HeldBatch:
         at = seq - self.first
         if at < self.chunked:
             chunk, base = self._chunk_of(at)
-            chunk[base + 9] = targets
+            chunk[base + TARGETS] = targets
         else:
             at -= self.chunked
             self.rows[at] = (*self.rows[at][:-1], targets)
@@ -446,12 +451,12 @@ class SqliteEventWrites(EventWrites):
         # first (`pieces`), the rest (and what joins later) row by row with their keys.
         # Chunk rows have no lineage columns: only roots go in them, up to the first
         # that names a correlation or cause.
-        flat = _root_values(fresh, fresh_keys, recvtime) if roots is None else []
+        flat = _root_values(fresh, fresh_keys) if roots is None else []
         chunked = len(flat) // WIDTH
         chunks: list[list[Any]] = []
         at = 0
         for count in pieces(chunked):
-            chunks.append(flat[at:at + count * WIDTH])
+            chunks.append([recvtime, *flat[at:at + count * WIDTH]])  # `?1` first
             at += count * WIDTH
         rows: list[tuple[Any, ...]] = []
         key_rows: list[tuple[int, int, int]] = []
@@ -472,7 +477,7 @@ class SqliteEventWrites(EventWrites):
             else:
                 statements.append([chunk])
         for same in statements:
-            insert_later(self.conn, roots_sql(len(same[0]) // WIDTH),
+            insert_later(self.conn, roots_sql((len(same[0]) - 1) // WIDTH),
                          cast("list[tuple[Any, ...]]", same))
         insert_later(self.conn, INSERT_EVENT, rows)
         if chunks:
