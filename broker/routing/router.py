@@ -65,6 +65,7 @@ class Router:
             self._undoers[kind] = (handler, quick)
         elif writes:
             self._writers.add(kind)
+
     def add_contributor(self, contributor: RouteContributor) -> None:
         """Add implicit routes computed from configuration (e.g. subscription filters)."""
         self._contributors.append(contributor)
