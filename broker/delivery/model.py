@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from broker.bus.log import StoredEvent
 
@@ -54,9 +54,11 @@ NEXT_STATE: dict[Outcome, DeliveryState] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One event on its way to one subscription."""
+class Delivery(NamedTuple):
+    """One event on its way to one subscription. A named tuple, not a frozen dataclass:
+    one is built per claimed row, and a frozen dataclass sets each of its 13 fields
+    through `object.__setattr__` (~11,000 more broker instructions per push delivery
+    under callgrind); a named tuple is as immutable and is built in one call."""
 
     id: int
     subscription: str
