@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from itertools import repeat
-from operator import itemgetter
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -30,6 +29,10 @@ from broker.bus.log import (
     StoredEvent,
     TargetRecord,
     canonical,
+    item_bytes,
+    item_event,
+    result_duplicate,
+    result_seq,
 )
 from broker.bus.sizing import elided, too_large
 from broker.errors import OpsbusError
@@ -256,19 +259,12 @@ class WriteContext:
         kept: list[int] = []
         limit = self._max_event_bytes
         for events, elide, encoded in batches:
-            if encoded is not None and len(events) == 1 and len(encoded[0]) <= limit:
-                # A single event that fits, as most publishes are: `_fitted_batch`
-                # spelled out.
+            if encoded is not None and max(map(len, encoded), default=0) <= limit:
+                # A batch that fits, as nearly all do: `_fitted_batch` spelled out, its
+                # items made without a Python step per event.
                 kept.append(len(answers))
                 answers.append([])
-                items.append((events[0], encoded[0], None))
-                continue
-            if (encoded is not None and len(encoded) == len(events)
-                    and max(map(len, encoded)) <= limit):
-                # A batch that fits: its items made without a Python step per event.
-                kept.append(len(answers))
-                answers.append([])
-                items.extend(zip(events, encoded, repeat(None)))
+                items.extend(zip(events, encoded, repeat(None, len(events)), strict=True))
                 continue
             try:
                 fitted = self._fitted_batch(events, elide, encoded)
@@ -298,13 +294,13 @@ class WriteContext:
         routes = self._routes
         recvtime, committed = self.recvtime, self._committed.append
         try:
-            if not any(map(_DUPLICATE, results)) and all(map(passes, map(_EVENT, items))):
+            if not any(map(result_duplicate, results)) and all(map(passes, map(item_event, items))):
                 # Every event new and none to route (a batch where no route applies):
                 # recorded by one C loop, with no Python step per event around each
                 # `StoredEvent` made.
-                self._committed.extend(map(StoredEvent, map(_SEQ, results),
-                                           repeat(recvtime), map(_RAW, items), repeat(()),
-                                           map(_EVENT, items)))
+                self._committed.extend(map(StoredEvent, map(result_seq, results),
+                                           repeat(recvtime), map(item_bytes, items),
+                                           repeat(()), map(item_event, items)))
             else:
                 for (event, raw, _), result in zip(items, results, strict=True):
                     if not result.duplicate:
@@ -593,12 +589,6 @@ class Attempt:
             self._ctx._undo(self._mark)
         else:
             self._ctx._step_ended()
-
-
-_SEQ = _EVENT = itemgetter(0)
-"""An `AppendResult`'s seq; an `EventItem`'s event."""
-_DUPLICATE = _RAW = itemgetter(1)
-"""An `AppendResult`'s duplicate flag; an `EventItem`'s bytes."""
 
 
 def _publication(result: AppendResult, stored: StoredEvent | None) -> Publication:

@@ -141,6 +141,11 @@ EventItem = tuple[dict[str, Any], bytes, bytes | None]
 """(event, canonical bytes, digest) for an append; digest None: the store makes it from
 the bytes if it needs one (`digest_of`)."""
 
+item_event, item_bytes = operator.itemgetter(0), operator.itemgetter(1)
+"""An `EventItem`'s event and its bytes: for loops over a batch made by `map` in C."""
+result_seq, result_duplicate = operator.itemgetter(0), operator.itemgetter(1)
+"""An `AppendResult`'s seq and duplicate flag, likewise."""
+
 
 class EventWrites(ABC):
     """Event-log writes inside the writer's transaction."""

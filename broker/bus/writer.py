@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from broker.bus.commit_health import CommitHealth
 from broker.bus.context import Publication, Regroup, RootBatch, Routing, WriteContext
-from broker.bus.log import EventLog
+from broker.bus.log import EventLog, result_duplicate, result_seq
 from broker.errors import Conflict, OpsbusError, Unavailable
 
 if TYPE_CHECKING:
@@ -268,8 +268,9 @@ class Bus:
                             continue
                         # One C loop: `Published((seq, str(id), duplicate, False))` each.
                         outcomes.append((work, list(map(new, repeat(Published), zip(
-                            map(_SEQ, answer), map(str, map(_ID, events)),
-                            map(_DUPLICATE, answer), repeat(False), strict=False))), None))
+                            map(result_seq, answer), map(str, map(_ID, events)),
+                            map(result_duplicate, answer), repeat(False, len(answer)),
+                            strict=True))), None))
             for work in rest:
                 try:
                     async with ctx.attempt():
@@ -357,8 +358,6 @@ class _LiveFanOut:
             log.exception("the live fan-out of a commit failed")
 
 
-_SEQ, _DUPLICATE = itemgetter(0), itemgetter(1)
-"""An `AppendResult`'s seq and duplicate flag."""
 _ID = itemgetter("id")
 
 _Outcome = tuple[_Work[Any], Any, BaseException | None]

@@ -21,6 +21,8 @@ from broker.bus.log import (
     RoutedRow,
     StoredEvent,
     TargetRecord,
+    item_bytes,
+    item_event,
 )
 from broker.filters.narrow import NARROW_ATTRIBUTES, Narrowing
 from broker.store.keys import (
@@ -124,7 +126,7 @@ def _row(event: dict[str, Any], raw: bytes, recvtime: str, root: int, idhash: in
 def _root_values(items: Sequence[EventItem], keys: Sequence[int]) -> list[Any]:
     """The chunked rows' values (`ROOT_COLUMNS`' order but the recvtime, `WIDTH` per
     row) of `items`, up to the first whose event names a correlation or cause."""
-    events = list(map(_EVENT, items))
+    events = list(map(item_event, items))
     links = (list(map(dict.get, events, repeat("correlationid")))
              + list(map(dict.get, events, repeat("causationid"))))
     if links.count(None) != len(links):
@@ -141,11 +143,9 @@ def _root_values(items: Sequence[EventItem], keys: Sequence[int]) -> list[Any]:
     return list(chain.from_iterable(zip(
         map(_SOURCE, events), map(_ID, events), map(_TYPE, events),
         map(dict.get, events, repeat("subject")), map(dict.get, events, repeat("time")),
-        map(_RAW, items), keys, repeat(NO_ROUTES), repeat(NO_ROUTES))))
+        map(item_bytes, items), keys, repeat(NO_ROUTES), repeat(NO_ROUTES))))
 
 
-_EVENT = itemgetter(0)
-_RAW = itemgetter(1)
 _SOURCE, _ID, _TYPE = itemgetter("source"), itemgetter("id"), itemgetter("type")
 
 
