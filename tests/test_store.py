@@ -678,6 +678,67 @@ async def test_a_claim_and_its_settlements_are_recorded_together(store: Backend)
                                                              None, "HTTP 503")
 
 
+async def test_a_large_claim_and_its_settlements_keep_every_row(store: Backend):
+    """300 deliveries claimed in one transaction and settled in one batch (on SQLite many
+    rows to a statement: 256, then 32, 8 and 4): each delivery and attempt row holds
+    exactly its own lease, outcome, status, latency and error."""
+    seqs = await append(store, *(make_event() for _ in range(300)))
+    async with store.transaction() as tx:
+        deliveries = store.deliveries.writes(tx)
+        ids = [await deliveries.add("hook", seq, T0) for seq in seqs]
+        batch = await deliveries.lease("hook", 300, T0, 30.0, max_attempts=3)
+    assert [d.delivery.id for d in batch.leased] == ids
+    assert len({d.lease for d in batch.leased}) == 300
+    for leased in batch.leased:
+        assert await store.deliveries.get(leased.delivery.id) == leased.delivery
+    attempts = await store.deliveries.attempts(ids)
+    assert [[(a.n, a.lease, a.outcome) for a in attempts[d.delivery.id]]
+            for d in batch.leased] == [[(1, d.lease, Outcome.LEASED)] for d in batch.leased]
+    async with store.transaction() as tx:
+        await store.deliveries.writes(tx).settle_many([
+            Settlement(d.delivery.id, d.lease, Outcome.DELIVERED, T1, status=200 + n % 7,
+                       latency_ms=n / 4) if n % 3 else
+            Settlement(d.delivery.id, d.lease, Outcome.RETRY, T1, next_at=T2, status=503,
+                       latency_ms=n / 4, error=f"HTTP 503 ({n})")
+            for n, d in enumerate(batch.leased)])
+    attempts = await store.deliveries.attempts(ids)
+    for n, delivery_id in enumerate(ids):
+        stored = await store.deliveries.get(delivery_id)
+        assert stored is not None
+        (attempt,) = attempts[delivery_id]
+        if n % 3:
+            assert (stored.state, stored.next_at, stored.lease, stored.last_status,
+                    stored.last_error, stored.updated_at) == (
+                DeliveryState.DELIVERED, T1, None, 200 + n % 7, None, T1)
+            assert (attempt.outcome, attempt.status, attempt.latency_ms, attempt.error) == (
+                Outcome.DELIVERED, 200 + n % 7, n / 4, None)
+        else:
+            assert (stored.state, stored.next_at, stored.lease, stored.last_status,
+                    stored.last_error) == (DeliveryState.PENDING, T2, None, 503,
+                                           f"HTTP 503 ({n})")
+            assert (attempt.outcome, attempt.status, attempt.latency_ms, attempt.error) == (
+                Outcome.RETRY, 503, n / 4, f"HTTP 503 ({n})")
+
+
+async def test_a_delivery_twice_in_one_batch_is_settled_by_the_first(store: Backend):
+    """Settlements apply in order: a second one under the same lease finds it spent."""
+    (seq,) = await append(store, make_event())
+    async with store.transaction() as tx:
+        deliveries = store.deliveries.writes(tx)
+        delivery_id = await deliveries.add("hook", seq, T0)
+        (leased,) = (await deliveries.lease("hook", 1, T0, 30.0, max_attempts=3)).leased
+    async with store.transaction() as tx:
+        await store.deliveries.writes(tx).settle_many([
+            Settlement(delivery_id, leased.lease, Outcome.RETRY, T1, next_at=T2, status=503,
+                       error="HTTP 503"),
+            Settlement(delivery_id, leased.lease, Outcome.DELIVERED, T1, status=204)])
+    stored = await store.deliveries.get(delivery_id)
+    assert stored is not None
+    assert (stored.state, stored.last_status) == (DeliveryState.PENDING, 503)
+    (attempt,) = (await store.deliveries.attempts([delivery_id]))[delivery_id]
+    assert (attempt.outcome, attempt.status) == (Outcome.RETRY, 503)
+
+
 async def test_a_breaker_is_stored_and_read_back_by_every_reader(store: Backend):
     assert await store.deliveries.breakers() == {}
     tripped = breaker.after_failure(breaker.closed("hook", T0), "503", T0, threshold=1,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
 from broker.bus.log import StoredEvent
@@ -22,7 +23,7 @@ from broker.delivery.model import (
 )
 from broker.delivery.repository import DeliveryRepository, DeliveryWrites
 from broker.store.sqlite.connections import ReaderPool, insert_later
-from broker.store.sqlite.events import EVENT_COLUMNS, row_to_event
+from broker.store.sqlite.events import EVENT_COLUMNS, pieces, row_to_event, rows_sql
 from broker.store.sqlite.transaction import connection_of
 from broker.store.transaction import Transaction
 from broker.timeutil import later
@@ -116,14 +117,10 @@ class SqliteDeliveryWrites(DeliveryWrites):
                 " last_error = coalesce(last_error, 'lease expired'), updated_at = ?"
                 " WHERE id = ?", [(stamp, d.id) for d in exhausted])
         if leased:
-            insert_later(
-                self.conn, "UPDATE deliveries SET state = 'leased', attempts = ?, lease = ?,"
-                " next_at = ?, updated_at = ? WHERE id = ?",
-                [(d.attempts, d.lease, expires, stamp, d.id) for d in leased])
-            insert_later(
-                self.conn, "INSERT INTO delivery_attempts (delivery_id, n, lease, started_at,"
-                " outcome) VALUES (?, ?, ?, ?, 'leased')",
-                [(d.id, d.attempts, d.lease, stamp) for d in leased])
+            hold_rows(self.conn, CLAIMED, [(d.attempts, d.lease, d.id) for d in leased],
+                      (expires, stamp))
+            hold_rows(self.conn, ATTEMPTS_STARTED,
+                      [(d.id, d.attempts, d.lease, stamp) for d in leased])
         return LeaseBatch([LeasedDelivery(d, events[d.seq]) for d in leased],
                           [LeasedDelivery(d, events[d.seq]) for d in exhausted])
 
@@ -189,24 +186,82 @@ class SqliteDeliveryWrites(DeliveryWrites):
     async def settle_many(self, settlements: Sequence[Settlement]) -> None:
         # Each row changes only under its current lease; the attempt first, while the
         # delivery still names that lease. Held for the thread that commits, as a claim's.
-        insert_later(
-            self.conn, "UPDATE delivery_attempts SET outcome = ?, status = ?, latency_ms = ?,"
-            " error = ? WHERE delivery_id = ? AND n = (SELECT attempts FROM deliveries WHERE id = ?"
-            " AND state = 'leased' AND lease = ?) AND outcome = 'leased'",
-            [(s.outcome.value, s.status, s.latency_ms, s.error, s.delivery_id,
-              s.delivery_id, s.lease) for s in settlements])
-        insert_later(
-            self.conn, "UPDATE deliveries SET state = ?, lease = NULL, next_at = ?,"
-            " last_status = coalesce(?, last_status), last_error = ?, updated_at = ?"
-            " WHERE id = ? AND state = 'leased' AND lease = ?",
-            [(NEXT_STATE[s.outcome].value, s.next_at if s.next_at is not None else s.now,
-              s.status, s.error, s.now, s.delivery_id, s.lease) for s in settlements])
+        if len({s.delivery_id for s in settlements}) < len(settlements):
+            # A delivery twice: one after the other, in order. A statement joining the
+            # batch checks every row's lease before it changes any, so both would pass.
+            insert_later(self.conn, END_LEASED_ATTEMPT, [
+                (s.outcome.value, s.status, s.latency_ms, s.error, s.delivery_id,
+                 s.delivery_id, s.lease) for s in settlements])
+            insert_later(self.conn, SETTLE_LEASED, [
+                (NEXT_STATE[s.outcome].value, s.next_at if s.next_at is not None else s.now,
+                 s.status, s.error, s.now, s.delivery_id, s.lease) for s in settlements])
+            return
+        hold_rows(self.conn, LEASED_ATTEMPTS_ENDED, [
+            (s.outcome.value, s.status, s.latency_ms, s.error, s.delivery_id, s.lease)
+            for s in settlements])
+        hold_rows(self.conn, LEASED_SETTLED, [
+            (NEXT_STATE[s.outcome].value, s.next_at if s.next_at is not None else s.now,
+             s.status, s.error, s.now, s.delivery_id, s.lease) for s in settlements])
 
     def _end_attempt(self, delivery_id: int, n: int, outcome: Outcome,
                      status: int | None = None, latency_ms: float | None = None,
                      error: str | None = None) -> None:
         self.conn.execute(END_ATTEMPT, (outcome.value, status, latency_ms, error,
                                         delivery_id, n))
+
+
+# A claim's and a batch of results' rows go many to a statement (`hold_rows`), not one
+# `executemany` step each: every step set its cursors up again and, on the commit
+# thread, waited for the GIL. Each statement is (text, one row's placeholders), the
+# rows joined by a VALUES list as their `executemany` form would take them one by one.
+CLAIMED = (
+    "WITH claimed (attempts, lease, id) AS (VALUES {rows})"
+    " UPDATE deliveries SET state = 'leased', attempts = claimed.attempts,"
+    " lease = claimed.lease, next_at = ?, updated_at = ? FROM claimed"
+    " WHERE deliveries.id = claimed.id", "(?, ?, ?)")
+"""The claimed deliveries' new attempt and lease; then the lease's expiry and the
+claim's time, shared by all."""
+ATTEMPTS_STARTED = (
+    "INSERT INTO delivery_attempts (delivery_id, n, lease, started_at, outcome)"
+    " VALUES {rows}", "(?, ?, ?, ?, 'leased')")
+LEASED_ATTEMPTS_ENDED = (
+    "WITH settled (outcome, status, latency_ms, error, id, lease) AS (VALUES {rows})"
+    " UPDATE delivery_attempts SET outcome = settled.outcome, status = settled.status,"
+    " latency_ms = settled.latency_ms, error = settled.error"
+    " FROM settled JOIN deliveries ON deliveries.id = settled.id"
+    " AND deliveries.state = 'leased' AND deliveries.lease = settled.lease"
+    " WHERE delivery_attempts.delivery_id = settled.id"
+    " AND delivery_attempts.n = deliveries.attempts AND delivery_attempts.outcome = 'leased'",
+    "(?, ?, ?, ?, ?, ?)")
+"""`END_LEASED_ATTEMPT` for a batch of deliveries, each one at most once."""
+LEASED_SETTLED = (
+    "WITH settled (state, next_at, status, error, at, id, lease) AS (VALUES {rows})"
+    " UPDATE deliveries SET state = settled.state, lease = NULL, next_at = settled.next_at,"
+    " last_status = coalesce(settled.status, last_status), last_error = settled.error,"
+    " updated_at = settled.at FROM settled WHERE deliveries.id = settled.id"
+    " AND deliveries.state = 'leased' AND deliveries.lease = settled.lease",
+    "(?, ?, ?, ?, ?, ?, ?)")
+"""`SETTLE_LEASED` for a batch of deliveries, each one at most once."""
+END_LEASED_ATTEMPT = (
+    "UPDATE delivery_attempts SET outcome = ?, status = ?, latency_ms = ?, error = ?"
+    " WHERE delivery_id = ? AND n = (SELECT attempts FROM deliveries WHERE id = ?"
+    " AND state = 'leased' AND lease = ?) AND outcome = 'leased'")
+SETTLE_LEASED = (
+    "UPDATE deliveries SET state = ?, lease = NULL, next_at = ?,"
+    " last_status = coalesce(?, last_status), last_error = ?, updated_at = ?"
+    " WHERE id = ? AND state = 'leased' AND lease = ?")
+
+
+def hold_rows(conn: sqlite3.Connection, statement: tuple[str, str],
+              rows: list[tuple[Any, ...]], shared: tuple[Any, ...] = ()) -> None:
+    """`statement` for `rows`, in order, many to a statement (`pieces`), held for the
+    thread that commits (`insert_later`); `shared` are the values bound after the rows'
+    in each."""
+    at = 0
+    for count in pieces(len(rows)):
+        insert_later(conn, rows_sql(statement, count),
+                     [(*chain.from_iterable(rows[at:at + count]), *shared)])
+        at += count
 
 
 DROP_ATTEMPT = ("DELETE FROM delivery_attempts WHERE delivery_id = ? AND n = ?"

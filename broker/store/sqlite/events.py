@@ -109,6 +109,15 @@ def pieces(rows: int) -> list[int]:
                                                                   -1, -1) if rest >> bit & 1]
 
 
+@functools.lru_cache(maxsize=128)
+def rows_sql(statement: tuple[str, str], rows: int) -> str:
+    """`statement`'s text (with `{rows}` where its VALUES go) for `rows` rows, each
+    written as its second part (one row's placeholders); for row counts from `pieces`,
+    so a few texts per statement reach the connection's cache."""
+    text, values = statement
+    return text.format(rows=", ".join([values] * rows))
+
+
 ROOT_KEYS = ("INSERT INTO {table} (key, kind, seq)"
              " SELECT idhash, 0, seq FROM events WHERE seq BETWEEN ? AND ?")
 """The identity keys of the chunked rows, read back from them: one statement, where

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import heapq
 import itertools
 import sqlite3
@@ -13,7 +12,7 @@ import orjson
 
 from broker.store.gathered_todos import MISSING, GatheredTodos
 from broker.store.sqlite.connections import ReaderPool, beside_held
-from broker.store.sqlite.events import pieces
+from broker.store.sqlite.events import pieces, rows_sql
 from broker.store.sqlite.transaction import connection_of, sqlite_transaction
 from broker.store.transaction import Transaction
 from broker.todos.model import (
@@ -148,18 +147,12 @@ _SAVES = (
 """`_SAVE` for many items (their `_save_params`) in one statement."""
 
 
-@functools.lru_cache(maxsize=64)
-def _rows_sql(statement: tuple[str, str], rows: int) -> str:
-    text, values = statement
-    return text.format(rows=", ".join([values] * rows))
-
-
 def _run_rows(conn: sqlite3.Connection, statement: tuple[str, str],
               rows: Sequence[tuple[Any, ...]]) -> None:
     """Run `statement` (text, one row's values) for `rows`, in order, many to a run."""
     at = 0
     for count in pieces(len(rows)):
-        conn.execute(_rows_sql(statement, count),
+        conn.execute(rows_sql(statement, count),
                      list(itertools.chain.from_iterable(rows[at:at + count])))
         at += count
 
