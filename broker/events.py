@@ -75,7 +75,7 @@ import binascii
 import json
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
@@ -585,15 +585,30 @@ def _plain(obj: dict[str, Any]) -> bool:
     return True
 
 
-_GET_SPEC, _GET_ID, _GET_SOURCE, _GET_TYPE = map(itemgetter, _REQUIRED)
-_GET_SUBJECT, _GET_TIME, _GET_DCT, _GET_SCHEMA = map(itemgetter, _CORE_ORDER[len(_REQUIRED):])
 _GET_DATA: Final = itemgetter("data")
 _DICTS_ONLY: Final = frozenset({dict})
 _SPEC_ONLY: Final = frozenset({SPECVERSION})
 _JSON_ONLY: Final = frozenset({_KIND_JSON})
 
 
-def _printable_strings(values: set[Any]) -> bool:
+def _attribute_getters() -> dict[tuple[str, ...], itemgetter[Any]]:
+    """Per member list `_plain` takes, a getter of its attributes but `data`, in the
+    member list's order (one tuple of them per event)."""
+    return {names: itemgetter(*(name for name in names if name != "data"))
+            for names in _PLAIN_SHAPES}
+
+
+_ATTRIBUTES: Final = _attribute_getters()
+
+
+def _distinct(values: tuple[Any, ...]) -> Collection[Any]:
+    """The distinct values of one attribute over a batch. Most attributes hold one value
+    in every event: equality with the first (`count`) proves it without hashing each."""
+    first = values[0]
+    return (first,) if values.count(first) == len(values) else set(values)
+
+
+def _printable_strings(values: Iterable[Any]) -> bool:
     """Each value is a non-empty string of printable characters (`_plain`'s test)."""
     for value in values:
         if type(value) is not str or not value or not value.isprintable():
@@ -605,44 +620,52 @@ def _plain_batch(items: list[Any]) -> bool:
     """`_plain` of every entry of a batch, decided attribute by attribute over the whole
     batch instead of event by event: the entries all have one member list, and each
     attribute's distinct values pass `_plain`'s tests (the ids, one per event, in C
-    loops). A batch's events mostly share all but their ids and data, so most values
-    are tested once per batch. False means "not proven" (member lists that differ, a
-    value `_plain` would refuse, data in a type that is not JSON): the entries then go
-    through `_plain` one by one, which decides and names what is wrong."""
+    loops). The attributes come out of each event in one call, as a row, and the rows
+    are turned into one column per attribute; a column whose values all equal its
+    first is tested once. A batch's events mostly share all but their ids and data, so
+    most values are tested once per batch. False means "not proven" (member lists that
+    differ, a value `_plain` would refuse, data in a type that is not JSON): the
+    entries then go through `_plain` one by one, which decides and names what is
+    wrong."""
     if set(map(type, items)) != _DICTS_ONLY:
         return False
-    # One member list: compared with the first (`count` finds the others' equal).
-    shapes = list(map(tuple, items))
-    names = shapes[0]
+    # One member list: the first's, as long in every entry, and each member name the
+    # same in every entry (`count` over a column of names, one per entry: the decoder
+    # makes equal names the same object, which `count` compares first).
+    names = tuple(items[0])
     shape = _PLAIN_SHAPES.get(names)
-    if shape is None or shapes.count(names) != len(shapes):
+    if shape is None or list(map(len, items)).count(len(names)) != len(items):
         return False
+    for name, column in zip(names, zip(*items, strict=False), strict=True):
+        if column.count(name) != len(column):
+            return False
     subject, time, dct, schema, data = shape
+    rows = list(map(_ATTRIBUTES[names], items))
+    # specversion, id, source, type, then the optional ones present, in that order.
+    columns = zip(*rows, strict=True)
     try:
         # A value that cannot be hashed (an array or object) raises TypeError, as does
         # `str.isprintable` of an id that is not a string: not proven.
-        ids = list(map(_GET_ID, items))
-        if (set(map(_GET_SPEC, items)) != _SPEC_ONLY or not all(ids)
-                or not all(map(str.isprintable, ids))
-                or not _printable_strings(set(map(_GET_TYPE, items)))):
+        if set(_distinct(next(columns))) != _SPEC_ONLY:
             return False
-        for source in set(map(_GET_SOURCE, items)):
+        ids = next(columns)
+        if not all(ids) or not all(map(str.isprintable, ids)):
+            return False
+        for source in _distinct(next(columns)):
             if type(source) is not str or source not in _URIREF_OK:
                 return False
-        if subject and not _printable_strings(set(map(_GET_SUBJECT, items))):
+        if not _printable_strings(_distinct(next(columns))):
+            return False
+        if subject and not _printable_strings(_distinct(next(columns))):
             return False
         if time:
-            for value in set(map(_GET_TIME, items)):
+            for value in _distinct(next(columns)):
                 if (type(value) is not str or _RFC3339_MATCH(value) is None
                         or not _date_ok(value[:10])):
                     return False
-        if schema:
-            for value in set(map(_GET_SCHEMA, items)):
-                if type(value) is not str or value not in _URI_OK:
-                    return False
         if dct:
             kinds = set()
-            for value in set(map(_GET_DCT, items)):
+            for value in _distinct(next(columns)):
                 media = _MEDIA.get(value) if type(value) is str else None
                 if media is None:
                     return False
@@ -651,6 +674,10 @@ def _plain_batch(items: list[Any]) -> bool:
             # only some (a string), which is looked at per event.
             if data and kinds != _JSON_ONLY:
                 return False
+        if schema:
+            for value in _distinct(next(columns)):
+                if type(value) is not str or value not in _URI_OK:
+                    return False
     except TypeError:
         return False
     return True
