@@ -1094,11 +1094,13 @@ def parse_request_encoded(
             limit=limits.max_request_bytes,
             size=len(body),
         )
+    if content_type == STRUCTURED_TYPE:
+        # The exact type, as nearly every structured publish sends it: no parameters
+        # to split off or case to fold.
+        return _parse_structured_encoded(body, limits)
     essence = content_type.partition(";")[0].strip(" \t").lower() if content_type else ""
     if essence == STRUCTURED_TYPE:
-        events, encoded = _parse_json_mode(body, _loads(body, "the structured-mode body"),
-                                           False, limits)
-        return events, encoded, False
+        return _parse_structured_encoded(body, limits)
     if essence == BATCH_TYPE:
         items = _batch_items(body, limits.max_batch_events)
         events, encoded = _parse_json_mode(body, items, True, limits)
@@ -1115,6 +1117,38 @@ def parse_request_encoded(
     if failure is not None:
         raise failure
     return events, raws, False
+
+
+def _parse_structured_encoded(body: bytes, limits: Limits
+                              ) -> tuple[list[dict[str, Any]], list[bytes], bool]:
+    """`parse_request_encoded` of a structured-mode body. An event `_plain` proves
+    valid, with no object or array inside its `data`, that fits the size limit and is
+    its own encoding (so no member is given twice) is taken in a few steps: the one
+    event's `_parse_json_mode` without its loops and lists. Any other goes that way."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"the structured-mode body is not valid JSON: {exc}") from None
+    if type(parsed) is dict and _plain(parsed):
+        data = parsed.get("data")
+        if type(data) is dict:
+            flat = True
+            for value in data.values():
+                if type(value) in _CONTAINERS:
+                    flat = False
+                    break
+        else:
+            flat = type(data) is not list
+        if flat:
+            try:
+                raw = orjson.dumps(parsed)
+            except orjson.JSONEncodeError:
+                raw = b""
+            if raw and len(raw) <= limits.max_event_bytes and (body == raw or (
+                    (body[:1].isspace() or body[-1:].isspace()) and body.strip() == raw)):
+                return [parsed], [raw], False
+    events, encoded = _parse_json_mode(body, parsed, False, limits)
+    return events, encoded, False
 
 
 def _parse_json_mode(body: bytes, parsed: Any, batch: bool, limits: Limits

@@ -1003,6 +1003,21 @@ def test_batch_of_one_member_list_keeps_the_depth_bound(inner: object) -> None:
     assert caught.value.index == 1 and caught.value.attribute == "data"
 
 
+@pytest.mark.parametrize("inner", [[], {"n": []}])
+def test_structured_event_in_its_own_encoding_keeps_the_depth_bound(inner: object) -> None:
+    """A structured body that is its event's own compact encoding is taken in a few
+    steps only when its data holds no object or array: data nested past the bound is
+    still refused."""
+    deep: object = inner
+    for _ in range(240):
+        deep = [deep]
+    body = orjson.dumps(event(data={"n": deep}))
+    assert orjson.dumps(orjson.loads(body)) == body
+    with pytest.raises(InvalidEvent, match="levels deep") as caught:
+        parse_request(STRUCTURED, {}, body, LIMITS)
+    assert caught.value.attribute == "data"
+
+
 @pytest.mark.parametrize("body", [
     b'{"specversion":"1.0","id":"a","source":"s","type":"t","id":"b"}',
     b'[{"specversion":"1.0","id":"a","source":"s","type":"t"},'
