@@ -1340,9 +1340,18 @@ _HEADER_SAFE: Final = "".join(
 )
 
 
+_NOT_HEADERS: Final = frozenset({"data", "data_base64", "datacontenttype"})
+"""Attributes a binary-mode message carries in its body or content type, not as `ce-`."""
+
+
+def _header_safe(value: str) -> bool:
+    """True when `value` goes into a header as it is (nothing to percent-encode)."""
+    return value.isascii() and value.isprintable() and " " not in value \
+        and '"' not in value and "%" not in value
+
+
 def _percent_encode(value: str) -> str:
-    if value.isascii() and value.isprintable() and " " not in value and '"' not in value \
-            and "%" not in value:
+    if _header_safe(value):
         return value  # the common case: nothing to encode
     return quote(value, safe=_HEADER_SAFE)  # UTF-8, upper-case hex, as the binding says
 
@@ -1356,15 +1365,20 @@ def to_binary(event: dict[str, Any]) -> tuple[dict[str, str], bytes]:
     """
     headers: dict[str, str] = {}
     for name, value in event.items():
-        if name in ("data", "data_base64", "datacontenttype") or value is None:
+        if name in _NOT_HEADERS or value is None:
             continue
-        if value is True:
-            text = "true"
+        if type(value) is str:
+            headers["ce-" + name] = value
+        elif value is True:
+            headers["ce-" + name] = "true"
         elif value is False:
-            text = "false"
+            headers["ce-" + name] = "false"
         else:
-            text = str(value)
-        headers["ce-" + name] = _percent_encode(text)
+            headers["ce-" + name] = str(value)
+    # Values seldom need encoding: the common case is told for all of them at once,
+    # one look at their concatenation rather than one call per header.
+    if not _header_safe("".join(headers.values())):
+        headers = {name: _percent_encode(text) for name, text in headers.items()}
     dct = event.get("datacontenttype")
     body = b""
     if event.get("data_base64") is not None:

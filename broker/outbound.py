@@ -321,11 +321,9 @@ async def send(session: aiohttp.ClientSession, request: OutboundRequest, *,
         return round((time.perf_counter() - started) * 100_000) / 100
 
     try:
-        url = _parsed(request.url)
-        if url.host is None or url.scheme not in ("http", "https"):
-            return OutboundResult(None, elapsed(), error=f"not an http(s) URL: {request.url}",
-                                  refused=True)
-        check_host(url.host)
+        url, refused = _target(request.url)
+        if url is None:
+            return OutboundResult(None, elapsed(), error=refused, refused=True)
         if deadlines is not None and task is not None:
             deadlines.enter(task, timeout)
         # Awaited and released in `finally` rather than entered with `async with`: the
@@ -382,10 +380,18 @@ def _timeout(seconds: float) -> aiohttp.ClientTimeout:
 
 
 @functools.lru_cache(maxsize=256)
-def _parsed(url: str) -> yarl.URL:
-    """An encoded URL parsed once: a webhook's URL is the same on every call, and yarl
-    URLs are immutable."""
-    return yarl.URL(url, encoded=True)
+def _target(url: str) -> tuple[yarl.URL, None] | tuple[None, str]:
+    """An encoded URL parsed and checked once (a webhook's URL is the same on every call,
+    and yarl URLs are immutable): (the URL, None), or (None, why it is refused). A URL
+    that cannot be parsed raises ValueError."""
+    parsed = yarl.URL(url, encoded=True)
+    if parsed.host is None or parsed.scheme not in ("http", "https"):
+        return None, f"not an http(s) URL: {url}"
+    try:
+        check_host(parsed.host)
+    except OutboundRefused as exc:
+        return None, str(exc)
+    return parsed, None
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:

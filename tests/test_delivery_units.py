@@ -218,6 +218,24 @@ async def test_a_pass_does_not_rearm_at_once_on_an_ended_cool_down():
     assert await dispatcher._pass() == 0.01  # free to probe (nothing due to probe with)
 
 
+async def test_a_target_url_is_refused_before_any_connection_every_time():
+    """A metadata host name and a URL that is not http(s) are refused by `send` itself,
+    before a lookup or a connection (a plain session here: no guarded resolver behind
+    it), on a repeated call too, when the URL's check is remembered."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(2):
+            for url, error in (
+                ("http://metadata.google.internal/computeMetadata/v1/",
+                 "metadata.google.internal is a cloud metadata host"),
+                ("http://Metadata.Google.Internal./x",
+                 "metadata.google.internal. is a cloud metadata host"),
+                ("ftp://example.com/hook", "not an http(s) URL: ftp://example.com/hook"),
+            ):
+                result = await send(session, OutboundRequest("POST", url, {}, b"{}"),
+                                    timeout=5, now=time.time, deadlines=CallDeadlines())
+                assert (result.status, result.error, result.refused) == (None, error, True)
+
+
 async def test_calls_timed_on_one_timer_end_as_timeouts_at_their_own_deadlines():
     """`CallDeadlines` keeps many calls' timeouts on one timer: a call with a shorter
     timeout than the one the timer waits for still ends at its own deadline, as a
