@@ -15,6 +15,8 @@ from broker.bus.log import StoredEvent
 from broker.delivery.breaker import BreakerState, SubscriptionHealth
 from broker.delivery.model import (
     NEXT_STATE,
+    NEXT_STATE_TEXT,
+    OUTCOME_TEXT,
     Attempt,
     Delivery,
     DeliveryState,
@@ -212,8 +214,8 @@ class PgDeliveryWrites(_PgWrites, DeliveryWrites):
             " latency_ms = d.latency_ms, error = d.error FROM d"
             " WHERE a.delivery_id = d.id AND a.n = d.attempts AND a.outcome = 'leased'",
             [s.delivery_id for s in settlements], [s.lease for s in settlements],
-            [s.outcome.value for s in settlements],
-            [NEXT_STATE[s.outcome].value for s in settlements],
+            [OUTCOME_TEXT[s.outcome] for s in settlements],
+            [NEXT_STATE_TEXT[s.outcome] for s in settlements],
             [s.next_at if s.next_at is not None else s.now for s in settlements],
             [s.status for s in settlements], [s.latency_ms for s in settlements],
             [s.error for s in settlements], [s.now for s in settlements])

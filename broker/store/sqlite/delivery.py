@@ -12,6 +12,8 @@ from broker.bus.log import StoredEvent
 from broker.delivery.breaker import BreakerState, SubscriptionHealth
 from broker.delivery.model import (
     NEXT_STATE,
+    NEXT_STATE_TEXT,
+    OUTCOME_TEXT,
     Attempt,
     Delivery,
     DeliveryState,
@@ -89,6 +91,7 @@ class SqliteDeliveryWrites(DeliveryWrites):
         leased: list[Delivery] = []
         exhausted: list[Delivery] = []
         expired: list[tuple[Any, ...]] = []
+        leased_state = DeliveryState.LEASED  # read once: see `push._DELIVERED`
         for row in rows:
             # Columns: id, subscription, seq, state, attempts, attempts_before, ...
             round_attempts = row[4] - row[5]
@@ -102,7 +105,7 @@ class SqliteDeliveryWrites(DeliveryWrites):
                 continue
             attempt = row[4] + 1
             # Built directly rather than read and `replace`d: a claim takes a round.
-            leased.append(Delivery(row[0], row[1], row[2], DeliveryState.LEASED, attempt,
+            leased.append(Delivery(row[0], row[1], row[2], leased_state, attempt,
                                    row[5], expires, new_lease(row[0], attempt, secret),
                                    row[8], row[9], row[10], row[11], stamp))
         events = events_by_seq(self.conn, [d.seq for d in (*leased, *exhausted)])
@@ -190,17 +193,17 @@ class SqliteDeliveryWrites(DeliveryWrites):
             # A delivery twice: one after the other, in order. A statement joining the
             # batch checks every row's lease before it changes any, so both would pass.
             insert_later(self.conn, END_LEASED_ATTEMPT, [
-                (s.outcome.value, s.status, s.latency_ms, s.error, s.delivery_id,
+                (OUTCOME_TEXT[s.outcome], s.status, s.latency_ms, s.error, s.delivery_id,
                  s.delivery_id, s.lease) for s in settlements])
             insert_later(self.conn, SETTLE_LEASED, [
-                (NEXT_STATE[s.outcome].value, s.next_at if s.next_at is not None else s.now,
+                (NEXT_STATE_TEXT[s.outcome], s.next_at if s.next_at is not None else s.now,
                  s.status, s.error, s.now, s.delivery_id, s.lease) for s in settlements])
             return
         hold_rows(self.conn, LEASED_ATTEMPTS_ENDED, [
-            (s.outcome.value, s.status, s.latency_ms, s.error, s.delivery_id, s.lease)
+            (OUTCOME_TEXT[s.outcome], s.status, s.latency_ms, s.error, s.delivery_id, s.lease)
             for s in settlements])
         hold_rows(self.conn, LEASED_SETTLED, [
-            (NEXT_STATE[s.outcome].value, s.next_at if s.next_at is not None else s.now,
+            (NEXT_STATE_TEXT[s.outcome], s.next_at if s.next_at is not None else s.now,
              s.status, s.error, s.now, s.delivery_id, s.lease) for s in settlements])
 
     def _end_attempt(self, delivery_id: int, n: int, outcome: Outcome,
