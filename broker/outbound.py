@@ -153,6 +153,9 @@ def open_session(allow_private: bool, limit: int = 100, **options: Any
         ttl_dns_cache=10,
     )
     options.setdefault("timeout", aiohttp.ClientTimeout(total=None))
+    # Every call stands alone: a cookie one receiver sets is never sent back, neither to
+    # it nor to another subscription, action or plugin calling the same host.
+    options.setdefault("cookie_jar", aiohttp.DummyCookieJar())
     session = aiohttp.ClientSession(connector=connector, trust_env=False, **options)
     _RESOLVERS[session] = resolver
     return session

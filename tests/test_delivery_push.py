@@ -119,6 +119,22 @@ async def test_structured_mode_sends_the_event_json(broker, http, receiver):
     assert got.json == sent["event"]
 
 
+async def test_a_cookie_a_receiver_sets_is_never_sent_back(broker, http, receiver):
+    """Webhook calls keep no cookies: what one subscription's receiver sets reaches
+    neither it nor another subscription calling the same host (by a name, which a
+    cookie jar would keep cookies for)."""
+    url = f"http://localhost:{receiver.port}/hook"
+    receiver.statuses = [(200, {"Set-Cookie": "session=first-subscription; Path=/"})]
+    _, first = await subscribe(http, broker.url, receiver, url=url)
+    _, second = await subscribe(http, broker.url, receiver, url=url)
+    await publish(http, broker.url, type=first)
+    await receiver.wait_for(1)
+    await publish(http, broker.url, type=first)
+    await publish(http, broker.url, type=second)
+    calls = await receiver.wait_for(3)
+    assert [c.headers.get("Cookie") for c in calls] == [None, None, None]
+
+
 async def test_failures_are_retried_until_success_and_every_attempt_is_recorded(
         broker, http, receiver):
     name, etype = await subscribe(http, broker.url, receiver, secret=SECRET)
