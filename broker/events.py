@@ -1129,24 +1129,14 @@ def _parse_structured_encoded(body: bytes, limits: Limits
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent(f"the structured-mode body is not valid JSON: {exc}") from None
-    if type(parsed) is dict and _plain(parsed):
-        data = parsed.get("data")
-        if type(data) is dict:
-            flat = True
-            for value in data.values():
-                if type(value) in _CONTAINERS:
-                    flat = False
-                    break
-        else:
-            flat = type(data) is not list
-        if flat:
-            try:
-                raw = orjson.dumps(parsed)
-            except orjson.JSONEncodeError:
-                raw = b""
-            if raw and len(raw) <= limits.max_event_bytes and (body == raw or (
-                    (body[:1].isspace() or body[-1:].isspace()) and body.strip() == raw)):
-                return [parsed], [raw], False
+    if type(parsed) is dict and _plain(parsed) and _flat(parsed.get("data")):
+        try:
+            raw = orjson.dumps(parsed)
+        except orjson.JSONEncodeError:
+            raw = b""
+        if raw and len(raw) <= limits.max_event_bytes and (body == raw or (
+                (body[:1].isspace() or body[-1:].isspace()) and body.strip() == raw)):
+            return [parsed], [raw], False
     events, encoded = _parse_json_mode(body, parsed, False, limits)
     return events, encoded, False
 
@@ -1253,17 +1243,8 @@ def _encode_all(events: list[dict[str, Any]], batch: bool, limit: int, out: list
     nest: list[Any] = []
     dumps = orjson.dumps
     for i, event in enumerate(events):
-        data = event.get("data")
-        if type(data) is dict:
-            flat = True
-            for value in data.values():
-                if type(value) in _CONTAINERS:
-                    flat = False
-                    break
-        else:
-            flat = type(data) is not list
         try:
-            if flat:
+            if _flat(event.get("data")):
                 raw = dumps(event)
             else:
                 if inner is None:
@@ -1300,6 +1281,19 @@ def dumps(event: dict[str, Any]) -> bytes:
 
 
 _CONTAINERS: Final = (dict, list)
+
+
+def _flat(data: Any) -> bool:
+    """True when an event's `data` holds no object or array: the event is then two
+    levels deep (extension values are never containers), within any depth bound."""
+    if type(data) is dict:
+        for value in data.values():
+            if type(value) in _CONTAINERS:
+                return False
+        return True
+    return type(data) is not list
+
+
 _HEADROOM: Final = 16
 """Nesting levels kept free above a stored event: API answers, SSE frames, dead letters
 and recorded requests wrap it, and the JSON encoder stops at 254 levels."""
