@@ -248,19 +248,19 @@ def instructions(events: int) -> None:
                 await drain(session, url, receiver_url, events, zero)
                 return time.perf_counter() - zeroed[-1]
 
-        def dump() -> int:
+        def dump(keep: bool = False) -> int:
             subprocess.run(["callgrind_control", "-d", str(broker.pid)], check=True,
                            capture_output=True)
             newest = max(work.glob("callgrind.out*"), key=lambda p: p.stat().st_mtime)
             found = re.search(r"^(?:summary|totals): (\d+)", newest.read_text(
                 errors="replace"), re.M)
             assert found, "no totals in the callgrind dump"
-            if os.environ.get("BENCH_KEEP_CALLGRIND"):  # for callgrind_annotate
+            if keep and os.environ.get("BENCH_KEEP_CALLGRIND"):  # for callgrind_annotate
                 shutil.copy(newest, os.environ["BENCH_KEEP_CALLGRIND"])
             return int(found.group(1))
 
         took = asyncio.run(run())
-        total = dump()
+        total = dump(keep=True)  # the drain's dump, not the idle one after it
         # The broker's timers (sweeps, polls) run however fast the drain goes, and under
         # valgrind on a loaded machine it goes at very different speeds: their share is
         # measured on the idle broker and taken off, so trees compare across loads.
