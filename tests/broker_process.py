@@ -64,7 +64,9 @@ class BrokerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> BrokerProcess:
+    def start(self, timeout: float = 60.0) -> BrokerProcess:
+        # A deadline, not a wait: a broker is polled until ready, and a loaded 2-core
+        # machine can take more than 20 s to start Python with the broker's imports.
         if os.environ.get("OPSBUS_TEST_STORE") == "postgresql" and "--store" not in self.args:
             # The behaviour suites run again on PostgreSQL: one schema per broker, kept
             # across its restarts.
