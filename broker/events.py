@@ -1125,10 +1125,7 @@ def _parse_structured_encoded(body: bytes, limits: Limits
     valid, with no object or array inside its `data`, that fits the size limit and is
     its own encoding (so no member is given twice) is taken in a few steps: the one
     event's `_parse_json_mode` without its loops and lists. Any other goes that way."""
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidEvent(f"the structured-mode body is not valid JSON: {exc}") from None
+    parsed = _loads(body, "the structured-mode body")
     if type(parsed) is dict and _plain(parsed) and _flat(parsed.get("data")):
         try:
             raw = orjson.dumps(parsed)
