@@ -69,6 +69,10 @@ class WriterConnection(sqlite3.Connection):
                 self.failed = exc
                 raise
 
+    def held_count(self) -> int:
+        """Rows waiting in held statements."""
+        return sum(len(rows) for _, rows in self.held)
+
     def holds(self, rows: list[tuple[Any, ...]]) -> bool:
         """True while `rows` (a list handed to `later`) wait to be inserted: until then
         the caller may still change them."""

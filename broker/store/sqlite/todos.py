@@ -113,6 +113,9 @@ class _GatheredTodoWrites(GatheredTodos):
             _run_rows(self.conn, _SAVES, [_save_params(i) for i in self.saves.values()])
             self.forget_saves()
 
+    def pending(self) -> int:
+        return len(self.saves) + len(self.events) + len(self.history)
+
     def flush(self) -> None:
         self.write_saves()
         if self.events:
