@@ -65,11 +65,11 @@ def run_server(settings: Settings) -> None:
         # collects every few events (the collector was ~4 % of batched ingest).
         gc.freeze()
         gc.set_threshold(7000, 10, 10)
-        # The commit thread lets go of the GIL while SQLite runs each statement and
-        # needs it back to bind the next: a busy event loop keeps it for a whole switch
-        # interval first (5 ms by default), and a commit runs dozens of statements.
-        # Inserts beside a busy thread: 9,800 rows/s at 5 ms, 44,700 at 0.5 ms
-        # (bench/commit_thread.py); batched ingest +9 %, single +10 % (bench/README.md).
+        # The commit thread needs the GIL to start COMMIT and again once the fsync
+        # returns: a busy event loop keeps it for a whole switch interval first (5 ms
+        # by default), and every caller of the group waits meanwhile. Inserts beside a
+        # busy thread: 9,800 rows/s at 5 ms, 44,700 at 0.5 ms (bench/commit_thread.py);
+        # batched ingest +9 %, single +10 % (bench/README.md).
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         print(f"opsbus listening on {scheme}://{settings.listen} (data in"
               f" {settings.data_dir})", file=sys.stderr, flush=True)

@@ -37,14 +37,6 @@ from broker.store.window import DedupeWindow
 
 log = logging.getLogger(__name__)
 
-WRITE_ON_LOOP_ROWS = 64
-"""A transaction with at most this many rows still to write writes them on the event
-loop, before COMMIT goes to the commit thread. There each statement ends in a wait for
-the GIL while the loop parses requests (up to the switch interval, 0.5 ms), which costs
-more than a few dozen rows take to insert: single-event POSTs, ~16 rows per commit, went
-from 2.2-2.7 ms of inserts on the thread to ~0.1 ms on the loop, +17 % events/s. A
-larger transaction's inserts still overlap the parsing of the next requests."""
-
 
 class SqliteBackend(SqliteMaintenance, Backend):
     """The embedded store: one SQLite file in WAL mode, one writer connection (the bus's
@@ -143,21 +135,24 @@ class SqliteBackend(SqliteMaintenance, Backend):
             tx = SqliteTransaction(conn)
             try:
                 yield tx
-                if tx.pending() <= WRITE_ON_LOOP_ROWS:
-                    tx.flush()
-                    conn.run_held()
+                # Every write runs here, on the loop; only COMMIT, which fsyncs, goes to
+                # a thread. Each statement run there would end in a wait for the GIL
+                # while the loop parses requests (up to the switch interval), which cost
+                # more than the inserts' time on the loop: single, batched and todo
+                # ingest and push delivery all went as fast or faster (bench/README.md).
+                tx.flush()
+                conn.run_held()
             except BaseException:
                 conn.drop_held()
                 conn.execute("ROLLBACK")
                 raise
-            # The writes repositories gathered, the inserts held back and COMMIT (which fsyncs) run
-            # off the loop, so requests keep arriving and the next group forms meanwhile (a small
-            # transaction's writes ran above). The thread wakes this frame itself, through a future
-            # of the loop's that it settles once done with the connection: the executor's own future
-            # would reach it two turns of the loop later (its state copied over, then through a
-            # shield), turns in which a busy loop parses requests while the writer, and every caller
-            # waiting on the next group, waits. A cancellation must not release the writer while the
-            # thread still runs on the connection.
+            # COMMIT runs off the loop, so requests keep arriving and the next group
+            # forms meanwhile. The thread wakes this frame itself, through a future of the
+            # loop's that it settles once done with the connection: the executor's own
+            # future would reach it two turns of the loop later (its state copied over,
+            # then through a shield), turns in which a busy loop parses requests while the
+            # writer, and every caller waiting on the next group, waits. A cancellation
+            # must not release the writer while the thread still runs on the connection.
             loop = asyncio.get_running_loop()
             done: asyncio.Future[None] = asyncio.Future(loop=loop)
             thread = loop.run_in_executor(None, _finish, tx, conn, loop, self._checkpoints,
@@ -180,8 +175,6 @@ def _finish(tx: SqliteTransaction, conn: WriterConnection, loop: asyncio.Abstrac
     """The end of a write transaction, on a worker thread while the writer is held;
     settles `done` (on the loop) once the connection is free again."""
     try:
-        tx.flush()  # the writes repositories gathered, before COMMIT
-        conn.run_held()
         conn.execute("COMMIT")
         if tx.committed is not None:
             # Queued before `done` is, so it runs on the loop before the awaiting

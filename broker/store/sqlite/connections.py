@@ -27,9 +27,9 @@ sqlite3.register_adapter(type(None), cast("Callable[[None], None]", {}.get))
 
 class WriterConnection(sqlite3.Connection):
     """The writer connection, able to hold inserts back (`later`) until its next
-    statement or COMMIT. A batch of appends that nothing else in the transaction reads
-    is then inserted on the thread that commits, overlapping the parsing of the next
-    requests on the event loop (sqlite3 lets go of the GIL while it steps). Any other
+    statement or the transaction's end. A batch of appends that nothing else in the
+    transaction reads is then inserted in a few multi-row statements, which later
+    appends of the same transaction join and routing writes into in place. Any other
     statement runs the held ones first, so every statement sees what came before it:
     the held rows are an ordering detail, never visible as missing. The exceptions are
     spelled out: `beside` for a statement on tables no held statement writes, and
@@ -69,10 +69,6 @@ class WriterConnection(sqlite3.Connection):
                 self.failed = exc
                 raise
 
-    def held_count(self) -> int:
-        """Rows waiting in held statements."""
-        return sum(len(rows) for _, rows in self.held)
-
     def holds(self, rows: list[tuple[Any, ...]]) -> bool:
         """True while `rows` (a list handed to `later`) wait to be inserted: until then
         the caller may still change them."""
@@ -81,7 +77,7 @@ class WriterConnection(sqlite3.Connection):
     def beside(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         """`execute(sql)` leaving the held statements held: only for a statement that
         neither reads nor writes a table they write (an item of a todo queue, while the
-        routed events' rows wait for the commit thread)."""
+        routed events' rows wait to be inserted)."""
         if self.failed is not None:
             self.run_held()  # raises: the transaction has lost writes
         return super().execute(sql, parameters)
@@ -153,8 +149,7 @@ def beside_held(conn: sqlite3.Connection, sql: str, parameters: Any = ()) -> sql
 
 def open_writer(path: Path, durability: str) -> WriterConnection:
     """The one writing connection. Statements run on the event loop thread (they only
-    touch the page cache); COMMIT, which fsyncs, runs in a worker thread, with the
-    inserts held back for it (`WriterConnection.later`)."""
+    touch the page cache); COMMIT, which fsyncs, runs in a worker thread."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                            factory=WriterConnection)
     # Takes effect only on a new file (before its first table): retention then hands

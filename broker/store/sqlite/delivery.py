@@ -110,7 +110,7 @@ class SqliteDeliveryWrites(DeliveryWrites):
                                    row[8], row[9], row[10], row[11], stamp))
         events = events_by_seq(self.conn, [d.seq for d in (*leased, *exhausted)])
         # One statement per kind for the whole claim (a claim takes a round of them),
-        # held for the thread that commits: nothing reads them before a later statement
+        # held to the transaction's end: nothing reads them before a later statement
         # on this connection, which runs them first.
         if expired:
             insert_later(self.conn, END_ATTEMPT, expired)
@@ -188,7 +188,7 @@ class SqliteDeliveryWrites(DeliveryWrites):
 
     async def settle_many(self, settlements: Sequence[Settlement]) -> None:
         # Each row changes only under its current lease; the attempt first, while the
-        # delivery still names that lease. Held for the thread that commits, as a claim's.
+        # delivery still names that lease. Held to the transaction's end, as a claim's.
         if len({s.delivery_id for s in settlements}) < len(settlements):
             # A delivery twice: one after the other, in order. A statement joining the
             # batch checks every row's lease before it changes any, so both would pass.
@@ -257,8 +257,8 @@ SETTLE_LEASED = (
 
 def hold_rows(conn: sqlite3.Connection, statement: tuple[str, str],
               rows: list[tuple[Any, ...]], shared: tuple[Any, ...] = ()) -> None:
-    """`statement` for `rows`, in order, many to a statement (`pieces`), held for the
-    thread that commits (`insert_later`); `shared` are the values bound after the rows'
+    """`statement` for `rows`, in order, many to a statement (`pieces`), held to the
+    transaction's end (`insert_later`); `shared` are the values bound after the rows'
     in each."""
     at = 0
     for count in pieces(len(rows)):

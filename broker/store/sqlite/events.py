@@ -71,9 +71,7 @@ CHUNK = 256
 """Rows per statement inserting root rows (`roots_sql`; a power of two). A statement
 run per row (`executemany`) opens its cursors and reads and writes the AUTOINCREMENT
 counter once per row; one run for many rows does that once (~6,000 instructions per
-row less). Few statements matter as much on the commit thread: after each one it takes
-the GIL back, waiting out the event loop's switch interval while requests are parsed
-(~0.5 ms a statement, as long as binding 64 rows). The rows past the last whole chunk
+row less). The rows past the last whole chunk
 go in statements of the powers of two their count is made of (`pieces`): a few
 statements, of few distinct texts (a compiled 128-row insert holds ~300 KB)."""
 ROOT_COLUMNS = ("recvtime, source, id, type, subject, time, body, idhash, digest, routes,"
@@ -408,7 +406,8 @@ class SqliteEventWrites(EventWrites):
         row = _row(event, raw, recvtime, root, idhash)
         if batch is not None:
             # A derived event (an item's announcement) while the routed batch waits:
-            # it joins the batch, so the whole commit is still inserted off the loop.
+            # it joins the batch, so the whole commit is still inserted in its few
+            # statements.
             table = self._table(recvtime, batch.next_seq)
             if table == batch.table and self._live() is batch:
                 seq = batch.next_seq
@@ -455,8 +454,9 @@ class SqliteEventWrites(EventWrites):
                 row = _row(event, raw, recvtime, root, idhash)
                 batch.add(row, _keys(row, batch.next_seq))
             return results
-        # Held back to the transaction's next statement or its COMMIT: a batch nothing
-        # else reads is then inserted off the event loop. The root rows in chunks
+        # Held back to the transaction's next statement or its end: a batch nothing
+        # else reads is then inserted in a few statements, its routes written into its
+        # rows in place, and later appends join it. The root rows in chunks
         # first (`pieces`), the rest (and what joins later) row by row with their keys.
         # Chunk rows have no lineage columns: only roots go in them, up to the first
         # that names a correlation or cause.

@@ -113,9 +113,6 @@ class _GatheredTodoWrites(GatheredTodos):
             _run_rows(self.conn, _SAVES, [_save_params(i) for i in self.saves.values()])
             self.forget_saves()
 
-    def pending(self) -> int:
-        return len(self.saves) + len(self.events) + len(self.history)
-
     def flush(self) -> None:
         self.write_saves()
         if self.events:
@@ -129,7 +126,7 @@ class _GatheredTodoWrites(GatheredTodos):
 # The gathered rows are written many to a statement, not with `executemany`, which
 # steps a statement per row: a todo queue taking every event of a batch writes an item
 # event row per event, and each statement costs its cursor set-up again (~4,000
-# instructions a row) and, on the commit thread, a wait for the GIL. Rows go in
+# instructions a row). Rows go in
 # statements of `events.CHUNK` rows and then of the powers of two the rest is made of
 # (`events.pieces`): few statement texts for the connection's cache.
 _EVENT_ROWS = ("INSERT OR IGNORE INTO todo_events (todo_id, seq) VALUES {rows}", "(?, ?)")
@@ -183,7 +180,7 @@ class SqliteTodoWrites(TodoWrites):
 
     def _one(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> TodoItem | None:
         # Items are no table the held event inserts write: they stay held back, so a
-        # routed batch is still inserted by the commit thread, with its routes.
+        # routed batch is still inserted in its few statements, with its routes.
         row = beside_held(self.conn, sql, params).fetchone()
         return row_to_todo(row) if row else None
 

@@ -26,9 +26,6 @@ class Deferred(Protocol):
     def flush(self) -> None:
         """Write everything gathered, on the transaction's connection."""
 
-    def pending(self) -> int:
-        """Rows gathered and not written yet."""
-
 
 D = TypeVar("D", bound=Deferred)
 
@@ -55,12 +52,6 @@ class SqliteTransaction(Transaction):
         """Write every repository's gathered writes (before COMMIT)."""
         for deferred in self._deferred.values():
             deferred.flush()
-
-    def pending(self) -> int:
-        """Rows still to write before COMMIT: gathered by repositories, or held back by
-        the writer connection."""
-        held = self.conn.held_count() if isinstance(self.conn, WriterConnection) else 0
-        return held + sum(deferred.pending() for deferred in self._deferred.values())
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
