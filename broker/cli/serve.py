@@ -67,9 +67,9 @@ def run_server(settings: Settings) -> None:
         gc.set_threshold(7000, 10, 10)
         # The commit thread needs the GIL to start COMMIT and again once the fsync
         # returns: a busy event loop keeps it for a whole switch interval first (5 ms
-        # by default), and every caller of the group waits meanwhile. Inserts beside a
-        # busy thread: 9,800 rows/s at 5 ms, 44,700 at 0.5 ms (bench/commit_thread.py);
-        # batched ingest +9 %, single +10 % (bench/README.md).
+        # by default) while every caller of the group waits. 0.5 ms made batched
+        # ingest +9 % and single +10 % when the inserts ran on that thread too; 0.1 ms
+        # did not measurably beat it since (bench/README.md).
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         print(f"opsbus listening on {scheme}://{settings.listen} (data in"
               f" {settings.data_dir})", file=sys.stderr, flush=True)

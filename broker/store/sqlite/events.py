@@ -71,9 +71,9 @@ CHUNK = 256
 """Rows per statement inserting root rows (`roots_sql`; a power of two). A statement
 run per row (`executemany`) opens its cursors and reads and writes the AUTOINCREMENT
 counter once per row; one run for many rows does that once (~6,000 instructions per
-row less). The rows past the last whole chunk
-go in statements of the powers of two their count is made of (`pieces`): a few
-statements, of few distinct texts (a compiled 128-row insert holds ~300 KB)."""
+row less). The rows past the last whole chunk go in statements of the powers of two
+their count is made of (`pieces`): a few statements, of few distinct texts (a compiled
+128-row insert holds ~300 KB)."""
 ROOT_COLUMNS = ("recvtime, source, id, type, subject, time, body, idhash, digest, routes,"
                 " targets")
 WIDTH = 9

@@ -126,9 +126,9 @@ class _GatheredTodoWrites(GatheredTodos):
 # The gathered rows are written many to a statement, not with `executemany`, which
 # steps a statement per row: a todo queue taking every event of a batch writes an item
 # event row per event, and each statement costs its cursor set-up again (~4,000
-# instructions a row). Rows go in
-# statements of `events.CHUNK` rows and then of the powers of two the rest is made of
-# (`events.pieces`): few statement texts for the connection's cache.
+# instructions a row). Rows go in statements of `events.CHUNK` rows and then of the
+# powers of two the rest is made of (`events.pieces`): few statement texts for the
+# connection's cache.
 _EVENT_ROWS = ("INSERT OR IGNORE INTO todo_events (todo_id, seq) VALUES {rows}", "(?, ?)")
 _HISTORY_ROWS = (
     "INSERT INTO todo_history (todo_id, at, action, operator, note, event_seq, audit_seq,"
