@@ -9,6 +9,7 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -17,7 +18,7 @@ import pytest
 from broker.bus import canonical, digest_of
 from broker.store.sqlite import SqliteBackend
 from broker.store.sqlite.checkpoint import TAIL_FRAMES, Checkpointer, WalIndex
-from broker.store.sqlite.transaction import SqliteTransaction
+from broker.store.sqlite.connections import WriterConnection
 from tests.broker_process import BrokerProcess
 from tests.conftest import BATCH, make_event
 
@@ -251,15 +252,16 @@ async def test_a_writer_cancelled_twice_during_its_commit_keeps_the_connection(
     """Cancelled twice while the commit thread still runs, the writer lets go of the
     connection only once the thread has committed; the next transaction then starts
     cleanly and sees the committed event."""
-    flushing, release = threading.Event(), threading.Event()
-    flush = SqliteTransaction.flush
+    committing, release = threading.Event(), threading.Event()
+    execute = WriterConnection.execute
 
-    def slow(self: SqliteTransaction) -> None:
-        flushing.set()
-        release.wait(30)
-        flush(self)
+    def slow(self: WriterConnection, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        if sql == "COMMIT":  # on the commit thread: the loop goes on meanwhile
+            committing.set()
+            release.wait(30)
+        return execute(self, sql, parameters)
 
-    monkeypatch.setattr(SqliteTransaction, "flush", slow)
+    monkeypatch.setattr(WriterConnection, "execute", slow)
     first = make_event(subject="first")
 
     async def write() -> None:
@@ -268,7 +270,7 @@ async def test_a_writer_cancelled_twice_during_its_commit_keeps_the_connection(
 
     task = asyncio.create_task(write())
     try:
-        assert await asyncio.to_thread(flushing.wait, 30)
+        assert await asyncio.to_thread(committing.wait, 30)
         for _ in range(2):
             task.cancel()
             for _ in range(20):  # turns enough for a writer that did not wait to let go
@@ -278,7 +280,7 @@ async def test_a_writer_cancelled_twice_during_its_commit_keeps_the_connection(
         release.set()
     with pytest.raises(asyncio.CancelledError):
         await task
-    monkeypatch.setattr(SqliteTransaction, "flush", flush)
+    monkeypatch.setattr(WriterConnection, "execute", execute)
     second = make_event(subject="second")
     async with store.transaction() as tx:
         await store.events.writes(tx).append(second, canonical(second), T0, None)
