@@ -89,7 +89,8 @@ class WriterConnection(sqlite3.Connection):
         self._saved.clear()
 
     # Savepoints leave held statements held: a step that only gathers (the todo
-    # announcements before COMMIT) then does not force a batch's inserts onto the loop.
+    # announcements before COMMIT) then does not force a batch's inserts to run early,
+    # so the derived events it appends still join the batch's statements.
     # What was held when a savepoint was taken belongs before it; rolling back to it
     # holds exactly that again: statements held since are dropped (rows added since to
     # a held list included), and ones that ran since are held again, since the
