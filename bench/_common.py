@@ -23,6 +23,12 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 def counter(url: str, name: str = "opsbus_commits_total") -> int | None:
     """A counter of the broker's metrics, its commits by default (None when it has no
     metrics: the reference servers)."""
+    value = metric(url, name)
+    return None if value is None else int(value)
+
+
+def metric(url: str, name: str) -> float | None:
+    """One unlabelled sample of the broker's metrics (None when it has none)."""
     import urllib.request
 
     request = urllib.request.Request(url + "/metrics", headers=AUTH)
@@ -31,7 +37,7 @@ def counter(url: str, name: str = "opsbus_commits_total") -> int | None:
     except OSError:
         return None
     found = re.search(rf"^{name} (\S+)", text, re.M)
-    return int(float(found.group(1))) if found else None
+    return float(found.group(1)) if found else None
 
 
 WRK = shutil.which("wrk")
@@ -96,6 +102,14 @@ def start_broker(args: list[str] | None = None, config: Path | None = None,
         data = Path(tempfile.mkdtemp(prefix="opsbus-bench-")) / "data"
         data.mkdir(parents=True)
     return BrokerProcess(data, args=args or [], config=config).start(timeout=300)
+
+
+def discard(broker: BrokerProcess) -> None:
+    """Stop a broker started on a fresh store and delete the store (pre-filled ones stay
+    for later runs)."""
+    broker.stop()
+    if not broker.data_dir.is_relative_to(BENCH_DIR):
+        shutil.rmtree(broker.data_dir.parent, ignore_errors=True)
 
 
 def wait_ready(url: str, path: str = "/readyz", timeout: float = 10.0) -> None:

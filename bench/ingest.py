@@ -36,9 +36,11 @@ from _common import (
     SINGLE_LUA,
     WRK,
     counter,
+    discard,
     free_port,
     load_average,
     machine,
+    metric,
     parse_count,
     start_broker,
     thread_cpu_s,
@@ -272,6 +274,74 @@ def sqlite_ceiling(path: Path | None, seconds: float, batch: int = 3200,
     return rate
 
 
+def current_period_keys(store: Path) -> int:
+    """Keys in the store's current key table, the one a random key of a new event lands
+    in: what a batched commit's cost grows with (docs/storage.md, "Period")."""
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as conn:
+        row = conn.execute("SELECT name FROM event_key_periods"
+                           " ORDER BY first_seq DESC, starts_at DESC LIMIT 1").fetchone()
+        return conn.execute(f"SELECT count(*) FROM {row[0]}").fetchone()[0] if row else 0
+
+
+def fill_period(url: str, keys: int) -> int:
+    """Batched load on a broker until it has committed at least `keys` events (each one
+    identity key in the current period); returns how many it has."""
+    while (stored := counter(url, "opsbus_events_committed_total") or 0) < keys:
+        load(url, batch=100, seconds=2)
+    return stored
+
+
+def fresh_beside(keys: int, args: argparse.Namespace) -> tuple[float, float, int]:
+    """(single events/s, batched events/s, keys in its current period when measured) of
+    a broker on a fresh store whose current period first takes at least `keys` events of
+    the batched load: the pre-filled store's twin with nothing stored before today but
+    as much of today, so the ratio between them is what the stored log itself costs."""
+    broker = start_broker(["--durability", args.durability, "--log-level", "warning"])
+    try:
+        stored = fill_period(broker.url, keys)
+        single = load(broker.url, batch=1, seconds=args.seconds)[0]
+        batched = load(broker.url, batch=100, seconds=args.seconds)[0] * 100
+    finally:
+        discard(broker)
+    return single, batched, stored
+
+
+def period_curve(args: argparse.Namespace) -> None:
+    """Batched ingest on fresh stores whose current period first took each of
+    `--period-keys` events: how a commit's cost follows the keys of the period it lands
+    in (each random key dirties its own page of the key table once the table has more
+    leaf pages than a commit has keys), with the disk writes per event behind it."""
+    print("batched ingest (100/request) by keys already in the current period,"
+          " each on a fresh store")
+    for keys in (parse_count(k) for k in args.period_keys.split(",")):
+        broker = start_broker(["--durability", args.durability, "--log-level", "warning"])
+        try:
+            assert broker.proc is not None
+            stored = fill_period(broker.url, keys)
+            before, written = committed(broker.url), _written(broker.proc.pid)
+            spent = metric(broker.url, "opsbus_commit_seconds_sum") or 0.0
+            rate = load(broker.url, batch=100, seconds=args.seconds)[0] * 100
+            after = committed(broker.url)
+            commits, events = ((after[0] - before[0], after[1] - before[1])
+                               if after and before else (0, 0))
+            per_commit = ((metric(broker.url, "opsbus_commit_seconds_sum") or 0.0) - spent
+                          ) / max(commits, 1)
+            print(f"  {stored:>10,} keys: {rate:>9,.0f} events/s, {group_size(before, after):,}"
+                  f" events per commit, {per_commit * 1e3:.1f} ms per commit,"
+                  f" {(_written(broker.proc.pid) - written) / max(events, 1):,.0f} bytes"
+                  f" written per event, {load_average()}")
+        finally:
+            discard(broker)
+
+
+def _written(pid: int) -> int:
+    """Bytes a process has had written to storage so far (Linux)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
 def spread(values: list[float], scale: float = 1.0) -> str:
     """'median (min-max)' of repeated runs."""
     values = sorted(v * scale for v in values)
@@ -395,7 +465,7 @@ def todo_ingest(args: argparse.Namespace, prefill: int) -> None:
                                      * 100)
                 runs[name][0].append(load(broker.url, batch=1, seconds=args.seconds)[0])
             finally:
-                broker.stop()
+                discard(broker)
             print(f"  ({name}: done, {load_average()})", flush=True)
     med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
     plain_single, plain_batched = runs["no route"]
@@ -504,6 +574,9 @@ def main() -> None:
     parser.add_argument("--store", default="sqlite",
                         help="with --todos --in-process: a PostgreSQL URL (each run in a"
                              " schema of its own) instead of SQLite")
+    parser.add_argument("--period-keys", metavar="N,N,...",
+                        help="only batched ingest on fresh stores whose current period first"
+                             " took each number of events, e.g. 0,250k,500k,1M")
     args = parser.parse_args()
     prefill = parse_count(args.prefill)
 
@@ -520,6 +593,9 @@ def main() -> None:
     if args.todos:
         todo_ingest(args, prefill)
         return
+    if args.period_keys:
+        period_curve(args)
+        return
     if args.latency:
         # The broker and the no-store reference alternating within each repeat.
         run_latency(args, prefill)
@@ -535,12 +611,18 @@ def main() -> None:
     ceiling_cpu: list[float] = []
     group_sizes: list[int] = []
     at_size: list[float] = []
+    period_keys: list[tuple[int, int]] = []  # (pre-filled store, fresh beside it)
+    fresh_single: list[float] = []
+    fresh_batched: list[float] = []
     ref_latency = lat = None
-    broker = start_broker(["--durability", args.durability, "--log-level", "warning"],
-                          prefill=prefill)
-    store_file = broker.data_dir / "opsbus.db"
-    broker.stop()
     for _ in range(args.repeat):
+        # Without a pre-fill each repeat has a fresh store: from an empty period, as the
+        # goal's "fresh store" means (a period's keys are what a commit's cost grows
+        # with); a pre-filled store is the same one every repeat, as a live bus is.
+        broker = start_broker(["--durability", args.durability, "--log-level", "warning"],
+                              prefill=prefill)
+        store_file = broker.data_dir / "opsbus.db"
+        broker.stop()
         ref, ref_url = start_reference()
         try:
             http_single.append(load(ref_url, batch=1, seconds=args.seconds)[0])
@@ -550,6 +632,7 @@ def main() -> None:
         finally:
             ref.terminate()
             ref.wait()
+        keys_before = current_period_keys(store_file) if prefill else 0
         broker.start(timeout=300)
         try:
             assert broker.proc is not None
@@ -574,6 +657,12 @@ def main() -> None:
         # and one writer's fsynced commits run one after another: this is the most any
         # single-event publisher can get from this disk, with no other work at all.
         commit_ceiling.append(sqlite_ceiling(store_file, args.seconds, batch=32))
+        if prefill:
+            one, many, fresh_keys = fresh_beside(keys_before, args)
+            fresh_single.append(one)
+            fresh_batched.append(many)
+            period_keys.append((keys_before, fresh_keys))
+        discard(broker)
 
     med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
     print("single-event POST, 32 connections")
@@ -600,6 +689,16 @@ def main() -> None:
               f" {med(batched) / med(at_size):.2f})")
     print(f"  raw SQLite CPU        {', '.join(f'{us:.1f} µs per event' for us in ceiling_cpu)}"
           " (one thread)")
+    if period_keys:
+        print(f"flat with size: {prefill:,} stored against a fresh store whose current period"
+              " first took as many events")
+        print("  current period keys   " + ", ".join(
+            f"{stored:,} stored / {fresh:,} fresh" for stored, fresh in period_keys)
+              + " (when measured)")
+        print(f"  fresh single          {spread(fresh_single):>28} events/s   (stored vs it:"
+              f" {med(single) / med(fresh_single):.2f})")
+        print(f"  fresh batched         {spread(fresh_batched):>28} events/s   (stored vs it:"
+              f" {med(batched) / med(fresh_batched):.2f}; goal >= 0.8)")
     if lat and ref_latency:
         print(f"publish-to-SSE latency, {args.rate} events/s, {args.readers} SSE readers"
               " (ms from each publish's write to each reader's receipt; goal p99 <= 10 ms)")
