@@ -307,17 +307,18 @@ def fresh_beside(keys: int, args: argparse.Namespace) -> tuple[float, float, int
 
 
 def period_curve(args: argparse.Namespace) -> None:
-    """Batched ingest on fresh stores whose current period first took each of
+    """Single and batched ingest on fresh stores whose current period first took each of
     `--period-keys` events: how a commit's cost follows the keys of the period it lands
     in (each random key dirties its own page of the key table once the table has more
     leaf pages than a commit has keys), with the disk writes per event behind it."""
-    print("batched ingest (100/request) by keys already in the current period,"
-          " each on a fresh store")
+    print("ingest by keys already in the current period, each on a fresh store: single"
+          " events (32 connections), then batched (100/request)")
     for keys in (parse_count(k) for k in args.period_keys.split(",")):
         broker = start_broker(["--durability", args.durability, "--log-level", "warning"])
         try:
             assert broker.proc is not None
             stored = fill_period(broker.url, keys)
+            single = load(broker.url, batch=1, seconds=args.seconds)[0]
             before, written = committed(broker.url), _written(broker.proc.pid)
             spent = metric(broker.url, "opsbus_commit_seconds_sum") or 0.0
             rate = load(broker.url, batch=100, seconds=args.seconds)[0] * 100
@@ -326,7 +327,8 @@ def period_curve(args: argparse.Namespace) -> None:
                                if after and before else (0, 0))
             per_commit = ((metric(broker.url, "opsbus_commit_seconds_sum") or 0.0) - spent
                           ) / max(commits, 1)
-            print(f"  {stored:>10,} keys: {rate:>9,.0f} events/s, {group_size(before, after):,}"
+            print(f"  {stored:>10,} keys: single {single:>6,.0f} events/s; batched {rate:>7,.0f}"
+                  f" events/s, {group_size(before, after):,}"
                   f" events per commit, {per_commit * 1e3:.1f} ms per commit,"
                   f" {(_written(broker.proc.pid) - written) / max(events, 1):,.0f} bytes"
                   f" written per event, {load_average()}")
@@ -575,7 +577,7 @@ def main() -> None:
                         help="with --todos --in-process: a PostgreSQL URL (each run in a"
                              " schema of its own) instead of SQLite")
     parser.add_argument("--period-keys", metavar="N,N,...",
-                        help="only batched ingest on fresh stores whose current period first"
+                        help="only ingest on fresh stores whose current period first"
                              " took each number of events, e.g. 0,250k,500k,1M")
     args = parser.parse_args()
     prefill = parse_count(args.prefill)
