@@ -5,12 +5,15 @@ latency, each beside a reference measured in the same run with the same load gen
     .venv/bin/python bench/ingest.py --todos [--repeat 3]   # every event updates an item
     .venv/bin/python bench/ingest.py --todos --in-process   # its CPU time per event
     .venv/bin/python bench/ingest.py --latency [--repeat 3]  # publish-to-SSE only
+    .venv/bin/python bench/ingest.py --period-keys 0,600k,1.2M  # by keys in the period
 
 References: an aiohttp server whose handler only reads the body and answers (the HTTP
 ceiling; for latency it also fans the body out to SSE readers without storing it), and
 raw SQLite `executemany` inserts of the same rows with the same schema and fsync (the
 storage ceiling: 3,200 rows per commit for batches; 32 per commit for single events, the
-most 32 connections awaiting their answers can put in one commit). Load comes from wrk
+most 32 connections awaiting their answers can put in one commit); with `--prefill`, a
+fresh store whose current period first took as many events as the pre-filled store's
+(what the stored log itself costs). Load comes from wrk
 when installed, else a Python client process. Prints figures; asserts nothing about
 speed.
 """
