@@ -322,18 +322,17 @@ def period_curve(args: argparse.Namespace) -> None:
             assert broker.proc is not None
             stored = fill_period(broker.url, keys)
             single = load(broker.url, batch=1, seconds=args.seconds)[0]
-            before, written = committed(broker.url), _written(broker.proc.pid)
+            commits, events = committed(broker.url) or (0, 0)
+            written = _written(broker.proc.pid)
             spent = metric(broker.url, "opsbus_commit_seconds_sum") or 0.0
             rate = load(broker.url, batch=100, seconds=args.seconds)[0] * 100
-            after = committed(broker.url)
-            commits, events = ((after[0] - before[0], after[1] - before[1])
-                               if after and before else (0, 0))
-            per_commit = ((metric(broker.url, "opsbus_commit_seconds_sum") or 0.0) - spent
-                          ) / max(commits, 1)
+            commits_now, events_now = committed(broker.url) or (0, 0)
+            commits, events = max(commits_now - commits, 1), max(events_now - events, 1)
+            spent = (metric(broker.url, "opsbus_commit_seconds_sum") or 0.0) - spent
             print(f"  {stored:>10,} keys: single {single:>6,.0f} events/s; batched {rate:>7,.0f}"
-                  f" events/s, {group_size(before, after):,}"
-                  f" events per commit, {per_commit * 1e3:.1f} ms per commit,"
-                  f" {(_written(broker.proc.pid) - written) / max(events, 1):,.0f} bytes"
+                  f" events/s, {events / commits:,.0f} events per commit,"
+                  f" {spent / commits * 1e3:.1f} ms per commit,"
+                  f" {(_written(broker.proc.pid) - written) / events:,.0f} bytes"
                   f" written per event, {load_average()}")
         finally:
             discard(broker)
