@@ -101,6 +101,7 @@ dist: $(DIST_VENV)/.installed
 		--distpath dist --workpath build/pyinstaller --specpath build/pyinstaller \
 		--collect-submodules broker --collect-submodules console \
 		--collect-submodules plugins --collect-submodules textual \
+		--collect-submodules uvloop \
 		--collect-data broker --collect-data console --collect-data textual \
 		--add-data "$(CURDIR)/plugins:plugins" \
 		--add-data "$(CURDIR)/sample_events:sample_events" \

@@ -41,6 +41,7 @@ from _common import (
     ADMIN_TOKEN,
     AUTH,
     PAYLOAD,
+    discard,
     free_port,
     load_average,
     machine,
@@ -48,6 +49,8 @@ from _common import (
     start_broker,
     wait_ready,
 )
+
+from broker.delivery.subscriptions import DEFAULT_MAX_IN_FLIGHT  # importable once _common ran
 
 IDLE_S = 10.0
 """Seconds the idle broker is measured for, under callgrind."""
@@ -82,6 +85,37 @@ def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, "/count", timeout=60)  # a loaded machine starts Python slowly
     return proc, url
+
+
+def client_ceiling(receiver: str, in_flight: int, seconds: float) -> float:
+    """POSTs/s of a bare aiohttp client keeping `in_flight` requests open to the same
+    receiver, with a delivery's body (in a process of its own, as the broker is): what
+    the HTTP client stack itself allows at that concurrency, round trips on loopback."""
+    out = subprocess.run([sys.executable, __file__, "--client-ceiling", receiver,
+                          str(in_flight), str(seconds)], capture_output=True, text=True,
+                         check=True).stdout
+    return float(out)
+
+
+async def run_client_ceiling(receiver: str, in_flight: int, seconds: float) -> None:
+    body = orjson.dumps(event("bench.ceiling", 0, "ceiling")["data"])
+    headers = {"Content-Type": "application/json", "ce-specversion": "1.0",
+               "ce-id": str(uuid.uuid4()), "ce-source": "bench/ceiling",
+               "ce-type": "bench.ceiling"}
+    done = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        deadline = time.monotonic() + seconds
+
+        async def worker() -> None:
+            nonlocal done
+            while time.monotonic() < deadline:
+                async with session.post(receiver + "/hook", data=body, headers=headers) as r:
+                    await r.read()
+                    done += r.status < 300
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+    print(done / (time.monotonic() - started))
 
 
 def event(kind: str, n: int, prefix: str) -> dict[str, object]:
@@ -326,8 +360,11 @@ async def main(events: int, seconds: float, prefill: int, in_flights: list[int |
                 rate, cpu, system, loop, per = await webhook_throughput(
                     session, broker.url, receiver_url, events, in_flight, broker.proc.pid)
                 label = "default" if in_flight is None else str(in_flight)
+                client = client_ceiling(receiver_url, in_flight or DEFAULT_MAX_IN_FLIGHT,
+                                        min(seconds, 5.0))
                 print(f"  max_in_flight {label:>7}: {rate:8.0f} deliveries/s"
-                      f"  ({rate / ceiling:5.2f}x the ingest ceiling),"
+                      f"  ({rate / ceiling:5.2f}x the ingest ceiling,"
+                      f" {rate / client:4.2f}x a bare client's {client:6.0f} POSTs/s),"
                       f" broker CPU {cpu:6.0f} µs per delivery ({system:4.0f} in the kernel,"
                       f" {loop:4.0f} on the loop's thread), {per:4.2f} commits per delivery")
             if push_only:
@@ -338,7 +375,7 @@ async def main(events: int, seconds: float, prefill: int, in_flights: list[int |
                 print(f"  max {batch:>3}, {consumers} consumers: {rate:8.0f} events/s"
                       f"  ({rate / ceiling:5.2f}x the ingest ceiling)")
     finally:
-        broker.stop()
+        discard(broker)
         receiver.terminate()
         receiver.wait()
 
@@ -346,6 +383,9 @@ async def main(events: int, seconds: float, prefill: int, in_flights: list[int |
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--receiver":
         run_receiver(int(sys.argv[2]))
+        sys.exit(0)
+    if len(sys.argv) == 5 and sys.argv[1] == "--client-ceiling":
+        asyncio.run(run_client_ceiling(sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
         sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5000)

@@ -56,9 +56,20 @@ from latency import run as run_latency
 # -- the reference server --------------------------------------------------------------
 
 
-def start_reference() -> tuple[subprocess.Popen[bytes], str]:
+def loop_name() -> str:
+    """The event loop the broker (and the reference beside it) runs on."""
+    from broker.http.server import new_event_loop
+
+    loop = new_event_loop()
+    loop.close()
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio's loop"
+
+
+def start_reference(default_loop: bool = False) -> tuple[subprocess.Popen[bytes], str]:
+    """The do-nothing handler on the broker's event loop, or on asyncio's own."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, "--reference-server", str(port)])
+    proc = subprocess.Popen([sys.executable, __file__, "--reference-server", str(port),
+                             *(["--default-loop"] if default_loop else [])])
     url = f"http://127.0.0.1:{port}"
     wait_ready(url)
     return proc, url
@@ -606,6 +617,7 @@ def main() -> None:
         return
 
     http_single: list[float] = []
+    http_default_loop: list[float] = []
     http_batch: list[float] = []
     single: list[float] = []
     batched: list[float] = []
@@ -633,6 +645,12 @@ def main() -> None:
             http_batch.append(load(ref_url, batch=100, seconds=args.seconds)[0] * 100)
             if ref_latency is None and not args.no_latency:
                 ref_latency = latency(ref_url, ref.pid, args)
+        finally:
+            ref.terminate()
+            ref.wait()
+        ref, ref_url = start_reference(default_loop=True)
+        try:
+            http_default_loop.append(load(ref_url, batch=1, seconds=args.seconds)[0])
         finally:
             ref.terminate()
             ref.wait()
@@ -671,8 +689,11 @@ def main() -> None:
     med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
     print("single-event POST, 32 connections")
     print(f"  opsbus (durable)      {spread(single):>28} events/s")
-    print(f"  HTTP ceiling          {spread(http_single):>28} requests/s (do-nothing handler)")
+    print(f"  HTTP ceiling          {spread(http_single):>28} requests/s (do-nothing handler,"
+          f" {loop_name()})")
     print(f"  ratio                 {med(single) / med(http_single):>28.2f}   (goal >= 0.5)")
+    print(f"  on asyncio's loop     {spread(http_default_loop):>28} requests/s (aiohttp's"
+          f" default; opsbus vs it: {med(single) / med(http_default_loop):.2f})")
     print(f"  fsync ceiling         {spread(commit_ceiling):>28} events/s   (raw SQLite, 32 rows"
           " per fsynced commit, back to back)")
     print(f"  ceiling's own ratio   {med(commit_ceiling) / med(http_single):>28.2f}"
@@ -712,7 +733,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--reference-server":
-        run_reference_server(int(sys.argv[2]))
+        run_reference_server(int(sys.argv[2]), default_loop="--default-loop" in sys.argv)
     elif len(sys.argv) > 2 and sys.argv[1] == "--python-load":
         print(asyncio.run(python_load(sys.argv[2], int(sys.argv[3]), 32, float(sys.argv[4]))))
     else:

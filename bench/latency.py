@@ -64,11 +64,15 @@ SENT = re.compile(rb'"t":(\d+)')
 # -- the reference server --------------------------------------------------------------
 
 
-def run_reference_server(port: int) -> None:
+def run_reference_server(port: int, default_loop: bool = False) -> None:
     """Answers publishes like the broker and fans each body out to the SSE readers as it
     arrives: framed once, written to every reader's socket without awaiting (the broker's
-    live path, minus storing)."""
+    live path, minus storing). It runs on the event loop the broker runs on (uvloop), so
+    it is the same HTTP stack; `default_loop`: on asyncio's own, which aiohttp uses
+    unless given another."""
     from aiohttp import HttpVersion11, web
+
+    from broker.http.server import new_event_loop
 
     readers: dict[asyncio.Transport, bool] = {}  # transport -> chunked
     seq = 0
@@ -119,7 +123,8 @@ def run_reference_server(port: int) -> None:
     app.router.add_post("/v1/events", publish)
     app.router.add_get("/v1/stream", stream)
     app.router.add_get("/readyz", ready)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    loop = asyncio.new_event_loop() if default_loop else new_event_loop()
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, loop=loop)
 
 
 class Reference:

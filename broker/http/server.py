@@ -58,8 +58,8 @@ async def _serve(app: web.Application, settings: Settings, ssl_context: ssl.SSLC
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's loop when it is installed (`pip install 'opsbus[fast]'`): the same
-    asyncio API with less work per request; asyncio's own otherwise."""
+    """uvloop's loop (a dependency wherever it builds): the same asyncio API with less
+    work per request; asyncio's own where uvloop is not installed."""
     try:
         # By name: an optional dependency, absent where type checks run.
         uvloop = importlib.import_module("uvloop")
