@@ -626,6 +626,8 @@ def main() -> None:
     shares: dict[str, list[tuple[float, float]]] = {"single": [], "batched": []}
     ceiling_cpu: list[float] = []
     group_sizes: list[int] = []
+    single_groups: list[int] = []
+    single_at_size: list[float] = []
     at_size: list[float] = []
     period_keys: list[tuple[int, int]] = []  # (pre-filled store, fresh beside it)
     fresh_single: list[float] = []
@@ -658,8 +660,10 @@ def main() -> None:
         broker.start(timeout=300)
         try:
             assert broker.proc is not None
+            before = committed(broker.url)
             with CpuShare(broker.proc.pid, shares["single"]):
                 single.append(load(broker.url, batch=1, seconds=args.seconds)[0])
+            single_groups.append(group_size(before, committed(broker.url)))
             before = committed(broker.url)
             with CpuShare(broker.proc.pid, shares["batched"]):
                 batched.append(load(broker.url, batch=100, seconds=args.seconds)[0] * 100)
@@ -679,6 +683,12 @@ def main() -> None:
         # and one writer's fsynced commits run one after another: this is the most any
         # single-event publisher can get from this disk, with no other work at all.
         commit_ceiling.append(sqlite_ceiling(store_file, args.seconds, batch=32))
+        # While one commit runs, the answered half of the publishers sends again: the
+        # broker's single-event commits hold about half the connections' events, and
+        # its writer's part of each (probe, inserts) runs between two such commits.
+        if single_groups[-1]:
+            single_at_size.append(sqlite_ceiling(store_file, args.seconds,
+                                                 batch=single_groups[-1]))
         if prefill:
             one, many, fresh_keys = fresh_beside(keys_before, args)
             fresh_single.append(one)
@@ -698,6 +708,11 @@ def main() -> None:
           " per fsynced commit, back to back)")
     print(f"  ceiling's own ratio   {med(commit_ceiling) / med(http_single):>28.2f}"
           f"   opsbus vs it: {med(single) / med(commit_ceiling):.2f}")
+    if single_at_size:
+        print(f"  opsbus commits        {', '.join(f'{n:,}' for n in single_groups):>28}"
+              " events each (mean)")
+        print(f"  raw SQLite, that size {spread(single_at_size):>28} events/s   (back to back;"
+              f" opsbus vs it: {med(single) / med(single_at_size):.2f})")
     print(f"  opsbus CPU            {cpu_shares(shares['single'], single)}")
     print("batched ingest, 100 events per request, 32 connections")
     print(f"  opsbus (durable)      {spread(batched):>28} events/s")
