@@ -16,7 +16,7 @@ from broker.settings import Settings, resolve_settings
 log = logging.getLogger("opsbus")
 
 
-SWITCH_INTERVAL_S = 0.0005
+SWITCH_INTERVAL_S = 0.00005
 """How long a thread may hold the GIL while another waits for it (CPython: 5 ms)."""
 
 
@@ -67,9 +67,10 @@ def run_server(settings: Settings) -> None:
         gc.set_threshold(7000, 10, 10)
         # The commit thread needs the GIL to start COMMIT and again once the fsync
         # returns: a busy event loop keeps it for a whole switch interval first (5 ms
-        # by default) while every caller of the group waits. 0.5 ms made batched
-        # ingest +9 % and single +10 % when the inserts ran on that thread too; 0.1 ms
-        # did not measurably beat it since (bench/README.md).
+        # by default) while every caller of the group waits. uvloop seldom lets go of
+        # the GIL between callbacks, so the interval is most of that wait: 50 µs
+        # against 0.5 ms, single-event ingest +12-19 % and push delivery +11-13 %,
+        # batched ingest and publish-to-SSE unchanged (bench/README.md).
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         print(f"opsbus listening on {scheme}://{settings.listen} (data in"
               f" {settings.data_dir})", file=sys.stderr, flush=True)
