@@ -8,10 +8,12 @@ latency, each beside a reference measured in the same run with the same load gen
     .venv/bin/python bench/ingest.py --period-keys 0,600k,1.2M  # by keys in the period
 
 References: an aiohttp server whose handler only reads the body and answers (the HTTP
-ceiling; for latency it also fans the body out to SSE readers without storing it), and
-raw SQLite `executemany` inserts of the same rows with the same schema and fsync (the
-storage ceiling: 3,200 rows per commit for batches; 32 per commit for single events, the
-most 32 connections awaiting their answers can put in one commit); with `--prefill`, a
+ceiling, on the broker's event loop and, for single events, on asyncio's own too; for
+latency it also fans the body out to SSE readers without storing it), and raw SQLite
+`executemany` inserts of the same rows with the same schema and fsync (the storage
+ceiling: 3,200 rows per commit for batches; 32 per commit for single events, the most 32
+connections awaiting their answers can put in one commit; and, for both, as many per
+commit as the broker's own commits held in the run); with `--prefill`, a
 fresh store whose current period first took as many events as the pre-filled store's
 (what the stored log itself costs). Load comes from wrk
 when installed, else a Python client process. Prints figures; asserts nothing about
@@ -683,9 +685,9 @@ def main() -> None:
         # and one writer's fsynced commits run one after another: this is the most any
         # single-event publisher can get from this disk, with no other work at all.
         commit_ceiling.append(sqlite_ceiling(store_file, args.seconds, batch=32))
-        # While one commit runs, the answered half of the publishers sends again: the
-        # broker's single-event commits hold about half the connections' events, and
-        # its writer's part of each (probe, inserts) runs between two such commits.
+        # The broker's single-event commits hold about half the connections' events
+        # (while one commits, the half answered before sends again): back-to-back
+        # commits of that size are what a writer that cost nothing would reach.
         if single_groups[-1]:
             single_at_size.append(sqlite_ceiling(store_file, args.seconds,
                                                  batch=single_groups[-1]))
