@@ -69,7 +69,7 @@ def run_server(settings: Settings) -> None:
         # returns: a busy event loop keeps it for a whole switch interval first (5 ms
         # by default) while every caller of the group waits. uvloop seldom lets go of
         # the GIL between callbacks, so the interval is most of that wait: 50 µs
-        # against 0.5 ms, single-event ingest +12-19 % and push delivery +11-13 %,
+        # against 0.5 ms, single-event ingest +4-19 % and push delivery +11-13 %,
         # batched ingest and publish-to-SSE unchanged (bench/README.md).
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         print(f"opsbus listening on {scheme}://{settings.listen} (data in"

@@ -4,7 +4,6 @@ graceful stop on SIGTERM/SIGINT (what `web.run_app` does, with the gate in front
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import resource
 import ssl
@@ -58,15 +57,13 @@ async def _serve(app: web.Application, settings: Settings, ssl_context: ssl.SSLC
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's loop (a dependency wherever it builds): the same asyncio API with less
-    work per request; asyncio's own where uvloop is not installed."""
+    """uvloop's loop (a dependency everywhere but Windows): the same asyncio API with
+    less work per request; asyncio's own where uvloop is not installed."""
     try:
-        # By name: an optional dependency, absent where type checks run.
-        uvloop = importlib.import_module("uvloop")
+        import uvloop
     except ImportError:
         return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    return loop
+    return uvloop.new_event_loop()
 
 
 def serve_forever(app: web.Application, settings: Settings,
