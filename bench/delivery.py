@@ -51,6 +51,7 @@ from _common import (
 )
 
 from broker.delivery.subscriptions import DEFAULT_MAX_IN_FLIGHT  # importable once _common ran
+from broker.http.server import new_event_loop
 
 IDLE_S = 10.0
 """Seconds the idle broker is measured for, under callgrind."""
@@ -89,8 +90,9 @@ def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
 
 def client_ceiling(receiver: str, in_flight: int, seconds: float) -> float:
     """POSTs/s of a bare aiohttp client keeping `in_flight` requests open to the same
-    receiver, with a delivery's body (in a process of its own, as the broker is): what
-    the HTTP client stack itself allows at that concurrency, round trips on loopback."""
+    receiver, with a delivery's body (in a process of its own and on the broker's event
+    loop): what the HTTP client stack itself allows at that concurrency, round trips on
+    loopback."""
     out = subprocess.run([sys.executable, __file__, "--client-ceiling", receiver,
                           str(in_flight), str(seconds)], capture_output=True, text=True,
                          check=True).stdout
@@ -385,7 +387,11 @@ if __name__ == "__main__":
         run_receiver(int(sys.argv[2]))
         sys.exit(0)
     if len(sys.argv) == 5 and sys.argv[1] == "--client-ceiling":
-        asyncio.run(run_client_ceiling(sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
+        # On the event loop the broker's deliveries run on: the same client stack.
+        client_loop = new_event_loop()
+        client_loop.run_until_complete(run_client_ceiling(sys.argv[2], int(sys.argv[3]),
+                                                          float(sys.argv[4])))
+        client_loop.close()
         sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5000)
