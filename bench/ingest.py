@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sqlite3
 import subprocess
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from _common import (
@@ -67,14 +69,20 @@ def loop_name() -> str:
     return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio's loop"
 
 
-def start_reference(default_loop: bool = False) -> tuple[subprocess.Popen[bytes], str]:
-    """The do-nothing handler on the broker's event loop, or on asyncio's own."""
+@contextlib.contextmanager
+def reference(default_loop: bool = False) -> Iterator[tuple[int, str]]:
+    """(pid, url) of the do-nothing handler on the broker's event loop, or on asyncio's
+    own, stopped on leaving."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--reference-server", str(port),
                              *(["--default-loop"] if default_loop else [])])
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(url)
-    return proc, url
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url)
+        yield proc.pid, url
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 # -- Python load generator (used when wrk is missing, and for latency) -----------------
@@ -643,21 +651,13 @@ def main() -> None:
                               prefill=prefill)
         store_file = broker.data_dir / "opsbus.db"
         broker.stop()
-        ref, ref_url = start_reference()
-        try:
+        with reference() as (ref_pid, ref_url):
             http_single.append(load(ref_url, batch=1, seconds=args.seconds)[0])
             http_batch.append(load(ref_url, batch=100, seconds=args.seconds)[0] * 100)
             if ref_latency is None and not args.no_latency:
-                ref_latency = latency(ref_url, ref.pid, args)
-        finally:
-            ref.terminate()
-            ref.wait()
-        ref, ref_url = start_reference(default_loop=True)
-        try:
+                ref_latency = latency(ref_url, ref_pid, args)
+        with reference(default_loop=True) as (_, ref_url):
             http_default_loop.append(load(ref_url, batch=1, seconds=args.seconds)[0])
-        finally:
-            ref.terminate()
-            ref.wait()
         keys_before = current_period_keys(store_file) if prefill else 0
         broker.start(timeout=300)
         try:
