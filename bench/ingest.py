@@ -9,7 +9,9 @@ latency, each beside a reference measured in the same run with the same load gen
 
 References: an aiohttp server whose handler only reads the body and answers (the HTTP
 ceiling, on the broker's event loop and, for single events, on asyncio's own too; for
-latency it also fans the body out to SSE readers without storing it), and raw SQLite
+latency it also fans the body out to SSE readers without storing it), one whose handler
+only stores each event with a group commit (`durable_reference.py`: what durability
+alone costs over HTTP), and raw SQLite
 `executemany` inserts of the same rows with the same schema and fsync (the storage
 ceiling: 3,200 rows per commit for batches; 32 per commit for single events, the most 32
 connections awaiting their answers can put in one commit; and, for both, as many per
@@ -80,6 +82,22 @@ def reference(default_loop: bool = False) -> Iterator[tuple[int, str]]:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url)
         yield proc.pid, url
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def durable_reference(store: Path) -> Iterator[str]:
+    """The url of the durable reference (`durable_reference.py`) storing into `store`
+    (the broker's file, while the broker is stopped), stopped on leaving."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "durable_reference.py"),
+                             str(port), str(store)])
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url)
+        yield url
     finally:
         proc.terminate()
         proc.wait()
@@ -629,6 +647,8 @@ def main() -> None:
     http_single: list[float] = []
     http_default_loop: list[float] = []
     http_batch: list[float] = []
+    durable_single: list[float] = []
+    durable_batch: list[float] = []
     single: list[float] = []
     batched: list[float] = []
     ceiling: list[float] = []
@@ -659,6 +679,9 @@ def main() -> None:
         with reference(default_loop=True) as (_, ref_url):
             http_default_loop.append(load(ref_url, batch=1, seconds=args.seconds)[0])
         keys_before = current_period_keys(store_file) if prefill else 0
+        with durable_reference(store_file) as durable_url:
+            durable_single.append(load(durable_url, batch=1, seconds=args.seconds)[0])
+            durable_batch.append(load(durable_url, batch=100, seconds=args.seconds)[0] * 100)
         broker.start(timeout=300)
         try:
             assert broker.proc is not None
@@ -706,6 +729,10 @@ def main() -> None:
     print(f"  ratio                 {med(single) / med(http_single):>28.2f}   (goal >= 0.5)")
     print(f"  on asyncio's loop     {spread(http_default_loop):>28} requests/s (aiohttp's"
           f" default; opsbus vs it: {med(single) / med(http_default_loop):.2f})")
+    print(f"  durable handler       {spread(durable_single):>28} events/s   (stores each event"
+          " with a group commit, nothing else: durable_reference.py)")
+    print(f"  its own ratio         {med(durable_single) / med(http_single):>28.2f}"
+          f"   opsbus vs it: {med(single) / med(durable_single):.2f}")
     print(f"  fsync ceiling         {spread(commit_ceiling):>28} events/s   (raw SQLite, 32 rows"
           " per fsynced commit, back to back)")
     print(f"  ceiling's own ratio   {med(commit_ceiling) / med(http_single):>28.2f}"
@@ -719,6 +746,8 @@ def main() -> None:
     print("batched ingest, 100 events per request, 32 connections")
     print(f"  opsbus (durable)      {spread(batched):>28} events/s")
     print(f"  HTTP ceiling          {spread(http_batch):>28} events/s")
+    print(f"  durable handler       {spread(durable_batch):>28} events/s   (opsbus vs it:"
+          f" {med(batched) / med(durable_batch):.2f})")
     print(f"  raw SQLite ceiling    {spread(ceiling):>28} events/s   (same store, same layout,"
           " executemany, 3,200/commit)")
     print(f"  vs SQLite ceiling     {med(batched) / med(ceiling):>28.2f}   (goal >= 0.8;"

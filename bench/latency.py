@@ -235,7 +235,7 @@ def publish(url: str, rate: int, total: int, start_ns: int,
             f"Authorization: {AUTH['Authorization']}\r\nContent-Length: ").encode()
     prefix = uuid.uuid4().hex[:8]
     conns = {c.sock.fileno(): c for c in (_Conn(host, port) for _ in range(connections))}
-    idle = list(conns.values())
+    idle = deque(conns.values())
     poller = select.epoll()
     for fd in conns:
         poller.register(fd, select.EPOLLIN)
@@ -253,7 +253,15 @@ def publish(url: str, rate: int, total: int, start_ns: int,
             conn = conns[fd]
             data = conn.sock.recv(65536)
             if not data:
-                raise SystemExit("the server closed a publishing connection")
+                if conn.sent:
+                    raise SystemExit("the server closed a publishing connection with"
+                                     f" {len(conn.sent)} request(s) unanswered")
+                # Idle past the server's keep-alive timeout: the run goes on without it.
+                poller.unregister(fd)
+                del conns[fd]
+                idle.remove(conn)
+                conn.sock.close()
+                continue
             conn.buf += data
             while True:
                 end = conn.buf.find(b"\r\n\r\n")
@@ -272,6 +280,8 @@ def publish(url: str, rate: int, total: int, start_ns: int,
                 answers.append(now - conn.sent.popleft())
                 if not conn.sent:
                     idle.append(conn)
+        if not conns:
+            raise SystemExit("the server closed every publishing connection")
 
     for n in range(total):
         due = start_ns + n * period
@@ -285,7 +295,9 @@ def publish(url: str, rate: int, total: int, start_ns: int,
             else:
                 time.sleep(wait / 1e9)  # nanosleep: finer than epoll's milliseconds
         if idle:
-            conn = idle.pop()
+            # The longest idle first: every connection stays in use, so none sits idle
+            # past the server's keep-alive timeout in a long run.
+            conn = idle.popleft()
         else:
             conn = min(conns.values(), key=lambda c: len(c.sent))
             pipelined += 1
