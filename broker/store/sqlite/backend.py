@@ -72,6 +72,13 @@ class SqliteBackend(SqliteMaintenance, Backend):
             self._writer = open_writer(self.path, self.durability)
             self._wal.attach(self._writer)
             self._migrate(self._writer)
+            # A statement that changes several rows keeps the pages it changes in a
+            # statement journal, which spills to a temporary file past 64 KiB: a group's
+            # identity keys land on a page each, so nearly every commit created, wrote
+            # and deleted a file (its keys cost 3-4x what they cost in memory). In
+            # memory it is bounded by what one statement of a group changes. Set after
+            # the migrations, whose sorts and temporary tables may be as large as the log.
+            self._writer.execute("PRAGMA temp_store=MEMORY")
             self._checkpoints.attach(self._writer)
             await self._readers.open()
         except BaseException:
