@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -247,7 +248,16 @@ def group_size(before: tuple[int, int] | None, after: tuple[int, int] | None) ->
 # -- raw SQLite ceiling -------------------------------------------------------------------
 
 
-def sqlite_ceiling(path: Path | None, seconds: float, batch: int = 3200,
+def fresh_store() -> Path:
+    """A new store file in the broker's layout, as `opsbus serve` creates it."""
+    from prefill import create_schema, store_path
+
+    folder = Path(tempfile.mkdtemp(prefix="opsbus-sqlite-"))
+    create_schema(folder)
+    return store_path(folder)
+
+
+def sqlite_ceiling(path: Path, seconds: float, batch: int = 3200,
                    cpu: list[float] | None = None) -> float:
     """Events/s inserting the broker's rows (random ids) with executemany into the
     broker's own store file and layout, one fsynced commit per `batch` rows (a full
@@ -264,12 +274,6 @@ def sqlite_ceiling(path: Path | None, seconds: float, batch: int = 3200,
     sys.path.insert(0, str(ROOT))
     import orjson
 
-    if path is None:
-        from prefill import create_schema, store_path
-
-        folder = Path(tempfile.mkdtemp(prefix="opsbus-sqlite-"))
-        create_schema(folder)
-        path = store_path(folder)
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
@@ -679,9 +683,6 @@ def main() -> None:
         with reference(default_loop=True) as (_, ref_url):
             http_default_loop.append(load(ref_url, batch=1, seconds=args.seconds)[0])
         keys_before = current_period_keys(store_file) if prefill else 0
-        with durable_reference(store_file) as durable_url:
-            durable_single.append(load(durable_url, batch=1, seconds=args.seconds)[0])
-            durable_batch.append(load(durable_url, batch=100, seconds=args.seconds)[0] * 100)
         broker.start(timeout=300)
         try:
             assert broker.proc is not None
@@ -698,6 +699,14 @@ def main() -> None:
                 lat = latency(broker.url, broker.proc.pid, args)
         finally:
             broker.stop()
+        # On a fresh store of its own, or after the broker on the pre-filled one (as the
+        # raw ceilings): the broker's figures are for the store as it was.
+        durable_store = store_file if prefill else fresh_store()
+        with durable_reference(durable_store) as durable_url:
+            durable_single.append(load(durable_url, batch=1, seconds=args.seconds)[0])
+            durable_batch.append(load(durable_url, batch=100, seconds=args.seconds)[0] * 100)
+        if not prefill:
+            shutil.rmtree(durable_store.parent, ignore_errors=True)
         ceiling.append(sqlite_ceiling(store_file, args.seconds, cpu=ceiling_cpu))
         # The load resends a request only once it is answered: while one commit runs,
         # the rest of the events in flight wait for the next, so the broker's commits

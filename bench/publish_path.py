@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -81,6 +82,7 @@ async def run(mode: str, requests: int, durability: str) -> None:
     print(f"{mode}: {n / wall:,.0f} ev/s wall, {cpu / n * 1e6:.1f} µs CPU per event"
           f" ({n:,} events, {n / commits:,.0f} per commit), load {os.getloadavg()[0]:.1f}")
     await broker.stop()
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
 
 
 def main() -> None:
