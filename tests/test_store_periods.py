@@ -18,6 +18,7 @@ from broker.store.keys import identity_key, link_key
 from broker.store.migrations import migrations
 from broker.store.sqlite import SqliteBackend
 from broker.store.sqlite.events import JOIN_TABLES
+from broker.store.sqlite.transaction import connection_of
 from broker.store.window import DedupeWindow
 from tests.conftest import make_event
 
@@ -89,6 +90,25 @@ async def test_each_period_files_its_keys_in_its_own_table(store: SqliteBackend)
     assert [e.seq for e in newest] == seqs[:-3:-1]
     found = await store.events.find("tests/suite", "d0-1")
     assert found is not None and found.seq == 2
+
+
+async def test_a_group_s_keys_go_in_with_their_statement_journal_in_memory(
+        store: SqliteBackend):
+    # 2,000 random keys land on hundreds of pages: the statement that files them keeps
+    # far more than the 64 KiB past which SQLite spills a statement journal to a
+    # temporary file, which every such commit would create and delete.
+    events = [make_event(id=f"group-{n}") for n in range(2000)]
+    async with store.transaction() as tx:
+        (temp_store,) = connection_of(tx).execute("PRAGMA temp_store").fetchone()
+        results = await store.events.writes(tx).append_many(
+            [item(e) for e in events], at(DAYS[0]))
+    assert temp_store == 2  # MEMORY
+    assert [r.seq for r in results] == list(range(1, 2001))
+    conn = sqlite3.connect(store.path)
+    (filed,) = conn.execute("SELECT count(*) FROM event_keys_20261120").fetchone()
+    conn.close()
+    assert filed == 2000
+    assert (await store.events.find("tests/suite", "group-1999")).seq == 2000
 
 
 async def test_a_period_opened_by_a_rolled_back_unit_is_opened_again(store: SqliteBackend):
