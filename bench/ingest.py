@@ -91,7 +91,7 @@ def reference(default_loop: bool = False) -> Iterator[tuple[int, str]]:
 @contextlib.contextmanager
 def durable_reference(store: Path) -> Iterator[str]:
     """The url of the durable reference (`durable_reference.py`) storing into `store`
-    (the broker's file, while the broker is stopped), stopped on leaving."""
+    (a fresh one, or the broker's while the broker is stopped), stopped on leaving."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "durable_reference.py"),
                              str(port), str(store)])
