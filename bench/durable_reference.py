@@ -4,11 +4,12 @@ fsynced group commit and nothing else, the floor under what a durable publish co
     .venv/bin/python bench/durable_reference.py PORT STORE_FILE
 
 It reads the body, takes the event's source, id and type from it, and hands the row to
-one writer task. The writer takes every row waiting, and on one thread inserts them into
-the broker's own store file and layout (the event rows, their identity keys into the
-current period's key table) and commits (WAL, `synchronous=FULL`), while the loop goes
-on reading requests. Each publisher is answered with its seq once its commit is done.
-A body that is a JSON array is a batch: its events are stored together.
+one writer task. The writer takes every row waiting and inserts them on the loop into a
+store file in the broker's layout (the event rows, their identity keys into the current
+period's key table), then commits on a thread (WAL, `synchronous=FULL`) while the loop
+goes on reading requests, as the broker does (with its statements on the thread too it
+was slower). Each publisher is answered with its seq once its commit is done. A body
+that is a JSON array is a batch: its events are stored together.
 
 What the broker does and this does not: validating each event against the CloudEvents
 spec, its canonical encoding, the dedupe probe, routing, the live fan-out, metrics and
