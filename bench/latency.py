@@ -50,6 +50,7 @@ import orjson
 from _common import (
     AUTH,
     PAYLOAD,
+    discard,
     free_port,
     load_average,
     machine,
@@ -448,7 +449,7 @@ def run(args: argparse.Namespace, prefill: int) -> None:
             b = measure(broker.url, broker.proc.pid, readers=args.readers, rate=args.rate,
                         seconds=args.seconds, procs=args.reader_procs, pinned=args.pin)
         finally:
-            broker.stop()
+            discard(broker)
         print(describe("opsbus", b), flush=True)
 
 

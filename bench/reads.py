@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
-from _common import AUTH, machine, parse_count, start_broker
+from _common import AUTH, discard, machine, parse_count, start_broker
 
 
 def cpu_ns(pid: int) -> int:
@@ -118,7 +118,7 @@ async def run(args: argparse.Namespace) -> None:
         else:
             print(f"\nSSE catch-up skipped: the store holds fewer than {args.catchup:,} events")
     finally:
-        broker.stop()
+        discard(broker)
 
 
 if __name__ == "__main__":

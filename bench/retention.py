@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-from _common import AUTH, PAYLOAD, machine, parse_count, start_broker
+from _common import AUTH, PAYLOAD, discard, machine, parse_count, start_broker
 
 CONFIG = """
 [[queues]]
@@ -145,7 +145,7 @@ def main() -> None:
     try:
         asyncio.run(run(broker.url, broker.data_dir / "opsbus.db", total, args.batch))
     finally:
-        broker.stop()
+        discard(broker)
         config.unlink(missing_ok=True)
 
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, WRK, machine, parse_count, start_broker
+from _common import ROOT, WRK, discard, machine, parse_count, start_broker
 from ingest import event_json, load
 
 MATCHING = 4
@@ -137,7 +137,7 @@ def scenario(name: str, config: Path | None, durability: str, seconds: int
         single, note = load(broker.url, batch=1, seconds=seconds)
         batched, _ = load(broker.url, batch=100, seconds=seconds)
     finally:
-        broker.stop()
+        discard(broker)
     return name, single, batched * 100, note
 
 
