@@ -42,6 +42,8 @@ INSERT_EVENT = ("INSERT INTO events (source, id, type, subject, time, recvtime, 
                 " causationid, digest, body, idhash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 Row = tuple[Any, ...]
+WRITER = web.AppKey("writer", asyncio.Task)
+"""The group-commit task, held by the app for as long as it serves."""
 
 
 class GroupCommit:
@@ -70,27 +72,39 @@ class GroupCommit:
             group, self.waiting = self.waiting, []
             if not group:
                 continue
-            first = self.insert([row for rows, _ in group for row in rows])
-            await loop.run_in_executor(None, self.conn.execute, "COMMIT")
+            try:
+                first = insert_rows(self.conn, self.periods,
+                                    [row for rows, _ in group for row in rows])
+                await loop.run_in_executor(None, self.conn.execute, "COMMIT")
+            except sqlite3.Error as exc:  # the group's publishers hear of it, not a hang
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                for _, future in group:
+                    future.set_exception(exc)
+                continue
             for rows, future in group:
                 future.set_result(first)
                 first += len(rows)
 
-    def insert(self, rows: list[Row]) -> int:
-        conn = self.conn
-        recvtime = rows[0][5]
-        conn.execute("BEGIN IMMEDIATE")
-        (high,) = conn.execute("SELECT coalesce((SELECT seq FROM sqlite_sequence"
-                               " WHERE name = 'events'), 0)").fetchone()
-        table = (self.periods.current(conn, recvtime)
-                 or self.periods.open(conn, recvtime, high + 1).name)
-        conn.executemany(INSERT_EVENT, rows)
-        conn.executemany(f"INSERT INTO {table} (key, kind, seq) VALUES (?, 0, ?)",
-                         [(row[-1], high + n) for n, row in enumerate(rows, 1)])
-        return int(high) + 1
+
+
+def insert_rows(conn: sqlite3.Connection, periods: KeyPeriods, rows: list[Row]) -> int:
+    """Begin a transaction and insert `rows` (`event_row`s of one recvtime) and their
+    identity keys into the current period's key table, opened if it must be; returns the
+    first seq. The caller commits."""
+    recvtime = rows[0][5]
+    conn.execute("BEGIN IMMEDIATE")
+    (high,) = conn.execute("SELECT coalesce((SELECT seq FROM sqlite_sequence"
+                           " WHERE name = 'events'), 0)").fetchone()
+    table = periods.current(conn, recvtime) or periods.open(conn, recvtime, high + 1).name
+    conn.executemany(INSERT_EVENT, rows)
+    conn.executemany(f"INSERT INTO {table} (key, kind, seq) VALUES (?, 0, ?)",
+                     [(row[-1], high + n) for n, row in enumerate(rows, 1)])
+    return int(high) + 1
 
 
 def event_row(event: dict[str, Any], recvtime: str) -> Row:
+    """The event's row as the broker stores it (its digest empty, as the store's is)."""
     source, id = str(event["source"]), str(event["id"])
     return (source, id, event["type"], event.get("subject"), event.get("time"), recvtime,
             None, None, b"", orjson.dumps(event), identity_key(source, id))
@@ -115,7 +129,7 @@ def serve(port: int, path: Path) -> None:
         return web.json_response({"status": "ready"})
 
     async def start_writer(app: web.Application) -> None:
-        app["writer"] = asyncio.create_task(writer.run())
+        app[WRITER] = asyncio.create_task(writer.run())
 
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app.router.add_post("/v1/events", publish)

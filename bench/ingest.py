@@ -271,44 +271,24 @@ def sqlite_ceiling(path: Path, seconds: float, batch: int = 3200,
     the answer. What this does less well: one statement run per row, where the broker
     inserts 64 rows per statement and reads their keys back from them in one.
     `cpu`, if given, gets the CPU µs this thread spent per row."""
-    sys.path.insert(0, str(ROOT))
-    import orjson
+    from durable_reference import event_row, insert_rows
+
+    from broker.store.sqlite.periods import KeyPeriods
+    from broker.store.window import DEFAULT_PERIOD_S
 
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA cache_size=-65536")
     conn.execute("PRAGMA wal_autocheckpoint=4000")
-    from broker.store.keys import identity_key
-    from broker.store.sqlite.periods import KeyPeriods
-    from broker.store.window import DEFAULT_PERIOD_S
-
     periods = KeyPeriods(DEFAULT_PERIOD_S)
     recvtime = "2026-11-25T10:00:00.000000Z"
-    batches = []
-    for _ in range(max(1, int(seconds * 60_000 / batch))):
-        rows = []
-        for n in range(batch):
-            ev = event_json(n, "sqlite")
-            raw = orjson.dumps(ev)
-            rows.append((ev["source"], ev["id"], ev["type"], ev["subject"], ev["time"],
-                         recvtime, None, None, b"", raw,  # the store's empty digest
-                         identity_key(str(ev["source"]), str(ev["id"]))))
-        batches.append(rows)
+    batches = [[event_row(event_json(n, "sqlite"), recvtime) for n in range(batch)]
+               for _ in range(max(1, int(seconds * 60_000 / batch)))]
     n = 0
     start, started_cpu = time.monotonic(), time.thread_time()
     for rows in batches:
-        conn.execute("BEGIN")
-        (high,) = conn.execute("SELECT coalesce((SELECT seq FROM sqlite_sequence"
-                               " WHERE name = 'events'), 0)").fetchone()
-        table = (periods.current(conn, recvtime)
-                 or periods.open(conn, recvtime, high + 1).name)
-        conn.executemany(
-            "INSERT INTO events (source, id, type, subject, time, recvtime, correlationid,"
-            " causationid, digest, body, idhash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows)
-        conn.executemany(f"INSERT INTO {table} (key, kind, seq) VALUES (?, 0, ?)",
-                         [(row[-1], high + i) for i, row in enumerate(rows, 1)])
+        insert_rows(conn, periods, rows)
         conn.execute("COMMIT")
         n += len(rows)
         if time.monotonic() - start > seconds:
