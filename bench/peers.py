@@ -17,14 +17,19 @@ What each acknowledgement means differs and is printed beside the figure. Target
 are not running are reported and skipped. Each repeat also measures the storage ceiling:
 raw SQLite `executemany` of the broker's rows into a fresh store in its own layout, 3,200
 rows per fsynced commit (`ingest.py`'s reference), so a goal stated against a peer can be
-read against what the disk and SQLite allow in the same minutes. Prints figures; asserts
-nothing about speed.
+read against what the disk and SQLite allow in the same minutes. And each repeat drives
+two HTTP references with the same harness, batched: the do-nothing aiohttp handler
+(`ingest.py`'s, which reads each body and answers), the most any batched publisher over
+this HTTP stack and this client gets on this machine, and the durable handler
+(`durable_reference.py`), which also parses and group-commits the events into a fresh
+store. Prints figures; asserts nothing about speed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import tempfile
 import time
 import uuid
@@ -33,9 +38,11 @@ from pathlib import Path
 
 import orjson
 from _common import AUTH, PAYLOAD, discard, machine, parse_count, start_broker
-from ingest import sqlite_ceiling
+from ingest import durable_reference, fresh_store, reference, sqlite_ceiling
 
 RAW = "raw SQLite (3,200/commit)"
+DO_NOTHING = "do-nothing handler, batched"
+DURABLE = "durable handler, batched"
 Publish = Callable[[], Awaitable[int]]
 """Publishes one message or batch, awaits its acknowledgement, returns events acked."""
 
@@ -84,6 +91,23 @@ async def opsbus_targets(url: str) -> tuple[Publish, Publish, Callable[[], Await
             return 100 if resp.status < 300 else 0
 
     return single, batched, session.close
+
+
+async def references(in_flight: int, seconds: float) -> dict[str, float]:
+    """The batched rate of the do-nothing and the durable handlers, same harness."""
+    rates: dict[str, float] = {}
+    store = await asyncio.to_thread(fresh_store)  # creates it with a loop of its own
+    try:
+        with reference() as (_, plain_url), durable_reference(store) as durable_url:
+            for name, url in {DO_NOTHING: plain_url, DURABLE: durable_url}.items():
+                _, batched, close = await opsbus_targets(url)
+                try:
+                    rates[name] = await drive(batched, in_flight, seconds)
+                finally:
+                    await close()
+    finally:
+        shutil.rmtree(store.parent, ignore_errors=True)
+    return rates
 
 
 async def jetstream_target(server: str) -> tuple[Publish, Callable[[], Awaitable[None]]]:
@@ -155,6 +179,8 @@ async def main(args: argparse.Namespace) -> None:
                                  " message), deduplicated by Nats-Msg-Id within 2 min",
         "Redis streams": "XADD reply from memory (this server keeps nothing on disk)",
         RAW: "storage ceiling: no HTTP, no validation, no dedupe probe; in process",
+        DO_NOTHING: "HTTP ceiling: reads each body and answers, stores nothing",
+        DURABLE: "parses, group-commits with fsync; no validation, probe or routing",
     }
     closers = []
     try:
@@ -190,6 +216,8 @@ async def main(args: argparse.Namespace) -> None:
             finally:
                 discard(broker)
             results.setdefault(RAW, []).append(await asyncio.to_thread(raw_sqlite, args.seconds))
+            for name, rate in (await references(args.in_flight, args.seconds)).items():
+                results.setdefault(name, []).append(rate)
     finally:
         for close in closers:
             await close()
