@@ -13,7 +13,9 @@ Prints figures; asserts nothing about speed.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -73,7 +75,9 @@ def write_config(routes: list[dict[str, Any]], queue: bool) -> Path:
         lines.append(f"filter = {toml_value(route['filter'])}")
         lines.append(f"targets = {json.dumps(route['targets'])}")
         lines.append("")
-    path = Path(tempfile.mkdtemp(prefix="opsbus-bench-routes-")) / "opsbus.toml"
+    folder = tempfile.mkdtemp(prefix="opsbus-bench-routes-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # brokers read it until then
+    path = Path(folder) / "opsbus.toml"
     path.write_text("\n".join(lines))
     return path
 
