@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -9,12 +10,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.broker_process import ADMIN_TOKEN, BrokerProcess, free_port  # noqa: E402, F401 - re-exported
+from tests.broker_process import ADMIN_TOKEN, BrokerProcess, free_port  # noqa: E402 - re-exported
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 """Every bench broker runs authenticated, as shipped; every load generator sends this."""
@@ -125,6 +127,21 @@ def wait_ready(url: str, path: str = "/readyz", timeout: float = 10.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"{url} did not start")
+
+
+@contextlib.contextmanager
+def helper_server(argv: Callable[[int], list[str]]) -> Iterator[tuple[int, str]]:
+    """(pid, url) of a helper server run as `python *argv(port)` on a free port, once it
+    answers; stopped on leaving."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, *argv(port)])
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url)
+        yield proc.pid, url
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 def wrk(url: str, script: str, *, connections: int = 32, seconds: int = 10,

@@ -35,7 +35,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 from _common import (
@@ -47,14 +46,13 @@ from _common import (
     WRK,
     counter,
     discard,
-    free_port,
+    helper_server,
     load_average,
     machine,
     metric,
     parse_count,
     start_broker,
     thread_cpu_s,
-    wait_ready,
     wrk,
 )
 from latency import add_load_arguments, describe, measure, run_reference_server
@@ -72,36 +70,18 @@ def loop_name() -> str:
     return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio's loop"
 
 
-@contextlib.contextmanager
-def reference(default_loop: bool = False) -> Iterator[tuple[int, str]]:
+def reference(default_loop: bool = False) -> contextlib.AbstractContextManager[tuple[int, str]]:
     """(pid, url) of the do-nothing handler on the broker's event loop, or on asyncio's
     own, stopped on leaving."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, "--reference-server", str(port),
-                             *(["--default-loop"] if default_loop else [])])
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url)
-        yield proc.pid, url
-    finally:
-        proc.terminate()
-        proc.wait()
+    return helper_server(lambda port: [__file__, "--reference-server", str(port),
+                                       *(["--default-loop"] if default_loop else [])])
 
 
-@contextlib.contextmanager
-def durable_reference(store: Path) -> Iterator[str]:
-    """The url of the durable reference (`durable_reference.py`) storing into `store`
+def durable_reference(store: Path) -> contextlib.AbstractContextManager[tuple[int, str]]:
+    """(pid, url) of the durable reference (`durable_reference.py`) storing into `store`
     (a fresh one, or the broker's while the broker is stopped), stopped on leaving."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "durable_reference.py"),
-                             str(port), str(store)])
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait()
+    return helper_server(lambda port: [str(Path(__file__).parent / "durable_reference.py"),
+                                       str(port), str(store)])
 
 
 # -- Python load generator (used when wrk is missing, and for latency) -----------------
@@ -682,7 +662,7 @@ def main() -> None:
         # On a fresh store of its own, or after the broker on the pre-filled one (as the
         # raw ceilings): the broker's figures are for the store as it was.
         durable_store = store_file if prefill else fresh_store()
-        with durable_reference(durable_store) as durable_url:
+        with durable_reference(durable_store) as (_, durable_url):
             durable_single.append(load(durable_url, batch=1, seconds=args.seconds)[0])
             durable_batch.append(load(durable_url, batch=100, seconds=args.seconds)[0] * 100)
         if not prefill:

@@ -98,7 +98,7 @@ async def references(in_flight: int, seconds: float) -> dict[str, float]:
     rates: dict[str, float] = {}
     store = await asyncio.to_thread(fresh_store)  # creates it with a loop of its own
     try:
-        with reference() as (_, plain_url), durable_reference(store) as durable_url:
+        with reference() as (_, plain_url), durable_reference(store) as (_, durable_url):
             for name, url in {DO_NOTHING: plain_url, DURABLE: durable_url}.items():
                 _, batched, close = await opsbus_targets(url)
                 try:
